@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the ringws protocol core live in `benches/`; see README.md.

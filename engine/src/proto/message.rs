@@ -1,0 +1,524 @@
+//! Frames to messages: reassembly of fragments, control frames, close frames and
+//! the close handshake, with the payload unmasked in place.
+//!
+//! [`Decoder::decode`] takes the bytes of one read. A message whose frame lies whole
+//! in that buffer is handed out as a slice *of the buffer* (unmasked in place, never
+//! copied). Only what is split (a header cut by the end of a read, a frame whose
+//! payload spans reads, a fragmented message) is accumulated in the decoder.
+
+use super::Role;
+use super::close::CloseCode;
+use super::error::ProtocolError;
+use super::frame::{self, DecodeRules, FrameHeader, HeaderStatus, MAX_HEADER_LEN, OpCode};
+use super::mask;
+use super::utf8::{self, StreamingUtf8};
+
+/// Bytes charged to a fragmented message's size budget for every fragment after the
+/// first, so a flood of tiny or empty fragments reaches the message size limit
+/// instead of running forever.
+pub const FRAGMENT_OVERHEAD: usize = 16;
+
+/// Receive limits and rules of one endpoint; shared by all its connections, so it
+/// is passed to every call rather than stored per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// Frame-level rules: role, extension bits, maximum frame size.
+    pub rules: DecodeRules,
+    /// Largest message: payload bytes plus [`FRAGMENT_OVERHEAD`] per extra fragment.
+    pub max_message_size: usize,
+}
+
+impl DecoderConfig {
+    /// Default limit of a frame and of a message: 16 MiB.
+    pub const DEFAULT_MAX_SIZE: usize = 16 << 20;
+
+    /// A configuration for `role` with both size limits set to `max_size`.
+    pub const fn new(role: Role, max_size: usize) -> Self {
+        Self {
+            rules: DecodeRules::new(role, max_size as u64),
+            max_message_size: max_size,
+        }
+    }
+}
+
+/// A close frame's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseFrame<'a> {
+    /// The status code.
+    pub code: CloseCode,
+    /// The reason, valid UTF-8, possibly empty.
+    pub reason: &'a str,
+}
+
+/// What a frame (or the last frame of a message) delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message, validated as UTF-8.
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping: answer with a pong carrying the same payload.
+    Ping(&'a [u8]),
+    /// A pong, solicited or not.
+    Pong(&'a [u8]),
+    /// The peer's close frame; `None` when it carried no status code. Nothing is
+    /// decoded after it.
+    Close(Option<CloseFrame<'a>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataKind {
+    Text,
+    Binary,
+}
+
+/// A frame whose header has been read and whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct PartialFrame {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes still to come.
+    remaining: u64,
+    /// Position in the payload, for the mask key rotation.
+    offset: usize,
+}
+
+/// Per-connection receive state: a few dozen bytes while idle, plus buffers only
+/// while something is split.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Bytes of a header cut by the end of a read.
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    frame: Option<PartialFrame>,
+    /// Kind of the fragmented message in progress, if any.
+    fragmented: Option<DataKind>,
+    /// Bytes charged to the current data message.
+    budget: usize,
+    /// Payload of a data message split across frames or reads.
+    message: Vec<u8>,
+    /// Payload of a control frame split across reads (at most 125 bytes).
+    control: Vec<u8>,
+    utf8: StreamingUtf8,
+    /// `message` was handed out and must be cleared on the next call.
+    delivered_message: bool,
+    close_received: bool,
+}
+
+impl Decoder {
+    /// A decoder at the start of a connection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the peer's close frame has been received.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether nothing is pending: no partial header, frame or message.
+    pub fn is_idle(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.fragmented.is_none()
+    }
+
+    /// Heap bytes held for split frames and messages.
+    pub fn buffered_bytes(&self) -> usize {
+        self.message.capacity() + self.control.capacity()
+    }
+
+    /// Frees the reassembly buffers when no message is in progress, so an idle
+    /// connection holds no receive memory. Call it after the last
+    /// [`decode`](Self::decode) of a read; a message in progress keeps its buffer.
+    pub fn release_buffers(&mut self) {
+        self.clear_delivered();
+        if self.fragmented.is_none() && self.frame.is_none() {
+            self.message = Vec::new();
+            self.control = Vec::new();
+        }
+    }
+
+    /// Drops what earlier calls handed out: a reassembled message, and a control
+    /// payload that is no longer in progress.
+    fn clear_delivered(&mut self) {
+        if self.delivered_message {
+            self.message.clear();
+            self.delivered_message = false;
+        }
+        if self.frame.is_none() {
+            self.control.clear();
+        }
+    }
+
+    /// Decodes from the start of `buf`, the next bytes received from the peer.
+    ///
+    /// Returns how many bytes were consumed and the event they completed, if any.
+    /// Call it again on the rest of the buffer until all of it is consumed; every
+    /// call on a non-empty buffer consumes at least one byte or yields an event.
+    /// Masked payloads are unmasked in place, so `buf` is modified.
+    ///
+    /// After an error the connection must be closed with
+    /// [`ProtocolError::close_code`]; the decoder is not meant to be used again.
+    pub fn decode<'a>(
+        &'a mut self,
+        config: &DecoderConfig,
+        buf: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        self.clear_delivered();
+        if self.close_received {
+            // Nothing may follow a close frame; whatever does is discarded unread.
+            return Ok((buf.len(), None));
+        }
+        if buf.is_empty() {
+            return Ok((0, None));
+        }
+        if let Some(partial) = self.frame {
+            return self.continue_frame(partial, buf);
+        }
+        let (header, used) = match self.read_header(&config.rules, buf)? {
+            Some(found) => found,
+            None => return Ok((buf.len(), None)),
+        };
+        self.start_frame(config, &header)?;
+        let rest = &mut buf[used..];
+        if (rest.len() as u64) < header.payload_len {
+            self.frame = Some(PartialFrame {
+                opcode: header.opcode,
+                fin: header.fin,
+                mask: header.mask,
+                remaining: header.payload_len,
+                offset: 0,
+            });
+            let partial = self.frame.expect("just set");
+            let (n, event) = self.continue_frame(partial, rest)?;
+            debug_assert!(event.is_none() && n == rest.len());
+            return Ok((used + n, None));
+        }
+        let payload_len = header.payload_len as usize;
+        let payload = &mut rest[..payload_len];
+        if let Some(key) = header.mask {
+            mask::apply_mask(payload, key, 0);
+        }
+        let event = self.complete_frame(&header, payload)?;
+        Ok((used + payload_len, event))
+    }
+
+    /// Reads a header from the stash of a previous read plus `buf`, or from `buf`.
+    /// `None` means every byte of `buf` went into the stash.
+    fn read_header(
+        &mut self,
+        rules: &DecodeRules,
+        buf: &[u8],
+    ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        let have = usize::from(self.header_len);
+        if have == 0 {
+            return match frame::decode_header(buf, rules)? {
+                HeaderStatus::Complete(header) => Ok(Some((header, header.header_len))),
+                HeaderStatus::Incomplete(_) => {
+                    self.header[..buf.len()].copy_from_slice(buf);
+                    self.header_len = buf.len() as u8;
+                    Ok(None)
+                }
+            };
+        }
+        let take = (MAX_HEADER_LEN - have).min(buf.len());
+        self.header[have..have + take].copy_from_slice(&buf[..take]);
+        match frame::decode_header(&self.header[..have + take], rules)? {
+            HeaderStatus::Complete(header) => {
+                self.header_len = 0;
+                Ok(Some((header, header.header_len - have)))
+            }
+            HeaderStatus::Incomplete(_) => {
+                self.header_len = (have + take) as u8;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies the message-level rules to a new frame: continuation order and the
+    /// message size budget, checked before any payload byte is kept.
+    fn start_frame(
+        &mut self,
+        config: &DecoderConfig,
+        header: &FrameHeader,
+    ) -> Result<(), ProtocolError> {
+        let charge = match header.opcode {
+            OpCode::Close | OpCode::Ping | OpCode::Pong => return Ok(()),
+            OpCode::Continuation => {
+                if self.fragmented.is_none() {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                }
+                FRAGMENT_OVERHEAD as u64
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.fragmented.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                self.budget = 0;
+                if !header.fin {
+                    self.fragmented = Some(if header.opcode == OpCode::Text {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    });
+                }
+                0
+            }
+        };
+        let total = (self.budget as u64)
+            .saturating_add(header.payload_len)
+            .saturating_add(charge);
+        if total > config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        self.budget = total as usize;
+        Ok(())
+    }
+
+    /// The kind of data a data frame with this opcode belongs to.
+    fn data_kind(&self, opcode: OpCode) -> DataKind {
+        match (opcode, self.fragmented) {
+            (OpCode::Text, _) => DataKind::Text,
+            (OpCode::Continuation, Some(kind)) => kind,
+            _ => DataKind::Binary,
+        }
+    }
+
+    /// A frame whose whole payload was in the read buffer (already unmasked).
+    fn complete_frame<'a>(
+        &'a mut self,
+        header: &FrameHeader,
+        payload: &'a [u8],
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
+        if header.opcode.is_control() {
+            return self.control_event(header.opcode, payload).map(Some);
+        }
+        let unfragmented = header.fin && header.opcode != OpCode::Continuation;
+        if unfragmented {
+            // The common case: one frame, one message, borrowed from the buffer.
+            return Ok(Some(match header.opcode {
+                OpCode::Text => {
+                    Event::Text(utf8::validate(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+                }
+                _ => Event::Binary(payload),
+            }));
+        }
+        let kind = self.data_kind(header.opcode);
+        self.append_fragment(kind, payload)?;
+        if header.fin {
+            return self.finish_message(kind).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Takes the next bytes of a frame whose payload spans reads.
+    fn continue_frame<'a>(
+        &'a mut self,
+        mut partial: PartialFrame,
+        buf: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        let n = partial.remaining.min(buf.len() as u64) as usize;
+        let chunk = &mut buf[..n];
+        if let Some(key) = partial.mask {
+            mask::apply_mask(chunk, key, partial.offset);
+        }
+        partial.offset = (partial.offset + n) & 3;
+        partial.remaining -= n as u64;
+        let done = partial.remaining == 0;
+        self.frame = if done { None } else { Some(partial) };
+        if partial.opcode.is_control() {
+            self.control.extend_from_slice(chunk);
+            if !done {
+                return Ok((n, None));
+            }
+            let event = self.control_event_from_stash(partial.opcode)?;
+            return Ok((n, Some(event)));
+        }
+        let kind = self.data_kind(partial.opcode);
+        self.append_fragment(kind, chunk)?;
+        if done && partial.fin {
+            return Ok((n, Some(self.finish_message(kind)?)));
+        }
+        Ok((n, None))
+    }
+
+    fn control_event_from_stash(&mut self, opcode: OpCode) -> Result<Event<'_>, ProtocolError> {
+        control_event(opcode, &self.control, &mut self.close_received)
+    }
+
+    fn control_event<'a>(
+        &'a mut self,
+        opcode: OpCode,
+        payload: &'a [u8],
+    ) -> Result<Event<'a>, ProtocolError> {
+        control_event(opcode, payload, &mut self.close_received)
+    }
+
+    /// Checks and stores the next piece of a split data message.
+    fn append_fragment(&mut self, kind: DataKind, piece: &[u8]) -> Result<(), ProtocolError> {
+        if kind == DataKind::Text {
+            self.utf8
+                .feed(piece)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.message.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// The last piece of a split message has arrived: hand out the whole message.
+    fn finish_message(&mut self, kind: DataKind) -> Result<Event<'_>, ProtocolError> {
+        self.fragmented = None;
+        self.budget = 0;
+        self.delivered_message = true;
+        Ok(match kind {
+            DataKind::Text => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                // Every piece was checked as it came; this second pass over the
+                // assembled message yields the &str without unsafe code.
+                Event::Text(utf8::validate(&self.message).map_err(|_| ProtocolError::InvalidUtf8)?)
+            }
+            DataKind::Binary => Event::Binary(&self.message),
+        })
+    }
+}
+
+/// The event of a complete control frame.
+fn control_event<'a>(
+    opcode: OpCode,
+    payload: &'a [u8],
+    close_received: &mut bool,
+) -> Result<Event<'a>, ProtocolError> {
+    Ok(match opcode {
+        OpCode::Ping => Event::Ping(payload),
+        OpCode::Pong => Event::Pong(payload),
+        _ => {
+            *close_received = true;
+            Event::Close(parse_close_payload(payload)?)
+        }
+    })
+}
+
+/// Parses a close frame's payload: nothing, or a valid code and a UTF-8 reason.
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason = utf8::validate(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
+
+/// The close handshake of one connection (RFC 6455 section 7): who sent a close
+/// frame, what to answer, and whether data may still be sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CloseHandshake {
+    sent: bool,
+    received: bool,
+}
+
+impl CloseHandshake {
+    /// Both sides open.
+    pub const fn new() -> Self {
+        Self {
+            sent: false,
+            received: false,
+        }
+    }
+
+    /// We start closing: returns the close frame payload to send (code and
+    /// reason), or `None` if a close frame was already sent.
+    pub fn initiate(&mut self, code: CloseCode, reason: &str) -> Option<ClosePayload> {
+        if self.sent {
+            return None;
+        }
+        self.sent = true;
+        Some(ClosePayload::new(code, reason))
+    }
+
+    /// The peer's close frame arrived: returns the reply to send, echoing its code
+    /// (an empty close is answered with an empty close), or `None` if we already
+    /// sent ours, in which case the handshake is complete.
+    pub fn receive(&mut self, frame: Option<CloseFrame<'_>>) -> Option<ClosePayload> {
+        self.received = true;
+        if self.sent {
+            return None;
+        }
+        self.sent = true;
+        Some(match frame {
+            Some(close) => ClosePayload::new(close.code, ""),
+            None => ClosePayload::empty(),
+        })
+    }
+
+    /// Whether data frames may still be sent: not after our close frame.
+    pub fn can_send_data(&self) -> bool {
+        !self.sent
+    }
+
+    /// Whether we sent a close frame.
+    pub fn close_sent(&self) -> bool {
+        self.sent
+    }
+
+    /// Whether the peer's close frame arrived.
+    pub fn close_received(&self) -> bool {
+        self.received
+    }
+
+    /// Both close frames exchanged: the TCP connection may be closed (the server
+    /// closes first, section 7.1.1).
+    pub fn is_complete(&self) -> bool {
+        self.sent && self.received
+    }
+}
+
+/// A close frame payload on the stack: a code and a reason of at most 123 bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClosePayload {
+    bytes: [u8; frame::MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl ClosePayload {
+    /// Code and reason; the reason is cut at a character boundary to fit.
+    pub fn new(code: CloseCode, reason: &str) -> Self {
+        let mut bytes = [0u8; frame::MAX_CONTROL_PAYLOAD];
+        let len = super::close::encode_close_payload(code, reason, &mut bytes);
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// A close frame without a status code.
+    pub const fn empty() -> Self {
+        Self {
+            bytes: [0; frame::MAX_CONTROL_PAYLOAD],
+            len: 0,
+        }
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for ClosePayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match parse_close_payload(self.as_bytes()) {
+            Ok(Some(close)) => write!(f, "ClosePayload({}, {:?})", close.code, close.reason),
+            _ => write!(f, "ClosePayload({:?})", self.as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;
