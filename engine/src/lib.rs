@@ -1,7 +1,44 @@
 //! ringws: a thread-per-core WebSocket (RFC 6455) server engine for Linux.
 //!
-//! The [`proto`] module is the sans-I/O protocol core: byte slices in, byte slices
-//! out, no sockets. It serves both the server role (the engine) and the client role
-//! (the bundled load generator).
+//! - [`proto`]: the sans-I/O protocol core, byte slices in and out, for the
+//!   server and the client role.
+//! - [`Server`], [`Handler`], [`WebSocket`]: the embeddable server. Each worker
+//!   thread owns its connections, timers, topics and buffers; a [`ServerHandle`]
+//!   reaches them from any thread.
+//!
+//! ```no_run
+//! use ringws::{Handler, Message, Server, Upgrade, WebSocket};
+//! use ringws::proto::handshake::UpgradeRequest;
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type Data = ();
+//!     fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: std::net::SocketAddr) -> Upgrade<()> {
+//!         Upgrade::accept(())
+//!     }
+//!     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, message: Message<'_>) {
+//!         ws.send(message);
+//!     }
+//! }
+//!
+//! let server = Server::builder().bind("127.0.0.1:9001").build().unwrap();
+//! let handle = server.start(|| Echo).unwrap();
+//! println!("listening on {}", handle.local_addr());
+//! # handle.shutdown(std::time::Duration::from_secs(1));
+//! ```
 
+pub mod api;
+pub(crate) mod backend;
+pub mod config;
 pub mod proto;
+pub(crate) mod runtime;
+pub mod server;
+
+pub use api::{
+    CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus,
+    Upgrade, WebSocket,
+};
+pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError};
+pub use proto::close::CloseCode;
+pub use server::{Builder, Server, ServerHandle, StartError, Stats};

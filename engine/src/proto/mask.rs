@@ -99,6 +99,23 @@ fn mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// Buffers at least this long get their vector stores aligned by masking a
+/// short unaligned head first; below it the head costs more than it saves.
+const ALIGN_MIN_LEN: usize = 256;
+
+/// Splits off the head of `buf` that precedes the first `align`-byte boundary,
+/// so the SIMD bulk never splits a store across cache lines. Payloads usually
+/// start at an odd address (right after a 2-14 byte frame header).
+#[inline(always)]
+fn split_unaligned_head(buf: &mut [u8], align: usize) -> (&mut [u8], &mut [u8]) {
+    let head = if buf.len() >= ALIGN_MIN_LEN {
+        buf.as_ptr().align_offset(align).min(buf.len())
+    } else {
+        0
+    };
+    buf.split_at_mut(head)
+}
+
 /// XOR `buf` in place with `key` using 16-byte SSE2 vectors.
 ///
 /// SSE2 is part of the x86_64 baseline, so this path is always available
@@ -106,8 +123,11 @@ fn mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// and stores; the remaining bytes go through the word path.
 #[cfg(target_arch = "x86_64")]
 pub fn apply_mask_sse2(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let done = x86::sse2_bulk(buf, rotated_key(key, offset));
-    mask_words(&mut buf[done..], key, offset.wrapping_add(done));
+    let (head, body) = split_unaligned_head(buf, 16);
+    mask_words(head, key, offset);
+    let offset = offset.wrapping_add(head.len());
+    let done = x86::sse2_bulk(body, rotated_key(key, offset));
+    mask_words(&mut body[done..], key, offset.wrapping_add(done));
 }
 
 /// XOR `buf` in place with `key` using 32-byte AVX2 vectors.
@@ -122,9 +142,12 @@ pub fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
         mask_words(buf, key, offset);
         return;
     }
+    let (head, body) = split_unaligned_head(buf, 32);
+    mask_words(head, key, offset);
+    let offset = offset.wrapping_add(head.len());
     // SAFETY: AVX2 support was checked just above.
-    let done = unsafe { x86::avx2_bulk(buf, rotated_key(key, offset)) };
-    mask_words(&mut buf[done..], key, offset.wrapping_add(done));
+    let done = unsafe { x86::avx2_bulk(body, rotated_key(key, offset)) };
+    mask_words(&mut body[done..], key, offset.wrapping_add(done));
 }
 
 /// XOR `buf` in place with `key` using 16-byte NEON vectors.
@@ -138,9 +161,12 @@ pub fn apply_mask_neon(buf: &mut [u8], key: [u8; 4], offset: usize) {
         mask_words(buf, key, offset);
         return;
     }
+    let (head, body) = split_unaligned_head(buf, 16);
+    mask_words(head, key, offset);
+    let offset = offset.wrapping_add(head.len());
     // SAFETY: NEON support was checked just above.
-    let done = unsafe { arm::neon_bulk(buf, rotated_key(key, offset)) };
-    mask_words(&mut buf[done..], key, offset.wrapping_add(done));
+    let done = unsafe { arm::neon_bulk(body, rotated_key(key, offset)) };
+    mask_words(&mut body[done..], key, offset.wrapping_add(done));
 }
 
 #[cfg(target_arch = "x86_64")]

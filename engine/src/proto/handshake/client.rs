@@ -328,9 +328,9 @@ impl ClientHandshake {
                     .map_err(|_| ClientHandshakeError::NonUtf8Header { name: lower })
             };
             if name.eq_ignore_ascii_case("upgrade") {
-                upgrade |= has_token(utf8("upgrade")?, "websocket");
+                upgrade |= has_token(h.value, "websocket");
             } else if name.eq_ignore_ascii_case("connection") {
-                connection |= has_token(utf8("connection")?, "upgrade");
+                connection |= has_token(h.value, "upgrade");
             } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
                 accepts += 1;
                 accept = Some(header::trim_ows(utf8("sec-websocket-accept")?));

@@ -181,9 +181,10 @@ fn unquote(value: &str) -> &str {
     }
 }
 
-/// Trims optional whitespace (SP and HTAB) on both sides.
+/// Trims optional whitespace on both sides. Header values from httparse hold
+/// no whitespace other than SP and HTAB, so this is exactly OWS trimming there.
 pub(super) fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    s.trim_ascii()
 }
 
 /// The non-empty, trimmed elements of a comma-separated list.
@@ -192,8 +193,50 @@ pub(super) fn list_items(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether a comma-separated list contains `token` (ASCII case-insensitive).
-pub(super) fn has_token(value: &str, token: &str) -> bool {
-    list_items(value).any(|t| t.eq_ignore_ascii_case(token))
+/// Works on bytes: the tokens looked for are ASCII, so the value need not be
+/// UTF-8.
+pub(super) fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether header `name` equals `lower` ignoring ASCII case, eight bytes at a
+/// time.
+///
+/// `lower` must consist of lowercase letters, digits and `-`, and `name` must
+/// be an HTTP token (httparse guarantees it). Every byte of `lower` then has
+/// bit 0x20 set, and the only bytes `b` with `b | 0x20 == t` are `t` and its
+/// upper-case letter (or a control character, which a token cannot contain),
+/// so OR-ing 0x20 into `name` is an exact case fold.
+pub(super) fn name_eq(name: &str, lower: &str) -> bool {
+    const FOLD: u64 = u64::from_ne_bytes([0x20; 8]);
+    let (name, lower) = (name.as_bytes(), lower.as_bytes());
+    debug_assert!(
+        lower
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    );
+    if name.len() != lower.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        u64::from_ne_bytes(bytes)
+    };
+    let mut names = name.chunks_exact(8);
+    let mut lowers = lower.chunks_exact(8);
+    for (n, l) in names.by_ref().zip(lowers.by_ref()) {
+        if word(n) | FOLD != word(l) {
+            return false;
+        }
+    }
+    names
+        .remainder()
+        .iter()
+        .zip(lowers.remainder())
+        .all(|(n, l)| n | 0x20 == *l)
 }
 
 /// Values (as UTF-8; other values skipped) of every header called `name`.
@@ -421,10 +464,50 @@ mod tests {
 
     #[test]
     fn token_lists() {
-        assert!(has_token("keep-alive, Upgrade", "upgrade"));
-        assert!(has_token("\tUPGRADE\t", "upgrade"));
-        assert!(!has_token("upgrades, keep-alive", "upgrade"));
+        assert!(has_token(b"keep-alive, Upgrade", "upgrade"));
+        assert!(has_token(b"\tUPGRADE\t", "upgrade"));
+        assert!(has_token(b"\xff, upgrade", "upgrade"));
+        assert!(!has_token(b"upgrades, keep-alive", "upgrade"));
+        assert!(!has_token(b"", "upgrade"));
         assert_eq!(list_items(" a ,, b,").collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn name_eq_folds_case_exactly() {
+        for lower in [
+            "host",
+            "sec-websocket-key",
+            "sec-websocket-extensions",
+            "a1-b2",
+        ] {
+            assert!(name_eq(lower, lower));
+            assert!(name_eq(&lower.to_ascii_uppercase(), lower));
+            let mixed: String = lower
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 3 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            assert!(name_eq(&mixed, lower));
+            // Any single-byte change of a token character breaks equality.
+            for at in 0..lower.len() {
+                for b in (0u8..=0x7f).filter(|b| is_tchar(*b)) {
+                    let mut other = lower.as_bytes().to_vec();
+                    if other[at].eq_ignore_ascii_case(&b) {
+                        continue;
+                    }
+                    other[at] = b;
+                    let other = String::from_utf8(other).unwrap();
+                    assert!(!name_eq(&other, lower), "{other} vs {lower}");
+                }
+            }
+            assert!(!name_eq(&lower[1..], lower));
+        }
     }
 
     #[test]

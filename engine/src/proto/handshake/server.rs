@@ -240,35 +240,46 @@ fn validate<'a>(
     let mut upgrade = false;
     let mut connection = false;
     for h in headers {
-        let name = h.name;
-        let utf8 = |lower: &'static str| {
-            std::str::from_utf8(h.value).map_err(|_| HandshakeError::NonUtf8Header { name: lower })
+        let Some(field) = Field::classify(h.name) else {
+            continue;
         };
-        if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            host = Some(trim_ows(utf8("host")?));
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            upgrade |= has_token(utf8("upgrade")?, "websocket");
-        } else if name.eq_ignore_ascii_case("connection") {
-            connection |= has_token(utf8("connection")?, "upgrade");
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            keys += 1;
-            key = Some(trim_ows(utf8("sec-websocket-key")?));
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            let value = trim_ows(utf8("sec-websocket-version")?);
-            // Several lines are only acceptable if they all say 13.
-            if ws_version.is_none_or(|v| v == value) {
-                ws_version = Some(value);
-            } else {
-                ws_version = Some("");
+        let raw = h.value;
+        // The headers exposed as text must be UTF-8; the others are only
+        // searched for ASCII tokens.
+        let text = || {
+            std::str::from_utf8(raw)
+                .map(trim_ows)
+                .map_err(|_| HandshakeError::NonUtf8Header {
+                    name: field.lower_name(),
+                })
+        };
+        match field {
+            Field::Host => {
+                hosts += 1;
+                host = Some(text()?);
             }
-        } else if name.eq_ignore_ascii_case("origin") {
-            let value = trim_ows(utf8("origin")?);
-            origin = origin.or(Some(value));
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            utf8("sec-websocket-protocol")?;
-        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            utf8("sec-websocket-extensions")?;
+            Field::Origin => {
+                let value = text()?;
+                origin = origin.or(Some(value));
+            }
+            Field::Key => {
+                keys += 1;
+                key = Some(text()?);
+            }
+            // Parsed on demand by the accessors.
+            Field::Protocol | Field::Extensions => {
+                text()?;
+            }
+            Field::Upgrade => upgrade |= has_token(raw, "websocket"),
+            Field::Connection => connection |= has_token(raw, "upgrade"),
+            Field::Version => {
+                let value = raw.trim_ascii();
+                // Several lines are only acceptable if they all say the same.
+                ws_version = match ws_version {
+                    Some(v) if v != value => Some(&b""[..]),
+                    _ => Some(value),
+                };
+            }
         }
     }
 
@@ -285,7 +296,9 @@ fn validate<'a>(
     }
     match ws_version {
         None => return Err(HandshakeError::MissingVersion),
-        Some(v) if v != WEBSOCKET_VERSION => return Err(HandshakeError::UnsupportedVersion),
+        Some(v) if v != WEBSOCKET_VERSION.as_bytes() => {
+            return Err(HandshakeError::UnsupportedVersion);
+        }
         Some(_) => {}
     }
     let key = match (key, keys) {
@@ -304,6 +317,52 @@ fn validate<'a>(
         origin,
         headers,
     })
+}
+
+/// The request header fields the handshake interprets.
+#[derive(Clone, Copy)]
+enum Field {
+    Host,
+    Origin,
+    Upgrade,
+    Connection,
+    Key,
+    Version,
+    Protocol,
+    Extensions,
+}
+
+impl Field {
+    /// Recognises a header name (ASCII case-insensitive). The names have
+    /// distinct lengths, so one comparison at most per header.
+    fn classify(name: &str) -> Option<Self> {
+        let field = match name.len() {
+            4 => Self::Host,
+            6 => Self::Origin,
+            7 => Self::Upgrade,
+            10 => Self::Connection,
+            17 => Self::Key,
+            21 => Self::Version,
+            22 => Self::Protocol,
+            24 => Self::Extensions,
+            _ => return None,
+        };
+        header::name_eq(name, field.lower_name()).then_some(field)
+    }
+
+    /// The header name in lower case.
+    fn lower_name(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Origin => "origin",
+            Self::Upgrade => "upgrade",
+            Self::Connection => "connection",
+            Self::Key => "sec-websocket-key",
+            Self::Version => "sec-websocket-version",
+            Self::Protocol => "sec-websocket-protocol",
+            Self::Extensions => "sec-websocket-extensions",
+        }
+    }
 }
 
 /// Whether `key` is the canonical padded base64 of exactly 16 bytes.

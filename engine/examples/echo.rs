@@ -1,0 +1,58 @@
+//! Echo server: every message comes back as it arrived. The Autobahn target.
+//!
+//! `cargo run --release -p ringws --example echo -- --port 9001 --workers 2 --backend auto`
+
+use std::net::SocketAddr;
+
+use ringws::proto::handshake::UpgradeRequest;
+use ringws::{BackendKind, Handler, Message, Server, Upgrade, WebSocket};
+
+struct Echo;
+
+impl Handler for Echo {
+    type Data = ();
+
+    fn on_upgrade(&mut self, _request: &UpgradeRequest<'_>, _peer: SocketAddr) -> Upgrade<()> {
+        Upgrade::accept(())
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, message: Message<'_>) {
+        ws.send(message);
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut port = 9001u16;
+    let mut host = String::from("127.0.0.1");
+    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut backend = BackendKind::Auto;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("port") => port = parser.value()?.parse()?,
+            Long("host") => host = parser.value()?.string()?,
+            Long("workers") => workers = parser.value()?.parse()?,
+            Long("backend") => {
+                let name = parser.value()?.string()?;
+                backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
+            }
+            Long("help") => {
+                println!("echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll]");
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let server = Server::builder()
+        .bind((host.as_str(), port))
+        .workers(workers)
+        .backend(backend)
+        .build()?;
+    let handle = server.start(|| Echo)?;
+    println!("echo: listening on {} with {workers} workers", handle.local_addr());
+    // Runs until killed.
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,288 @@
+//! Server configuration: every limit has a documented default and a setter, and
+//! an invalid combination is an error when the server is built, not a panic.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::proto::handshake::HandshakeLimits;
+
+/// Which kernel interface the workers use for I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// io_uring where it is available, epoll otherwise. Until the io_uring
+    /// backend lands this is epoll.
+    #[default]
+    Auto,
+    /// io_uring; building the server fails where it is unavailable.
+    IoUring,
+    /// epoll, through mio.
+    Epoll,
+}
+
+impl BackendKind {
+    /// Environment variable that overrides the configured backend
+    /// (`auto`, `io_uring` or `epoll`), for benchmarks and tests.
+    pub const ENV: &'static str = "RINGWS_BACKEND";
+
+    /// Parses `auto`, `io_uring` (or `io-uring`, `uring`) and `epoll`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "io_uring" | "io-uring" | "uring" => Some(Self::IoUring),
+            "epoll" => Some(Self::Epoll),
+            _ => None,
+        }
+    }
+}
+
+/// What happens when a send would push a connection's queue past
+/// [`Config::max_backpressure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackpressurePolicy {
+    /// Close the connection with 1008 (policy violation): a consumer that cannot
+    /// keep up is cut off, and memory stays bounded.
+    #[default]
+    Close,
+    /// Drop the message and report [`crate::SendStatus::Dropped`]; the
+    /// connection stays open.
+    Drop,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No address to bind.
+    #[error("no bind address")]
+    NoAddress,
+    /// An address did not resolve.
+    #[error("cannot resolve bind address {0:?}")]
+    BadAddress(String),
+    /// A value out of its range.
+    #[error("{name} {problem}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+/// The server configuration. Built with [`crate::Server::builder`]; every field has
+/// a setter there.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on; every worker listens on each with SO_REUSEPORT.
+    pub addrs: Vec<SocketAddr>,
+    /// Worker threads. Default: the number of available cores.
+    pub workers: usize,
+    /// Pin worker `i` to core `i % cores`. Default off.
+    pub pin_workers: bool,
+    /// I/O backend. Default [`BackendKind::Auto`]; [`BackendKind::ENV`] overrides.
+    pub backend: BackendKind,
+    /// Listen backlog. Default 4096.
+    pub backlog: i32,
+    /// Handshake head size and header count. Default 8 KiB and 64 headers.
+    pub handshake_limits: HandshakeLimits,
+    /// Time allowed from accept to a complete upgrade request. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Largest frame payload. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest message (ws's `maxPayload`). Default 16 MiB.
+    pub max_message_size: usize,
+    /// Close a connection that received nothing for this long (1001, going
+    /// away). Default: none (auto-ping detects dead peers instead).
+    pub idle_timeout: Option<Duration>,
+    /// Ping a connection that received nothing for this long. Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// After an auto-ping, wait this long for any frame before aborting the
+    /// connection (reported as [`crate::CloseCause::Timeout`], code 1006: the peer
+    /// is presumed dead, so no close frame is sent). Default 10 s.
+    pub pong_timeout: Duration,
+    /// Time the peer has to answer our close frame before the TCP connection is
+    /// dropped. Default 5 s.
+    pub close_timeout: Duration,
+    /// Most bytes queued for sending per connection (kernel buffers excluded).
+    /// Default 16 MiB + 1 MiB, so one maximal message always fits.
+    pub max_backpressure: usize,
+    /// What to do when a send exceeds [`Self::max_backpressure`]. Default close.
+    pub backpressure_policy: BackpressurePolicy,
+    /// Connections per worker; further accepts are closed at once. Default 1,000,000.
+    pub max_connections_per_worker: usize,
+    /// Size of each worker's receive buffer. Default 64 KiB.
+    pub recv_buffer_size: usize,
+    /// Reads per connection per loop turn before others get their turn. Default 4.
+    pub read_budget: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addrs: Vec::new(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_workers: false,
+            backend: BackendKind::Auto,
+            backlog: 4096,
+            handshake_limits: HandshakeLimits::DEFAULT,
+            handshake_timeout: Duration::from_secs(10),
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            idle_timeout: None,
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            max_backpressure: (16 << 20) + (1 << 20),
+            backpressure_policy: BackpressurePolicy::Close,
+            max_connections_per_worker: 1_000_000,
+            recv_buffer_size: 64 << 10,
+            read_budget: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every value; the server refuses to start on an error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, name: &'static str, problem: &'static str) -> Result<(), ConfigError> {
+            if ok { Ok(()) } else { Err(ConfigError::Invalid { name, problem }) }
+        }
+        if self.addrs.is_empty() {
+            return Err(ConfigError::NoAddress);
+        }
+        check((1..=256).contains(&self.workers), "workers", "must be 1 to 256")?;
+        check(self.backlog > 0, "backlog", "must be positive")?;
+        check(
+            self.handshake_limits.max_bytes >= 64,
+            "max_handshake_bytes",
+            "must be at least 64",
+        )?;
+        check(self.handshake_limits.max_headers >= 4, "max_headers", "must be at least 4")?;
+        check(!self.handshake_timeout.is_zero(), "handshake_timeout", "must be positive")?;
+        check(self.max_frame_size >= 125, "max_frame_size", "must be at least 125 bytes")?;
+        check(
+            self.max_message_size >= self.max_frame_size.min(125),
+            "max_message_size",
+            "must be at least 125 bytes",
+        )?;
+        check(
+            self.idle_timeout.is_none_or(|t| !t.is_zero()),
+            "idle_timeout",
+            "must be positive",
+        )?;
+        check(
+            self.ping_interval.is_none_or(|t| !t.is_zero()),
+            "ping_interval",
+            "must be positive",
+        )?;
+        check(!self.pong_timeout.is_zero(), "pong_timeout", "must be positive")?;
+        check(!self.close_timeout.is_zero(), "close_timeout", "must be positive")?;
+        check(self.max_backpressure >= 1024, "max_backpressure", "must be at least 1 KiB")?;
+        check(
+            (1..=(1 << 24)).contains(&self.max_connections_per_worker),
+            "max_connections_per_worker",
+            "must be 1 to 16,777,216",
+        )?;
+        check(
+            (4096..=(16 << 20)).contains(&self.recv_buffer_size),
+            "recv_buffer_size",
+            "must be 4 KiB to 16 MiB",
+        )?;
+        check(self.read_budget >= 1, "read_budget", "must be at least 1")?;
+        Ok(())
+    }
+
+    /// The backend after the [`BackendKind::ENV`] override.
+    pub fn effective_backend(&self) -> BackendKind {
+        std::env::var(BackendKind::ENV)
+            .ok()
+            .and_then(|v| BackendKind::parse(&v))
+            .unwrap_or(self.backend)
+    }
+
+    /// Resolves and adds bind addresses.
+    pub(crate) fn add_addrs(&mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), ConfigError> {
+        let resolved = addr
+            .to_socket_addrs()
+            .map_err(|_| ConfigError::BadAddress(format!("{addr:?}")))?;
+        let before = self.addrs.len();
+        self.addrs.extend(resolved);
+        if self.addrs.len() == before {
+            return Err(ConfigError::BadAddress(format!("{addr:?}")));
+        }
+        Ok(())
+    }
+
+    /// The coarse timer tick: a quarter of the shortest timeout, within 10 ms..1 s.
+    pub(crate) fn tick(&self) -> Duration {
+        let shortest = [
+            Some(self.handshake_timeout),
+            self.idle_timeout,
+            self.ping_interval,
+            Some(self.pong_timeout),
+            Some(self.close_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            addrs: vec!["127.0.0.1:0".parse().unwrap()],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = valid();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.max_message_size, 16 << 20);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.handshake_limits.max_bytes, 8192);
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        assert_eq!(Config::default().validate(), Err(ConfigError::NoAddress));
+        let cases: [(&str, fn(&mut Config)); 6] = [
+            ("workers", |c| c.workers = 0),
+            ("handshake_timeout", |c| c.handshake_timeout = Duration::ZERO),
+            ("max_frame_size", |c| c.max_frame_size = 10),
+            ("ping_interval", |c| c.ping_interval = Some(Duration::ZERO)),
+            ("max_backpressure", |c| c.max_backpressure = 0),
+            ("max_connections_per_worker", |c| c.max_connections_per_worker = 0),
+        ];
+        for (name, breaks) in cases {
+            let mut c = valid();
+            breaks(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn backend_names_parse() {
+        assert_eq!(BackendKind::parse("EPOLL"), Some(BackendKind::Epoll));
+        assert_eq!(BackendKind::parse("io_uring"), Some(BackendKind::IoUring));
+        assert_eq!(BackendKind::parse("auto"), Some(BackendKind::Auto));
+        assert_eq!(BackendKind::parse("kqueue"), None);
+    }
+
+    #[test]
+    fn tick_follows_the_shortest_timeout() {
+        let mut c = valid();
+        c.handshake_timeout = Duration::from_millis(200);
+        assert_eq!(c.tick(), Duration::from_millis(50));
+        c.handshake_timeout = Duration::from_millis(1);
+        assert_eq!(c.tick(), Duration::from_millis(10));
+    }
+}

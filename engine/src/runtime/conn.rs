@@ -1,0 +1,204 @@
+//! Per-connection state: the phase machine Handshake -> Open -> Closing ->
+//! Draining, the receive decoder, and the [`Session`] that callbacks act on.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::outbox::Outbox;
+use super::worker::Shared;
+use crate::api::{CloseCause, ConnId, SendStatus};
+use crate::config::BackpressurePolicy;
+use crate::proto::close::CloseCode;
+use crate::proto::frame::{OpCode, encode_header};
+use crate::proto::message::{CloseHandshake, ClosePayload, Decoder};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the upgrade request.
+    Handshake,
+    /// WebSocket open.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// Done with WebSocket: flush what is queued, shut the write side, wait for
+    /// the peer's EOF (or the close timeout), then close the socket.
+    Draining,
+}
+
+/// What the connection asks of its backend once its queue is flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Keep going.
+    None,
+    /// Flush, then shut down the write side (graceful end).
+    ShutdownWrite,
+    /// Drop the socket now, queued bytes or not.
+    Abort,
+}
+
+/// The part of a connection a [`crate::WebSocket`] handle reaches.
+#[derive(Debug)]
+pub(crate) struct Session<U> {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub outbox: Outbox,
+    pub close: CloseHandshake,
+    pub phase: Phase,
+    pub finish: Finish,
+    /// Listed in the worker's flush list this turn.
+    pub listed: bool,
+    /// A flush left bytes behind: the socket is not keeping up; on_drain fires
+    /// when the queue empties.
+    pub stalled: bool,
+    /// Why we started closing (when we did).
+    pub local_cause: Option<CloseCause>,
+    /// The code we sent, for on_close when the peer never answers.
+    pub local_code: CloseCode,
+    /// Set at upgrade, taken at close.
+    pub data: Option<U>,
+    /// Ids of the topics this connection subscribes to on its worker.
+    pub topics: Vec<u32>,
+}
+
+impl<U> Session<U> {
+    pub fn new(id: ConnId, peer: SocketAddr) -> Self {
+        Self {
+            id,
+            peer,
+            outbox: Outbox::default(),
+            close: CloseHandshake::new(),
+            phase: Phase::Handshake,
+            finish: Finish::None,
+            listed: false,
+            stalled: false,
+            local_cause: None,
+            local_code: CloseCode::ABNORMAL,
+            data: None,
+            topics: Vec::new(),
+        }
+    }
+
+    pub fn key(&self) -> usize {
+        self.id.key()
+    }
+
+    pub fn data(&self) -> &U {
+        self.data.as_ref().expect("user data lives while the connection is open")
+    }
+
+    pub fn data_mut(&mut self) -> &mut U {
+        self.data.as_mut().expect("user data lives while the connection is open")
+    }
+
+    /// Puts the connection on the worker's flush list (once per turn).
+    pub fn mark(&mut self, shared: &mut Shared) {
+        if !self.listed {
+            self.listed = true;
+            shared.flush.push(self.key());
+        }
+    }
+
+    /// Whether a send of `len` more bytes is allowed; applies the policy if not.
+    fn admit(&mut self, shared: &mut Shared, len: usize) -> Option<SendStatus> {
+        if !self.close.can_send_data() || self.finish == Finish::Abort {
+            return Some(SendStatus::Dropped);
+        }
+        if self.outbox.len() + len <= shared.config.max_backpressure {
+            return None;
+        }
+        self.stalled = true;
+        if shared.config.backpressure_policy == BackpressurePolicy::Close {
+            self.start_close(shared, CloseCode::POLICY_VIOLATION, "backpressure", CloseCause::Backpressure);
+        }
+        Some(SendStatus::Dropped)
+    }
+
+    fn status(&self) -> SendStatus {
+        if self.stalled { SendStatus::Backpressure } else { SendStatus::Sent }
+    }
+
+    /// Queues one frame, copying the payload.
+    pub fn send_frame(&mut self, shared: &mut Shared, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let header = encode_header(true, 0, opcode, None, payload.len() as u64);
+        let len = header.as_bytes().len() + payload.len();
+        if opcode.is_control() {
+            // Control frames bypass the data limit: they are tiny and keep the
+            // connection alive, but not after our close frame.
+            if !self.close.can_send_data() {
+                return SendStatus::Dropped;
+            }
+        } else if let Some(refused) = self.admit(shared, len) {
+            return refused;
+        }
+        self.outbox.push_copy(header.as_bytes(), payload);
+        self.mark(shared);
+        shared.counters.messages_out += 1;
+        self.status()
+    }
+
+    /// Queues an encoded frame by reference.
+    pub fn send_shared(&mut self, shared: &mut Shared, frame: Bytes) -> SendStatus {
+        if let Some(refused) = self.admit(shared, frame.len()) {
+            return refused;
+        }
+        self.outbox.push_shared(frame);
+        self.mark(shared);
+        shared.counters.messages_out += 1;
+        self.status()
+    }
+
+    /// The application asks to close.
+    pub fn close(&mut self, shared: &mut Shared, code: CloseCode, reason: &str) {
+        // A code peers may not send (1005, 1006, ...) becomes 1000.
+        let code = if code.is_valid_on_wire() { code } else { CloseCode::NORMAL };
+        self.start_close(shared, code, reason, CloseCause::Local);
+    }
+
+    /// Sends our close frame and waits for the peer's.
+    pub fn start_close(&mut self, shared: &mut Shared, code: CloseCode, reason: &str, cause: CloseCause) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        if let Some(payload) = self.close.initiate(code, reason) {
+            self.push_close(shared, &payload);
+            self.local_cause = Some(cause);
+            self.local_code = code;
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Queues a close frame (ours or our reply).
+    pub fn push_close(&mut self, shared: &mut Shared, payload: &ClosePayload) {
+        let header = encode_header(true, 0, OpCode::Close, None, payload.as_bytes().len() as u64);
+        self.outbox.push_copy(header.as_bytes(), payload.as_bytes());
+        self.mark(shared);
+    }
+
+    /// Abort without a close frame.
+    pub fn terminate(&mut self, shared: &mut Shared) {
+        if self.local_cause.is_none() {
+            self.local_cause = Some(CloseCause::Terminated);
+        }
+        self.finish = Finish::Abort;
+        self.mark(shared);
+    }
+}
+
+/// A connection in a worker's slab.
+#[derive(Debug)]
+pub(crate) struct Conn<U> {
+    pub session: Session<U>,
+    pub decoder: Decoder,
+    /// Bytes of an upgrade request cut by the end of a read.
+    pub head: Vec<u8>,
+    /// Tick of the last byte received.
+    pub last_rx: u32,
+    /// Tick at which the phase's deadline passes (handshake, close, drain).
+    pub deadline: u32,
+    /// The phase `deadline` was set for; a new phase gets a new deadline.
+    pub deadline_phase: Phase,
+    /// Tick at which an auto-ping was sent and not yet answered by any frame.
+    pub ping_sent: Option<u32>,
+}

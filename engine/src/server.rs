@@ -1,0 +1,361 @@
+//! Building, starting and steering a server: [`Server::builder`], [`Server::start`]
+//! and the cross-thread [`ServerHandle`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::api::{ConnId, Handler, Message, PreparedMessage};
+use crate::backend::epoll::EpollBackend;
+use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError};
+use crate::proto::close::CloseCode;
+use crate::runtime::command::{Command, Mailbox};
+use crate::runtime::worker::{Worker, WorkerStats};
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Binding or setting up a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The chosen backend is not available.
+    #[error("backend unavailable: {0}")]
+    Backend(String),
+    /// A worker failed to start.
+    #[error("worker failed to start: {0}")]
+    Worker(io::Error),
+}
+
+/// A configured server, not yet running.
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: Config,
+}
+
+/// Sets up a [`Server`]; every limit has a setter and a documented default (see
+/// [`Config`]).
+#[derive(Debug, Default)]
+pub struct Builder {
+    config: Config,
+    error: Option<ConfigError>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$field = value;
+                self
+            }
+        )*
+    };
+}
+
+impl Builder {
+    /// Adds an address to listen on (`"127.0.0.1:8080"`, `"[::1]:0"`, ...). Port 0
+    /// picks a free port, shared by all workers.
+    pub fn bind(mut self, addr: impl std::net::ToSocketAddrs + std::fmt::Debug) -> Self {
+        if let Err(e) = self.config.add_addrs(addr) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    setters! {
+        /// Worker threads (default: available cores).
+        workers: usize => workers;
+        /// Pin worker `i` to core `i` (default off).
+        pin_workers: bool => pin_workers;
+        /// The I/O backend (default auto; `RINGWS_BACKEND` overrides).
+        backend: BackendKind => backend;
+        /// Listen backlog (default 4096).
+        backlog: i32 => backlog;
+        /// Time allowed for the upgrade request (default 10 s).
+        handshake_timeout: Duration => handshake_timeout;
+        /// Largest frame payload (default 16 MiB).
+        max_frame_size: usize => max_frame_size;
+        /// Largest message (default 16 MiB).
+        max_message_size: usize => max_message_size;
+        /// Close after this long without a received byte (default none).
+        idle_timeout: Option<Duration> => idle_timeout;
+        /// Ping after this long without a received byte (default 30 s).
+        ping_interval: Option<Duration> => ping_interval;
+        /// Abort when nothing arrives this long after an auto-ping (default 10 s).
+        pong_timeout: Duration => pong_timeout;
+        /// Wait this long for the peer's close reply (default 5 s).
+        close_timeout: Duration => close_timeout;
+        /// Most bytes queued per connection (default 17 MiB).
+        max_backpressure: usize => max_backpressure;
+        /// What to do past `max_backpressure` (default close with 1008).
+        backpressure_policy: BackpressurePolicy => backpressure_policy;
+        /// Connections per worker (default 1,000,000).
+        max_connections_per_worker: usize => max_connections_per_worker;
+        /// Per-worker receive buffer (default 64 KiB).
+        recv_buffer_size: usize => recv_buffer_size;
+        /// Reads per connection per turn (default 4).
+        read_budget: u32 => read_budget;
+    }
+
+    /// Largest upgrade request head in bytes (default 8 KiB; 431 beyond).
+    pub fn max_handshake_bytes(mut self, bytes: usize) -> Self {
+        self.config.handshake_limits.max_bytes = bytes;
+        self
+    }
+
+    /// Most header fields in an upgrade request (default 64, at most 128).
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.config.handshake_limits.max_headers = count;
+        self
+    }
+
+    /// Validates the configuration.
+    pub fn build(self) -> Result<Server, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.config.validate()?;
+        Ok(Server { config: self.config })
+    }
+}
+
+impl Server {
+    /// A builder with every default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the workers. `factory` builds one handler per worker, on that
+    /// worker's thread, so handlers need not be `Send`.
+    pub fn start<H, F>(self, factory: F) -> Result<ServerHandle, StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let config = Arc::new(self.config);
+        match config.effective_backend() {
+            BackendKind::Epoll | BackendKind::Auto => {}
+            BackendKind::IoUring => {
+                return Err(StartError::Backend(
+                    "the io_uring backend is not built yet; use epoll or auto".into(),
+                ));
+            }
+        }
+        let listeners = bind_all(&config)?;
+        let local_addrs: Vec<SocketAddr> = listeners[0]
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<_, _>>()
+            .map_err(StartError::Worker)?;
+        let factory = Arc::new(factory);
+        let peers = Arc::new(OnceLock::new());
+        let stats: Arc<[Arc<WorkerStats>]> = (0..config.workers).map(|_| Arc::default()).collect();
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Mailbox)>>();
+        let barrier = Arc::new(Barrier::new(config.workers + 1));
+        let mut threads = Vec::with_capacity(config.workers);
+        for (index, worker_listeners) in listeners.into_iter().enumerate() {
+            let config = config.clone();
+            let factory = factory.clone();
+            let peers = peers.clone();
+            let stats = stats[index].clone();
+            let ready = ready_tx.clone();
+            let barrier = barrier.clone();
+            let core = config.pin_workers.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
+            let thread = std::thread::Builder::new()
+                .name(format!("ringws-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let backend = match EpollBackend::new(worker_listeners) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let (tx, rx) = mpsc::channel();
+                    let _ = ready.send(Ok((index, Mailbox { tx, waker: backend.waker() })));
+                    drop(ready);
+                    barrier.wait();
+                    let worker = Worker::new(index, factory(), config, rx, peers, stats);
+                    if let Err(e) = backend.run(worker) {
+                        log::error!("worker {index} stopped: {e}");
+                    }
+                })
+                .map_err(StartError::Worker)?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut mailboxes: Vec<Option<Mailbox>> = vec![None; config.workers];
+        let mut failure = None;
+        for _ in 0..config.workers {
+            match ready_rx.recv() {
+                Ok(Ok((index, mailbox))) => mailboxes[index] = Some(mailbox),
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(io::Error::other("worker exited during start")),
+            }
+        }
+        let mailboxes: Vec<Mailbox> = mailboxes.into_iter().flatten().collect();
+        let _ = peers.set(mailboxes.clone());
+        barrier.wait();
+        let handle = ServerHandle {
+            inner: Arc::new(Inner {
+                mailboxes,
+                threads: Mutex::new(threads),
+                stats,
+                local_addrs,
+            }),
+        };
+        if let Some(e) = failure {
+            handle.shutdown(Duration::ZERO);
+            return Err(StartError::Worker(e));
+        }
+        Ok(handle)
+    }
+}
+
+/// One listener per worker per address, all with SO_REUSEPORT on the same port,
+/// so the kernel spreads connections over the workers.
+fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..config.workers).map(|_| Vec::new()).collect();
+    for &requested in &config.addrs {
+        let mut addr = requested;
+        for listeners in per_worker.iter_mut() {
+            let listener = listen(addr, config.backlog).map_err(|source| StartError::Listen { addr, source })?;
+            // Port 0: the first bind picked the port; the others share it.
+            addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            listeners.push(listener);
+        }
+    }
+    Ok(per_worker)
+}
+
+fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+    socket.set_tcp_nodelay(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+#[derive(Debug)]
+struct Inner {
+    mailboxes: Vec<Mailbox>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stats: Arc<[Arc<WorkerStats>]>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+/// Steers a running server from any thread.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    inner: Arc<Inner>,
+}
+
+/// Server-wide figures, summed over the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now (including handshakes in progress).
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Frames queued for sending (messages, pongs, pings).
+    pub messages_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+}
+
+impl ServerHandle {
+    /// The bound address (of the first configured address).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addrs[0]
+    }
+
+    /// Every bound address.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.inner.local_addrs
+    }
+
+    /// Publishes to `topic` on every worker; the frame is encoded once.
+    pub fn publish(&self, topic: &str, message: Message<'_>) {
+        let prepared = PreparedMessage::new(message);
+        let topic: Arc<str> = topic.into();
+        for mailbox in &self.inner.mailboxes {
+            mailbox.send(Command::Publish { topic: topic.clone(), frame: prepared.frame.clone() });
+        }
+    }
+
+    /// Sends a message to one connection. False if its worker is gone; a closed
+    /// connection silently drops it.
+    pub fn send(&self, id: ConnId, message: Message<'_>) -> bool {
+        let frame = PreparedMessage::new(message).frame;
+        self.mailbox(id).is_some_and(|m| m.send(Command::Send { id, frame }))
+    }
+
+    /// Starts closing one connection.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.mailbox(id)
+            .is_some_and(|m| m.send(Command::Close { id, code, reason: reason.to_owned() }))
+    }
+
+    /// Stops accepting, sends close 1001 to every connection, flushes everything
+    /// queued, waits for the peers' replies until `grace` has passed, aborts the
+    /// rest and joins the workers.
+    pub fn shutdown(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for mailbox in &self.inner.mailboxes {
+            mailbox.send(Command::Shutdown { deadline });
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in self.inner.stats.iter() {
+            total.connections += s.connections.load(Ordering::Relaxed);
+            total.accepted += s.accepted.load(Ordering::Relaxed);
+            total.messages_in += s.messages_in.load(Ordering::Relaxed);
+            total.messages_out += s.messages_out.load(Ordering::Relaxed);
+            total.bytes_in += s.bytes_in.load(Ordering::Relaxed);
+        }
+        total
+    }
+
+    fn mailbox(&self, id: ConnId) -> Option<&Mailbox> {
+        self.inner.mailboxes.get(id.worker())
+    }
+}
