@@ -25,6 +25,7 @@
 # and per close behavior, then "autobahn: N passed, M failed". Exits 1 when a case's behavior
 # is anything but OK or INFORMATIONAL (NON-STRICT fails too), or its close behavior is anything
 # but OK or INFORMATIONAL, or a planned case has no result, or (--compare) the summary differs.
+# Exits 2 on a usage, build, wstest-setup or server-start error.
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEFAULT_CASES='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"]'
@@ -86,9 +87,15 @@ stop_server() {    # the server runs in its own process group (setsid): end that
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=
 }
+RUN_PID=
+# shellcheck disable=SC2317  # (invoked by the traps below)
+on_signal() {      # stop the fuzzing run first (run.sh stops wstest), then exit: the EXIT trap stops the server
+  [ -z "$RUN_PID" ] || { kill -TERM "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; }
+  exit "$1"
+}
 trap stop_server EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 free_port() {      # a random port in 10000-32767 (below the ephemeral range) that binds on loopback
   python3 - <<'PORT'
@@ -116,7 +123,7 @@ for attempt in 1 2 3; do
     cmd=${AUTOBAHN_SERVER_CMD//\{port\}/$p}; cmd=${cmd//\{backend\}/$BACKEND}
     setsid bash -c "$cmd" > "$SERVER_LOG" 2>&1 < /dev/null &
   else
-    setsid "$ECHO_BIN" --port "$p" --workers 1 --backend "$BACKEND" > "$SERVER_LOG" 2>&1 < /dev/null &
+    setsid "$ECHO_BIN" --host 127.0.0.1 --port "$p" --workers 1 --backend "$BACKEND" > "$SERVER_LOG" 2>&1 < /dev/null &
   fi
   SERVER_PID=$!
   deadline=$((SECONDS + 30))
@@ -137,8 +144,12 @@ done
 echo "autobahn: server pid $SERVER_PID listening on 127.0.0.1:$PORT (backend $BACKEND, log $SERVER_LOG)"
 
 # --- the fuzzing run and the verdict ---------------------------------------------------------
-bash "$REPO/scripts/autobahn/run.sh" --summary "$SUMMARY" "ws://127.0.0.1:$PORT" "$CASES" "$OUTDIR"
+# in the background, so that a signal interrupts `wait` and reaches on_signal at once
+bash "$REPO/scripts/autobahn/run.sh" --summary "$SUMMARY" "ws://127.0.0.1:$PORT" "$CASES" "$OUTDIR" &
+RUN_PID=$!
+wait "$RUN_PID"
 rc=$?
+RUN_PID=
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "autobahn: the server died during the run, see $SERVER_LOG"; rc=1; }
 stop_server
 [ -f "$SUMMARY" ] || { echo "autobahn: no results (see $OUTDIR/wstest.log)"; exit 1; }

@@ -47,7 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(p) => p.parse()?,
         None => 9002,
     };
-    let handle = Server::builder().bind(("127.0.0.1", port)).build()?.start(|| Chat)?;
+    let handle = Server::builder()
+        .bind(("127.0.0.1", port))
+        .build()?
+        .start(|| Chat)?;
     println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr());
     loop {
         std::thread::park();

@@ -38,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
             }
             Long("help") => {
-                println!("echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll]");
+                println!(
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll]"
+                );
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
@@ -50,7 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backend(backend)
         .build()?;
     let handle = server.start(|| Echo)?;
-    println!("echo: listening on {} with {workers} workers", handle.local_addr());
+    println!(
+        "echo: listening on {} with {workers} workers",
+        handle.local_addr()
+    );
     // Runs until killed.
     loop {
         std::thread::park();

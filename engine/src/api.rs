@@ -40,7 +40,13 @@ impl ConnId {
 
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({}:{}:{})", self.worker(), self.key(), self.generation())
+        write!(
+            f,
+            "ConnId({}:{}:{})",
+            self.worker(),
+            self.key(),
+            self.generation()
+        )
     }
 }
 
@@ -153,9 +159,7 @@ impl<U> Upgrade<U> {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match &mut self {
             Upgrade::Accept { headers, .. } => headers.push((name.to_owned(), value.to_owned())),
-            Upgrade::Reject(response) => {
-                response.headers.push((name.to_owned(), value.to_owned()))
-            }
+            Upgrade::Reject(response) => response.headers.push((name.to_owned(), value.to_owned())),
         }
         self
     }
@@ -228,7 +232,9 @@ impl PreparedMessage {
         let mut frame = Vec::with_capacity(header.as_bytes().len() + payload.len());
         frame.extend_from_slice(header.as_bytes());
         frame.extend_from_slice(payload);
-        Self { frame: frame.into() }
+        Self {
+            frame: frame.into(),
+        }
     }
     /// Size of the encoded frame in bytes.
     pub fn frame_len(&self) -> usize {
@@ -248,7 +254,8 @@ pub trait Handler: 'static {
 
     /// Decide on an upgrade request: authenticate, choose a subprotocol, attach
     /// data. `request` borrows the received bytes.
-    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr) -> Upgrade<Self::Data>;
+    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr)
+    -> Upgrade<Self::Data>;
 
     /// The connection is open.
     fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Data>) {
@@ -275,7 +282,14 @@ pub trait Handler: 'static {
 
     /// The connection ended. `code` and `reason` are the peer's close frame when it
     /// sent one, else the code this side used (1006 when there was none).
-    fn on_close(&mut self, id: ConnId, data: Self::Data, code: CloseCode, reason: &str, cause: CloseCause) {
+    fn on_close(
+        &mut self,
+        id: ConnId,
+        data: Self::Data,
+        code: CloseCode,
+        reason: &str,
+        cause: CloseCause,
+    ) {
         let _ = (id, data, code, reason, cause);
     }
 
@@ -337,7 +351,8 @@ impl<U> WebSocket<'_, U> {
 
     /// Sends a message (copied into the connection's send queue).
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        self.session.send_frame(self.shared, message.opcode(), message.as_bytes())
+        self.session
+            .send_frame(self.shared, message.opcode(), message.as_bytes())
     }
 
     /// Sends a prepared message without copying it.

@@ -143,23 +143,43 @@ impl Config {
     /// Checks every value; the server refuses to start on an error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn check(ok: bool, name: &'static str, problem: &'static str) -> Result<(), ConfigError> {
-            if ok { Ok(()) } else { Err(ConfigError::Invalid { name, problem }) }
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { name, problem })
+            }
         }
         if self.addrs.is_empty() {
             return Err(ConfigError::NoAddress);
         }
-        check((1..=256).contains(&self.workers), "workers", "must be 1 to 256")?;
+        check(
+            (1..=256).contains(&self.workers),
+            "workers",
+            "must be 1 to 256",
+        )?;
         check(self.backlog > 0, "backlog", "must be positive")?;
         check(
             self.handshake_limits.max_bytes >= 64,
             "max_handshake_bytes",
             "must be at least 64",
         )?;
-        check(self.handshake_limits.max_headers >= 4, "max_headers", "must be at least 4")?;
-        check(!self.handshake_timeout.is_zero(), "handshake_timeout", "must be positive")?;
-        check(self.max_frame_size >= 125, "max_frame_size", "must be at least 125 bytes")?;
         check(
-            self.max_message_size >= self.max_frame_size.min(125),
+            self.handshake_limits.max_headers >= 4,
+            "max_headers",
+            "must be at least 4",
+        )?;
+        check(
+            !self.handshake_timeout.is_zero(),
+            "handshake_timeout",
+            "must be positive",
+        )?;
+        check(
+            self.max_frame_size >= 125,
+            "max_frame_size",
+            "must be at least 125 bytes",
+        )?;
+        check(
+            self.max_message_size >= 125,
             "max_message_size",
             "must be at least 125 bytes",
         )?;
@@ -173,9 +193,21 @@ impl Config {
             "ping_interval",
             "must be positive",
         )?;
-        check(!self.pong_timeout.is_zero(), "pong_timeout", "must be positive")?;
-        check(!self.close_timeout.is_zero(), "close_timeout", "must be positive")?;
-        check(self.max_backpressure >= 1024, "max_backpressure", "must be at least 1 KiB")?;
+        check(
+            !self.pong_timeout.is_zero(),
+            "pong_timeout",
+            "must be positive",
+        )?;
+        check(
+            !self.close_timeout.is_zero(),
+            "close_timeout",
+            "must be positive",
+        )?;
+        check(
+            (1024..=(1 << 31)).contains(&self.max_backpressure),
+            "max_backpressure",
+            "must be 1 KiB to 2 GiB",
+        )?;
         check(
             (1..=(1 << 24)).contains(&self.max_connections_per_worker),
             "max_connections_per_worker",
@@ -199,7 +231,10 @@ impl Config {
     }
 
     /// Resolves and adds bind addresses.
-    pub(crate) fn add_addrs(&mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), ConfigError> {
+    pub(crate) fn add_addrs(
+        &mut self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<(), ConfigError> {
         let resolved = addr
             .to_socket_addrs()
             .map_err(|_| ConfigError::BadAddress(format!("{addr:?}")))?;
@@ -251,13 +286,18 @@ mod tests {
     #[test]
     fn invalid_values_are_errors() {
         assert_eq!(Config::default().validate(), Err(ConfigError::NoAddress));
-        let cases: [(&str, fn(&mut Config)); 6] = [
+        type Breaks = fn(&mut Config);
+        let cases: [(&str, Breaks); 6] = [
             ("workers", |c| c.workers = 0),
-            ("handshake_timeout", |c| c.handshake_timeout = Duration::ZERO),
+            ("handshake_timeout", |c| {
+                c.handshake_timeout = Duration::ZERO
+            }),
             ("max_frame_size", |c| c.max_frame_size = 10),
             ("ping_interval", |c| c.ping_interval = Some(Duration::ZERO)),
             ("max_backpressure", |c| c.max_backpressure = 0),
-            ("max_connections_per_worker", |c| c.max_connections_per_worker = 0),
+            ("max_connections_per_worker", |c| {
+                c.max_connections_per_worker = 0
+            }),
         ];
         for (name, breaks) in cases {
             let mut c = valid();

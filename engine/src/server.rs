@@ -129,7 +129,9 @@ impl Builder {
             return Err(e);
         }
         self.config.validate()?;
-        Ok(Server { config: self.config })
+        Ok(Server {
+            config: self.config,
+        })
     }
 }
 
@@ -180,7 +182,10 @@ impl Server {
             let stats = stats[index].clone();
             let ready = ready_tx.clone();
             let barrier = barrier.clone();
-            let core = config.pin_workers.then(|| cores.get(index % cores.len().max(1)).copied()).flatten();
+            let core = config
+                .pin_workers
+                .then(|| cores.get(index % cores.len().max(1)).copied())
+                .flatten();
             let thread = std::thread::Builder::new()
                 .name(format!("ringws-{index}"))
                 .spawn(move || {
@@ -195,7 +200,13 @@ impl Server {
                         }
                     };
                     let (tx, rx) = mpsc::channel();
-                    let _ = ready.send(Ok((index, Mailbox { tx, waker: backend.waker() })));
+                    let _ = ready.send(Ok((
+                        index,
+                        Mailbox {
+                            tx,
+                            waker: backend.waker(),
+                        },
+                    )));
                     drop(ready);
                     barrier.wait();
                     let worker = Worker::new(index, factory(), config, rx, peers, stats);
@@ -242,9 +253,12 @@ fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
     for &requested in &config.addrs {
         let mut addr = requested;
         for listeners in per_worker.iter_mut() {
-            let listener = listen(addr, config.backlog).map_err(|source| StartError::Listen { addr, source })?;
+            let listener = listen(addr, config.backlog)
+                .map_err(|source| StartError::Listen { addr, source })?;
             // Port 0: the first bind picked the port; the others share it.
-            addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            addr = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
             listeners.push(listener);
         }
     }
@@ -311,7 +325,10 @@ impl ServerHandle {
         let prepared = PreparedMessage::new(message);
         let topic: Arc<str> = topic.into();
         for mailbox in &self.inner.mailboxes {
-            mailbox.send(Command::Publish { topic: topic.clone(), frame: prepared.frame.clone() });
+            mailbox.send(Command::Publish {
+                topic: topic.clone(),
+                frame: prepared.frame.clone(),
+            });
         }
     }
 
@@ -319,13 +336,19 @@ impl ServerHandle {
     /// connection silently drops it.
     pub fn send(&self, id: ConnId, message: Message<'_>) -> bool {
         let frame = PreparedMessage::new(message).frame;
-        self.mailbox(id).is_some_and(|m| m.send(Command::Send { id, frame }))
+        self.mailbox(id)
+            .is_some_and(|m| m.send(Command::Send { id, frame }))
     }
 
     /// Starts closing one connection.
     pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> bool {
-        self.mailbox(id)
-            .is_some_and(|m| m.send(Command::Close { id, code, reason: reason.to_owned() }))
+        self.mailbox(id).is_some_and(|m| {
+            m.send(Command::Close {
+                id,
+                code,
+                reason: reason.to_owned(),
+            })
+        })
     }
 
     /// Stops accepting, sends close 1001 to every connection, flushes everything
@@ -336,7 +359,8 @@ impl ServerHandle {
         for mailbox in &self.inner.mailboxes {
             mailbox.send(Command::Shutdown { deadline });
         }
-        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
         }

@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ $# -ge 1 ] && [ $# -le 3 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 3 ]; then usage; fi
 URL=$1
 CASES=${2:-'["*"]'}
 OUT=${3:-$REPO/target/autobahn-report}
@@ -70,9 +70,17 @@ SPEC
 
 echo "autobahn: fuzzing $URL with cases $CASES (excluded: ${AUTOBAHN_EXCLUDE:-[]}), report in $OUT"
 start=$SECONDS
+# wstest runs in the background so that a TERM/INT sent to this script stops it at once
+# (`timeout` puts wstest in a process group of its own, where terminal signals don't reach)
 timeout "${AUTOBAHN_TIMEOUT:-900}" "$VENV/bin/wstest" -m fuzzingclient -s "$OUT/fuzzingclient.json" \
-  > "$OUT/wstest.log" 2>&1
+  > "$OUT/wstest.log" 2>&1 &
+WSTEST_PID=$!
+stop_wstest() { kill -TERM "$WSTEST_PID" 2>/dev/null; wait "$WSTEST_PID" 2>/dev/null; exit "$1"; }
+trap 'stop_wstest 130' INT
+trap 'stop_wstest 143' TERM
+wait "$WSTEST_PID"
 rc=$?
+trap - INT TERM
 
 "$PY" - "$OUT" "$ALLOW_NON_STRICT" "$ALLOW_UNIMPLEMENTED" "$rc" "$((SECONDS - start))" "$SUMMARY" <<'VERDICT'
 import collections, json, os, re, sys

@@ -40,8 +40,11 @@ impl EpollBackend {
         for (i, listener) in listeners.into_iter().enumerate() {
             listener.set_nonblocking(true)?;
             let mut listener = TcpListener::from_std(listener);
-            poll.registry()
-                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
             mio_listeners.push(listener);
         }
         Ok(Self {
@@ -57,7 +60,11 @@ impl EpollBackend {
 
     /// Runs the worker until it has shut down.
     pub fn run<H: Handler>(self, mut worker: Worker<H>) -> io::Result<()> {
-        let Self { mut poll, mut listeners, waker: _waker } = self;
+        let Self {
+            mut poll,
+            mut listeners,
+            waker: _waker,
+        } = self;
         let config = worker.config();
         let read_budget = config.read_budget;
         let mut recv = vec![0u8; config.recv_buffer_size];
@@ -70,7 +77,11 @@ impl EpollBackend {
         let mut listening = true;
 
         loop {
-            let timeout = if readable.is_empty() { Some(worker.timeout()) } else { Some(std::time::Duration::ZERO) };
+            let timeout = if readable.is_empty() {
+                Some(worker.timeout())
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -81,7 +92,12 @@ impl EpollBackend {
                     WAKER => worker.on_commands(),
                     Token(t) if t >= LISTENER_BASE => {
                         if listening {
-                            accept_all(&mut listeners[t - LISTENER_BASE], &mut worker, &mut sockets, &poll)?;
+                            accept_all(
+                                &mut listeners[t - LISTENER_BASE],
+                                &mut worker,
+                                &mut sockets,
+                                &poll,
+                            )?;
                         }
                     }
                     Token(key) => {
@@ -97,7 +113,9 @@ impl EpollBackend {
             // Every readable connection gets up to `read_budget` reads per turn, so
             // one fast sender cannot starve the others.
             for key in readable.drain(..) {
-                let Some(Some(stream)) = sockets.get_mut(key) else { continue };
+                let Some(Some(stream)) = sockets.get_mut(key) else {
+                    continue;
+                };
                 let mut reads = 0;
                 loop {
                     match stream.read(&mut recv) {
@@ -179,10 +197,11 @@ fn accept_all<H: Handler>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        if let Err(e) = poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             log::warn!("cannot register connection: {e}");
             worker.release(key);
             continue;
@@ -202,8 +221,12 @@ fn flush_one<H: Handler>(
     sockets: &mut [Option<TcpStream>],
     poll: &Poll,
 ) {
-    let Some(Some(stream)) = sockets.get_mut(key) else { return };
-    let Some((finish, outbox)) = worker.flush_start(key) else { return };
+    let Some(Some(stream)) = sockets.get_mut(key) else {
+        return;
+    };
+    let Some((finish, outbox)) = worker.flush_start(key) else {
+        return;
+    };
     if finish == Finish::Abort {
         close(key, worker, sockets, poll);
         return;
@@ -242,7 +265,12 @@ fn flush_one<H: Handler>(
     }
 }
 
-fn close<H: Handler>(key: usize, worker: &mut Worker<H>, sockets: &mut [Option<TcpStream>], poll: &Poll) {
+fn close<H: Handler>(
+    key: usize,
+    worker: &mut Worker<H>,
+    sockets: &mut [Option<TcpStream>],
+    poll: &Poll,
+) {
     if let Some(mut stream) = sockets.get_mut(key).and_then(Option::take) {
         let _ = poll.registry().deregister(&mut stream);
     }

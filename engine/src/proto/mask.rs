@@ -11,6 +11,12 @@
 //! supports, chosen once per process. The individual paths are public so that
 //! tests and benchmarks can compare them against [`apply_mask_bytewise`], the
 //! definition.
+//!
+//! Every path except the byte loop handles a ragged head and tail without a
+//! byte loop: it loads the first and the last word or vector of the buffer
+//! *before* storing anything, masks the aligned middle, then stores those two.
+//! Where they overlap the middle, both stores write the same value (original
+//! byte XOR the key byte for that position), so nothing is masked twice.
 
 use std::sync::OnceLock;
 
@@ -18,15 +24,39 @@ use std::sync::OnceLock;
 /// starting at key byte `offset % 4`.
 pub type MaskFn = fn(buf: &mut [u8], key: [u8; 4], offset: usize);
 
+/// An internal path: `kw` is the key already rotated to `buf[0]` (see
+/// [`key_word`]). `unsafe` because some need a CPU feature checked beforehand.
+type RawMaskFn = unsafe fn(buf: &mut [u8], kw: u32);
+
 /// Below this length [`apply_mask`] skips the dispatch and runs the inlined
-/// word path: the SIMD paths would only run their scalar tail anyway.
+/// word path, which is as fast there as any vector path.
 const SMALL_LEN: usize = 32;
 
-/// The key rotated so that its first byte is the one applied at `offset`.
+/// The key as a native-endian word, rotated so that its first byte in memory
+/// is the key byte for stream position `offset`.
 #[inline(always)]
-fn rotated_key(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let r = offset & 3;
-    [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]]
+fn key_word(key: [u8; 4], offset: usize) -> u32 {
+    advance(u32::from_ne_bytes(key), offset)
+}
+
+/// The key word for the position `n` bytes further on.
+#[inline(always)]
+fn advance(kw: u32, n: usize) -> u32 {
+    // Only n mod 4 matters, and wrapping sums keep it right: 2^BITS is a
+    // multiple of 4.
+    let bits = ((n & 3) * 8) as u32;
+    if cfg!(target_endian = "little") {
+        kw.rotate_right(bits)
+    } else {
+        kw.rotate_left(bits)
+    }
+}
+
+/// The key word repeated to 8 bytes.
+#[inline(always)]
+fn key_u64(kw: u32) -> u64 {
+    // Both halves are equal, so this is the same on either endianness.
+    u64::from(kw) << 32 | u64::from(kw)
 }
 
 /// XOR `buf` in place with `key`, starting at key byte `offset % 4`.
@@ -52,10 +82,14 @@ fn rotated_key(key: [u8; 4], offset: usize) -> [u8; 4] {
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    let kw = key_word(key, offset);
     if buf.len() < SMALL_LEN {
-        mask_words(buf, key, offset);
+        mask_words(buf, kw);
     } else {
-        (selected().func)(buf, key, offset);
+        let raw = selected().raw;
+        // SAFETY: `selected` only picks a path whose CPU features it has
+        // detected; `raw` has no other precondition.
+        unsafe { raw(buf, kw) }
     }
 }
 
@@ -75,120 +109,152 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// XOR `buf` in place with `key`, eight bytes at a time.
 ///
 /// Portable and free of `unsafe`: the key, rotated by `offset`, is repeated
-/// into a `u64` and applied to each 8-byte chunk; the last `len % 8` bytes are
-/// done one at a time. No alignment is required of `buf`.
+/// into a `u64` and applied to each 8-byte chunk; a ragged tail is covered by
+/// one overlapping word (see the module docs). No alignment is required of
+/// `buf`. LLVM usually vectorizes the main loop with the target's baseline
+/// SIMD (SSE2 on x86_64).
 pub fn apply_mask_u64(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    mask_words(buf, key, offset);
+    mask_words(buf, key_word(key, offset));
 }
 
-/// The body of [`apply_mask_u64`], inlinable into [`apply_mask`]'s small case
-/// and into the SIMD paths' tails.
+/// Reads 8 bytes as a native-endian word; `bytes` must be 8 long.
 #[inline(always)]
-fn mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let k = rotated_key(key, offset);
-    let word = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
-    let mut chunks = buf.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
-    }
-    // Whole words advance the key by a multiple of 4, so `k` still lines up.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= k[i & 3];
-    }
+fn load_u64(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(bytes);
+    u64::from_ne_bytes(w)
 }
 
-/// Buffers at least this long get their vector stores aligned by masking a
-/// short unaligned head first; below it the head costs more than it saves.
-const ALIGN_MIN_LEN: usize = 256;
-
-/// Splits off the head of `buf` that precedes the first `align`-byte boundary,
-/// so the SIMD bulk never splits a store across cache lines. Payloads usually
-/// start at an odd address (right after a 2-14 byte frame header).
+/// Reads 4 bytes as a native-endian word; `bytes` must be 4 long.
 #[inline(always)]
-fn split_unaligned_head(buf: &mut [u8], align: usize) -> (&mut [u8], &mut [u8]) {
-    let head = if buf.len() >= ALIGN_MIN_LEN {
-        buf.as_ptr().align_offset(align).min(buf.len())
+fn load_u32(bytes: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(bytes);
+    u32::from_ne_bytes(w)
+}
+
+/// The word path, with the key already rotated to `buf[0]`. Inlined into
+/// [`apply_mask`]'s small case and into the vector paths' short cases.
+#[inline(always)]
+fn mask_words(buf: &mut [u8], kw: u32) {
+    let len = buf.len();
+    if len >= 8 {
+        // Loaded before the loop changes any of it (see the module docs).
+        let last = load_u64(&buf[len - 8..]) ^ key_u64(advance(kw, len - 8));
+        let k = key_u64(kw);
+        let mut chunks = buf.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&(load_u64(chunk) ^ k).to_ne_bytes());
+        }
+        if !chunks.into_remainder().is_empty() {
+            buf[len - 8..].copy_from_slice(&last.to_ne_bytes());
+        }
+    } else if len >= 4 {
+        let first = load_u32(&buf[..4]) ^ kw;
+        let last = load_u32(&buf[len - 4..]) ^ advance(kw, len - 4);
+        buf[..4].copy_from_slice(&first.to_ne_bytes());
+        buf[len - 4..].copy_from_slice(&last.to_ne_bytes());
     } else {
-        0
-    };
-    buf.split_at_mut(head)
+        for (b, k) in buf.iter_mut().zip(kw.to_ne_bytes()) {
+            *b ^= k;
+        }
+    }
+}
+
+/// [`mask_words`] as a [`RawMaskFn`].
+///
+/// # Safety
+///
+/// None: `unsafe` only to fit the type.
+unsafe fn raw_words(buf: &mut [u8], kw: u32) {
+    mask_words(buf, kw);
 }
 
 /// XOR `buf` in place with `key` using 16-byte SSE2 vectors.
 ///
 /// SSE2 is part of the x86_64 baseline, so this path is always available
-/// there. The bulk is processed 64 bytes per iteration with unaligned loads
-/// and stores; the remaining bytes go through the word path.
+/// there. The middle of the buffer is processed 64 bytes per iteration with
+/// 16-byte-aligned stores; buffers under 16 bytes take the word path.
 #[cfg(target_arch = "x86_64")]
 pub fn apply_mask_sse2(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let (head, body) = split_unaligned_head(buf, 16);
-    mask_words(head, key, offset);
-    let offset = offset.wrapping_add(head.len());
-    let done = x86::sse2_bulk(body, rotated_key(key, offset));
-    mask_words(&mut body[done..], key, offset.wrapping_add(done));
+    x86::mask_sse2(buf, key_word(key, offset));
 }
 
 /// XOR `buf` in place with `key` using 32-byte AVX2 vectors.
 ///
 /// AVX2 is detected at run time (the result is cached by the standard
 /// library); on a CPU without it this falls back to [`apply_mask_u64`], so it
-/// is always safe to call. The bulk is processed 128 bytes per iteration with
-/// unaligned loads and stores; the remaining bytes go through the word path.
+/// is always safe to call. The middle of the buffer is processed 128 bytes
+/// per iteration with 32-byte-aligned stores; buffers under 32 bytes take the
+/// SSE2 or word path.
 #[cfg(target_arch = "x86_64")]
 pub fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        mask_words(buf, key, offset);
-        return;
+    let kw = key_word(key, offset);
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 support was checked just above.
+        unsafe { x86::mask_avx2(buf, kw) }
+    } else {
+        mask_words(buf, kw);
     }
-    let (head, body) = split_unaligned_head(buf, 32);
-    mask_words(head, key, offset);
-    let offset = offset.wrapping_add(head.len());
-    // SAFETY: AVX2 support was checked just above.
-    let done = unsafe { x86::avx2_bulk(body, rotated_key(key, offset)) };
-    mask_words(&mut body[done..], key, offset.wrapping_add(done));
 }
 
 /// XOR `buf` in place with `key` using 16-byte NEON vectors.
 ///
 /// NEON is standard on aarch64 Linux; should a target lack it, this falls
-/// back to [`apply_mask_u64`]. The bulk is processed 64 bytes per iteration;
-/// the remaining bytes go through the word path.
+/// back to [`apply_mask_u64`]. The middle of the buffer is processed 64 bytes
+/// per iteration; buffers under 16 bytes take the word path.
 #[cfg(target_arch = "aarch64")]
 pub fn apply_mask_neon(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    if !std::arch::is_aarch64_feature_detected!("neon") {
-        mask_words(buf, key, offset);
-        return;
+    let kw = key_word(key, offset);
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        // SAFETY: NEON support was checked just above.
+        unsafe { arm::mask_neon(buf, kw) }
+    } else {
+        mask_words(buf, kw);
     }
-    let (head, body) = split_unaligned_head(buf, 16);
-    mask_words(head, key, offset);
-    let offset = offset.wrapping_add(head.len());
-    // SAFETY: NEON support was checked just above.
-    let done = unsafe { arm::neon_bulk(body, rotated_key(key, offset)) };
-    mask_words(&mut body[done..], key, offset.wrapping_add(done));
+}
+
+/// Bytes before the first `align`-byte boundary in `buf`, or 0 if that
+/// cannot be computed (alignment is only a speed-up).
+#[inline(always)]
+fn head_len(buf: &[u8], align: usize) -> usize {
+    match buf.as_ptr().align_offset(align) {
+        n if n < align => n,
+        _ => 0,
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{advance, head_len, mask_words};
     use std::arch::x86_64::{
-        __m128i, __m256i, _mm_loadu_si128, _mm_storeu_si128, _mm_xor_si128, _mm256_loadu_si256,
-        _mm256_storeu_si256, _mm256_xor_si256,
+        __m128i, __m256i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+        _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256, _mm256_xor_si256,
     };
 
-    /// Masks the longest prefix of `buf` that is a multiple of 16 bytes with
-    /// the already rotated key `k`; returns its length.
-    pub(super) fn sse2_bulk(buf: &mut [u8], k: [u8; 4]) -> usize {
+    /// The SSE2 path, with the key already rotated to `buf[0]`.
+    #[inline(always)]
+    pub(super) fn mask_sse2(buf: &mut [u8], kw: u32) {
+        const W: usize = 16;
         let len = buf.len();
+        if len < W {
+            return mask_words(buf, kw);
+        }
+        let head = head_len(buf, W);
+        let mid_end = head + (len - head) / W * W;
         let p = buf.as_mut_ptr();
-        let pattern = [u32::from_ne_bytes(k); 4];
-        // SAFETY: `pattern` is 16 readable bytes; unaligned load; SSE2 is baseline.
-        let kv = unsafe { _mm_loadu_si128(pattern.as_ptr().cast()) };
-        let mut i = 0;
-        while i + 64 <= len {
-            // SAFETY: bytes i..i+64 are inside `buf`, which is borrowed mutably,
-            // and the loads/stores are the unaligned kind. SSE2 is baseline.
-            unsafe {
+        // SAFETY: SSE2 is baseline on x86_64. `len >= 16`, so the first and
+        // last 16 bytes (`p`, `p + len - 16`) are inside `buf`; the middle
+        // vectors start at `head < 16` and end at `mid_end <= len`. Loads and
+        // stores are the unaligned kind. `buf` is borrowed mutably, so no one
+        // else sees the buffer while it is rewritten; the first and last
+        // vectors are loaded before any store (see the module docs).
+        unsafe {
+            let first = _mm_loadu_si128(p.cast::<__m128i>());
+            let last = _mm_loadu_si128(p.add(len - W).cast::<__m128i>());
+            let kv = _mm_set1_epi32(advance(kw, head) as i32);
+            let mut i = head;
+            while i + 4 * W <= mid_end {
                 let q = p.add(i).cast::<__m128i>();
                 let a = _mm_loadu_si128(q);
                 let b = _mm_loadu_si128(q.add(1));
@@ -198,38 +264,49 @@ mod x86 {
                 _mm_storeu_si128(q.add(1), _mm_xor_si128(b, kv));
                 _mm_storeu_si128(q.add(2), _mm_xor_si128(c, kv));
                 _mm_storeu_si128(q.add(3), _mm_xor_si128(d, kv));
+                i += 4 * W;
             }
-            i += 64;
-        }
-        while i + 16 <= len {
-            // SAFETY: bytes i..i+16 are inside `buf`; unaligned load/store.
-            unsafe {
+            while i < mid_end {
                 let q = p.add(i).cast::<__m128i>();
                 _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), kv));
+                i += W;
             }
-            i += 16;
+            let k_first = _mm_set1_epi32(kw as i32);
+            let k_last = _mm_set1_epi32(advance(kw, len - W) as i32);
+            _mm_storeu_si128(p.cast::<__m128i>(), _mm_xor_si128(first, k_first));
+            _mm_storeu_si128(
+                p.add(len - W).cast::<__m128i>(),
+                _mm_xor_si128(last, k_last),
+            );
         }
-        i
     }
 
-    /// Masks the longest prefix of `buf` that is a multiple of 32 bytes with
-    /// the already rotated key `k`; returns its length.
+    /// The whole AVX2 path, with the key already rotated to `buf[0]`.
     ///
     /// # Safety
     ///
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn avx2_bulk(buf: &mut [u8], k: [u8; 4]) -> usize {
+    pub(super) unsafe fn mask_avx2(buf: &mut [u8], kw: u32) {
+        const W: usize = 32;
         let len = buf.len();
+        if len < W {
+            return mask_sse2(buf, kw);
+        }
+        let head = head_len(buf, W);
+        let mid_end = head + (len - head) / W * W;
         let p = buf.as_mut_ptr();
-        let pattern = [u32::from_ne_bytes(k); 8];
-        // SAFETY: `pattern` is 32 readable bytes; unaligned load; AVX2 per the caller.
-        let kv = unsafe { _mm256_loadu_si256(pattern.as_ptr().cast()) };
-        let mut i = 0;
-        while i + 128 <= len {
-            // SAFETY: bytes i..i+128 are inside `buf`, which is borrowed mutably,
-            // and the loads/stores are the unaligned kind. AVX2 per the caller.
-            unsafe {
+        // SAFETY: AVX2 per this function's contract. `len >= 32`, so the
+        // first and last 32 bytes (`p`, `p + len - 32`) are inside `buf`; the
+        // middle vectors start at `head < 32` and end at `mid_end <= len`.
+        // Loads and stores are the unaligned kind. `buf` is borrowed mutably;
+        // the first and last vectors are loaded before any store.
+        unsafe {
+            let first = _mm256_loadu_si256(p.cast::<__m256i>());
+            let last = _mm256_loadu_si256(p.add(len - W).cast::<__m256i>());
+            let kv = _mm256_set1_epi32(advance(kw, head) as i32);
+            let mut i = head;
+            while i + 4 * W <= mid_end {
                 let q = p.add(i).cast::<__m256i>();
                 let a = _mm256_loadu_si256(q);
                 let b = _mm256_loadu_si256(q.add(1));
@@ -239,74 +316,86 @@ mod x86 {
                 _mm256_storeu_si256(q.add(1), _mm256_xor_si256(b, kv));
                 _mm256_storeu_si256(q.add(2), _mm256_xor_si256(c, kv));
                 _mm256_storeu_si256(q.add(3), _mm256_xor_si256(d, kv));
+                i += 4 * W;
             }
-            i += 128;
-        }
-        while i + 32 <= len {
-            // SAFETY: bytes i..i+32 are inside `buf`; unaligned load/store.
-            unsafe {
+            while i < mid_end {
                 let q = p.add(i).cast::<__m256i>();
                 _mm256_storeu_si256(q, _mm256_xor_si256(_mm256_loadu_si256(q), kv));
+                i += W;
             }
-            i += 32;
+            let k_first = _mm256_set1_epi32(kw as i32);
+            let k_last = _mm256_set1_epi32(advance(kw, len - W) as i32);
+            _mm256_storeu_si256(p.cast::<__m256i>(), _mm256_xor_si256(first, k_first));
+            _mm256_storeu_si256(
+                p.add(len - W).cast::<__m256i>(),
+                _mm256_xor_si256(last, k_last),
+            );
         }
-        if i + 16 <= len {
-            // SAFETY: bytes i..i+16 are inside `buf` and `pattern` holds at
-            // least 16 bytes; unaligned loads/store; AVX2 implies SSE2.
-            unsafe {
-                let q = p.add(i).cast::<__m128i>();
-                let kv = _mm_loadu_si128(pattern.as_ptr().cast());
-                _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), kv));
-            }
-            i += 16;
-        }
-        i
+    }
+
+    /// [`mask_sse2`] as a [`RawMaskFn`](super::RawMaskFn).
+    ///
+    /// # Safety
+    ///
+    /// None: SSE2 is baseline on x86_64; `unsafe` only to fit the type.
+    pub(super) unsafe fn raw_sse2(buf: &mut [u8], kw: u32) {
+        mask_sse2(buf, kw);
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use std::arch::aarch64::{veorq_u8, vld1q_u8, vst1q_u8};
+    use super::{advance, head_len, mask_words};
+    use std::arch::aarch64::{
+        uint8x16_t, vdupq_n_u32, veorq_u8, vld1q_u8, vreinterpretq_u8_u32, vst1q_u8,
+    };
 
-    /// Masks the longest prefix of `buf` that is a multiple of 16 bytes with
-    /// the already rotated key `k`; returns its length.
+    /// The whole NEON path, with the key already rotated to `buf[0]`.
     ///
     /// # Safety
     ///
     /// The CPU must support NEON.
     #[target_feature(enable = "neon")]
-    pub(super) unsafe fn neon_bulk(buf: &mut [u8], k: [u8; 4]) -> usize {
+    pub(super) unsafe fn mask_neon(buf: &mut [u8], kw: u32) {
+        const W: usize = 16;
         let len = buf.len();
+        if len < W {
+            return mask_words(buf, kw);
+        }
+        let head = head_len(buf, W);
+        let mid_end = head + (len - head) / W * W;
         let p = buf.as_mut_ptr();
-        let pattern = [u32::from_ne_bytes(k); 4];
-        // SAFETY: `pattern` is 16 readable bytes; NEON per the caller.
-        let kv = unsafe { vld1q_u8(pattern.as_ptr().cast()) };
-        let mut i = 0;
-        while i + 64 <= len {
-            // SAFETY: bytes i..i+64 are inside `buf`, which is borrowed mutably;
-            // vld1q/vst1q have no alignment requirement. NEON per the caller.
-            unsafe {
+        // SAFETY: NEON per this function's contract. `len >= 16`, so the
+        // first and last 16 bytes (`p`, `p + len - 16`) are inside `buf`; the
+        // middle vectors start at `head < 16` and end at `mid_end <= len`.
+        // vld1q/vst1q need no alignment. `buf` is borrowed mutably; the first
+        // and last vectors are loaded before any store.
+        unsafe {
+            let splat = |w: u32| -> uint8x16_t { vreinterpretq_u8_u32(vdupq_n_u32(w)) };
+            let first = vld1q_u8(p);
+            let last = vld1q_u8(p.add(len - W));
+            let kv = splat(advance(kw, head));
+            let mut i = head;
+            while i + 4 * W <= mid_end {
                 let q = p.add(i);
                 let a = vld1q_u8(q);
-                let b = vld1q_u8(q.add(16));
-                let c = vld1q_u8(q.add(32));
-                let d = vld1q_u8(q.add(48));
+                let b = vld1q_u8(q.add(W));
+                let c = vld1q_u8(q.add(2 * W));
+                let d = vld1q_u8(q.add(3 * W));
                 vst1q_u8(q, veorq_u8(a, kv));
-                vst1q_u8(q.add(16), veorq_u8(b, kv));
-                vst1q_u8(q.add(32), veorq_u8(c, kv));
-                vst1q_u8(q.add(48), veorq_u8(d, kv));
+                vst1q_u8(q.add(W), veorq_u8(b, kv));
+                vst1q_u8(q.add(2 * W), veorq_u8(c, kv));
+                vst1q_u8(q.add(3 * W), veorq_u8(d, kv));
+                i += 4 * W;
             }
-            i += 64;
-        }
-        while i + 16 <= len {
-            // SAFETY: bytes i..i+16 are inside `buf`; no alignment requirement.
-            unsafe {
+            while i < mid_end {
                 let q = p.add(i);
                 vst1q_u8(q, veorq_u8(vld1q_u8(q), kv));
+                i += W;
             }
-            i += 16;
+            vst1q_u8(p, veorq_u8(first, splat(kw)));
+            vst1q_u8(p.add(len - W), veorq_u8(last, splat(advance(kw, len - W))));
         }
-        i
     }
 }
 
@@ -341,18 +430,43 @@ pub fn selected_path() -> &'static str {
 /// The path chosen for this CPU.
 struct Selected {
     name: &'static str,
-    func: MaskFn,
+    /// Called directly by [`apply_mask`], skipping the public wrapper's
+    /// feature check.
+    raw: RawMaskFn,
 }
 
 /// Picks the path once; afterwards each lookup is one atomic load.
 fn selected() -> &'static Selected {
     static SELECTED: OnceLock<Selected> = OnceLock::new();
     SELECTED.get_or_init(|| {
-        // The last entry of `available_paths` is the widest one detected.
-        let (name, func) = available_paths()
-            .pop()
-            .expect("bytewise and u64 paths are always available");
-        Selected { name, func }
+        // Widest first; a path is only listed once its features are detected.
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Selected {
+                    name: "avx2",
+                    raw: x86::mask_avx2,
+                };
+            }
+            Selected {
+                name: "sse2",
+                raw: x86::raw_sse2,
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return Selected {
+                    name: "neon",
+                    raw: arm::mask_neon,
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Selected {
+            name: "u64",
+            raw: raw_words,
+        }
     })
 }
 
@@ -370,18 +484,20 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
         src.len(),
         "mask_into: destination and source lengths differ"
     );
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let k = key_u64(u32::from_ne_bytes(key));
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (dc, sc) in (&mut d).zip(&mut s) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(sc);
-        dc.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+        dc.copy_from_slice(&(load_u64(sc) ^ k).to_ne_bytes());
     }
-    for (i, (db, sb)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
-        *db = sb ^ key[i & 3];
+    // Whole words advance the key by a multiple of 4.
+    for ((db, sb), kb) in d
+        .into_remainder()
+        .iter_mut()
+        .zip(s.remainder())
+        .zip(key.into_iter().cycle())
+    {
+        *db = sb ^ kb;
     }
 }
 

@@ -80,8 +80,15 @@ struct PartialFrame {
     mask: Option<[u8; 4]>,
     /// Payload bytes still to come.
     remaining: u64,
-    /// Position in the payload, for the mask key rotation.
-    offset: usize,
+    /// Position in the payload modulo 4, for the mask key rotation.
+    offset: u8,
+}
+
+/// A control frame's payload being assembled (at most 125 bytes).
+#[derive(Debug)]
+struct ControlStash {
+    buf: [u8; 125],
+    len: u8,
 }
 
 /// Per-connection receive state: a few dozen bytes while idle, plus buffers only
@@ -98,8 +105,9 @@ pub struct Decoder {
     budget: usize,
     /// Payload of a data message split across frames or reads.
     message: Vec<u8>,
-    /// Payload of a control frame split across reads (at most 125 bytes).
-    control: Vec<u8>,
+    /// Payload of a control frame split across reads; boxed so that it costs a
+    /// pointer, not a buffer, while unused.
+    control: Option<Box<ControlStash>>,
     utf8: StreamingUtf8,
     /// `message` was handed out and must be cleared on the next call.
     delivered_message: bool,
@@ -124,7 +132,11 @@ impl Decoder {
 
     /// Heap bytes held for split frames and messages.
     pub fn buffered_bytes(&self) -> usize {
-        self.message.capacity() + self.control.capacity()
+        self.message.capacity()
+            + self
+                .control
+                .as_ref()
+                .map_or(0, |_| size_of::<ControlStash>())
     }
 
     /// Frees the reassembly buffers when no message is in progress, so an idle
@@ -134,7 +146,7 @@ impl Decoder {
         self.clear_delivered();
         if self.fragmented.is_none() && self.frame.is_none() {
             self.message = Vec::new();
-            self.control = Vec::new();
+            self.control = None;
         }
     }
 
@@ -146,7 +158,7 @@ impl Decoder {
             self.delivered_message = false;
         }
         if self.frame.is_none() {
-            self.control.clear();
+            self.control = None;
         }
     }
 
@@ -320,14 +332,22 @@ impl Decoder {
         let n = partial.remaining.min(buf.len() as u64) as usize;
         let chunk = &mut buf[..n];
         if let Some(key) = partial.mask {
-            mask::apply_mask(chunk, key, partial.offset);
+            mask::apply_mask(chunk, key, usize::from(partial.offset));
         }
-        partial.offset = (partial.offset + n) & 3;
+        partial.offset = ((usize::from(partial.offset) + n) & 3) as u8;
         partial.remaining -= n as u64;
         let done = partial.remaining == 0;
         self.frame = if done { None } else { Some(partial) };
         if partial.opcode.is_control() {
-            self.control.extend_from_slice(chunk);
+            let stash = self.control.get_or_insert_with(|| {
+                Box::new(ControlStash {
+                    buf: [0; 125],
+                    len: 0,
+                })
+            });
+            let at = usize::from(stash.len);
+            stash.buf[at..at + chunk.len()].copy_from_slice(chunk);
+            stash.len += chunk.len() as u8;
             if !done {
                 return Ok((n, None));
             }
@@ -343,7 +363,11 @@ impl Decoder {
     }
 
     fn control_event_from_stash(&mut self, opcode: OpCode) -> Result<Event<'_>, ProtocolError> {
-        control_event(opcode, &self.control, &mut self.close_received)
+        let payload = self
+            .control
+            .as_ref()
+            .map_or(&[][..], |c| &c.buf[..usize::from(c.len)]);
+        control_event(opcode, payload, &mut self.close_received)
     }
 
     fn control_event<'a>(

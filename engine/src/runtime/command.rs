@@ -22,7 +22,11 @@ pub(crate) enum Command {
     /// Send an encoded frame to one connection.
     Send { id: ConnId, frame: Bytes },
     /// Close one connection gracefully.
-    Close { id: ConnId, code: CloseCode, reason: String },
+    Close {
+        id: ConnId,
+        code: CloseCode,
+        reason: String,
+    },
     /// Stop accepting, close everything, exit by the deadline.
     Shutdown { deadline: Instant },
 }

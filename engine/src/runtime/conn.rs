@@ -59,7 +59,8 @@ pub(crate) struct Session<U> {
     /// Set at upgrade, taken at close.
     pub data: Option<U>,
     /// Ids of the topics this connection subscribes to on its worker.
-    pub topics: Vec<u32>,
+    /// A boxed slice, not a Vec: subscribing is rare, idle connections are many.
+    pub topics: Box<[u32]>,
 }
 
 impl<U> Session<U> {
@@ -76,7 +77,7 @@ impl<U> Session<U> {
             local_cause: None,
             local_code: CloseCode::ABNORMAL,
             data: None,
-            topics: Vec::new(),
+            topics: Box::default(),
         }
     }
 
@@ -85,11 +86,15 @@ impl<U> Session<U> {
     }
 
     pub fn data(&self) -> &U {
-        self.data.as_ref().expect("user data lives while the connection is open")
+        self.data
+            .as_ref()
+            .expect("user data lives while the connection is open")
     }
 
     pub fn data_mut(&mut self) -> &mut U {
-        self.data.as_mut().expect("user data lives while the connection is open")
+        self.data
+            .as_mut()
+            .expect("user data lives while the connection is open")
     }
 
     /// Puts the connection on the worker's flush list (once per turn).
@@ -110,17 +115,31 @@ impl<U> Session<U> {
         }
         self.stalled = true;
         if shared.config.backpressure_policy == BackpressurePolicy::Close {
-            self.start_close(shared, CloseCode::POLICY_VIOLATION, "backpressure", CloseCause::Backpressure);
+            self.start_close(
+                shared,
+                CloseCode::POLICY_VIOLATION,
+                "backpressure",
+                CloseCause::Backpressure,
+            );
         }
         Some(SendStatus::Dropped)
     }
 
     fn status(&self) -> SendStatus {
-        if self.stalled { SendStatus::Backpressure } else { SendStatus::Sent }
+        if self.stalled {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        }
     }
 
     /// Queues one frame, copying the payload.
-    pub fn send_frame(&mut self, shared: &mut Shared, opcode: OpCode, payload: &[u8]) -> SendStatus {
+    pub fn send_frame(
+        &mut self,
+        shared: &mut Shared,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> SendStatus {
         let header = encode_header(true, 0, opcode, None, payload.len() as u64);
         let len = header.as_bytes().len() + payload.len();
         if opcode.is_control() {
@@ -152,12 +171,22 @@ impl<U> Session<U> {
     /// The application asks to close.
     pub fn close(&mut self, shared: &mut Shared, code: CloseCode, reason: &str) {
         // A code peers may not send (1005, 1006, ...) becomes 1000.
-        let code = if code.is_valid_on_wire() { code } else { CloseCode::NORMAL };
+        let code = if code.is_valid_on_wire() {
+            code
+        } else {
+            CloseCode::NORMAL
+        };
         self.start_close(shared, code, reason, CloseCause::Local);
     }
 
     /// Sends our close frame and waits for the peer's.
-    pub fn start_close(&mut self, shared: &mut Shared, code: CloseCode, reason: &str, cause: CloseCause) {
+    pub fn start_close(
+        &mut self,
+        shared: &mut Shared,
+        code: CloseCode,
+        reason: &str,
+        cause: CloseCause,
+    ) {
         if self.phase != Phase::Open {
             return;
         }
@@ -171,7 +200,13 @@ impl<U> Session<U> {
 
     /// Queues a close frame (ours or our reply).
     pub fn push_close(&mut self, shared: &mut Shared, payload: &ClosePayload) {
-        let header = encode_header(true, 0, OpCode::Close, None, payload.as_bytes().len() as u64);
+        let header = encode_header(
+            true,
+            0,
+            OpCode::Close,
+            None,
+            payload.as_bytes().len() as u64,
+        );
         self.outbox.push_copy(header.as_bytes(), payload.as_bytes());
         self.mark(shared);
     }
@@ -186,19 +221,42 @@ impl<U> Session<U> {
     }
 }
 
+/// [`Conn::ping_sent`] when no auto-ping is outstanding.
+pub(crate) const NO_PING: u32 = u32::MAX;
+
 /// A connection in a worker's slab.
 #[derive(Debug)]
 pub(crate) struct Conn<U> {
     pub session: Session<U>,
     pub decoder: Decoder,
-    /// Bytes of an upgrade request cut by the end of a read.
-    pub head: Vec<u8>,
+    /// Bytes of an upgrade request cut by the end of a read; boxed, as it is
+    /// empty for the rest of the connection's life.
+    pub head: Option<Box<Vec<u8>>>,
     /// Tick of the last byte received.
     pub last_rx: u32,
     /// Tick at which the phase's deadline passes (handshake, close, drain).
     pub deadline: u32,
     /// The phase `deadline` was set for; a new phase gets a new deadline.
     pub deadline_phase: Phase,
-    /// Tick at which an auto-ping was sent and not yet answered by any frame.
-    pub ping_sent: Option<u32>,
+    /// Tick at which an auto-ping was sent and not yet answered by any frame,
+    /// or [`NO_PING`].
+    pub ping_sent: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_state_is_small() {
+        // The whole per-connection state of an idle connection, besides the
+        // kernel's socket; the goal is under 512 bytes including allocator overhead.
+        let size = std::mem::size_of::<Conn<()>>();
+        eprintln!(
+            "Conn<()> = {size} bytes, Session<()> = {}, Decoder = {}",
+            std::mem::size_of::<Session<()>>(),
+            std::mem::size_of::<Decoder>()
+        );
+        assert!(size <= 240, "{size}");
+    }
 }

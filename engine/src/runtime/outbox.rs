@@ -17,15 +17,16 @@ pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     /// Copied frames, after every chunk.
     staging: Vec<u8>,
-    /// Bytes of `staging` already sent (when every chunk is gone).
-    staging_sent: usize,
-    len: usize,
+    /// Bytes of `staging` already sent (when every chunk is gone). u32 keeps the
+    /// idle connection small; the backpressure limit is below 4 GiB.
+    staging_sent: u32,
+    len: u32,
 }
 
 impl Outbox {
     /// Bytes waiting to be sent.
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -37,7 +38,7 @@ impl Outbox {
         self.staging.reserve(header.len() + payload.len());
         self.staging.extend_from_slice(header);
         self.staging.extend_from_slice(payload);
-        self.len += header.len() + payload.len();
+        self.len += (header.len() + payload.len()) as u32;
     }
 
     /// Appends a shared frame without copying it.
@@ -46,15 +47,15 @@ impl Outbox {
             return;
         }
         self.seal_staging();
-        self.len += frame.len();
+        self.len += frame.len() as u32;
         self.chunks.push_back(frame);
     }
 
     /// Moves staged bytes into the chunk queue so that later chunks follow them.
     fn seal_staging(&mut self) {
-        if self.staging.len() > self.staging_sent {
+        if self.staging.len() > self.staging_sent as usize {
             let mut staged = Bytes::from(std::mem::take(&mut self.staging));
-            staged.advance(self.staging_sent);
+            staged.advance(self.staging_sent as usize);
             self.staging_sent = 0;
             self.chunks.push_back(staged);
         }
@@ -67,8 +68,8 @@ impl Outbox {
             *slot = IoSlice::new(chunk);
             count += 1;
         }
-        if count < out.len() && self.staging.len() > self.staging_sent {
-            out[count] = IoSlice::new(&self.staging[self.staging_sent..]);
+        if count < out.len() && self.staging.len() > self.staging_sent as usize {
+            out[count] = IoSlice::new(&self.staging[self.staging_sent as usize..]);
             count += 1;
         }
         count
@@ -77,10 +78,12 @@ impl Outbox {
     /// Forgets `n` bytes that were written; frees the buffers once empty, so an
     /// idle connection holds no send memory.
     pub fn consume(&mut self, mut n: usize) {
-        debug_assert!(n <= self.len);
-        self.len -= n;
+        debug_assert!(n <= self.len as usize);
+        self.len -= n as u32;
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else { break };
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
             if n < front.len() {
                 front.advance(n);
                 return;
@@ -88,7 +91,7 @@ impl Outbox {
             n -= front.len();
             self.chunks.pop_front();
         }
-        self.staging_sent += n;
+        self.staging_sent += n as u32;
         if self.len == 0 {
             self.clear();
         }
@@ -112,7 +115,10 @@ mod tests {
         while !outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); 2];
             let count = outbox.io_slices(&mut slices);
-            let flat: Vec<u8> = slices[..count].iter().flat_map(|s| s.iter().copied()).collect();
+            let flat: Vec<u8> = slices[..count]
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect();
             let n = flat.len().min(step);
             sent.extend_from_slice(&flat[..n]);
             outbox.consume(n);

@@ -44,7 +44,9 @@ impl Topics {
 
     /// Removes `key` from topic `id`; drops the topic when it has no subscriber.
     pub fn unsubscribe(&mut self, id: u32, key: usize) {
-        let Some(topic) = self.topics.get_mut(id as usize) else { return };
+        let Some(topic) = self.topics.get_mut(id as usize) else {
+            return;
+        };
         if let Some(pos) = topic.subscribers.iter().position(|&k| k as usize == key) {
             topic.subscribers.swap_remove(pos);
         }

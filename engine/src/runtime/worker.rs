@@ -12,7 +12,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{Conn, Finish, Phase, Session};
+use super::conn::{Conn, Finish, NO_PING, Phase, Session};
 use super::outbox::Outbox;
 use super::pubsub::Topics;
 use crate::api::{
@@ -64,20 +64,30 @@ impl Shared {
             return false;
         }
         let id = self.topics.subscribe(topic, session.key());
-        session.topics.push(id);
+        let mut topics = std::mem::take(&mut session.topics).into_vec();
+        topics.push(id);
+        session.topics = topics.into_boxed_slice();
         true
     }
 
     pub fn unsubscribe<U>(&mut self, session: &mut Session<U>, topic: &str) -> bool {
-        let Some(id) = self.topics.id(topic) else { return false };
-        let Some(pos) = session.topics.iter().position(|&t| t == id) else { return false };
-        session.topics.swap_remove(pos);
+        let Some(id) = self.topics.id(topic) else {
+            return false;
+        };
+        let Some(pos) = session.topics.iter().position(|&t| t == id) else {
+            return false;
+        };
+        let mut topics = std::mem::take(&mut session.topics).into_vec();
+        topics.swap_remove(pos);
+        session.topics = topics.into_boxed_slice();
         self.topics.unsubscribe(id, session.key());
         true
     }
 
     pub fn is_subscribed<U>(&self, session: &Session<U>, topic: &str) -> bool {
-        self.topics.id(topic).is_some_and(|id| session.topics.contains(&id))
+        self.topics
+            .id(topic)
+            .is_some_and(|id| session.topics.contains(&id))
     }
 
     pub fn publish(&mut self, topic: &str, message: PreparedMessage) {
@@ -85,7 +95,7 @@ impl Shared {
     }
 
     fn unsubscribe_all<U>(&mut self, session: &mut Session<U>) {
-        for id in std::mem::take(&mut session.topics) {
+        for id in std::mem::take(&mut session.topics).into_vec() {
             self.topics.unsubscribe(id, session.key());
         }
     }
@@ -205,7 +215,9 @@ impl<H: Handler> Worker<H> {
     /// A new TCP connection: its slab key, or `None` when this worker is full or
     /// shutting down (the backend then closes it).
     pub fn on_accept(&mut self, peer: SocketAddr) -> Option<usize> {
-        if self.shutdown.is_some() || self.conns.len() >= self.shared.config.max_connections_per_worker {
+        if self.shutdown.is_some()
+            || self.conns.len() >= self.shared.config.max_connections_per_worker
+        {
             return None;
         }
         self.generation = self.generation.wrapping_add(1);
@@ -215,11 +227,11 @@ impl<H: Handler> Worker<H> {
         entry.insert(Conn {
             session: Session::new(id, peer),
             decoder: Decoder::new(),
-            head: Vec::new(),
+            head: None,
             last_rx: self.now,
             deadline: self.now + self.ticks.handshake,
             deadline_phase: Phase::Handshake,
-            ping_sent: None,
+            ping_sent: NO_PING,
         });
         self.shared.counters.accepted += 1;
         Some(key)
@@ -228,9 +240,11 @@ impl<H: Handler> Worker<H> {
     /// Bytes received on connection `key`. They are parsed in place: masked
     /// payloads are unmasked inside `data`.
     pub fn on_data(&mut self, key: usize, data: &mut [u8]) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         conn.last_rx = self.now;
-        conn.ping_sent = None;
+        conn.ping_sent = NO_PING;
         self.shared.counters.bytes_in += data.len() as u64;
         match conn.session.phase {
             Phase::Handshake => self.handshake(key, data),
@@ -244,11 +258,20 @@ impl<H: Handler> Worker<H> {
     /// backend should drop the socket now (always, in practice: a half-closed peer
     /// cannot complete anything).
     pub fn on_hangup(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let session = &mut conn.session;
         if session.data.is_some() {
             let cause = session.local_cause.unwrap_or(CloseCause::Reset);
-            report_close(&mut self.handler, &mut self.shared, session, CloseCode::ABNORMAL, "", cause);
+            report_close(
+                &mut self.handler,
+                &mut self.shared,
+                session,
+                CloseCode::ABNORMAL,
+                "",
+                cause,
+            );
         }
         session.finish = Finish::Abort;
         session.mark(&mut self.shared);
@@ -297,7 +320,13 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.now = now;
-        let Self { conns, handler, shared, ticks, .. } = self;
+        let Self {
+            conns,
+            handler,
+            shared,
+            ticks,
+            ..
+        } = self;
         for (_, conn) in conns.iter_mut() {
             sweep(conn, now, ticks, handler, shared);
         }
@@ -339,7 +368,9 @@ impl<H: Handler> Worker<H> {
     /// `written` bytes of `key`'s queue went out; `blocked` if the socket took no
     /// more. Returns what the backend must do with the socket now.
     pub fn flush_done(&mut self, key: usize, written: usize, blocked: bool) -> Finish {
-        let Some(conn) = self.conns.get_mut(key) else { return Finish::None };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Finish::None;
+        };
         let session = &mut conn.session;
         session.outbox.consume(written);
         if blocked {
@@ -397,7 +428,8 @@ impl<H: Handler> Worker<H> {
     pub fn publish_stats(&mut self) {
         let c = std::mem::take(&mut self.shared.counters);
         let s = &self.stats;
-        s.connections.store(self.conns.len() as u64, Ordering::Relaxed);
+        s.connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
         s.accepted.fetch_add(c.accepted, Ordering::Relaxed);
         s.messages_in.fetch_add(c.messages_in, Ordering::Relaxed);
         s.messages_out.fetch_add(c.messages_out, Ordering::Relaxed);
@@ -441,7 +473,12 @@ impl<H: Handler> Worker<H> {
     }
 
     fn abort_all(&mut self, cause: CloseCause) {
-        let Self { conns, handler, shared, .. } = self;
+        let Self {
+            conns,
+            handler,
+            shared,
+            ..
+        } = self;
         for (_, conn) in conns.iter_mut() {
             let session = &mut conn.session;
             if session.data.is_some() {
@@ -456,7 +493,7 @@ impl<H: Handler> Worker<H> {
     fn handshake(&mut self, key: usize, data: &mut [u8]) {
         let limits = self.shared.config.handshake_limits;
         let conn = &mut self.conns[key];
-        if conn.head.is_empty() {
+        let Some(mut head) = conn.head.take() else {
             // The common case: the whole request in one read, parsed where it lies.
             let mut storage = HeaderStorage::new();
             let consumed = match parse_request(data, &limits, &mut storage) {
@@ -465,7 +502,7 @@ impl<H: Handler> Worker<H> {
                     consumed
                 }
                 Ok(None) => {
-                    conn.head.extend_from_slice(data);
+                    conn.head = Some(Box::new(data.to_vec()));
                     return;
                 }
                 Err(error) => return self.refuse(key, data, error),
@@ -474,9 +511,8 @@ impl<H: Handler> Worker<H> {
                 self.after_upgrade(key, &mut data[consumed..]);
             }
             return;
-        }
-        conn.head.extend_from_slice(data);
-        let mut head = std::mem::take(&mut conn.head);
+        };
+        head.extend_from_slice(data);
         let mut storage = HeaderStorage::new();
         let consumed = match parse_request(&head, &limits, &mut storage) {
             Ok(Some((request, consumed))) => {
@@ -484,7 +520,7 @@ impl<H: Handler> Worker<H> {
                 consumed
             }
             Ok(None) => {
-                self.conns[key].head = head;
+                self.conns[key].head = Some(head);
                 return;
             }
             Err(error) => return self.refuse(key, &head, error),
@@ -502,25 +538,45 @@ impl<H: Handler> Worker<H> {
 
     /// Asks the handler and writes the 101 (or its refusal).
     fn upgrade(&mut self, key: usize, request: &UpgradeRequest<'_>) {
-        let Self { conns, handler, shared, .. } = self;
+        let Self {
+            conns,
+            handler,
+            shared,
+            ..
+        } = self;
         let conn = &mut conns[key];
         let session = &mut conn.session;
         let mut out = Vec::new();
         match handler.on_upgrade(request, session.peer) {
-            Upgrade::Accept { data, protocol, headers } => {
-                let headers: Vec<(&str, &str)> =
-                    headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                if let Err(e) = request.write_accept(&mut out, protocol.as_deref(), None, &headers) {
-                    log::warn!("upgrade of {} refused: the handler's answer is invalid: {e}", session.id);
+            Upgrade::Accept {
+                data,
+                protocol,
+                headers,
+            } => {
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                if let Err(e) = request.write_accept(&mut out, protocol.as_deref(), None, &headers)
+                {
+                    log::warn!(
+                        "upgrade of {} refused: the handler's answer is invalid: {e}",
+                        session.id
+                    );
                     out.clear();
-                    let _ = write_reject_response(&mut out, 500, &[], b"invalid upgrade response\n");
+                    let _ =
+                        write_reject_response(&mut out, 500, &[], b"invalid upgrade response\n");
                     return end_http(session, shared, &out);
                 }
                 session.outbox.push_copy(&out, b"");
                 session.mark(shared);
                 session.data = Some(data);
                 session.phase = Phase::Open;
-                let mut ws = WebSocket { session, shared, _not_send: std::marker::PhantomData };
+                let mut ws = WebSocket {
+                    session,
+                    shared,
+                    _not_send: std::marker::PhantomData,
+                };
                 handler.on_open(&mut ws);
             }
             Upgrade::Reject(response) => {
@@ -565,8 +621,16 @@ impl<H: Handler> Worker<H> {
 
     /// Decodes frames and runs the callbacks.
     fn frames(&mut self, key: usize, data: &mut [u8]) {
-        let Self { conns, handler, shared, decoder_config, .. } = self;
-        let Conn { session, decoder, .. } = &mut conns[key];
+        let Self {
+            conns,
+            handler,
+            shared,
+            decoder_config,
+            ..
+        } = self;
+        let Conn {
+            session, decoder, ..
+        } = &mut conns[key];
         let mut pos = 0;
         while pos < data.len() {
             match decoder.decode(decoder_config, &mut data[pos..]) {
@@ -583,7 +647,14 @@ impl<H: Handler> Worker<H> {
                         session.push_close(shared, &payload);
                     }
                     if session.data.is_some() {
-                        report_close(handler, shared, session, code, &reason, CloseCause::Protocol(error));
+                        report_close(
+                            handler,
+                            shared,
+                            session,
+                            code,
+                            &reason,
+                            CloseCause::Protocol(error),
+                        );
                     }
                     session.phase = Phase::Draining;
                     session.finish = Finish::ShutdownWrite;
@@ -605,10 +676,19 @@ fn session_of<U>(conns: &mut Slab<Conn<U>>, id: ConnId) -> Option<&mut Session<U
 }
 
 /// Hands one decoded event to the handler.
-fn dispatch<H: Handler>(handler: &mut H, shared: &mut Shared, session: &mut Session<H::Data>, event: Event<'_>) {
+fn dispatch<H: Handler>(
+    handler: &mut H,
+    shared: &mut Shared,
+    session: &mut Session<H::Data>,
+    event: Event<'_>,
+) {
     macro_rules! ws {
         () => {
-            &mut WebSocket { session: &mut *session, shared: &mut *shared, _not_send: std::marker::PhantomData }
+            &mut WebSocket {
+                session: &mut *session,
+                shared: &mut *shared,
+                _not_send: std::marker::PhantomData,
+            }
         };
     }
     match event {
@@ -655,7 +735,13 @@ fn report_close<H: Handler>(
 }
 
 /// One connection's timers at tick `now`.
-fn sweep<H: Handler>(conn: &mut Conn<H::Data>, now: u32, ticks: &Ticks, handler: &mut H, shared: &mut Shared) {
+fn sweep<H: Handler>(
+    conn: &mut Conn<H::Data>,
+    now: u32,
+    ticks: &Ticks,
+    handler: &mut H,
+    shared: &mut Shared,
+) {
     let session = &mut conn.session;
     if conn.deadline_phase != session.phase {
         conn.deadline_phase = session.phase;
@@ -670,20 +756,32 @@ fn sweep<H: Handler>(conn: &mut Conn<H::Data>, now: u32, ticks: &Ticks, handler:
         }
         Phase::Open => {
             let silent = now.wrapping_sub(conn.last_rx);
-            if let Some(sent) = conn.ping_sent {
-                if now.wrapping_sub(sent) >= ticks.pong {
+            if conn.ping_sent != NO_PING {
+                if now.wrapping_sub(conn.ping_sent) >= ticks.pong {
                     // No frame since the ping: the peer is presumed dead.
-                    report_close(handler, shared, session, CloseCode::ABNORMAL, "", CloseCause::Timeout);
+                    report_close(
+                        handler,
+                        shared,
+                        session,
+                        CloseCode::ABNORMAL,
+                        "",
+                        CloseCause::Timeout,
+                    );
                     session.finish = Finish::Abort;
                     session.mark(shared);
                     return;
                 }
             }
             if ticks.idle.is_some_and(|idle| silent >= idle) {
-                session.start_close(shared, CloseCode::GOING_AWAY, "idle timeout", CloseCause::Timeout);
-            } else if conn.ping_sent.is_none() && ticks.ping.is_some_and(|ping| silent >= ping) {
+                session.start_close(
+                    shared,
+                    CloseCode::GOING_AWAY,
+                    "idle timeout",
+                    CloseCause::Timeout,
+                );
+            } else if conn.ping_sent == NO_PING && ticks.ping.is_some_and(|ping| silent >= ping) {
                 session.send_frame(shared, OpCode::Ping, b"");
-                conn.ping_sent = Some(now);
+                conn.ping_sent = now;
             }
         }
         Phase::Closing | Phase::Draining => {

@@ -97,7 +97,8 @@ pub enum ClientHandshakeError {
     /// The server accepted an extension the client did not offer.
     #[error("the server accepted extension {0:?}, which was not offered")]
     UnofferedExtension(String),
-    /// A header the handshake interprets is not valid UTF-8.
+    /// `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol` or
+    /// `Sec-WebSocket-Extensions` is not valid UTF-8.
     #[error("the {name} header of the response is not valid UTF-8")]
     NonUtf8Header {
         /// The header's name (lower case).

@@ -101,7 +101,9 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Version: 13`.
     #[error("unsupported WebSocket version (only 13 is supported)")]
     UnsupportedVersion,
-    /// A header the handshake interprets is not valid UTF-8. 400.
+    /// A header exposed as text (`Host`, `Origin`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`) is not valid
+    /// UTF-8. 400.
     #[error("the {name} header is not valid UTF-8")]
     NonUtf8Header {
         /// The header's name (lower case).
@@ -181,7 +183,8 @@ pub struct UpgradeRequest<'a> {
 ///
 /// Returns `Ok(None)` while the head (up to the blank line) is incomplete; call
 /// again with more bytes (parsing restarts from the beginning of `buf`, so give
-/// it the whole buffer, and a fresh [`HeaderStorage`]). Once complete, returns
+/// it the whole buffer, and a fresh [`HeaderStorage`]; the work per call is
+/// bounded by [`HandshakeLimits::max_bytes`]). Once complete, returns
 /// the request and the number of bytes the head occupied: anything after it
 /// belongs to the WebSocket stream.
 ///
@@ -189,7 +192,7 @@ pub struct UpgradeRequest<'a> {
 ///
 /// A [`HandshakeError`] describing the first rule the request breaks, in this
 /// order: size limits (431), HTTP syntax (400), method (405), HTTP version
-/// (400), UTF-8 of the headers the handshake reads (400), `Host` (400),
+/// (400), UTF-8 of the headers exposed as text (400), `Host` (400),
 /// `Upgrade` (426), `Connection` (400), `Sec-WebSocket-Version` (426),
 /// `Sec-WebSocket-Key` (400).
 pub fn parse_request<'a>(

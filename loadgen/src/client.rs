@@ -1,0 +1,743 @@
+//! The client event loop: one per thread, over its share of the connections.
+//! Frames to send are precomputed and masked once, so masking never limits the
+//! load; replies are decoded in place with ringws's own client-role decoder.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use ringws::proto::Role;
+use ringws::proto::frame::{OpCode, write_frame};
+use ringws::proto::handshake::ClientHandshake;
+use ringws::proto::message::{Decoder, DecoderConfig, Event};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Where to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+}
+
+/// Precomputed frames: `frames[i]` is a masked frame whose payload is `payloads[i]`.
+#[derive(Debug)]
+pub struct Payloads {
+    pub frames: Vec<Vec<u8>>,
+    pub payloads: Vec<Vec<u8>>,
+}
+
+impl Payloads {
+    /// `variants` payloads with sizes spread over `min..=max`, text or binary.
+    pub fn new(min: usize, max: usize, text: bool, variants: usize) -> Self {
+        let mut frames = Vec::with_capacity(variants);
+        let mut payloads = Vec::with_capacity(variants);
+        let mut keys = ringws::proto::frame::MaskKeys::new();
+        for i in 0..variants {
+            let size = if variants == 1 || max == min {
+                min
+            } else {
+                min + (max - min) * i / (variants - 1)
+            };
+            // Distinct content per variant, so a mixed-up echo is caught.
+            let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect();
+            let mut frame = Vec::with_capacity(size + 14);
+            let opcode = if text { OpCode::Text } else { OpCode::Binary };
+            write_frame(&mut frame, true, opcode, &payload, Some(keys.next_key()));
+            frames.push(frame);
+            payloads.push(payload);
+        }
+        Self { frames, payloads }
+    }
+}
+
+/// What each connection does once open.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// Nothing: connect, upgrade, stay open until the end.
+    Idle,
+    /// Ping every interval; count pongs and missed pongs.
+    Ping { every: Duration },
+    /// Echo: `in_flight` messages outstanding each (closed loop), or a fixed rate
+    /// per connection with latency from the intended send time (open loop).
+    Echo {
+        in_flight: usize,
+        rate: Option<f64>,
+        payloads: Arc<Payloads>,
+    },
+    /// Read broadcast messages whose first 8 bytes are the send time (µs since
+    /// the run's epoch); the first `publishers` connections also publish at `rate`
+    /// messages per second each.
+    Broadcast {
+        publishers: usize,
+        rate: f64,
+        size: usize,
+    },
+}
+
+/// A thread's part of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    pub connections: usize,
+    /// New connections per second (this thread).
+    pub ramp_rate: f64,
+    /// Source addresses to spread the connections over.
+    pub sources: Vec<IpAddr>,
+    pub workload: Workload,
+    /// When the measured phase ends (after the ramp).
+    pub hold: Duration,
+    pub connect_timeout: Duration,
+    /// A hard stop for the whole run.
+    pub deadline: Instant,
+    pub epoch: Instant,
+}
+
+/// Counters the progress display reads while the run goes.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub open: AtomicU64,
+    pub failed: AtomicU64,
+    pub messages: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Refused,
+    Timeout,
+    Reset,
+    BadStatus,
+    PortsExhausted,
+    Other,
+}
+
+pub const FAILURES: [(Failure, &str); 6] = [
+    (Failure::Refused, "refused"),
+    (Failure::Timeout, "timeout"),
+    (Failure::Reset, "reset"),
+    (Failure::BadStatus, "bad_status"),
+    (Failure::PortsExhausted, "ports_exhausted"),
+    (Failure::Other, "other"),
+];
+
+fn classify(e: &io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Failure::Refused,
+        Some(libc::EADDRNOTAVAIL) | Some(libc::EADDRINUSE) => Failure::PortsExhausted,
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) => Failure::Reset,
+        Some(libc::ETIMEDOUT) => Failure::Timeout,
+        _ => Failure::Other,
+    }
+}
+
+/// What a thread measured.
+#[derive(Debug)]
+pub struct Report {
+    pub connected: u64,
+    pub failures: [u64; 6],
+    /// Connect + upgrade time, µs.
+    pub handshake: Histogram<u64>,
+    /// Echo or broadcast latency, µs.
+    pub latency: Histogram<u64>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub mismatches: u64,
+    /// Messages sent and never answered by the end.
+    pub lost: u64,
+    pub pings: u64,
+    pub pongs: u64,
+    pub missed_pongs: u64,
+    /// Connections open at the end that answered their last ping in time.
+    pub live_at_end: u64,
+    /// Connections closed by the server or by errors after opening.
+    pub dropped: u64,
+    /// (seconds since epoch, open connections) samples.
+    pub ramp: Vec<(f64, u64)>,
+}
+
+impl Report {
+    fn new() -> Self {
+        Self {
+            connected: 0,
+            failures: [0; 6],
+            handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            messages: 0,
+            bytes: 0,
+            mismatches: 0,
+            lost: 0,
+            pings: 0,
+            pongs: 0,
+            missed_pongs: 0,
+            live_at_end: 0,
+            dropped: 0,
+            ramp: Vec::new(),
+        }
+    }
+
+    /// Adds another thread's report.
+    pub fn merge(&mut self, other: &Report) {
+        self.connected += other.connected;
+        for (a, b) in self.failures.iter_mut().zip(other.failures) {
+            *a += b;
+        }
+        let _ = self.handshake.add(&other.handshake);
+        let _ = self.latency.add(&other.latency);
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.mismatches += other.mismatches;
+        self.lost += other.lost;
+        self.pings += other.pings;
+        self.pongs += other.pongs;
+        self.missed_pongs += other.missed_pongs;
+        self.live_at_end += other.live_at_end;
+        self.dropped += other.dropped;
+    }
+
+    fn fail(&mut self, why: Failure, live: &Live) {
+        self.failures[FAILURES.iter().position(|(f, _)| *f == why).unwrap_or(5)] += 1;
+        live.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Upgrading,
+    Open,
+}
+
+struct Conn {
+    stream: TcpStream,
+    phase: Phase,
+    started: Instant,
+    handshake: Option<Box<ClientHandshake>>,
+    head: Vec<u8>,
+    decoder: Decoder,
+    tx: Tx,
+    ping_outstanding: bool,
+    writable: bool,
+    /// Its failure was already counted.
+    reported: bool,
+}
+
+/// The sending side of a connection.
+struct Tx {
+    out: Vec<u8>,
+    out_pos: usize,
+    /// (payload variant, intended send time) of echoes awaited, oldest first.
+    inflight: VecDeque<(u32, Instant)>,
+    next_variant: u32,
+    /// The measured phase is over: answer nothing more.
+    stopped: bool,
+}
+
+const READ_BUF: usize = 64 * 1024;
+
+/// How long the answers still in flight at the end may take.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs one thread's plan to its end.
+pub fn run(plan: Plan, live: Arc<Live>) -> Report {
+    let mut report = Report::new();
+    if let Err(e) = run_inner(&plan, &live, &mut report) {
+        eprintln!("loadgen: client thread failed: {e}");
+    }
+    report
+}
+
+fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut conns: slab::Slab<Conn> = slab::Slab::with_capacity(plan.connections);
+    let mut buf = vec![0u8; READ_BUF];
+    let decoder_config = DecoderConfig::new(Role::Client, 64 << 20);
+    // Scheduled sends (open loop) and pings: (due, key).
+    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let ramp_start = Instant::now();
+    let mut started = 0usize;
+    let mut ramp_done: Option<Instant> = None;
+    let mut last_sample = Instant::now();
+    let mut next_source = 0usize;
+    let mut draining: Option<Instant> = None;
+
+    loop {
+        let now = Instant::now();
+        if now >= plan.deadline || live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(done) = ramp_done {
+            let end = done + plan.hold;
+            if now >= end && draining.is_none() {
+                // Stop sending; give the answers in flight a moment to arrive.
+                draining = Some(now + DRAIN);
+                schedule.clear();
+                for (_, conn) in conns.iter_mut() {
+                    conn.tx.stopped = true;
+                }
+            }
+            let settled = conns
+                .iter()
+                .all(|(_, c)| c.tx.inflight.is_empty() && !c.ping_outstanding);
+            if draining.is_some_and(|d| now >= d || settled) {
+                break;
+            }
+        }
+        // Ramp: start the connections that are due.
+        let due = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
+            ((now - ramp_start).as_secs_f64() * plan.ramp_rate) as usize + 1
+        } else {
+            plan.connections
+        };
+        while started < plan.connections.min(due) {
+            started += 1;
+            let source = plan
+                .sources
+                .get(next_source % plan.sources.len().max(1))
+                .copied();
+            next_source += 1;
+            match open_socket(plan.target.addr, source) {
+                Ok(mut stream) => {
+                    let entry = conns.vacant_entry();
+                    let key = entry.key();
+                    poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    entry.insert(Conn {
+                        stream,
+                        phase: Phase::Connecting,
+                        started: Instant::now(),
+                        handshake: None,
+                        head: Vec::new(),
+                        decoder: Decoder::new(),
+                        tx: Tx {
+                            out: Vec::new(),
+                            out_pos: 0,
+                            inflight: VecDeque::new(),
+                            next_variant: key as u32,
+                            stopped: false,
+                        },
+                        ping_outstanding: false,
+                        writable: false,
+                        reported: false,
+                    });
+                }
+                Err(e) => report.fail(classify(&e), live),
+            }
+        }
+        if ramp_done.is_none()
+            && started == plan.connections
+            && conns.iter().all(|(_, c)| c.phase == Phase::Open)
+        {
+            ramp_done = Some(now);
+        }
+
+        let mut timeout = Duration::from_millis(50);
+        if let Some(Reverse((at, _))) = schedule.peek() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if started < plan.connections && plan.ramp_rate.is_finite() {
+            timeout = timeout.min(Duration::from_millis(5));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            let key = event.token().0;
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            let mut ok = true;
+            if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
+                ok = finish_connect(conn, &plan.target, report, live);
+            }
+            if ok && event.is_writable() {
+                conn.writable = true;
+                ok = flush(conn).is_ok();
+            }
+            if ok && (event.is_readable() || event.is_read_closed()) {
+                ok = read_conn(
+                    key,
+                    conn,
+                    &mut buf,
+                    &decoder_config,
+                    plan,
+                    report,
+                    live,
+                    &mut schedule,
+                    now,
+                );
+            }
+            if !ok {
+                close_conn(&mut conns, key, &poll, report, live);
+            }
+        }
+        // Scheduled work: open-loop sends, pings, publishes.
+        while let Some(&Reverse((at, key))) = schedule.peek() {
+            if at > now {
+                break;
+            }
+            schedule.pop();
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if conn.phase != Phase::Open {
+                continue;
+            }
+            match &plan.workload {
+                Workload::Echo {
+                    rate: Some(rate),
+                    payloads,
+                    ..
+                } => {
+                    send_echo(&mut conn.tx, payloads, at);
+                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                }
+                Workload::Ping { every } => {
+                    if conn.ping_outstanding {
+                        report.missed_pongs += 1;
+                    }
+                    let stamp = (now - plan.epoch).as_micros() as u64;
+                    write_frame(
+                        &mut conn.tx.out,
+                        true,
+                        OpCode::Ping,
+                        &stamp.to_be_bytes(),
+                        Some([1, 2, 3, 4]),
+                    );
+                    conn.ping_outstanding = true;
+                    report.pings += 1;
+                    schedule.push(Reverse((at + *every, key)));
+                }
+                Workload::Broadcast { rate, size, .. } => {
+                    let mut payload = vec![b'x'; (*size).max(8)];
+                    payload[..8]
+                        .copy_from_slice(&((now - plan.epoch).as_micros() as u64).to_be_bytes());
+                    write_frame(
+                        &mut conn.tx.out,
+                        true,
+                        OpCode::Binary,
+                        &payload,
+                        Some([9, 8, 7, 6]),
+                    );
+                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                }
+                _ => {}
+            }
+            if flush(conn).is_err() {
+                close_conn(&mut conns, key, &poll, report, live);
+            }
+        }
+        // Timeouts of connects and upgrades.
+        let expired: Vec<usize> = conns
+            .iter()
+            .filter(|(_, c)| c.phase != Phase::Open && now - c.started > plan.connect_timeout)
+            .map(|(k, _)| k)
+            .collect();
+        for key in expired {
+            report.fail(Failure::Timeout, live);
+            if let Some(mut conn) = conns.try_remove(key) {
+                let _ = poll.registry().deregister(&mut conn.stream);
+            }
+        }
+        if now - last_sample >= Duration::from_millis(100) {
+            last_sample = now;
+            let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count() as u64;
+            report.ramp.push(((now - plan.epoch).as_secs_f64(), open));
+        }
+    }
+
+    // The end: count the living, close everyone politely.
+    for (_, conn) in conns.iter_mut() {
+        if conn.phase != Phase::Open {
+            continue;
+        }
+        report.lost += conn.tx.inflight.len() as u64;
+        if !conn.ping_outstanding {
+            report.live_at_end += 1;
+        }
+        write_frame(
+            &mut conn.tx.out,
+            true,
+            OpCode::Close,
+            &1000u16.to_be_bytes(),
+            Some([5, 5, 5, 5]),
+        );
+        let _ = flush(conn);
+    }
+    Ok(())
+}
+
+fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(ip) = source {
+        // Spread over source addresses: each has its own ~28k ephemeral ports.
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+fn finish_connect(conn: &mut Conn, target: &Target, report: &mut Report, live: &Live) -> bool {
+    if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+        report.fail(classify(&e), live);
+        conn.reported = true;
+        return false;
+    }
+    match conn.stream.peer_addr() {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => return true,
+        Err(e) => {
+            report.fail(classify(&e), live);
+            conn.reported = true;
+            return false;
+        }
+    }
+    let handshake = match ClientHandshake::new(&target.host, &target.path) {
+        Ok(h) => h,
+        Err(_) => {
+            report.fail(Failure::Other, live);
+            conn.reported = true;
+            return false;
+        }
+    };
+    handshake.write_request(&mut conn.tx.out);
+    conn.handshake = Some(Box::new(handshake));
+    conn.phase = Phase::Upgrading;
+    true
+}
+
+fn flush(conn: &mut Conn) -> io::Result<()> {
+    while conn.tx.out_pos < conn.tx.out.len() {
+        match conn.stream.write(&conn.tx.out[conn.tx.out_pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.tx.out_pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.writable = false;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.tx.out.clear();
+    conn.tx.out_pos = 0;
+    Ok(())
+}
+
+fn send_echo(tx: &mut Tx, payloads: &Payloads, intended: Instant) {
+    let variant = tx.next_variant as usize % payloads.frames.len();
+    tx.next_variant = tx.next_variant.wrapping_add(1);
+    tx.out.extend_from_slice(&payloads.frames[variant]);
+    tx.inflight.push_back((variant as u32, intended));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_conn(
+    key: usize,
+    conn: &mut Conn,
+    buf: &mut [u8],
+    decoder_config: &DecoderConfig,
+    plan: &Plan,
+    report: &mut Report,
+    live: &Live,
+    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    now: Instant,
+) -> bool {
+    loop {
+        let n = match conn.stream.read(buf) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        let mut data = &mut buf[..n];
+        if conn.phase == Phase::Upgrading {
+            conn.head.extend_from_slice(data);
+            let Some(handshake) = conn.handshake.as_ref() else {
+                return false;
+            };
+            let consumed = match handshake.parse_response(&conn.head) {
+                Ok(Some((_, consumed))) => consumed,
+                Ok(None) => continue,
+                Err(_) => {
+                    report.fail(Failure::BadStatus, live);
+                    conn.reported = true;
+                    return false;
+                }
+            };
+            let leftover = conn.head.len() - consumed;
+            conn.handshake = None;
+            conn.head = Vec::new();
+            conn.phase = Phase::Open;
+            report.connected += 1;
+            live.open.fetch_add(1, Ordering::Relaxed);
+            let _ = report
+                .handshake
+                .record((now - conn.started).as_micros().max(1) as u64);
+            on_open(key, conn, plan, schedule, now);
+            if flush(conn).is_err() {
+                return false;
+            }
+            if leftover == 0 {
+                continue;
+            }
+            // Frames right behind the 101: decode them from the read buffer.
+            data = &mut buf[n - leftover..n];
+        }
+        let mut pos = 0;
+        let Conn {
+            decoder,
+            tx,
+            ping_outstanding,
+            ..
+        } = &mut *conn;
+        while pos < data.len() {
+            let (used, event) = match decoder.decode(decoder_config, &mut data[pos..]) {
+                Ok(x) => x,
+                Err(_) => return false,
+            };
+            pos += used;
+            let Some(event) = event else { continue };
+            match event {
+                Event::Text(t) => on_message(tx, t.as_bytes(), plan, report, live, now),
+                Event::Binary(b) => on_message(tx, b, plan, report, live, now),
+                Event::Pong(_) => {
+                    *ping_outstanding = false;
+                    report.pongs += 1;
+                }
+                Event::Ping(p) => {
+                    write_frame(&mut tx.out, true, OpCode::Pong, p, Some([3, 1, 4, 1]))
+                }
+                Event::Close(_) => return false,
+            }
+        }
+        conn.decoder.release_buffers();
+        if flush(conn).is_err() {
+            return false;
+        }
+        if n < buf.len() {
+            return true;
+        }
+    }
+}
+
+fn on_open(
+    key: usize,
+    conn: &mut Conn,
+    plan: &Plan,
+    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    now: Instant,
+) {
+    match &plan.workload {
+        Workload::Idle => {}
+        Workload::Ping { every } => {
+            // Spread the first pings over one interval.
+            let offset = every.mul_f64((key % 1000) as f64 / 1000.0);
+            schedule.push(Reverse((now + offset, key)));
+        }
+        Workload::Echo {
+            in_flight,
+            rate: None,
+            payloads,
+        } => {
+            for _ in 0..*in_flight {
+                send_echo(&mut conn.tx, payloads, now);
+            }
+        }
+        Workload::Echo {
+            rate: Some(rate), ..
+        } => {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let offset = period.mul_f64((key % 1000) as f64 / 1000.0);
+            schedule.push(Reverse((now + offset, key)));
+        }
+        Workload::Broadcast {
+            publishers, rate, ..
+        } => {
+            if key < *publishers {
+                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 / rate), key)));
+            }
+        }
+    }
+}
+
+fn on_message(
+    tx: &mut Tx,
+    payload: &[u8],
+    plan: &Plan,
+    report: &mut Report,
+    live: &Live,
+    now: Instant,
+) {
+    report.messages += 1;
+    report.bytes += payload.len() as u64;
+    live.messages.fetch_add(1, Ordering::Relaxed);
+    match &plan.workload {
+        Workload::Echo { rate, payloads, .. } => {
+            let Some((variant, intended)) = tx.inflight.pop_front() else {
+                report.mismatches += 1;
+                return;
+            };
+            if payloads.payloads[variant as usize] != payload {
+                report.mismatches += 1;
+            }
+            let _ = report
+                .latency
+                .record((now - intended).as_micros().max(1) as u64);
+            if rate.is_none() && !tx.stopped {
+                send_echo(tx, payloads, now);
+            }
+        }
+        Workload::Broadcast { .. } => {
+            if payload.len() >= 8 {
+                let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+                let at = (now - plan.epoch).as_micros() as u64;
+                let _ = report.latency.record(at.saturating_sub(sent).max(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn close_conn(
+    conns: &mut slab::Slab<Conn>,
+    key: usize,
+    poll: &Poll,
+    report: &mut Report,
+    live: &Live,
+) {
+    if let Some(mut conn) = conns.try_remove(key) {
+        let _ = poll.registry().deregister(&mut conn.stream);
+        match conn.phase {
+            Phase::Open => {
+                report.dropped += 1;
+                report.lost += conn.tx.inflight.len() as u64;
+                live.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ if !conn.reported => report.fail(Failure::Reset, live),
+            _ => {}
+        }
+    }
+}

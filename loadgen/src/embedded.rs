@@ -1,0 +1,50 @@
+//! The server `bench` measures: ringws in this process, on a free loopback port.
+//! Path `/chat` joins the broadcast room (binary messages are published to it);
+//! every other path echoes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringws::proto::handshake::UpgradeRequest;
+use ringws::{BackendKind, Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
+
+pub const ROOM: &str = "chat";
+
+struct Bench;
+
+impl Handler for Bench {
+    /// Whether the connection is in the room.
+    type Data = bool;
+
+    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, _peer: SocketAddr) -> Upgrade<bool> {
+        Upgrade::accept(request.path() == "/chat")
+    }
+
+    fn on_open(&mut self, ws: &mut WebSocket<'_, bool>) {
+        if *ws.data() {
+            ws.subscribe(ROOM);
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, bool>, message: Message<'_>) {
+        if *ws.data() {
+            ws.publish(ROOM, message);
+        } else {
+            ws.send(message);
+        }
+    }
+}
+
+/// Starts the embedded server with `workers` threads.
+pub fn start(
+    backend: BackendKind,
+    workers: usize,
+) -> Result<ServerHandle, Box<dyn std::error::Error>> {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .workers(workers)
+        .backend(backend)
+        .ping_interval(Some(Duration::from_secs(60)))
+        .build()?;
+    Ok(server.start(|| Bench)?)
+}

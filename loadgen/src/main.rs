@@ -1,0 +1,411 @@
+//! `loadgen`: drives any `ws://` server with many connections and tells the truth
+//! about latency. See `loadgen --help`.
+
+mod client;
+mod embedded;
+mod report;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use client::{Live, Payloads, Plan, Report, Target, Workload};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "WebSocket load generator: connect, hold, echo, broadcast, bench"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ramp to N connections; report connect and upgrade rate and failures by cause.
+    Connect(Common),
+    /// Keep N connections open, ping each periodically, count live ones and
+    /// (with --server-pid) the server's bytes per connection.
+    Hold(HoldArgs),
+    /// Echo: messages per second, MB/s and latency percentiles, every echo checked.
+    Echo(EchoArgs),
+    /// N subscribers of a room, one publisher at a rate: fan-out latency and counts.
+    Broadcast(BroadcastArgs),
+    /// Start the embedded ringws server and run the standard scenarios.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Server URL, ws://host:port/path.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Connections.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    connections: usize,
+    /// New connections per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+    /// Seconds to run after the ramp.
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Client threads (default: available cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Source addresses: a range like 127.0.0.1-127.0.0.32 (loopback only), to
+    /// get past the ~28k ephemeral ports of one address pair.
+    #[arg(long)]
+    sources: Option<String>,
+    /// Seconds allowed for connect + upgrade.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct HoldArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Seconds between pings on each connection.
+    #[arg(long, default_value_t = 1.0)]
+    ping_interval: f64,
+    /// The server's PID, to sample its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Payload {
+    /// Payload size in bytes (or the low end with --size-max).
+    #[arg(short = 's', long, default_value_t = 20)]
+    size: usize,
+    /// Spread payload sizes over size..=size-max.
+    #[arg(long)]
+    size_max: Option<usize>,
+    /// Text messages instead of binary.
+    #[arg(long)]
+    text: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    payload: Payload,
+    /// Messages in flight per connection (closed loop).
+    #[arg(short = 'k', long, default_value_t = 1)]
+    in_flight: usize,
+    /// Open loop: total messages per second, latency from the intended send time.
+    #[arg(short = 'r', long)]
+    rate: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BroadcastArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Messages per second from the publisher.
+    #[arg(short = 'r', long, default_value_t = 10.0)]
+    rate: f64,
+    /// Payload bytes (at least 8: the send time).
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Backend of the embedded server: auto, io_uring, epoll.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 1)]
+    server_workers: usize,
+    /// Client threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds per scenario.
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Connect(c) => {
+            scenario("connect", &c, Workload::Idle, None).and_then(|r| r.finish(&c.json))
+        }
+        Command::Hold(h) => hold(&h).and_then(|r| r.finish(&h.common.json)),
+        Command::Echo(e) => echo(&e).and_then(|r| r.finish(&e.common.json)),
+        Command::Broadcast(b) => broadcast(&b).and_then(|r| r.finish(&b.common.json)),
+        Command::Bench(b) => bench(&b),
+    };
+    if let Err(e) = result {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn parse_url(url: &str) -> Result<Target> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or("only ws:// URLs are supported")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = authority
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {authority}"))?;
+    Ok(Target {
+        addr,
+        host: authority.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+fn parse_sources(spec: &Option<String>) -> Result<Vec<IpAddr>> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    let (first, last) = spec.split_once('-').unwrap_or((spec, spec));
+    let first: std::net::Ipv4Addr = first.parse()?;
+    let last: std::net::Ipv4Addr = last.parse()?;
+    if !first.is_loopback() || !last.is_loopback() || u32::from(last) < u32::from(first) {
+        return Err("sources must be a loopback range like 127.0.0.1-127.0.0.32".into());
+    }
+    Ok((u32::from(first)..=u32::from(last))
+        .map(|ip| IpAddr::from(std::net::Ipv4Addr::from(ip)))
+        .collect())
+}
+
+/// Runs one scenario over its threads, with a progress display, and merges the
+/// threads' reports.
+fn scenario(
+    name: &str,
+    c: &Common,
+    workload: Workload,
+    pid: Option<u32>,
+) -> Result<report::Outcome> {
+    let target = parse_url(&c.url)?;
+    let threads = c
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let sources = parse_sources(&c.sources)?;
+    let live = Arc::new(Live::default());
+    let epoch = Instant::now();
+    let ramp_secs = if c.ramp > 0.0 {
+        c.connections as f64 / c.ramp
+    } else {
+        0.0
+    };
+    let deadline =
+        epoch + Duration::from_secs_f64(ramp_secs + c.duration + c.connect_timeout + 30.0);
+    let rss_before = pid.and_then(report::rss_bytes);
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let share = c.connections / threads + usize::from(t < c.connections % threads);
+        let workload = match (&workload, t) {
+            // One publisher in all: the first connection of thread 0.
+            (Workload::Broadcast { rate, size, .. }, 0) => Workload::Broadcast {
+                publishers: 1,
+                rate: *rate,
+                size: *size,
+            },
+            (Workload::Broadcast { rate, size, .. }, _) => Workload::Broadcast {
+                publishers: 0,
+                rate: *rate,
+                size: *size,
+            },
+            (w, _) => w.clone(),
+        };
+        let plan = Plan {
+            target: target.clone(),
+            connections: share,
+            ramp_rate: if c.ramp > 0.0 {
+                c.ramp / threads as f64
+            } else {
+                f64::INFINITY
+            },
+            sources: sources.clone(),
+            workload,
+            hold: Duration::from_secs_f64(c.duration),
+            connect_timeout: Duration::from_secs_f64(c.connect_timeout),
+            deadline,
+            epoch,
+        };
+        let live = live.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadgen-{t}"))
+                .spawn(move || client::run(plan, live))?,
+        );
+    }
+    let progress = report::Progress::new(name, c.connections as u64);
+    let mut rss_peak = None;
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        progress.update(&live);
+        if let Some(rss) = pid.and_then(report::rss_bytes) {
+            rss_peak = Some(rss_peak.unwrap_or(0).max(rss));
+        }
+    }
+    progress.finish();
+    let mut total: Option<Report> = None;
+    for h in handles {
+        let r = h.join().map_err(|_| "client thread panicked")?;
+        match &mut total {
+            Some(t) => {
+                t.merge(&r);
+                t.ramp.extend(r.ramp);
+            }
+            None => total = Some(r),
+        }
+    }
+    let mut total = total.ok_or("no threads")?;
+    total.ramp.sort_by(|a, b| a.0.total_cmp(&b.0));
+    live.stop.store(true, Ordering::Relaxed);
+    Ok(report::Outcome {
+        name: name.to_owned(),
+        connections: c.connections,
+        seconds: c.duration,
+        report: total,
+        rss: rss_before.zip(rss_peak),
+        elapsed: epoch.elapsed(),
+    })
+}
+
+fn hold(h: &HoldArgs) -> Result<report::Outcome> {
+    let workload = Workload::Ping {
+        every: Duration::from_secs_f64(h.ping_interval),
+    };
+    scenario("hold", &h.common, workload, h.server_pid)
+}
+
+fn echo_workload(e: &EchoArgs) -> Workload {
+    let max = e
+        .payload
+        .size_max
+        .unwrap_or(e.payload.size)
+        .max(e.payload.size);
+    let payloads = Arc::new(Payloads::new(e.payload.size, max, e.payload.text, 16));
+    let rate = e.rate.map(|r| r / e.common.connections.max(1) as f64);
+    Workload::Echo {
+        in_flight: e.in_flight.max(1),
+        rate,
+        payloads,
+    }
+}
+
+fn echo(e: &EchoArgs) -> Result<report::Outcome> {
+    scenario("echo", &e.common, echo_workload(e), None)
+}
+
+fn broadcast(b: &BroadcastArgs) -> Result<report::Outcome> {
+    let workload = Workload::Broadcast {
+        publishers: 1,
+        rate: b.rate,
+        size: b.size.max(8),
+    };
+    scenario("broadcast", &b.common, workload, None)
+}
+
+/// The main job: the embedded server under the standard scenarios.
+fn bench(b: &BenchArgs) -> Result<()> {
+    let backend = ringws::BackendKind::parse(&b.backend).ok_or("unknown backend")?;
+    let server = embedded::start(backend, b.server_workers)?;
+    let addr: SocketAddr = server.local_addr();
+    println!(
+        "ringws bench: embedded server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
+        b.server_workers, b.backend, b.threads, b.duration
+    );
+    let common = |connections: usize, path: &str| Common {
+        url: format!("ws://{addr}{path}"),
+        connections,
+        ramp: 0.0,
+        duration: b.duration,
+        threads: Some(b.threads),
+        sources: None,
+        connect_timeout: 10.0,
+        json: None,
+    };
+    let payload = |size: usize| Payload {
+        size,
+        size_max: None,
+        text: false,
+    };
+    let mut outcomes = Vec::new();
+    outcomes.push(scenario(
+        "connect 2000",
+        &Common {
+            duration: 0.5,
+            ..common(2000, "/")
+        },
+        Workload::Idle,
+        None,
+    )?);
+    for (conns, size) in [(100, 20), (1000, 20), (100, 16 * 1024)] {
+        let e = EchoArgs {
+            common: common(conns, "/"),
+            payload: payload(size),
+            in_flight: 1,
+            rate: None,
+        };
+        let mut o = scenario(
+            &format!("echo {conns} x {}", report::size(size)),
+            &e.common,
+            echo_workload(&e),
+            None,
+        )?;
+        o.name = format!("echo {conns} conns x {}", report::size(size));
+        outcomes.push(o);
+    }
+    let e = EchoArgs {
+        common: common(1000, "/"),
+        payload: payload(20),
+        in_flight: 1,
+        rate: Some(20_000.0),
+    };
+    outcomes.push(scenario(
+        "echo open-loop 1000 conns @ 20k/s",
+        &e.common,
+        echo_workload(&e),
+        None,
+    )?);
+    let bc = BroadcastArgs {
+        common: common(1000, "/chat"),
+        rate: 100.0,
+        size: 64,
+    };
+    let mut o = broadcast(&bc)?;
+    o.name = "broadcast 1000 subs @ 100/s".into();
+    outcomes.push(o);
+    let h = HoldArgs {
+        common: common(5000, "/"),
+        ping_interval: 1.0,
+        server_pid: None,
+    };
+    let mut o = hold(&h)?;
+    o.name = "hold 5000 conns, ping 1/s".into();
+    outcomes.push(o);
+    server.shutdown(Duration::from_secs(2));
+    report::table(&outcomes);
+    if let Some(path) = &b.json {
+        report::write_json(path, &outcomes)?;
+    }
+    Ok(())
+}

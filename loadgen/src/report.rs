@@ -1,0 +1,198 @@
+//! Progress display, the summary table and the JSON output.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::client::{FAILURES, Live, Report};
+
+/// One scenario's result.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub connections: usize,
+    /// The measured phase, seconds.
+    pub seconds: f64,
+    pub report: Report,
+    /// The server's resident memory before the run and at its peak.
+    pub rss: Option<(u64, u64)>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn rate(&self) -> f64 {
+        self.report.messages as f64 / self.seconds.max(1e-9)
+    }
+
+    fn percentile_ms(&self, q: f64) -> Option<f64> {
+        (!self.report.latency.is_empty())
+            .then(|| self.report.latency.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    fn errors(&self) -> u64 {
+        self.report.failures.iter().sum::<u64>()
+            + self.report.mismatches
+            + self.report.lost
+            + self.report.dropped
+    }
+
+    /// Prints this scenario alone, writes JSON if asked.
+    pub fn finish(self, json_path: &Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+        let r = &self.report;
+        table(std::slice::from_ref(&self));
+        println!(
+            "connected {} / {}  failures: {}",
+            r.connected,
+            self.connections,
+            FAILURES
+                .iter()
+                .zip(r.failures)
+                .map(|((_, name), n)| format!("{name} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !r.handshake.is_empty() {
+            println!(
+                "connect+upgrade: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.handshake.value_at_quantile(0.5) as f64 / 1000.0,
+                r.handshake.value_at_quantile(0.99) as f64 / 1000.0,
+                r.handshake.max() as f64 / 1000.0
+            );
+        }
+        if r.pings > 0 {
+            println!(
+                "pings {} pongs {} missed {}  live at end (answered last ping): {}",
+                r.pings, r.pongs, r.missed_pongs, r.live_at_end
+            );
+        }
+        if r.messages > 0 {
+            println!(
+                "messages {}  mismatched {}  lost {}  dropped connections {}",
+                r.messages, r.mismatches, r.lost, r.dropped
+            );
+        }
+        if let Some((before, peak)) = self.rss {
+            let per = (peak.saturating_sub(before)) as f64 / r.connected.max(1) as f64;
+            println!(
+                "server RSS: {:.1} MiB before, {:.1} MiB peak: {:.0} bytes per connection",
+                before as f64 / 1048576.0,
+                peak as f64 / 1048576.0,
+                per
+            );
+        }
+        if let Some(path) = json_path {
+            write_json(path, std::slice::from_ref(&self))?;
+        }
+        Ok(())
+    }
+
+    fn to_json(&self) -> Value {
+        let r = &self.report;
+        let pct = |q: f64| self.percentile_ms(q);
+        json!({
+            "scenario": self.name,
+            "connections": self.connections,
+            "seconds": self.seconds,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "connected": r.connected,
+            "failures": FAILURES.iter().zip(r.failures).map(|((_, n), c)| (n.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
+            "handshake_ms": {
+                "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
+                "p99": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.99) as f64 / 1000.0),
+            },
+            "messages": r.messages,
+            "messages_per_s": self.rate(),
+            "mb_per_s": r.bytes as f64 / self.seconds.max(1e-9) / 1e6,
+            "latency_ms": { "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "p99.9": pct(0.999), "max": (!r.latency.is_empty()).then(|| r.latency.max() as f64 / 1000.0) },
+            "mismatches": r.mismatches,
+            "lost": r.lost,
+            "dropped": r.dropped,
+            "pings": r.pings,
+            "pongs": r.pongs,
+            "missed_pongs": r.missed_pongs,
+            "live_at_end": r.live_at_end,
+            "server_rss": self.rss.map(|(b, p)| json!({"before": b, "peak": p, "bytes_per_connection": (p.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
+            "ramp": r.ramp,
+        })
+    }
+}
+
+/// The summary table of several scenarios.
+pub fn table(outcomes: &[Outcome]) {
+    println!(
+        "{:<36} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "scenario", "conns", "msgs/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    for o in outcomes {
+        let r = &o.report;
+        println!(
+            "{:<36} {:>8} {:>11.0} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            o.name,
+            r.connected,
+            o.rate(),
+            r.bytes as f64 / o.seconds.max(1e-9) / 1e6,
+            ms(o.percentile_ms(0.5)),
+            ms(o.percentile_ms(0.99)),
+            ms(o.percentile_ms(0.999)),
+            ms((!r.latency.is_empty()).then(|| r.latency.max() as f64 / 1000.0)),
+            o.errors()
+        );
+    }
+}
+
+pub fn write_json(path: &str, outcomes: &[Outcome]) -> Result<(), Box<dyn std::error::Error>> {
+    let value = Value::Array(outcomes.iter().map(Outcome::to_json).collect());
+    std::fs::write(path, serde_json::to_string_pretty(&value)?)?;
+    Ok(())
+}
+
+/// A process's resident memory in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// A spinner with live counts (hidden when stderr is not a terminal).
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    pub fn new(name: &str, connections: u64) -> Self {
+        let bar = ProgressBar::new(connections);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix} [{elapsed_precise}] {bar:30} {pos}/{len} open  {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(name.to_owned());
+        Self { bar }
+    }
+
+    pub fn update(&self, live: &Live) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bar.set_position(live.open.load(Relaxed));
+        self.bar.set_message(format!(
+            "{} failed  {} messages",
+            live.failed.load(Relaxed),
+            live.messages.load(Relaxed)
+        ));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
