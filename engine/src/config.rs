@@ -110,8 +110,16 @@ pub struct Config {
     pub max_connections_per_worker: usize,
     /// Size of each worker's receive buffer. Default 64 KiB.
     pub recv_buffer_size: usize,
-    /// Reads per connection per loop turn before others get their turn. Default 4.
+    /// Reads per connection per loop turn before others get their turn (epoll).
+    /// Default 4.
     pub read_budget: u32,
+    /// io_uring: size of each provided receive buffer. Default 16 KiB.
+    pub uring_buffer_size: usize,
+    /// io_uring: provided receive buffers per worker, a power of two up to 32768.
+    /// Default 1024 (16 MiB per worker with the default size).
+    pub uring_buffer_count: u16,
+    /// io_uring: submission queue entries per worker ring. Default 4096.
+    pub uring_entries: u32,
 }
 
 impl Default for Config {
@@ -135,6 +143,9 @@ impl Default for Config {
             max_connections_per_worker: 1_000_000,
             recv_buffer_size: 64 << 10,
             read_budget: 4,
+            uring_buffer_size: 16 << 10,
+            uring_buffer_count: 1024,
+            uring_entries: 4096,
         }
     }
 }
@@ -219,6 +230,21 @@ impl Config {
             "must be 4 KiB to 16 MiB",
         )?;
         check(self.read_budget >= 1, "read_budget", "must be at least 1")?;
+        check(
+            (512..=(1 << 20)).contains(&self.uring_buffer_size),
+            "uring_buffer_size",
+            "must be 512 bytes to 1 MiB",
+        )?;
+        check(
+            self.uring_buffer_count.is_power_of_two() && self.uring_buffer_count <= 32768,
+            "uring_buffer_count",
+            "must be a power of two up to 32768",
+        )?;
+        check(
+            self.uring_entries.is_power_of_two() && (64..=32768).contains(&self.uring_entries),
+            "uring_entries",
+            "must be a power of two from 64 to 32768",
+        )?;
         Ok(())
     }
 

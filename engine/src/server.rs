@@ -13,6 +13,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::api::{ConnId, Handler, Message, PreparedMessage};
 use crate::backend::epoll::EpollBackend;
+use crate::backend::uring::UringBackend;
+use crate::backend::{self, Chosen};
 use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError};
 use crate::proto::close::CloseCode;
 use crate::runtime::command::{Command, Mailbox};
@@ -109,6 +111,12 @@ impl Builder {
         recv_buffer_size: usize => recv_buffer_size;
         /// Reads per connection per turn (default 4).
         read_budget: u32 => read_budget;
+        /// io_uring: bytes per provided receive buffer (default 16 KiB).
+        uring_buffer_size: usize => uring_buffer_size;
+        /// io_uring: provided buffers per worker, a power of two (default 1024).
+        uring_buffer_count: u16 => uring_buffer_count;
+        /// io_uring: submission queue entries per ring (default 4096).
+        uring_entries: u32 => uring_entries;
     }
 
     /// Largest upgrade request head in bytes (default 8 KiB; 431 beyond).
@@ -154,14 +162,7 @@ impl Server {
         F: Fn() -> H + Send + Sync + 'static,
     {
         let config = Arc::new(self.config);
-        match config.effective_backend() {
-            BackendKind::Epoll | BackendKind::Auto => {}
-            BackendKind::IoUring => {
-                return Err(StartError::Backend(
-                    "the io_uring backend is not built yet; use epoll or auto".into(),
-                ));
-            }
-        }
+        let chosen = backend::choose(config.effective_backend()).map_err(StartError::Backend)?;
         let listeners = bind_all(&config)?;
         let local_addrs: Vec<SocketAddr> = listeners[0]
             .iter()
@@ -192,25 +193,34 @@ impl Server {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let backend = match EpollBackend::new(worker_listeners) {
+                    let backend = match chosen {
+                        Chosen::Epoll => EpollBackend::new(worker_listeners).map(Backend::Epoll),
+                        Chosen::Uring => UringBackend::new(worker_listeners, &config)
+                            .map(|b| Backend::Uring(Box::new(b))),
+                    };
+                    let backend = match backend {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = ready.send(Err(e));
+                            // Still meet the others at the barrier, then leave.
+                            barrier.wait();
                             return;
                         }
                     };
                     let (tx, rx) = mpsc::channel();
-                    let _ = ready.send(Ok((
-                        index,
-                        Mailbox {
-                            tx,
-                            waker: backend.waker(),
-                        },
-                    )));
+                    let waker = match &backend {
+                        Backend::Epoll(b) => b.waker(),
+                        Backend::Uring(b) => b.waker(),
+                    };
+                    let _ = ready.send(Ok((index, Mailbox { tx, waker })));
                     drop(ready);
                     barrier.wait();
                     let worker = Worker::new(index, factory(), config, rx, peers, stats);
-                    if let Err(e) = backend.run(worker) {
+                    let result = match backend {
+                        Backend::Epoll(b) => b.run(worker),
+                        Backend::Uring(b) => b.run(worker),
+                    };
+                    if let Err(e) = result {
                         log::error!("worker {index} stopped: {e}");
                     }
                 })
@@ -244,6 +254,12 @@ impl Server {
         }
         Ok(handle)
     }
+}
+
+/// A worker's backend, set up on its own thread.
+enum Backend {
+    Epoll(EpollBackend),
+    Uring(Box<UringBackend>),
 }
 
 /// One listener per worker per address, all with SO_REUSEPORT on the same port,

@@ -350,10 +350,10 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         if started < plan.connections && plan.ramp_rate.is_finite() {
             timeout = timeout.min(Duration::from_millis(5));
         }
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(e);
         }
         let now = Instant::now();
         for event in events.iter() {
@@ -710,12 +710,10 @@ fn on_message(
                 send_echo(tx, payloads, now);
             }
         }
-        Workload::Broadcast { .. } => {
-            if payload.len() >= 8 {
-                let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-                let at = (now - plan.epoch).as_micros() as u64;
-                let _ = report.latency.record(at.saturating_sub(sent).max(1));
-            }
+        Workload::Broadcast { .. } if payload.len() >= 8 => {
+            let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+            let at = (now - plan.epoch).as_micros() as u64;
+            let _ = report.latency.record(at.saturating_sub(sent).max(1));
         }
         _ => {}
     }

@@ -161,11 +161,12 @@ fn mask_words(buf: &mut [u8], kw: u32) {
     }
 }
 
-/// [`mask_words`] as a [`RawMaskFn`].
+/// [`mask_words`] as a [`RawMaskFn`], for CPUs without a vector path.
 ///
 /// # Safety
 ///
 /// None: `unsafe` only to fit the type.
+#[cfg(not(target_arch = "x86_64"))]
 unsafe fn raw_words(buf: &mut [u8], kw: u32) {
     mask_words(buf, kw);
 }
@@ -438,36 +439,48 @@ struct Selected {
 /// Picks the path once; afterwards each lookup is one atomic load.
 fn selected() -> &'static Selected {
     static SELECTED: OnceLock<Selected> = OnceLock::new();
-    SELECTED.get_or_init(|| {
-        // Widest first; a path is only listed once its features are detected.
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Selected {
-                    name: "avx2",
-                    raw: x86::mask_avx2,
-                };
-            }
-            Selected {
-                name: "sse2",
-                raw: x86::raw_sse2,
-            }
+    SELECTED.get_or_init(detect)
+}
+
+/// The widest path whose CPU features are present.
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Selected {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        Selected {
+            name: "avx2",
+            raw: x86::mask_avx2,
         }
-        #[cfg(target_arch = "aarch64")]
-        {
-            if std::arch::is_aarch64_feature_detected!("neon") {
-                return Selected {
-                    name: "neon",
-                    raw: arm::mask_neon,
-                };
-            }
+    } else {
+        Selected {
+            name: "sse2",
+            raw: x86::raw_sse2,
         }
-        #[cfg(not(target_arch = "x86_64"))]
+    }
+}
+
+/// The widest path whose CPU features are present.
+#[cfg(target_arch = "aarch64")]
+fn detect() -> Selected {
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        Selected {
+            name: "neon",
+            raw: arm::mask_neon,
+        }
+    } else {
         Selected {
             name: "u64",
             raw: raw_words,
         }
-    })
+    }
+}
+
+/// The widest path whose CPU features are present.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn detect() -> Selected {
+    Selected {
+        name: "u64",
+        raw: raw_words,
+    }
 }
 
 /// Copy `src` into `dst` masked with `key`, starting at key byte 0.
@@ -484,20 +497,24 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
         src.len(),
         "mask_into: destination and source lengths differ"
     );
-    let k = key_u64(u32::from_ne_bytes(key));
+    let len = src.len();
+    let kw = u32::from_ne_bytes(key);
+    if len < 8 {
+        for ((d, s), k) in dst.iter_mut().zip(src).zip(key.into_iter().cycle()) {
+            *d = s ^ k;
+        }
+        return;
+    }
+    let k = key_u64(kw);
     let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (dc, sc) in (&mut d).zip(&mut s) {
+    for (dc, sc) in (&mut d).zip(src.chunks_exact(8)) {
         dc.copy_from_slice(&(load_u64(sc) ^ k).to_ne_bytes());
     }
-    // Whole words advance the key by a multiple of 4.
-    for ((db, sb), kb) in d
-        .into_remainder()
-        .iter_mut()
-        .zip(s.remainder())
-        .zip(key.into_iter().cycle())
-    {
-        *db = sb ^ kb;
+    if !d.into_remainder().is_empty() {
+        // One overlapping word for the ragged end; `src` is untouched, so
+        // rewriting the overlap gives the same bytes.
+        let last = load_u64(&src[len - 8..]) ^ key_u64(advance(kw, len - 8));
+        dst[len - 8..].copy_from_slice(&last.to_ne_bytes());
     }
 }
 
@@ -595,6 +612,32 @@ mod tests {
                     let mut want0 = src.to_vec();
                     apply_mask_bytewise(&mut want0, key, 0);
                     assert_eq!(out, want0, "mask_into len {len} start {start}");
+                }
+            }
+        }
+    }
+
+    /// Lengths around every vector width and unroll boundary, at every
+    /// start alignment within a cache line and every key phase.
+    #[test]
+    fn medium_lengths_exhaustive() {
+        let key = [0x5a, 0x01, 0xc3, 0x7e];
+        let mut storage = vec![0u8; 300 + 64];
+        fill(&mut storage, 11);
+        let paths = paths_under_test();
+        for len in 41..=300 {
+            for start in 0..64 {
+                for offset in 0..4 {
+                    let mut want = storage.clone();
+                    apply_mask_bytewise(&mut want[start..start + len], key, offset);
+                    for &(name, f) in &paths {
+                        let mut buf = storage.clone();
+                        f(&mut buf[start..start + len], key, offset);
+                        assert!(
+                            buf == want,
+                            "path {name} len {len} start {start} offset {offset}"
+                        );
+                    }
                 }
             }
         }

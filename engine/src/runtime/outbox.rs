@@ -51,6 +51,13 @@ impl Outbox {
         self.chunks.push_back(frame);
     }
 
+    /// Moves staged bytes into the chunk queue, so that they stay where they are
+    /// while a completion-based backend sends them (later pushes go to a new
+    /// staging buffer).
+    pub fn seal(&mut self) {
+        self.seal_staging();
+    }
+
     /// Moves staged bytes into the chunk queue so that later chunks follow them.
     fn seal_staging(&mut self) {
         if self.staging.len() > self.staging_sent as usize {

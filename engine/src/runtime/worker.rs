@@ -359,10 +359,10 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Starts flushing `key`: what to do, and the queue to write.
-    pub fn flush_start(&mut self, key: usize) -> Option<(Finish, &Outbox)> {
+    pub fn flush_start(&mut self, key: usize) -> Option<(Finish, &mut Outbox)> {
         let conn = self.conns.get_mut(key)?;
         conn.session.listed = false;
-        Some((conn.session.finish, &conn.session.outbox))
+        Some((conn.session.finish, &mut conn.session.outbox))
     }
 
     /// `written` bytes of `key`'s queue went out; `blocked` if the socket took no
@@ -756,21 +756,19 @@ fn sweep<H: Handler>(
         }
         Phase::Open => {
             let silent = now.wrapping_sub(conn.last_rx);
-            if conn.ping_sent != NO_PING {
-                if now.wrapping_sub(conn.ping_sent) >= ticks.pong {
-                    // No frame since the ping: the peer is presumed dead.
-                    report_close(
-                        handler,
-                        shared,
-                        session,
-                        CloseCode::ABNORMAL,
-                        "",
-                        CloseCause::Timeout,
-                    );
-                    session.finish = Finish::Abort;
-                    session.mark(shared);
-                    return;
-                }
+            if conn.ping_sent != NO_PING && now.wrapping_sub(conn.ping_sent) >= ticks.pong {
+                // No frame since the ping: the peer is presumed dead.
+                report_close(
+                    handler,
+                    shared,
+                    session,
+                    CloseCode::ABNORMAL,
+                    "",
+                    CloseCause::Timeout,
+                );
+                session.finish = Finish::Abort;
+                session.mark(shared);
+                return;
             }
             if ticks.idle.is_some_and(|idle| silent >= idle) {
                 session.start_close(
