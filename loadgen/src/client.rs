@@ -285,10 +285,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     conn.tx.stopped = true;
                 }
             }
-            let settled = conns
-                .iter()
-                .all(|(_, c)| c.tx.inflight.is_empty() && !c.ping_outstanding);
-            if draining.is_some_and(|d| now >= d || settled) {
+            let settled = || {
+                conns
+                    .iter()
+                    .all(|(_, c)| c.tx.inflight.is_empty() && !c.ping_outstanding)
+            };
+            if draining.is_some_and(|d| now >= d || settled()) {
                 break;
             }
         }
@@ -335,12 +337,6 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 }
                 Err(e) => report.fail(classify(&e), live),
             }
-        }
-        if ramp_done.is_none()
-            && started == plan.connections
-            && conns.iter().all(|(_, c)| c.phase == Phase::Open)
-        {
-            ramp_done = Some(now);
         }
 
         let mut timeout = Duration::from_millis(50);
@@ -442,21 +438,25 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 close_conn(&mut conns, key, &poll, report, live);
             }
         }
-        // Timeouts of connects and upgrades.
-        let expired: Vec<usize> = conns
-            .iter()
-            .filter(|(_, c)| c.phase != Phase::Open && now - c.started > plan.connect_timeout)
-            .map(|(k, _)| k)
-            .collect();
-        for key in expired {
-            report.fail(Failure::Timeout, live);
-            if let Some(mut conn) = conns.try_remove(key) {
-                let _ = poll.registry().deregister(&mut conn.stream);
-            }
-        }
+        // Every 100 ms (scans of all connections stay off the per-event path):
+        // connect and upgrade timeouts, the end of the ramp, a ramp sample.
         if now - last_sample >= Duration::from_millis(100) {
             last_sample = now;
+            let expired: Vec<usize> = conns
+                .iter()
+                .filter(|(_, c)| c.phase != Phase::Open && now - c.started > plan.connect_timeout)
+                .map(|(k, _)| k)
+                .collect();
+            for key in expired {
+                report.fail(Failure::Timeout, live);
+                if let Some(mut conn) = conns.try_remove(key) {
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                }
+            }
             let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count() as u64;
+            if ramp_done.is_none() && started == plan.connections && open as usize == conns.len() {
+                ramp_done = Some(now);
+            }
             report.ramp.push(((now - plan.epoch).as_secs_f64(), open));
         }
     }

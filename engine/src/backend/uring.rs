@@ -238,7 +238,8 @@ impl UringBackend {
         ring.submitter().register_ring_fd()?;
         // Direct descriptors: as many as the worker may hold, halved until the kernel
         // accepts the table size (it is bounded by RLIMIT_NOFILE).
-        let mut table = u32::try_from(config.max_connections_per_worker + 64).unwrap_or(u32::MAX);
+        let wanted = u64::try_from(config.max_connections_per_worker + 64).unwrap_or(u64::MAX);
+        let mut table = u32::try_from(wanted.min(nofile_limit())).unwrap_or(u32::MAX);
         loop {
             match ring.submitter().register_files_sparse(table) {
                 Ok(()) => break,
@@ -750,6 +751,18 @@ impl<H: Handler> Loop<H> {
             slot.closed = false;
             self.worker.release(key);
         }
+    }
+}
+
+/// The hard RLIMIT_NOFILE, which bounds a ring's fixed-file table (each ring has
+/// its own table of that size, outside the process fd table).
+fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_max
+    } else {
+        1024
     }
 }
 
