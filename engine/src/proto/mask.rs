@@ -13,7 +13,7 @@
 //! definition.
 //!
 //! Every path except the byte loop handles a ragged head and tail without a
-//! byte loop: it loads the first and the last word or vector of the buffer
+//! byte loop (only buffers under 4 bytes go byte by byte): it loads the first and the last word or vector of the buffer
 //! *before* storing anything, masks the aligned middle, then stores those two.
 //! Where they overlap the middle, both stores write the same value (original
 //! byte XOR the key byte for that position), so nothing is masked twice.
