@@ -119,10 +119,18 @@ impl BufRing {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        let mut data = vec![0u8; usize::from(count) * size].into_boxed_slice();
+        // Fault the pool in now: a fixed, visible cost per worker instead of page
+        // faults on the receive path under load.
+        for page in data.chunks_mut(4096) {
+            // SAFETY: a volatile write of a zero byte to memory this function owns,
+            // so the compiler cannot drop the store to a (lazily) zeroed page.
+            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+        }
         let mut ring_buf = Self {
             entries: ptr.cast(),
             entries_len,
-            data: vec![0u8; usize::from(count) * size].into_boxed_slice(),
+            data,
             size,
             mask: count - 1,
             tail: 0,
@@ -757,7 +765,10 @@ impl<H: Handler> Loop<H> {
 /// The hard RLIMIT_NOFILE, which bounds a ring's fixed-file table (each ring has
 /// its own table of that size, outside the process fd table).
 fn nofile_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes one rlimit into the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
         limit.rlim_max
