@@ -242,6 +242,10 @@ impl Server {
         barrier.wait();
         let handle = ServerHandle {
             inner: Arc::new(Inner {
+                backend: match chosen {
+                    Chosen::Epoll => BackendKind::Epoll,
+                    Chosen::Uring => BackendKind::IoUring,
+                },
                 mailboxes,
                 threads: Mutex::new(threads),
                 stats,
@@ -298,6 +302,7 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
 
 #[derive(Debug)]
 struct Inner {
+    backend: BackendKind,
     mailboxes: Vec<Mailbox>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<[Arc<WorkerStats>]>,
@@ -329,6 +334,12 @@ impl ServerHandle {
     /// The bound address (of the first configured address).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addrs[0]
+    }
+
+    /// The backend the workers run: [`BackendKind::IoUring`] or
+    /// [`BackendKind::Epoll`] (never `Auto`).
+    pub fn backend(&self) -> BackendKind {
+        self.inner.backend
     }
 
     /// Every bound address.
