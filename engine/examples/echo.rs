@@ -53,8 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let handle = server.start(|| Echo)?;
     println!(
-        "echo: listening on {} with {workers} workers",
-        handle.local_addr()
+        "echo: listening on {} with {workers} workers ({:?} backend)",
+        handle.local_addr(),
+        handle.backend()
     );
     // Runs until killed.
     loop {

@@ -331,7 +331,10 @@ fn bench(b: &BenchArgs) -> Result<()> {
     let addr: SocketAddr = server.local_addr();
     println!(
         "ringws bench: embedded server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
-        b.server_workers, b.backend, b.threads, b.duration
+        b.server_workers,
+        format!("{:?}", server.backend()).to_lowercase(),
+        b.threads,
+        b.duration
     );
     let common = |connections: usize, path: &str| Common {
         url: format!("ws://{addr}{path}"),
