@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut host = String::from("127.0.0.1");
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backend = BackendKind::Auto;
+    let mut stats = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -37,9 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let name = parser.value()?.string()?;
                 backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
             }
+            Long("stats") => stats = true,
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats]"
                 );
                 return Ok(());
             }
@@ -57,8 +59,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         handle.local_addr(),
         handle.backend()
     );
-    // Runs until killed.
+    // Runs until killed; with --stats, prints the server's counters every 200 ms.
     loop {
-        std::thread::park();
+        if stats {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let s = handle.stats();
+            println!(
+                "stats: connections={} messages_in={} messages_out={} bytes_in={}",
+                s.connections, s.messages_in, s.messages_out, s.bytes_in
+            );
+        } else {
+            std::thread::park();
+        }
     }
 }
