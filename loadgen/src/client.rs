@@ -162,9 +162,17 @@ pub struct Report {
     pub dropped: u64,
     /// (seconds since epoch, open connections) samples.
     pub ramp: Vec<(f64, u64)>,
+    /// Inside the measured window (after the ramp, before the drain): only then
+    /// are messages and latencies counted.
+    measuring: bool,
 }
 
 impl Report {
+    /// A report with nothing counted yet.
+    pub fn empty() -> Self {
+        Self::new()
+    }
+
     fn new() -> Self {
         Self {
             connected: 0,
@@ -181,6 +189,7 @@ impl Report {
             live_at_end: 0,
             dropped: 0,
             ramp: Vec::new(),
+            measuring: false,
         }
     }
 
@@ -280,6 +289,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             if now >= end && draining.is_none() {
                 // Stop sending; give the answers in flight a moment to arrive.
                 draining = Some(now + DRAIN);
+                report.measuring = false;
                 schedule.clear();
                 for (_, conn) in conns.iter_mut() {
                     conn.tx.stopped = true;
@@ -453,11 +463,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     let _ = poll.registry().deregister(&mut conn.stream);
                 }
             }
-            let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count() as u64;
-            if ramp_done.is_none() && started == plan.connections && open as usize == conns.len() {
+            let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count();
+            if ramp_done.is_none() && started == plan.connections && open == conns.len() {
                 ramp_done = Some(now);
+                report.measuring = true;
             }
-            report.ramp.push(((now - plan.epoch).as_secs_f64(), open));
         }
     }
 
@@ -691,8 +701,11 @@ fn on_message(
     live: &Live,
     now: Instant,
 ) {
-    report.messages += 1;
-    report.bytes += payload.len() as u64;
+    let measuring = report.measuring;
+    if measuring {
+        report.messages += 1;
+        report.bytes += payload.len() as u64;
+    }
     live.messages.fetch_add(1, Ordering::Relaxed);
     match &plan.workload {
         Workload::Echo { rate, payloads, .. } => {
@@ -713,7 +726,9 @@ fn on_message(
         Workload::Broadcast { .. } if payload.len() >= 8 => {
             let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
             let at = (now - plan.epoch).as_micros() as u64;
-            let _ = report.latency.record(at.saturating_sub(sent).max(1));
+            if measuring {
+                let _ = report.latency.record(at.saturating_sub(sent).max(1));
+            }
         }
         _ => {}
     }

@@ -3,6 +3,8 @@
 
 mod client;
 mod embedded;
+mod plot;
+mod procs;
 mod report;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -41,7 +43,7 @@ enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
-struct Common {
+pub(crate) struct Common {
     /// Server URL, ws://host:port/path.
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
     url: String,
@@ -67,6 +69,13 @@ struct Common {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<String>,
+    /// Draw the latency distribution and the connection ramp into this SVG file.
+    #[arg(long)]
+    plot: Option<String>,
+    /// Client processes (each with its own fd limit; connections, rate and source
+    /// addresses are split between them).
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -137,17 +146,66 @@ struct BenchArgs {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<String>,
+    /// Draw the latency distributions into this SVG file.
+    #[arg(long)]
+    plot: Option<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    let child = procs::Child::from_env();
     let result = match cli.command {
-        Command::Connect(c) => {
-            scenario("connect", &c, Workload::Idle, None).and_then(|r| r.finish(&c.json))
+        Command::Connect(mut c) => {
+            procs::share(&mut c, child.as_ref());
+            run("connect", &c, child, |c| {
+                scenario("connect", c, Workload::Idle, None)
+            })
         }
-        Command::Hold(h) => hold(&h).and_then(|r| r.finish(&h.common.json)),
-        Command::Echo(e) => echo(&e).and_then(|r| r.finish(&e.common.json)),
-        Command::Broadcast(b) => broadcast(&b).and_then(|r| r.finish(&b.common.json)),
+        Command::Hold(mut h) => {
+            let pid = h.server_pid;
+            procs::share(&mut h.common, child.as_ref());
+            let interval = h.ping_interval;
+            run("hold", &h.common, child, move |c| {
+                let workload = Workload::Ping {
+                    every: Duration::from_secs_f64(interval),
+                };
+                scenario("hold", c, workload, pid)
+            })
+        }
+        Command::Echo(mut e) => {
+            let total = e.common.connections;
+            procs::share(&mut e.common, child.as_ref());
+            // The open-loop rate is the whole run's: each process takes its share.
+            if let Some(rate) = e.rate.as_mut() {
+                *rate *= e.common.connections as f64 / total.max(1) as f64;
+            }
+            let e2 = e.clone();
+            run("echo", &e.common, child, move |c| {
+                let e = EchoArgs {
+                    common: c.clone(),
+                    ..e2.clone()
+                };
+                scenario("echo", c, echo_workload(&e), None)
+            })
+        }
+        Command::Broadcast(mut b) => {
+            procs::share(&mut b.common, child.as_ref());
+            let publisher = child.as_ref().is_none_or(|c| c.index == 0);
+            let (rate, size) = (b.rate, b.size.max(8));
+            run("broadcast", &b.common, child, move |c| {
+                let publishers = usize::from(publisher);
+                scenario(
+                    "broadcast",
+                    c,
+                    Workload::Broadcast {
+                        publishers,
+                        rate,
+                        size,
+                    },
+                    None,
+                )
+            })
+        }
         Command::Bench(b) => bench(&b),
     };
     if let Err(e) = result {
@@ -177,7 +235,7 @@ fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
-fn parse_sources(spec: &Option<String>) -> Result<Vec<IpAddr>> {
+pub(crate) fn parse_sources(spec: &Option<String>) -> Result<Vec<IpAddr>> {
     let Some(spec) = spec else {
         return Ok(Vec::new());
     };
@@ -257,9 +315,14 @@ fn scenario(
     }
     let progress = report::Progress::new(name, c.connections as u64);
     let mut rss_peak = None;
+    let mut ramp = Vec::new();
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         progress.update(&live);
+        ramp.push((
+            epoch.elapsed().as_secs_f64(),
+            live.open.load(Ordering::Relaxed),
+        ));
         if let Some(rss) = pid.and_then(report::rss_bytes) {
             rss_peak = Some(rss_peak.unwrap_or(0).max(rss));
         }
@@ -269,15 +332,12 @@ fn scenario(
     for h in handles {
         let r = h.join().map_err(|_| "client thread panicked")?;
         match &mut total {
-            Some(t) => {
-                t.merge(&r);
-                t.ramp.extend(r.ramp);
-            }
+            Some(t) => t.merge(&r),
             None => total = Some(r),
         }
     }
     let mut total = total.ok_or("no threads")?;
-    total.ramp.sort_by(|a, b| a.0.total_cmp(&b.0));
+    total.ramp = ramp;
     live.stop.store(true, Ordering::Relaxed);
     Ok(report::Outcome {
         name: name.to_owned(),
@@ -287,6 +347,30 @@ fn scenario(
         rss: rss_before.zip(rss_peak),
         elapsed: epoch.elapsed(),
     })
+}
+
+/// Runs a scenario here, or in `--procs` child processes whose results are
+/// merged; prints the summary, writes JSON and the plot. A child only writes
+/// its JSON for the parent.
+fn run(
+    name: &str,
+    c: &Common,
+    child: Option<procs::Child>,
+    scenario: impl FnOnce(&Common) -> Result<report::Outcome>,
+) -> Result<()> {
+    if let Some(child) = child {
+        let outcome = scenario(c)?;
+        return procs::write_child(&child, &outcome);
+    }
+    let outcome = if c.procs > 1 {
+        procs::run_children(name, c)?
+    } else {
+        scenario(c)?
+    };
+    if let Some(path) = &c.plot {
+        plot::draw(path, std::slice::from_ref(&outcome))?;
+    }
+    outcome.finish(&c.json)
 }
 
 fn hold(h: &HoldArgs) -> Result<report::Outcome> {
@@ -309,10 +393,6 @@ fn echo_workload(e: &EchoArgs) -> Workload {
         rate,
         payloads,
     }
-}
-
-fn echo(e: &EchoArgs) -> Result<report::Outcome> {
-    scenario("echo", &e.common, echo_workload(e), None)
 }
 
 fn broadcast(b: &BroadcastArgs) -> Result<report::Outcome> {
@@ -345,6 +425,8 @@ fn bench(b: &BenchArgs) -> Result<()> {
         sources: None,
         connect_timeout: 10.0,
         json: None,
+        plot: None,
+        procs: 1,
     };
     let payload = |size: usize| Payload {
         size,
@@ -409,6 +491,9 @@ fn bench(b: &BenchArgs) -> Result<()> {
     report::table(&outcomes);
     if let Some(path) = &b.json {
         report::write_json(path, &outcomes)?;
+    }
+    if let Some(path) = &b.plot {
+        plot::draw(path, &outcomes)?;
     }
     Ok(())
 }

@@ -171,6 +171,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(name: &str, connections: u64) -> Self {
+        // A --procs child leaves the display to its parent.
+        if std::env::var_os("LOADGEN_CHILD").is_some() {
+            return Self {
+                bar: ProgressBar::hidden(),
+            };
+        }
         let bar = ProgressBar::new(connections);
         bar.set_style(
             ProgressStyle::with_template(

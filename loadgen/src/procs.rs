@@ -1,0 +1,196 @@
+//! `--procs N`: the run split over N processes of this same program, each with
+//! its own fd limit (and its own share of connections, rate and source
+//! addresses), their results merged. A child learns its part from the
+//! environment and writes its full result, histograms included, as JSON.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::Common;
+use crate::client::{FAILURES, Report};
+use crate::report::Outcome;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const CHILD: &str = "LOADGEN_CHILD";
+const CHILD_JSON: &str = "LOADGEN_CHILD_JSON";
+
+/// This process's part of a `--procs` run.
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub index: usize,
+    pub count: usize,
+    json: PathBuf,
+}
+
+impl Child {
+    pub fn from_env() -> Option<Self> {
+        let spec = std::env::var(CHILD).ok()?;
+        let (index, count) = spec.split_once('/')?;
+        Some(Self {
+            index: index.parse().ok()?,
+            count: count.parse().ok()?,
+            json: std::env::var_os(CHILD_JSON)?.into(),
+        })
+    }
+}
+
+/// Narrows the options to a child's share.
+pub fn share(c: &mut Common, child: Option<&Child>) {
+    let Some(child) = child else { return };
+    let (i, n) = (child.index, child.count.max(1));
+    c.connections = c.connections / n + usize::from(i < c.connections % n);
+    c.ramp /= n as f64;
+    if let Some(spec) = &c.sources
+        && let Ok(all) = crate::parse_sources(&Some(spec.clone()))
+        && !all.is_empty()
+    {
+        let a = (i * all.len() / n).min(all.len() - 1);
+        let b = ((i + 1) * all.len() / n).clamp(a + 1, all.len());
+        c.sources = Some(format!("{}-{}", all[a], all[b - 1]));
+    }
+    c.procs = 1;
+    c.json = None;
+    c.plot = None;
+}
+
+/// Runs `c.procs` children with this process's own arguments and merges them.
+pub fn run_children(name: &str, c: &Common) -> Result<Outcome> {
+    let exe = std::env::current_exe()?;
+    let dir = std::env::temp_dir().join(format!("loadgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for i in 0..c.procs {
+        let json = dir.join(format!("child-{i}.json"));
+        let child = Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(CHILD, format!("{i}/{}", c.procs))
+            .env(CHILD_JSON, &json)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        children.push((child, json));
+    }
+    eprintln!("loadgen: {name} over {} processes", c.procs);
+    let mut merged: Option<Outcome> = None;
+    for (mut child, json) in children {
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("a child process failed: {status}").into());
+        }
+        let outcome = read_child(&json)?;
+        match &mut merged {
+            None => merged = Some(outcome),
+            Some(m) => {
+                m.report.merge(&outcome.report);
+                // Ramps are sampled every 100 ms from each child's start: add them up
+                // sample by sample.
+                for (i, &(t, n)) in outcome.report.ramp.iter().enumerate() {
+                    match m.report.ramp.get_mut(i) {
+                        Some(slot) => slot.1 += n,
+                        None => m.report.ramp.push((t, n)),
+                    }
+                }
+                m.connections += outcome.connections;
+                m.rss = match (m.rss, outcome.rss) {
+                    (Some((b1, p1)), Some((b2, p2))) => Some((b1.min(b2), p1.max(p2))),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut outcome = merged.ok_or("no child processes")?;
+    outcome.name = name.to_owned();
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
+}
+
+fn hist_to_json(h: &Histogram<u64>) -> Value {
+    Value::Array(
+        h.iter_recorded()
+            .map(|v| json!([v.value_iterated_to(), v.count_at_value()]))
+            .collect(),
+    )
+}
+
+fn hist_from_json(v: &Value) -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for pair in v.as_array().into_iter().flatten() {
+        if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
+            let _ = h.record_n(value.max(1), count);
+        }
+    }
+    h
+}
+
+/// A child's result, complete enough to merge.
+pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
+    let r = &o.report;
+    let value = json!({
+        "name": o.name,
+        "connections": o.connections,
+        "seconds": o.seconds,
+        "elapsed_s": o.elapsed.as_secs_f64(),
+        "rss": o.rss,
+        "connected": r.connected,
+        "failures": r.failures,
+        "handshake": hist_to_json(&r.handshake),
+        "latency": hist_to_json(&r.latency),
+        "messages": r.messages,
+        "bytes": r.bytes,
+        "mismatches": r.mismatches,
+        "lost": r.lost,
+        "pings": r.pings,
+        "pongs": r.pongs,
+        "missed_pongs": r.missed_pongs,
+        "live_at_end": r.live_at_end,
+        "dropped": r.dropped,
+        "ramp": r.ramp,
+    });
+    std::fs::write(&child.json, serde_json::to_vec(&value)?)?;
+    Ok(())
+}
+
+fn read_child(path: &PathBuf) -> Result<Outcome> {
+    let v: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let mut report = Report::empty();
+    report.connected = n("connected");
+    for (i, slot) in report.failures.iter_mut().enumerate().take(FAILURES.len()) {
+        *slot = v["failures"][i].as_u64().unwrap_or(0);
+    }
+    report.handshake = hist_from_json(&v["handshake"]);
+    report.latency = hist_from_json(&v["latency"]);
+    report.messages = n("messages");
+    report.bytes = n("bytes");
+    report.mismatches = n("mismatches");
+    report.lost = n("lost");
+    report.pings = n("pings");
+    report.pongs = n("pongs");
+    report.missed_pongs = n("missed_pongs");
+    report.live_at_end = n("live_at_end");
+    report.dropped = n("dropped");
+    report.ramp = v["ramp"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_u64()?)))
+        .collect();
+    let rss = v["rss"]
+        .as_array()
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
+    Ok(Outcome {
+        name: v["name"].as_str().unwrap_or("").to_owned(),
+        connections: n("connections") as usize,
+        seconds: v["seconds"].as_f64().unwrap_or(1.0),
+        report,
+        rss,
+        elapsed: Duration::from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0)),
+    })
+}
