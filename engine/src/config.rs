@@ -113,10 +113,12 @@ pub struct Config {
     /// Reads per connection per loop turn before others get their turn (epoll).
     /// Default 4.
     pub read_budget: u32,
-    /// io_uring: size of each provided receive buffer. Default 16 KiB.
+    /// io_uring: size of each provided receive buffer. Default 64 KiB. Where the
+    /// kernel consumes buffers incrementally (6.12+), small receives share a
+    /// buffer, so buffers can be large without wasting them.
     pub uring_buffer_size: usize,
     /// io_uring: provided receive buffers per worker, a power of two up to 32768.
-    /// Default 1024 (16 MiB per worker with the default size).
+    /// Default 256 (16 MiB per worker with the default size, faulted in at start).
     pub uring_buffer_count: u16,
     /// io_uring: submission queue entries per worker ring. Default 4096.
     pub uring_entries: u32,
@@ -143,8 +145,8 @@ impl Default for Config {
             max_connections_per_worker: 1_000_000,
             recv_buffer_size: 64 << 10,
             read_budget: 4,
-            uring_buffer_size: 16 << 10,
-            uring_buffer_count: 1024,
+            uring_buffer_size: 64 << 10,
+            uring_buffer_count: 256,
             uring_entries: 4096,
         }
     }

@@ -10,7 +10,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::api::Handler;
 use crate::runtime::command::Wake;
-use crate::runtime::conn::Finish;
+use crate::runtime::conn::{AfterFlush, Finish};
 use crate::runtime::outbox::MAX_IOVECS;
 use crate::runtime::worker::Worker;
 
@@ -70,9 +70,11 @@ impl EpollBackend {
         let mut recv = vec![0u8; config.recv_buffer_size];
         let mut sockets: Vec<Option<TcpStream>> = Vec::new();
         let mut events = Events::with_capacity(1024);
-        // Connections that used their read budget with data left: served next turn.
-        let mut readable: Vec<usize> = Vec::new();
-        let mut still_readable: Vec<usize> = Vec::new();
+        // Connections to read, with whether the peer has closed or failed (then
+        // read to the end: no further edge will come). Those that used their
+        // read budget with data left are served next turn.
+        let mut readable: Vec<(usize, bool)> = Vec::new();
+        let mut still_readable: Vec<(usize, bool)> = Vec::new();
         let mut flush: Vec<usize> = Vec::new();
         let mut listening = true;
 
@@ -104,15 +106,16 @@ impl EpollBackend {
                         if event.is_writable() {
                             worker.on_writable(key);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            readable.push(key);
+                        let ended = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || ended {
+                            readable.push((key, ended));
                         }
                     }
                 }
             }
             // Every readable connection gets up to `read_budget` reads per turn, so
             // one fast sender cannot starve the others.
-            for key in readable.drain(..) {
+            for (key, ended) in readable.drain(..) {
                 let Some(Some(stream)) = sockets.get_mut(key) else {
                     continue;
                 };
@@ -120,26 +123,27 @@ impl EpollBackend {
                 loop {
                     match stream.read(&mut recv) {
                         Ok(0) => {
-                            worker.on_hangup(key);
+                            worker.on_hangup(key, true);
                             break;
                         }
                         Ok(n) => {
                             worker.on_data(key, &mut recv[..n]);
                             reads += 1;
                             // A short read drained the socket; edge-triggered epoll
-                            // reports the next arrival.
-                            if n < recv.len() {
+                            // reports the next arrival, unless the peer's FIN or
+                            // RST came with this data: then read on to see it.
+                            if n < recv.len() && !ended {
                                 break;
                             }
                             if reads == read_budget {
-                                still_readable.push(key);
+                                still_readable.push((key, ended));
                                 break;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => {
-                            worker.on_hangup(key);
+                            worker.on_hangup(key, false);
                             break;
                         }
                     }
@@ -255,13 +259,13 @@ fn flush_one<H: Handler>(
         return;
     }
     match worker.flush_done(key, written, blocked) {
-        Finish::None => {}
-        Finish::ShutdownWrite => {
+        AfterFlush::Keep => {}
+        AfterFlush::ShutdownWrite => {
             if let Some(Some(stream)) = sockets.get_mut(key) {
                 let _ = stream.shutdown(Shutdown::Write);
             }
         }
-        Finish::Abort => close(key, worker, sockets, poll),
+        AfterFlush::Close => close(key, worker, sockets, poll),
     }
 }
 

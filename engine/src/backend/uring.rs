@@ -19,7 +19,7 @@ use slab::Slab;
 use crate::api::Handler;
 use crate::config::Config;
 use crate::runtime::command::Wake;
-use crate::runtime::conn::Finish;
+use crate::runtime::conn::{AfterFlush, Finish};
 use crate::runtime::outbox::MAX_IOVECS;
 use crate::runtime::worker::Worker;
 
@@ -45,6 +45,10 @@ fn split_user_data(data: u64) -> (u64, u32, u32) {
 
 /// The buffer group of the provided receive buffers.
 const BUFFER_GROUP: u16 = 0;
+
+/// `IOU_PBUF_RING_INC` of `<linux/io_uring.h>`: incrementally consumed provided
+/// buffers (since Linux 6.12).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// `SOCKET_URING_OP_GETSOCKOPT` of `<linux/io_uring.h>` (since Linux 6.7).
 const SOCKET_URING_OP_GETSOCKOPT: u32 = 2;
@@ -100,6 +104,10 @@ struct BufRing {
     size: usize,
     mask: u16,
     tail: u16,
+    /// Incremental consumption (Linux 6.12+): the kernel packs consecutive receives
+    /// into one buffer; `consumed[bid]` is where the next receive into it starts.
+    incremental: bool,
+    consumed: Vec<u32>,
 }
 
 impl BufRing {
@@ -134,13 +142,35 @@ impl BufRing {
             size,
             mask: count - 1,
             tail: 0,
+            incremental: true,
+            consumed: vec![0; usize::from(count)],
         };
         // SAFETY: the mapping lives as long as `ring_buf`, which the backend drops
         // after the ring (field order), so the kernel never sees it unmapped.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, count, BUFFER_GROUP, 0)?;
+        let registered = unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ptr as u64,
+                count,
+                BUFFER_GROUP,
+                IOU_PBUF_RING_INC,
+            )
+        };
+        if let Err(e) = registered {
+            log::debug!(
+                "incrementally consumed buffers unavailable ({e}); whole buffers per receive"
+            );
+            ring_buf.incremental = false;
+            // SAFETY: as above.
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    ptr as u64,
+                    count,
+                    BUFFER_GROUP,
+                    0,
+                )?;
+            }
         }
+        eprintln!("DEBUG incremental {}", ring_buf.incremental);
         for bid in 0..count {
             ring_buf.push(bid);
         }
@@ -170,9 +200,24 @@ impl BufRing {
         }
     }
 
-    fn buffer(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        let start = usize::from(bid) * self.size;
-        &mut self.data[start..start + len.min(self.size)]
+    /// The `len` bytes a receive completion put into buffer `bid`.
+    fn received(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let base = usize::from(bid) * self.size;
+        let start = base + self.consumed[usize::from(bid)] as usize;
+        let end = (start + len).min(base + self.size);
+        &mut self.data[start..end]
+    }
+
+    /// After a completion's data is parsed: the buffer goes back to the kernel,
+    /// unless the kernel keeps filling it (incremental mode, `more`).
+    fn release(&mut self, bid: u16, len: usize, more: bool) {
+        let consumed = &mut self.consumed[usize::from(bid)];
+        if self.incremental && more {
+            *consumed += len as u32;
+        } else {
+            *consumed = 0;
+            self.push(bid);
+        }
     }
 }
 
@@ -206,7 +251,12 @@ struct Slot {
     rearm: bool,
     /// A send in flight (its SendBuf index + 1; 0 for none).
     send: u32,
+    /// A shutdown in flight. It may run later on a kernel worker and look the
+    /// fixed slot up only then, so the close waits for it: otherwise it could hit
+    /// a new connection accepted into the freed slot.
+    shutting: bool,
     closing: bool,
+    close_submitted: bool,
     closed: bool,
 }
 
@@ -466,11 +516,20 @@ impl<H: Handler> Loop<H> {
                 self.try_release(index as usize);
                 Ok(())
             }
+            OP_SHUTDOWN => {
+                if let Some(slot) = self.live_slot(index as usize, generation) {
+                    slot.shutting = false;
+                    if slot.closing {
+                        self.submit_close(index as usize)?;
+                    }
+                }
+                Ok(())
+            }
             OP_WAKE => {
                 self.worker.on_commands();
                 self.arm_wake()
             }
-            // Shutdown, cancel and the close of a refused socket need no follow-up.
+            // Cancel and the close of a refused socket need no follow-up.
             _ => Ok(()),
         }
     }
@@ -579,15 +638,14 @@ impl<H: Handler> Loop<H> {
         let buffer = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
         let live = self.live_slot(key, generation).is_some();
-        if live && result > 0 {
-            if let Some(bid) = buffer {
-                let data = self.buffers.buffer(bid, result as usize);
+        let len = result.max(0) as usize;
+        if let Some(bid) = buffer {
+            if live && len > 0 {
+                let data = self.buffers.received(bid, len);
                 self.worker.on_data(key, data);
             }
-        }
-        if let Some(bid) = buffer {
             // Parsed (or stale): the buffer goes straight back to the kernel.
-            self.buffers.push(bid);
+            self.buffers.release(bid, len, cqueue::buffer_more(flags));
         }
         if !live {
             return Ok(());
@@ -597,7 +655,7 @@ impl<H: Handler> Loop<H> {
             slot.receiving = false;
         }
         match result {
-            0 => self.worker.on_hangup(key),
+            0 => self.worker.on_hangup(key, true),
             r if r > 0 => {
                 if !more {
                     self.rearm.push(key);
@@ -606,7 +664,7 @@ impl<H: Handler> Loop<H> {
             // Buffers ran out: they are back by the end of this turn; re-arm then.
             r if r == -libc::ENOBUFS => self.rearm.push(key),
             r if r == -libc::ECANCELED => {}
-            _ => self.worker.on_hangup(key),
+            _ => self.worker.on_hangup(key, false),
         }
         self.try_release(key);
         Ok(())
@@ -636,22 +694,28 @@ impl<H: Handler> Loop<H> {
         let written = result as usize;
         let short = written < offered;
         match self.worker.flush_done(key, written, short) {
-            Finish::None => {
+            AfterFlush::Keep => {
                 if short {
                     // Resume the rest in order, next turn.
                     self.worker.on_writable(key);
                 }
                 Ok(())
             }
-            Finish::ShutdownWrite => {
-                let fixed = self.slots[key].fixed;
-                let entry = opcode::Shutdown::new(Fixed(fixed), libc::SHUT_WR)
-                    .build()
-                    .user_data(user_data(OP_SHUTDOWN, generation, key as u32));
-                self.push(entry)
-            }
-            Finish::Abort => self.begin_close(key),
+            AfterFlush::ShutdownWrite => self.shutdown_write(key),
+            AfterFlush::Close => self.begin_close(key),
         }
+    }
+
+    fn shutdown_write(&mut self, key: usize) -> io::Result<()> {
+        let slot = &mut self.slots[key];
+        if slot.shutting || slot.closing {
+            return Ok(());
+        }
+        slot.shutting = true;
+        let entry = opcode::Shutdown::new(Fixed(slot.fixed), libc::SHUT_WR)
+            .build()
+            .user_data(user_data(OP_SHUTDOWN, slot.generation, key as u32));
+        self.push(entry)
     }
 
     /// One send for the connection's whole queue, unless one is in flight (its
@@ -671,14 +735,9 @@ impl<H: Handler> Loop<H> {
         }
         if outbox.is_empty() {
             return match self.worker.flush_done(key, 0, false) {
-                Finish::ShutdownWrite => {
-                    let entry = opcode::Shutdown::new(Fixed(slot.fixed), libc::SHUT_WR)
-                        .build()
-                        .user_data(user_data(OP_SHUTDOWN, slot.generation, key as u32));
-                    self.push(entry)
-                }
-                Finish::Abort => self.begin_close(key),
-                Finish::None => Ok(()),
+                AfterFlush::ShutdownWrite => self.shutdown_write(key),
+                AfterFlush::Close => self.begin_close(key),
+                AfterFlush::Keep => Ok(()),
             };
         }
         // Staged bytes become an immutable chunk: later sends cannot move them
@@ -733,7 +792,7 @@ impl<H: Handler> Loop<H> {
             return Ok(());
         }
         slot.closing = true;
-        let (fixed, generation, receiving) = (slot.fixed, slot.generation, slot.receiving);
+        let (generation, receiving) = (slot.generation, slot.receiving);
         if receiving {
             let target = user_data(OP_RECV, generation, key as u32);
             self.push(
@@ -742,9 +801,19 @@ impl<H: Handler> Loop<H> {
                     .user_data(user_data(OP_CANCEL, 0, 0)),
             )?;
         }
-        let entry = opcode::Close::new(Fixed(fixed))
+        self.submit_close(key)
+    }
+
+    /// Closes the direct descriptor once no shutdown on it is in flight.
+    fn submit_close(&mut self, key: usize) -> io::Result<()> {
+        let slot = &mut self.slots[key];
+        if slot.shutting || slot.close_submitted {
+            return Ok(());
+        }
+        slot.close_submitted = true;
+        let entry = opcode::Close::new(Fixed(slot.fixed))
             .build()
-            .user_data(user_data(OP_CLOSE, generation, key as u32));
+            .user_data(user_data(OP_CLOSE, slot.generation, key as u32));
         self.push(entry)
     }
 
@@ -753,10 +822,11 @@ impl<H: Handler> Loop<H> {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.closing && slot.closed && !slot.receiving && slot.send == 0 {
-            slot.generation = slot.generation.wrapping_add(1) & 0xff_ffff;
-            slot.closing = false;
-            slot.closed = false;
+        if slot.closing && slot.closed && !slot.receiving && !slot.shutting && slot.send == 0 {
+            *slot = Slot {
+                generation: slot.generation.wrapping_add(1) & 0xff_ffff,
+                ..Slot::default()
+            };
             self.worker.release(key);
         }
     }

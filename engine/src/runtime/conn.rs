@@ -34,8 +34,21 @@ pub(crate) enum Finish {
     None,
     /// Flush, then shut down the write side (graceful end).
     ShutdownWrite,
+    /// Flush to a peer that closed its side, then close the socket.
+    CloseAfterFlush,
     /// Drop the socket now, queued bytes or not.
     Abort,
+}
+
+/// What a backend does with a socket after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFlush {
+    /// Nothing.
+    Keep,
+    /// Shut down the write side (the queue is empty).
+    ShutdownWrite,
+    /// Close the socket.
+    Close,
 }
 
 /// The part of a connection a [`crate::WebSocket`] handle reaches.
@@ -151,7 +164,8 @@ impl<U> Session<U> {
         } else if let Some(refused) = self.admit(shared, len) {
             return refused;
         }
-        self.outbox.push_copy(header.as_bytes(), payload);
+        self.outbox
+            .push_copy(&mut shared.pool, header.as_bytes(), payload);
         self.mark(shared);
         shared.counters.messages_out += 1;
         self.status()
@@ -207,7 +221,8 @@ impl<U> Session<U> {
             None,
             payload.as_bytes().len() as u64,
         );
-        self.outbox.push_copy(header.as_bytes(), payload.as_bytes());
+        self.outbox
+            .push_copy(&mut shared.pool, header.as_bytes(), payload.as_bytes());
         self.mark(shared);
     }
 

@@ -1,7 +1,9 @@
 //! A connection's send queue. Small frames written during a loop turn are corked
 //! into one staging buffer; shared frames (prepared and published messages) are
-//! queued by reference. The whole queue goes out in one vectored write at the
-//! end of the turn.
+//! queued by reference. The whole queue goes out in one vectored write (or one
+//! send SQE) at the end of the turn. Staging buffers come from, and go back to,
+//! the worker's [`BufferPool`], so a busy connection does not allocate per turn
+//! and an idle one holds nothing.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -11,10 +13,68 @@ use bytes::{Buf, Bytes};
 /// Most iovecs handed to one write.
 pub(crate) const MAX_IOVECS: usize = 64;
 
+/// A worker's spare send buffers. Bounded in count and bytes; LIFO, so the
+/// buffer handed out next is the one most recently in cache.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool {
+    spare: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl BufferPool {
+    /// Most bytes of spare buffers a worker keeps.
+    const MAX_BYTES: usize = 8 << 20;
+    /// Buffers larger than this go back to the allocator.
+    const MAX_BUFFER: usize = 1 << 20;
+    /// Smallest buffer handed out: room for a few small frames.
+    const MIN_BUFFER: usize = 512;
+
+    /// An empty buffer with room for at least `min` bytes.
+    pub fn take(&mut self, min: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut buf) => {
+                self.bytes -= buf.capacity();
+                buf.reserve(min);
+                buf
+            }
+            None => Vec::with_capacity(min.max(Self::MIN_BUFFER)),
+        }
+    }
+
+    /// Takes a buffer back (or frees it if the pool is full).
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        let capacity = buf.capacity();
+        if capacity == 0 || capacity > Self::MAX_BUFFER || self.bytes + capacity > Self::MAX_BYTES {
+            return;
+        }
+        buf.clear();
+        self.bytes += capacity;
+        self.spare.push(buf);
+    }
+}
+
+/// Bytes queued by reference or by ownership.
+#[derive(Debug)]
+enum Chunk {
+    /// A shared frame (prepared, published).
+    Shared(Bytes),
+    /// A sealed staging buffer, sent from `pos`.
+    Owned { buf: Vec<u8>, pos: usize },
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(b) => b,
+            Chunk::Owned { buf, pos } => &buf[*pos..],
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    /// Frames queued before `staging`, oldest first; the first may be partly sent.
-    chunks: VecDeque<Bytes>,
+    /// Queued before `staging`, oldest first; the first may be partly sent.
+    chunks: VecDeque<Chunk>,
     /// Copied frames, after every chunk.
     staging: Vec<u8>,
     /// Bytes of `staging` already sent (when every chunk is gone). u32 keeps the
@@ -34,11 +94,14 @@ impl Outbox {
     }
 
     /// Appends a frame by copying header and payload.
-    pub fn push_copy(&mut self, header: &[u8], payload: &[u8]) {
-        self.staging.reserve(header.len() + payload.len());
+    pub fn push_copy(&mut self, pool: &mut BufferPool, header: &[u8], payload: &[u8]) {
+        let len = header.len() + payload.len();
+        if self.staging.capacity() == 0 {
+            self.staging = pool.take(len);
+        }
         self.staging.extend_from_slice(header);
         self.staging.extend_from_slice(payload);
-        self.len += (header.len() + payload.len()) as u32;
+        self.len += len as u32;
     }
 
     /// Appends a shared frame without copying it.
@@ -46,25 +109,19 @@ impl Outbox {
         if frame.is_empty() {
             return;
         }
-        self.seal_staging();
+        self.seal();
         self.len += frame.len() as u32;
-        self.chunks.push_back(frame);
+        self.chunks.push_back(Chunk::Shared(frame));
     }
 
     /// Moves staged bytes into the chunk queue, so that they stay where they are
     /// while a completion-based backend sends them (later pushes go to a new
     /// staging buffer).
     pub fn seal(&mut self) {
-        self.seal_staging();
-    }
-
-    /// Moves staged bytes into the chunk queue so that later chunks follow them.
-    fn seal_staging(&mut self) {
         if self.staging.len() > self.staging_sent as usize {
-            let mut staged = Bytes::from(std::mem::take(&mut self.staging));
-            staged.advance(self.staging_sent as usize);
-            self.staging_sent = 0;
-            self.chunks.push_back(staged);
+            let buf = std::mem::take(&mut self.staging);
+            let pos = std::mem::take(&mut self.staging_sent) as usize;
+            self.chunks.push_back(Chunk::Owned { buf, pos });
         }
     }
 
@@ -72,7 +129,7 @@ impl Outbox {
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
         for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
-            *slot = IoSlice::new(chunk);
+            *slot = IoSlice::new(chunk.bytes());
             count += 1;
         }
         if count < out.len() && self.staging.len() > self.staging_sent as usize {
@@ -82,32 +139,42 @@ impl Outbox {
         count
     }
 
-    /// Forgets `n` bytes that were written; frees the buffers once empty, so an
-    /// idle connection holds no send memory.
-    pub fn consume(&mut self, mut n: usize) {
+    /// Forgets `n` bytes that were written, returning finished buffers to the
+    /// pool; once empty, the outbox holds no memory.
+    pub fn consume(&mut self, pool: &mut BufferPool, mut n: usize) {
         debug_assert!(n <= self.len as usize);
         self.len -= n as u32;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;
             };
-            if n < front.len() {
-                front.advance(n);
+            let available = front.bytes().len();
+            if n < available {
+                match front {
+                    Chunk::Shared(b) => b.advance(n),
+                    Chunk::Owned { pos, .. } => *pos += n,
+                }
                 return;
             }
-            n -= front.len();
-            self.chunks.pop_front();
+            n -= available;
+            if let Some(Chunk::Owned { buf, .. }) = self.chunks.pop_front() {
+                pool.give(buf);
+            }
         }
         self.staging_sent += n as u32;
         if self.len == 0 {
-            self.clear();
+            self.clear(pool);
         }
     }
 
-    /// Drops everything queued and frees the memory.
-    pub fn clear(&mut self) {
-        self.chunks = VecDeque::new();
-        self.staging = Vec::new();
+    /// Drops everything queued; buffers go back to the pool.
+    pub fn clear(&mut self, pool: &mut BufferPool) {
+        for chunk in std::mem::take(&mut self.chunks) {
+            if let Chunk::Owned { buf, .. } = chunk {
+                pool.give(buf);
+            }
+        }
+        pool.give(std::mem::take(&mut self.staging));
         self.staging_sent = 0;
         self.len = 0;
     }
@@ -117,7 +184,7 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn drain(outbox: &mut Outbox, step: usize) -> Vec<u8> {
+    fn drain(outbox: &mut Outbox, pool: &mut BufferPool, step: usize) -> Vec<u8> {
         let mut sent = Vec::new();
         while !outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); 2];
@@ -128,35 +195,58 @@ mod tests {
                 .collect();
             let n = flat.len().min(step);
             sent.extend_from_slice(&flat[..n]);
-            outbox.consume(n);
+            outbox.consume(pool, n);
         }
         sent
     }
 
     #[test]
-    fn order_is_kept_across_copied_and_shared_frames() {
+    fn order_is_kept_across_copied_shared_and_sealed_frames() {
         for step in [1, 3, 7, 1000] {
+            let mut pool = BufferPool::default();
             let mut o = Outbox::default();
-            o.push_copy(b"h1", b"aaa");
+            o.push_copy(&mut pool, b"h1", b"aaa");
             o.push_shared(Bytes::from_static(b"SHARED"));
-            o.push_copy(b"h2", b"bb");
+            o.push_copy(&mut pool, b"h2", b"bb");
+            o.seal();
+            o.push_copy(&mut pool, b"h3", b"c");
             o.push_shared(Bytes::from_static(b"X"));
-            assert_eq!(o.len(), 5 + 6 + 4 + 1);
-            assert_eq!(drain(&mut o, step), b"h1aaaSHAREDh2bbX", "step {step}");
+            assert_eq!(o.len(), 5 + 6 + 4 + 3 + 1);
+            assert_eq!(
+                drain(&mut o, &mut pool, step),
+                b"h1aaaSHAREDh2bbh3cX",
+                "step {step}"
+            );
             assert!(o.is_empty());
         }
     }
 
     #[test]
-    fn partial_writes_resume_and_memory_is_freed() {
+    fn partial_writes_resume_and_memory_goes_back_to_the_pool() {
+        let mut pool = BufferPool::default();
         let mut o = Outbox::default();
-        o.push_copy(b"", &[1; 100]);
-        o.consume(40);
+        o.push_copy(&mut pool, b"", &[1; 100]);
+        o.consume(&mut pool, 40);
         o.push_shared(Bytes::from(vec![2; 10]));
         assert_eq!(o.len(), 70);
-        let rest = drain(&mut o, 13);
+        let rest = drain(&mut o, &mut pool, 13);
         assert_eq!(rest, [vec![1; 60], vec![2; 10]].concat());
         assert_eq!(o.staging.capacity(), 0);
         assert_eq!(o.chunks.capacity(), 0);
+        // The staging buffer is reused for the next send.
+        assert_eq!(pool.spare.len(), 1);
+        o.push_copy(&mut pool, b"", &[3; 10]);
+        assert!(pool.spare.is_empty());
+    }
+
+    #[test]
+    fn pool_is_bounded() {
+        let mut pool = BufferPool::default();
+        pool.give(Vec::with_capacity(BufferPool::MAX_BUFFER + 1));
+        assert!(pool.spare.is_empty());
+        for _ in 0..(BufferPool::MAX_BYTES / (64 << 10)) + 10 {
+            pool.give(Vec::with_capacity(64 << 10));
+        }
+        assert!(pool.bytes <= BufferPool::MAX_BYTES);
     }
 }

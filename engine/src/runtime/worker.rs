@@ -12,8 +12,8 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{Conn, Finish, NO_PING, Phase, Session};
-use super::outbox::Outbox;
+use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, Session};
+use super::outbox::{BufferPool, Outbox};
 use super::pubsub::Topics;
 use crate::api::{
     CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message, PreparedMessage, Upgrade,
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// Connections with something to flush or finish this turn.
     pub flush: Vec<usize>,
     pub counters: Counters,
+    /// Spare send buffers.
+    pub pool: BufferPool,
 }
 
 impl Shared {
@@ -177,6 +179,7 @@ impl<H: Handler> Worker<H> {
                 publishes: Vec::new(),
                 flush: Vec::new(),
                 counters: Counters::default(),
+                pool: BufferPool::default(),
             },
             decoder_config,
             generation: 0,
@@ -254,10 +257,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// The peer closed its side (EOF) or the connection failed. Returns true if the
-    /// backend should drop the socket now (always, in practice: a half-closed peer
-    /// cannot complete anything).
-    pub fn on_hangup(&mut self, key: usize) {
+    /// The peer closed its side (`eof`: it may still read) or the connection
+    /// failed. What is queued is still sent to a half-closed peer (our close reply,
+    /// say), then the socket is closed.
+    pub fn on_hangup(&mut self, key: usize, eof: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -273,7 +276,12 @@ impl<H: Handler> Worker<H> {
                 cause,
             );
         }
-        session.finish = Finish::Abort;
+        session.phase = Phase::Draining;
+        session.finish = if eof && !session.outbox.is_empty() {
+            Finish::CloseAfterFlush
+        } else {
+            Finish::Abort
+        };
         session.mark(&mut self.shared);
     }
 
@@ -367,20 +375,20 @@ impl<H: Handler> Worker<H> {
 
     /// `written` bytes of `key`'s queue went out; `blocked` if the socket took no
     /// more. Returns what the backend must do with the socket now.
-    pub fn flush_done(&mut self, key: usize, written: usize, blocked: bool) -> Finish {
+    pub fn flush_done(&mut self, key: usize, written: usize, blocked: bool) -> AfterFlush {
         let Some(conn) = self.conns.get_mut(key) else {
-            return Finish::None;
+            return AfterFlush::Keep;
         };
         let session = &mut conn.session;
-        session.outbox.consume(written);
+        session.outbox.consume(&mut self.shared.pool, written);
         if blocked {
             session.stalled = true;
-            return Finish::None;
+            return AfterFlush::Keep;
         }
         if !session.outbox.is_empty() {
             // More than one write's worth of iovecs: go on next turn.
             session.mark(&mut self.shared);
-            return Finish::None;
+            return AfterFlush::Keep;
         }
         if std::mem::take(&mut session.stalled) && session.phase == Phase::Open {
             let mut ws = WebSocket {
@@ -390,37 +398,40 @@ impl<H: Handler> Worker<H> {
             };
             self.handler.on_drain(&mut ws);
             if !session.outbox.is_empty() {
-                return Finish::None;
+                return AfterFlush::Keep;
             }
         }
         match session.finish {
+            Finish::None => AfterFlush::Keep,
             Finish::ShutdownWrite => {
                 session.finish = Finish::None;
-                Finish::ShutdownWrite
+                AfterFlush::ShutdownWrite
             }
-            other => other,
+            Finish::CloseAfterFlush | Finish::Abort => AfterFlush::Close,
         }
     }
 
     /// A write failed: the connection is gone.
     pub fn flush_failed(&mut self, key: usize) {
-        self.on_hangup(key);
+        self.on_hangup(key, false);
     }
 
     /// The backend closed the socket of `key`: forget the connection.
     pub fn release(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             if conn.session.data.is_some() {
+                let cause = conn.session.local_cause.unwrap_or(CloseCause::Reset);
                 report_close(
                     &mut self.handler,
                     &mut self.shared,
                     &mut conn.session,
                     CloseCode::ABNORMAL,
                     "",
-                    CloseCause::Reset,
+                    cause,
                 );
             }
             self.shared.unsubscribe_all(&mut conn.session);
+            conn.session.outbox.clear(&mut self.shared.pool);
         }
     }
 
@@ -568,7 +579,7 @@ impl<H: Handler> Worker<H> {
                         write_reject_response(&mut out, 500, &[], b"invalid upgrade response\n");
                     return end_http(session, shared, &out);
                 }
-                session.outbox.push_copy(&out, b"");
+                session.outbox.push_copy(&mut shared.pool, &out, b"");
                 session.mark(shared);
                 session.data = Some(data);
                 session.phase = Phase::Open;
@@ -658,6 +669,9 @@ impl<H: Handler> Worker<H> {
                     }
                     session.phase = Phase::Draining;
                     session.finish = Finish::ShutdownWrite;
+                    // Our close frame may have gone out already: list the
+                    // connection anyway so its write side is shut now.
+                    session.mark(shared);
                     break;
                 }
             }
@@ -811,7 +825,7 @@ fn write_http(out: &mut Vec<u8>, response: &HttpResponse) {
 
 /// Queues an HTTP response and ends the connection after it.
 fn end_http<U>(session: &mut Session<U>, shared: &mut Shared, response: &[u8]) {
-    session.outbox.push_copy(response, b"");
+    session.outbox.push_copy(&mut shared.pool, response, b"");
     session.phase = Phase::Draining;
     session.finish = Finish::ShutdownWrite;
     session.mark(shared);
