@@ -43,6 +43,8 @@ impl Handler for Chat {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Engine warnings (e.g. the io_uring fallback) on stderr; RUST_LOG tunes it.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
         Some(p) => p.parse()?,
         None => 9002,

@@ -22,6 +22,8 @@ impl Handler for Echo {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Engine warnings (e.g. the io_uring fallback) on stderr; RUST_LOG tunes it.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let mut port = 9001u16;
     let mut host = String::from("127.0.0.1");
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());

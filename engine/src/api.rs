@@ -86,8 +86,9 @@ impl<'a> Message<'a> {
 pub enum SendStatus {
     /// Queued; it goes out at the end of this loop turn.
     Sent,
-    /// Queued, but the connection's queue is now over the backpressure limit:
-    /// stop sending until [`Handler::on_drain`].
+    /// Queued, but the socket is not keeping up (bytes of earlier sends are
+    /// still waiting for it): slow down until [`Handler::on_drain`]. A send that
+    /// would pass [`crate::Config::max_backpressure`] is `Dropped` instead.
     Backpressure,
     /// Not sent: the connection is closing, or the backpressure policy dropped it.
     Dropped,

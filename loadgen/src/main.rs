@@ -152,6 +152,7 @@ struct BenchArgs {
 }
 
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let child = procs::Child::from_env();
     let result = match cli.command {

@@ -170,7 +170,6 @@ impl BufRing {
                 )?;
             }
         }
-        eprintln!("DEBUG incremental {}", ring_buf.incremental);
         for bid in 0..count {
             ring_buf.push(bid);
         }
