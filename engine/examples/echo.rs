@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let handle = server.start(|| Echo)?;
     println!(
-        "echo: listening on {} with {workers} workers ({:?} backend)",
+        "echo: listening on {} with {workers} workers ({} backend)",
         handle.local_addr(),
         handle.backend()
     );

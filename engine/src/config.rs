@@ -19,6 +19,16 @@ pub enum BackendKind {
     Epoll,
 }
 
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::IoUring => "io_uring",
+            Self::Epoll => "epoll",
+        })
+    }
+}
+
 impl BackendKind {
     /// Environment variable that overrides the configured backend
     /// (`auto`, `io_uring` or `epoll`), for benchmarks and tests.

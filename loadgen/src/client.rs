@@ -162,6 +162,9 @@ pub struct Report {
     pub dropped: u64,
     /// (seconds since epoch, open connections) samples.
     pub ramp: Vec<(f64, u64)>,
+    /// Seconds from the start until the last connection opened (the slowest
+    /// thread's).
+    pub ramp_secs: f64,
     /// Inside the measured window (after the ramp, before the drain): only then
     /// are messages and latencies counted.
     measuring: bool,
@@ -189,6 +192,7 @@ impl Report {
             live_at_end: 0,
             dropped: 0,
             ramp: Vec::new(),
+            ramp_secs: 0.0,
             measuring: false,
         }
     }
@@ -210,6 +214,7 @@ impl Report {
         self.missed_pongs += other.missed_pongs;
         self.live_at_end += other.live_at_end;
         self.dropped += other.dropped;
+        self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
     }
 
     fn fail(&mut self, why: Failure, live: &Live) {
@@ -602,6 +607,7 @@ fn read_conn(
             conn.head = Vec::new();
             conn.phase = Phase::Open;
             report.connected += 1;
+            report.ramp_secs = (now - plan.epoch).as_secs_f64();
             live.open.fetch_add(1, Ordering::Relaxed);
             let _ = report
                 .handshake

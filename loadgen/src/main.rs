@@ -149,6 +149,9 @@ struct BenchArgs {
     /// Draw the latency distributions into this SVG file.
     #[arg(long)]
     plot: Option<String>,
+    /// Multiply every scenario's connection count (e.g. 0.1 for a quick run).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
 }
 
 fn main() {
@@ -413,13 +416,14 @@ fn bench(b: &BenchArgs) -> Result<()> {
     println!(
         "ringws bench: embedded server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
         b.server_workers,
-        format!("{:?}", server.backend()).to_lowercase(),
+        server.backend(),
         b.threads,
         b.duration
     );
+    let scaled = |n: usize| ((n as f64 * b.scale).round() as usize).max(1);
     let common = |connections: usize, path: &str| Common {
         url: format!("ws://{addr}{path}"),
-        connections,
+        connections: scaled(connections),
         ramp: 0.0,
         duration: b.duration,
         threads: Some(b.threads),
@@ -436,7 +440,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
     };
     let mut outcomes = Vec::new();
     outcomes.push(scenario(
-        "connect 2000",
+        &format!("connect {}", scaled(2000)),
         &Common {
             duration: 0.5,
             ..common(2000, "/")
@@ -457,7 +461,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
             echo_workload(&e),
             None,
         )?;
-        o.name = format!("echo {conns} conns x {}", report::size(size));
+        o.name = format!("echo {} conns x {}", scaled(conns), report::size(size));
         outcomes.push(o);
     }
     let e = EchoArgs {
@@ -466,19 +470,15 @@ fn bench(b: &BenchArgs) -> Result<()> {
         in_flight: 1,
         rate: Some(20_000.0),
     };
-    outcomes.push(scenario(
-        "echo open-loop 1000 conns @ 20k/s",
-        &e.common,
-        echo_workload(&e),
-        None,
-    )?);
+    let open_loop = format!("echo open-loop {} conns @ 20k/s", scaled(1000));
+    outcomes.push(scenario(&open_loop, &e.common, echo_workload(&e), None)?);
     let bc = BroadcastArgs {
         common: common(1000, "/chat"),
         rate: 100.0,
         size: 64,
     };
     let mut o = broadcast(&bc)?;
-    o.name = "broadcast 1000 subs @ 100/s".into();
+    o.name = format!("broadcast {} subs @ 100/s", scaled(1000));
     outcomes.push(o);
     let h = HoldArgs {
         common: common(5000, "/"),
@@ -486,7 +486,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
         server_pid: None,
     };
     let mut o = hold(&h)?;
-    o.name = "hold 5000 conns, ping 1/s".into();
+    o.name = format!("hold {} conns, ping 1/s", scaled(5000));
     outcomes.push(o);
     server.shutdown(Duration::from_secs(2));
     report::table(&outcomes);

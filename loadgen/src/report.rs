@@ -21,20 +21,34 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Messages per second; for scenarios without messages (connect, hold),
+    /// connections opened per second during the ramp.
     pub fn rate(&self) -> f64 {
-        self.report.messages as f64 / self.seconds.max(1e-9)
+        let r = &self.report;
+        if r.messages == 0 && r.ramp_secs > 0.0 {
+            return r.connected as f64 / r.ramp_secs;
+        }
+        r.messages as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The latency the table shows: messages', or for scenarios without
+    /// messages, connect + upgrade.
+    fn shown(&self) -> &hdrhistogram::Histogram<u64> {
+        if self.report.latency.is_empty() {
+            &self.report.handshake
+        } else {
+            &self.report.latency
+        }
     }
 
     fn percentile_ms(&self, q: f64) -> Option<f64> {
-        (!self.report.latency.is_empty())
-            .then(|| self.report.latency.value_at_quantile(q) as f64 / 1000.0)
+        let h = self.shown();
+        (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0)
     }
 
     fn errors(&self) -> u64 {
-        self.report.failures.iter().sum::<u64>()
-            + self.report.mismatches
-            + self.report.lost
-            + self.report.dropped
+        let r = &self.report;
+        r.failures.iter().sum::<u64>() + r.mismatches + r.lost + r.dropped + r.missed_pongs
     }
 
     /// Prints this scenario alone, writes JSON if asked.
@@ -102,7 +116,8 @@ impl Outcome {
                 "p99": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.99) as f64 / 1000.0),
             },
             "messages": r.messages,
-            "messages_per_s": self.rate(),
+            "messages_per_s": r.messages as f64 / self.seconds.max(1e-9),
+            "connections_per_s": (r.ramp_secs > 0.0).then(|| r.connected as f64 / r.ramp_secs),
             "mb_per_s": r.bytes as f64 / self.seconds.max(1e-9) / 1e6,
             "latency_ms": { "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "p99.9": pct(0.999), "max": (!r.latency.is_empty()).then(|| r.latency.max() as f64 / 1000.0) },
             "mismatches": r.mismatches,
@@ -122,7 +137,7 @@ impl Outcome {
 pub fn table(outcomes: &[Outcome]) {
     println!(
         "{:<36} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "scenario", "conns", "msgs/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
+        "scenario", "conns", "rate/s", "MB/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
     );
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
     for o in outcomes {
@@ -136,10 +151,15 @@ pub fn table(outcomes: &[Outcome]) {
             ms(o.percentile_ms(0.5)),
             ms(o.percentile_ms(0.99)),
             ms(o.percentile_ms(0.999)),
-            ms((!r.latency.is_empty()).then(|| r.latency.max() as f64 / 1000.0)),
+            ms((!o.shown().is_empty()).then(|| o.shown().max() as f64 / 1000.0)),
             o.errors()
         );
     }
+    println!(
+        "rate/s: messages per second (connect, hold: connections opened per second); \
+         latency: echo round trip or fan-out delay (connect, hold: connect + upgrade); \
+         errors: failed connects, mismatched or lost messages, dropped connections, missed pongs"
+    );
 }
 
 pub fn write_json(path: &str, outcomes: &[Outcome]) -> Result<(), Box<dyn std::error::Error>> {

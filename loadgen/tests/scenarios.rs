@@ -1,0 +1,251 @@
+//! Every scenario of the load generator, run as the real binary with small
+//! counts against a ringws server in this process; the figures it writes as
+//! JSON must be complete and error-free.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ringws::proto::handshake::UpgradeRequest;
+use ringws::{Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
+use serde_json::Value;
+
+/// Echo on every path but `/chat`, which subscribes to the room and publishes
+/// every message to it (as the bench's embedded server does).
+struct EchoOrRoom;
+
+impl Handler for EchoOrRoom {
+    type Data = bool;
+
+    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, _: SocketAddr) -> Upgrade<bool> {
+        Upgrade::accept(request.path() == "/chat")
+    }
+
+    fn on_open(&mut self, ws: &mut WebSocket<'_, bool>) {
+        if *ws.data() {
+            ws.subscribe("chat");
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, bool>, message: Message<'_>) {
+        if *ws.data() {
+            ws.publish("chat", message);
+        } else {
+            ws.send(message);
+        }
+    }
+}
+
+struct Running(ServerHandle);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.shutdown(Duration::from_secs(1));
+    }
+}
+
+fn server() -> Running {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .workers(2)
+        .build()
+        .unwrap();
+    Running(server.start(|| EchoOrRoom).unwrap())
+}
+
+/// Runs `loadgen ARGS --json FILE` and returns the first scenario's figures.
+fn loadgen(args: &[&str]) -> Value {
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        output.status.success(),
+        "loadgen {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    value[0].clone()
+}
+
+fn failures(v: &Value) -> u64 {
+    v["failures"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn connect_opens_every_connection() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&["connect", "--url", &url, "-c", "50", "-d", "0.2", "-t", "2"]);
+    assert_eq!(v["connected"], 50);
+    assert_eq!(failures(&v), 0);
+    assert!(v["handshake_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(v["connections_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn connect_counts_refusals() {
+    // A port nobody listens on: every attempt is refused, and counted as such.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let v = loadgen(&["connect", "--url", &url, "-c", "5", "-d", "0.1", "-t", "1"]);
+    assert_eq!(v["connected"], 0);
+    assert_eq!(v["failures"]["refused"], 5);
+}
+
+#[test]
+fn hold_pings_every_connection() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let pid = std::process::id().to_string();
+    let v = loadgen(&[
+        "hold",
+        "--url",
+        &url,
+        "-c",
+        "40",
+        "-d",
+        "1",
+        "--ping-interval",
+        "0.2",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(v["connected"], 40);
+    assert_eq!(v["missed_pongs"], 0);
+    assert_eq!(v["live_at_end"], 40);
+    assert!(v["pongs"].as_u64().unwrap() >= 40, "{v}");
+    assert!(v["server_rss"]["bytes_per_connection"].is_number());
+}
+
+#[test]
+fn echo_closed_loop_checks_every_byte() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "10",
+        "-k",
+        "4",
+        "-s",
+        "10",
+        "--size-max",
+        "3000",
+        "-d",
+        "0.5",
+    ]);
+    assert_eq!(v["connected"], 10);
+    assert!(v["messages"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["lost"], 0);
+    assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn echo_open_loop_keeps_the_rate() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&[
+        "echo", "--url", &url, "-c", "10", "--rate", "500", "--text", "-d", "1",
+    ]);
+    let rate = v["messages_per_s"].as_f64().unwrap();
+    assert!((400.0..=600.0).contains(&rate), "{rate}");
+    assert_eq!(v["mismatches"], 0);
+}
+
+#[test]
+fn echo_over_two_processes_merges_results() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&[
+        "echo", "--url", &url, "-c", "20", "--procs", "2", "-d", "0.3",
+    ]);
+    assert_eq!(v["connected"], 20);
+    assert_eq!(v["connections"], 20);
+    assert!(v["messages"].as_u64().unwrap() > 0);
+    assert_eq!(v["mismatches"], 0);
+}
+
+#[test]
+fn broadcast_reaches_every_subscriber() {
+    let s = server();
+    let url = format!("ws://{}/chat", s.0.local_addr());
+    let v = loadgen(&[
+        "broadcast",
+        "--url",
+        &url,
+        "-c",
+        "20",
+        "--rate",
+        "20",
+        "-d",
+        "1",
+    ]);
+    assert_eq!(v["connected"], 20);
+    // One publisher at 20/s for 1 s, delivered to 20 subscribers.
+    let delivered = v["messages"].as_u64().unwrap();
+    assert!((300..=500).contains(&delivered), "{delivered}");
+    assert!(v["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_runs_every_scenario_and_plots() {
+    let dir = std::env::temp_dir().join(format!("loadgen-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let svg = dir.join("bench.svg");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "bench",
+            "-d",
+            "0.3",
+            "--scale",
+            "0.02",
+            "--backend",
+            "epoll",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8(output.stdout).unwrap();
+    for row in ["connect", "echo", "open-loop", "broadcast", "hold"] {
+        assert!(table.contains(row), "{row} missing from:\n{table}");
+    }
+    let all: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 7);
+    for v in all.as_array().unwrap() {
+        assert_eq!(failures(v), 0, "{v}");
+        assert_eq!(v["mismatches"], 0, "{v}");
+    }
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
