@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): formatting, lints, docs, every test of
-# the workspace on every backend, then Autobahn|Testsuite sections 1-10 on every
-# backend (strict: only OK and INFORMATIONAL pass, and the per-case results must
-# equal tests/autobahn/expected-1-10.txt). Exits non-zero on the first failure.
+# The project's test command (README.md): formatting, lints, docs; Autobahn
+# |Testsuite sections 1-10 on both backends (strict: only OK and INFORMATIONAL
+# pass, and the per-case results must equal tests/autobahn/expected-1-10.txt);
+# the load generator against an independent server (Python websockets); then
+# every test of the workspace, whose integration tests each run on both backends.
+# Exits non-zero on the first failure.
 #
-# SKIP_AUTOBAHN=1 skips the conformance run (it needs Python 3 and PyPI).
+# SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,14 +19,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-echo "== cargo test"
-# Integration tests open thousands of sockets.
+# Integration tests and the scale checks open thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo test --workspace --locked
 
-if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
+if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   for backend in epoll io_uring; do
     echo "== autobahn 1-10, backend $backend"
     bash scripts/autobahn.sh --backend "$backend" --compare --outdir "target/autobahn-$backend"
   done
+  echo "== loadgen against an independent server"
+  bash scripts/neutral.sh
 fi
+
+echo "== cargo test"
+cargo test --workspace --locked
