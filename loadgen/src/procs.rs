@@ -152,6 +152,7 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "live_at_end": r.live_at_end,
         "dropped": r.dropped,
         "ramp": r.ramp,
+        "ramp_secs": r.ramp_secs,
     });
     std::fs::write(&child.json, serde_json::to_vec(&value)?)?;
     Ok(())
@@ -176,6 +177,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.missed_pongs = n("missed_pongs");
     report.live_at_end = n("live_at_end");
     report.dropped = n("dropped");
+    report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
     report.ramp = v["ramp"]
         .as_array()
         .into_iter()
