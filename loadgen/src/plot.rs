@@ -53,21 +53,7 @@ fn latency(
             format!("p{}", trim(p))
         })
         .draw()?;
-    for (i, (name, points)) in series.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
-    Ok(())
+    draw_lines(&mut chart, series)
 }
 
 fn ramp(
@@ -95,12 +81,32 @@ fn ramp(
         .x_desc("seconds")
         .y_desc("connections")
         .draw()?;
-    for (i, o) in outcomes.iter().enumerate() {
+    let series = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                o.report.ramp.iter().map(|&(t, n)| (t, n as f64)).collect(),
+            )
+        })
+        .collect();
+    draw_lines(&mut chart, series)
+}
+
+/// One coloured line per named series, with a legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> PlotResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in series.into_iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = o.report.ramp.iter().map(|&(t, n)| (t, n as f64)).collect();
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(o.name.clone())
+            .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
