@@ -51,7 +51,7 @@ const READ_CHUNK: usize = 256 << 10;
 /// `io_uring::echo_roundtrip`. A backend this machine cannot run (io_uring
 /// missing or disabled) is skipped with a message on stderr.
 ///
-/// ```ignore
+/// ```text
 /// ringws_tests::backend_tests! { echo_roundtrip, close_by_peer }
 /// ```
 #[macro_export]
