@@ -59,13 +59,18 @@ pub enum ProtocolError {
     /// A frame arrived after the peer's close frame.
     #[error("frame after close")]
     FrameAfterClose,
+    /// A compressed message (permessage-deflate) that does not inflate.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code to send to the peer for this violation.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooBig | Self::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
             Self::ReservedOpcode(_)
             | Self::ReservedBits
@@ -125,6 +130,7 @@ mod tests {
             ProtocolError::InvalidCloseCode(65535),
             ProtocolError::InvalidCloseReason,
             ProtocolError::FrameAfterClose,
+            ProtocolError::InvalidCompressedData,
         ];
         for e in all {
             let text = e.to_string();

@@ -2,6 +2,7 @@
 //! messages and close codes. Nothing here touches a socket.
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
