@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backend = BackendKind::Auto;
     let mut stats = false;
+    let mut uring_buffer: Option<usize> = None;
+    let mut uring_count: Option<u16> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -41,20 +43,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
             }
             Long("stats") => stats = true,
+            Long("uring-buffer-size") => uring_buffer = Some(parser.value()?.parse()?),
+            Long("uring-buffer-count") => uring_count = Some(parser.value()?.parse()?),
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--uring-buffer-size BYTES] [--uring-buffer-count N]"
                 );
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .bind((host.as_str(), port))
         .workers(workers)
-        .backend(backend)
-        .build()?;
+        .backend(backend);
+    if let Some(size) = uring_buffer {
+        builder = builder.uring_buffer_size(size);
+    }
+    if let Some(count) = uring_count {
+        builder = builder.uring_buffer_count(count);
+    }
+    let server = builder.build()?;
     let handle = server.start(|| Echo)?;
     println!(
         "echo: listening on {} with {workers} workers ({} backend)",
