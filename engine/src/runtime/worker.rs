@@ -743,6 +743,10 @@ fn report_close<H: Handler>(
     cause: CloseCause,
 ) {
     shared.unsubscribe_all(session);
+    // No callback may reach this connection again: frames that still arrive
+    // (a completion-based backend may deliver some before the socket is gone)
+    // are discarded.
+    session.phase = Phase::Draining;
     if let Some(data) = session.data.take() {
         handler.on_close(session.id, data, code, reason, cause);
     }
