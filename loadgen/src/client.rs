@@ -155,6 +155,8 @@ pub struct Report {
     pub lost: u64,
     pub pings: u64,
     pub pongs: u64,
+    /// Broadcast: messages published inside the measured window.
+    pub published: u64,
     pub missed_pongs: u64,
     /// Connections open at the end that answered their last ping in time.
     pub live_at_end: u64,
@@ -188,6 +190,7 @@ impl Report {
             lost: 0,
             pings: 0,
             pongs: 0,
+            published: 0,
             missed_pongs: 0,
             live_at_end: 0,
             dropped: 0,
@@ -211,6 +214,7 @@ impl Report {
         self.lost += other.lost;
         self.pings += other.pings;
         self.pongs += other.pongs;
+        self.published += other.published;
         self.missed_pongs += other.missed_pongs;
         self.live_at_end += other.live_at_end;
         self.dropped += other.dropped;
@@ -445,6 +449,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         &payload,
                         Some([9, 8, 7, 6]),
                     );
+                    if report.measuring {
+                        report.published += 1;
+                    }
                     schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
                 }
                 _ => {}

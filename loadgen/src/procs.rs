@@ -148,6 +148,7 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "lost": r.lost,
         "pings": r.pings,
         "pongs": r.pongs,
+        "published": r.published,
         "missed_pongs": r.missed_pongs,
         "live_at_end": r.live_at_end,
         "dropped": r.dropped,
@@ -174,6 +175,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.lost = n("lost");
     report.pings = n("pings");
     report.pongs = n("pongs");
+    report.published = n("published");
     report.missed_pongs = n("missed_pongs");
     report.live_at_end = n("live_at_end");
     report.dropped = n("dropped");

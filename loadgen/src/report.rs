@@ -80,6 +80,17 @@ impl Outcome {
                 r.pings, r.pongs, r.missed_pongs, r.live_at_end
             );
         }
+        if r.published > 0 {
+            // Every connection is a subscriber, the publisher included.
+            let expected = r.published * r.connected;
+            println!(
+                "broadcast: published {}, delivered {} of {} expected ({:.2}%)",
+                r.published,
+                r.messages,
+                expected,
+                100.0 * r.messages as f64 / expected.max(1) as f64
+            );
+        }
         if r.messages > 0 {
             println!(
                 "messages {}  mismatched {}  lost {}  dropped connections {}",
@@ -125,6 +136,8 @@ impl Outcome {
             "dropped": r.dropped,
             "pings": r.pings,
             "pongs": r.pongs,
+            "published": r.published,
+            "expected_deliveries": r.published * r.connected,
             "missed_pongs": r.missed_pongs,
             "live_at_end": r.live_at_end,
             "server_rss": self.rss.map(|(b, p)| json!({"before": b, "peak": p, "bytes_per_connection": (p.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
