@@ -653,7 +653,8 @@ fn read_conn(
                 Event::Ping(p) => {
                     write_frame(&mut tx.out, true, OpCode::Pong, p, Some([3, 1, 4, 1]))
                 }
-                Event::Close(_) => return false,
+                // Compressed messages need a negotiated extension; none was offered.
+                Event::Close(_) | Event::Compressed { .. } => return false,
             }
         }
         conn.decoder.release_buffers();

@@ -94,6 +94,9 @@ pub enum Msg {
     Pong(Vec<u8>),
     /// A close frame: code and reason, or `None` when it had no code.
     Close(Option<(u16, String)>),
+    /// A compressed message (text?, compressed payload); the test client never
+    /// negotiates permessage-deflate, so a server sending one is a bug.
+    Compressed(bool, Vec<u8>),
 }
 
 impl Msg {
@@ -104,6 +107,7 @@ impl Msg {
             Event::Ping(p) => Msg::Ping(p.to_vec()),
             Event::Pong(p) => Msg::Pong(p.to_vec()),
             Event::Close(c) => Msg::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+            Event::Compressed { text, payload } => Msg::Compressed(text, payload.to_vec()),
         }
     }
 
@@ -138,6 +142,7 @@ impl fmt::Debug for Msg {
             Msg::Ping(p) => write!(f, "Ping({})", short(p)),
             Msg::Pong(p) => write!(f, "Pong({})", short(p)),
             Msg::Close(c) => write!(f, "Close({c:?})"),
+            Msg::Compressed(text, p) => write!(f, "Compressed(text: {text}, {})", short(p)),
         }
     }
 }

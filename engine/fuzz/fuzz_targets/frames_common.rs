@@ -13,6 +13,7 @@ enum Owned {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Compressed(bool, Vec<u8>),
 }
 
 fn run(config: &DecoderConfig, reads: &[&[u8]]) -> (Vec<Owned>, Option<String>) {
@@ -32,6 +33,7 @@ fn run(config: &DecoderConfig, reads: &[&[u8]]) -> (Vec<Owned>, Option<String>) 
                         Event::Ping(p) => Owned::Ping(p.to_vec()),
                         Event::Pong(p) => Owned::Pong(p.to_vec()),
                         Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+                        Event::Compressed { text, payload } => Owned::Compressed(text, payload.to_vec()),
                     }));
                 }
                 Err(e) => {
@@ -48,7 +50,9 @@ fn run(config: &DecoderConfig, reads: &[&[u8]]) -> (Vec<Owned>, Option<String>) 
 pub fn check(role: Role, data: &[u8]) {
     let [a, b, stream @ ..] = data else { return };
     // Small limits so the fuzzer reaches them.
-    let config = DecoderConfig::new(role, 4096);
+    let mut config = DecoderConfig::new(role, 4096);
+    // As with permessage-deflate negotiated: RSV1 marks compressed messages.
+    config.rules.allowed_rsv = ringws::proto::frame::RSV1;
     let mut cuts = [
         usize::from(*a) % (stream.len() + 1),
         usize::from(*b) * 7 % (stream.len() + 1),

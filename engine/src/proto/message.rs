@@ -9,7 +9,7 @@
 use super::Role;
 use super::close::CloseCode;
 use super::error::ProtocolError;
-use super::frame::{self, DecodeRules, FrameHeader, HeaderStatus, MAX_HEADER_LEN, OpCode};
+use super::frame::{self, DecodeRules, FrameHeader, HeaderStatus, MAX_HEADER_LEN, OpCode, RSV1};
 use super::mask;
 use super::utf8::{self, StreamingUtf8};
 
@@ -64,6 +64,16 @@ pub enum Event<'a> {
     /// The peer's close frame; `None` when it carried no status code. Nothing is
     /// decoded after it.
     Close(Option<CloseFrame<'a>>),
+    /// A complete message whose first frame had RSV1 set: compressed with
+    /// permessage-deflate (only where [`DecodeRules::allowed_rsv`] admits RSV1).
+    /// The payload is the compressed bytes; a text message's UTF-8 is checked
+    /// after inflating, not here.
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed payload, without the `00 00 ff ff` tail.
+        payload: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +113,8 @@ pub struct Decoder {
     fragmented: Option<DataKind>,
     /// Bytes charged to the current data message.
     budget: usize,
+    /// The current data message is compressed (RSV1 on its first frame).
+    compressed: bool,
     /// Payload of a data message split across frames or reads.
     message: Vec<u8>,
     /// Payload of a control frame split across reads; boxed so that it costs a
@@ -254,11 +266,20 @@ impl Decoder {
         config: &DecoderConfig,
         header: &FrameHeader,
     ) -> Result<(), ProtocolError> {
+        let rsv1 = header.rsv & RSV1 != 0;
         let charge = match header.opcode {
+            // RSV1 means "compressed", which only the first frame of a data
+            // message may say (RFC 7692 section 6).
+            OpCode::Close | OpCode::Ping | OpCode::Pong if rsv1 => {
+                return Err(ProtocolError::ReservedBits);
+            }
             OpCode::Close | OpCode::Ping | OpCode::Pong => return Ok(()),
             OpCode::Continuation => {
                 if self.fragmented.is_none() {
                     return Err(ProtocolError::UnexpectedContinuation);
+                }
+                if rsv1 {
+                    return Err(ProtocolError::ReservedBits);
                 }
                 FRAGMENT_OVERHEAD as u64
             }
@@ -267,6 +288,7 @@ impl Decoder {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
                 self.budget = 0;
+                self.compressed = rsv1;
                 if !header.fin {
                     self.fragmented = Some(if header.opcode == OpCode::Text {
                         DataKind::Text
@@ -306,6 +328,12 @@ impl Decoder {
             return self.control_event(header.opcode, payload).map(Some);
         }
         let unfragmented = header.fin && header.opcode != OpCode::Continuation;
+        if unfragmented && self.compressed {
+            return Ok(Some(Event::Compressed {
+                text: header.opcode == OpCode::Text,
+                payload,
+            }));
+        }
         if unfragmented {
             // The common case: one frame, one message, borrowed from the buffer.
             return Ok(Some(match header.opcode {
@@ -380,7 +408,7 @@ impl Decoder {
 
     /// Checks and stores the next piece of a split data message.
     fn append_fragment(&mut self, kind: DataKind, piece: &[u8]) -> Result<(), ProtocolError> {
-        if kind == DataKind::Text {
+        if kind == DataKind::Text && !self.compressed {
             self.utf8
                 .feed(piece)
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -394,6 +422,12 @@ impl Decoder {
         self.fragmented = None;
         self.budget = 0;
         self.delivered_message = true;
+        if std::mem::take(&mut self.compressed) {
+            return Ok(Event::Compressed {
+                text: kind == DataKind::Text,
+                payload: &self.message,
+            });
+        }
         Ok(match kind {
             DataKind::Text => {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::proto::frame::{RSV1, encode_header, write_frame};
+use crate::proto::mask::mask_into;
 use proptest::prelude::*;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -17,6 +18,7 @@ enum Owned {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Compressed(bool, Vec<u8>),
 }
 
 impl From<Event<'_>> for Owned {
@@ -27,6 +29,7 @@ impl From<Event<'_>> for Owned {
             Event::Ping(p) => Owned::Ping(p.to_vec()),
             Event::Pong(p) => Owned::Pong(p.to_vec()),
             Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+            Event::Compressed { text, payload } => Owned::Compressed(text, payload.to_vec()),
         }
     }
 }
@@ -574,5 +577,142 @@ proptest! {
         let config = if server { SERVER } else { CLIENT };
         let at = cut.index(bytes.len() + 1);
         let _ = decode_reads(&config, &[&bytes[..at], &bytes[at..]]);
+    }
+}
+
+/// A frame with RSV1 set (a compressed message's first frame), as the peer of
+/// `config`'s role sends it.
+fn rsv1_frame(config: &DecoderConfig, fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mask = (config.rules.role == Role::Server).then_some(KEY);
+    let mut out = encode_header(fin, RSV1, opcode, mask, payload.len() as u64)
+        .as_bytes()
+        .to_vec();
+    let start = out.len();
+    out.resize(start + payload.len(), 0);
+    match mask {
+        Some(key) => mask_into(&mut out[start..], payload, key),
+        None => out[start..].copy_from_slice(payload),
+    }
+    out
+}
+
+fn with_deflate(config: DecoderConfig) -> DecoderConfig {
+    DecoderConfig {
+        rules: DecodeRules {
+            allowed_rsv: RSV1,
+            ..config.rules
+        },
+        ..config
+    }
+}
+
+#[test]
+fn compressed_messages_are_handed_out_undecoded() {
+    for base in [SERVER, CLIENT] {
+        let config = with_deflate(base);
+        // Not valid UTF-8, but compressed: checked only after inflating.
+        let mut stream = rsv1_frame(&config, true, OpCode::Text, b"\xf2\x48\xcd");
+        stream.extend(rsv1_frame(&config, false, OpCode::Binary, b"ab"));
+        stream.extend(frame(&config, true, OpCode::Ping, b"p"));
+        stream.extend(frame(&config, true, OpCode::Continuation, b"cd"));
+        stream.extend(frame(&config, true, OpCode::Text, b"plain"));
+        assert_eq!(
+            decode_one(&config, &stream).unwrap(),
+            [
+                Owned::Compressed(true, b"\xf2\x48\xcd".to_vec()),
+                Owned::Ping(b"p".to_vec()),
+                Owned::Compressed(false, b"abcd".to_vec()),
+                Owned::Text("plain".into()),
+            ]
+        );
+    }
+}
+
+#[test]
+fn whole_compressed_frame_is_borrowed() {
+    let config = with_deflate(SERVER);
+    let mut buf = rsv1_frame(&config, true, OpCode::Binary, b"xyz");
+    let range = buf.as_ptr_range();
+    let mut decoder = Decoder::new();
+    let (_, event) = decoder.decode(&config, &mut buf).unwrap();
+    let Some(Event::Compressed {
+        text: false,
+        payload,
+    }) = event
+    else {
+        panic!("{event:?}")
+    };
+    assert_eq!(payload, b"xyz");
+    assert!(range.contains(&payload.as_ptr()));
+}
+
+#[test]
+fn rsv1_only_on_the_first_data_frame() {
+    let config = with_deflate(SERVER);
+    let mut stream = frame(&config, false, OpCode::Binary, b"a");
+    stream.extend(rsv1_frame(&config, true, OpCode::Continuation, b"b"));
+    assert_eq!(
+        decode_one(&config, &stream),
+        Err(ProtocolError::ReservedBits)
+    );
+    for opcode in [OpCode::Ping, OpCode::Pong, OpCode::Close] {
+        let bytes = rsv1_frame(&config, true, opcode, b"");
+        assert_eq!(
+            decode_one(&config, &bytes),
+            Err(ProtocolError::ReservedBits),
+            "{opcode:?}"
+        );
+    }
+    // Without the extension, RSV1 is refused outright.
+    assert_eq!(
+        decode_one(&SERVER, &rsv1_frame(&SERVER, true, OpCode::Text, b"x")),
+        Err(ProtocolError::ReservedBits)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Compressed and plain messages, fragmented or not, split at any point:
+    /// the same events as in one read.
+    #[test]
+    fn compressed_any_chunking(
+        messages in prop::collection::vec(
+            (any::<bool>(), any::<bool>(), prop::collection::vec(any::<u8>(), 0..600), 0usize..3),
+            1..5,
+        ),
+        cut in any::<prop::sample::Index>(),
+        server in any::<bool>(),
+    ) {
+        let config = with_deflate(if server { SERVER } else { CLIENT });
+        let mut bytes = Vec::new();
+        let mut expected = Vec::new();
+        for (text, compressed, payload, pieces) in messages {
+            let opcode = if text { OpCode::Text } else { OpCode::Binary };
+            if !compressed && text {
+                // Plain text must be UTF-8; use a hex rendering of the bytes.
+                let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+                bytes.extend(frame(&config, true, opcode, hex.as_bytes()));
+                expected.push(Owned::Text(hex));
+                continue;
+            }
+            let step = payload.len() / (pieces + 1) + 1;
+            let chunks: Vec<&[u8]> = if payload.is_empty() { vec![&[][..]] } else { payload.chunks(step).collect() };
+            for (i, chunk) in chunks.iter().enumerate() {
+                let fin = i + 1 == chunks.len();
+                bytes.extend(match (i, compressed) {
+                    (0, true) => rsv1_frame(&config, fin, opcode, chunk),
+                    (0, false) => frame(&config, fin, opcode, chunk),
+                    _ => frame(&config, fin, OpCode::Continuation, chunk),
+                });
+            }
+            expected.push(if compressed {
+                Owned::Compressed(text, payload)
+            } else {
+                Owned::Binary(payload)
+            });
+        }
+        let at = cut.index(bytes.len() + 1);
+        prop_assert_eq!(decode_reads(&config, &[&bytes[..at], &bytes[at..]])?, expected);
     }
 }

@@ -21,6 +21,7 @@ use crate::api::{
 };
 use crate::config::Config;
 use crate::proto::close::CloseCode;
+use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::{
     HandshakeError, HeaderStorage, UpgradeRequest, parse_request, write_reject_response,
@@ -644,13 +645,18 @@ impl<H: Handler> Worker<H> {
         } = &mut conns[key];
         let mut pos = 0;
         while pos < data.len() {
-            match decoder.decode(decoder_config, &mut data[pos..]) {
+            let step = match decoder.decode(decoder_config, &mut data[pos..]) {
                 Ok((n, event)) => {
                     pos += n;
-                    if let Some(event) = event {
-                        dispatch(handler, shared, session, event);
+                    match event {
+                        Some(event) => dispatch(handler, shared, session, event),
+                        None => Ok(()),
                     }
                 }
+                Err(error) => Err(error),
+            };
+            match step {
+                Ok(()) => {}
                 Err(error) => {
                     let code = error.close_code();
                     let reason = error.to_string();
@@ -695,7 +701,7 @@ fn dispatch<H: Handler>(
     shared: &mut Shared,
     session: &mut Session<H::Data>,
     event: Event<'_>,
-) {
+) -> Result<(), ProtocolError> {
     macro_rules! ws {
         () => {
             &mut WebSocket {
@@ -730,7 +736,12 @@ fn dispatch<H: Handler>(
             session.finish = Finish::ShutdownWrite;
             session.mark(shared);
         }
+        // permessage-deflate is not negotiated yet, so the decoder refuses RSV1
+        // before a compressed message exists; should one appear, it is a
+        // protocol error all the same.
+        Event::Compressed { .. } => return Err(ProtocolError::ReservedBits),
     }
+    Ok(())
 }
 
 /// Calls on_close once, with the user data handed back.
