@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{BackendKind, Handler, Message, Server, Upgrade, WebSocket};
+use ringws::{BackendKind, DeflateMode, Handler, Message, Server, Upgrade, WebSocket};
 
 struct Echo;
 
@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backend = BackendKind::Auto;
     let mut stats = false;
+    let mut deflate = DeflateMode::Off;
     let mut uring_buffer: Option<usize> = None;
     let mut uring_count: Option<u16> = None;
     let mut parser = lexopt::Parser::from_env();
@@ -43,11 +44,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
             }
             Long("stats") => stats = true,
+            Long("deflate") => {
+                let mode = parser.value()?.string()?;
+                deflate = match mode.split_once(':') {
+                    None if mode == "shared" => DeflateMode::Shared,
+                    None if mode == "off" => DeflateMode::Off,
+                    None if mode == "dedicated" => DeflateMode::Dedicated { window_bits: 15 },
+                    Some(("dedicated", bits)) => DeflateMode::Dedicated {
+                        window_bits: bits.parse()?,
+                    },
+                    _ => {
+                        return Err(format!(
+                            "--deflate takes off, shared or dedicated[:BITS], not {mode:?}"
+                        )
+                        .into());
+                    }
+                };
+            }
             Long("uring-buffer-size") => uring_buffer = Some(parser.value()?.parse()?),
             Long("uring-buffer-count") => uring_count = Some(parser.value()?.parse()?),
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--uring-buffer-size BYTES] [--uring-buffer-count N]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]]"
                 );
                 return Ok(());
             }
@@ -57,7 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Server::builder()
         .bind((host.as_str(), port))
         .workers(workers)
-        .backend(backend);
+        .backend(backend)
+        .deflate(deflate);
     if let Some(size) = uring_buffer {
         builder = builder.uring_buffer_size(size);
     }

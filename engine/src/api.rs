@@ -353,18 +353,27 @@ impl<U> WebSocket<'_, U> {
     /// Sends a message (copied into the connection's send queue).
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
         self.session
-            .send_frame(self.shared, message.opcode(), message.as_bytes())
+            .send_frame(self.shared, message.opcode(), message.as_bytes(), true)
+    }
+
+    /// Sends a message without compressing it, even where permessage-deflate
+    /// was negotiated (already-compressed data, latency-critical messages).
+    pub fn send_uncompressed(&mut self, message: Message<'_>) -> SendStatus {
+        self.session
+            .send_frame(self.shared, message.opcode(), message.as_bytes(), false)
     }
 
     /// Sends a prepared message without copying it.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> SendStatus {
-        self.session.send_shared(self.shared, message.frame.clone())
+        self.session
+            .send_shared(self.shared, message.frame.clone(), &mut None)
     }
 
     /// Sends a ping (payload cut to 125 bytes).
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        self.session.send_frame(self.shared, OpCode::Ping, payload)
+        self.session
+            .send_frame(self.shared, OpCode::Ping, payload, false)
     }
 
     /// Starts the closing handshake: sends a close frame; [`Handler::on_close`]

@@ -58,6 +58,25 @@ pub enum BackpressurePolicy {
     Drop,
 }
 
+/// permessage-deflate (RFC 7692), in the manner of uWebSockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeflateMode {
+    /// Not offered: connections run uncompressed.
+    #[default]
+    Off,
+    /// No context takeover in either direction: one compressor and one
+    /// decompressor per worker, no compression state per connection between
+    /// messages; a published message is compressed once per worker.
+    Shared,
+    /// Context takeover, a compressor and a decompressor per connection: better
+    /// ratios, more memory per connection (the window is `1 << window_bits`
+    /// bytes each way, plus zlib's own state).
+    Dedicated {
+        /// The server's LZ77 window, 9..=15.
+        window_bits: u8,
+    },
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -132,6 +151,12 @@ pub struct Config {
     pub uring_buffer_count: u16,
     /// io_uring: submission queue entries per worker ring. Default 4096.
     pub uring_entries: u32,
+    /// permessage-deflate. Default off.
+    pub deflate: DeflateMode,
+    /// Messages shorter than this go uncompressed. Default 64 bytes.
+    pub deflate_threshold: usize,
+    /// Compression level, 0..=9. Default 1 (fastest that compresses).
+    pub deflate_level: u32,
 }
 
 impl Default for Config {
@@ -158,6 +183,9 @@ impl Default for Config {
             uring_buffer_size: 64 << 10,
             uring_buffer_count: 256,
             uring_entries: 4096,
+            deflate: DeflateMode::Off,
+            deflate_threshold: 64,
+            deflate_level: 1,
         }
     }
 }
@@ -257,6 +285,14 @@ impl Config {
             "uring_entries",
             "must be a power of two from 64 to 32768",
         )?;
+        if let DeflateMode::Dedicated { window_bits } = self.deflate {
+            check(
+                (9..=15).contains(&window_bits),
+                "deflate window_bits",
+                "must be 9 to 15",
+            )?;
+        }
+        check(self.deflate_level <= 9, "deflate_level", "must be 0 to 9")?;
         Ok(())
     }
 

@@ -39,6 +39,6 @@ pub use api::{
     CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus,
     Upgrade, WebSocket,
 };
-pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError};
+pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
 pub use proto::close::CloseCode;
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};

@@ -15,7 +15,7 @@ use crate::api::{ConnId, Handler, Message, PreparedMessage};
 use crate::backend::epoll::EpollBackend;
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
-use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError};
+use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
 use crate::proto::close::CloseCode;
 use crate::runtime::command::{Command, Mailbox};
 use crate::runtime::worker::{Worker, WorkerStats};
@@ -117,6 +117,12 @@ impl Builder {
         uring_buffer_count: u16 => uring_buffer_count;
         /// io_uring: submission queue entries per ring (default 4096).
         uring_entries: u32 => uring_entries;
+        /// permessage-deflate (default off).
+        deflate: DeflateMode => deflate;
+        /// Messages shorter than this are sent uncompressed (default 64 bytes).
+        deflate_threshold: usize => deflate_threshold;
+        /// Compression level 0..=9 (default 1).
+        deflate_level: u32 => deflate_level;
     }
 
     /// Largest upgrade request head in bytes (default 8 KiB; 431 beyond).

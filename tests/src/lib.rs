@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 pub use ringws;
 use ringws::proto::Role;
-use ringws::proto::frame::{MaskKeys, OpCode, write_frame};
+use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig, Negotiated};
+use ringws::proto::frame::{MaskKeys, OpCode, RSV1, encode_header, write_frame};
 use ringws::proto::handshake::{ClientHandshake, UpgradeRequest};
 use ringws::proto::message::{Decoder, DecoderConfig, Event};
 use ringws::{
@@ -160,6 +161,8 @@ pub struct ConnectOptions {
     pub pipelined: Vec<u8>,
     /// Write the request (and the pipelined bytes) one byte per write.
     pub byte_by_byte: bool,
+    /// Offer permessage-deflate with these settings.
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// The server refused the upgrade: its status and whole response head.
@@ -229,6 +232,15 @@ pub struct Client {
     end: usize,
     protocol: Option<String>,
     response_head: String,
+    deflate: Option<ClientDeflate>,
+}
+
+/// The client's side of a negotiated permessage-deflate.
+#[derive(Debug)]
+struct ClientDeflate {
+    negotiated: Negotiated,
+    compressor: Compressor,
+    decompressor: Decompressor,
 }
 
 impl Client {
@@ -277,6 +289,11 @@ impl Client {
         for (name, value) in &options.headers {
             handshake = handshake.header(name, value).map_err(io::Error::other)?;
         }
+        if let Some(config) = &options.deflate {
+            handshake = handshake
+                .extensions(&deflate::client_offer(config))
+                .map_err(io::Error::other)?;
+        }
         let mut request = Vec::new();
         handshake.write_request(&mut request);
         request.extend_from_slice(&options.pipelined);
@@ -305,10 +322,26 @@ impl Client {
                 ));
             }
             have += n;
-            let (protocol, consumed) = match handshake.parse_response(&buf[..have]) {
+            let (protocol, consumed, deflate) = match handshake.parse_response(&buf[..have]) {
                 Ok(None) => continue,
                 Ok(Some((accepted, consumed))) => {
-                    (accepted.protocol().map(str::to_owned), consumed)
+                    let deflate = match (options.deflate, accepted.extensions().next()) {
+                        (Some(config), Some(answer)) => {
+                            let n = deflate::client_accept(&answer, &config)
+                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                            Some(ClientDeflate {
+                                negotiated: n,
+                                compressor: Compressor::new(
+                                    n.client_max_window_bits,
+                                    6,
+                                    n.client_no_context_takeover,
+                                ),
+                                decompressor: Decompressor::new(n.server_no_context_takeover),
+                            })
+                        }
+                        _ => None,
+                    };
+                    (accepted.protocol().map(str::to_owned), consumed, deflate)
                 }
                 Err(e) => {
                     return Err(io::Error::new(
@@ -324,15 +357,71 @@ impl Client {
             return Ok(Client {
                 stream,
                 decoder: Decoder::new(),
-                config: DecoderConfig::new(Role::Client, CLIENT_MAX_MESSAGE),
+                config: {
+                    let mut config = DecoderConfig::new(Role::Client, CLIENT_MAX_MESSAGE);
+                    if deflate.is_some() {
+                        config.rules.allowed_rsv = RSV1;
+                    }
+                    config
+                },
                 keys: MaskKeys::new(),
                 buf,
                 start: consumed,
                 end: have,
                 protocol,
                 response_head,
+                deflate,
             });
         }
+    }
+
+    /// The permessage-deflate parameters in effect, if negotiated.
+    pub fn deflate(&self) -> Option<Negotiated> {
+        self.deflate.as_ref().map(|d| d.negotiated)
+    }
+
+    /// Sends a message compressed with permessage-deflate, in `fragments`
+    /// frames (RSV1 on the first only).
+    pub fn send_compressed(
+        &mut self,
+        text: bool,
+        payload: &[u8],
+        fragments: usize,
+    ) -> io::Result<()> {
+        let deflate = self
+            .deflate
+            .as_mut()
+            .expect("permessage-deflate negotiated");
+        let mut compressed = Vec::new();
+        deflate.compressor.compress(payload, &mut compressed);
+        let step = compressed.len() / fragments.max(1) + 1;
+        let pieces: Vec<&[u8]> = if compressed.is_empty() {
+            vec![&[][..]]
+        } else {
+            compressed.chunks(step).collect()
+        };
+        let mut out = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = match (i, text) {
+                (0, true) => OpCode::Text,
+                (0, false) => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            let rsv = if i == 0 { RSV1 } else { 0 };
+            let key = self.keys.next_key();
+            let header = encode_header(
+                i + 1 == pieces.len(),
+                rsv,
+                opcode,
+                Some(key),
+                piece.len() as u64,
+            );
+            out.extend_from_slice(header.as_bytes());
+            let start = out.len();
+            out.resize(start + piece.len(), 0);
+            ringws::proto::mask::mask_into(&mut out[start..], piece, key);
+        }
+        self.send_raw(&out)
     }
 
     /// The subprotocol the server chose.
@@ -409,7 +498,34 @@ impl Client {
                             format!("server broke the protocol: {e}"),
                         )
                     })?;
-                let msg = event.map(Msg::from_event);
+                let msg = match (event, self.deflate.as_mut()) {
+                    (Some(Event::Compressed { text, payload }), Some(deflate)) => {
+                        let mut out = Vec::new();
+                        let inflated = deflate
+                            .decompressor
+                            .decompress(payload, &mut out, CLIENT_MAX_MESSAGE)
+                            .and_then(|()| {
+                                deflate.decompressor.finish(&mut out, CLIENT_MAX_MESSAGE)
+                            });
+                        inflated.map_err(|e| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("bad compressed message: {e}"),
+                            )
+                        })?;
+                        Some(if text {
+                            Msg::Text(String::from_utf8(out).map_err(|_| {
+                                io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    "compressed text is not UTF-8",
+                                )
+                            })?)
+                        } else {
+                            Msg::Binary(out)
+                        })
+                    }
+                    (event, _) => event.map(Msg::from_event),
+                };
                 self.start += n;
                 if let Some(msg) = msg {
                     return Ok(msg);

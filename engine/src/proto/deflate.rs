@@ -258,6 +258,12 @@ impl Compressor {
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        if out.len() == start {
+            // Nothing to flush (an empty message after another): send the one-byte
+            // empty block of RFC 7692 section 7.2.3.6, which the receiver's
+            // appended tail completes.
+            out.push(0x00);
+        }
         if self.no_context_takeover {
             self.inner.reset();
         }
@@ -320,6 +326,12 @@ impl Decompressor {
                 return Err(ProtocolError::InvalidCompressedData);
             }
         }
+    }
+
+    /// Forgets the stream state (after an error, so that a shared decompressor
+    /// serves the next message cleanly).
+    pub fn reset(&mut self) {
+        self.inner.reset(false);
     }
 
     /// Ends a compressed message: inflates the `00 00 ff ff` tail the sender
@@ -397,6 +409,24 @@ mod tests {
             );
             assert_eq!(inflate(&mut d, &first, 1 << 20).unwrap(), text);
             assert_eq!(inflate(&mut d, &second, 1 << 20).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn empty_messages_in_a_row_keep_the_stream_valid() {
+        for takeover in [true, false] {
+            let mut c = Compressor::new(12, 6, !takeover);
+            let mut d = Decompressor::new(!takeover);
+            for message in [&b""[..], b"", b"a", b"", b"abc"] {
+                let mut compressed = Vec::new();
+                c.compress(message, &mut compressed);
+                assert!(!compressed.is_empty());
+                assert_eq!(
+                    inflate(&mut d, &compressed, 100).unwrap(),
+                    message,
+                    "takeover {takeover}"
+                );
+            }
         }
     }
 

@@ -9,8 +9,10 @@ use super::outbox::Outbox;
 use super::worker::Shared;
 use crate::api::{CloseCause, ConnId, SendStatus};
 use crate::config::BackpressurePolicy;
+use crate::proto::Role;
 use crate::proto::close::CloseCode;
-use crate::proto::frame::{OpCode, encode_header};
+use crate::proto::deflate::{Compressor, Decompressor};
+use crate::proto::frame::{DecodeRules, HeaderStatus, OpCode, RSV1, decode_header, encode_header};
 use crate::proto::message::{CloseHandshake, ClosePayload, Decoder};
 
 /// Where a connection is in its life.
@@ -51,6 +53,18 @@ pub(crate) enum AfterFlush {
     Close,
 }
 
+/// How a connection compresses what it sends (permessage-deflate).
+#[derive(Debug, Default)]
+pub(crate) enum SendCompression {
+    /// Not negotiated.
+    #[default]
+    Off,
+    /// The worker's compressor (no context takeover).
+    Shared,
+    /// This connection's own compressor (context takeover).
+    Own(Box<Compressor>),
+}
+
 /// The part of a connection a [`crate::WebSocket`] handle reaches.
 #[derive(Debug)]
 pub(crate) struct Session<U> {
@@ -71,6 +85,8 @@ pub(crate) struct Session<U> {
     pub local_code: CloseCode,
     /// Set at upgrade, taken at close.
     pub data: Option<U>,
+    /// permessage-deflate on the way out.
+    pub compress: SendCompression,
     /// Ids of the topics this connection subscribes to on its worker.
     /// A boxed slice, not a Vec: subscribing is rare, idle connections are many.
     pub topics: Box<[u32]>,
@@ -90,6 +106,7 @@ impl<U> Session<U> {
             local_cause: None,
             local_code: CloseCode::ABNORMAL,
             data: None,
+            compress: SendCompression::Off,
             topics: Box::default(),
         }
     }
@@ -146,23 +163,62 @@ impl<U> Session<U> {
         }
     }
 
-    /// Queues one frame, copying the payload.
+    /// Queues one frame, copying the payload; data frames are compressed when
+    /// permessage-deflate was negotiated, `compress` allows it and the payload
+    /// reaches the threshold.
     pub fn send_frame(
         &mut self,
         shared: &mut Shared,
         opcode: OpCode,
         payload: &[u8],
+        compress: bool,
     ) -> SendStatus {
-        let header = encode_header(true, 0, opcode, None, payload.len() as u64);
-        let len = header.as_bytes().len() + payload.len();
         if opcode.is_control() {
             // Control frames bypass the data limit: they are tiny and keep the
             // connection alive, but not after our close frame.
             if !self.close.can_send_data() {
                 return SendStatus::Dropped;
             }
-        } else if let Some(refused) = self.admit(shared, len) {
-            return refused;
+        } else if compress && payload.len() >= shared.config.deflate_threshold {
+            let mut deflated = std::mem::take(&mut shared.deflated);
+            deflated.clear();
+            let compressed = match &mut self.compress {
+                SendCompression::Off => false,
+                SendCompression::Own(compressor) => {
+                    compressor.compress(payload, &mut deflated);
+                    true
+                }
+                SendCompression::Shared => match &mut shared.compressor {
+                    Some(compressor) => {
+                        compressor.compress(payload, &mut deflated);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            let status = compressed.then(|| self.push_frame(shared, RSV1, opcode, &deflated));
+            shared.deflated = deflated;
+            if let Some(status) = status {
+                return status;
+            }
+        }
+        self.push_frame(shared, 0, opcode, payload)
+    }
+
+    /// Admits and queues one frame.
+    fn push_frame(
+        &mut self,
+        shared: &mut Shared,
+        rsv: u8,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> SendStatus {
+        let header = encode_header(true, rsv, opcode, None, payload.len() as u64);
+        let len = header.as_bytes().len() + payload.len();
+        if !opcode.is_control() {
+            if let Some(refused) = self.admit(shared, len) {
+                return refused;
+            }
         }
         self.outbox
             .push_copy(&mut shared.pool, header.as_bytes(), payload);
@@ -171,8 +227,29 @@ impl<U> Session<U> {
         self.status()
     }
 
-    /// Queues an encoded frame by reference.
-    pub fn send_shared(&mut self, shared: &mut Shared, frame: Bytes) -> SendStatus {
+    /// Queues an encoded (uncompressed) frame by reference, or, where this
+    /// connection compresses, its compressed form: for the worker's shared
+    /// compressor, made once per publish and kept in `cache`.
+    pub fn send_shared(
+        &mut self,
+        shared: &mut Shared,
+        frame: Bytes,
+        cache: &mut Option<Bytes>,
+    ) -> SendStatus {
+        let threshold = shared.config.deflate_threshold;
+        let frame = match &mut self.compress {
+            SendCompression::Off => frame,
+            SendCompression::Shared => match (cache.as_ref(), shared.compressor.as_mut()) {
+                (Some(done), _) => done.clone(),
+                (None, Some(compressor)) => {
+                    let done = compress_frame(compressor, &frame, threshold);
+                    *cache = Some(done.clone());
+                    done
+                }
+                (None, None) => frame,
+            },
+            SendCompression::Own(compressor) => compress_frame(compressor, &frame, threshold),
+        };
         if let Some(refused) = self.admit(shared, frame.len()) {
             return refused;
         }
@@ -236,6 +313,26 @@ impl<U> Session<U> {
     }
 }
 
+/// The compressed form of an encoded server data frame (unchanged if it is a
+/// control frame or shorter than the threshold).
+fn compress_frame(compressor: &mut Compressor, frame: &Bytes, threshold: usize) -> Bytes {
+    let rules = DecodeRules::new(Role::Client, u64::MAX >> 1);
+    let Ok(HeaderStatus::Complete(header)) = decode_header(frame, &rules) else {
+        return frame.clone();
+    };
+    let payload = &frame[header.header_len..];
+    if header.opcode.is_control() || payload.len() < threshold {
+        return frame.clone();
+    }
+    let mut deflated = Vec::with_capacity(payload.len() / 2 + 16);
+    compressor.compress(payload, &mut deflated);
+    let head = encode_header(header.fin, RSV1, header.opcode, None, deflated.len() as u64);
+    let mut out = Vec::with_capacity(head.as_bytes().len() + deflated.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&deflated);
+    out.into()
+}
+
 /// [`Conn::ping_sent`] when no auto-ping is outstanding.
 pub(crate) const NO_PING: u32 = u32::MAX;
 
@@ -257,6 +354,11 @@ pub(crate) struct Conn<U> {
     /// Tick at which an auto-ping was sent and not yet answered by any frame,
     /// or [`NO_PING`].
     pub ping_sent: u32,
+    /// permessage-deflate negotiated (RSV1 allowed on received messages).
+    pub deflate: bool,
+    /// This connection's own decompressor (dedicated mode); shared mode uses
+    /// the worker's.
+    pub inflate: Option<Box<Decompressor>>,
 }
 
 #[cfg(test)]

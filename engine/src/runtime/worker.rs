@@ -12,21 +12,24 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, Session};
+use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, SendCompression, Session};
 use super::outbox::{BufferPool, Outbox};
 use super::pubsub::Topics;
 use crate::api::{
     CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message, PreparedMessage, Upgrade,
     WebSocket,
 };
-use crate::config::Config;
+use crate::config::{Config, DeflateMode};
 use crate::proto::close::CloseCode;
+use crate::proto::deflate::{self, Compressor, Decompressor, DeflateConfig};
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
+use crate::proto::frame::{DecodeRules, RSV1};
 use crate::proto::handshake::{
     HandshakeError, HeaderStorage, UpgradeRequest, parse_request, write_reject_response,
 };
 use crate::proto::message::{Decoder, DecoderConfig, Event};
+use crate::proto::utf8;
 
 /// Counters kept without atomics during a turn and published once per turn.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +62,10 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Spare send buffers.
     pub pool: BufferPool,
+    /// The worker's compressor (permessage-deflate, shared mode).
+    pub compressor: Option<Compressor>,
+    /// Scratch space for compressing a message.
+    pub deflated: Vec<u8>,
 }
 
 impl Shared {
@@ -134,6 +141,14 @@ pub(crate) struct Worker<H: Handler> {
     now: u32,
     shutdown: Option<Instant>,
     keys: Vec<u32>,
+    /// What this worker negotiates (permessage-deflate), if anything.
+    deflate: Option<DeflateConfig>,
+    /// The decoder rules of connections that negotiated it (RSV1 allowed).
+    deflate_decoder_config: DecoderConfig,
+    /// The worker's decompressor (shared mode: no client context takeover).
+    inflate: Option<Decompressor>,
+    /// Where a compressed message is inflated before its callback.
+    inflated: Vec<u8>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -163,6 +178,23 @@ impl<H: Handler> Worker<H> {
             pong: to_ticks(config.pong_timeout),
             close: to_ticks(config.close_timeout),
         };
+        let (mode, level) = (config.deflate, config.deflate_level);
+        let deflate = match mode {
+            DeflateMode::Off => None,
+            // No context takeover either way: the worker's codec serves everyone.
+            DeflateMode::Shared => Some(DeflateConfig {
+                max_window_bits: 15,
+                request_no_context_takeover: true,
+                no_context_takeover: true,
+                level: config.deflate_level,
+            }),
+            DeflateMode::Dedicated { window_bits } => Some(DeflateConfig {
+                max_window_bits: window_bits,
+                request_no_context_takeover: false,
+                no_context_takeover: false,
+                level: config.deflate_level,
+            }),
+        };
         let decoder_config = DecoderConfig {
             rules: crate::proto::frame::DecodeRules::new(
                 crate::proto::Role::Server,
@@ -181,6 +213,8 @@ impl<H: Handler> Worker<H> {
                 flush: Vec::new(),
                 counters: Counters::default(),
                 pool: BufferPool::default(),
+                compressor: (mode == DeflateMode::Shared).then(|| Compressor::new(15, level, true)),
+                deflated: Vec::new(),
             },
             decoder_config,
             generation: 0,
@@ -193,6 +227,16 @@ impl<H: Handler> Worker<H> {
             now: 0,
             shutdown: None,
             keys: Vec::new(),
+            deflate,
+            deflate_decoder_config: DecoderConfig {
+                rules: DecodeRules {
+                    allowed_rsv: RSV1,
+                    ..decoder_config.rules
+                },
+                ..decoder_config
+            },
+            inflate: (mode == DeflateMode::Shared).then(|| Decompressor::new(true)),
+            inflated: Vec::new(),
         }
     }
 
@@ -236,6 +280,8 @@ impl<H: Handler> Worker<H> {
             deadline: self.now + self.ticks.handshake,
             deadline_phase: Phase::Handshake,
             ping_sent: NO_PING,
+            deflate: false,
+            inflate: None,
         });
         self.shared.counters.accepted += 1;
         Some(key)
@@ -302,7 +348,7 @@ impl<H: Handler> Worker<H> {
                 Ok(Command::Publish { topic, frame }) => self.deliver(&topic, &frame),
                 Ok(Command::Send { id, frame }) => {
                     if let Some(session) = session_of(&mut self.conns, id) {
-                        session.send_shared(&mut self.shared, frame);
+                        session.send_shared(&mut self.shared, frame, &mut None);
                     }
                 }
                 Ok(Command::Close { id, code, reason }) => {
@@ -452,9 +498,12 @@ impl<H: Handler> Worker<H> {
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         keys.extend_from_slice(self.shared.topics.subscribers(topic));
+        // Compressed once for every subscriber on the shared compressor.
+        let mut compressed = None;
         for &key in &keys {
             if let Some(conn) = self.conns.get_mut(key as usize) {
-                conn.session.send_shared(&mut self.shared, frame.clone());
+                conn.session
+                    .send_shared(&mut self.shared, frame.clone(), &mut compressed);
             }
         }
         self.keys = keys;
@@ -554,9 +603,14 @@ impl<H: Handler> Worker<H> {
             conns,
             handler,
             shared,
+            deflate,
             ..
         } = self;
         let conn = &mut conns[key];
+        let negotiated = deflate
+            .as_ref()
+            .and_then(|config| deflate::negotiate(request.extensions(), config));
+        let extensions = negotiated.map(|n| n.header_value());
         let session = &mut conn.session;
         let mut out = Vec::new();
         match handler.on_upgrade(request, session.peer) {
@@ -569,8 +623,12 @@ impl<H: Handler> Worker<H> {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                if let Err(e) = request.write_accept(&mut out, protocol.as_deref(), None, &headers)
-                {
+                if let Err(e) = request.write_accept(
+                    &mut out,
+                    protocol.as_deref(),
+                    extensions.as_deref(),
+                    &headers,
+                ) {
                     log::warn!(
                         "upgrade of {} refused: the handler's answer is invalid: {e}",
                         session.id
@@ -582,6 +640,20 @@ impl<H: Handler> Worker<H> {
                 }
                 session.outbox.push_copy(&mut shared.pool, &out, b"");
                 session.mark(shared);
+                if let (Some(n), Some(config)) = (negotiated, deflate.as_ref()) {
+                    conn.deflate = true;
+                    if shared.compressor.is_some() {
+                        session.compress = SendCompression::Shared;
+                    } else {
+                        session.compress = SendCompression::Own(Box::new(Compressor::new(
+                            n.server_max_window_bits,
+                            config.level,
+                            n.server_no_context_takeover,
+                        )));
+                        conn.inflate =
+                            Some(Box::new(Decompressor::new(n.client_no_context_takeover)));
+                    }
+                }
                 session.data = Some(data);
                 session.phase = Phase::Open;
                 let mut ws = WebSocket {
@@ -638,18 +710,37 @@ impl<H: Handler> Worker<H> {
             handler,
             shared,
             decoder_config,
+            deflate_decoder_config,
+            inflate: worker_inflate,
+            inflated,
             ..
         } = self;
         let Conn {
-            session, decoder, ..
+            session,
+            decoder,
+            deflate,
+            inflate,
+            ..
         } = &mut conns[key];
+        let decoder_config = if *deflate {
+            &*deflate_decoder_config
+        } else {
+            &*decoder_config
+        };
         let mut pos = 0;
         while pos < data.len() {
             let step = match decoder.decode(decoder_config, &mut data[pos..]) {
                 Ok((n, event)) => {
                     pos += n;
                     match event {
-                        Some(event) => dispatch(handler, shared, session, event),
+                        Some(event) => {
+                            let inflater = match (*deflate, inflate.as_deref_mut()) {
+                                (false, _) => None,
+                                (true, Some(own)) => Some(own),
+                                (true, None) => worker_inflate.as_mut(),
+                            };
+                            dispatch(handler, shared, session, event, inflater, inflated)
+                        }
                         None => Ok(()),
                     }
                 }
@@ -701,6 +792,8 @@ fn dispatch<H: Handler>(
     shared: &mut Shared,
     session: &mut Session<H::Data>,
     event: Event<'_>,
+    inflater: Option<&mut Decompressor>,
+    inflated: &mut Vec<u8>,
 ) -> Result<(), ProtocolError> {
     macro_rules! ws {
         () => {
@@ -721,7 +814,7 @@ fn dispatch<H: Handler>(
             handler.on_message(ws!(), Message::Binary(data));
         }
         Event::Ping(payload) => {
-            session.send_frame(shared, OpCode::Pong, payload);
+            session.send_frame(shared, OpCode::Pong, payload, false);
             handler.on_ping(ws!(), payload);
         }
         Event::Pong(payload) => handler.on_pong(ws!(), payload),
@@ -736,10 +829,32 @@ fn dispatch<H: Handler>(
             session.finish = Finish::ShutdownWrite;
             session.mark(shared);
         }
-        // permessage-deflate is not negotiated yet, so the decoder refuses RSV1
-        // before a compressed message exists; should one appear, it is a
-        // protocol error all the same.
-        Event::Compressed { .. } => return Err(ProtocolError::ReservedBits),
+        Event::Compressed { text, payload } => {
+            // Without the extension the decoder refuses RSV1 before this point.
+            let Some(inflater) = inflater else {
+                return Err(ProtocolError::ReservedBits);
+            };
+            let max = shared.config.max_message_size;
+            inflated.clear();
+            let result = inflater
+                .decompress(payload, inflated, max)
+                .and_then(|()| inflater.finish(inflated, max));
+            if let Err(error) = result {
+                inflater.reset();
+                return Err(error);
+            }
+            shared.counters.messages_in += 1;
+            let message = if text {
+                Message::Text(utf8::validate(inflated).map_err(|_| ProtocolError::InvalidUtf8)?)
+            } else {
+                Message::Binary(inflated)
+            };
+            handler.on_message(ws!(), message);
+            // A one-off large message does not pin its buffer.
+            if inflated.capacity() > 1 << 20 {
+                *inflated = Vec::new();
+            }
+        }
     }
     Ok(())
 }
@@ -807,7 +922,7 @@ fn sweep<H: Handler>(
                     CloseCause::Timeout,
                 );
             } else if conn.ping_sent == NO_PING && ticks.ping.is_some_and(|ping| silent >= ping) {
-                session.send_frame(shared, OpCode::Ping, b"");
+                session.send_frame(shared, OpCode::Ping, b"", false);
                 conn.ping_sent = now;
             }
         }
