@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): formatting, lints, docs; Autobahn
 # |Testsuite sections 1-10 on both backends (strict: only OK and INFORMATIONAL
-# pass, and the per-case results must equal tests/autobahn/expected-1-10.txt);
+# pass, and the per-case results must equal tests/autobahn/expected-1-10.txt),
+# and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
 # every test of the workspace, whose integration tests each run on both backends.
 # Exits non-zero on the first failure.
@@ -27,6 +28,15 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
     echo "== autobahn 1-10, backend $backend"
     bash scripts/autobahn.sh --backend "$backend" --compare --outdir "target/autobahn-$backend"
   done
+  # permessage-deflate: every case of 12 and 13 on io_uring (dedicated mode),
+  # a representative subset on epoll (shared mode); scripts/autobahn-deflate.sh
+  # runs the full matrix on both.
+  echo "== autobahn 12-13 (permessage-deflate), io_uring, dedicated"
+  AUTOBAHN_TIMEOUT=2400 bash scripts/autobahn.sh --backend io_uring --deflate dedicated \
+    --cases '["12.*","13.*"]' --outdir target/autobahn-deflate-io_uring
+  echo "== autobahn 12.1, 13.1, 13.7 (permessage-deflate), epoll, shared"
+  bash scripts/autobahn.sh --backend epoll --deflate shared \
+    --cases '["12.1.*","13.1.*","13.7.*"]' --outdir target/autobahn-deflate-epoll
   echo "== loadgen against an independent server"
   bash scripts/neutral.sh
 fi

@@ -14,7 +14,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use ringws::proto::Role;
-use ringws::proto::frame::{OpCode, write_frame};
+use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig};
+use ringws::proto::frame::{OpCode, RSV1, encode_header, write_frame};
 use ringws::proto::handshake::ClientHandshake;
 use ringws::proto::message::{Decoder, DecoderConfig, Event};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -25,7 +26,14 @@ pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// Offer permessage-deflate (and require it).
+    pub deflate: bool,
 }
+
+/// What the client offers with `--deflate`: it never keeps context, so its
+/// precomputed compressed frames stay valid.
+const DEFLATE_OFFER: &str =
+    "permessage-deflate; client_no_context_takeover; client_max_window_bits";
 
 /// Precomputed frames: `frames[i]` is a masked frame whose payload is `payloads[i]`.
 #[derive(Debug)]
@@ -36,7 +44,10 @@ pub struct Payloads {
 
 impl Payloads {
     /// `variants` payloads with sizes spread over `min..=max`, text or binary.
-    pub fn new(min: usize, max: usize, text: bool, variants: usize) -> Self {
+    /// With `deflate`, every frame is compressed (RSV1) once, here, with a fresh
+    /// compressor: the client offers client_no_context_takeover, so the same
+    /// bytes are valid on every connection and at every position.
+    pub fn new(min: usize, max: usize, text: bool, variants: usize, deflate: bool) -> Self {
         let mut frames = Vec::with_capacity(variants);
         let mut payloads = Vec::with_capacity(variants);
         let mut keys = ringws::proto::frame::MaskKeys::new();
@@ -50,7 +61,18 @@ impl Payloads {
             let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect();
             let mut frame = Vec::with_capacity(size + 14);
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
-            write_frame(&mut frame, true, opcode, &payload, Some(keys.next_key()));
+            if deflate {
+                let mut compressed = Vec::new();
+                Compressor::new(15, 6, true).compress(&payload, &mut compressed);
+                let key = keys.next_key();
+                let header = encode_header(true, RSV1, opcode, Some(key), compressed.len() as u64);
+                frame.extend_from_slice(header.as_bytes());
+                let start = frame.len();
+                frame.resize(start + compressed.len(), 0);
+                ringws::proto::mask::mask_into(&mut frame[start..], &compressed, key);
+            } else {
+                write_frame(&mut frame, true, opcode, &payload, Some(keys.next_key()));
+            }
             frames.push(frame);
             payloads.push(payload);
         }
@@ -244,6 +266,8 @@ struct Conn {
     tx: Tx,
     ping_outstanding: bool,
     writable: bool,
+    /// permessage-deflate: the server's messages are inflated with this.
+    inflate: Option<Box<Decompressor>>,
     /// Its failure was already counted.
     reported: bool,
 }
@@ -260,6 +284,9 @@ struct Tx {
 }
 
 const READ_BUF: usize = 64 * 1024;
+
+/// Largest inflated server message the client accepts.
+const INFLATE_LIMIT: usize = 64 << 20;
 
 /// How long the answers still in flight at the end may take.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -278,7 +305,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut events = Events::with_capacity(4096);
     let mut conns: slab::Slab<Conn> = slab::Slab::with_capacity(plan.connections);
     let mut buf = vec![0u8; READ_BUF];
-    let decoder_config = DecoderConfig::new(Role::Client, 64 << 20);
+    let mut decoder_config = DecoderConfig::new(Role::Client, 64 << 20);
+    if plan.target.deflate {
+        decoder_config.rules.allowed_rsv = RSV1;
+    }
+    // Where compressed server messages are inflated.
+    let mut inflated = Vec::new();
     // Scheduled sends (open loop) and pings: (due, key).
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let ramp_start = Instant::now();
@@ -351,6 +383,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         },
                         ping_outstanding: false,
                         writable: false,
+                        inflate: None,
                         reported: false,
                     });
                 }
@@ -395,6 +428,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     live,
                     &mut schedule,
                     now,
+                    &mut inflated,
                 );
             }
             if !ok {
@@ -535,7 +569,13 @@ fn finish_connect(conn: &mut Conn, target: &Target, report: &mut Report, live: &
             return false;
         }
     }
-    let handshake = match ClientHandshake::new(&target.host, &target.path) {
+    let handshake = match ClientHandshake::new(&target.host, &target.path).and_then(|h| {
+        if target.deflate {
+            h.extensions(DEFLATE_OFFER)
+        } else {
+            Ok(h)
+        }
+    }) {
         Ok(h) => h,
         Err(_) => {
             report.fail(Failure::Other, live);
@@ -585,6 +625,7 @@ fn read_conn(
     live: &Live,
     schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
     now: Instant,
+    inflated: &mut Vec<u8>,
 ) -> bool {
     loop {
         let n = match conn.stream.read(buf) {
@@ -601,7 +642,31 @@ fn read_conn(
                 return false;
             };
             let consumed = match handshake.parse_response(&conn.head) {
-                Ok(Some((_, consumed))) => consumed,
+                Ok(Some((accepted, consumed))) => {
+                    if plan.target.deflate {
+                        let config = DeflateConfig {
+                            no_context_takeover: true,
+                            ..DeflateConfig::default()
+                        };
+                        match accepted
+                            .extensions()
+                            .next()
+                            .map(|a| deflate::client_accept(&a, &config))
+                        {
+                            Some(Ok(n)) => {
+                                conn.inflate =
+                                    Some(Box::new(Decompressor::new(n.server_no_context_takeover)));
+                            }
+                            // Compression was asked for and not granted.
+                            _ => {
+                                report.fail(Failure::BadStatus, live);
+                                conn.reported = true;
+                                return false;
+                            }
+                        }
+                    }
+                    consumed
+                }
                 Ok(None) => continue,
                 Err(_) => {
                     report.fail(Failure::BadStatus, live);
@@ -634,6 +699,7 @@ fn read_conn(
             decoder,
             tx,
             ping_outstanding,
+            inflate,
             ..
         } = &mut *conn;
         while pos < data.len() {
@@ -644,6 +710,18 @@ fn read_conn(
             pos += used;
             let Some(event) = event else { continue };
             match event {
+                Event::Compressed { payload, .. } if inflate.is_some() => {
+                    let d = inflate.as_mut().expect("checked");
+                    inflated.clear();
+                    let ok = d
+                        .decompress(payload, inflated, INFLATE_LIMIT)
+                        .and_then(|()| d.finish(inflated, INFLATE_LIMIT))
+                        .is_ok();
+                    if !ok {
+                        return false;
+                    }
+                    on_message(tx, inflated, plan, report, live, now)
+                }
                 Event::Text(t) => on_message(tx, t.as_bytes(), plan, report, live, now),
                 Event::Binary(b) => on_message(tx, b, plan, report, live, now),
                 Event::Pong(_) => {

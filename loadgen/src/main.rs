@@ -72,6 +72,10 @@ pub(crate) struct Common {
     /// Draw the latency distribution and the connection ramp into this SVG file.
     #[arg(long)]
     plot: Option<String>,
+    /// Offer permessage-deflate (client_no_context_takeover) and send every
+    /// message compressed; fail connections the server does not grant it to.
+    #[arg(long)]
+    deflate: bool,
     /// Client processes (each with its own fd limit; connections, rate and source
     /// addresses are split between them).
     #[arg(long, default_value_t = 1)]
@@ -233,6 +237,7 @@ fn parse_url(url: &str) -> Result<Target> {
         .next()
         .ok_or_else(|| format!("cannot resolve {authority}"))?;
     Ok(Target {
+        deflate: false,
         addr,
         host: authority.to_owned(),
         path: path.to_owned(),
@@ -262,7 +267,8 @@ fn scenario(
     workload: Workload,
     pid: Option<u32>,
 ) -> Result<report::Outcome> {
-    let target = parse_url(&c.url)?;
+    let mut target = parse_url(&c.url)?;
+    target.deflate = c.deflate;
     let threads = c
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -318,7 +324,9 @@ fn scenario(
         );
     }
     let progress = report::Progress::new(name, c.connections as u64);
-    let mut rss_peak = None;
+    // The server's memory while every connection is held, sampled to the end
+    // (the last sample is the settled state: bursts of the ramp are over).
+    let mut rss_held = None;
     let mut ramp = Vec::new();
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
@@ -328,7 +336,7 @@ fn scenario(
             live.open.load(Ordering::Relaxed),
         ));
         if let Some(rss) = pid.and_then(report::rss_bytes) {
-            rss_peak = Some(rss_peak.unwrap_or(0).max(rss));
+            rss_held = Some(rss);
         }
     }
     progress.finish();
@@ -348,7 +356,7 @@ fn scenario(
         connections: c.connections,
         seconds: c.duration,
         report: total,
-        rss: rss_before.zip(rss_peak),
+        rss: rss_before.zip(rss_held),
         elapsed: epoch.elapsed(),
     })
 }
@@ -390,7 +398,13 @@ fn echo_workload(e: &EchoArgs) -> Workload {
         .size_max
         .unwrap_or(e.payload.size)
         .max(e.payload.size);
-    let payloads = Arc::new(Payloads::new(e.payload.size, max, e.payload.text, 16));
+    let payloads = Arc::new(Payloads::new(
+        e.payload.size,
+        max,
+        e.payload.text,
+        16,
+        e.common.deflate,
+    ));
     let rate = e.rate.map(|r| r / e.common.connections.max(1) as f64);
     Workload::Echo {
         in_flight: e.in_flight.max(1),
@@ -432,6 +446,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
         json: None,
         plot: None,
         procs: 1,
+        deflate: false,
     };
     let payload = |size: usize| Payload {
         size,

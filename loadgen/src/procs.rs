@@ -98,7 +98,7 @@ pub fn run_children(name: &str, c: &Common) -> Result<Outcome> {
                 }
                 m.connections += outcome.connections;
                 m.rss = match (m.rss, outcome.rss) {
-                    (Some((b1, p1)), Some((b2, p2))) => Some((b1.min(b2), p1.max(p2))),
+                    (Some((b1, h1)), Some((b2, h2))) => Some((b1.min(b2), h1.max(h2))),
                     (a, b) => a.or(b),
                 };
             }

@@ -15,7 +15,8 @@ pub struct Outcome {
     /// The measured phase, seconds.
     pub seconds: f64,
     pub report: Report,
-    /// The server's resident memory before the run and at its peak.
+    /// The server's resident memory before the run and at its end, with every
+    /// connection held.
     pub rss: Option<(u64, u64)>,
     pub elapsed: Duration,
 }
@@ -97,12 +98,12 @@ impl Outcome {
                 r.messages, r.mismatches, r.lost, r.dropped
             );
         }
-        if let Some((before, peak)) = self.rss {
-            let per = (peak.saturating_sub(before)) as f64 / r.connected.max(1) as f64;
+        if let Some((before, held)) = self.rss {
+            let per = (held.saturating_sub(before)) as f64 / r.connected.max(1) as f64;
             println!(
-                "server RSS: {:.1} MiB before, {:.1} MiB peak: {:.0} bytes per connection",
+                "server RSS: {:.1} MiB before, {:.1} MiB holding the connections: {:.0} bytes per connection",
                 before as f64 / 1048576.0,
-                peak as f64 / 1048576.0,
+                held as f64 / 1048576.0,
                 per
             );
         }
@@ -140,7 +141,7 @@ impl Outcome {
             "expected_deliveries": r.published * r.connected,
             "missed_pongs": r.missed_pongs,
             "live_at_end": r.live_at_end,
-            "server_rss": self.rss.map(|(b, p)| json!({"before": b, "peak": p, "bytes_per_connection": (p.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
+            "server_rss": self.rss.map(|(b, h)| json!({"before": b, "held": h, "bytes_per_connection": (h.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
             "ramp": r.ramp,
         })
     }

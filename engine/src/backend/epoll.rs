@@ -172,10 +172,22 @@ impl EpollBackend {
                 }
             }
             worker.publish_stats();
+            // Lists grown by a burst (thousands of connections readable at once)
+            // give their memory back once it is over.
+            shrink_idle(&mut readable);
+            shrink_idle(&mut still_readable);
+            shrink_idle(&mut flush);
             if worker.finished() {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Frees an empty list's memory if a burst made it large.
+pub(crate) fn shrink_idle<T>(list: &mut Vec<T>) {
+    if list.is_empty() && list.capacity() > 1024 {
+        list.shrink_to(64);
     }
 }
 

@@ -444,6 +444,9 @@ impl<H: Handler> Loop<H> {
                 }
             }
             self.worker.publish_stats();
+            completions.clear();
+            super::epoll::shrink_idle(&mut completions);
+            super::epoll::shrink_idle(&mut flush);
             if self.worker.finished() && self.peers.is_empty() {
                 // Closes of the last connections are submitted; let them run.
                 let _ = self.ring.submit();

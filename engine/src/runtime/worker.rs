@@ -12,7 +12,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, SendCompression, Session};
+use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, Session};
 use super::outbox::{BufferPool, Outbox};
 use super::pubsub::Topics;
 use crate::api::{
@@ -280,7 +280,6 @@ impl<H: Handler> Worker<H> {
             deadline: self.now + self.ticks.handshake,
             deadline_phase: Phase::Handshake,
             ping_sent: NO_PING,
-            deflate: false,
             inflate: None,
         });
         self.shared.counters.accepted += 1;
@@ -375,6 +374,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.now = now;
+        self.shared.pool.trim();
         let Self {
             conns,
             handler,
@@ -641,11 +641,10 @@ impl<H: Handler> Worker<H> {
                 session.outbox.push_copy(&mut shared.pool, &out, b"");
                 session.mark(shared);
                 if let (Some(n), Some(config)) = (negotiated, deflate.as_ref()) {
-                    conn.deflate = true;
                     if shared.compressor.is_some() {
-                        session.compress = SendCompression::Shared;
+                        session.deflate_shared = true;
                     } else {
-                        session.compress = SendCompression::Own(Box::new(Compressor::new(
+                        session.compressor = Some(Box::new(Compressor::new(
                             n.server_max_window_bits,
                             config.level,
                             n.server_no_context_takeover,
@@ -718,11 +717,11 @@ impl<H: Handler> Worker<H> {
         let Conn {
             session,
             decoder,
-            deflate,
             inflate,
             ..
         } = &mut conns[key];
-        let decoder_config = if *deflate {
+        let deflate = session.deflate();
+        let decoder_config = if deflate {
             &*deflate_decoder_config
         } else {
             &*decoder_config
@@ -734,7 +733,7 @@ impl<H: Handler> Worker<H> {
                     pos += n;
                     match event {
                         Some(event) => {
-                            let inflater = match (*deflate, inflate.as_deref_mut()) {
+                            let inflater = match (deflate, inflate.as_deref_mut()) {
                                 (false, _) => None,
                                 (true, Some(own)) => Some(own),
                                 (true, None) => worker_inflate.as_mut(),
