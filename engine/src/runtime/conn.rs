@@ -78,9 +78,10 @@ pub(crate) struct Session<U> {
     pub compressor: Option<Box<Compressor>>,
     /// permessage-deflate on the way out, shared mode: the worker's compressor.
     pub deflate_shared: bool,
-    /// Ids of the topics this connection subscribes to on its worker.
-    /// A boxed slice, not a Vec: subscribing is rare, idle connections are many.
-    pub topics: Box<[u32]>,
+    /// Ids of the topics this connection subscribes to on its worker; boxed
+    /// so that a connection that subscribes to nothing pays one pointer.
+    #[allow(clippy::box_collection)]
+    pub topics: Option<Box<Vec<u32>>>,
 }
 
 impl<U> Session<U> {
@@ -99,7 +100,7 @@ impl<U> Session<U> {
             data: None,
             compressor: None,
             deflate_shared: false,
-            topics: Box::default(),
+            topics: None,
         }
     }
 
@@ -332,10 +333,8 @@ pub(crate) const NO_PING: u32 = u32::MAX;
 pub(crate) struct Conn<U> {
     pub session: Session<U>,
     pub decoder: Decoder,
-    /// Bytes of an upgrade request cut by the end of a read; boxed, as it is
-    /// empty for the rest of the connection's life.
-    #[allow(clippy::box_collection)] // 8 bytes in every connection instead of 24
-    pub head: Option<Box<Vec<u8>>>,
+    /// What the connection holds only in some phases, behind one pointer.
+    pub extra: Option<Box<Extra>>,
     /// Tick of the last byte received.
     pub last_rx: u32,
     /// Tick at which the phase's deadline passes (handshake, close, drain).
@@ -345,9 +344,17 @@ pub(crate) struct Conn<U> {
     /// Tick at which an auto-ping was sent and not yet answered by any frame,
     /// or [`NO_PING`].
     pub ping_sent: u32,
-    /// This connection's own decompressor (dedicated mode); shared mode uses
-    /// the worker's.
-    pub inflate: Option<Box<Decompressor>>,
+}
+
+/// State a connection needs only in some phases, kept behind one pointer so an
+/// idle connection pays 8 bytes for all of it.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    /// Bytes of an upgrade request cut by the end of a read.
+    Head(Vec<u8>),
+    /// Its own decompressor (permessage-deflate, dedicated mode; shared mode uses
+    /// the worker's).
+    Inflate(Decompressor),
 }
 
 #[cfg(test)]
@@ -364,6 +371,6 @@ mod tests {
             std::mem::size_of::<Session<()>>(),
             std::mem::size_of::<Decoder>()
         );
-        assert!(size <= 256, "{size}");
+        assert!(size <= 240, "{size}");
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{AfterFlush, Conn, Finish, NO_PING, Phase, Session};
+use super::conn::{AfterFlush, Conn, Extra, Finish, NO_PING, Phase, Session};
 use super::outbox::{BufferPool, Outbox};
 use super::pubsub::Topics;
 use crate::api::{
@@ -74,9 +74,7 @@ impl Shared {
             return false;
         }
         let id = self.topics.subscribe(topic, session.key());
-        let mut topics = std::mem::take(&mut session.topics).into_vec();
-        topics.push(id);
-        session.topics = topics.into_boxed_slice();
+        session.topics.get_or_insert_default().push(id);
         true
     }
 
@@ -84,12 +82,16 @@ impl Shared {
         let Some(id) = self.topics.id(topic) else {
             return false;
         };
-        let Some(pos) = session.topics.iter().position(|&t| t == id) else {
+        let Some(topics) = session.topics.as_mut() else {
             return false;
         };
-        let mut topics = std::mem::take(&mut session.topics).into_vec();
+        let Some(pos) = topics.iter().position(|&t| t == id) else {
+            return false;
+        };
         topics.swap_remove(pos);
-        session.topics = topics.into_boxed_slice();
+        if topics.is_empty() {
+            session.topics = None;
+        }
         self.topics.unsubscribe(id, session.key());
         true
     }
@@ -97,7 +99,7 @@ impl Shared {
     pub fn is_subscribed<U>(&self, session: &Session<U>, topic: &str) -> bool {
         self.topics
             .id(topic)
-            .is_some_and(|id| session.topics.contains(&id))
+            .is_some_and(|id| session.topics.as_ref().is_some_and(|t| t.contains(&id)))
     }
 
     pub fn publish(&mut self, topic: &str, message: PreparedMessage) {
@@ -105,7 +107,7 @@ impl Shared {
     }
 
     fn unsubscribe_all<U>(&mut self, session: &mut Session<U>) {
-        for id in std::mem::take(&mut session.topics).into_vec() {
+        for id in session.topics.take().map(|t| *t).unwrap_or_default() {
             self.topics.unsubscribe(id, session.key());
         }
     }
@@ -275,12 +277,11 @@ impl<H: Handler> Worker<H> {
         entry.insert(Conn {
             session: Session::new(id, peer),
             decoder: Decoder::new(),
-            head: None,
+            extra: None,
             last_rx: self.now,
             deadline: self.now + self.ticks.handshake,
             deadline_phase: Phase::Handshake,
             ping_sent: NO_PING,
-            inflate: None,
         });
         self.shared.counters.accepted += 1;
         Some(key)
@@ -554,7 +555,15 @@ impl<H: Handler> Worker<H> {
     fn handshake(&mut self, key: usize, data: &mut [u8]) {
         let limits = self.shared.config.handshake_limits;
         let conn = &mut self.conns[key];
-        let Some(mut head) = conn.head.take() else {
+        let stashed = match conn.extra.take().map(|extra| *extra) {
+            Some(Extra::Head(head)) => Some(head),
+            Some(other) => {
+                conn.extra = Some(Box::new(other));
+                None
+            }
+            None => None,
+        };
+        let Some(mut head) = stashed else {
             // The common case: the whole request in one read, parsed where it lies.
             let mut storage = HeaderStorage::new();
             let consumed = match parse_request(data, &limits, &mut storage) {
@@ -563,7 +572,7 @@ impl<H: Handler> Worker<H> {
                     consumed
                 }
                 Ok(None) => {
-                    conn.head = Some(Box::new(data.to_vec()));
+                    conn.extra = Some(Box::new(Extra::Head(data.to_vec())));
                     return;
                 }
                 Err(error) => return self.refuse(key, data, error),
@@ -581,7 +590,7 @@ impl<H: Handler> Worker<H> {
                 consumed
             }
             Ok(None) => {
-                self.conns[key].head = Some(head);
+                self.conns[key].extra = Some(Box::new(Extra::Head(head)));
                 return;
             }
             Err(error) => return self.refuse(key, &head, error),
@@ -649,8 +658,8 @@ impl<H: Handler> Worker<H> {
                             config.level,
                             n.server_no_context_takeover,
                         )));
-                        conn.inflate =
-                            Some(Box::new(Decompressor::new(n.client_no_context_takeover)));
+                        let inflate = Decompressor::new(n.client_no_context_takeover);
+                        conn.extra = Some(Box::new(Extra::Inflate(inflate)));
                     }
                 }
                 session.data = Some(data);
@@ -717,7 +726,7 @@ impl<H: Handler> Worker<H> {
         let Conn {
             session,
             decoder,
-            inflate,
+            extra,
             ..
         } = &mut conns[key];
         let deflate = session.deflate();
@@ -733,10 +742,10 @@ impl<H: Handler> Worker<H> {
                     pos += n;
                     match event {
                         Some(event) => {
-                            let inflater = match (deflate, inflate.as_deref_mut()) {
+                            let inflater = match (deflate, extra.as_deref_mut()) {
                                 (false, _) => None,
-                                (true, Some(own)) => Some(own),
-                                (true, None) => worker_inflate.as_mut(),
+                                (true, Some(Extra::Inflate(own))) => Some(own),
+                                (true, _) => worker_inflate.as_mut(),
                             };
                             dispatch(handler, shared, session, event, inflater, inflated)
                         }
