@@ -366,7 +366,7 @@ impl<U> WebSocket<'_, U> {
     /// Sends a prepared message without copying it.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> SendStatus {
         self.session
-            .send_shared(self.shared, message.frame.clone(), &mut None)
+            .send_shared(self.shared, message.frame.clone(), &mut Default::default())
     }
 
     /// Sends a ping (payload cut to 125 bytes).

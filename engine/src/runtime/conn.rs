@@ -76,8 +76,9 @@ pub(crate) struct Session<U> {
     /// permessage-deflate on the way out, dedicated mode: this connection's
     /// own compressor (context takeover).
     pub compressor: Option<Box<Compressor>>,
-    /// permessage-deflate on the way out, shared mode: the worker's compressor.
-    pub deflate_shared: bool,
+    /// permessage-deflate on the way out, shared mode: the window (9..=15) of the
+    /// worker's compressor to use, as negotiated; 0 when not in shared mode.
+    pub shared_window: u8,
     /// Ids of the topics this connection subscribes to on its worker; boxed
     /// so that a connection that subscribes to nothing pays one pointer.
     #[allow(clippy::box_collection)]
@@ -99,14 +100,14 @@ impl<U> Session<U> {
             local_code: CloseCode::ABNORMAL,
             data: None,
             compressor: None,
-            deflate_shared: false,
+            shared_window: 0,
             topics: None,
         }
     }
 
     /// permessage-deflate was negotiated.
     pub fn deflate(&self) -> bool {
-        self.deflate_shared || self.compressor.is_some()
+        self.shared_window != 0 || self.compressor.is_some()
     }
 
     pub fn key(&self) -> usize {
@@ -180,10 +181,10 @@ impl<U> Session<U> {
         } else if compress && payload.len() >= shared.config.deflate_threshold {
             let mut deflated = std::mem::take(&mut shared.deflated);
             deflated.clear();
-            let compressor = match (&mut self.compressor, self.deflate_shared) {
+            let compressor = match (&mut self.compressor, self.shared_window) {
                 (Some(own), _) => Some(&mut **own),
-                (None, true) => shared.compressor.as_mut(),
-                (None, false) => None,
+                (None, 0) => None,
+                (None, bits) => shared.deflate.as_mut().map(|d| d.compressor(bits)),
             };
             let compressed = compressor
                 .map(|c| c.compress(payload, &mut deflated))
@@ -226,21 +227,24 @@ impl<U> Session<U> {
         &mut self,
         shared: &mut Shared,
         frame: Bytes,
-        cache: &mut Option<Bytes>,
+        cache: &mut SharedFrames,
     ) -> SendStatus {
         let threshold = shared.config.deflate_threshold;
-        let frame = match (&mut self.compressor, self.deflate_shared) {
+        let frame = match (&mut self.compressor, self.shared_window) {
             (Some(own), _) => compress_frame(own, &frame, threshold),
-            (None, true) => match (cache.as_ref(), shared.compressor.as_mut()) {
-                (Some(done), _) => done.clone(),
-                (None, Some(compressor)) => {
-                    let done = compress_frame(compressor, &frame, threshold);
-                    *cache = Some(done.clone());
-                    done
+            (None, 0) => frame,
+            (None, bits) => {
+                let slot = &mut cache[usize::from(bits) - 9];
+                match (slot.as_ref(), shared.deflate.as_mut()) {
+                    (Some(done), _) => done.clone(),
+                    (None, Some(deflate)) => {
+                        let done = compress_frame(deflate.compressor(bits), &frame, threshold);
+                        *slot = Some(done.clone());
+                        done
+                    }
+                    (None, None) => frame,
                 }
-                (None, None) => frame,
-            },
-            (None, false) => frame,
+            }
         };
         if let Some(refused) = self.admit(shared, frame.len()) {
             return refused;
@@ -304,6 +308,10 @@ impl<U> Session<U> {
         self.mark(shared);
     }
 }
+
+/// A published frame compressed once per shared window (9..=15), reused for
+/// every subscriber that negotiated that window.
+pub(crate) type SharedFrames = [Option<Bytes>; 7];
 
 /// The compressed form of an encoded server data frame (unchanged if it is a
 /// control frame or shorter than the threshold).

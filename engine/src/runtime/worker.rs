@@ -12,7 +12,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::command::{Command, Mailbox};
-use super::conn::{AfterFlush, Conn, Extra, Finish, NO_PING, Phase, Session};
+use super::conn::{AfterFlush, Conn, Extra, Finish, NO_PING, Phase, Session, SharedFrames};
 use super::outbox::{BufferPool, Outbox};
 use super::pubsub::Topics;
 use crate::api::{
@@ -62,8 +62,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Spare send buffers.
     pub pool: BufferPool,
-    /// The worker's compressor (permessage-deflate, shared mode).
-    pub compressor: Option<Compressor>,
+    /// The worker's compressors (permessage-deflate, shared mode).
+    pub deflate: Option<SharedDeflate>,
     /// Scratch space for compressing a message.
     pub deflated: Vec<u8>,
 }
@@ -110,6 +110,31 @@ impl Shared {
         for id in session.topics.take().map(|t| *t).unwrap_or_default() {
             self.topics.unsubscribe(id, session.key());
         }
+    }
+}
+
+/// Shared-mode permessage-deflate: one compressor per negotiated window size
+/// (without context takeover, so any connection can use it), made on first use.
+#[derive(Debug)]
+pub(crate) struct SharedDeflate {
+    level: u32,
+    by_window: [Option<Compressor>; 7],
+}
+
+impl SharedDeflate {
+    fn new(level: u32) -> Self {
+        Self {
+            level,
+            by_window: Default::default(),
+        }
+    }
+
+    /// The compressor for a window of `bits` (9..=15).
+    pub fn compressor(&mut self, bits: u8) -> &mut Compressor {
+        let bits = bits.clamp(9, 15);
+        let level = self.level;
+        self.by_window[usize::from(bits) - 9]
+            .get_or_insert_with(|| Compressor::new(bits, level, true))
     }
 }
 
@@ -215,7 +240,7 @@ impl<H: Handler> Worker<H> {
                 flush: Vec::new(),
                 counters: Counters::default(),
                 pool: BufferPool::default(),
-                compressor: (mode == DeflateMode::Shared).then(|| Compressor::new(15, level, true)),
+                deflate: (mode == DeflateMode::Shared).then(|| SharedDeflate::new(level)),
                 deflated: Vec::new(),
             },
             decoder_config,
@@ -348,7 +373,7 @@ impl<H: Handler> Worker<H> {
                 Ok(Command::Publish { topic, frame }) => self.deliver(&topic, &frame),
                 Ok(Command::Send { id, frame }) => {
                     if let Some(session) = session_of(&mut self.conns, id) {
-                        session.send_shared(&mut self.shared, frame, &mut None);
+                        session.send_shared(&mut self.shared, frame, &mut SharedFrames::default());
                     }
                 }
                 Ok(Command::Close { id, code, reason }) => {
@@ -499,8 +524,8 @@ impl<H: Handler> Worker<H> {
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         keys.extend_from_slice(self.shared.topics.subscribers(topic));
-        // Compressed once for every subscriber on the shared compressor.
-        let mut compressed = None;
+        // Compressed once per window for every subscriber on the shared compressors.
+        let mut compressed = SharedFrames::default();
         for &key in &keys {
             if let Some(conn) = self.conns.get_mut(key as usize) {
                 conn.session
@@ -650,8 +675,8 @@ impl<H: Handler> Worker<H> {
                 session.outbox.push_copy(&mut shared.pool, &out, b"");
                 session.mark(shared);
                 if let (Some(n), Some(config)) = (negotiated, deflate.as_ref()) {
-                    if shared.compressor.is_some() {
-                        session.deflate_shared = true;
+                    if shared.deflate.is_some() {
+                        session.shared_window = n.server_max_window_bits;
                     } else {
                         session.compressor = Some(Box::new(Compressor::new(
                             n.server_max_window_bits,
