@@ -499,9 +499,9 @@ impl CloseHandshake {
         Some(ClosePayload::new(code, reason))
     }
 
-    /// The peer's close frame arrived: returns the reply to send, echoing its code
-    /// (an empty close is answered with an empty close), or `None` if we already
-    /// sent ours, in which case the handshake is complete.
+    /// The peer's close frame arrived: returns the reply to send, mirroring its
+    /// code and reason (an empty close is answered with an empty close), or
+    /// `None` if we already sent ours, in which case the handshake is complete.
     pub fn receive(&mut self, frame: Option<CloseFrame<'_>>) -> Option<ClosePayload> {
         self.received = true;
         if self.sent {
@@ -509,7 +509,7 @@ impl CloseHandshake {
         }
         self.sent = true;
         Some(match frame {
-            Some(close) => ClosePayload::new(close.code, ""),
+            Some(close) => ClosePayload::new(close.code, close.reason),
             None => ClosePayload::empty(),
         })
     }

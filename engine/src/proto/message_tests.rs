@@ -459,7 +459,7 @@ fn idle_decoder_is_small() {
 
 #[test]
 fn close_handshake_replies_once() {
-    // Peer initiates: we echo its code, then may send no more data.
+    // Peer initiates: we mirror its code and reason, then may send no more data.
     let mut hs = CloseHandshake::new();
     assert!(hs.can_send_data());
     let reply = hs
@@ -468,7 +468,7 @@ fn close_handshake_replies_once() {
             reason: "x",
         }))
         .unwrap();
-    assert_eq!(reply.as_bytes(), &4001u16.to_be_bytes());
+    assert_eq!(reply.as_bytes(), b"\x0f\xa1x");
     assert!(!hs.can_send_data() && hs.is_complete());
     assert_eq!(hs.initiate(CloseCode::NORMAL, ""), None);
     // Empty close is answered with an empty close.

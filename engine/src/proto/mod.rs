@@ -1,5 +1,6 @@
 //! The sans-I/O protocol core of RFC 6455: handshake, frames, masking, UTF-8,
-//! messages and close codes. Nothing here touches a socket.
+//! messages, close codes, permessage-deflate and the [`session`] that ties them
+//! together for one connection. Nothing here touches a socket.
 
 pub mod close;
 pub mod deflate;
@@ -8,6 +9,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod session;
 pub mod utf8;
 
 /// Which end of the connection this endpoint is. It decides the masking rules:
