@@ -49,15 +49,50 @@ pub enum Inbound<'a> {
     },
 }
 
-/// One event's outcome: what the application gets, and the frame owed to the
-/// peer now, if any.
+/// One event's outcome: what the application gets, and what is owed to the
+/// peer now, if anything.
 #[derive(Debug)]
 pub struct Received<'a> {
     /// For the application.
     pub inbound: Inbound<'a>,
-    /// For the peer: the pong of a ping, or the reply to a close, which mirrors
-    /// the peer's code and reason.
-    pub reply: Option<Frame<'a>>,
+    /// For the peer: the pong of a ping, or the reply to a close (which mirrors
+    /// the peer's code and reason). [`Endpoint::reply`] makes it a frame.
+    pub reply: Option<Reply<'a>>,
+}
+
+/// A frame owed to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// The pong of a ping, with its payload.
+    Pong(&'a [u8]),
+    /// Our reply to the peer's close frame.
+    Close(ClosePayload),
+}
+
+/// Where compressed messages are inflated before the application sees them;
+/// kept by the caller beside its [`Endpoint`], since what
+/// [`Session::receive`] hands out borrows it while the endpoint is used to send.
+#[derive(Debug, Default)]
+pub struct InflateBuffer(Vec<u8>);
+
+impl InflateBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Frees what a large message left behind. Call it after the events of a
+    /// read are handled.
+    pub fn release(&mut self) {
+        if self.0.capacity() > KEEP_SCRATCH {
+            self.0 = Vec::new();
+        }
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 /// One outgoing frame: its header and the payload it refers to. In the client
@@ -139,11 +174,9 @@ pub struct Endpoint {
     compressors: [Option<Compressor>; 7],
     /// Shared mode: one decompressor, made on first use.
     decompressor: Option<Decompressor>,
-    /// Where a compressed message is inflated before the application sees it.
-    inflated: Vec<u8>,
     /// Where an outgoing message is compressed.
     deflated: Vec<u8>,
-    /// Our close frame's payload, or our reply to the peer's.
+    /// Our close frame's payload.
     close: ClosePayload,
     /// Client role: the mask keys.
     keys: MaskKeys,
@@ -171,7 +204,6 @@ impl Endpoint {
             level,
             compressors: Default::default(),
             decompressor: None,
-            inflated: Vec::new(),
             deflated: Vec::new(),
             close: ClosePayload::empty(),
             keys: MaskKeys::new(),
@@ -193,13 +225,19 @@ impl Endpoint {
         }
     }
 
-    /// Frees scratch memory a large message left behind. Call it after the
-    /// events of a read are handled.
+    /// Frees scratch memory a large message left behind.
     pub fn release_buffers(&mut self) {
-        for buf in [&mut self.inflated, &mut self.deflated] {
-            if buf.capacity() > KEEP_SCRATCH {
-                *buf = Vec::new();
-            }
+        if self.deflated.capacity() > KEEP_SCRATCH {
+            self.deflated = Vec::new();
+        }
+    }
+
+    /// The frame of a reply [`Session::receive`] asked for.
+    pub fn reply<'r>(&mut self, reply: &'r Reply<'_>) -> Frame<'r> {
+        let mask = self.mask();
+        match reply {
+            Reply::Pong(payload) => Frame::new(0, OpCode::Pong, payload, mask),
+            Reply::Close(payload) => Frame::new(0, OpCode::Close, payload.as_bytes(), mask),
         }
     }
 
@@ -341,24 +379,15 @@ impl Session {
         self.close.can_send_data()
     }
 
-    /// Handles one decoded event. An error means the connection must be closed
-    /// with the error's [`close_code`](ProtocolError::close_code) (see
-    /// [`close`](Self::close)).
+    /// Handles one decoded event. A compressed message is inflated into
+    /// `inflated`. An error means the connection must be closed with the error's
+    /// [`close_code`](ProtocolError::close_code) (see [`close`](Self::close)).
     pub fn receive<'a>(
         &mut self,
-        endpoint: &'a mut Endpoint,
+        endpoint: &mut Endpoint,
+        inflated: &'a mut InflateBuffer,
         event: Event<'a>,
     ) -> Result<Received<'a>, ProtocolError> {
-        let Endpoint {
-            role,
-            plain,
-            decompressor: shared_decompressor,
-            inflated,
-            close: close_payload,
-            keys,
-            ..
-        } = endpoint;
-        let mut mask = || (*role == Role::Client).then(|| keys.next_key());
         let received = |inbound| Received {
             inbound,
             reply: None,
@@ -369,21 +398,14 @@ impl Session {
             Event::Pong(payload) => received(Inbound::Pong(payload)),
             Event::Ping(payload) => Received {
                 inbound: Inbound::Ping(payload),
-                reply: self
-                    .close
-                    .can_send_data()
-                    .then(|| Frame::new(0, OpCode::Pong, payload, mask())),
+                reply: self.close.can_send_data().then_some(Reply::Pong(payload)),
             },
             Event::Close(frame) => {
-                let reply = self.close.receive(frame).map(|payload| {
-                    *close_payload = payload;
-                    Frame::new(0, OpCode::Close, close_payload.as_bytes(), mask())
-                });
                 let (code, reason) =
                     frame.map_or((CloseCode::NO_STATUS, ""), |f| (f.code, f.reason));
                 Received {
                     inbound: Inbound::Close { code, reason },
-                    reply,
+                    reply: self.close.receive(frame).map(Reply::Close),
                 }
             }
             Event::Compressed { text, payload } => {
@@ -391,25 +413,26 @@ impl Session {
                     // The decoder refuses RSV1 where the extension is off; a
                     // caller that used the wrong rules gets the same answer.
                     Deflate::Off => return Err(ProtocolError::ReservedBits),
-                    Deflate::Shared { .. } => {
-                        shared_decompressor.get_or_insert_with(|| Decompressor::new(true))
-                    }
+                    Deflate::Shared { .. } => endpoint
+                        .decompressor
+                        .get_or_insert_with(|| Decompressor::new(true)),
                     Deflate::Own(own) => &mut own.decompressor,
                 };
-                let max = plain.max_message_size;
-                inflated.clear();
+                let max = endpoint.plain.max_message_size;
+                let out = &mut inflated.0;
+                out.clear();
                 let result = decompressor
-                    .decompress(payload, inflated, max)
-                    .and_then(|()| decompressor.finish(inflated, max));
+                    .decompress(payload, out, max)
+                    .and_then(|()| decompressor.finish(out, max));
                 if let Err(error) = result {
                     // A shared decompressor serves the next connection cleanly.
                     decompressor.reset();
                     return Err(error);
                 }
                 received(if text {
-                    Inbound::Text(utf8::validate(inflated).map_err(|_| ProtocolError::InvalidUtf8)?)
+                    Inbound::Text(utf8::validate(out).map_err(|_| ProtocolError::InvalidUtf8)?)
                 } else {
-                    Inbound::Binary(inflated)
+                    Inbound::Binary(out)
                 })
             }
         })

@@ -41,6 +41,7 @@ fn feed_with(
     wire: &[u8],
 ) -> Result<(Vec<Got>, Vec<u8>), ProtocolError> {
     let mut buf = wire.to_vec();
+    let mut inflated = InflateBuffer::new();
     let mut pos = 0;
     let mut got = Vec::new();
     let mut replies = Vec::new();
@@ -49,9 +50,9 @@ fn feed_with(
         let (n, event) = decoder.decode(&config, &mut buf[pos..])?;
         pos += n;
         let Some(event) = event else { continue };
-        let received = session.receive(endpoint, event)?;
-        if let Some(reply) = received.reply {
-            reply.write_to(&mut replies);
+        let received = session.receive(endpoint, &mut inflated, event)?;
+        if let Some(reply) = &received.reply {
+            endpoint.reply(reply).write_to(&mut replies);
         }
         got.push(match received.inbound {
             Inbound::Text(t) => Got::Text(t.to_owned()),
@@ -236,9 +237,18 @@ fn inflation_stops_at_the_message_limit() {
         feed(&mut sv, &mut ss, &bomb).unwrap_err(),
         ProtocolError::MessageTooBig
     );
-    assert!(sv.inflated.capacity() <= (1 << 20) + 4096 + 1);
-    sv.release_buffers();
-    assert_eq!(sv.inflated.capacity(), 0, "the scratch is freed");
+    // The inflate buffer never grows past the limit.
+    let mut inflated = InflateBuffer::new();
+    let mut decoder = Decoder::new();
+    let (_, mut ss) = own_pair("permessage-deflate");
+    let config = *sv.decoder_config(&ss);
+    let mut buf = bomb.clone();
+    let (_, event) = decoder.decode(&config, &mut buf).unwrap();
+    let error = ss.receive(&mut sv, &mut inflated, event.unwrap()).unwrap_err();
+    assert_eq!(error, ProtocolError::MessageTooBig);
+    assert!(inflated.capacity() <= (1 << 20) + 1, "{}", inflated.capacity());
+    inflated.release();
+    assert!(inflated.capacity() <= 1 << 20);
 }
 
 #[test]
@@ -276,7 +286,7 @@ fn a_session_without_the_extension_refuses_compressed_events() {
         payload: b"\x00",
     };
     assert_eq!(
-        ss.receive(&mut sv, event).unwrap_err(),
+        ss.receive(&mut sv, &mut InflateBuffer::new(), event).unwrap_err(),
         ProtocolError::ReservedBits
     );
     // And its decoder rules refuse RSV1 to begin with.

@@ -71,7 +71,8 @@ mod server;
 pub use client::{ClientHandshake, ClientHandshakeError, ServerAccepted};
 pub use header::{ExtensionOffer, ExtensionParam, WriteError, parse_extensions};
 pub use server::{
-    HandshakeError, HeaderStorage, UpgradeRequest, parse_request, write_accept_response,
+    HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, parse_head, parse_request,
+    write_accept_response,
     write_reject_response,
 };
 

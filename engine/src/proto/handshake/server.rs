@@ -179,27 +179,58 @@ pub struct UpgradeRequest<'a> {
     headers: &'a [httparse::Header<'a>],
 }
 
-/// Parses and validates an upgrade request from the bytes received so far.
+/// A complete HTTP request head, parsed but not yet validated as an upgrade:
+/// what [`parse_head`] returns, so that a plain request (a route such as
+/// `/health`) is served from the same parse.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    method: &'a str,
+    target: &'a str,
+    version: u8,
+    headers: &'a [httparse::Header<'a>],
+}
+
+impl<'a> RequestHead<'a> {
+    /// The request method.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The whole request target as sent, e.g. `/health?full=1`.
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+
+    /// The header fields in order.
+    pub fn headers(&self) -> &'a [httparse::Header<'a>] {
+        self.headers
+    }
+
+    /// Validates the head as a WebSocket upgrade request (RFC 6455 section
+    /// 4.2.1); the errors are those of [`parse_request`] after the parse.
+    pub fn upgrade(&self) -> Result<UpgradeRequest<'a>, HandshakeError> {
+        validate(self.method, self.target, self.version, self.headers)
+    }
+}
+
+/// Parses a request head from the bytes received so far, without validating it
+/// as an upgrade ([`RequestHead::upgrade`] does that).
 ///
 /// Returns `Ok(None)` while the head (up to the blank line) is incomplete; call
 /// again with more bytes (parsing restarts from the beginning of `buf`, so give
 /// it the whole buffer, and a fresh [`HeaderStorage`]; the work per call is
-/// bounded by [`HandshakeLimits::max_bytes`]). Once complete, returns
-/// the request and the number of bytes the head occupied: anything after it
-/// belongs to the WebSocket stream.
+/// bounded by [`HandshakeLimits::max_bytes`]). Once complete, returns the head
+/// and the number of bytes it occupied: anything after it belongs to the
+/// WebSocket stream.
 ///
 /// # Errors
 ///
-/// A [`HandshakeError`] describing the first rule the request breaks, in this
-/// order: size limits (431), HTTP syntax (400), method (405), HTTP version
-/// (400), UTF-8 of the headers exposed as text (400), `Host` (400),
-/// `Upgrade` (426), `Connection` (400), `Sec-WebSocket-Version` (426),
-/// `Sec-WebSocket-Key` (400).
-pub fn parse_request<'a>(
+/// Size limits (431) and HTTP syntax (400).
+pub fn parse_head<'a>(
     buf: &'a [u8],
     limits: &HandshakeLimits,
     storage: &'a mut HeaderStorage<'a>,
-) -> Result<Option<(UpgradeRequest<'a>, usize)>, HandshakeError> {
+) -> Result<Option<(RequestHead<'a>, usize)>, HandshakeError> {
     // Never look past the limit: a head that is not complete within it is too large.
     let capped = &buf[..buf.len().min(limits.max_bytes)];
     let mut req = httparse::Request::new(&mut []);
@@ -217,7 +248,34 @@ pub fn parse_request<'a>(
         return Err(HandshakeError::Malformed);
     };
     let headers: &'a mut [httparse::Header<'a>] = std::mem::take(&mut req.headers);
-    validate(method, target, version, headers).map(|req| Some((req, consumed)))
+    let head = RequestHead {
+        method,
+        target,
+        version,
+        headers,
+    };
+    Ok(Some((head, consumed)))
+}
+
+/// Parses and validates an upgrade request from the bytes received so far:
+/// [`parse_head`], then [`RequestHead::upgrade`].
+///
+/// # Errors
+///
+/// A [`HandshakeError`] describing the first rule the request breaks, in this
+/// order: size limits (431), HTTP syntax (400), method (405), HTTP version
+/// (400), UTF-8 of the headers exposed as text (400), `Host` (400),
+/// `Upgrade` (426), `Connection` (400), `Sec-WebSocket-Version` (426),
+/// `Sec-WebSocket-Key` (400).
+pub fn parse_request<'a>(
+    buf: &'a [u8],
+    limits: &HandshakeLimits,
+    storage: &'a mut HeaderStorage<'a>,
+) -> Result<Option<(UpgradeRequest<'a>, usize)>, HandshakeError> {
+    match parse_head(buf, limits, storage)? {
+        Some((head, consumed)) => head.upgrade().map(|req| Some((req, consumed))),
+        None => Ok(None),
+    }
 }
 
 /// Applies RFC 6455 section 4.2.1 to a complete request head.

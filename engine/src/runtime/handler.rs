@@ -1,0 +1,190 @@
+//! The callback interface the runtime drives: the [`Handler`] trait users
+//! implement and the [`WebSocket`] handle their callbacks get.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use super::conn::Link;
+use super::shared::Shared;
+use crate::proto::close::CloseCode;
+use crate::proto::handshake::UpgradeRequest;
+use crate::types::{
+    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, Upgrade,
+};
+
+/// The application's callbacks. Each worker thread builds its own handler with
+/// the factory given to [`crate::Server::start`], so a handler needs neither `Send`
+/// nor `Sync` and may keep per-worker state without locks.
+///
+/// Every connection that got [`on_open`](Self::on_open) gets exactly one
+/// [`on_close`](Self::on_close).
+pub trait Handler: 'static {
+    /// Per-connection data, set at upgrade and handed back at close.
+    type Data: 'static;
+
+    /// Decide on an upgrade request: authenticate, choose a subprotocol, attach
+    /// data. `request` borrows the received bytes.
+    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr)
+    -> Upgrade<Self::Data>;
+
+    /// The connection is open.
+    fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Data>) {
+        let _ = ws;
+    }
+
+    /// A complete message arrived. It borrows the receive buffer.
+    fn on_message(&mut self, ws: &mut WebSocket<'_, Self::Data>, message: Message<'_>);
+
+    /// A ping arrived; the pong was already queued.
+    fn on_ping(&mut self, ws: &mut WebSocket<'_, Self::Data>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// A pong arrived (solicited or not).
+    fn on_pong(&mut self, ws: &mut WebSocket<'_, Self::Data>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// The send queue, which had passed the backpressure limit, is empty again.
+    fn on_drain(&mut self, ws: &mut WebSocket<'_, Self::Data>) {
+        let _ = ws;
+    }
+
+    /// The connection ended. `code` and `reason` are the peer's close frame when it
+    /// sent one, else the code this side used (1006 when there was none).
+    fn on_close(
+        &mut self,
+        id: ConnId,
+        data: Self::Data,
+        code: CloseCode,
+        reason: &str,
+        cause: CloseCause,
+    ) {
+        let _ = (id, data, code, reason, cause);
+    }
+
+    /// A plain HTTP request (no WebSocket upgrade). Return a response to serve a
+    /// route such as `/health`, or `None` for the default 426 Upgrade Required.
+    fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
+        let _ = request;
+        None
+    }
+}
+
+/// The handle on one open connection inside a callback. It is `!Send`: it lives
+/// on the connection's worker thread, for the duration of the callback.
+pub struct WebSocket<'a, U> {
+    pub(crate) session: &'a mut Session<U>,
+    pub(crate) shared: &'a mut Shared,
+    pub(crate) _not_send: PhantomData<*const ()>,
+}
+
+impl<U> fmt::Debug for WebSocket<'_, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.session.id)
+            .field("peer", &self.session.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<U> WebSocket<'_, U> {
+    /// The connection's id, valid across threads through [`crate::ServerHandle`].
+    pub fn id(&self) -> ConnId {
+        self.session.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.session.peer
+    }
+
+    /// The connection's data.
+    pub fn data(&self) -> &U {
+        self.session.data()
+    }
+
+    /// The connection's data, mutably.
+    pub fn data_mut(&mut self) -> &mut U {
+        self.session.data_mut()
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(Message::Text(text))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.send(Message::Binary(data))
+    }
+
+    /// Sends a message (copied into the connection's send queue).
+    pub fn send(&mut self, message: Message<'_>) -> SendStatus {
+        self.session
+            .send_frame(self.shared, message.opcode(), message.as_bytes(), true)
+    }
+
+    /// Sends a message without compressing it, even where permessage-deflate
+    /// was negotiated (already-compressed data, latency-critical messages).
+    pub fn send_uncompressed(&mut self, message: Message<'_>) -> SendStatus {
+        self.session
+            .send_frame(self.shared, message.opcode(), message.as_bytes(), false)
+    }
+
+    /// Sends a prepared message without copying it.
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> SendStatus {
+        self.session
+            .send_shared(self.shared, message.frame.clone(), &mut Default::default())
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(125)];
+        self.session
+            .send_frame(self.shared, OpCode::Ping, payload, false)
+    }
+
+    /// Starts the closing handshake: sends a close frame; [`Handler::on_close`]
+    /// follows when the peer answers (or after the close timeout).
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.session.close(self.shared, code, reason);
+    }
+
+    /// Aborts the connection at once, without a close frame.
+    pub fn terminate(&mut self) {
+        self.session.terminate(self.shared);
+    }
+
+    /// Bytes queued for this connection, not counting the kernel's socket buffer.
+    pub fn buffered_amount(&self) -> usize {
+        self.session.outbox.len()
+    }
+
+    /// Subscribes to a topic. Returns false if already subscribed.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.shared.subscribe(self.session, topic)
+    }
+
+    /// Unsubscribes from a topic. Returns false if not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.shared.unsubscribe(self.session, topic)
+    }
+
+    /// Whether this connection is subscribed to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.shared.is_subscribed(self.session, topic)
+    }
+
+    /// Publishes to every subscriber of `topic` on every worker, this connection
+    /// included if subscribed. The frame is encoded once and shared.
+    pub fn publish(&mut self, topic: &str, message: Message<'_>) {
+        self.shared.publish(topic, PreparedMessage::new(message));
+    }
+
+    /// Publishes a prepared message.
+    pub fn publish_prepared(&mut self, topic: &str, message: &PreparedMessage) {
+        self.shared.publish(topic, message.clone());
+    }
+}

@@ -1,0 +1,266 @@
+//! The values that pass between the application and the engine: connection
+//! ids, received messages, send outcomes, close causes, upgrade answers, plain
+//! HTTP requests and responses, prepared messages. Nothing here refers to the
+//! runtime, so every layer may use them.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::proto::error::ProtocolError;
+use crate::proto::frame::{OpCode, encode_header};
+use crate::proto::handshake::RequestHead;
+
+/// A connection's identity: worker, slab slot and a generation, so an id held by
+/// a [`crate::ServerHandle`] never reaches a later connection in the same slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    pub(crate) fn new(worker: usize, key: usize, generation: u32) -> Self {
+        Self(((worker as u64) << 56) | ((key as u64 & 0xff_ffff) << 32) | u64::from(generation))
+    }
+    pub(crate) fn worker(self) -> usize {
+        (self.0 >> 56) as usize
+    }
+    pub(crate) fn key(self) -> usize {
+        ((self.0 >> 32) & 0xff_ffff) as usize
+    }
+    pub(crate) fn generation(self) -> u32 {
+        self.0 as u32
+    }
+    /// The id as one number (for logs and maps).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ConnId({}:{}:{})",
+            self.worker(),
+            self.key(),
+            self.generation()
+        )
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.worker(), self.key(), self.generation())
+    }
+}
+
+/// A received message, borrowed from the receive buffer: valid for the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, validated UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+    pub(crate) fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued; it goes out at the end of this loop turn.
+    Sent,
+    /// Queued, but the socket is not keeping up (bytes of earlier sends are
+    /// still waiting for it): slow down until [`Handler::on_drain`]. A send that
+    /// would pass [`crate::Config::max_backpressure`] is `Dropped` instead.
+    Backpressure,
+    /// Not sent: the connection is closing, or the backpressure policy dropped it.
+    Dropped,
+}
+
+/// Why a connection ended; given to [`Handler::on_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The peer sent a close frame.
+    Peer,
+    /// This side called [`WebSocket::close`] (or [`crate::ServerHandle::close`]) and the
+    /// peer answered or the close timeout passed.
+    Local,
+    /// The peer broke the protocol; it was sent the error's close code.
+    Protocol(ProtocolError),
+    /// No frame arrived within the idle timeout or the pong deadline.
+    Timeout,
+    /// The send queue passed its limit under [`crate::BackpressurePolicy::Close`].
+    Backpressure,
+    /// The server shut down.
+    Shutdown,
+    /// [`WebSocket::terminate`] aborted the connection.
+    Terminated,
+    /// The TCP connection ended (or failed) without a close frame.
+    Reset,
+}
+
+/// The answer of [`Handler::on_upgrade`].
+#[derive(Debug)]
+pub enum Upgrade<U> {
+    /// Accept the WebSocket connection.
+    Accept {
+        /// The connection's user data, available in every callback.
+        data: U,
+        /// The subprotocol chosen among those the client offered.
+        protocol: Option<String>,
+        /// Extra response headers.
+        headers: Vec<(String, String)>,
+    },
+    /// Refuse it with an HTTP response (e.g. 401 or 403).
+    Reject(HttpResponse),
+}
+
+impl<U> Upgrade<U> {
+    /// Accept with this user data.
+    pub fn accept(data: U) -> Self {
+        Upgrade::Accept {
+            data,
+            protocol: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Refuse with this status and a short text body.
+    pub fn reject(status: u16, body: &str) -> Self {
+        Upgrade::Reject(HttpResponse::text(status, body))
+    }
+
+    /// Choose a subprotocol (it must be one the client offered, or the handshake
+    /// fails with 500).
+    pub fn protocol(mut self, name: &str) -> Self {
+        if let Upgrade::Accept { protocol, .. } = &mut self {
+            *protocol = Some(name.to_owned());
+        }
+        self
+    }
+
+    /// Add a header to the response.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match &mut self {
+            Upgrade::Accept { headers, .. } => headers.push((name.to_owned(), value.to_owned())),
+            Upgrade::Reject(response) => response.headers.push((name.to_owned(), value.to_owned())),
+        }
+        self
+    }
+}
+
+/// A plain HTTP response: for a refused upgrade or a route of [`Handler::on_http`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code, 200-599.
+    pub status: u16,
+    /// Headers besides Connection and Content-Length, which are written for you.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A plain HTTP request (no upgrade), for [`Handler::on_http`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    pub(crate) headers: &'a [httparse::Header<'a>],
+}
+
+impl<'a> HttpRequest<'a> {
+    /// The request of a parsed head.
+    pub(crate) fn new(head: &RequestHead<'a>) -> Self {
+        let target = head.target();
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        Self {
+            method: head.method(),
+            path,
+            query,
+            headers: head.headers(),
+        }
+    }
+
+    /// The first header of this name (case-insensitive), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    }
+}
+
+/// A message encoded once into a frame and shareable among many connections
+/// without copying (a reference count per send).
+#[derive(Debug, Clone)]
+pub struct PreparedMessage {
+    pub(crate) frame: Bytes,
+    /// Kept so that a connection which compresses reads the payload from here
+    /// instead of decoding the frame back.
+    pub(crate) opcode: OpCode,
+    pub(crate) header_len: u8,
+}
+
+impl PreparedMessage {
+    /// A prepared text message.
+    pub fn text(text: &str) -> Self {
+        Self::new(Message::Text(text))
+    }
+    /// A prepared binary message.
+    pub fn binary(data: &[u8]) -> Self {
+        Self::new(Message::Binary(data))
+    }
+    /// Encodes `message` into one server frame.
+    pub fn new(message: Message<'_>) -> Self {
+        let payload = message.as_bytes();
+        let header = encode_header(true, 0, message.opcode(), None, payload.len() as u64);
+        let mut frame = Vec::with_capacity(header.as_bytes().len() + payload.len());
+        frame.extend_from_slice(header.as_bytes());
+        frame.extend_from_slice(payload);
+        Self {
+            frame: frame.into(),
+            opcode: message.opcode(),
+            header_len: header.as_bytes().len() as u8,
+        }
+    }
+    /// The message's payload (after the frame header).
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
+    }
+    /// Size of the encoded frame in bytes.
+    pub fn frame_len(&self) -> usize {
+        self.frame.len()
+    }
+}
