@@ -28,17 +28,16 @@
 //! # handle.shutdown(std::time::Duration::from_secs(1));
 //! ```
 
-pub mod api;
 pub(crate) mod backend;
-pub mod config;
+mod config;
 pub mod proto;
 pub(crate) mod runtime;
-pub mod server;
+mod server;
+mod types;
 
-pub use api::{
-    CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus,
-    Upgrade, WebSocket,
-};
 pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
-pub use proto::close::CloseCode;
+pub use runtime::handler::{Handler, WebSocket};
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
+pub use types::{
+    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, Upgrade,
+};

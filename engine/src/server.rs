@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::api::{ConnId, Handler, Message, PreparedMessage};
 use crate::backend::epoll::EpollBackend;
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
 use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
 use crate::proto::close::CloseCode;
-use crate::runtime::command::{Command, Mailbox};
+use crate::runtime::command::{self, Command, Mailbox};
+use crate::runtime::handler::Handler;
 use crate::runtime::worker::{Worker, WorkerStats};
+use crate::types::{ConnId, Message, PreparedMessage};
 
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,15 +214,23 @@ impl Server {
                             return;
                         }
                     };
-                    let (tx, rx) = mpsc::channel();
                     let waker = match &backend {
                         Backend::Epoll(b) => b.waker(),
                         Backend::Uring(b) => b.waker(),
                     };
-                    let _ = ready.send(Ok((index, Mailbox { tx, waker })));
+                    let (mailbox, inbox) = command::queue(waker);
+                    let _ = ready.send(Ok((index, mailbox)));
                     drop(ready);
                     barrier.wait();
-                    let worker = Worker::new(index, factory(), config, rx, peers, stats);
+                    let worker = Worker::new(
+                        index,
+                        factory(),
+                        config,
+                        inbox,
+                        peers,
+                        stats,
+                        Instant::now(),
+                    );
                     let result = match backend {
                         Backend::Epoll(b) => b.run(worker),
                         Backend::Uring(b) => b.run(worker),
@@ -334,6 +343,10 @@ pub struct Stats {
     pub messages_out: u64,
     /// Bytes received.
     pub bytes_in: u64,
+    /// Commands from other threads run (publishes, sends, closes, shutdowns).
+    pub commands: u64,
+    /// Wake-ups those commands cost (one per batch, not per command).
+    pub wakes: u64,
 }
 
 impl ServerHandle {
@@ -355,12 +368,12 @@ impl ServerHandle {
 
     /// Publishes to `topic` on every worker; the frame is encoded once.
     pub fn publish(&self, topic: &str, message: Message<'_>) {
-        let prepared = PreparedMessage::new(message);
+        let message = PreparedMessage::new(message);
         let topic: Arc<str> = topic.into();
         for mailbox in &self.inner.mailboxes {
             mailbox.send(Command::Publish {
                 topic: topic.clone(),
-                frame: prepared.frame.clone(),
+                message: message.clone(),
             });
         }
     }
@@ -368,9 +381,9 @@ impl ServerHandle {
     /// Sends a message to one connection. False if its worker is gone; a closed
     /// connection silently drops it.
     pub fn send(&self, id: ConnId, message: Message<'_>) -> bool {
-        let frame = PreparedMessage::new(message).frame;
+        let message = PreparedMessage::new(message);
         self.mailbox(id)
-            .is_some_and(|m| m.send(Command::Send { id, frame }))
+            .is_some_and(|m| m.send(Command::Send { id, message }))
     }
 
     /// Starts closing one connection.
@@ -408,7 +421,9 @@ impl ServerHandle {
             total.messages_in += s.messages_in.load(Ordering::Relaxed);
             total.messages_out += s.messages_out.load(Ordering::Relaxed);
             total.bytes_in += s.bytes_in.load(Ordering::Relaxed);
+            total.commands += s.commands.load(Ordering::Relaxed);
         }
+        total.wakes = self.inner.mailboxes.iter().map(Mailbox::wakes).sum();
         total
     }
 

@@ -25,8 +25,9 @@ use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig, Nego
 use ringws::proto::frame::{MaskKeys, OpCode, RSV1, encode_header, write_frame};
 use ringws::proto::handshake::{ClientHandshake, UpgradeRequest};
 use ringws::proto::message::{Decoder, DecoderConfig, Event};
+use ringws::proto::close::CloseCode;
 use ringws::{
-    BackendKind, Builder, CloseCause, CloseCode, ConnId, Handler, HttpRequest, HttpResponse,
+    BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse,
     Message, SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
 };
 

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use ringws::{BackendKind, CloseCause, CloseCode, Message};
+use ringws::proto::close::CloseCode;
+use ringws::{BackendKind, CloseCause, Message};
 use ringws_tests::{Client, Echo, Msg, events, start, wait_until};
 
 const TOPIC: &str = "room";

@@ -4,15 +4,16 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener as StdListener};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use crate::api::Handler;
 use crate::runtime::command::Wake;
-use crate::runtime::conn::{AfterFlush, Finish};
-use crate::runtime::outbox::MAX_IOVECS;
-use crate::runtime::worker::Worker;
+use crate::runtime::handler::Handler;
+use crate::runtime::outbox::{MAX_IOVECS, Outbox};
+use crate::runtime::seam::{Hangup, Io, Written};
+use crate::runtime::worker::{Worker, shrink_idle};
 
 /// Tokens above this are listeners and the waker; below are slab keys.
 const WAKER: Token = Token(usize::MAX);
@@ -62,46 +63,40 @@ impl EpollBackend {
     pub fn run<H: Handler>(self, mut worker: Worker<H>) -> io::Result<()> {
         let Self {
             mut poll,
-            mut listeners,
+            listeners,
             waker: _waker,
         } = self;
         let config = worker.config();
         let read_budget = config.read_budget;
         let mut recv = vec![0u8; config.recv_buffer_size];
-        let mut sockets: Vec<Option<TcpStream>> = Vec::new();
+        let mut io = Sockets {
+            registry: poll.registry().try_clone()?,
+            listeners,
+            streams: Vec::new(),
+        };
         let mut events = Events::with_capacity(1024);
         // Connections to read, with whether the peer has closed or failed (then
         // read to the end: no further edge will come). Those that used their
         // read budget with data left are served next turn.
         let mut readable: Vec<(usize, bool)> = Vec::new();
         let mut still_readable: Vec<(usize, bool)> = Vec::new();
-        let mut flush: Vec<usize> = Vec::new();
-        let mut listening = true;
-
+        let mut wait = Duration::ZERO;
         loop {
             let timeout = if readable.is_empty() {
-                Some(worker.timeout())
+                wait
             } else {
-                Some(std::time::Duration::ZERO)
+                Duration::ZERO
             };
-            if let Err(e) = poll.poll(&mut events, timeout) {
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => worker.on_commands(),
-                    Token(t) if t >= LISTENER_BASE => {
-                        if listening {
-                            accept_all(
-                                &mut listeners[t - LISTENER_BASE],
-                                &mut worker,
-                                &mut sockets,
-                                &poll,
-                            )?;
-                        }
-                    }
+                    // Commands are run at the end of the turn.
+                    WAKER => {}
+                    Token(t) if t >= LISTENER_BASE => io.accept_all(t - LISTENER_BASE, &mut worker),
                     Token(key) => {
                         if event.is_writable() {
                             worker.on_writable(key);
@@ -116,14 +111,14 @@ impl EpollBackend {
             // Every readable connection gets up to `read_budget` reads per turn, so
             // one fast sender cannot starve the others.
             for (key, ended) in readable.drain(..) {
-                let Some(Some(stream)) = sockets.get_mut(key) else {
+                let Some(Some(stream)) = io.streams.get_mut(key) else {
                     continue;
                 };
                 let mut reads = 0;
                 loop {
                     match stream.read(&mut recv) {
                         Ok(0) => {
-                            worker.on_hangup(key, true);
+                            worker.on_hangup(key, Hangup::Eof);
                             break;
                         }
                         Ok(n) => {
@@ -143,152 +138,117 @@ impl EpollBackend {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => {
-                            worker.on_hangup(key, false);
+                            worker.on_hangup(key, Hangup::Error);
                             break;
                         }
                     }
                 }
             }
             std::mem::swap(&mut readable, &mut still_readable);
-            worker.on_commands();
-            worker.on_tick();
-            if listening && !worker.accepting() {
-                for listener in &mut listeners {
-                    let _ = poll.registry().deregister(listener);
-                }
-                listeners.clear();
-                listening = false;
-            }
-            // Callbacks run during flushing (on_drain) may queue more: repeat a few
-            // rounds, then leave the rest for the next turn.
-            for _ in 0..4 {
-                worker.pump();
-                worker.take_flush(&mut flush);
-                if flush.is_empty() {
-                    break;
-                }
-                for &key in &flush {
-                    flush_one(key, &mut worker, &mut sockets, &poll);
-                }
-            }
-            worker.publish_stats();
+            let turn = worker.end_turn(Instant::now(), &mut io);
             // Lists grown by a burst (thousands of connections readable at once)
             // give their memory back once it is over.
             shrink_idle(&mut readable);
             shrink_idle(&mut still_readable);
-            shrink_idle(&mut flush);
-            if worker.finished() {
+            if turn.finished {
                 return Ok(());
             }
+            wait = turn.wait;
         }
     }
 }
 
-/// Frees an empty list's memory if a burst made it large.
-pub(crate) fn shrink_idle<T>(list: &mut Vec<T>) {
-    if list.is_empty() && list.capacity() > 1024 {
-        list.shrink_to(64);
-    }
+/// The worker's sockets: the backend's half of the seam.
+struct Sockets {
+    registry: Registry,
+    listeners: Vec<TcpListener>,
+    /// Indexed by the worker's slab key.
+    streams: Vec<Option<TcpStream>>,
 }
 
-fn accept_all<H: Handler>(
-    listener: &mut TcpListener,
-    worker: &mut Worker<H>,
-    sockets: &mut Vec<Option<TcpStream>>,
-    poll: &Poll,
-) -> io::Result<()> {
-    loop {
-        let (mut stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            // Per-connection failures (aborted before accept, fd limit reached)
-            // must not stop the worker; EMFILE clears as connections close.
-            Err(e) => {
-                log::debug!("accept failed: {e}");
-                return Ok(());
+impl Sockets {
+    fn accept_all<H: Handler>(&mut self, listener: usize, worker: &mut Worker<H>) {
+        let Some(listener) = self.listeners.get_mut(listener) else {
+            // Deregistered at shutdown; a late event.
+            return;
+        };
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Per-connection failures (aborted before accept, fd limit reached)
+                // must not stop the worker; EMFILE clears as connections close.
+                Err(e) => {
+                    log::debug!("accept failed: {e}");
+                    return;
+                }
+            };
+            let Some(key) = worker.on_accept(peer) else {
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = self.registry.register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("cannot register connection: {e}");
+                worker.on_released(key);
+                continue;
             }
-        };
-        let Some(key) = worker.on_accept(peer) else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = poll.registry().register(
-            &mut stream,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("cannot register connection: {e}");
-            worker.release(key);
-            continue;
+            if self.streams.len() <= key {
+                self.streams.resize_with(key + 1, || None);
+            }
+            self.streams[key] = Some(stream);
         }
-        if sockets.len() <= key {
-            sockets.resize_with(key + 1, || None);
-        }
-        sockets[key] = Some(stream);
     }
 }
 
-/// Writes one connection's queue with one vectored write (or a few, if the
-/// kernel takes everything and more is queued), then does what the worker asks.
-fn flush_one<H: Handler>(
-    key: usize,
-    worker: &mut Worker<H>,
-    sockets: &mut [Option<TcpStream>],
-    poll: &Poll,
-) {
-    let Some(Some(stream)) = sockets.get_mut(key) else {
-        return;
-    };
-    let Some((finish, outbox)) = worker.flush_start(key) else {
-        return;
-    };
-    if finish == Finish::Abort {
-        close(key, worker, sockets, poll);
-        return;
-    }
-    let mut written = 0;
-    let mut blocked = false;
-    let mut failed = false;
-    if !outbox.is_empty() {
+impl Io for Sockets {
+    /// One vectored write of the queue.
+    fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
+        let Some(Some(stream)) = self.streams.get_mut(key) else {
+            return Written::Failed;
+        };
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
         match stream.write_vectored(&slices[..count]) {
             // Less than offered: the socket buffer is full; wait for writability.
-            Ok(n) => {
-                written = n;
-                blocked = n < offered;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => failed = true,
+            Ok(n) => Written::Now {
+                bytes: n,
+                blocked: n < offered,
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Now {
+                bytes: 0,
+                blocked: true,
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Written::Now {
+                bytes: 0,
+                blocked: false,
+            },
+            Err(_) => Written::Failed,
         }
     }
-    if failed {
-        worker.flush_failed(key);
-        close(key, worker, sockets, poll);
-        return;
-    }
-    match worker.flush_done(key, written, blocked) {
-        AfterFlush::Keep => {}
-        AfterFlush::ShutdownWrite => {
-            if let Some(Some(stream)) = sockets.get_mut(key) {
-                let _ = stream.shutdown(Shutdown::Write);
-            }
-        }
-        AfterFlush::Close => close(key, worker, sockets, poll),
-    }
-}
 
-fn close<H: Handler>(
-    key: usize,
-    worker: &mut Worker<H>,
-    sockets: &mut [Option<TcpStream>],
-    poll: &Poll,
-) {
-    if let Some(mut stream) = sockets.get_mut(key).and_then(Option::take) {
-        let _ = poll.registry().deregister(&mut stream);
+    fn shutdown_write(&mut self, key: usize) {
+        if let Some(Some(stream)) = self.streams.get_mut(key) {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
     }
-    worker.release(key);
+
+    fn close(&mut self, key: usize) -> bool {
+        if let Some(mut stream) = self.streams.get_mut(key).and_then(Option::take) {
+            let _ = self.registry.deregister(&mut stream);
+        }
+        true
+    }
+
+    fn stop_accepting(&mut self) {
+        for listener in &mut self.listeners {
+            let _ = self.registry.deregister(listener);
+        }
+        self.listeners.clear();
+    }
 }

@@ -1,9 +1,43 @@
 //! The one seam to the kernel. A backend owns a worker's sockets and its wait;
-//! it turns the kernel's events into calls on [`crate::runtime::worker::Worker`]
-//! (`on_accept`, `on_data`, `on_hangup`, `on_writable`, `on_commands`,
-//! `on_tick`) and, at the end of every loop turn, writes out what the worker
-//! queued (`take_flush`, `flush_start`, `flush_done`) and closes the sockets
-//! it asks to close (`release`). The backends never parse WebSocket frames.
+//! the worker owns everything else. This page is the whole contract.
+//!
+//! # What a backend calls (the worker's entry points)
+//!
+//! | call | when |
+//! | --- | --- |
+//! | `Worker::on_accept(peer)` | a connection was accepted; returns its key, or `None` (close it) |
+//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (and unmasks) them in place |
+//! | `Worker::on_hangup(key, Hangup)` | EOF or a socket error on `key` |
+//! | `Worker::on_writable(key)` | the socket may take more after a write that left bytes behind |
+//! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |
+//! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
+//! | `Worker::end_turn(now, io) -> Turn` | once per loop turn, after the events: see below |
+//!
+//! Time enters only through `end_turn(now, ..)`: the backend reads the clock,
+//! the worker never does, so a test drives it with a fake clock. A wake-up from
+//! another thread needs no call: commands are drained in every `end_turn`.
+//!
+//! # What the worker calls (the backend's [`Io`](crate::runtime::seam::Io))
+//!
+//! `write(key, outbox)` answers `Written::Now { bytes, blocked }` (readiness:
+//! the write happened), `Written::Later` (completion: submitted, `on_sent`
+//! follows) or `Written::Failed`; `shutdown_write(key)`; `close(key)`, true if
+//! the socket is gone now, else `on_released` follows; `stop_accepting()`.
+//!
+//! # A loop turn, the same on both backends
+//!
+//! 1. Wait for events, at most `Turn::wait`.
+//! 2. Feed them to the entry points above.
+//! 3. `end_turn(now, io)`: the worker runs the commands from other threads,
+//!    moves its clock (timers, shutdown deadline), reports the connections that
+//!    ended (`on_close`, from that one place), delivers publishes, flushes
+//!    every connection with something queued through `io` (a few rounds, for
+//!    what `on_drain` queues), and publishes its counters.
+//! 4. Stop when `Turn::finished`.
+//!
+//! The backends never parse WebSocket frames. [`epoll`] writes synchronously
+//! and closes at once; [`uring`] submits everything of a turn in one
+//! `io_uring_enter` and reports writes and closes by completion.
 
 pub(crate) mod epoll;
 pub(crate) mod uring;

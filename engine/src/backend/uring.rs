@@ -9,38 +9,92 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
 use io_uring::types::{BufRingEntry, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode};
 use slab::Slab;
 
-use crate::api::Handler;
 use crate::config::Config;
 use crate::runtime::command::Wake;
-use crate::runtime::conn::{AfterFlush, Finish};
-use crate::runtime::outbox::MAX_IOVECS;
-use crate::runtime::worker::Worker;
+use crate::runtime::handler::Handler;
+use crate::runtime::outbox::{MAX_IOVECS, Outbox};
+use crate::runtime::seam::{Hangup, Io, Written};
+use crate::runtime::worker::{Worker, shrink_idle};
 
-// What a completion belongs to: the top byte of its user_data.
-const OP_ACCEPT: u64 = 1;
-const OP_PEER: u64 = 2;
-const OP_RECV: u64 = 3;
-const OP_SEND: u64 = 4;
-const OP_SHUTDOWN: u64 = 5;
-const OP_CLOSE: u64 = 6;
-const OP_CLOSE_REFUSED: u64 = 7;
-const OP_WAKE: u64 = 8;
-const OP_CANCEL: u64 = 9;
-
-/// user_data: operation (8 bits), generation of the slot (24 bits), index (32 bits).
-fn user_data(op: u64, generation: u32, index: u32) -> u64 {
-    (op << 56) | ((u64::from(generation) & 0xff_ffff) << 32) | u64::from(index)
+/// What a completion belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Accept = 1,
+    PeerName,
+    Recv,
+    Send,
+    Shutdown,
+    Close,
+    CloseRefused,
+    Wake,
+    Cancel,
 }
 
-fn split_user_data(data: u64) -> (u64, u32, u32) {
-    (data >> 56, ((data >> 32) & 0xff_ffff) as u32, data as u32)
+impl Op {
+    fn from_u8(value: u8) -> Option<Self> {
+        const ALL: [Op; 9] = [
+            Op::Accept,
+            Op::PeerName,
+            Op::Recv,
+            Op::Send,
+            Op::Shutdown,
+            Op::Close,
+            Op::CloseRefused,
+            Op::Wake,
+            Op::Cancel,
+        ];
+        ALL.into_iter().find(|op| *op as u8 == value)
+    }
+}
+
+/// A submission's user_data: the operation (8 bits), the generation of the
+/// connection's slot (24 bits) and an index (32 bits: slab key, listener or
+/// pending peer name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    op: Op,
+    generation: u32,
+    index: u32,
+}
+
+impl Tag {
+    const GENERATION_MASK: u32 = 0xff_ffff;
+
+    /// An operation on connection `key` in a slot of `generation`.
+    fn conn(op: Op, generation: u32, key: usize) -> Self {
+        Self {
+            op,
+            generation: generation & Self::GENERATION_MASK,
+            index: key as u32,
+        }
+    }
+
+    /// An operation not tied to a connection's slot.
+    fn other(op: Op, index: usize) -> Self {
+        Self::conn(op, 0, index)
+    }
+
+    fn encode(self) -> u64 {
+        (u64::from(self.op as u8) << 56)
+            | (u64::from(self.generation) << 32)
+            | u64::from(self.index)
+    }
+
+    fn decode(data: u64) -> Option<Self> {
+        Some(Self {
+            op: Op::from_u8((data >> 56) as u8)?,
+            generation: (data >> 32) as u32 & Self::GENERATION_MASK,
+            index: data as u32,
+        })
+    }
 }
 
 /// The buffer group of the provided receive buffers.
@@ -332,7 +386,7 @@ impl UringBackend {
     }
 
     /// Runs the worker until it has shut down.
-    pub fn run<H: Handler>(self, worker: Worker<H>) -> io::Result<()> {
+    pub fn run<H: Handler>(self, mut worker: Worker<H>) -> io::Result<()> {
         let Self {
             ring,
             buffers,
@@ -340,10 +394,18 @@ impl UringBackend {
             wake,
             wake_buf,
         } = self;
-        let mut event_loop = Loop {
+        // The listener's family gives the size of its peers' addresses.
+        let listener_v6 = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.is_ipv6()))
+            .collect::<io::Result<_>>()?;
+        let mut io = Ring {
             ring,
             buffers,
+            accepting: (0..listeners.len()).collect(),
             listeners,
+            listener_v6,
+            listening: true,
             wake_fd: wake.0.as_raw_fd(),
             wake_buf,
             slots: Vec::new(),
@@ -351,19 +413,23 @@ impl UringBackend {
             sends: Slab::new(),
             spare_sends: Vec::new(),
             rearm: Vec::new(),
-            accepting: Vec::new(),
-            worker,
+            error: None,
         };
-        let result = event_loop.run();
+        let result = io.run(&mut worker);
         drop(wake);
         result
     }
 }
 
-struct Loop<H: Handler> {
+/// The ring and everything in flight on it: the backend's half of the seam.
+struct Ring {
     ring: IoUring,
     buffers: BufRing,
     listeners: Vec<TcpListener>,
+    listener_v6: Vec<bool>,
+    /// Listeners whose multishot accept must be (re-)armed.
+    accepting: Vec<usize>,
+    listening: bool,
     wake_fd: RawFd,
     wake_buf: Box<u64>,
     slots: Vec<Slot>,
@@ -376,21 +442,18 @@ struct Loop<H: Handler> {
     spare_sends: Vec<Box<SendBuf>>,
     /// Connections whose receive must be re-armed at the end of the turn.
     rearm: Vec<usize>,
-    /// Listeners whose multishot accept must be (re-)armed.
-    accepting: Vec<usize>,
-    worker: Worker<H>,
+    /// The first submission failure; the loop stops with it.
+    error: Option<io::Error>,
 }
 
-impl<H: Handler> Loop<H> {
-    fn run(&mut self) -> io::Result<()> {
-        self.accepting = (0..self.listeners.len()).collect();
-        self.arm_accepts()?;
-        self.arm_wake()?;
+impl Ring {
+    fn run<H: Handler>(&mut self, worker: &mut Worker<H>) -> io::Result<()> {
+        self.arm_accepts();
+        self.arm_wake();
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
-        let mut flush: Vec<usize> = Vec::new();
-        let mut listening = true;
+        let mut wait = Duration::ZERO;
         loop {
-            let timeout = self.worker.timeout().min(Duration::from_secs(1));
+            let timeout = wait.min(Duration::from_secs(1));
             let ts = Timespec::new()
                 .sec(timeout.as_secs())
                 .nsec(timeout.subsec_nanos());
@@ -411,140 +474,119 @@ impl<H: Handler> Loop<H> {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             for &(data, result, flags) in &completions {
-                self.complete(data, result, flags)?;
+                if let Some(tag) = Tag::decode(data) {
+                    self.complete(worker, tag, result, flags);
+                }
             }
             self.buffers.publish();
-            self.worker.on_tick();
-            if listening && !self.worker.accepting() {
-                listening = false;
-                for i in 0..self.listeners.len() {
-                    self.push(
-                        opcode::AsyncCancel::new(user_data(OP_ACCEPT, 0, i as u32))
-                            .build()
-                            .user_data(user_data(OP_CANCEL, 0, 0)),
-                    )?;
-                }
-                self.accepting.clear();
-            }
-            if listening {
-                self.arm_accepts()?;
+            if self.listening {
+                self.arm_accepts();
             }
             for key in std::mem::take(&mut self.rearm) {
-                self.arm_recv(key)?;
+                self.arm_recv(key);
             }
-            // Callbacks run while flushing (on_drain) may queue more: a few rounds.
-            for _ in 0..4 {
-                self.worker.pump();
-                self.worker.take_flush(&mut flush);
-                if flush.is_empty() {
-                    break;
-                }
-                for &key in &flush {
-                    self.flush(key)?;
-                }
+            let turn = worker.end_turn(Instant::now(), self);
+            if let Some(e) = self.error.take() {
+                return Err(e);
             }
-            self.worker.publish_stats();
-            completions.clear();
-            super::epoll::shrink_idle(&mut completions);
-            super::epoll::shrink_idle(&mut flush);
-            if self.worker.finished() && self.peers.is_empty() {
+            shrink_idle(&mut completions);
+            if turn.finished && self.peers.is_empty() {
                 // Closes of the last connections are submitted; let them run.
                 let _ = self.ring.submit();
                 return Ok(());
             }
+            wait = turn.wait;
         }
     }
 
     /// Queues a submission, making room by submitting when the queue is full.
-    fn push(&mut self, entry: Entry) -> io::Result<()> {
+    fn push(&mut self, entry: Entry) {
         loop {
             // SAFETY: every buffer an entry points to (peer names, send buffers,
             // the wake counter, provided buffers) stays allocated until its
             // completion has been reaped; see the owners of each.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
+                return;
             }
-            self.ring.submit()?;
+            if let Err(e) = self.ring.submit() {
+                self.error.get_or_insert(e);
+                return;
+            }
         }
     }
 
-    fn arm_accepts(&mut self) -> io::Result<()> {
+    fn arm_accepts(&mut self) {
         for i in std::mem::take(&mut self.accepting) {
             let fd = Fd(self.listeners[i].as_raw_fd());
             // No SOCK_CLOEXEC: direct descriptors are not in the fd table at all.
             let entry = opcode::AcceptMulti::new(fd)
                 .allocate_file_index(true)
                 .build()
-                .user_data(user_data(OP_ACCEPT, 0, i as u32));
-            self.push(entry)?;
+                .user_data(Tag::other(Op::Accept, i).encode());
+            self.push(entry);
         }
-        Ok(())
     }
 
-    fn arm_wake(&mut self) -> io::Result<()> {
+    fn arm_wake(&mut self) {
         let buf: *mut u64 = &mut *self.wake_buf;
         let entry = opcode::Read::new(Fd(self.wake_fd), buf.cast(), 8)
             .build()
-            .user_data(user_data(OP_WAKE, 0, 0));
-        self.push(entry)
+            .user_data(Tag::other(Op::Wake, 0).encode());
+        self.push(entry);
     }
 
-    fn arm_recv(&mut self, key: usize) -> io::Result<()> {
+    fn arm_recv(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else {
-            return Ok(());
+            return;
         };
         if slot.receiving || slot.closing {
-            return Ok(());
+            return;
         }
         slot.receiving = true;
         slot.rearm = false;
         let entry = opcode::RecvMulti::new(Fixed(slot.fixed), BUFFER_GROUP)
             .build()
-            .user_data(user_data(OP_RECV, slot.generation, key as u32));
-        self.push(entry)
+            .user_data(Tag::conn(Op::Recv, slot.generation, key).encode());
+        self.push(entry);
     }
 
-    fn complete(&mut self, data: u64, result: i32, flags: u32) -> io::Result<()> {
-        let (op, generation, index) = split_user_data(data);
-        match op {
-            OP_ACCEPT => self.accepted(index as usize, result, flags),
-            OP_PEER => self.peer_named(index as usize, result),
-            OP_RECV => self.received(index as usize, generation, result, flags),
-            OP_SEND => self.sent(index as usize, generation, result),
-            OP_CLOSE => {
-                if let Some(slot) = self.live_slot(index as usize, generation) {
+    fn complete<H: Handler>(&mut self, worker: &mut Worker<H>, tag: Tag, result: i32, flags: u32) {
+        let key = tag.index as usize;
+        match tag.op {
+            Op::Accept => self.accepted(key, result, flags),
+            Op::PeerName => self.peer_named(worker, key, result),
+            Op::Recv => self.received(worker, key, tag.generation, result, flags),
+            Op::Send => self.sent(worker, key, tag.generation, result),
+            Op::Close => {
+                if let Some(slot) = self.live_slot(key, tag.generation) {
                     slot.closed = true;
                 }
-                self.try_release(index as usize);
-                Ok(())
+                self.try_release(worker, key);
             }
-            OP_SHUTDOWN => {
-                if let Some(slot) = self.live_slot(index as usize, generation) {
+            Op::Shutdown => {
+                if let Some(slot) = self.live_slot(key, tag.generation) {
                     slot.shutting = false;
                     if slot.closing {
-                        self.submit_close(index as usize)?;
+                        self.submit_close(key);
                     }
                 }
-                Ok(())
             }
-            OP_WAKE => {
-                self.worker.on_commands();
-                self.arm_wake()
-            }
+            // Commands are run at the end of the turn.
+            Op::Wake => self.arm_wake(),
             // Cancel and the close of a refused socket need no follow-up.
-            _ => Ok(()),
+            Op::Cancel | Op::CloseRefused => {}
         }
     }
 
     fn live_slot(&mut self, key: usize, generation: u32) -> Option<&mut Slot> {
         self.slots
             .get_mut(key)
-            .filter(|s| s.generation & 0xff_ffff == generation)
+            .filter(|s| s.generation & Tag::GENERATION_MASK == generation)
     }
 
     /// A multishot accept completion: a new direct descriptor. Its peer address
     /// is asked for before the worker sees it.
-    fn accepted(&mut self, listener: usize, result: i32, flags: u32) -> io::Result<()> {
+    fn accepted(&mut self, listener: usize, result: i32, flags: u32) {
         if result < 0 {
             let error = io::Error::from_raw_os_error(-result);
             match -result {
@@ -559,7 +601,7 @@ impl<H: Handler> Loop<H> {
                 | libc::EINTR
                 | libc::EPERM => {
                     log::debug!("accept failed: {error}");
-                    if !cqueue::more(flags) && self.worker.accepting() {
+                    if !cqueue::more(flags) && self.listening {
                         self.accepting.push(listener);
                     }
                 }
@@ -567,60 +609,39 @@ impl<H: Handler> Loop<H> {
                     "ringws: accept on listener {listener} failed, not re-armed: {error}"
                 ),
             }
-            return Ok(());
+            return;
         }
-        if !cqueue::more(flags) && self.worker.accepting() {
+        if !cqueue::more(flags) && self.listening {
             self.accepting.push(listener);
         }
         let fixed = result as u32;
-        // SO_PEERNAME refuses a buffer longer than the address: ask for exactly the
-        // listener family's sockaddr.
-        let peer_len = match self.listeners[listener].local_addr() {
-            Ok(SocketAddr::V6(_)) => std::mem::size_of::<libc::sockaddr_in6>(),
-            _ => std::mem::size_of::<libc::sockaddr_in>(),
-        } as u32;
+        let v6 = self.listener_v6.get(listener).copied().unwrap_or(false);
         let pending = self.peers.insert(Box::new(PeerName {
             fixed,
             // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
             addr: unsafe { std::mem::zeroed() },
         }));
-        let peer = &mut self.peers[pending];
-        let optval: *mut libc::sockaddr_storage = &mut peer.addr;
-        let mut entry = opcode::SetSockOpt::new(
-            Fixed(fixed),
-            libc::SOL_SOCKET as u32,
-            libc::SO_PEERNAME as u32,
-            optval.cast(),
-            peer_len,
-        )
-        .build()
-        .user_data(user_data(OP_PEER, 0, pending as u32));
-        // The crate builds socket get/set commands alike; only cmd_op differs.
-        // SAFETY: Entry is repr(C) over the 64-byte io_uring_sqe, whose bytes 8..12
-        // hold cmd_op for IORING_OP_URING_CMD.
-        unsafe {
-            let raw = &mut *(&raw mut entry).cast::<[u8; 64]>();
-            raw[8..12].copy_from_slice(&SOCKET_URING_OP_GETSOCKOPT.to_ne_bytes());
-        }
-        self.push(entry)
+        let entry = peer_name_request(&mut self.peers[pending], v6)
+            .user_data(Tag::other(Op::PeerName, pending).encode());
+        self.push(entry);
     }
 
     /// The peer address of an accepted socket arrived: hand it to the worker.
-    fn peer_named(&mut self, pending: usize, result: i32) -> io::Result<()> {
+    fn peer_named<H: Handler>(&mut self, worker: &mut Worker<H>, pending: usize, result: i32) {
         let Some(peer) = self.peers.try_remove(pending) else {
-            return Ok(());
+            return;
         };
         let addr = if result >= 0 {
             sockaddr_to_std(&peer.addr)
         } else {
             None
         };
-        let key = addr.and_then(|addr| self.worker.on_accept(addr));
+        let key = addr.and_then(|addr| worker.on_accept(addr));
         let Some(key) = key else {
             // Worker full, shutting down, or the peer is already gone.
             let entry = opcode::Close::new(Fixed(peer.fixed))
                 .build()
-                .user_data(user_data(OP_CLOSE_REFUSED, 0, 0));
+                .user_data(Tag::other(Op::CloseRefused, 0).encode());
             return self.push(entry);
         };
         if self.slots.len() <= key {
@@ -633,31 +654,37 @@ impl<H: Handler> Loop<H> {
             generation,
             ..Slot::default()
         };
-        self.arm_recv(key)
+        self.arm_recv(key);
     }
 
-    fn received(&mut self, key: usize, generation: u32, result: i32, flags: u32) -> io::Result<()> {
+    fn received<H: Handler>(
+        &mut self,
+        worker: &mut Worker<H>,
+        key: usize,
+        generation: u32,
+        result: i32,
+        flags: u32,
+    ) {
         let buffer = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
         let live = self.live_slot(key, generation).is_some();
         let len = result.max(0) as usize;
         if let Some(bid) = buffer {
             if live && len > 0 {
-                let data = self.buffers.received(bid, len);
-                self.worker.on_data(key, data);
+                worker.on_data(key, self.buffers.received(bid, len));
             }
             // Parsed (or stale): the buffer goes straight back to the kernel.
             self.buffers.release(bid, len, cqueue::buffer_more(flags));
         }
         if !live {
-            return Ok(());
+            return;
         }
         let slot = &mut self.slots[key];
         if !more {
             slot.receiving = false;
         }
         match result {
-            0 => self.worker.on_hangup(key, true),
+            0 => worker.on_hangup(key, Hangup::Eof),
             r if r > 0 => {
                 if !more {
                     self.rearm.push(key);
@@ -666,15 +693,14 @@ impl<H: Handler> Loop<H> {
             // Buffers ran out: they are back by the end of this turn; re-arm then.
             r if r == -libc::ENOBUFS => self.rearm.push(key),
             r if r == -libc::ECANCELED => {}
-            _ => self.worker.on_hangup(key, false),
+            _ => worker.on_hangup(key, Hangup::Error),
         }
-        self.try_release(key);
-        Ok(())
+        self.try_release(worker, key);
     }
 
-    fn sent(&mut self, key: usize, generation: u32, result: i32) -> io::Result<()> {
+    fn sent<H: Handler>(&mut self, worker: &mut Worker<H>, key: usize, generation: u32, result: i32) {
         let Some(slot) = self.live_slot(key, generation) else {
-            return Ok(());
+            return;
         };
         let send = std::mem::take(&mut slot.send) as usize;
         let offered = match self.sends.try_remove(send.wrapping_sub(1)) {
@@ -686,61 +712,58 @@ impl<H: Handler> Loop<H> {
             None => 0,
         };
         if self.slots[key].closing {
-            self.try_release(key);
-            return Ok(());
+            return self.try_release(worker, key);
         }
         if result < 0 {
-            self.worker.flush_failed(key);
-            return self.begin_close(key);
+            // The worker aborts it at the end of the turn.
+            return worker.on_hangup(key, Hangup::Error);
         }
         let written = result as usize;
         let short = written < offered;
-        match self.worker.flush_done(key, written, short) {
-            AfterFlush::Keep => {
-                if short {
-                    // Resume the rest in order, next turn.
-                    self.worker.on_writable(key);
-                }
-                Ok(())
-            }
-            AfterFlush::ShutdownWrite => self.shutdown_write(key),
-            AfterFlush::Close => self.begin_close(key),
+        worker.on_sent(key, written, short, self);
+        if short {
+            // The socket took part of it: send the rest, in order, next turn.
+            worker.on_writable(key);
         }
     }
 
-    fn shutdown_write(&mut self, key: usize) -> io::Result<()> {
+    /// Closes the direct descriptor once no shutdown on it is in flight.
+    fn submit_close(&mut self, key: usize) {
         let slot = &mut self.slots[key];
-        if slot.shutting || slot.closing {
-            return Ok(());
+        if slot.shutting || slot.close_submitted {
+            return;
         }
-        slot.shutting = true;
-        let entry = opcode::Shutdown::new(Fixed(slot.fixed), libc::SHUT_WR)
+        slot.close_submitted = true;
+        let entry = opcode::Close::new(Fixed(slot.fixed))
             .build()
-            .user_data(user_data(OP_SHUTDOWN, slot.generation, key as u32));
-        self.push(entry)
+            .user_data(Tag::conn(Op::Close, slot.generation, key).encode());
+        self.push(entry);
     }
 
+    /// Forgets a closing connection once nothing of it is in flight.
+    fn try_release<H: Handler>(&mut self, worker: &mut Worker<H>, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.closing && slot.closed && !slot.receiving && !slot.shutting && slot.send == 0 {
+            *slot = Slot {
+                generation: slot.generation.wrapping_add(1) & Tag::GENERATION_MASK,
+                ..Slot::default()
+            };
+            worker.on_released(key);
+        }
+    }
+}
+
+impl Io for Ring {
     /// One send for the connection's whole queue, unless one is in flight (its
     /// completion resumes the queue).
-    fn flush(&mut self, key: usize) -> io::Result<()> {
+    fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
         let Some(&slot) = self.slots.get(key) else {
-            return Ok(());
+            return Written::Failed;
         };
-        let Some((finish, outbox)) = self.worker.flush_start(key) else {
-            return Ok(());
-        };
-        if finish == Finish::Abort {
-            return self.begin_close(key);
-        }
         if slot.send != 0 || slot.closing {
-            return Ok(());
-        }
-        if outbox.is_empty() {
-            return match self.worker.flush_done(key, 0, false) {
-                AfterFlush::ShutdownWrite => self.shutdown_write(key),
-                AfterFlush::Close => self.begin_close(key),
-                AfterFlush::Keep => Ok(()),
-            };
+            return Written::Later;
         }
         // Staged bytes become an immutable chunk: later sends cannot move them
         // while the kernel reads them.
@@ -781,57 +804,88 @@ impl<H: Handler> Loop<H> {
         };
         let index = self.sends.insert(buf);
         self.slots[key].send = index as u32 + 1;
-        self.push(entry.user_data(user_data(OP_SEND, slot.generation, key as u32)))
+        self.push(entry.user_data(Tag::conn(Op::Send, slot.generation, key).encode()));
+        Written::Later
     }
 
-    /// Aborts a connection: cancels its receive, closes its descriptor; the
-    /// worker forgets it once every operation on it has completed.
-    fn begin_close(&mut self, key: usize) -> io::Result<()> {
+    fn shutdown_write(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else {
-            return Ok(());
+            return;
+        };
+        if slot.shutting || slot.closing {
+            return;
+        }
+        slot.shutting = true;
+        let entry = opcode::Shutdown::new(Fixed(slot.fixed), libc::SHUT_WR)
+            .build()
+            .user_data(Tag::conn(Op::Shutdown, slot.generation, key).encode());
+        self.push(entry);
+    }
+
+    /// Cancels the connection's receive and closes its descriptor; the worker
+    /// forgets it once every operation on it has completed.
+    fn close(&mut self, key: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return true;
         };
         if slot.closing {
-            return Ok(());
+            return false;
         }
         slot.closing = true;
         let (generation, receiving) = (slot.generation, slot.receiving);
         if receiving {
-            let target = user_data(OP_RECV, generation, key as u32);
+            let target = Tag::conn(Op::Recv, generation, key).encode();
             self.push(
                 opcode::AsyncCancel::new(target)
                     .build()
-                    .user_data(user_data(OP_CANCEL, 0, 0)),
-            )?;
+                    .user_data(Tag::other(Op::Cancel, 0).encode()),
+            );
         }
-        self.submit_close(key)
+        self.submit_close(key);
+        false
     }
 
-    /// Closes the direct descriptor once no shutdown on it is in flight.
-    fn submit_close(&mut self, key: usize) -> io::Result<()> {
-        let slot = &mut self.slots[key];
-        if slot.shutting || slot.close_submitted {
-            return Ok(());
+    fn stop_accepting(&mut self) {
+        self.listening = false;
+        self.accepting.clear();
+        for i in 0..self.listeners.len() {
+            self.push(
+                opcode::AsyncCancel::new(Tag::other(Op::Accept, i).encode())
+                    .build()
+                    .user_data(Tag::other(Op::Cancel, 0).encode()),
+            );
         }
-        slot.close_submitted = true;
-        let entry = opcode::Close::new(Fixed(slot.fixed))
-            .build()
-            .user_data(user_data(OP_CLOSE, slot.generation, key as u32));
-        self.push(entry)
     }
+}
 
-    /// Forgets a closing connection once nothing of it is in flight.
-    fn try_release(&mut self, key: usize) {
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        if slot.closing && slot.closed && !slot.receiving && !slot.shutting && slot.send == 0 {
-            *slot = Slot {
-                generation: slot.generation.wrapping_add(1) & 0xff_ffff,
-                ..Slot::default()
-            };
-            self.worker.release(key);
-        }
+/// The io_uring socket command asking for the peer's address
+/// (`SOCKET_URING_OP_GETSOCKOPT` with `SO_PEERNAME`) of a direct descriptor,
+/// into `peer.addr`. SO_PEERNAME refuses a buffer longer than the address, so
+/// the length is exactly the family's sockaddr.
+fn peer_name_request(peer: &mut PeerName, v6: bool) -> Entry {
+    let len = if v6 {
+        std::mem::size_of::<libc::sockaddr_in6>()
+    } else {
+        std::mem::size_of::<libc::sockaddr_in>()
+    } as u32;
+    let optval: *mut libc::sockaddr_storage = &mut peer.addr;
+    // The crate builds socket commands only as SetSockOpt; get and set differ in
+    // the command code alone, patched below.
+    let mut entry = opcode::SetSockOpt::new(
+        Fixed(peer.fixed),
+        libc::SOL_SOCKET as u32,
+        libc::SO_PEERNAME as u32,
+        optval.cast(),
+        len,
+    )
+    .build();
+    // SAFETY: Entry is repr(C) over the 64-byte io_uring_sqe (asserted at the
+    // end of this file), whose bytes 8..12 hold cmd_op for IORING_OP_URING_CMD.
+    unsafe {
+        let raw = &mut *(&raw mut entry).cast::<[u8; 64]>();
+        raw[8..12].copy_from_slice(&SOCKET_URING_OP_GETSOCKOPT.to_ne_bytes());
     }
+    entry
 }
 
 /// The hard RLIMIT_NOFILE, which bounds a ring's fixed-file table (each ring has

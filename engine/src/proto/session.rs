@@ -218,7 +218,7 @@ impl Endpoint {
     /// The decoder rules for `session`: RSV1 is allowed where it negotiated
     /// permessage-deflate.
     pub fn decoder_config(&self, session: &Session) -> &DecoderConfig {
-        if session.deflate.is_on() {
+        if session.deflate() {
             &self.compressed
         } else {
             &self.plain
@@ -273,29 +273,15 @@ impl OwnCodecs {
     }
 }
 
-/// A session's permessage-deflate state.
-#[derive(Debug)]
-enum Deflate {
-    Off,
-    /// On the endpoint's shared codecs (no context takeover either way); our
-    /// compressor's window.
-    Shared {
-        window: u8,
-    },
-    Own(Box<OwnCodecs>),
-}
-
-impl Deflate {
-    fn is_on(&self) -> bool {
-        !matches!(self, Deflate::Off)
-    }
-}
-
 /// One connection's protocol state after the handshake.
 #[derive(Debug)]
 pub struct Session {
     close: CloseHandshake,
-    deflate: Deflate,
+    /// permessage-deflate on the endpoint's shared codecs (no context takeover
+    /// either way): our compressor's window, 9..=15; 0 otherwise.
+    shared_window: u8,
+    /// permessage-deflate on codecs of its own (context takeover).
+    own: Option<Box<OwnCodecs>>,
 }
 
 impl Default for Session {
@@ -309,7 +295,8 @@ impl Session {
     pub fn new() -> Self {
         Self {
             close: CloseHandshake::new(),
-            deflate: Deflate::Off,
+            shared_window: 0,
+            own: None,
         }
     }
 
@@ -332,7 +319,8 @@ impl Session {
         };
         Self {
             close: CloseHandshake::new(),
-            deflate: Deflate::Own(Box::new(OwnCodecs {
+            shared_window: 0,
+            own: Some(Box::new(OwnCodecs {
                 compressor: None,
                 window,
                 level,
@@ -348,25 +336,21 @@ impl Session {
     pub fn with_shared_deflate(window: u8) -> Self {
         Self {
             close: CloseHandshake::new(),
-            deflate: Deflate::Shared {
-                window: window.clamp(9, 15),
-            },
+            shared_window: window.clamp(9, 15),
+            own: None,
         }
     }
 
     /// Whether permessage-deflate was negotiated.
     pub fn deflate(&self) -> bool {
-        self.deflate.is_on()
+        self.shared_window != 0 || self.own.is_some()
     }
 
     /// The window of the endpoint's shared compressor this session sends with:
     /// a compressed frame made for one such session serves every session with the
     /// same window. `None` when it compresses on its own codecs or not at all.
     pub fn shared_window(&self) -> Option<u8> {
-        match self.deflate {
-            Deflate::Shared { window } => Some(window),
-            _ => None,
-        }
+        (self.shared_window != 0).then_some(self.shared_window)
     }
 
     /// The close handshake's state.
@@ -409,14 +393,14 @@ impl Session {
                 }
             }
             Event::Compressed { text, payload } => {
-                let decompressor = match &mut self.deflate {
+                let decompressor = match (&mut self.own, self.shared_window) {
+                    (Some(own), _) => &mut own.decompressor,
                     // The decoder refuses RSV1 where the extension is off; a
                     // caller that used the wrong rules gets the same answer.
-                    Deflate::Off => return Err(ProtocolError::ReservedBits),
-                    Deflate::Shared { .. } => endpoint
+                    (None, 0) => return Err(ProtocolError::ReservedBits),
+                    (None, _) => endpoint
                         .decompressor
                         .get_or_insert_with(|| Decompressor::new(true)),
-                    Deflate::Own(own) => &mut own.decompressor,
                 };
                 let max = endpoint.plain.max_message_size;
                 let out = &mut inflated.0;
@@ -527,16 +511,14 @@ impl Session {
     fn compress_into(&mut self, endpoint: &mut Endpoint, payload: &[u8]) -> bool {
         let mut out = std::mem::take(&mut endpoint.deflated);
         out.clear();
-        let done = match &mut self.deflate {
-            Deflate::Off => false,
-            Deflate::Shared { window } => {
-                endpoint
-                    .shared_compressor(*window)
-                    .compress(payload, &mut out);
+        let done = match (&mut self.own, self.shared_window) {
+            (Some(own), _) => {
+                own.compressor().compress(payload, &mut out);
                 true
             }
-            Deflate::Own(own) => {
-                own.compressor().compress(payload, &mut out);
+            (None, 0) => false,
+            (None, window) => {
+                endpoint.shared_compressor(window).compress(payload, &mut out);
                 true
             }
         };

@@ -1,19 +1,31 @@
-//! Per-connection state: the phase machine Handshake -> Open -> Closing ->
-//! Draining, the receive decoder, and the [`Session`] that callbacks act on.
+//! One connection: its life as explicit transitions between phases, its send
+//! queue, and the [`Link`] that callbacks act on.
+//!
+//! ```text
+//! Handshake --open--> Open --start_close--> Closing
+//!     |                 |                      |
+//!     +-------end-------+---------end----------+--> Ended --(socket closed)--> released
+//! ```
+//!
+//! [`Link::end`] is the only way into `Ended`; it queues the `on_close` report
+//! (once, and only for a connection that was opened) and tells the backend what
+//! to do with the socket once the queue is flushed ([`Finish`]).
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 
 use super::outbox::Outbox;
-use super::worker::Shared;
-use crate::api::{CloseCause, ConnId, SendStatus};
+use super::pubsub;
+use super::shared::{Closed, Shared};
+use super::timers::Timer;
 use crate::config::BackpressurePolicy;
-use crate::proto::Role;
 use crate::proto::close::CloseCode;
-use crate::proto::deflate::{Compressor, Decompressor};
-use crate::proto::frame::{DecodeRules, HeaderStatus, OpCode, RSV1, decode_header, encode_header};
-use crate::proto::message::{CloseHandshake, ClosePayload, Decoder};
+use crate::proto::error::ProtocolError;
+use crate::proto::frame::OpCode;
+use crate::proto::message::Decoder;
+use crate::proto::session::{Reply, Session};
+use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,94 +36,106 @@ pub(crate) enum Phase {
     Open,
     /// We sent a close frame and wait for the peer's.
     Closing,
-    /// Done with WebSocket: flush what is queued, shut the write side, wait for
-    /// the peer's EOF (or the close timeout), then close the socket.
-    Draining,
+    /// Done with WebSocket: flush what is queued, then do what [`Finish`] says;
+    /// whatever the peer still sends is discarded.
+    Ended,
 }
 
 /// What the connection asks of its backend once its queue is flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finish {
-    /// Keep going.
+    /// Keep the socket.
     None,
-    /// Flush, then shut down the write side (graceful end).
+    /// Shut down the write side (graceful end), then wait for the peer's EOF
+    /// or the close timeout.
     ShutdownWrite,
-    /// Flush to a peer that closed its side, then close the socket.
-    CloseAfterFlush,
-    /// Drop the socket now, queued bytes or not.
+    /// Close the socket (the peer has closed its side).
+    Close,
+    /// Close the socket now, queued bytes or not.
     Abort,
 }
 
-/// What a backend does with a socket after a flush.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterFlush {
-    /// Nothing.
-    Keep,
-    /// Shut down the write side (the queue is empty).
-    ShutdownWrite,
-    /// Close the socket.
-    Close,
+/// Why we started closing, for the report when the connection ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocalClose {
+    pub cause: CloseCause,
+    pub code: CloseCode,
 }
 
 /// The part of a connection a [`crate::WebSocket`] handle reaches.
 #[derive(Debug)]
-pub(crate) struct Session<U> {
+pub(crate) struct Link<U> {
     pub id: ConnId,
     pub peer: SocketAddr,
     pub outbox: Outbox,
-    pub close: CloseHandshake,
-    pub phase: Phase,
-    pub finish: Finish,
+    /// The WebSocket protocol state: close handshake, permessage-deflate.
+    pub session: Session,
+    phase: Phase,
+    finish: Finish,
     /// Listed in the worker's flush list this turn.
-    pub listed: bool,
+    listed: bool,
     /// A flush left bytes behind: the socket is not keeping up; on_drain fires
     /// when the queue empties.
     pub stalled: bool,
-    /// Why we started closing (when we did).
-    pub local_cause: Option<CloseCause>,
-    /// The code we sent, for on_close when the peer never answers.
-    pub local_code: CloseCode,
-    /// Set at upgrade, taken at close.
-    pub data: Option<U>,
-    /// permessage-deflate on the way out, dedicated mode: this connection's
-    /// own compressor (context takeover).
-    pub compressor: Option<Box<Compressor>>,
-    /// permessage-deflate on the way out, shared mode: the window (9..=15) of the
-    /// worker's compressor to use, as negotiated; 0 when not in shared mode.
-    pub shared_window: u8,
-    /// Ids of the topics this connection subscribes to on its worker; boxed
-    /// so that a connection that subscribes to nothing pays one pointer.
-    #[allow(clippy::box_collection)]
-    pub topics: Option<Box<Vec<u32>>>,
+    local: Option<LocalClose>,
+    /// Set when opened, taken when the end is reported.
+    data: Option<U>,
+    /// What only some phases hold, behind one pointer.
+    extra: Option<Box<Extra>>,
 }
 
-impl<U> Session<U> {
+/// State a connection holds only in one phase, kept behind one pointer so that
+/// an idle connection pays 8 bytes for all of it.
+#[derive(Debug)]
+enum Extra {
+    /// Handshake: bytes of an upgrade request cut by the end of a read.
+    Head(Vec<u8>),
+    /// Open: ids of the topics it subscribes to on its worker.
+    Topics(Vec<u32>),
+}
+
+impl<U> Link<U> {
     pub fn new(id: ConnId, peer: SocketAddr) -> Self {
         Self {
             id,
             peer,
             outbox: Outbox::default(),
-            close: CloseHandshake::new(),
+            session: Session::new(),
             phase: Phase::Handshake,
             finish: Finish::None,
             listed: false,
             stalled: false,
-            local_cause: None,
-            local_code: CloseCode::ABNORMAL,
+            local: None,
             data: None,
-            compressor: None,
-            shared_window: 0,
-            topics: None,
+            extra: None,
         }
-    }
-
-    /// permessage-deflate was negotiated.
-    pub fn deflate(&self) -> bool {
-        self.shared_window != 0 || self.compressor.is_some()
     }
 
     pub fn key(&self) -> usize {
         self.id.key()
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn finish(&self) -> Finish {
+        self.finish
+    }
+
+    /// Open or closing: frames are still read and callbacks still run.
+    pub fn reading_frames(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Closing) && self.finish != Finish::Abort
+    }
+
+    /// The code we sent when we started closing (1006 if we did not).
+    pub fn local_code(&self) -> CloseCode {
+        self.local.map_or(CloseCode::ABNORMAL, |l| l.code)
+    }
+
+    /// Why we started closing, else `cause`.
+    pub fn cause_or(&self, cause: CloseCause) -> CloseCause {
+        self.local.map_or(cause, |l| l.cause)
     }
 
     pub fn data(&self) -> &U {
@@ -126,22 +150,281 @@ impl<U> Session<U> {
             .expect("user data lives while the connection is open")
     }
 
-    /// Puts the connection on the worker's flush list (once per turn).
-    pub fn mark(&mut self, shared: &mut Shared) {
-        if !self.listed {
-            self.listed = true;
-            shared.flush.push(self.key());
+    /// Takes the stashed start of an upgrade request.
+    pub fn take_head(&mut self) -> Option<Vec<u8>> {
+        match self.extra.take().map(|extra| *extra) {
+            Some(Extra::Head(head)) => Some(head),
+            other => {
+                self.extra = other.map(Box::new);
+                None
+            }
         }
     }
 
-    /// Whether a send of `len` more bytes is allowed; applies the policy if not.
-    fn admit(&mut self, shared: &mut Shared, len: usize) -> Option<SendStatus> {
-        if !self.close.can_send_data() || self.finish == Finish::Abort {
-            return Some(SendStatus::Dropped);
+    /// Keeps the start of an upgrade request until more arrives.
+    pub fn stash_head(&mut self, head: Vec<u8>) {
+        self.extra = Some(Box::new(Extra::Head(head)));
+    }
+
+    /// Ids of the topics this connection subscribes to.
+    pub fn topics(&self) -> &[u32] {
+        match self.extra.as_deref() {
+            Some(Extra::Topics(ids)) => ids,
+            _ => &[],
         }
-        if self.outbox.len() + len <= shared.config.max_backpressure {
-            return None;
+    }
+
+    /// The topic ids, made on first use.
+    pub fn topics_mut(&mut self) -> &mut Vec<u32> {
+        if !matches!(self.extra.as_deref(), Some(Extra::Topics(_))) {
+            self.extra = Some(Box::new(Extra::Topics(Vec::new())));
         }
+        match self.extra.as_deref_mut() {
+            Some(Extra::Topics(ids)) => ids,
+            _ => unreachable!("just set"),
+        }
+    }
+
+    /// Takes every topic id (the pointer is freed).
+    pub fn take_topics(&mut self) -> Vec<u32> {
+        match self.extra.take().map(|extra| *extra) {
+            Some(Extra::Topics(ids)) => ids,
+            other => {
+                self.extra = other.map(Box::new);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Puts the connection on the worker's flush list (once per turn).
+    pub fn mark(&mut self, flush: &mut Vec<usize>) {
+        if !self.listed {
+            self.listed = true;
+            flush.push(self.key());
+        }
+    }
+
+    /// Taken off the flush list: the backend is writing it now.
+    pub fn unmark(&mut self) {
+        self.listed = false;
+    }
+
+    // ---- transitions ----
+
+    /// Handshake -> Open: the upgrade was accepted with this data and session.
+    pub fn open(&mut self, data: U, session: Session) {
+        debug_assert_eq!(self.phase, Phase::Handshake);
+        self.session = session;
+        self.data = Some(data);
+        self.phase = Phase::Open;
+    }
+
+    /// Open -> Closing: queues our close frame; the peer's reply (or the close
+    /// timeout) ends the connection.
+    pub fn start_close(
+        &mut self,
+        shared: &mut Shared<U>,
+        code: CloseCode,
+        reason: &str,
+        cause: CloseCause,
+    ) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        if let Some(frame) = self.session.close(&mut shared.endpoint, code, reason) {
+            self.outbox.push_frame(&mut shared.pool, &frame);
+            self.mark(&mut shared.flush);
+        }
+        self.local = Some(LocalClose { cause, code });
+        self.phase = Phase::Closing;
+    }
+
+    /// Any phase -> Ended. Reports the end to `on_close` (once, if the
+    /// connection was opened) with `code`, `reason` and `cause`, leaves its
+    /// topics, and asks the backend for `finish` after the flush (an abort
+    /// already asked for stays an abort).
+    pub fn end(
+        &mut self,
+        shared: &mut Shared<U>,
+        finish: Finish,
+        code: CloseCode,
+        reason: &str,
+        cause: CloseCause,
+    ) {
+        self.phase = Phase::Ended;
+        if self.finish != Finish::Abort {
+            self.finish = finish;
+        }
+        pubsub::leave_all(&mut shared.topics, self);
+        if let Some(data) = self.data.take() {
+            shared.closed.push(Closed {
+                id: self.id,
+                data,
+                code,
+                reason: reason.to_owned(),
+                cause,
+            });
+        }
+        self.mark(&mut shared.flush);
+    }
+
+    /// The peer broke the protocol: our close frame with the error's code, then
+    /// the end.
+    pub fn fail(&mut self, shared: &mut Shared<U>, error: ProtocolError) {
+        let code = error.close_code();
+        let reason = error.to_string();
+        if let Some(frame) = self.session.close(&mut shared.endpoint, code, &reason) {
+            self.outbox.push_frame(&mut shared.pool, &frame);
+        }
+        self.end(
+            shared,
+            Finish::ShutdownWrite,
+            code,
+            &reason,
+            CloseCause::Protocol(error),
+        );
+    }
+
+    /// The byte stream ended: what is queued still goes to a peer that only
+    /// shut down its side (our close reply, say), then the socket is closed.
+    pub fn hang_up(&mut self, shared: &mut Shared<U>, eof: bool) {
+        let finish = if eof && !self.outbox.is_empty() {
+            Finish::Close
+        } else {
+            Finish::Abort
+        };
+        let cause = self.cause_or(CloseCause::Reset);
+        self.end(shared, finish, CloseCode::ABNORMAL, "", cause);
+    }
+
+    /// Aborts at once, without a close frame.
+    pub fn terminate(&mut self, shared: &mut Shared<U>) {
+        let cause = self.cause_or(CloseCause::Terminated);
+        self.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", cause);
+    }
+
+    /// The write side was shut down after the flush: wait for the peer's EOF.
+    pub fn write_side_shut(&mut self) {
+        if self.finish == Finish::ShutdownWrite {
+            self.finish = Finish::None;
+        }
+    }
+
+    // ---- sending ----
+
+    /// The application asks to close (a code peers may not send becomes 1000).
+    pub fn close(&mut self, shared: &mut Shared<U>, code: CloseCode, reason: &str) {
+        let code = if code.is_valid_on_wire() {
+            code
+        } else {
+            CloseCode::NORMAL
+        };
+        self.start_close(shared, code, reason, CloseCause::Local);
+    }
+
+    /// Queues the frame the session owes the peer (a pong, a close reply).
+    pub fn reply(&mut self, shared: &mut Shared<U>, reply: &Reply<'_>) {
+        let frame = shared.endpoint.reply(reply);
+        self.outbox.push_frame(&mut shared.pool, &frame);
+        self.mark(&mut shared.flush);
+        if matches!(reply, Reply::Pong(_)) {
+            shared.counters.messages_out += 1;
+        }
+    }
+
+    /// Queues a ping or pong. Control frames bypass the backpressure limit: they
+    /// are tiny and keep the connection alive.
+    pub fn send_control(
+        &mut self,
+        shared: &mut Shared<U>,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> SendStatus {
+        if self.finish == Finish::Abort || self.phase == Phase::Ended {
+            return SendStatus::Dropped;
+        }
+        let Some(frame) = self.session.control(&mut shared.endpoint, opcode, payload) else {
+            return SendStatus::Dropped;
+        };
+        self.outbox.push_frame(&mut shared.pool, &frame);
+        self.mark(&mut shared.flush);
+        shared.counters.messages_out += 1;
+        self.status()
+    }
+
+    /// Queues a data message, copying it; compressed where permessage-deflate
+    /// was negotiated, `compress` allows it and it reaches the threshold.
+    pub fn send_message(
+        &mut self,
+        shared: &mut Shared<U>,
+        opcode: OpCode,
+        payload: &[u8],
+        compress: bool,
+    ) -> SendStatus {
+        if !self.can_send() {
+            return SendStatus::Dropped;
+        }
+        let compress = compress && payload.len() >= shared.config.deflate_threshold;
+        let frame = self
+            .session
+            .message(&mut shared.endpoint, opcode, payload, compress);
+        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+            return self.refuse(shared);
+        }
+        self.outbox.push_frame(&mut shared.pool, &frame);
+        self.queued(shared)
+    }
+
+    /// Queues a prepared message: by reference where the connection does not
+    /// compress; for the worker's shared compressors, compressed once per
+    /// window and kept in `cache`; else compressed by the connection itself.
+    pub fn send_prepared(
+        &mut self,
+        shared: &mut Shared<U>,
+        message: &PreparedMessage,
+        cache: &mut SharedFrames,
+    ) -> SendStatus {
+        let compressible = message.payload().len() >= shared.config.deflate_threshold;
+        if !self.session.deflate() || !compressible {
+            return self.send_shared(shared, message.frame.clone());
+        }
+        let Some(window) = self.session.shared_window() else {
+            return self.send_message(shared, message.opcode, message.payload(), true);
+        };
+        let slot = &mut cache[usize::from(window) - 9];
+        let frame = match slot {
+            Some(frame) => frame.clone(),
+            None => {
+                let frame =
+                    self.session
+                        .message(&mut shared.endpoint, message.opcode, message.payload(), true);
+                let mut bytes = Vec::with_capacity(frame.len());
+                frame.write_to(&mut bytes);
+                slot.insert(Bytes::from(bytes)).clone()
+            }
+        };
+        self.send_shared(shared, frame)
+    }
+
+    /// Queues an encoded frame by reference.
+    fn send_shared(&mut self, shared: &mut Shared<U>, frame: Bytes) -> SendStatus {
+        if !self.can_send() {
+            return SendStatus::Dropped;
+        }
+        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+            return self.refuse(shared);
+        }
+        self.outbox.push_shared(frame);
+        self.queued(shared)
+    }
+
+    fn can_send(&self) -> bool {
+        self.session.can_send_data() && self.finish != Finish::Abort && self.phase != Phase::Ended
+    }
+
+    /// A send past the backpressure limit: dropped, and under the close policy
+    /// the connection closes with 1008.
+    fn refuse(&mut self, shared: &mut Shared<U>) -> SendStatus {
         self.stalled = true;
         if shared.config.backpressure_policy == BackpressurePolicy::Close {
             self.start_close(
@@ -151,7 +434,13 @@ impl<U> Session<U> {
                 CloseCause::Backpressure,
             );
         }
-        Some(SendStatus::Dropped)
+        SendStatus::Dropped
+    }
+
+    fn queued(&mut self, shared: &mut Shared<U>) -> SendStatus {
+        self.mark(&mut shared.flush);
+        shared.counters.messages_out += 1;
+        self.status()
     }
 
     fn status(&self) -> SendStatus {
@@ -161,208 +450,28 @@ impl<U> Session<U> {
             SendStatus::Sent
         }
     }
-
-    /// Queues one frame, copying the payload; data frames are compressed when
-    /// permessage-deflate was negotiated, `compress` allows it and the payload
-    /// reaches the threshold.
-    pub fn send_frame(
-        &mut self,
-        shared: &mut Shared,
-        opcode: OpCode,
-        payload: &[u8],
-        compress: bool,
-    ) -> SendStatus {
-        if opcode.is_control() {
-            // Control frames bypass the data limit: they are tiny and keep the
-            // connection alive, but not after our close frame.
-            if !self.close.can_send_data() {
-                return SendStatus::Dropped;
-            }
-        } else if compress && payload.len() >= shared.config.deflate_threshold {
-            let mut deflated = std::mem::take(&mut shared.deflated);
-            deflated.clear();
-            let compressor = match (&mut self.compressor, self.shared_window) {
-                (Some(own), _) => Some(&mut **own),
-                (None, 0) => None,
-                (None, bits) => shared.deflate.as_mut().map(|d| d.compressor(bits)),
-            };
-            let compressed = compressor
-                .map(|c| c.compress(payload, &mut deflated))
-                .is_some();
-            let status = compressed.then(|| self.push_frame(shared, RSV1, opcode, &deflated));
-            shared.deflated = deflated;
-            if let Some(status) = status {
-                return status;
-            }
-        }
-        self.push_frame(shared, 0, opcode, payload)
-    }
-
-    /// Admits and queues one frame.
-    fn push_frame(
-        &mut self,
-        shared: &mut Shared,
-        rsv: u8,
-        opcode: OpCode,
-        payload: &[u8],
-    ) -> SendStatus {
-        let header = encode_header(true, rsv, opcode, None, payload.len() as u64);
-        let len = header.as_bytes().len() + payload.len();
-        if !opcode.is_control() {
-            if let Some(refused) = self.admit(shared, len) {
-                return refused;
-            }
-        }
-        self.outbox
-            .push_copy(&mut shared.pool, header.as_bytes(), payload);
-        self.mark(shared);
-        shared.counters.messages_out += 1;
-        self.status()
-    }
-
-    /// Queues an encoded (uncompressed) frame by reference, or, where this
-    /// connection compresses, its compressed form: for the worker's shared
-    /// compressor, made once per publish and kept in `cache`.
-    pub fn send_shared(
-        &mut self,
-        shared: &mut Shared,
-        frame: Bytes,
-        cache: &mut SharedFrames,
-    ) -> SendStatus {
-        let threshold = shared.config.deflate_threshold;
-        let frame = match (&mut self.compressor, self.shared_window) {
-            (Some(own), _) => compress_frame(own, &frame, threshold),
-            (None, 0) => frame,
-            (None, bits) => {
-                let slot = &mut cache[usize::from(bits) - 9];
-                match (slot.as_ref(), shared.deflate.as_mut()) {
-                    (Some(done), _) => done.clone(),
-                    (None, Some(deflate)) => {
-                        let done = compress_frame(deflate.compressor(bits), &frame, threshold);
-                        *slot = Some(done.clone());
-                        done
-                    }
-                    (None, None) => frame,
-                }
-            }
-        };
-        if let Some(refused) = self.admit(shared, frame.len()) {
-            return refused;
-        }
-        self.outbox.push_shared(frame);
-        self.mark(shared);
-        shared.counters.messages_out += 1;
-        self.status()
-    }
-
-    /// The application asks to close.
-    pub fn close(&mut self, shared: &mut Shared, code: CloseCode, reason: &str) {
-        // A code peers may not send (1005, 1006, ...) becomes 1000.
-        let code = if code.is_valid_on_wire() {
-            code
-        } else {
-            CloseCode::NORMAL
-        };
-        self.start_close(shared, code, reason, CloseCause::Local);
-    }
-
-    /// Sends our close frame and waits for the peer's.
-    pub fn start_close(
-        &mut self,
-        shared: &mut Shared,
-        code: CloseCode,
-        reason: &str,
-        cause: CloseCause,
-    ) {
-        if self.phase != Phase::Open {
-            return;
-        }
-        if let Some(payload) = self.close.initiate(code, reason) {
-            self.push_close(shared, &payload);
-            self.local_cause = Some(cause);
-            self.local_code = code;
-            self.phase = Phase::Closing;
-        }
-    }
-
-    /// Queues a close frame (ours or our reply).
-    pub fn push_close(&mut self, shared: &mut Shared, payload: &ClosePayload) {
-        let header = encode_header(
-            true,
-            0,
-            OpCode::Close,
-            None,
-            payload.as_bytes().len() as u64,
-        );
-        self.outbox
-            .push_copy(&mut shared.pool, header.as_bytes(), payload.as_bytes());
-        self.mark(shared);
-    }
-
-    /// Abort without a close frame.
-    pub fn terminate(&mut self, shared: &mut Shared) {
-        if self.local_cause.is_none() {
-            self.local_cause = Some(CloseCause::Terminated);
-        }
-        self.finish = Finish::Abort;
-        self.mark(shared);
-    }
 }
 
 /// A published frame compressed once per shared window (9..=15), reused for
 /// every subscriber that negotiated that window.
 pub(crate) type SharedFrames = [Option<Bytes>; 7];
 
-/// The compressed form of an encoded server data frame (unchanged if it is a
-/// control frame or shorter than the threshold).
-fn compress_frame(compressor: &mut Compressor, frame: &Bytes, threshold: usize) -> Bytes {
-    let rules = DecodeRules::new(Role::Client, u64::MAX >> 1);
-    let Ok(HeaderStatus::Complete(header)) = decode_header(frame, &rules) else {
-        return frame.clone();
-    };
-    let payload = &frame[header.header_len..];
-    if header.opcode.is_control() || payload.len() < threshold {
-        return frame.clone();
-    }
-    let mut deflated = Vec::with_capacity(payload.len() / 2 + 16);
-    compressor.compress(payload, &mut deflated);
-    let head = encode_header(header.fin, RSV1, header.opcode, None, deflated.len() as u64);
-    let mut out = Vec::with_capacity(head.as_bytes().len() + deflated.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&deflated);
-    out.into()
-}
-
-/// [`Conn::ping_sent`] when no auto-ping is outstanding.
-pub(crate) const NO_PING: u32 = u32::MAX;
-
 /// A connection in a worker's slab.
 #[derive(Debug)]
 pub(crate) struct Conn<U> {
-    pub session: Session<U>,
+    pub link: Link<U>,
     pub decoder: Decoder,
-    /// What the connection holds only in some phases, behind one pointer.
-    pub extra: Option<Box<Extra>>,
-    /// Tick of the last byte received.
-    pub last_rx: u32,
-    /// Tick at which the phase's deadline passes (handshake, close, drain).
-    pub deadline: u32,
-    /// The phase `deadline` was set for; a new phase gets a new deadline.
-    pub deadline_phase: Phase,
-    /// Tick at which an auto-ping was sent and not yet answered by any frame,
-    /// or [`NO_PING`].
-    pub ping_sent: u32,
+    pub timer: Timer,
 }
 
-/// State a connection needs only in some phases, kept behind one pointer so an
-/// idle connection pays 8 bytes for all of it.
-#[derive(Debug)]
-pub(crate) enum Extra {
-    /// Bytes of an upgrade request cut by the end of a read.
-    Head(Vec<u8>),
-    /// Its own decompressor (permessage-deflate, dedicated mode; shared mode uses
-    /// the worker's).
-    Inflate(Decompressor),
+impl<U> Conn<U> {
+    pub fn new(id: ConnId, peer: SocketAddr, timer: Timer) -> Self {
+        Self {
+            link: Link::new(id, peer),
+            decoder: Decoder::new(),
+            timer,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -375,8 +484,9 @@ mod tests {
         // kernel's socket; the goal is under 512 bytes including allocator overhead.
         let size = std::mem::size_of::<Conn<()>>();
         eprintln!(
-            "Conn<()> = {size} bytes, Session<()> = {}, Decoder = {}",
-            std::mem::size_of::<Session<()>>(),
+            "Conn<()> = {size} bytes, Link<()> = {}, Session = {}, Decoder = {}",
+            std::mem::size_of::<Link<()>>(),
+            std::mem::size_of::<Session>(),
             std::mem::size_of::<Decoder>()
         );
         assert!(size <= 240, "{size}");

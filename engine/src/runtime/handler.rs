@@ -6,8 +6,10 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use super::conn::Link;
+use super::pubsub;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
+use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
 use crate::types::{
     CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, Upgrade,
@@ -75,39 +77,47 @@ pub trait Handler: 'static {
 /// The handle on one open connection inside a callback. It is `!Send`: it lives
 /// on the connection's worker thread, for the duration of the callback.
 pub struct WebSocket<'a, U> {
-    pub(crate) session: &'a mut Session<U>,
-    pub(crate) shared: &'a mut Shared,
-    pub(crate) _not_send: PhantomData<*const ()>,
+    link: &'a mut Link<U>,
+    shared: &'a mut Shared<U>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<U> fmt::Debug for WebSocket<'_, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
-            .field("id", &self.session.id)
-            .field("peer", &self.session.peer)
+            .field("id", &self.link.id)
+            .field("peer", &self.link.peer)
             .finish_non_exhaustive()
     }
 }
 
-impl<U> WebSocket<'_, U> {
+impl<'a, U> WebSocket<'a, U> {
+    pub(crate) fn new(link: &'a mut Link<U>, shared: &'a mut Shared<U>) -> Self {
+        Self {
+            link,
+            shared,
+            _not_send: PhantomData,
+        }
+    }
+
     /// The connection's id, valid across threads through [`crate::ServerHandle`].
     pub fn id(&self) -> ConnId {
-        self.session.id
+        self.link.id
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.session.peer
+        self.link.peer
     }
 
     /// The connection's data.
     pub fn data(&self) -> &U {
-        self.session.data()
+        self.link.data()
     }
 
     /// The connection's data, mutably.
     pub fn data_mut(&mut self) -> &mut U {
-        self.session.data_mut()
+        self.link.data_mut()
     }
 
     /// Sends a text message.
@@ -122,69 +132,68 @@ impl<U> WebSocket<'_, U> {
 
     /// Sends a message (copied into the connection's send queue).
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        self.session
-            .send_frame(self.shared, message.opcode(), message.as_bytes(), true)
+        self.link
+            .send_message(self.shared, message.opcode(), message.as_bytes(), true)
     }
 
     /// Sends a message without compressing it, even where permessage-deflate
     /// was negotiated (already-compressed data, latency-critical messages).
     pub fn send_uncompressed(&mut self, message: Message<'_>) -> SendStatus {
-        self.session
-            .send_frame(self.shared, message.opcode(), message.as_bytes(), false)
+        self.link
+            .send_message(self.shared, message.opcode(), message.as_bytes(), false)
     }
 
-    /// Sends a prepared message without copying it.
+    /// Sends a prepared message without copying it (where the connection does
+    /// not compress it).
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> SendStatus {
-        self.session
-            .send_shared(self.shared, message.frame.clone(), &mut Default::default())
+        self.link
+            .send_prepared(self.shared, message, &mut Default::default())
     }
 
     /// Sends a ping (payload cut to 125 bytes).
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
-        let payload = &payload[..payload.len().min(125)];
-        self.session
-            .send_frame(self.shared, OpCode::Ping, payload, false)
+        self.link.send_control(self.shared, OpCode::Ping, payload)
     }
 
     /// Starts the closing handshake: sends a close frame; [`Handler::on_close`]
     /// follows when the peer answers (or after the close timeout).
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.session.close(self.shared, code, reason);
+        self.link.close(self.shared, code, reason);
     }
 
     /// Aborts the connection at once, without a close frame.
     pub fn terminate(&mut self) {
-        self.session.terminate(self.shared);
+        self.link.terminate(self.shared);
     }
 
     /// Bytes queued for this connection, not counting the kernel's socket buffer.
     pub fn buffered_amount(&self) -> usize {
-        self.session.outbox.len()
+        self.link.outbox.len()
     }
 
     /// Subscribes to a topic. Returns false if already subscribed.
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        self.shared.subscribe(self.session, topic)
+        pubsub::join(&mut self.shared.topics, self.link, topic)
     }
 
     /// Unsubscribes from a topic. Returns false if not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.shared.unsubscribe(self.session, topic)
+        pubsub::leave(&mut self.shared.topics, self.link, topic)
     }
 
     /// Whether this connection is subscribed to `topic`.
     pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.shared.is_subscribed(self.session, topic)
+        pubsub::is_member(&self.shared.topics, self.link, topic)
     }
 
     /// Publishes to every subscriber of `topic` on every worker, this connection
     /// included if subscribed. The frame is encoded once and shared.
     pub fn publish(&mut self, topic: &str, message: Message<'_>) {
-        self.shared.publish(topic, PreparedMessage::new(message));
+        self.publish_prepared(topic, &PreparedMessage::new(message));
     }
 
     /// Publishes a prepared message.
     pub fn publish_prepared(&mut self, topic: &str, message: &PreparedMessage) {
-        self.shared.publish(topic, message.clone());
+        self.shared.publishes.push((topic.into(), message.clone()));
     }
 }

@@ -1,8 +1,22 @@
 //! Thread-per-core workers: each owns its connections, timers, topics and
-//! buffers; backends drive them through [`worker::Worker`]'s event methods.
+//! buffers; its backend drives it through [`worker::Worker`]'s entry points.
+//!
+//! One module per concern, in the order of the data flow: [`upgrade`] (the
+//! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
+//! lifecycle and sends), [`outbox`] (its send queue), [`timers`], [`pubsub`],
+//! [`deflate`], [`command`] (cross-thread), [`handler`] (the callback
+//! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
+//! worker asks of its backend) and [`worker`] (the loop's entry points).
 
 pub(crate) mod command;
 pub(crate) mod conn;
+pub(crate) mod deflate;
+pub(crate) mod handler;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
+pub(crate) mod receive;
+pub(crate) mod seam;
+pub(crate) mod shared;
+pub(crate) mod timers;
+pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -10,6 +10,8 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
 
+use crate::proto::session::Frame;
+
 /// Most iovecs handed to one write.
 pub(crate) const MAX_IOVECS: usize = 64;
 
@@ -123,6 +125,16 @@ impl Outbox {
         }
         self.staging.extend_from_slice(header);
         self.staging.extend_from_slice(payload);
+        self.len += len as u32;
+    }
+
+    /// Appends a frame built by the protocol session, copying it once.
+    pub fn push_frame(&mut self, pool: &mut BufferPool, frame: &Frame<'_>) {
+        let len = frame.len();
+        if self.staging.capacity() == 0 {
+            self.staging = pool.take(len);
+        }
+        frame.write_to(&mut self.staging);
         self.len += len as u32;
     }
 

@@ -1,10 +1,15 @@
-//! Topics of one worker. A topic maps to the slab keys of its subscribers on this
-//! worker; publishing to all workers is done by message passing (see
-//! [`super::worker`]), so nothing here is shared.
+//! Pub/sub on one worker: the topic table (a topic maps to the slab keys of its
+//! subscribers here), joining and leaving, and the delivery of a publish to the
+//! local subscribers. A publish reaches the other workers as a command (see
+//! [`super::worker`]), so nothing here is shared between threads.
 
 use std::collections::HashMap;
 
 use slab::Slab;
+
+use super::conn::{Conn, Link, SharedFrames};
+use super::shared::Shared;
+use crate::types::PreparedMessage;
 
 #[derive(Debug, Default)]
 struct Topic {
@@ -61,6 +66,64 @@ impl Topics {
         match self.ids.get(name) {
             Some(&id) => &self.topics[id as usize].subscribers,
             None => &[],
+        }
+    }
+}
+
+/// Subscribes `link` to `topic`; false if it already was.
+pub(crate) fn join<U>(topics: &mut Topics, link: &mut Link<U>, topic: &str) -> bool {
+    if is_member(topics, link, topic) {
+        return false;
+    }
+    let id = topics.subscribe(topic, link.key());
+    link.topics_mut().push(id);
+    true
+}
+
+/// Unsubscribes `link` from `topic`; false if it was not subscribed.
+pub(crate) fn leave<U>(topics: &mut Topics, link: &mut Link<U>, topic: &str) -> bool {
+    let Some(id) = topics.id(topic) else {
+        return false;
+    };
+    let Some(pos) = link.topics().iter().position(|&t| t == id) else {
+        return false;
+    };
+    let ids = link.topics_mut();
+    ids.swap_remove(pos);
+    if ids.is_empty() {
+        link.take_topics();
+    }
+    topics.unsubscribe(id, link.key());
+    true
+}
+
+/// Whether `link` subscribes to `topic`.
+pub(crate) fn is_member<U>(topics: &Topics, link: &Link<U>, topic: &str) -> bool {
+    topics.id(topic).is_some_and(|id| link.topics().contains(&id))
+}
+
+/// Unsubscribes `link` from everything (it is ending).
+pub(crate) fn leave_all<U>(topics: &mut Topics, link: &mut Link<U>) {
+    for id in link.take_topics() {
+        topics.unsubscribe(id, link.key());
+    }
+}
+
+/// Sends `message` to this worker's subscribers of `topic`; `keys` is scratch
+/// space. Compressed at most once per shared window for all of them.
+pub(crate) fn deliver<U>(
+    conns: &mut Slab<Conn<U>>,
+    shared: &mut Shared<U>,
+    keys: &mut Vec<u32>,
+    topic: &str,
+    message: &PreparedMessage,
+) {
+    keys.clear();
+    keys.extend_from_slice(shared.topics.subscribers(topic));
+    let mut compressed = SharedFrames::default();
+    for &key in keys.iter() {
+        if let Some(conn) = conns.get_mut(key as usize) {
+            conn.link.send_prepared(shared, message, &mut compressed);
         }
     }
 }

@@ -1,0 +1,45 @@
+//! The backend's half of the seam: what a worker asks of the sockets. The
+//! whole contract, both halves, is described in [`crate::backend`].
+
+use super::outbox::Outbox;
+
+/// What became of a write a worker asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Done now: `bytes` went out; `blocked` if the socket took no more (the
+    /// backend reports writability later with `Worker::on_writable`).
+    Now { bytes: usize, blocked: bool },
+    /// Submitted; the backend reports the result with `Worker::on_sent`. Also
+    /// the answer while an earlier write is still in flight.
+    Later,
+    /// The socket failed; the connection is over.
+    Failed,
+}
+
+/// How a connection's byte stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hangup {
+    /// The peer shut down its side (EOF); it may still read.
+    Eof,
+    /// A reset or another socket error.
+    Error,
+}
+
+/// What a worker needs of its backend: writes, shutdowns, closes and the
+/// listeners. Implemented by each backend (and by the tests' fake).
+pub(crate) trait Io {
+    /// Writes as much of `outbox` (the connection's whole queue, read with
+    /// `Outbox::io_slices`) as the socket takes, or submits it.
+    fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written;
+
+    /// Shuts down the write side of `key` (the queue is empty).
+    fn shutdown_write(&mut self, key: usize);
+
+    /// Closes the socket of `key`. True if it is gone now (the worker then
+    /// forgets the connection at once); false if the backend will call
+    /// `Worker::on_released` once nothing of it is in flight.
+    fn close(&mut self, key: usize) -> bool;
+
+    /// Stops accepting new connections (shutdown has begun).
+    fn stop_accepting(&mut self);
+}

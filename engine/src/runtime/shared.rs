@@ -1,0 +1,53 @@
+//! The worker state every connection's callbacks reach besides the connection
+//! itself: configuration, the protocol endpoint, topics, the flush list, the
+//! close reports, counters and spare buffers. Per worker; never shared between
+//! threads.
+
+use std::sync::Arc;
+
+use super::outbox::BufferPool;
+use super::pubsub::Topics;
+use crate::config::Config;
+use crate::proto::close::CloseCode;
+use crate::proto::deflate::DeflateConfig;
+use crate::proto::session::Endpoint;
+use crate::types::{CloseCause, ConnId, PreparedMessage};
+
+/// Counters kept without atomics during a turn and published once per turn.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub accepted: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub commands: u64,
+}
+
+/// A connection that ended after `on_open`: what its `on_close` gets.
+#[derive(Debug)]
+pub(crate) struct Closed<U> {
+    pub id: ConnId,
+    pub data: U,
+    pub code: CloseCode,
+    pub reason: String,
+    pub cause: CloseCause,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared<U> {
+    pub config: Arc<Config>,
+    /// What this worker offers of permessage-deflate, if anything.
+    pub deflate: Option<DeflateConfig>,
+    /// The protocol state all sessions of the worker share (codecs, scratch).
+    pub endpoint: Endpoint,
+    pub topics: Topics,
+    /// Publishes made during callbacks, delivered after them.
+    pub publishes: Vec<(Arc<str>, PreparedMessage)>,
+    /// Connections with something to flush or finish this turn.
+    pub flush: Vec<usize>,
+    /// Connections that ended this turn, to report to `on_close`.
+    pub closed: Vec<Closed<U>>,
+    pub counters: Counters,
+    /// Spare send buffers.
+    pub pool: BufferPool,
+}

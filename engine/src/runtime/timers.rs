@@ -1,0 +1,153 @@
+//! The worker's clock and each connection's timers: handshake, idle, auto-ping
+//! and pong deadline, close. The clock moves only when the backend passes in
+//! the time; every connection is swept once per tick (uWebSockets' coarse
+//! timer: O(1) per connection per tick, no timer entry per message).
+
+use std::time::{Duration, Instant};
+
+use super::conn::{Finish, Link, Phase};
+use super::shared::Shared;
+use crate::config::Config;
+use crate::proto::close::CloseCode;
+use crate::proto::frame::OpCode;
+use crate::types::CloseCause;
+
+/// [`Timer::ping_sent`] when no auto-ping is outstanding.
+const NO_PING: u32 = u32::MAX;
+
+/// The configured durations, in ticks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticks {
+    handshake: u32,
+    idle: Option<u32>,
+    ping: Option<u32>,
+    pong: u32,
+    close: u32,
+}
+
+impl Ticks {
+    pub fn new(config: &Config) -> Self {
+        let tick = config.tick();
+        let to_ticks = |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos()) as u32).max(1);
+        Self {
+            handshake: to_ticks(config.handshake_timeout),
+            idle: config.idle_timeout.map(to_ticks),
+            ping: config.ping_interval.map(to_ticks),
+            pong: to_ticks(config.pong_timeout),
+            close: to_ticks(config.close_timeout),
+        }
+    }
+}
+
+/// Time in ticks since the worker started, as the backend last told it.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+    tick: Duration,
+    now: u32,
+}
+
+impl Clock {
+    pub fn new(epoch: Instant, tick: Duration) -> Self {
+        Self {
+            epoch,
+            tick,
+            now: 0,
+        }
+    }
+
+    /// The current tick.
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    /// Moves to the tick of `now`; true if it is a new one.
+    pub fn advance(&mut self, now: Instant) -> bool {
+        let tick = (now.saturating_duration_since(self.epoch).as_nanos() / self.tick.as_nanos())
+            as u32;
+        let moved = tick > self.now;
+        self.now = self.now.max(tick);
+        moved
+    }
+
+    /// How long after `now` the next tick begins.
+    pub fn until_next_tick(&self, now: Instant) -> Duration {
+        let next = self.epoch + self.tick * (self.now + 1);
+        next.saturating_duration_since(now)
+    }
+}
+
+/// One connection's timer state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timer {
+    /// Tick of the last byte received.
+    last_rx: u32,
+    /// Tick at which the phase's deadline passes (handshake, close, end).
+    deadline: u32,
+    /// The phase `deadline` was set for; a new phase gets a new deadline.
+    deadline_phase: Phase,
+    /// Tick of an auto-ping not yet answered by any frame, or [`NO_PING`].
+    ping_sent: u32,
+}
+
+impl Timer {
+    /// The timer of a connection accepted at tick `now`.
+    pub fn accepted(now: u32, ticks: &Ticks) -> Self {
+        Self {
+            last_rx: now,
+            deadline: now + ticks.handshake,
+            deadline_phase: Phase::Handshake,
+            ping_sent: NO_PING,
+        }
+    }
+
+    /// Bytes arrived at tick `now`: the peer is alive.
+    pub fn received(&mut self, now: u32) {
+        self.last_rx = now;
+        self.ping_sent = NO_PING;
+    }
+}
+
+/// One connection's timers at tick `now`.
+pub(crate) fn sweep<U>(
+    link: &mut Link<U>,
+    timer: &mut Timer,
+    now: u32,
+    ticks: &Ticks,
+    shared: &mut Shared<U>,
+) {
+    if timer.deadline_phase != link.phase() {
+        timer.deadline_phase = link.phase();
+        timer.deadline = now + ticks.close;
+    }
+    match link.phase() {
+        Phase::Handshake => {
+            if now >= timer.deadline {
+                link.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", CloseCause::Timeout);
+            }
+        }
+        Phase::Open => {
+            let silent = now.wrapping_sub(timer.last_rx);
+            if timer.ping_sent != NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong {
+                // No frame since the ping: the peer is presumed dead.
+                link.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", CloseCause::Timeout);
+            } else if ticks.idle.is_some_and(|idle| silent >= idle) {
+                link.start_close(
+                    shared,
+                    CloseCode::GOING_AWAY,
+                    "idle timeout",
+                    CloseCause::Timeout,
+                );
+            } else if timer.ping_sent == NO_PING && ticks.ping.is_some_and(|ping| silent >= ping) {
+                link.send_control(shared, OpCode::Ping, b"");
+                timer.ping_sent = now;
+            }
+        }
+        Phase::Closing | Phase::Ended => {
+            if now >= timer.deadline {
+                let (code, cause) = (link.local_code(), link.cause_or(CloseCause::Timeout));
+                link.end(shared, Finish::Abort, code, "", cause);
+            }
+        }
+    }
+}
