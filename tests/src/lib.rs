@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 
 pub use ringws;
 use ringws::proto::Role;
+use ringws::proto::close::CloseCode;
 use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig, Negotiated};
 use ringws::proto::frame::{MaskKeys, OpCode, RSV1, encode_header, write_frame};
 use ringws::proto::handshake::{ClientHandshake, UpgradeRequest};
 use ringws::proto::message::{Decoder, DecoderConfig, Event};
-use ringws::proto::close::CloseCode;
 use ringws::{
-    BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse,
-    Message, SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
+    BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message,
+    SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
 };
 
 /// The backends every test runs on; [`backend_tests!`] makes one test per

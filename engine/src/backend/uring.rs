@@ -698,7 +698,13 @@ impl Ring {
         self.try_release(worker, key);
     }
 
-    fn sent<H: Handler>(&mut self, worker: &mut Worker<H>, key: usize, generation: u32, result: i32) {
+    fn sent<H: Handler>(
+        &mut self,
+        worker: &mut Worker<H>,
+        key: usize,
+        generation: u32,
+        result: i32,
+    ) {
         let Some(slot) = self.live_slot(key, generation) else {
             return;
         };

@@ -518,7 +518,9 @@ impl Session {
             }
             (None, 0) => false,
             (None, window) => {
-                endpoint.shared_compressor(window).compress(payload, &mut out);
+                endpoint
+                    .shared_compressor(window)
+                    .compress(payload, &mut out);
                 true
             }
         };

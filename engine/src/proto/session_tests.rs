@@ -244,9 +244,15 @@ fn inflation_stops_at_the_message_limit() {
     let config = *sv.decoder_config(&ss);
     let mut buf = bomb.clone();
     let (_, event) = decoder.decode(&config, &mut buf).unwrap();
-    let error = ss.receive(&mut sv, &mut inflated, event.unwrap()).unwrap_err();
+    let error = ss
+        .receive(&mut sv, &mut inflated, event.unwrap())
+        .unwrap_err();
     assert_eq!(error, ProtocolError::MessageTooBig);
-    assert!(inflated.capacity() <= (1 << 20) + 1, "{}", inflated.capacity());
+    assert!(
+        inflated.capacity() <= (1 << 20) + 1,
+        "{}",
+        inflated.capacity()
+    );
     inflated.release();
     assert!(inflated.capacity() <= 1 << 20);
 }
@@ -286,7 +292,8 @@ fn a_session_without_the_extension_refuses_compressed_events() {
         payload: b"\x00",
     };
     assert_eq!(
-        ss.receive(&mut sv, &mut InflateBuffer::new(), event).unwrap_err(),
+        ss.receive(&mut sv, &mut InflateBuffer::new(), event)
+            .unwrap_err(),
         ProtocolError::ReservedBits
     );
     // And its decoder rules refuse RSV1 to begin with.

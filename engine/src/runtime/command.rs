@@ -24,7 +24,10 @@ pub(crate) enum Command {
         message: PreparedMessage,
     },
     /// Send an encoded message to one connection.
-    Send { id: ConnId, message: PreparedMessage },
+    Send {
+        id: ConnId,
+        message: PreparedMessage,
+    },
     /// Close one connection gracefully.
     Close {
         id: ConnId,

@@ -395,9 +395,12 @@ impl<U> Link<U> {
         let frame = match slot {
             Some(frame) => frame.clone(),
             None => {
-                let frame =
-                    self.session
-                        .message(&mut shared.endpoint, message.opcode, message.payload(), true);
+                let frame = self.session.message(
+                    &mut shared.endpoint,
+                    message.opcode,
+                    message.payload(),
+                    true,
+                );
                 let mut bytes = Vec::with_capacity(frame.len());
                 frame.write_to(&mut bytes);
                 slot.insert(Bytes::from(bytes)).clone()

@@ -99,7 +99,9 @@ pub(crate) fn leave<U>(topics: &mut Topics, link: &mut Link<U>, topic: &str) -> 
 
 /// Whether `link` subscribes to `topic`.
 pub(crate) fn is_member<U>(topics: &Topics, link: &Link<U>, topic: &str) -> bool {
-    topics.id(topic).is_some_and(|id| link.topics().contains(&id))
+    topics
+        .id(topic)
+        .is_some_and(|id| link.topics().contains(&id))
 }
 
 /// Unsubscribes `link` from everything (it is ending).

@@ -63,8 +63,8 @@ impl Clock {
 
     /// Moves to the tick of `now`; true if it is a new one.
     pub fn advance(&mut self, now: Instant) -> bool {
-        let tick = (now.saturating_duration_since(self.epoch).as_nanos() / self.tick.as_nanos())
-            as u32;
+        let tick =
+            (now.saturating_duration_since(self.epoch).as_nanos() / self.tick.as_nanos()) as u32;
         let moved = tick > self.now;
         self.now = self.now.max(tick);
         moved
@@ -123,14 +123,26 @@ pub(crate) fn sweep<U>(
     match link.phase() {
         Phase::Handshake => {
             if now >= timer.deadline {
-                link.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", CloseCause::Timeout);
+                link.end(
+                    shared,
+                    Finish::Abort,
+                    CloseCode::ABNORMAL,
+                    "",
+                    CloseCause::Timeout,
+                );
             }
         }
         Phase::Open => {
             let silent = now.wrapping_sub(timer.last_rx);
             if timer.ping_sent != NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong {
                 // No frame since the ping: the peer is presumed dead.
-                link.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", CloseCause::Timeout);
+                link.end(
+                    shared,
+                    Finish::Abort,
+                    CloseCode::ABNORMAL,
+                    "",
+                    CloseCause::Timeout,
+                );
             } else if ticks.idle.is_some_and(|idle| silent >= idle) {
                 link.start_close(
                     shared,

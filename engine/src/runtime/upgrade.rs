@@ -10,8 +10,7 @@ use super::receive;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
 use crate::proto::handshake::{
-    HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, parse_head,
-    write_reject_response,
+    HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, parse_head, write_reject_response,
 };
 use crate::proto::session::InflateBuffer;
 use crate::types::{CloseCause, HttpRequest, HttpResponse, Upgrade};

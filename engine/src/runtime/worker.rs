@@ -228,7 +228,13 @@ impl<H: Handler> Worker<H> {
         if link.phase() != Phase::Ended {
             // The socket went away under an open connection.
             let cause = link.cause_or(CloseCause::Reset);
-            link.end(&mut self.shared, Finish::Abort, CloseCode::ABNORMAL, "", cause);
+            link.end(
+                &mut self.shared,
+                Finish::Abort,
+                CloseCode::ABNORMAL,
+                "",
+                cause,
+            );
         }
         link.outbox.clear(&mut self.shared.pool);
     }
@@ -345,9 +351,13 @@ impl<H: Handler> Worker<H> {
         for (_, conn) in conns.iter_mut() {
             let link = &mut conn.link;
             match link.phase() {
-                Phase::Handshake => {
-                    link.end(shared, Finish::Abort, CloseCode::ABNORMAL, "", CloseCause::Shutdown)
-                }
+                Phase::Handshake => link.end(
+                    shared,
+                    Finish::Abort,
+                    CloseCode::ABNORMAL,
+                    "",
+                    CloseCause::Shutdown,
+                ),
                 Phase::Open => link.start_close(
                     shared,
                     CloseCode::GOING_AWAY,

@@ -102,7 +102,8 @@ impl Handler for TestHandler {
     }
 
     fn on_close(&mut self, id: ConnId, _: (), code: CloseCode, reason: &str, cause: CloseCause) {
-        self.0.push(Seen::Close(id, code.0, reason.to_owned(), cause));
+        self.0
+            .push(Seen::Close(id, code.0, reason.to_owned(), cause));
     }
 }
 
@@ -248,7 +249,10 @@ impl Harness {
 
     /// Accepts a connection (no upgrade yet).
     fn accept(&mut self) -> usize {
-        let key = self.worker.on_accept("127.0.0.1:40000".parse().unwrap()).unwrap();
+        let key = self
+            .worker
+            .on_accept("127.0.0.1:40000".parse().unwrap())
+            .unwrap();
         self.io.sockets.insert(key, FakeSocket::default());
         let endpoint = Endpoint::new(Role::Client, 1 << 20, 1 << 20, 1);
         self.clients
@@ -262,7 +266,11 @@ impl Harness {
         self.send_raw(key, REQUEST);
         self.turn();
         let wire = &self.io.sockets[&key].wire;
-        assert!(wire.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(wire));
+        assert!(
+            wire.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
         let head_len = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         self.clients.get_mut(&key).unwrap().3 = head_len;
         let mut seen = self.seen.0.borrow_mut();
@@ -321,7 +329,9 @@ impl Harness {
         let mut pos = 0;
         let mut frames = Vec::new();
         while pos < buf.len() {
-            let (n, event) = decoder.decode(&config, &mut buf[pos..]).expect("server frames decode");
+            let (n, event) = decoder
+                .decode(&config, &mut buf[pos..])
+                .expect("server frames decode");
             pos += n;
             frames.extend(event.map(|e| match e {
                 FrameEvent::Text(t) => Frame::Text(t.to_owned()),
@@ -672,7 +682,11 @@ fn commands_from_other_threads_run_at_the_end_of_the_turn_with_one_wake() {
         code: CloseCode(4000),
         reason: "bye".into(),
     });
-    assert_eq!(h.waker.0.load(Ordering::Relaxed), wakes + 1, "one wake for the burst");
+    assert_eq!(
+        h.waker.0.load(Ordering::Relaxed),
+        wakes + 1,
+        "one wake for the burst"
+    );
     assert_eq!(h.frames(a), [], "nothing before the turn ends");
     h.turn();
     let frames = h.frames(a);

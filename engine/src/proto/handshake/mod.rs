@@ -72,8 +72,7 @@ pub use client::{ClientHandshake, ClientHandshakeError, ServerAccepted};
 pub use header::{ExtensionOffer, ExtensionParam, WriteError, parse_extensions};
 pub use server::{
     HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, parse_head, parse_request,
-    write_accept_response,
-    write_reject_response,
+    write_accept_response, write_reject_response,
 };
 
 use base64::Engine as _;
