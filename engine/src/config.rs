@@ -9,8 +9,8 @@ use crate::proto::handshake::HandshakeLimits;
 /// Which kernel interface the workers use for I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// io_uring where it is available, epoll otherwise. Until the io_uring
-    /// backend lands this is epoll.
+    /// io_uring where it is available (and has every operation the backend
+    /// uses), epoll otherwise, with one log line saying why.
     #[default]
     Auto,
     /// io_uring; building the server fails where it is unavailable.

@@ -84,19 +84,19 @@ pub enum SendStatus {
     /// Queued; it goes out at the end of this loop turn.
     Sent,
     /// Queued, but the socket is not keeping up (bytes of earlier sends are
-    /// still waiting for it): slow down until [`Handler::on_drain`]. A send that
+    /// still waiting for it): slow down until [`crate::Handler::on_drain`]. A send that
     /// would pass [`crate::Config::max_backpressure`] is `Dropped` instead.
     Backpressure,
     /// Not sent: the connection is closing, or the backpressure policy dropped it.
     Dropped,
 }
 
-/// Why a connection ended; given to [`Handler::on_close`].
+/// Why a connection ended; given to [`crate::Handler::on_close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCause {
     /// The peer sent a close frame.
     Peer,
-    /// This side called [`WebSocket::close`] (or [`crate::ServerHandle::close`]) and the
+    /// This side called [`crate::WebSocket::close`] (or [`crate::ServerHandle::close`]) and the
     /// peer answered or the close timeout passed.
     Local,
     /// The peer broke the protocol; it was sent the error's close code.
@@ -107,13 +107,13 @@ pub enum CloseCause {
     Backpressure,
     /// The server shut down.
     Shutdown,
-    /// [`WebSocket::terminate`] aborted the connection.
+    /// [`crate::WebSocket::terminate`] aborted the connection.
     Terminated,
     /// The TCP connection ended (or failed) without a close frame.
     Reset,
 }
 
-/// The answer of [`Handler::on_upgrade`].
+/// The answer of [`crate::Handler::on_upgrade`].
 #[derive(Debug)]
 pub enum Upgrade<U> {
     /// Accept the WebSocket connection.
@@ -163,7 +163,7 @@ impl<U> Upgrade<U> {
     }
 }
 
-/// A plain HTTP response: for a refused upgrade or a route of [`Handler::on_http`].
+/// A plain HTTP response: for a refused upgrade or a route of [`crate::Handler::on_http`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code, 200-599.
@@ -185,7 +185,7 @@ impl HttpResponse {
     }
 }
 
-/// A plain HTTP request (no upgrade), for [`Handler::on_http`].
+/// A plain HTTP request (no upgrade), for [`crate::Handler::on_http`].
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
     /// The method, e.g. `GET`.

@@ -3,7 +3,7 @@
 //! deflate, the `00 00 ff ff` tail stripped on send and restored on receive,
 //! context takeover or not, and inflation bounded by the message size limit.
 //!
-//! The runtime wires this in a later step; everything here is sans-I/O.
+//! [`super::session`] holds a connection's codecs; everything here is sans-I/O.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 

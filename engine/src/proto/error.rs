@@ -56,9 +56,6 @@ pub enum ProtocolError {
     /// The reason of a close frame is not valid UTF-8.
     #[error("invalid UTF-8 in close reason")]
     InvalidCloseReason,
-    /// A frame arrived after the peer's close frame.
-    #[error("frame after close")]
-    FrameAfterClose,
     /// A compressed message (permessage-deflate) that does not inflate.
     #[error("invalid compressed data")]
     InvalidCompressedData,
@@ -82,8 +79,7 @@ impl ProtocolError {
             | Self::UnexpectedContinuation
             | Self::ExpectedContinuation
             | Self::InvalidClosePayload
-            | Self::InvalidCloseCode(_)
-            | Self::FrameAfterClose => CloseCode::PROTOCOL_ERROR,
+            | Self::InvalidCloseCode(_) => CloseCode::PROTOCOL_ERROR,
         }
     }
 }
@@ -129,7 +125,6 @@ mod tests {
             ProtocolError::InvalidClosePayload,
             ProtocolError::InvalidCloseCode(65535),
             ProtocolError::InvalidCloseReason,
-            ProtocolError::FrameAfterClose,
             ProtocolError::InvalidCompressedData,
         ];
         for e in all {
