@@ -1,7 +1,8 @@
 //! A burst of `ServerHandle::publish` from a thread outside the server: time per
 //! publish until every message has reached a subscriber, and the wake-ups it cost
 //! (write(2) calls of the process, from /proc/self/io: the handle's eventfd
-//! writes; the io_uring backend's own sends are not write calls).
+//! writes; the io_uring backend's own sends are not write calls), and the
+//! wakes counted by `ServerHandle::stats`.
 //!
 //! `cargo bench -p ringws-bench --bench publish -- [--backend io_uring|epoll] [--burst N] [--rounds R]`
 
@@ -81,6 +82,7 @@ fn main() {
     let mut buf = vec![0u8; 1 << 16];
     let mut per_publish = Vec::new();
     let mut writes = Vec::new();
+    let wakes_before = handle.stats().wakes;
     for _ in 0..rounds {
         let before = write_calls();
         let start = Instant::now();
@@ -107,6 +109,11 @@ fn main() {
         writes[rounds / 2],
         writes[0],
         writes[rounds - 1],
+    );
+    println!(
+        "wakes (ServerHandle::stats): {} for {} publishes",
+        handle.stats().wakes - wakes_before,
+        burst * rounds
     );
     handle.shutdown(Duration::from_secs(1));
 }

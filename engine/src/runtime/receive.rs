@@ -18,9 +18,9 @@ pub(crate) fn frames<H: Handler>(
     data: &mut [u8],
 ) {
     let Conn { link, decoder, .. } = conn;
+    let config = *shared.endpoint.decoder_config(&link.session);
     let mut pos = 0;
     while pos < data.len() && link.reading_frames() {
-        let config = *shared.endpoint.decoder_config(&link.session);
         let (used, event) = match decoder.decode(&config, &mut data[pos..]) {
             Ok(step) => step,
             Err(error) => {
