@@ -1,6 +1,8 @@
 //! The client event loop: one per thread, over its share of the connections.
 //! Frames to send are precomputed and masked once, so masking never limits the
-//! load; replies are decoded in place with ringws's own client-role decoder.
+//! load; replies are decoded in place with ringws's own client-role decoder and
+//! handled by a client-role [`Session`] per connection (pongs, the close reply,
+//! inflation of compressed messages), all sharing the thread's [`Endpoint`].
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -14,10 +16,12 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use ringws::proto::Role;
-use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig};
-use ringws::proto::frame::{OpCode, RSV1, encode_header, write_frame};
+use ringws::proto::close::CloseCode;
+use ringws::proto::deflate::{self, DeflateConfig, Negotiated};
+use ringws::proto::frame::OpCode;
 use ringws::proto::handshake::ClientHandshake;
-use ringws::proto::message::{Decoder, DecoderConfig, Event};
+use ringws::proto::message::Decoder;
+use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Where to connect.
@@ -35,6 +39,9 @@ pub struct Target {
 const DEFLATE_OFFER: &str =
     "permessage-deflate; client_no_context_takeover; client_max_window_bits";
 
+/// Compression level of the precomputed frames.
+const LEVEL: u32 = 6;
+
 /// Precomputed frames: `frames[i]` is a masked frame whose payload is `payloads[i]`.
 #[derive(Debug)]
 pub struct Payloads {
@@ -44,13 +51,25 @@ pub struct Payloads {
 
 impl Payloads {
     /// `variants` payloads with sizes spread over `min..=max`, text or binary.
-    /// With `deflate`, every frame is compressed (RSV1) once, here, with a fresh
-    /// compressor: the client offers client_no_context_takeover, so the same
-    /// bytes are valid on every connection and at every position.
+    /// With `deflate`, every frame is compressed (RSV1) once, here, by a
+    /// client-role session without context takeover: the client offers
+    /// client_no_context_takeover, so the same bytes are valid on every
+    /// connection and at every position.
     pub fn new(min: usize, max: usize, text: bool, variants: usize, deflate: bool) -> Self {
         let mut frames = Vec::with_capacity(variants);
         let mut payloads = Vec::with_capacity(variants);
-        let mut keys = ringws::proto::frame::MaskKeys::new();
+        let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
+        let mut session = if deflate {
+            let negotiated = Negotiated {
+                server_no_context_takeover: false,
+                client_no_context_takeover: true,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            };
+            Session::with_deflate(Role::Client, &negotiated, LEVEL)
+        } else {
+            Session::new()
+        };
         for i in 0..variants {
             let size = if variants == 1 || max == min {
                 min
@@ -59,20 +78,10 @@ impl Payloads {
             };
             // Distinct content per variant, so a mixed-up echo is caught.
             let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i * 7 + j) % 26) as u8).collect();
-            let mut frame = Vec::with_capacity(size + 14);
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
-            if deflate {
-                let mut compressed = Vec::new();
-                Compressor::new(15, 6, true).compress(&payload, &mut compressed);
-                let key = keys.next_key();
-                let header = encode_header(true, RSV1, opcode, Some(key), compressed.len() as u64);
-                frame.extend_from_slice(header.as_bytes());
-                let start = frame.len();
-                frame.resize(start + compressed.len(), 0);
-                ringws::proto::mask::mask_into(&mut frame[start..], &compressed, key);
-            } else {
-                write_frame(&mut frame, true, opcode, &payload, Some(keys.next_key()));
-            }
+            let message = session.message(&mut endpoint, opcode, &payload, deflate);
+            let mut frame = Vec::with_capacity(message.len());
+            message.write_to(&mut frame);
             frames.push(frame);
             payloads.push(payload);
         }
@@ -263,11 +272,13 @@ struct Conn {
     handshake: Option<Box<ClientHandshake>>,
     head: Vec<u8>,
     decoder: Decoder,
+    /// The protocol after the upgrade: pongs, the close reply, the outgoing
+    /// frames, and with permessage-deflate the decompressor (its compressor is
+    /// never made: compressed frames are precomputed).
+    session: Session,
     tx: Tx,
     ping_outstanding: bool,
     writable: bool,
-    /// permessage-deflate: the server's messages are inflated with this.
-    inflate: Option<Box<Decompressor>>,
     /// Its failure was already counted.
     reported: bool,
 }
@@ -285,8 +296,8 @@ struct Tx {
 
 const READ_BUF: usize = 64 * 1024;
 
-/// Largest inflated server message the client accepts.
-const INFLATE_LIMIT: usize = 64 << 20;
+/// Largest server frame and message (inflated too) the client accepts.
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// How long the answers still in flight at the end may take.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -305,12 +316,10 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut events = Events::with_capacity(4096);
     let mut conns: slab::Slab<Conn> = slab::Slab::with_capacity(plan.connections);
     let mut buf = vec![0u8; READ_BUF];
-    let mut decoder_config = DecoderConfig::new(Role::Client, 64 << 20);
-    if plan.target.deflate {
-        decoder_config.rules.allowed_rsv = RSV1;
-    }
+    // Shared by this thread's sessions: decoder rules, inflate scratch, mask keys.
+    let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
     // Where compressed server messages are inflated.
-    let mut inflated = Vec::new();
+    let mut inflated = InflateBuffer::new();
     // Scheduled sends (open loop) and pings: (due, key).
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let ramp_start = Instant::now();
@@ -374,6 +383,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         handshake: None,
                         head: Vec::new(),
                         decoder: Decoder::new(),
+                        session: Session::new(),
                         tx: Tx {
                             out: Vec::new(),
                             out_pos: 0,
@@ -383,7 +393,6 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         },
                         ping_outstanding: false,
                         writable: false,
-                        inflate: None,
                         reported: false,
                     });
                 }
@@ -422,13 +431,13 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     key,
                     conn,
                     &mut buf,
-                    &decoder_config,
+                    &mut endpoint,
+                    &mut inflated,
                     plan,
                     report,
                     live,
                     &mut schedule,
                     now,
-                    &mut inflated,
                 );
             }
             if !ok {
@@ -460,14 +469,10 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     if conn.ping_outstanding {
                         report.missed_pongs += 1;
                     }
-                    let stamp = (now - plan.epoch).as_micros() as u64;
-                    write_frame(
-                        &mut conn.tx.out,
-                        true,
-                        OpCode::Ping,
-                        &stamp.to_be_bytes(),
-                        Some([1, 2, 3, 4]),
-                    );
+                    let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+                    if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
+                        ping.write_to(&mut conn.tx.out);
+                    }
                     conn.ping_outstanding = true;
                     report.pings += 1;
                     schedule.push(Reverse((at + *every, key)));
@@ -476,13 +481,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     let mut payload = vec![b'x'; (*size).max(8)];
                     payload[..8]
                         .copy_from_slice(&((now - plan.epoch).as_micros() as u64).to_be_bytes());
-                    write_frame(
-                        &mut conn.tx.out,
-                        true,
-                        OpCode::Binary,
-                        &payload,
-                        Some([9, 8, 7, 6]),
-                    );
+                    conn.session
+                        .message(&mut endpoint, OpCode::Binary, &payload, false)
+                        .write_to(&mut conn.tx.out);
                     if report.measuring {
                         report.published += 1;
                     }
@@ -526,13 +527,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         if !conn.ping_outstanding {
             report.live_at_end += 1;
         }
-        write_frame(
-            &mut conn.tx.out,
-            true,
-            OpCode::Close,
-            &1000u16.to_be_bytes(),
-            Some([5, 5, 5, 5]),
-        );
+        if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
+            close.write_to(&mut conn.tx.out);
+        }
         let _ = flush(conn);
     }
     Ok(())
@@ -619,13 +616,13 @@ fn read_conn(
     key: usize,
     conn: &mut Conn,
     buf: &mut [u8],
-    decoder_config: &DecoderConfig,
+    endpoint: &mut Endpoint,
+    inflated: &mut InflateBuffer,
     plan: &Plan,
     report: &mut Report,
     live: &Live,
     schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
     now: Instant,
-    inflated: &mut Vec<u8>,
 ) -> bool {
     loop {
         let n = match conn.stream.read(buf) {
@@ -654,8 +651,7 @@ fn read_conn(
                             .map(|a| deflate::client_accept(&a, &config))
                         {
                             Some(Ok(n)) => {
-                                conn.inflate =
-                                    Some(Box::new(Decompressor::new(n.server_no_context_takeover)));
+                                conn.session = Session::with_deflate(Role::Client, &n, LEVEL);
                             }
                             // Compression was asked for and not granted.
                             _ => {
@@ -695,48 +691,58 @@ fn read_conn(
             data = &mut buf[n - leftover..n];
         }
         let mut pos = 0;
+        let mut closed = false;
         let Conn {
             decoder,
+            session,
             tx,
             ping_outstanding,
-            inflate,
             ..
         } = &mut *conn;
+        let config = *endpoint.decoder_config(session);
         while pos < data.len() {
-            let (used, event) = match decoder.decode(decoder_config, &mut data[pos..]) {
-                Ok(x) => x,
-                Err(_) => return false,
-            };
-            pos += used;
-            let Some(event) = event else { continue };
-            match event {
-                Event::Compressed { payload, .. } if inflate.is_some() => {
-                    let d = inflate.as_mut().expect("checked");
-                    inflated.clear();
-                    let ok = d
-                        .decompress(payload, inflated, INFLATE_LIMIT)
-                        .and_then(|()| d.finish(inflated, INFLATE_LIMIT))
-                        .is_ok();
-                    if !ok {
-                        return false;
-                    }
-                    on_message(tx, inflated, plan, report, live, now)
+            let received = match decoder.decode(&config, &mut data[pos..]) {
+                Ok((used, event)) => {
+                    pos += used;
+                    let Some(event) = event else { continue };
+                    session.receive(endpoint, inflated, event)
                 }
-                Event::Text(t) => on_message(tx, t.as_bytes(), plan, report, live, now),
-                Event::Binary(b) => on_message(tx, b, plan, report, live, now),
-                Event::Pong(_) => {
+                Err(e) => Err(e),
+            };
+            let received = match received {
+                Ok(received) => received,
+                Err(e) => {
+                    // Tell the server why, then drop the connection.
+                    if let Some(close) = session.close(endpoint, e.close_code(), "") {
+                        close.write_to(&mut tx.out);
+                    }
+                    closed = true;
+                    break;
+                }
+            };
+            // The pong of a ping, the reply to the server's close.
+            if let Some(reply) = &received.reply {
+                endpoint.reply(reply).write_to(&mut tx.out);
+            }
+            match received.inbound {
+                Inbound::Text(t) => on_message(tx, t.as_bytes(), plan, report, live, now),
+                Inbound::Binary(b) => on_message(tx, b, plan, report, live, now),
+                Inbound::Pong(_) => {
                     *ping_outstanding = false;
                     report.pongs += 1;
                 }
-                Event::Ping(p) => {
-                    write_frame(&mut tx.out, true, OpCode::Pong, p, Some([3, 1, 4, 1]))
+                Inbound::Ping(_) => {}
+                // Nothing is decoded after a close: answered, the connection ends.
+                Inbound::Close { .. } => {
+                    closed = true;
+                    break;
                 }
-                // Compressed messages need a negotiated extension; none was offered.
-                Event::Close(_) | Event::Compressed { .. } => return false,
             }
         }
+        inflated.release();
+        endpoint.release_buffers();
         conn.decoder.release_buffers();
-        if flush(conn).is_err() {
+        if flush(conn).is_err() || closed {
             return false;
         }
         if n < buf.len() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
+use ringws::{DeflateMode, Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
 use serde_json::Value;
 
 /// Echo on every path but `/chat`, which subscribes to the room and publishes
@@ -49,6 +49,17 @@ fn server() -> Running {
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .workers(2)
+        .build()
+        .unwrap();
+    Running(server.start(|| EchoOrRoom).unwrap())
+}
+
+/// The same server with permessage-deflate in `mode`.
+fn deflate_server(mode: DeflateMode) -> Running {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .workers(2)
+        .deflate(mode)
         .build()
         .unwrap();
     Running(server.start(|| EchoOrRoom).unwrap())
@@ -160,6 +171,47 @@ fn echo_closed_loop_checks_every_byte() {
     assert_eq!(v["mismatches"], 0);
     assert_eq!(v["lost"], 0);
     assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+/// Precomputed compressed frames out, compressed echoes inflated and checked
+/// byte for byte, with the server's shared and dedicated codecs.
+#[test]
+fn echo_with_deflate_checks_every_byte() {
+    for mode in [
+        DeflateMode::Shared,
+        DeflateMode::Dedicated { window_bits: 12 },
+    ] {
+        let s = deflate_server(mode);
+        let url = format!("ws://{}/", s.0.local_addr());
+        for text in [false, true] {
+            let mut args = vec![
+                "echo",
+                "--url",
+                &url,
+                "--deflate",
+                "-c",
+                "4",
+                "-k",
+                "2",
+                "-s",
+                "10",
+                "--size-max",
+                "20000",
+                "-d",
+                "0.3",
+            ];
+            if text {
+                args.push("--text");
+            }
+            let v = loadgen(&args);
+            assert_eq!(v["connected"], 4, "{mode:?} {v}");
+            assert_eq!(failures(&v), 0, "{mode:?} {v}");
+            assert!(v["messages"].as_u64().unwrap() > 20, "{mode:?} {v}");
+            assert_eq!(v["mismatches"], 0, "{mode:?} {v}");
+            assert_eq!(v["lost"], 0, "{mode:?} {v}");
+            assert_eq!(v["dropped"], 0, "{mode:?} {v}");
+        }
+    }
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Support for the integration tests of ringws (the test files are in `tests/`):
 //!
 //! - [`Client`]: a small blocking WebSocket client on `std::net::TcpStream`, built
-//!   on ringws's own client role ([`ClientHandshake`], masked [`write_frame`],
-//!   [`Decoder`] with [`Role::Client`]). Every read and write has a timeout
-//!   ([`TIMEOUT`] by default), so no test can hang on a socket.
+//!   on ringws's own client role ([`ClientHandshake`], [`Decoder`] with
+//!   [`Role::Client`], a client-role [`Session`] for permessage-deflate, masked
+//!   [`write_frame`] for everything a test sends as is). Every read and write has
+//!   a timeout ([`TIMEOUT`] by default), so no test can hang on a socket.
 //! - [`raw_http`], [`raw_head`] and [`HttpReply`]: hand-written HTTP requests.
 //! - [`start`]: a server on `127.0.0.1:0` with a chosen backend, wrapped in a
 //!   [`TestServer`] that shuts it down when dropped.
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 pub use ringws;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
-use ringws::proto::deflate::{self, Compressor, Decompressor, DeflateConfig, Negotiated};
-use ringws::proto::frame::{MaskKeys, OpCode, RSV1, encode_header, write_frame};
+use ringws::proto::deflate::{self, DeflateConfig, Negotiated};
+use ringws::proto::frame::{MaskKeys, OpCode, write_frame};
 use ringws::proto::handshake::{ClientHandshake, UpgradeRequest};
-use ringws::proto::message::{Decoder, DecoderConfig, Event};
+use ringws::proto::message::Decoder;
+use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use ringws::{
     BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message,
     SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
@@ -41,8 +43,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// One mebibyte.
 pub const MIB: usize = 1 << 20;
 
-/// Largest message the test client accepts.
+/// Largest frame and message (inflated too) the test client accepts.
 const CLIENT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Compression level of the test client's permessage-deflate.
+const CLIENT_LEVEL: u32 = 6;
 
 /// Size of the client's read buffer.
 const READ_CHUNK: usize = 256 << 10;
@@ -96,20 +101,17 @@ pub enum Msg {
     Pong(Vec<u8>),
     /// A close frame: code and reason, or `None` when it had no code.
     Close(Option<(u16, String)>),
-    /// A compressed message (text?, compressed payload); the test client never
-    /// negotiates permessage-deflate, so a server sending one is a bug.
-    Compressed(bool, Vec<u8>),
 }
 
 impl Msg {
-    fn from_event(event: Event<'_>) -> Self {
-        match event {
-            Event::Text(t) => Msg::Text(t.to_owned()),
-            Event::Binary(b) => Msg::Binary(b.to_vec()),
-            Event::Ping(p) => Msg::Ping(p.to_vec()),
-            Event::Pong(p) => Msg::Pong(p.to_vec()),
-            Event::Close(c) => Msg::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
-            Event::Compressed { text, payload } => Msg::Compressed(text, payload.to_vec()),
+    fn from_inbound(inbound: Inbound<'_>) -> Self {
+        match inbound {
+            Inbound::Text(t) => Msg::Text(t.to_owned()),
+            Inbound::Binary(b) => Msg::Binary(b.to_vec()),
+            Inbound::Ping(p) => Msg::Ping(p.to_vec()),
+            Inbound::Pong(p) => Msg::Pong(p.to_vec()),
+            Inbound::Close { code, .. } if code == CloseCode::NO_STATUS => Msg::Close(None),
+            Inbound::Close { code, reason } => Msg::Close(Some((code.0, reason.to_owned()))),
         }
     }
 
@@ -144,7 +146,6 @@ impl fmt::Debug for Msg {
             Msg::Ping(p) => write!(f, "Ping({})", short(p)),
             Msg::Pong(p) => write!(f, "Pong({})", short(p)),
             Msg::Close(c) => write!(f, "Close({c:?})"),
-            Msg::Compressed(text, p) => write!(f, "Compressed(text: {text}, {})", short(p)),
         }
     }
 }
@@ -221,11 +222,19 @@ fn read_some(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A connected WebSocket client. Reads and writes block, bounded by timeouts.
+///
+/// Received frames go through a client-role [`Session`] (inflation of
+/// compressed messages, the UTF-8 of inflated text), but the client answers
+/// nothing by itself: the pong owed to a ping and the reply to a close are the
+/// test's to send (or, deliberately, not to send). What it sends is raw
+/// ([`send_frame`](Self::send_frame)), except [`send_compressed`](Self::send_compressed).
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
     decoder: Decoder,
-    config: DecoderConfig,
+    endpoint: Endpoint,
+    session: Session,
+    inflated: InflateBuffer,
     keys: MaskKeys,
     /// Received bytes not yet decoded: `buf[start..end]`.
     buf: Vec<u8>,
@@ -233,15 +242,8 @@ pub struct Client {
     end: usize,
     protocol: Option<String>,
     response_head: String,
-    deflate: Option<ClientDeflate>,
-}
-
-/// The client's side of a negotiated permessage-deflate.
-#[derive(Debug)]
-struct ClientDeflate {
-    negotiated: Negotiated,
-    compressor: Compressor,
-    decompressor: Decompressor,
+    /// The permessage-deflate parameters, if negotiated.
+    deflate: Option<Negotiated>,
 }
 
 impl Client {
@@ -330,15 +332,7 @@ impl Client {
                         (Some(config), Some(answer)) => {
                             let n = deflate::client_accept(&answer, &config)
                                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                            Some(ClientDeflate {
-                                negotiated: n,
-                                compressor: Compressor::new(
-                                    n.client_max_window_bits,
-                                    6,
-                                    n.client_no_context_takeover,
-                                ),
-                                decompressor: Decompressor::new(n.server_no_context_takeover),
-                            })
+                            Some(n)
                         }
                         _ => None,
                     };
@@ -355,16 +349,21 @@ impl Client {
                 }
             };
             let response_head = String::from_utf8_lossy(&buf[..consumed]).into_owned();
+            let session = match &deflate {
+                Some(n) => Session::with_deflate(Role::Client, n, CLIENT_LEVEL),
+                None => Session::new(),
+            };
             return Ok(Client {
                 stream,
                 decoder: Decoder::new(),
-                config: {
-                    let mut config = DecoderConfig::new(Role::Client, CLIENT_MAX_MESSAGE);
-                    if deflate.is_some() {
-                        config.rules.allowed_rsv = RSV1;
-                    }
-                    config
-                },
+                endpoint: Endpoint::new(
+                    Role::Client,
+                    CLIENT_MAX_MESSAGE,
+                    CLIENT_MAX_MESSAGE,
+                    CLIENT_LEVEL,
+                ),
+                session,
+                inflated: InflateBuffer::new(),
                 keys: MaskKeys::new(),
                 buf,
                 start: consumed,
@@ -378,7 +377,7 @@ impl Client {
 
     /// The permessage-deflate parameters in effect, if negotiated.
     pub fn deflate(&self) -> Option<Negotiated> {
-        self.deflate.as_ref().map(|d| d.negotiated)
+        self.deflate
     }
 
     /// Sends a message compressed with permessage-deflate, in `fragments`
@@ -389,39 +388,17 @@ impl Client {
         payload: &[u8],
         fragments: usize,
     ) -> io::Result<()> {
-        let deflate = self
-            .deflate
-            .as_mut()
-            .expect("permessage-deflate negotiated");
-        let mut compressed = Vec::new();
-        deflate.compressor.compress(payload, &mut compressed);
-        let step = compressed.len() / fragments.max(1) + 1;
-        let pieces: Vec<&[u8]> = if compressed.is_empty() {
-            vec![&[][..]]
-        } else {
-            compressed.chunks(step).collect()
-        };
+        assert!(self.session.deflate(), "permessage-deflate negotiated");
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
         let mut out = Vec::new();
-        for (i, piece) in pieces.iter().enumerate() {
-            let opcode = match (i, text) {
-                (0, true) => OpCode::Text,
-                (0, false) => OpCode::Binary,
-                _ => OpCode::Continuation,
-            };
-            let rsv = if i == 0 { RSV1 } else { 0 };
-            let key = self.keys.next_key();
-            let header = encode_header(
-                i + 1 == pieces.len(),
-                rsv,
-                opcode,
-                Some(key),
-                piece.len() as u64,
-            );
-            out.extend_from_slice(header.as_bytes());
-            let start = out.len();
-            out.resize(start + piece.len(), 0);
-            ringws::proto::mask::mask_into(&mut out[start..], piece, key);
-        }
+        self.session.write_fragmented(
+            &mut self.endpoint,
+            opcode,
+            payload,
+            true,
+            fragments,
+            &mut out,
+        );
         self.send_raw(&out)
     }
 
@@ -490,43 +467,38 @@ impl Client {
     pub fn recv(&mut self) -> io::Result<Msg> {
         loop {
             while self.start < self.end {
-                let (n, event) = self
-                    .decoder
-                    .decode(&self.config, &mut self.buf[self.start..self.end])
+                let Client {
+                    decoder,
+                    endpoint,
+                    session,
+                    inflated,
+                    buf,
+                    ..
+                } = self;
+                let config = *endpoint.decoder_config(session);
+                let (n, event) = decoder
+                    .decode(&config, &mut buf[self.start..self.end])
                     .map_err(|e| {
                         io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!("server broke the protocol: {e}"),
                         )
                     })?;
-                let msg = match (event, self.deflate.as_mut()) {
-                    (Some(Event::Compressed { text, payload }), Some(deflate)) => {
-                        let mut out = Vec::new();
-                        let inflated = deflate
-                            .decompressor
-                            .decompress(payload, &mut out, CLIENT_MAX_MESSAGE)
-                            .and_then(|()| {
-                                deflate.decompressor.finish(&mut out, CLIENT_MAX_MESSAGE)
-                            });
-                        inflated.map_err(|e| {
+                // The reply the session owes (pong, close reply) is not sent:
+                // answering is the test's business.
+                let msg = match event {
+                    Some(event) => {
+                        let received = session.receive(endpoint, inflated, event).map_err(|e| {
                             io::Error::new(
                                 io::ErrorKind::InvalidData,
-                                format!("bad compressed message: {e}"),
+                                format!("server broke the protocol: {e}"),
                             )
                         })?;
-                        Some(if text {
-                            Msg::Text(String::from_utf8(out).map_err(|_| {
-                                io::Error::new(
-                                    io::ErrorKind::InvalidData,
-                                    "compressed text is not UTF-8",
-                                )
-                            })?)
-                        } else {
-                            Msg::Binary(out)
-                        })
+                        Some(Msg::from_inbound(received.inbound))
                     }
-                    (event, _) => event.map(Msg::from_event),
+                    None => None,
                 };
+                self.inflated.release();
                 self.start += n;
                 if let Some(msg) = msg {
                     return Ok(msg);

@@ -27,9 +27,9 @@ fn close_initiated_by_the_client(backend: BackendKind) {
     client.expect_text("before closing");
     let reply = client.close_handshake(1000, "done").unwrap();
     assert_eq!(
-        reply.map(|(code, _)| code),
-        Some(1000),
-        "the server echoes the code"
+        reply,
+        Some((1000, "done".to_owned())),
+        "the server mirrors the code and the reason"
     );
     let (code, reason, cause) = events.close_of(id);
     assert_eq!(

@@ -33,7 +33,9 @@ fn run(config: &DecoderConfig, reads: &[&[u8]]) -> (Vec<Owned>, Option<String>) 
                         Event::Ping(p) => Owned::Ping(p.to_vec()),
                         Event::Pong(p) => Owned::Pong(p.to_vec()),
                         Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
-                        Event::Compressed { text, payload } => Owned::Compressed(text, payload.to_vec()),
+                        Event::Compressed { text, payload } => {
+                            Owned::Compressed(text, payload.to_vec())
+                        }
                     }));
                 }
                 Err(e) => {

@@ -6,19 +6,29 @@
 use ringws::proto::handshake::{ClientHandshake, HandshakeLimits, HeaderStorage, parse_request};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let limits = HandshakeLimits { max_bytes: 2048, max_headers: 16 };
+    let limits = HandshakeLimits {
+        max_bytes: 2048,
+        max_headers: 16,
+    };
     let mut storage = HeaderStorage::new();
     let mut out = Vec::new();
     match parse_request(data, &limits, &mut storage) {
         Ok(Some((request, consumed))) => {
             assert!(consumed <= data.len());
-            let _ = (request.path(), request.query(), request.origin(), request.host());
+            let _ = (
+                request.path(),
+                request.query(),
+                request.origin(),
+                request.host(),
+            );
             let _ = request.headers().count();
             for offer in request.extensions() {
                 let _ = (offer.name(), offer.params().count());
             }
             let protocol = request.protocols().next();
-            request.write_accept(&mut out, protocol, None, &[]).expect("offered protocol accepted");
+            request
+                .write_accept(&mut out, protocol, None, &[])
+                .expect("offered protocol accepted");
             assert!(out.starts_with(b"HTTP/1.1 101 "));
         }
         Ok(None) => assert!(data.len() <= limits.max_bytes),

@@ -937,3 +937,37 @@ fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 // The SQE patch above relies on the entry being exactly one io_uring_sqe.
 const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_keep_generations_apart() {
+        let ops = [
+            Op::Accept,
+            Op::PeerName,
+            Op::Recv,
+            Op::Send,
+            Op::Shutdown,
+            Op::Close,
+            Op::CloseRefused,
+            Op::Wake,
+            Op::Cancel,
+        ];
+        for op in ops {
+            for (generation, key) in [(0, 0), (1, 7), (0xff_ffff, u32::MAX as usize)] {
+                let tag = Tag::conn(op, generation, key);
+                assert_eq!(Tag::decode(tag.encode()), Some(tag));
+            }
+        }
+        // The generation wraps within its 24 bits, so a recycled slot's old
+        // completions never match the new connection.
+        assert_eq!(Tag::conn(Op::Recv, 0x100_0001, 3).generation, 1);
+        assert_ne!(
+            Tag::conn(Op::Recv, 1, 3).encode(),
+            Tag::conn(Op::Recv, 2, 3).encode()
+        );
+        assert_eq!(Tag::decode(0), None, "no operation 0");
+    }
+}
