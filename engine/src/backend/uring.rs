@@ -39,19 +39,20 @@ enum Op {
 }
 
 impl Op {
+    const ALL: [Op; 9] = [
+        Op::Accept,
+        Op::PeerName,
+        Op::Recv,
+        Op::Send,
+        Op::Shutdown,
+        Op::Close,
+        Op::CloseRefused,
+        Op::Wake,
+        Op::Cancel,
+    ];
+
     fn from_u8(value: u8) -> Option<Self> {
-        const ALL: [Op; 9] = [
-            Op::Accept,
-            Op::PeerName,
-            Op::Recv,
-            Op::Send,
-            Op::Shutdown,
-            Op::Close,
-            Op::CloseRefused,
-            Op::Wake,
-            Op::Cancel,
-        ];
-        ALL.into_iter().find(|op| *op as u8 == value)
+        Self::ALL.into_iter().find(|op| *op as u8 == value)
     }
 }
 
@@ -944,18 +945,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip_and_keep_generations_apart() {
-        let ops = [
-            Op::Accept,
-            Op::PeerName,
-            Op::Recv,
-            Op::Send,
-            Op::Shutdown,
-            Op::Close,
-            Op::CloseRefused,
-            Op::Wake,
-            Op::Cancel,
-        ];
-        for op in ops {
+        for op in Op::ALL {
             for (generation, key) in [(0, 0), (1, 7), (0xff_ffff, u32::MAX as usize)] {
                 let tag = Tag::conn(op, generation, key);
                 assert_eq!(Tag::decode(tag.encode()), Some(tag));

@@ -123,26 +123,14 @@ pub(crate) fn sweep<U>(
     match link.phase() {
         Phase::Handshake => {
             if now >= timer.deadline {
-                link.end(
-                    shared,
-                    Finish::Abort,
-                    CloseCode::ABNORMAL,
-                    "",
-                    CloseCause::Timeout,
-                );
+                abort_silent(link, shared);
             }
         }
         Phase::Open => {
             let silent = now.wrapping_sub(timer.last_rx);
             if timer.ping_sent != NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong {
                 // No frame since the ping: the peer is presumed dead.
-                link.end(
-                    shared,
-                    Finish::Abort,
-                    CloseCode::ABNORMAL,
-                    "",
-                    CloseCause::Timeout,
-                );
+                abort_silent(link, shared);
             } else if ticks.idle.is_some_and(|idle| silent >= idle) {
                 link.start_close(
                     shared,
@@ -162,4 +150,15 @@ pub(crate) fn sweep<U>(
             }
         }
     }
+}
+
+/// Drops a peer that said nothing in time, without a close frame.
+fn abort_silent<U>(link: &mut Link<U>, shared: &mut Shared<U>) {
+    link.end(
+        shared,
+        Finish::Abort,
+        CloseCode::ABNORMAL,
+        "",
+        CloseCause::Timeout,
+    );
 }
