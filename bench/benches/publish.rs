@@ -56,6 +56,8 @@ fn main() {
         .bind("127.0.0.1:0")
         .workers(1)
         .backend(backend)
+        // The raw reader below answers no ping.
+        .ping_interval(None)
         .build()
         .expect("config")
         .start(|| Subscriber)

@@ -706,3 +706,37 @@ fn commands_from_other_threads_run_at_the_end_of_the_turn_with_one_wake() {
     h.turn();
     assert_eq!(h.worker.stats.commands.load(Ordering::Relaxed), 103);
 }
+
+#[test]
+fn a_queue_longer_than_a_turn_asks_for_an_immediate_next_turn() {
+    let mut h = Harness::new(config());
+    let (key, _) = h.open();
+    h.send_text(key, "subscribe burst");
+    h.turn();
+    for i in 0..1000 {
+        h.mailbox.send(Command::Publish {
+            topic: "burst".into(),
+            message: PreparedMessage::text(&format!("{i}")),
+        });
+    }
+    // Each publish is its own chunk; a turn writes a bounded number of them.
+    let turn = h.turn();
+    let first = h.frames(key).len();
+    assert!(first < 1000, "{first} frames in one turn");
+    assert_eq!(
+        turn.wait,
+        Duration::ZERO,
+        "the rest must not wait for a tick"
+    );
+    let mut total = first;
+    for _ in 0..100 {
+        let turn = h.turn();
+        total += h.frames(key).len();
+        if total == 1000 {
+            assert!(turn.wait > Duration::ZERO, "idle again");
+            return;
+        }
+        assert_eq!(turn.wait, Duration::ZERO);
+    }
+    panic!("only {total} of 1000 frames");
+}
