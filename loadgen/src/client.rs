@@ -316,7 +316,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut events = Events::with_capacity(4096);
     let mut conns: slab::Slab<Conn> = slab::Slab::with_capacity(plan.connections);
     let mut buf = vec![0u8; READ_BUF];
-    // Shared by this thread's sessions: decoder rules, inflate scratch, mask keys.
+    // Shared by this thread's sessions: decoder rules, compression scratch, mask keys.
     let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
     // Where compressed server messages are inflated.
     let mut inflated = InflateBuffer::new();
