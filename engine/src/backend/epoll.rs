@@ -206,6 +206,10 @@ impl Sockets {
 }
 
 impl Io for Sockets {
+    fn writes_later(&self) -> bool {
+        false
+    }
+
     /// One vectored write of the queue.
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
         let Some(Some(stream)) = self.streams.get_mut(key) else {

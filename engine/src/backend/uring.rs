@@ -763,6 +763,10 @@ impl Ring {
 }
 
 impl Io for Ring {
+    fn writes_later(&self) -> bool {
+        true
+    }
+
     /// One send for the connection's whole queue, unless one is in flight (its
     /// completion resumes the queue).
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
@@ -772,9 +776,8 @@ impl Io for Ring {
         if slot.send != 0 || slot.closing {
             return Written::Later;
         }
-        // Staged bytes become an immutable chunk: later sends cannot move them
-        // while the kernel reads them.
-        outbox.seal();
+        // The worker sealed the staged bytes (`writes_later`): later sends
+        // cannot move them while the kernel reads them.
         let mut buf = self.spare_sends.pop().unwrap_or_else(|| {
             Box::new(SendBuf {
                 // SAFETY: msghdr and iovec are plain old data; zeroes are valid.

@@ -151,9 +151,23 @@ impl Decoder {
                 .map_or(0, |_| size_of::<ControlStash>())
     }
 
+    /// Frees a reassembly buffer larger than `keep` bytes when no message is in
+    /// progress, so a one-off large message does not pin its memory while a
+    /// busy connection reuses a buffer of its working size without allocating.
+    /// Call it after the last [`decode`](Self::decode) of a read.
+    pub fn trim_buffers(&mut self, keep: usize) {
+        self.clear_delivered();
+        if self.fragmented.is_none() && self.frame.is_none() && self.message.capacity() > keep {
+            self.message = Vec::new();
+        }
+    }
+
     /// Frees the reassembly buffers when no message is in progress, so an idle
     /// connection holds no receive memory. Call it after the last
-    /// [`decode`](Self::decode) of a read; a message in progress keeps its buffer.
+    /// [`decode`](Self::decode) of a read, or, to reuse the buffer across the
+    /// messages of a busy connection, when the connection goes quiet (see
+    /// [`trim_buffers`](Self::trim_buffers)); a message in progress keeps its
+    /// buffer.
     pub fn release_buffers(&mut self) {
         self.clear_delivered();
         if self.fragmented.is_none() && self.frame.is_none() {

@@ -417,7 +417,7 @@ impl<U> Link<U> {
         if self.outbox.len() + frame.len() > shared.config.max_backpressure {
             return self.refuse(shared);
         }
-        self.outbox.push_shared(frame);
+        self.outbox.push_shared(&mut shared.pool, frame);
         self.queued(shared)
     }
 

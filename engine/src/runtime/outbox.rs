@@ -20,6 +20,9 @@ pub(crate) const MAX_IOVECS: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct BufferPool {
     spare: Vec<Vec<u8>>,
+    /// Spare chunk queues: a queue emptied by one connection serves the next,
+    /// so a completion backend's per-flush queue costs no allocation.
+    queues: Vec<VecDeque<Chunk>>,
     bytes: usize,
     /// Buffers handed out and not given back.
     outstanding: usize,
@@ -32,6 +35,27 @@ impl BufferPool {
     const MAX_BYTES: usize = 8 << 20;
     /// Buffers larger than this go back to the allocator.
     const MAX_BUFFER: usize = 1 << 20;
+    /// Most spare chunk queues kept, and the largest kept (in chunks).
+    const MAX_QUEUES: usize = 256;
+    const MAX_QUEUE_CHUNKS: usize = 64;
+
+    /// An empty chunk queue, reused if one is spare.
+    fn take_queue(&mut self) -> VecDeque<Chunk> {
+        self.queues.pop().unwrap_or_default()
+    }
+
+    /// Takes an emptied chunk queue back (or frees it).
+    fn give_queue(&mut self, queue: VecDeque<Chunk>) {
+        let capacity = queue.capacity();
+        if capacity == 0
+            || capacity > Self::MAX_QUEUE_CHUNKS
+            || self.queues.len() >= Self::MAX_QUEUES
+        {
+            return;
+        }
+        debug_assert!(queue.is_empty());
+        self.queues.push(queue);
+    }
 
     /// An empty buffer with room for at least `min` bytes.
     pub fn take(&mut self, min: usize) -> Vec<u8> {
@@ -59,6 +83,7 @@ impl BufferPool {
                 self.bytes -= buf.capacity();
             }
         }
+        self.queues.truncate(keep);
         self.peak = self.outstanding;
     }
 
@@ -139,11 +164,14 @@ impl Outbox {
     }
 
     /// Appends a shared frame without copying it.
-    pub fn push_shared(&mut self, frame: Bytes) {
+    pub fn push_shared(&mut self, pool: &mut BufferPool, frame: Bytes) {
         if frame.is_empty() {
             return;
         }
-        self.seal();
+        self.seal(pool);
+        if self.chunks.capacity() == 0 {
+            self.chunks = pool.take_queue();
+        }
         self.len += frame.len() as u32;
         self.chunks.push_back(Chunk::Shared(frame));
     }
@@ -151,8 +179,11 @@ impl Outbox {
     /// Moves staged bytes into the chunk queue, so that they stay where they are
     /// while a completion-based backend sends them (later pushes go to a new
     /// staging buffer).
-    pub fn seal(&mut self) {
+    pub fn seal(&mut self, pool: &mut BufferPool) {
         if self.staging.len() > self.staging_sent as usize {
+            if self.chunks.capacity() == 0 {
+                self.chunks = pool.take_queue();
+            }
             let buf = std::mem::take(&mut self.staging);
             let pos = std::mem::take(&mut self.staging_sent) as usize;
             self.chunks.push_back(Chunk::Owned { buf, pos });
@@ -203,11 +234,13 @@ impl Outbox {
 
     /// Drops everything queued; buffers go back to the pool.
     pub fn clear(&mut self, pool: &mut BufferPool) {
-        for chunk in std::mem::take(&mut self.chunks) {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        for chunk in chunks.drain(..) {
             if let Chunk::Owned { buf, .. } = chunk {
                 pool.give(buf);
             }
         }
+        pool.give_queue(chunks);
         pool.give(std::mem::take(&mut self.staging));
         self.staging_sent = 0;
         self.len = 0;
@@ -240,11 +273,11 @@ mod tests {
             let mut pool = BufferPool::default();
             let mut o = Outbox::default();
             o.push_copy(&mut pool, b"h1", b"aaa");
-            o.push_shared(Bytes::from_static(b"SHARED"));
+            o.push_shared(&mut pool, Bytes::from_static(b"SHARED"));
             o.push_copy(&mut pool, b"h2", b"bb");
-            o.seal();
+            o.seal(&mut pool);
             o.push_copy(&mut pool, b"h3", b"c");
-            o.push_shared(Bytes::from_static(b"X"));
+            o.push_shared(&mut pool, Bytes::from_static(b"X"));
             assert_eq!(o.len(), 5 + 6 + 4 + 3 + 1);
             assert_eq!(
                 drain(&mut o, &mut pool, step),
@@ -261,12 +294,17 @@ mod tests {
         let mut o = Outbox::default();
         o.push_copy(&mut pool, b"", &[1; 100]);
         o.consume(&mut pool, 40);
-        o.push_shared(Bytes::from(vec![2; 10]));
+        o.push_shared(&mut pool, Bytes::from(vec![2; 10]));
         assert_eq!(o.len(), 70);
         let rest = drain(&mut o, &mut pool, 13);
         assert_eq!(rest, [vec![1; 60], vec![2; 10]].concat());
         assert_eq!(o.staging.capacity(), 0);
         assert_eq!(o.chunks.capacity(), 0);
+        // Its chunk queue is spare for the next connection.
+        assert_eq!(pool.queues.len(), 1);
+        o.push_shared(&mut pool, Bytes::from_static(b"again"));
+        assert!(pool.queues.is_empty());
+        o.clear(&mut pool);
         // The staging buffer is reused for the next send.
         assert_eq!(pool.spare.len(), 1);
         o.push_copy(&mut pool, b"", &[3; 10]);

@@ -8,6 +8,9 @@ use super::shared::Shared;
 use crate::proto::session::{Inbound, InflateBuffer};
 use crate::types::{CloseCause, Message};
 
+/// Largest reassembly buffer a connection keeps between messages.
+const KEEP_REASSEMBLY: usize = 1 << 20;
+
 /// Decodes `data` (unmasking it in place) and runs the callbacks, until the
 /// buffer is consumed or the connection stops reading frames.
 pub(crate) fn frames<H: Handler>(
@@ -59,6 +62,8 @@ pub(crate) fn frames<H: Handler>(
             }
         }
     }
-    decoder.release_buffers();
+    // The reassembly buffer stays for the connection's next split message; the
+    // timer sweep frees it once the connection is quiet.
+    decoder.trim_buffers(KEEP_REASSEMBLY);
     inflated.release();
 }

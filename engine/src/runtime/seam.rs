@@ -28,6 +28,11 @@ pub(crate) enum Hangup {
 /// What a worker needs of its backend: writes, shutdowns, closes and the
 /// listeners. Implemented by each backend (and by the tests' fake).
 pub(crate) trait Io {
+    /// Whether `write` hands the queue to the kernel to be read after it
+    /// returns (completion backends): the worker then seals the staged bytes
+    /// first, so that later sends cannot move them.
+    fn writes_later(&self) -> bool;
+
     /// Writes as much of `outbox` (the connection's whole queue, read with
     /// `Outbox::io_slices`) as the socket takes, or submits it.
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written;

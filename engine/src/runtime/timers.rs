@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::{Finish, Link, Phase};
+use super::conn::{Conn, Finish, Link, Phase};
 use super::shared::Shared;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
@@ -109,13 +109,16 @@ impl Timer {
 }
 
 /// One connection's timers at tick `now`.
-pub(crate) fn sweep<U>(
-    link: &mut Link<U>,
-    timer: &mut Timer,
-    now: u32,
-    ticks: &Ticks,
-    shared: &mut Shared<U>,
-) {
+pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut Shared<U>) {
+    let Conn {
+        link,
+        decoder,
+        timer,
+    } = conn;
+    if now.wrapping_sub(timer.last_rx) >= 2 {
+        // Quiet for a whole tick: its receive memory goes back.
+        decoder.release_buffers();
+    }
     if timer.deadline_phase != link.phase() {
         timer.deadline_phase = link.phase();
         timer.deadline = now + ticks.close;

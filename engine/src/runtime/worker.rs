@@ -338,7 +338,7 @@ impl<H: Handler> Worker<H> {
         shared.endpoint.release_buffers();
         let tick = clock.now();
         for (_, conn) in conns.iter_mut() {
-            timers::sweep(&mut conn.link, &mut conn.timer, tick, ticks, shared);
+            timers::sweep(conn, tick, ticks, shared);
         }
     }
 
@@ -418,6 +418,9 @@ impl<H: Handler> Worker<H> {
         }
         if link.outbox.is_empty() {
             return self.finish(key, io);
+        }
+        if io.writes_later() {
+            link.outbox.seal(&mut self.shared.pool);
         }
         match io.write(key, &mut link.outbox) {
             Written::Now { bytes, blocked } => self.on_sent(key, bytes, blocked, io),

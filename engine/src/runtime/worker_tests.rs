@@ -126,6 +126,10 @@ struct FakeIo {
 }
 
 impl Io for FakeIo {
+    fn writes_later(&self) -> bool {
+        false
+    }
+
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
         let socket = self.sockets.entry(key).or_default();
         let mut slices = [std::io::IoSlice::new(&[]); crate::runtime::outbox::MAX_IOVECS];
@@ -739,4 +743,29 @@ fn a_queue_longer_than_a_turn_asks_for_an_immediate_next_turn() {
         assert_eq!(turn.wait, Duration::ZERO);
     }
     panic!("only {total} of 1000 frames");
+}
+
+#[test]
+fn a_split_message_s_buffer_is_reused_then_freed_when_quiet() {
+    let mut h = Harness::new(config());
+    let (key, id) = h.open();
+    let text = "x".repeat(3000);
+    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
+    let mut wire = Vec::new();
+    session
+        .message(endpoint, OpCode::Text, text.as_bytes(), false)
+        .write_to(&mut wire);
+    // Cut across two reads: the decoder reassembles it in a buffer of its own.
+    let (first, second) = wire.split_at(1000);
+    h.send_raw(key, first);
+    h.send_raw(key, second);
+    h.turn();
+    assert_eq!(h.seen.take(), [Seen::Message(id, text)]);
+    let held = h.worker.conns[key].decoder.buffered_bytes();
+    assert!(held >= 3000, "kept for the next split message: {held}");
+    // A tick later it is still there; after a whole quiet tick it is gone.
+    h.run_for(500);
+    assert!(h.worker.conns[key].decoder.buffered_bytes() > 0);
+    h.run_for(1000);
+    assert_eq!(h.worker.conns[key].decoder.buffered_bytes(), 0);
 }
