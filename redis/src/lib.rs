@@ -1,4 +1,4 @@
-//! Pub/sub across [ringws](ringws) nodes through Redis: a [`ringws::Bridge`]
+//! Pub/sub across [ringws] nodes through Redis: a [`ringws::Bridge`]
 //! that gives each node one Redis subscription per topic (never one per
 //! client) and one `PUBLISH` per local publish.
 //!

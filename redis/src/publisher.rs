@@ -76,19 +76,16 @@ impl Publisher {
                 }
             }
             let Some(con) = connection.as_mut() else {
-                match self.connect() {
-                    Some(con) => {
-                        if ever_connected {
-                            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ever_connected = true;
-                        self.counters
-                            .publisher_connected
-                            .store(true, Ordering::Relaxed);
-                        connection = Some(con);
+                // On failure, `connect` has waited out the backoff.
+                if let Some(con) = self.connect() {
+                    if ever_connected {
+                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
-                    // `connect` waited out the backoff.
-                    None => {}
+                    ever_connected = true;
+                    self.counters
+                        .publisher_connected
+                        .store(true, Ordering::Relaxed);
+                    connection = Some(con);
                 }
                 continue;
             };

@@ -350,15 +350,12 @@ impl Reader {
             Some(Value::BulkString(bytes)) => Some(bytes.as_slice()),
             _ => None,
         };
-        match bulk(0) {
-            Some(b"message" | b"smessage") => {
-                if let (Some(channel), Some(payload)) = (bulk(1), bulk(2)) {
-                    self.on_message(channel, payload);
-                }
-            }
-            // Confirmations of (un)subscribe commands and pongs: the read
-            // itself showed the connection alive.
-            _ => {}
+        // Anything else is a confirmation of a (un)subscribe command or a
+        // pong: the read itself showed the connection alive.
+        if let Some(b"message" | b"smessage") = bulk(0)
+            && let (Some(channel), Some(payload)) = (bulk(1), bulk(2))
+        {
+            self.on_message(channel, payload);
         }
     }
 
