@@ -12,15 +12,18 @@
 # Everything started is stopped by PID on exit. Needs `ulimit -n` >= SUBS + 100
 # per process.
 #
-#   SUBS=10000 RATE=100 SECONDS=10 OUTAGE=2 bash scripts/cluster-bench.sh
+#   SUBS=10000 RATE=100 SECS=10 OUTAGE=2 RAMP=5000 THREADS=1 WORKERS=1 \
+#     bash scripts/cluster-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUBS=${SUBS:-10000}
 RATE=${RATE:-100}
-SECS=${SECONDS_RUN:-${SECS:-10}}
+SECS=${SECS:-10}
 OUTAGE=${OUTAGE:-2}
 WORKERS=${WORKERS:-1}
+THREADS=${THREADS:-1}
+RAMP=${RAMP:-5000}
 
 bash scripts/apt-install.sh redis-server
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -66,7 +69,7 @@ start_redis() {
 start_redis
 for i in 0 1; do
   "$CHAT" --port "${PORTS[$((i + 1))]}" --workers "$WORKERS" \
-    --redis "redis://127.0.0.1:$REDIS_PORT/" --stats 1 >"$TMP/node-$i.log" 2>&1 &
+    --redis "redis://127.0.0.1:$REDIS_PORT/" --stats 1 --no-announce >"$TMP/node-$i.log" 2>&1 &
   PIDS+=($!)
 done
 wait_port "${PORTS[1]}"
@@ -76,16 +79,16 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), ulimit 
 URLS=(--url "ws://127.0.0.1:${PORTS[1]}/" --url "ws://127.0.0.1:${PORTS[2]}/")
 
 echo "== 1. $SUBS subscribers over 2 nodes, $RATE publishes/s for $SECS s"
-"$LOADGEN" broadcast "${URLS[@]}" -c "$SUBS" --rate "$RATE" -d "$SECS" -t 1 \
-  --cpu-pid "$REDIS_PID" --json "$TMP/steady.json"
+"$LOADGEN" broadcast "${URLS[@]}" -c "$SUBS" --rate "$RATE" -d "$SECS" -t "$THREADS" \
+  --ramp "$RAMP" --cpu-pid "$REDIS_PID" --json "$TMP/steady.json"
 
 echo "== 2. the same with a Redis outage of $OUTAGE s"
-"$LOADGEN" broadcast "${URLS[@]}" -c "$SUBS" --rate "$RATE" -d "$SECS" -t 1 \
-  --allow-loss --json "$TMP/outage.json" &
+"$LOADGEN" broadcast "${URLS[@]}" -c "$SUBS" --rate "$RATE" -d "$SECS" -t "$THREADS" \
+  --ramp "$RAMP" --allow-loss --json "$TMP/outage.json" &
 LOADGEN_PID=$!
 PIDS+=("$LOADGEN_PID")
-# The ramp of the connections takes a few seconds; kill past the middle.
-sleep $((SECS / 2 + 2))
+# Past the ramp (SUBS / RAMP seconds), in the middle of the measured window.
+sleep "$(python3 -c "print($SUBS / $RAMP + $SECS / 2)")"
 echo "   killing redis-server (pid $REDIS_PID) at $(date +%T.%N | cut -c1-12)"
 kill -9 "$REDIS_PID"
 wait "$REDIS_PID" 2>/dev/null || true

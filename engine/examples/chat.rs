@@ -8,7 +8,7 @@
 //! Options: `--host H` (default 127.0.0.1), `--port P` (9002), `--workers N`
 //! (cores), `--redis URL`, `--prefix P` (Redis channel prefix, default
 //! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE), `--stats SECONDS` (print the
-//! bridge's figures to stderr that often).
+//! bridge's figures to stderr that often), `--no-announce` (no "joined" lines).
 
 use std::net::SocketAddr;
 
@@ -20,7 +20,11 @@ use ringws_redis::RedisBridge;
 
 const ROOM: &str = "chat";
 
-struct Chat;
+struct Chat {
+    /// Publish "NICK joined" when someone joins (off for load tests: with N
+    /// clients joining, that is N x N messages).
+    announce: bool,
+}
 
 impl Handler for Chat {
     /// The nickname, from `?nick=` in the URL.
@@ -36,8 +40,10 @@ impl Handler for Chat {
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, String>) {
         ws.subscribe(ROOM);
-        let joined = format!("{} joined", ws.data());
-        ws.publish(ROOM, Message::Text(&joined));
+        if self.announce {
+            let joined = format!("{} joined", ws.data());
+            ws.publish(ROOM, Message::Text(&joined));
+        }
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, String>, message: Message<'_>) {
@@ -68,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut prefix: Option<String> = None;
     let mut sharded = false;
     let mut stats_every: Option<f64> = None;
+    let mut announce = true;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -79,9 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("prefix") => prefix = Some(parser.value()?.string()?),
             Long("sharded") => sharded = true,
             Long("stats") => stats_every = Some(parser.value()?.parse()?),
+            Long("no-announce") => announce = false,
             Long("help") => {
                 println!(
-                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS]"
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce]"
                 );
                 return Ok(());
             }
@@ -103,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let handle = builder.build()?.start(|| Chat)?;
+    let handle = builder.build()?.start(move || Chat { announce })?;
     match &redis {
         Some(url) => println!(
             "chat: listening on {}; topic {ROOM:?}; cluster through {url}",
