@@ -43,7 +43,9 @@
 //! Each message carries an envelope: a version byte, text or binary, the
 //! publishing node's random id, then the payload as it is (binary-safe). A
 //! node skips its own messages when Redis hands them back, so its local
-//! subscribers get each publish once. A message on our channels that is not an
+//! subscribers get each publish once. Byte by byte, so that other programs can
+//! publish to ringws clients too: `0xB1`, the kind (`1` text, which must be
+//! UTF-8, or `2` binary), the node id (8 bytes, big endian), the payload. A message on our channels that is not an
 //! envelope (or a text message that is not UTF-8) is counted as
 //! [`BridgeStats::malformed`] and dropped.
 //!

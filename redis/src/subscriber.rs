@@ -369,8 +369,9 @@ impl Reader {
                 self.counters.echoes.fetch_add(1, Ordering::Relaxed);
             }
             Ok(envelope) => {
-                self.node.deliver_message(topic, envelope.message);
+                // Counted first: a client that has it finds it counted.
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
+                self.node.deliver_message(topic, envelope.message);
             }
             Err(why) => {
                 if self.counters.malformed.fetch_add(1, Ordering::Relaxed) == 0 {
