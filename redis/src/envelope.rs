@@ -41,6 +41,8 @@ pub(crate) enum Malformed {
     Kind(u8),
     #[error("a text message that is not UTF-8")]
     Utf8,
+    #[error("larger than the bridge's max_message_size")]
+    TooLarge,
 }
 
 /// Reads an envelope; text must be valid UTF-8, since it goes to clients as a

@@ -139,7 +139,8 @@ pub struct BridgeStats {
     pub received: u64,
     /// This node's own messages that came back from Redis, skipped.
     pub echoes: u64,
-    /// Messages on this bridge's channels that were not valid envelopes.
+    /// Messages on this bridge's channels that were not valid envelopes (or
+    /// were larger than [`RedisBridgeBuilder::max_message_size`]).
     pub malformed: u64,
     /// Connections (either kind) made again after one was lost.
     pub reconnects: u64,
@@ -177,6 +178,8 @@ pub(crate) struct Settings {
     pub prefix: String,
     pub sharded: bool,
     pub node: u64,
+    /// Largest payload delivered from another node.
+    pub max_message_size: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub timeout: Duration,
@@ -206,6 +209,7 @@ pub struct RedisBridgeBuilder {
     sharded: bool,
     max_queued: usize,
     max_queued_bytes: usize,
+    max_message_size: usize,
     backoff: (Duration, Duration),
     timeout: Duration,
     node_id: Option<u64>,
@@ -237,6 +241,15 @@ impl RedisBridgeBuilder {
     /// is dropped and counted.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Largest payload accepted from another node (default 16 MiB, the
+    /// engine's default message limit); a larger one is dropped and counted in
+    /// [`BridgeStats::malformed`], so that it cannot push every local
+    /// subscriber past its backpressure limit.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 
@@ -299,6 +312,7 @@ impl RedisBridgeBuilder {
             prefix: self.prefix,
             sharded: self.sharded,
             node,
+            max_message_size: self.max_message_size,
             backoff_min: self.backoff.0,
             backoff_max: self.backoff.1,
             timeout: self.timeout,
@@ -354,6 +368,7 @@ impl RedisBridge {
             sharded: false,
             max_queued: 10_000,
             max_queued_bytes: 64 << 20,
+            max_message_size: 16 << 20,
             backoff: (Duration::from_millis(50), Duration::from_secs(1)),
             timeout: Duration::from_secs(3),
             node_id: None,

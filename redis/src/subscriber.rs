@@ -364,7 +364,12 @@ impl Reader {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match envelope::decode(payload) {
+        let decoded = if payload.len() > envelope::HEADER_LEN + self.settings.max_message_size {
+            Err(envelope::Malformed::TooLarge)
+        } else {
+            envelope::decode(payload)
+        };
+        match decoded {
             Ok(envelope) if envelope.node == self.settings.node => {
                 self.counters.echoes.fetch_add(1, Ordering::Relaxed);
             }

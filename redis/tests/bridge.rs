@@ -299,7 +299,10 @@ fn the_outage_queue_is_bounded_and_drops_are_counted(backend: BackendKind) {
 
 fn foreign_and_malformed_messages_are_counted_not_delivered(backend: BackendKind) {
     let redis = Redis::start();
-    let (a, bridge) = node(backend, RedisBridge::builder(redis.url()));
+    let (a, bridge) = node(
+        backend,
+        RedisBridge::builder(redis.url()).max_message_size(1000),
+    );
     let mut on_a = clients(&a, 1);
     let channel = bridge.channel(TOPIC);
     wait_until("the node to subscribe", || {
@@ -324,12 +327,19 @@ fn foreign_and_malformed_messages_are_counted_not_delivered(backend: BackendKind
     publish(&mut con, b"not an envelope");
     publish(&mut con, &envelope(1, &[0xC3, 0x28]));
     publish(&mut con, &envelope(7, b"unknown kind"));
+    publish(&mut con, &envelope(2, &[7; 1001]));
+    publish(&mut con, &envelope(2, &[7; 1000]));
     publish(&mut con, &envelope(1, "from elsewhere é".as_bytes()));
     publish(&mut con, &envelope(2, &[0, 1, 2]));
+    assert_eq!(
+        on_a[0].msg(),
+        Msg::Binary(vec![7; 1000]),
+        "the limit is inclusive"
+    );
     assert_eq!(on_a[0].msg(), text("from elsewhere é"));
     assert_eq!(on_a[0].msg(), Msg::Binary(vec![0, 1, 2]));
     let s = bridge.stats();
-    assert_eq!((s.malformed, s.received), (3, 2), "{s:?}");
+    assert_eq!((s.malformed, s.received), (4, 3), "{s:?}");
     // The node is unharmed.
     on_a[0].send_text(&format!("!pub {TOPIC} still")).unwrap();
     assert_eq!(on_a[0].msg(), text("still"));
