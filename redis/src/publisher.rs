@@ -42,6 +42,8 @@ pub(crate) struct Publisher {
     stop: Arc<AtomicBool>,
     queue: Receiver<Outgoing>,
     backoff: Backoff,
+    /// The last connection attempt failed (and was logged).
+    failing: bool,
 }
 
 impl Publisher {
@@ -58,6 +60,7 @@ impl Publisher {
             stop,
             queue,
             backoff,
+            failing: false,
         }
     }
 
@@ -211,13 +214,21 @@ impl Publisher {
         });
         match result {
             Ok(con) => {
+                self.failing = false;
                 log::info!("ringws-redis: publishing to {}", self.settings.info.addr());
                 Some(con)
             }
             Err(e) => {
                 let delay = self.backoff.delay();
-                log::debug!(
-                    "ringws-redis: cannot reach {} to publish ({e}); retrying in {delay:?}",
+                // Loud once per outage, then quiet until it is over.
+                let level = if std::mem::replace(&mut self.failing, true) {
+                    log::Level::Debug
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level,
+                    "ringws-redis: cannot reach {} to publish ({e}); retrying with backoff",
                     self.settings.info.addr()
                 );
                 self.wait(delay);

@@ -88,13 +88,24 @@ impl Subscriber {
     pub fn run(mut self) {
         let mut generation = 0u64;
         let mut ever_connected = false;
+        let mut failing = false;
         loop {
             let stream = match self.connect() {
-                Ok(stream) => stream,
+                Ok(stream) => {
+                    failing = false;
+                    stream
+                }
                 Err(e) => {
                     let delay = self.backoff.delay();
-                    log::debug!(
-                        "ringws-redis: cannot subscribe at {} ({e}); retrying in {delay:?}",
+                    // Loud once per outage, then quiet until it is over.
+                    let level = if std::mem::replace(&mut failing, true) {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
+                        "ringws-redis: cannot subscribe at {} ({e}); retrying with backoff",
                         self.settings.info.addr()
                     );
                     if self.idle(delay) {
