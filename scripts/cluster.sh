@@ -107,7 +107,8 @@ UPSTREAMS=""
 for i in $(seq 0 $((NODES - 1))); do
   port=${NODE_PORTS[$i]}
   echo "== chat node $i on 127.0.0.1:$port"
-  "$CHAT" --port "$port" --workers "$WORKERS" --redis "redis://127.0.0.1:$REDIS_PORT/" \
+  # --stats: the bridge's counters once a second in the node's log.
+  "$CHAT" --port "$port" --workers "$WORKERS" --redis "redis://127.0.0.1:$REDIS_PORT/" --stats 1 \
     >"$TMP/node-$i.log" 2>&1 &
   PIDS+=($!)
   UPSTREAMS+="    server 127.0.0.1:$port;"$'\n'
@@ -166,7 +167,22 @@ if [ "$CHECK" = 1 ]; then
   # publisher is one of them. Exactly once is checked by the load generator.
   echo "== check: loadgen broadcast through nginx"
   timeout 60 "$LOADGEN" broadcast --url "$URL" -c 40 --rate 50 -d 2 -t 1
-  exit $?
+  # The publisher sits on one node; every other node must have delivered
+  # messages that came through Redis (so nginx spread the subscribers).
+  sleep 1.5
+  crossed=0
+  for i in $(seq 0 $((NODES - 1))); do
+    last=$(grep BridgeStats "$TMP/node-$i.log" | tail -1)
+    echo "   node $i: $last"
+    received=$(sed -n 's/.*received: \([0-9]*\).*/\1/p' <<<"$last")
+    [ "${received:-0}" -gt 0 ] && crossed=$((crossed + 1))
+  done
+  if [ "$crossed" -lt $((NODES - 1)) ]; then
+    echo "cluster.sh: only $crossed of $NODES nodes got messages from another node" >&2
+    exit 1
+  fi
+  echo "   $crossed node(s) delivered messages from another node: OK"
+  exit 0
 fi
 if [ -n "$KEEP" ]; then
   sleep "$KEEP"
