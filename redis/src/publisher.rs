@@ -80,7 +80,15 @@ impl Publisher {
             }
             let Some(con) = connection.as_mut() else {
                 // On failure, `connect` has waited out the backoff.
+                let after_outage = self.failing;
                 if let Some(con) = self.connect() {
+                    if after_outage {
+                        // What queued up during the outage would be lost on
+                        // nodes whose subscription is not back yet (Redis
+                        // keeps nothing): give them one backoff ceiling, in
+                        // which each of them tries again.
+                        self.wait(self.settle());
+                    }
                     if ever_connected {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
@@ -235,6 +243,12 @@ impl Publisher {
                 None
             }
         }
+    }
+
+    /// How long every other node takes at most to try Redis again: the backoff
+    /// ceiling with its jitter, and a margin for the subscription itself.
+    fn settle(&self) -> Duration {
+        self.settings.backoff_max * 5 / 4 + Duration::from_millis(100)
     }
 
     /// Sleeps up to `delay`, waking early when the bridge stops.
