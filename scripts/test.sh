@@ -4,7 +4,10 @@
 # pass, and the per-case results must equal tests/autobahn/expected-1-10.txt),
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
-# every test of the workspace, whose integration tests each run on both backends.
+# every test of the workspace, whose integration tests each run on both backends
+# (the Redis bridge's against real redis-servers, installed here from the
+# Debian packages when missing); then a 2-node cluster behind nginx
+# (scripts/cluster.sh --check).
 # Exits non-zero on the first failure.
 #
 # SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
@@ -41,5 +44,11 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   bash scripts/neutral.sh
 fi
 
+# The Redis bridge's tests start their own redis-servers; cluster.sh needs nginx.
+bash scripts/apt-install.sh redis-server nginx
+
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"
+bash scripts/cluster.sh 2 --check --debug

@@ -1,16 +1,30 @@
 //! Chat room: every client joins the topic "chat"; every message it sends is
-//! published to everyone in the room, on every worker.
+//! published to everyone in the room, on every worker, and with `--redis` on
+//! every node of the cluster (through `ringws-redis`).
 //!
 //! `cargo run --release -p ringws --example chat -- --port 9002`
+//! `cargo run --release -p ringws --example chat -- --port 9002 --redis redis://127.0.0.1:6379/`
+//!
+//! Options: `--host H` (default 127.0.0.1), `--port P` (9002), `--workers N`
+//! (cores), `--redis URL`, `--prefix P` (Redis channel prefix, default
+//! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE), `--stats SECONDS` (print the
+//! bridge's figures to stderr that often), `--no-announce` (no "joined" lines).
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{Handler, Message, Server, Upgrade, WebSocket};
+use ringws::{Handler, HttpRequest, HttpResponse, Message, Server, Upgrade, WebSocket};
+use ringws_redis::RedisBridge;
 
 const ROOM: &str = "chat";
 
-struct Chat;
+struct Chat {
+    /// Publish "NICK joined" when someone joins (off for load tests: with N
+    /// clients joining, that is N x N messages).
+    announce: bool,
+}
 
 impl Handler for Chat {
     /// The nickname, from `?nick=` in the URL.
@@ -26,8 +40,10 @@ impl Handler for Chat {
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, String>) {
         ws.subscribe(ROOM);
-        let joined = format!("{} joined", ws.data());
-        ws.publish(ROOM, Message::Text(&joined));
+        if self.announce {
+            let joined = format!("{} joined", ws.data());
+            ws.publish(ROOM, Message::Text(&joined));
+        }
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, String>, message: Message<'_>) {
@@ -40,21 +56,76 @@ impl Handler for Chat {
             Message::Binary(_) => ws.publish(ROOM, message),
         }
     }
+
+    /// `GET /health` for the load balancer.
+    fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
+        (request.path == "/health").then(|| HttpResponse::text(200, "ok\n"))
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Engine warnings (e.g. the io_uring fallback) on stderr; RUST_LOG tunes it.
+    // Engine and bridge warnings (the io_uring fallback, Redis outages) on
+    // stderr; RUST_LOG tunes it.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
-        Some(p) => p.parse()?,
-        None => 9002,
+    let mut host = String::from("127.0.0.1");
+    let mut port: u16 = 9002;
+    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut redis: Option<String> = None;
+    let mut prefix: Option<String> = None;
+    let mut sharded = false;
+    let mut stats_every: Option<f64> = None;
+    let mut announce = true;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("host") => host = parser.value()?.string()?,
+            Long("port") => port = parser.value()?.parse()?,
+            Long("workers") => workers = parser.value()?.parse()?,
+            Long("redis") => redis = Some(parser.value()?.string()?),
+            Long("prefix") => prefix = Some(parser.value()?.string()?),
+            Long("sharded") => sharded = true,
+            Long("stats") => stats_every = Some(parser.value()?.parse()?),
+            Long("no-announce") => announce = false,
+            Long("help") => {
+                println!(
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce]"
+                );
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let mut builder = Server::builder()
+        .bind((host.as_str(), port))
+        .workers(workers);
+    let bridge = match &redis {
+        Some(url) => {
+            let mut b = RedisBridge::builder(url.as_str()).sharded(sharded);
+            if let Some(prefix) = &prefix {
+                b = b.prefix(prefix.as_str());
+            }
+            let bridge = b.build()?;
+            builder = builder.bridge(bridge.clone());
+            Some(bridge)
+        }
+        None => None,
     };
-    let handle = Server::builder()
-        .bind(("127.0.0.1", port))
-        .build()?
-        .start(|| Chat)?;
-    println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr());
+    let handle = builder.build()?.start(move || Chat { announce })?;
+    match &redis {
+        Some(url) => println!(
+            "chat: listening on {}; topic {ROOM:?}; cluster through {url}",
+            handle.local_addr()
+        ),
+        None => println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr()),
+    }
     loop {
-        std::thread::park();
+        match (stats_every, &bridge) {
+            (Some(secs), Some(bridge)) => {
+                std::thread::sleep(Duration::from_secs_f64(secs.max(0.1)));
+                eprintln!("chat: {:?}", bridge.stats());
+            }
+            _ => std::thread::park(),
+        }
     }
 }

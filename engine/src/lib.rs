@@ -36,6 +36,7 @@ mod server;
 mod types;
 
 pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
+pub use runtime::bridge::{Bridge, LocalNode};
 pub use runtime::handler::{Handler, WebSocket};
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
 pub use types::{

@@ -16,6 +16,7 @@ use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
 use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
 use crate::proto::close::CloseCode;
+use crate::runtime::bridge::{self, Bridge, LocalNode, NodeTopics};
 use crate::runtime::command::{self, Command, Mailbox};
 use crate::runtime::handler::Handler;
 use crate::runtime::worker::{Worker, WorkerStats};
@@ -47,6 +48,7 @@ pub enum StartError {
 #[derive(Debug, Clone)]
 pub struct Server {
     config: Config,
+    bridge: BridgeSlot,
 }
 
 /// Sets up a [`Server`]; every limit has a setter and a documented default (see
@@ -54,7 +56,22 @@ pub struct Server {
 #[derive(Debug, Default)]
 pub struct Builder {
     config: Config,
+    bridge: BridgeSlot,
     error: Option<ConfigError>,
+}
+
+/// The server's bridge to other nodes, if it has one.
+#[derive(Clone, Default)]
+struct BridgeSlot(Option<Arc<dyn Bridge>>);
+
+impl std::fmt::Debug for BridgeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(Bridge)"
+        } else {
+            "None"
+        })
+    }
 }
 
 macro_rules! setters {
@@ -138,6 +155,16 @@ impl Builder {
         self
     }
 
+    /// Carries pub/sub to other nodes through `bridge` (a message broker such
+    /// as `ringws-redis`): the node subscribes to a topic when its first local
+    /// subscriber appears and unsubscribes when the last one leaves, every
+    /// publish on this node also goes to the bridge, and what other nodes
+    /// publish reaches the local subscribers. Default: none, this node alone.
+    pub fn bridge(mut self, bridge: Arc<dyn Bridge>) -> Self {
+        self.bridge = BridgeSlot(Some(bridge));
+        self
+    }
+
     /// Validates the configuration.
     pub fn build(self) -> Result<Server, ConfigError> {
         if let Some(e) = self.error {
@@ -146,6 +173,7 @@ impl Builder {
         self.config.validate()?;
         Ok(Server {
             config: self.config,
+            bridge: self.bridge,
         })
     }
 }
@@ -169,6 +197,8 @@ impl Server {
         F: Fn() -> H + Send + Sync + 'static,
     {
         let config = Arc::new(self.config);
+        let bridge = self.bridge.0;
+        let node = bridge.clone().map(|b| Arc::new(NodeTopics::new(b)));
         let chosen = backend::choose(config.effective_backend()).map_err(StartError::Backend)?;
         let listeners = bind_all(&config)?;
         let local_addrs: Vec<SocketAddr> = listeners[0]
@@ -187,6 +217,7 @@ impl Server {
             let config = config.clone();
             let factory = factory.clone();
             let peers = peers.clone();
+            let node = node.clone();
             let stats = stats[index].clone();
             let ready = ready_tx.clone();
             let barrier = barrier.clone();
@@ -228,6 +259,7 @@ impl Server {
                         config,
                         inbox,
                         peers,
+                        node,
                         stats,
                         Instant::now(),
                     );
@@ -254,6 +286,13 @@ impl Server {
         }
         let mailboxes: Vec<Mailbox> = mailboxes.into_iter().flatten().collect();
         let _ = peers.set(mailboxes.clone());
+        let mailboxes: Arc<[Mailbox]> = mailboxes.into();
+        // Before the workers run, so that `start` comes before any other call.
+        if let Some(bridge) = &bridge
+            && failure.is_none()
+        {
+            bridge.start(LocalNode::new(mailboxes.clone()));
+        }
         barrier.wait();
         let handle = ServerHandle {
             inner: Arc::new(Inner {
@@ -262,6 +301,7 @@ impl Server {
                     Chosen::Uring => BackendKind::IoUring,
                 },
                 mailboxes,
+                bridge: BridgeSlot(bridge),
                 threads: Mutex::new(threads),
                 stats,
                 local_addrs,
@@ -318,7 +358,8 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
 #[derive(Debug)]
 struct Inner {
     backend: BackendKind,
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Arc<[Mailbox]>,
+    bridge: BridgeSlot,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<[Arc<WorkerStats>]>,
     local_addrs: Vec<SocketAddr>,
@@ -366,16 +407,24 @@ impl ServerHandle {
         &self.inner.local_addrs
     }
 
-    /// Publishes to `topic` on every worker; the frame is encoded once.
+    /// Publishes to `topic` on every worker, and through the bridge (if any)
+    /// on the other nodes; the frame is encoded once.
     pub fn publish(&self, topic: &str, message: Message<'_>) {
-        let message = PreparedMessage::new(message);
-        let topic: Arc<str> = topic.into();
-        for mailbox in &self.inner.mailboxes {
-            mailbox.send(Command::Publish {
-                topic: topic.clone(),
-                message: message.clone(),
-            });
+        self.publish_prepared(topic, &PreparedMessage::new(message));
+    }
+
+    /// Publishes a prepared message, as [`publish`](Self::publish) does.
+    pub fn publish_prepared(&self, topic: &str, message: &PreparedMessage) {
+        self.publish_local(topic, message.clone());
+        if let Some(bridge) = &self.inner.bridge.0 {
+            bridge.publish(topic, message);
         }
+    }
+
+    /// Publishes to `topic` on this node's workers only, not through the
+    /// bridge: for a message that came from another node.
+    pub fn publish_local(&self, topic: &str, message: PreparedMessage) {
+        bridge::deliver(&self.inner.mailboxes, topic, message);
     }
 
     /// Sends a message to one connection. False if its worker is gone; a closed
@@ -402,13 +451,16 @@ impl ServerHandle {
     /// rest and joins the workers.
     pub fn shutdown(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        for mailbox in &self.inner.mailboxes {
+        for mailbox in self.inner.mailboxes.iter() {
             mailbox.send(Command::Shutdown { deadline });
         }
         let threads =
             std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
+        }
+        if let Some(bridge) = &self.inner.bridge.0 {
+            bridge.stop();
         }
     }
 

@@ -256,8 +256,12 @@ impl PreparedMessage {
         }
     }
     /// The message's payload (after the frame header).
-    pub(crate) fn payload(&self) -> &[u8] {
+    pub fn payload(&self) -> &[u8] {
         &self.frame[usize::from(self.header_len)..]
+    }
+    /// Text or binary.
+    pub fn opcode(&self) -> OpCode {
+        self.opcode
     }
     /// Size of the encoded frame in bytes.
     pub fn frame_len(&self) -> usize {

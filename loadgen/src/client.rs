@@ -103,9 +103,10 @@ pub enum Workload {
         rate: Option<f64>,
         payloads: Arc<Payloads>,
     },
-    /// Read broadcast messages whose first 8 bytes are the send time (µs since
-    /// the run's epoch); the first `publishers` connections also publish at `rate`
-    /// messages per second each.
+    /// Read broadcast messages (binary: the send time in µs since the run's
+    /// epoch, a sequence number, [`BROADCAST_MARK`], padding); the first
+    /// `publishers` connections also publish at `rate` messages per second each.
+    /// Other messages (a chat's text, say) are ignored.
     Broadcast {
         publishers: usize,
         rate: f64,
@@ -113,10 +114,19 @@ pub enum Workload {
     },
 }
 
+/// Bytes 16..20 of a broadcast probe, after the send time and the sequence number.
+pub const BROADCAST_MARK: &[u8; 4] = b"LGBC";
+/// The shortest broadcast probe.
+pub const BROADCAST_MIN: usize = 20;
+
 /// A thread's part of a run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub target: Target,
+    /// Where to connect: connection `i` of this thread goes to
+    /// `targets[(first_target + i) % len]` (several only for broadcast, whose
+    /// publisher is the first connection of thread 0, on `targets[0]`).
+    pub targets: Vec<Target>,
+    pub first_target: usize,
     pub connections: usize,
     /// New connections per second (this thread).
     pub ramp_rate: f64,
@@ -132,12 +142,27 @@ pub struct Plan {
 }
 
 /// Counters the progress display reads while the run goes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Live {
     pub open: AtomicU64,
     pub failed: AtomicU64,
     pub messages: AtomicU64,
     pub stop: AtomicBool,
+    /// Broadcast: the last sequence number published, once the publisher has
+    /// stopped (`u64::MAX` until then).
+    pub final_seq: AtomicU64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            open: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            final_seq: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 /// Why a connection attempt failed.
@@ -198,9 +223,99 @@ pub struct Report {
     /// Seconds from the start until the last connection opened (the slowest
     /// thread's).
     pub ramp_secs: f64,
+    /// Broadcast: the exactly-once check and the figures per node.
+    pub fanout: Fanout,
     /// Inside the measured window (after the ramp, before the drain): only then
     /// are messages and latencies counted.
     measuring: bool,
+}
+
+/// Broadcast figures: deliveries and latency on the publisher's node
+/// ("local", `targets[0]`) and on the others ("remote"), and what the
+/// exactly-once check needs, as sums that merge across threads and processes.
+#[derive(Debug)]
+pub struct Fanout {
+    /// Sequence numbers published in all (the run's, not only the window's).
+    pub published_total: u64,
+    pub latency_local: Histogram<u64>,
+    pub latency_remote: Histogram<u64>,
+    /// Deliveries inside the measured window.
+    pub messages_local: u64,
+    pub messages_remote: u64,
+    /// Subscribers that got at least one probe, per node kind.
+    pub heard_local: u64,
+    pub heard_remote: u64,
+    /// Subscribers open at the end that got no probe at all.
+    pub silent: u64,
+    /// Sum over the subscribers of the first sequence number each got.
+    pub sum_first: u64,
+    /// Sum over the subscribers of the distinct probes each got.
+    pub sum_distinct: u64,
+    /// Probes that came twice or out of order.
+    pub out_of_order: u64,
+    /// Longest time between two consecutive probes at one subscriber, µs.
+    pub gap_local: u64,
+    pub gap_remote: u64,
+}
+
+impl Fanout {
+    fn new() -> Self {
+        Self {
+            published_total: 0,
+            latency_local: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency_remote: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            messages_local: 0,
+            messages_remote: 0,
+            heard_local: 0,
+            heard_remote: 0,
+            silent: 0,
+            sum_first: 0,
+            sum_distinct: 0,
+            out_of_order: 0,
+            gap_local: 0,
+            gap_remote: 0,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Fanout) {
+        self.published_total = self.published_total.max(o.published_total);
+        let _ = self.latency_local.add(&o.latency_local);
+        let _ = self.latency_remote.add(&o.latency_remote);
+        self.messages_local += o.messages_local;
+        self.messages_remote += o.messages_remote;
+        self.heard_local += o.heard_local;
+        self.heard_remote += o.heard_remote;
+        self.silent += o.silent;
+        self.sum_first += o.sum_first;
+        self.sum_distinct += o.sum_distinct;
+        self.out_of_order += o.out_of_order;
+        self.gap_local = self.gap_local.max(o.gap_local);
+        self.gap_remote = self.gap_remote.max(o.gap_remote);
+    }
+
+    /// Probes some subscriber should have got and did not: each subscriber
+    /// must get every probe from the first it got to the last published.
+    pub fn missing(&self) -> u64 {
+        let heard = self.heard_local + self.heard_remote;
+        (heard * self.published_total)
+            .saturating_sub(self.sum_first)
+            .saturating_sub(self.sum_distinct)
+    }
+
+    /// Every subscriber got every probe from its first on, once, in order.
+    pub fn exactly_once(&self) -> bool {
+        self.missing() == 0 && self.out_of_order == 0 && self.silent == 0
+    }
+}
+
+/// What one subscriber got of the broadcast probes.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    first: u64,
+    last: u64,
+    distinct: u64,
+    at: Instant,
+    gap: u64,
 }
 
 impl Report {
@@ -227,6 +342,7 @@ impl Report {
             dropped: 0,
             ramp: Vec::new(),
             ramp_secs: 0.0,
+            fanout: Fanout::new(),
             measuring: false,
         }
     }
@@ -250,6 +366,7 @@ impl Report {
         self.live_at_end += other.live_at_end;
         self.dropped += other.dropped;
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
+        self.fanout.merge(&other.fanout);
     }
 
     fn fail(&mut self, why: Failure, live: &Live) {
@@ -281,6 +398,10 @@ struct Conn {
     writable: bool,
     /// Its failure was already counted.
     reported: bool,
+    /// Index of its target: 0 is the publisher's node.
+    node: usize,
+    /// Broadcast probes received.
+    heard: Option<Heard>,
 }
 
 /// The sending side of a connection.
@@ -336,19 +457,41 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         }
         if let Some(done) = ramp_done {
             let end = done + plan.hold;
-            if now >= end && draining.is_none() {
+            if now >= end {
+                report.measuring = false;
+            }
+            // A broadcast subscriber thread keeps reading until the publisher
+            // has stopped (in another process, it cannot know: two drains).
+            let (broadcast, publisher) = match plan.workload {
+                Workload::Broadcast { publishers, .. } => (true, publishers > 0),
+                _ => (false, false),
+            };
+            let may_stop = !broadcast
+                || publisher
+                || live.final_seq.load(Ordering::Acquire) != u64::MAX
+                || now >= end + 2 * DRAIN;
+            if now >= end && may_stop && draining.is_none() {
+                if publisher {
+                    let last = report.fanout.published_total.wrapping_sub(1);
+                    live.final_seq.store(last, Ordering::Release);
+                }
                 // Stop sending; give the answers in flight a moment to arrive.
                 draining = Some(now + DRAIN);
-                report.measuring = false;
                 schedule.clear();
                 for (_, conn) in conns.iter_mut() {
                     conn.tx.stopped = true;
                 }
             }
+            let final_seq = live.final_seq.load(Ordering::Acquire);
             let settled = || {
-                conns
-                    .iter()
-                    .all(|(_, c)| c.tx.inflight.is_empty() && !c.ping_outstanding)
+                conns.iter().all(|(_, c)| {
+                    c.tx.inflight.is_empty()
+                        && !c.ping_outstanding
+                        && (!broadcast
+                            || c.phase != Phase::Open
+                            || (final_seq != u64::MAX
+                                && c.heard.is_some_and(|h| h.last >= final_seq)))
+                })
             };
             if draining.is_some_and(|d| now >= d || settled()) {
                 break;
@@ -367,7 +510,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 .get(next_source % plan.sources.len().max(1))
                 .copied();
             next_source += 1;
-            match open_socket(plan.target.addr, source) {
+            let node = (plan.first_target + started - 1) % plan.targets.len();
+            match open_socket(plan.targets[node].addr, source) {
                 Ok(mut stream) => {
                     let entry = conns.vacant_entry();
                     let key = entry.key();
@@ -394,6 +538,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         ping_outstanding: false,
                         writable: false,
                         reported: false,
+                        node,
+                        heard: None,
                     });
                 }
                 Err(e) => report.fail(classify(&e), live),
@@ -420,7 +566,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             };
             let mut ok = true;
             if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
-                ok = finish_connect(conn, &plan.target, report, live);
+                let target = &plan.targets[conn.node];
+                ok = finish_connect(conn, target, report, live);
             }
             if ok && event.is_writable() {
                 conn.writable = true;
@@ -478,9 +625,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     schedule.push(Reverse((at + *every, key)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
-                    let mut payload = vec![b'x'; (*size).max(8)];
+                    let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
                     payload[..8]
                         .copy_from_slice(&((now - plan.epoch).as_micros() as u64).to_be_bytes());
+                    payload[8..16].copy_from_slice(&report.fanout.published_total.to_be_bytes());
+                    payload[16..20].copy_from_slice(BROADCAST_MARK);
+                    report.fanout.published_total += 1;
                     conn.session
                         .message(&mut endpoint, OpCode::Binary, &payload, false)
                         .write_to(&mut conn.tx.out);
@@ -519,9 +669,27 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     }
 
     // The end: count the living, close everyone politely.
+    let broadcast = matches!(plan.workload, Workload::Broadcast { .. });
     for (_, conn) in conns.iter_mut() {
         if conn.phase != Phase::Open {
             continue;
+        }
+        if broadcast {
+            let f = &mut report.fanout;
+            match conn.heard {
+                Some(h) => {
+                    if conn.node == 0 {
+                        f.heard_local += 1;
+                        f.gap_local = f.gap_local.max(h.gap);
+                    } else {
+                        f.heard_remote += 1;
+                        f.gap_remote = f.gap_remote.max(h.gap);
+                    }
+                    f.sum_first += h.first;
+                    f.sum_distinct += h.distinct;
+                }
+                None => f.silent += 1,
+            }
         }
         report.lost += conn.tx.inflight.len() as u64;
         if !conn.ping_outstanding {
@@ -640,7 +808,7 @@ fn read_conn(
             };
             let consumed = match handshake.parse_response(&conn.head) {
                 Ok(Some((accepted, consumed))) => {
-                    if plan.target.deflate {
+                    if plan.targets[0].deflate {
                         let config = DeflateConfig {
                             no_context_takeover: true,
                             ..DeflateConfig::default()
@@ -697,8 +865,17 @@ fn read_conn(
             session,
             tx,
             ping_outstanding,
+            node,
+            heard,
             ..
         } = &mut *conn;
+        let mut rx = Rx {
+            node: *node,
+            heard,
+            plan,
+            live,
+            now,
+        };
         let config = *endpoint.decoder_config(session);
         while pos < data.len() {
             let received = match decoder.decode(&config, &mut data[pos..]) {
@@ -725,8 +902,8 @@ fn read_conn(
                 endpoint.reply(reply).write_to(&mut tx.out);
             }
             match received.inbound {
-                Inbound::Text(t) => on_message(tx, t.as_bytes(), plan, report, live, now),
-                Inbound::Binary(b) => on_message(tx, b, plan, report, live, now),
+                Inbound::Text(t) => on_message(tx, &mut rx, t.as_bytes(), false, report),
+                Inbound::Binary(b) => on_message(tx, &mut rx, b, true, report),
                 Inbound::Pong(_) => {
                     *ping_outstanding = false;
                     report.pongs += 1;
@@ -791,14 +968,32 @@ fn on_open(
     }
 }
 
-fn on_message(
-    tx: &mut Tx,
-    payload: &[u8],
-    plan: &Plan,
-    report: &mut Report,
-    live: &Live,
+/// What a received message is judged by, besides the connection's send side.
+struct Rx<'a> {
+    node: usize,
+    heard: &'a mut Option<Heard>,
+    plan: &'a Plan,
+    live: &'a Live,
     now: Instant,
-) {
+}
+
+/// The sequence number of a broadcast probe, if `payload` is one.
+fn probe(payload: &[u8], binary: bool) -> Option<(u64, u64)> {
+    if !binary || payload.len() < BROADCAST_MIN || &payload[16..20] != BROADCAST_MARK {
+        return None;
+    }
+    let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+    let seq = u64::from_be_bytes(payload[8..16].try_into().expect("8 bytes"));
+    Some((sent, seq))
+}
+
+fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report: &mut Report) {
+    let (plan, live, now) = (rx.plan, rx.live, rx.now);
+    let probe = probe(payload, binary);
+    if matches!(plan.workload, Workload::Broadcast { .. }) && probe.is_none() {
+        // Not ours (a chat's "joined" line, say).
+        return;
+    }
     let measuring = report.measuring;
     if measuring {
         report.messages += 1;
@@ -821,11 +1016,41 @@ fn on_message(
                 send_echo(tx, payloads, now);
             }
         }
-        Workload::Broadcast { .. } if payload.len() >= 8 => {
-            let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+        Workload::Broadcast { .. } => {
+            let Some((sent, seq)) = probe else { return };
             let at = (now - plan.epoch).as_micros() as u64;
+            let f = &mut report.fanout;
             if measuring {
-                let _ = report.latency.record(at.saturating_sub(sent).max(1));
+                let latency = at.saturating_sub(sent).max(1);
+                let _ = report.latency.record(latency);
+                if rx.node == 0 {
+                    let _ = f.latency_local.record(latency);
+                    f.messages_local += 1;
+                } else {
+                    let _ = f.latency_remote.record(latency);
+                    f.messages_remote += 1;
+                }
+            }
+            match rx.heard {
+                None => {
+                    *rx.heard = Some(Heard {
+                        first: seq,
+                        last: seq,
+                        distinct: 1,
+                        at: now,
+                        gap: 0,
+                    });
+                }
+                Some(h) => {
+                    if seq <= h.last {
+                        f.out_of_order += 1;
+                    } else {
+                        h.distinct += 1;
+                        h.last = seq;
+                    }
+                    h.gap = h.gap.max((now - h.at).as_micros() as u64);
+                    h.at = now;
+                }
             }
         }
         _ => {}

@@ -44,9 +44,10 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Common {
-    /// Server URL, ws://host:port/path.
+    /// Server URL, ws://host:port/path. Broadcast takes several (nodes of a
+    /// cluster): the publisher on the first, subscribers spread over all.
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
-    url: String,
+    url: Vec<String>,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 100)]
     connections: usize,
@@ -128,9 +129,17 @@ struct BroadcastArgs {
     /// Messages per second from the publisher.
     #[arg(short = 'r', long, default_value_t = 10.0)]
     rate: f64,
-    /// Payload bytes (at least 8: the send time).
+    /// Payload bytes (at least 20: the send time, a sequence number, a mark).
     #[arg(short = 's', long, default_value_t = 64)]
     size: usize,
+    /// Do not fail when a subscriber missed a message (an outage is being
+    /// measured); duplicates and reordering still fail.
+    #[arg(long)]
+    allow_loss: bool,
+    /// Report this process's CPU time over the run and per published message
+    /// (e.g. redis-server's PID); repeatable.
+    #[arg(long)]
+    cpu_pid: Vec<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -199,8 +208,12 @@ fn main() {
         Command::Broadcast(mut b) => {
             procs::share(&mut b.common, child.as_ref());
             let publisher = child.as_ref().is_none_or(|c| c.index == 0);
-            let (rate, size) = (b.rate, b.size.max(8));
-            run("broadcast", &b.common, child, move |c| {
+            let (rate, size) = (b.rate, b.size.max(client::BROADCAST_MIN));
+            let check = Check {
+                allow_loss: b.allow_loss,
+                cpu_pids: b.cpu_pid.clone(),
+            };
+            run_checked("broadcast", &b.common, child, Some(check), move |c| {
                 let publishers = usize::from(publisher);
                 scenario(
                     "broadcast",
@@ -223,6 +236,13 @@ fn main() {
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn parse_urls(urls: &[String]) -> Result<Vec<Target>> {
+    if urls.is_empty() {
+        return Err("no --url".into());
+    }
+    urls.iter().map(|u| parse_url(u)).collect()
+}
 
 fn parse_url(url: &str) -> Result<Target> {
     let rest = url
@@ -267,8 +287,13 @@ fn scenario(
     workload: Workload,
     pid: Option<u32>,
 ) -> Result<report::Outcome> {
-    let mut target = parse_url(&c.url)?;
-    target.deflate = c.deflate;
+    let mut targets = parse_urls(&c.url)?;
+    if targets.len() > 1 && !matches!(workload, Workload::Broadcast { .. }) {
+        return Err("only broadcast takes several --url".into());
+    }
+    for target in &mut targets {
+        target.deflate = c.deflate;
+    }
     let threads = c
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -302,7 +327,8 @@ fn scenario(
             (w, _) => w.clone(),
         };
         let plan = Plan {
-            target: target.clone(),
+            targets: targets.clone(),
+            first_target: t,
             connections: share,
             ramp_rate: if c.ramp > 0.0 {
                 c.ramp / threads as f64
@@ -358,6 +384,7 @@ fn scenario(
         report: total,
         rss: rss_before.zip(rss_held),
         elapsed: epoch.elapsed(),
+        fanout: None,
     })
 }
 
@@ -370,15 +397,46 @@ fn run(
     child: Option<procs::Child>,
     scenario: impl FnOnce(&Common) -> Result<report::Outcome>,
 ) -> Result<()> {
+    run_checked(name, c, child, None, scenario)
+}
+
+/// What a broadcast run checks and samples besides the scenario.
+struct Check {
+    allow_loss: bool,
+    cpu_pids: Vec<u32>,
+}
+
+/// [`run`], with the broadcast's exactly-once verdict and CPU samples.
+fn run_checked(
+    name: &str,
+    c: &Common,
+    child: Option<procs::Child>,
+    check: Option<Check>,
+    scenario: impl FnOnce(&Common) -> Result<report::Outcome>,
+) -> Result<()> {
     if let Some(child) = child {
         let outcome = scenario(c)?;
         return procs::write_child(&child, &outcome);
     }
-    let outcome = if c.procs > 1 {
+    let pids = check.as_ref().map_or(&[][..], |k| &k.cpu_pids[..]);
+    let cpu_before: Vec<_> = pids.iter().map(|&p| report::cpu_seconds(p)).collect();
+    let mut outcome = if c.procs > 1 {
         procs::run_children(name, c)?
     } else {
         scenario(c)?
     };
+    if let Some(check) = &check {
+        outcome.fanout = Some(report::FanoutCheck {
+            nodes: c.url.len(),
+            allow_loss: check.allow_loss,
+            cpu: check
+                .cpu_pids
+                .iter()
+                .zip(cpu_before)
+                .filter_map(|(&pid, before)| Some((pid, report::cpu_seconds(pid)? - before?)))
+                .collect(),
+        });
+    }
     if let Some(path) = &c.plot {
         plot::draw(path, std::slice::from_ref(&outcome))?;
     }
@@ -417,7 +475,7 @@ fn broadcast(b: &BroadcastArgs) -> Result<report::Outcome> {
     let workload = Workload::Broadcast {
         publishers: 1,
         rate: b.rate,
-        size: b.size.max(8),
+        size: b.size.max(client::BROADCAST_MIN),
     };
     scenario("broadcast", &b.common, workload, None)
 }
@@ -436,7 +494,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
     );
     let scaled = |n: usize| ((n as f64 * b.scale).round() as usize).max(1);
     let common = |connections: usize, path: &str| Common {
-        url: format!("ws://{addr}{path}"),
+        url: vec![format!("ws://{addr}{path}")],
         connections: scaled(connections),
         ramp: 0.0,
         duration: b.duration,
@@ -491,6 +549,8 @@ fn bench(b: &BenchArgs) -> Result<()> {
         common: common(1000, "/chat"),
         rate: 100.0,
         size: 64,
+        allow_loss: false,
+        cpu_pid: Vec::new(),
     };
     let mut o = broadcast(&bc)?;
     o.name = format!("broadcast {} subs @ 100/s", scaled(1000));

@@ -154,6 +154,21 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "dropped": r.dropped,
         "ramp": r.ramp,
         "ramp_secs": r.ramp_secs,
+        "fanout": {
+            "published_total": r.fanout.published_total,
+            "latency_local": hist_to_json(&r.fanout.latency_local),
+            "latency_remote": hist_to_json(&r.fanout.latency_remote),
+            "messages_local": r.fanout.messages_local,
+            "messages_remote": r.fanout.messages_remote,
+            "heard_local": r.fanout.heard_local,
+            "heard_remote": r.fanout.heard_remote,
+            "silent": r.fanout.silent,
+            "sum_first": r.fanout.sum_first,
+            "sum_distinct": r.fanout.sum_distinct,
+            "out_of_order": r.fanout.out_of_order,
+            "gap_local": r.fanout.gap_local,
+            "gap_remote": r.fanout.gap_remote,
+        },
     });
     std::fs::write(&child.json, serde_json::to_vec(&value)?)?;
     Ok(())
@@ -180,6 +195,21 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.live_at_end = n("live_at_end");
     report.dropped = n("dropped");
     report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
+    let f = &v["fanout"];
+    let fan = |k: &str| f[k].as_u64().unwrap_or(0);
+    report.fanout.published_total = fan("published_total");
+    report.fanout.latency_local = hist_from_json(&f["latency_local"]);
+    report.fanout.latency_remote = hist_from_json(&f["latency_remote"]);
+    report.fanout.messages_local = fan("messages_local");
+    report.fanout.messages_remote = fan("messages_remote");
+    report.fanout.heard_local = fan("heard_local");
+    report.fanout.heard_remote = fan("heard_remote");
+    report.fanout.silent = fan("silent");
+    report.fanout.sum_first = fan("sum_first");
+    report.fanout.sum_distinct = fan("sum_distinct");
+    report.fanout.out_of_order = fan("out_of_order");
+    report.fanout.gap_local = fan("gap_local");
+    report.fanout.gap_remote = fan("gap_remote");
     report.ramp = v["ramp"]
         .as_array()
         .into_iter()
@@ -196,5 +226,6 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
         report,
         rss,
         elapsed: Duration::from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0)),
+        fanout: None,
     })
 }

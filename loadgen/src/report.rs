@@ -19,6 +19,32 @@ pub struct Outcome {
     /// connection held.
     pub rss: Option<(u64, u64)>,
     pub elapsed: Duration,
+    /// Broadcast: how to judge and show the fan-out.
+    pub fanout: Option<FanoutCheck>,
+}
+
+/// What a `broadcast` run reports beyond the table.
+#[derive(Debug, Clone)]
+pub struct FanoutCheck {
+    /// URLs (nodes) the subscribers were spread over.
+    pub nodes: usize,
+    /// Missed messages do not fail the run.
+    pub allow_loss: bool,
+    /// (PID, CPU seconds it used during the run).
+    pub cpu: Vec<(u32, f64)>,
+}
+
+/// User + system CPU time of a process so far, from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
 impl Outcome {
@@ -98,6 +124,7 @@ impl Outcome {
                 r.messages, r.mismatches, r.lost, r.dropped
             );
         }
+        let verdict = self.fanout.as_ref().map(|check| self.print_fanout(check));
         if let Some((before, held)) = self.rss {
             let per = (held.saturating_sub(before)) as f64 / r.connected.max(1) as f64;
             println!(
@@ -110,7 +137,109 @@ impl Outcome {
         if let Some(path) = json_path {
             write_json(path, std::slice::from_ref(&self))?;
         }
+        match verdict {
+            Some(Err(why)) => Err(why.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The fan-out figures, local (the publisher's node) and across nodes, and
+    /// the exactly-once verdict.
+    fn print_fanout(&self, check: &FanoutCheck) -> Result<(), String> {
+        let f = &self.report.fanout;
+        let secs = self.seconds.max(1e-9);
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "fan-out over {} node(s): {} published, {} subscribers ({} on the publisher's node, {} on others, {} silent)",
+            check.nodes,
+            f.published_total,
+            f.heard_local + f.heard_remote + f.silent,
+            f.heard_local,
+            f.heard_remote,
+            f.silent
+        );
+        for (name, h, n, gap) in [
+            ("local", &f.latency_local, f.messages_local, f.gap_local),
+            (
+                "across nodes",
+                &f.latency_remote,
+                f.messages_remote,
+                f.gap_remote,
+            ),
+        ] {
+            if h.is_empty() {
+                continue;
+            }
+            println!(
+                "  {name:<13} {:>10.0} deliveries/s  latency p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  longest gap {:.1} ms",
+                n as f64 / secs,
+                ms(h, 0.5),
+                ms(h, 0.99),
+                h.max() as f64 / 1000.0,
+                gap as f64 / 1000.0
+            );
+        }
+        for (pid, cpu) in &check.cpu {
+            println!(
+                "  cpu of pid {pid}: {:.3} s over the run, {:.1} µs per published message",
+                cpu,
+                cpu * 1e6 / f.published_total.max(1) as f64
+            );
+        }
+        let missing = f.missing();
+        println!(
+            "  exactly once: missing {missing}, duplicate or out of order {}, silent subscribers {} -> {}",
+            f.out_of_order,
+            f.silent,
+            if f.exactly_once() {
+                "OK"
+            } else {
+                "NOT exactly once"
+            }
+        );
+        if f.out_of_order > 0 || (!check.allow_loss && (missing > 0 || f.silent > 0)) {
+            return Err(format!(
+                "broadcast: {missing} missing, {} duplicate or out of order, {} silent subscribers",
+                f.out_of_order, f.silent
+            ));
+        }
         Ok(())
+    }
+
+    /// The broadcast's fan-out figures as JSON.
+    fn fanout_json(&self, check: &FanoutCheck) -> Value {
+        let r = &self.report;
+        let f = &r.fanout;
+        let lat = |h: &hdrhistogram::Histogram<u64>| {
+            (!h.is_empty()).then(|| {
+                json!({
+                    "p50": h.value_at_quantile(0.5) as f64 / 1000.0,
+                    "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
+                    "max": h.max() as f64 / 1000.0,
+                })
+            })
+        };
+        json!({
+            "nodes": check.nodes,
+            "published_total": f.published_total,
+            "subscribers_local": f.heard_local,
+            "subscribers_remote": f.heard_remote,
+            "silent": f.silent,
+            "deliveries_per_s_local": f.messages_local as f64 / self.seconds.max(1e-9),
+            "deliveries_per_s_remote": f.messages_remote as f64 / self.seconds.max(1e-9),
+            "latency_ms_local": lat(&f.latency_local),
+            "latency_ms_remote": lat(&f.latency_remote),
+            "longest_gap_ms_local": f.gap_local as f64 / 1000.0,
+            "longest_gap_ms_remote": f.gap_remote as f64 / 1000.0,
+            "missing": f.missing(),
+            "out_of_order": f.out_of_order,
+            "exactly_once": f.exactly_once(),
+            "cpu": check.cpu.iter().map(|(pid, s)| json!({
+                "pid": pid,
+                "seconds": s,
+                "us_per_publish": s * 1e6 / f.published_total.max(1) as f64,
+            })).collect::<Vec<_>>(),
+        })
     }
 
     fn to_json(&self) -> Value {
@@ -143,6 +272,7 @@ impl Outcome {
             "live_at_end": r.live_at_end,
             "server_rss": self.rss.map(|(b, h)| json!({"before": b, "held": h, "bytes_per_connection": (h.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
             "ramp": r.ramp,
+            "fanout": self.fanout.as_ref().map(|check| self.fanout_json(check)),
         })
     }
 }

@@ -8,7 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{DeflateMode, Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
+use std::sync::{Arc, Mutex};
+
+use ringws::{
+    Bridge, DeflateMode, Handler, LocalNode, Message, PreparedMessage, Server, ServerHandle,
+    Upgrade, WebSocket,
+};
 use serde_json::Value;
 
 /// Echo on every path but `/chat`, which subscribes to the room and publishes
@@ -266,6 +271,109 @@ fn broadcast_reaches_every_subscriber() {
         "{delivered} of {expected}"
     );
     assert!(v["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+}
+
+/// Nodes of one process joined without a broker: each publish goes straight
+/// to the other nodes' subscribers (what a Redis bridge does over the network).
+#[derive(Default)]
+struct Nodes(Mutex<Vec<LocalNode>>);
+
+struct LoopBridge {
+    nodes: Arc<Nodes>,
+    me: Mutex<Option<usize>>,
+}
+
+impl Bridge for LoopBridge {
+    fn start(&self, node: LocalNode) {
+        let mut nodes = self.nodes.0.lock().unwrap();
+        *self.me.lock().unwrap() = Some(nodes.len());
+        nodes.push(node);
+    }
+    fn subscribe(&self, _: &str) {}
+    fn unsubscribe(&self, _: &str) {}
+    fn publish(&self, topic: &str, message: &PreparedMessage) {
+        let me = *self.me.lock().unwrap();
+        for (i, node) in self.nodes.0.lock().unwrap().iter().enumerate() {
+            if Some(i) != me {
+                node.deliver(topic, message.clone());
+            }
+        }
+    }
+}
+
+fn cluster(count: usize) -> Vec<Running> {
+    let nodes = Arc::new(Nodes::default());
+    (0..count)
+        .map(|_| {
+            let bridge = Arc::new(LoopBridge {
+                nodes: nodes.clone(),
+                me: Mutex::new(None),
+            });
+            let server = Server::builder()
+                .bind("127.0.0.1:0")
+                .workers(2)
+                .bridge(bridge)
+                .build()
+                .unwrap();
+            Running(server.start(|| EchoOrRoom).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn broadcast_across_nodes_checks_exactly_once_per_node() {
+    let nodes = cluster(2);
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("ws://{}/chat", n.0.local_addr()))
+        .collect();
+    let v = loadgen(&[
+        "broadcast",
+        "--url",
+        &urls[0],
+        "--url",
+        &urls[1],
+        "-c",
+        "20",
+        "--rate",
+        "20",
+        "-d",
+        "1",
+        "-t",
+        "2",
+    ]);
+    assert_eq!(v["connected"], 20);
+    let f = &v["fanout"];
+    assert_eq!(f["nodes"], 2);
+    assert_eq!(f["exactly_once"], true, "{f}");
+    assert_eq!(f["missing"], 0);
+    assert_eq!(f["subscribers_local"], 10);
+    assert_eq!(f["subscribers_remote"], 10);
+    assert!(f["published_total"].as_u64().unwrap() >= 15, "{f}");
+    assert!(f["latency_ms_remote"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(f["deliveries_per_s_remote"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn broadcast_fails_when_a_node_misses_messages() {
+    // Two nodes that are not joined: the subscribers on the second hear nothing.
+    let a = server();
+    let b = server();
+    let urls = [
+        format!("ws://{}/chat", a.0.local_addr()),
+        format!("ws://{}/chat", b.0.local_addr()),
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["broadcast", "--url", &urls[0], "--url", &urls[1]])
+        .args(["-c", "4", "--rate", "20", "-d", "0.5"])
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        !output.status.success(),
+        "a split cluster must fail the check"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("NOT exactly once"), "{stdout}");
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
 //! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
 //! lifecycle and sends), [`outbox`] (its send queue), [`timers`], [`pubsub`],
-//! [`deflate`], [`command`] (cross-thread), [`handler`] (the callback
+//! [`bridge`] (pub/sub across nodes), [`deflate`], [`command`] (cross-thread), [`handler`] (the callback
 //! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
 //! worker asks of its backend) and [`worker`] (the loop's entry points).
 
+pub(crate) mod bridge;
 pub(crate) mod command;
 pub(crate) mod conn;
 pub(crate) mod deflate;

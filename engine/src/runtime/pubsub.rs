@@ -1,12 +1,16 @@
 //! Pub/sub on one worker: the topic table (a topic maps to the slab keys of its
 //! subscribers here), joining and leaving, and the delivery of a publish to the
 //! local subscribers. A publish reaches the other workers as a command (see
-//! [`super::worker`]), so nothing here is shared between threads.
+//! [`super::worker`]), so nothing here is shared between threads but the
+//! node-wide count a [`super::bridge::Bridge`] needs, told of a topic's first
+//! and last subscriber on this worker.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use slab::Slab;
 
+use super::bridge::NodeTopics;
 use super::conn::{Conn, Link, SharedFrames};
 use super::shared::Shared;
 use crate::types::PreparedMessage;
@@ -23,9 +27,25 @@ struct Topic {
 pub(crate) struct Topics {
     ids: HashMap<Box<str>, u32>,
     topics: Slab<Topic>,
+    /// With a bridge: told when a topic appears on or leaves this worker.
+    node: Option<Arc<NodeTopics>>,
 }
 
 impl Topics {
+    /// A table that tells `node` (if any) of each topic's first and last
+    /// subscriber here.
+    pub fn new(node: Option<Arc<NodeTopics>>) -> Self {
+        Self {
+            node,
+            ..Self::default()
+        }
+    }
+
+    /// The node-wide side, when a bridge is set.
+    pub fn node(&self) -> Option<&NodeTopics> {
+        self.node.as_deref()
+    }
+
     pub fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
     }
@@ -40,6 +60,9 @@ impl Topics {
                     subscribers: Vec::new(),
                 }) as u32;
                 self.ids.insert(name.into(), id);
+                if let Some(node) = &self.node {
+                    node.worker_joined(name);
+                }
                 id
             }
         };
@@ -58,6 +81,9 @@ impl Topics {
         if topic.subscribers.is_empty() {
             let topic = self.topics.remove(id as usize);
             self.ids.remove(&topic.name);
+            if let Some(node) = &self.node {
+                node.worker_left(&topic.name);
+            }
         }
     }
 
@@ -147,5 +173,19 @@ mod tests {
         assert_eq!(t.subscribers("chat"), &[] as &[u32]);
         assert_eq!(t.id("chat"), None);
         assert_eq!(t.subscribers("news"), &[2]);
+    }
+
+    #[test]
+    fn first_and_last_subscriber_reach_the_node() {
+        use crate::runtime::bridge::tests::{Call, RecordingBridge};
+        let bridge = Arc::new(RecordingBridge::default());
+        let mut t = Topics::new(Some(Arc::new(NodeTopics::new(bridge.clone()))));
+        let a = t.subscribe("chat", 1);
+        t.subscribe("chat", 2);
+        assert_eq!(bridge.take(), [Call::Subscribe("chat".into())]);
+        t.unsubscribe(a, 1);
+        assert_eq!(bridge.take(), []);
+        t.unsubscribe(a, 2);
+        assert_eq!(bridge.take(), [Call::Unsubscribe("chat".into())]);
     }
 }

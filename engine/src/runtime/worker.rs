@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
 use super::conn::{Conn, Finish, Link, Phase};
 use super::handler::{Handler, WebSocket};
@@ -85,13 +86,16 @@ impl<H: Handler> std::fmt::Debug for Worker<H> {
 }
 
 impl<H: Handler> Worker<H> {
-    /// A worker whose clock starts at `now`.
+    /// A worker whose clock starts at `now`; `node` is the server's bridge
+    /// side, if it has a bridge.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         handler: H,
         config: Arc<Config>,
         inbox: Inbox,
         peers: Peers,
+        node: Option<Arc<NodeTopics>>,
         stats: Arc<WorkerStats>,
         now: Instant,
     ) -> Self {
@@ -108,7 +112,7 @@ impl<H: Handler> Worker<H> {
             shared: Shared {
                 deflate: deflate::offer(&config),
                 endpoint,
-                topics: Topics::default(),
+                topics: Topics::new(node),
                 publishes: Vec::new(),
                 flush: Vec::new(),
                 closed: Vec::new(),
@@ -380,7 +384,8 @@ impl<H: Handler> Worker<H> {
         self.shared.closed = closed;
     }
 
-    /// Delivers publishes made during callbacks, here and on the other workers.
+    /// Delivers publishes made during callbacks, here, on the other workers,
+    /// and (with a bridge) on the other nodes.
     fn pump(&mut self) {
         while !self.shared.publishes.is_empty() {
             for (topic, message) in std::mem::take(&mut self.shared.publishes) {
@@ -391,16 +396,18 @@ impl<H: Handler> Worker<H> {
                     &topic,
                     &message,
                 );
-                let Some(peers) = self.peers.get() else {
-                    continue;
-                };
-                for (i, peer) in peers.iter().enumerate() {
-                    if i != self.index {
-                        peer.send(Command::Publish {
-                            topic: topic.clone(),
-                            message: message.clone(),
-                        });
+                if let Some(peers) = self.peers.get() {
+                    for (i, peer) in peers.iter().enumerate() {
+                        if i != self.index {
+                            peer.send(Command::Publish {
+                                topic: topic.clone(),
+                                message: message.clone(),
+                            });
+                        }
                     }
+                }
+                if let Some(node) = self.shared.topics.node() {
+                    node.bridge().publish(&topic, &message);
                 }
             }
         }

@@ -15,6 +15,7 @@ use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::message::{Decoder, DecoderConfig, Event as FrameEvent};
 use crate::proto::session::Session;
+use crate::runtime::bridge::tests::{Call, RecordingBridge};
 use crate::runtime::command::{self, Wake};
 use crate::runtime::outbox::Outbox;
 use crate::types::{Message, PreparedMessage, SendStatus, Upgrade};
@@ -58,7 +59,7 @@ impl Recorder {
 }
 
 /// Echoes text, and obeys `close CODE`, `terminate`, `flood COUNT SIZE`,
-/// `subscribe TOPIC`.
+/// `subscribe TOPIC`, `unsubscribe TOPIC`, `publish TOPIC TEXT`.
 struct TestHandler(Recorder);
 
 impl Handler for TestHandler {
@@ -84,6 +85,10 @@ impl Handler for TestHandler {
             ["subscribe", topic] => {
                 ws.subscribe(topic);
             }
+            ["unsubscribe", topic] => {
+                ws.unsubscribe(topic);
+            }
+            ["publish", topic, text] => ws.publish(topic, Message::Text(text)),
             ["flood", count, size] => {
                 let payload = vec![b'x'; size.parse().unwrap()];
                 let statuses = (0..count.parse().unwrap())
@@ -207,6 +212,11 @@ fn config() -> Config {
 
 impl Harness {
     fn new(config: Config) -> Self {
+        Self::with_node(config, None)
+    }
+
+    /// A harness whose worker reports to a bridge through `node`.
+    fn with_node(config: Config, node: Option<Arc<NodeTopics>>) -> Self {
         let seen = Recorder::default();
         let waker = Arc::new(CountingWaker::default());
         let (mailbox, inbox) = command::queue(waker.clone());
@@ -219,6 +229,7 @@ impl Harness {
             Arc::new(config),
             inbox,
             peers,
+            node,
             Arc::default(),
             start,
         );
@@ -768,4 +779,46 @@ fn a_split_message_s_buffer_is_reused_then_freed_when_quiet() {
     assert!(h.worker.conns[key].decoder.buffered_bytes() > 0);
     h.run_for(1000);
     assert_eq!(h.worker.conns[key].decoder.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_bridge_hears_first_and_last_subscriber_and_local_publishes_only() {
+    let bridge = Arc::new(RecordingBridge::default());
+    let node = Arc::new(NodeTopics::new(bridge.clone()));
+    let mut h = Harness::with_node(config(), Some(node));
+    let (a, _) = h.open();
+    let (b, _) = h.open();
+    h.send_text(a, "subscribe news");
+    h.send_text(b, "subscribe news");
+    h.turn();
+    assert_eq!(bridge.take(), [Call::Subscribe("news".into())]);
+
+    // A publish from a callback: delivered here, handed to the bridge once.
+    h.send_text(a, "publish news hello");
+    h.turn();
+    assert_eq!(h.frames(a), [Frame::Text("hello".into())]);
+    assert_eq!(h.frames(b), [Frame::Text("hello".into())]);
+    assert_eq!(
+        bridge.take(),
+        [Call::Publish("news".into(), b"hello".to_vec())]
+    );
+
+    // What comes from another node (or worker) as a command is delivered and
+    // not handed back to the bridge.
+    h.mailbox.send(Command::Publish {
+        topic: "news".into(),
+        message: PreparedMessage::text("from afar"),
+    });
+    h.turn();
+    assert_eq!(h.frames(a), [Frame::Text("from afar".into())]);
+    assert_eq!(h.frames(b), [Frame::Text("from afar".into())]);
+    assert_eq!(bridge.take(), []);
+
+    // The last subscriber leaving, by unsubscribing or by ending, unsubscribes the node.
+    h.send_text(a, "unsubscribe news");
+    h.turn();
+    assert_eq!(bridge.take(), []);
+    h.worker.on_hangup(b, Hangup::Error);
+    h.turn();
+    assert_eq!(bridge.take(), [Call::Unsubscribe("news".into())]);
 }

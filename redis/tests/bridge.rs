@@ -1,0 +1,389 @@
+//! The Redis bridge against a real `redis-server` (one per test, on a free
+//! port, stopped by PID): several ringws nodes in this process, each with its
+//! own bridge, on both backends.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringws::{BackendKind, Message};
+use ringws_redis::{RedisBridge, RedisBridgeBuilder};
+use ringws_tests::{Client, Echo, Msg, TestServer, start, wait_until};
+use support::{Redis, free_port};
+
+const TOPIC: &str = "room";
+
+/// A node: a server with 2 workers whose clients join [`TOPIC`] on open and
+/// obey `!pub`, `!sub`, `!unsub`, bridged through `bridge`.
+fn node(backend: BackendKind, bridge: RedisBridgeBuilder) -> (TestServer, Arc<RedisBridge>) {
+    let bridge = bridge
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .expect("valid bridge settings");
+    let for_server = bridge.clone();
+    let server = start(
+        backend,
+        move |b| b.bridge(for_server),
+        || Echo::new().with_commands().subscribe_on_open(TOPIC),
+    );
+    (server, bridge)
+}
+
+fn clients(server: &TestServer, count: usize) -> Vec<Client> {
+    (0..count)
+        .map(|_| Client::connect(server.addr()).unwrap())
+        .collect()
+}
+
+fn text(s: &str) -> Msg {
+    Msg::Text(s.into())
+}
+
+fn two_nodes_deliver_each_publish_once_to_every_subscriber(backend: BackendKind) {
+    let redis = Redis::start();
+    let (a, bridge_a) = node(backend, RedisBridge::builder(redis.url()));
+    let (b, bridge_b) = node(backend, RedisBridge::builder(redis.url()));
+    let mut on_a = clients(&a, 3);
+    let mut on_b = clients(&b, 3);
+    // One Redis subscription per node, not per client.
+    let channel = bridge_a.channel(TOPIC);
+    wait_until("both nodes to subscribe", || {
+        redis.numsub(&channel, false) == 2
+    });
+
+    on_a[0].send_text(&format!("!pub {TOPIC} hello")).unwrap();
+    for (i, c) in on_a.iter_mut().chain(on_b.iter_mut()).enumerate() {
+        assert_eq!(c.msg(), text("hello"), "client {i}");
+    }
+    // B publishes after its clients had "hello", so Redis handed "hello" back
+    // to A before this: had A delivered its own echo, A's clients would see a
+    // second "hello" first.
+    b.publish(TOPIC, Message::Text("marker"));
+    for (i, c) in on_a.iter_mut().chain(on_b.iter_mut()).enumerate() {
+        assert_eq!(c.msg(), text("marker"), "client {i}");
+    }
+    // The counters follow Redis's replies and pushes, a little after the clients.
+    let settled =
+        |s: ringws_redis::BridgeStats| s.echoes == 1 && s.received == 1 && s.published == 1;
+    wait_until("both echoes to come back", || {
+        settled(bridge_a.stats()) && settled(bridge_b.stats())
+    });
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert_eq!((sa.published, sa.received), (1, 1), "{sa:?}");
+    assert_eq!((sb.published, sb.received), (1, 1), "{sb:?}");
+    assert_eq!((sa.dropped, sa.failed, sa.malformed), (0, 0, 0), "{sa:?}");
+    assert_eq!(sa.topics, 1);
+}
+
+fn three_nodes_get_a_handle_threads_publishes_in_order(backend: BackendKind) {
+    const COUNT: u8 = 50;
+    let redis = Redis::start();
+    let nodes: Vec<_> = (0..3)
+        .map(|_| node(backend, RedisBridge::builder(redis.url())))
+        .collect();
+    let mut subscribers: Vec<Client> = nodes.iter().flat_map(|(n, _)| clients(n, 2)).collect();
+    let channel = nodes[0].1.channel(TOPIC);
+    wait_until("three nodes to subscribe", || {
+        redis.numsub(&channel, false) == 3
+    });
+
+    // From a thread that only has a ServerHandle; binary, every byte value.
+    let handle = nodes[1].0.handle().clone();
+    let payload = |i: u8| vec![i, 0, 0xFF, b'\r', b'\n', i.wrapping_mul(7)];
+    std::thread::spawn(move || {
+        for i in 0..COUNT {
+            handle.publish(TOPIC, Message::Binary(&payload(i)));
+        }
+    })
+    .join()
+    .unwrap();
+    for (c, client) in subscribers.iter_mut().enumerate() {
+        for i in 0..COUNT {
+            assert_eq!(
+                client.msg(),
+                Msg::Binary(payload(i)),
+                "client {c}, message {i}"
+            );
+        }
+    }
+    // Nothing twice: the next message of everyone is this one.
+    subscribers[0]
+        .send_text(&format!("!pub {TOPIC} last"))
+        .unwrap();
+    for (c, client) in subscribers.iter_mut().enumerate() {
+        assert_eq!(client.msg(), text("last"), "client {c}");
+    }
+}
+
+fn the_last_local_unsubscribe_drops_the_node_subscription(backend: BackendKind) {
+    let redis = Redis::start();
+    let (a, bridge) = node(backend, RedisBridge::builder(redis.url()));
+    let mut subscribers = clients(&a, 4);
+    let channel = bridge.channel(TOPIC);
+    wait_until("the node to subscribe", || {
+        redis.numsub(&channel, false) == 1
+    });
+
+    for client in subscribers.iter_mut().take(3) {
+        client.send_text(&format!("!unsub {TOPIC}")).unwrap();
+        client.expect_text(&format!("unsubscribed {TOPIC}"));
+    }
+    // The bridge handles changes in order: once a later subscription shows in
+    // Redis, any unsubscribe before it would show too.
+    subscribers[0].send_text("!sub probe").unwrap();
+    subscribers[0].expect_text("subscribed probe");
+    let probe = bridge.channel("probe");
+    wait_until("the probe subscription", || {
+        redis.numsub(&probe, false) == 1
+    });
+    assert_eq!(
+        redis.numsub(&channel, false),
+        1,
+        "one local subscriber is left"
+    );
+    assert_eq!(bridge.stats().topics, 2);
+
+    // The last one goes away by closing.
+    subscribers.remove(3).close_handshake(1000, "").unwrap();
+    wait_until("the node to unsubscribe", || {
+        redis.numsub(&channel, false) == 0
+    });
+    subscribers[0].send_text("!unsub probe").unwrap();
+    subscribers[0].expect_text("unsubscribed probe");
+    wait_until("the probe to go", || redis.numsub(&probe, false) == 0);
+    assert_eq!(bridge.stats().topics, 0);
+}
+
+fn a_redis_restart_is_survived_and_delivery_resumes(backend: BackendKind) {
+    let mut redis = Redis::start();
+    let (a, bridge_a) = node(backend, RedisBridge::builder(redis.url()));
+    let (b, bridge_b) = node(backend, RedisBridge::builder(redis.url()));
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    let channel = bridge_a.channel(TOPIC);
+    wait_until("both nodes to subscribe", || {
+        redis.numsub(&channel, false) == 2
+    });
+    on_a[0].send_text(&format!("!pub {TOPIC} before")).unwrap();
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("before"));
+    }
+
+    redis.kill();
+    let down = |s: ringws_redis::BridgeStats| !s.publisher_connected && !s.subscriber_connected;
+    wait_until("both bridges to notice", || {
+        down(bridge_a.stats()) && down(bridge_b.stats())
+    });
+    // Local delivery goes on during the outage.
+    for i in 0..5 {
+        on_a[0]
+            .send_text(&format!("!pub {TOPIC} during {i}"))
+            .unwrap();
+    }
+    for c in on_a.iter_mut() {
+        for i in 0..5 {
+            assert_eq!(c.msg(), text(&format!("during {i}")));
+        }
+    }
+
+    redis.restart();
+    let up = |s: ringws_redis::BridgeStats| s.publisher_connected && s.subscriber_connected;
+    wait_until("both bridges to reconnect", || {
+        up(bridge_a.stats()) && up(bridge_b.stats())
+    });
+    wait_until("both nodes to subscribe again", || {
+        redis.numsub(&channel, false) == 2
+    });
+    on_a[0].send_text(&format!("!pub {TOPIC} after")).unwrap();
+    for c in on_a.iter_mut() {
+        assert_eq!(c.msg(), text("after"));
+    }
+    // B may have got some of what A queued during the outage (at most once,
+    // in order), then "after".
+    for c in on_b.iter_mut() {
+        let mut next_during = 0;
+        loop {
+            match c.msg() {
+                Msg::Text(t) if t == "after" => break,
+                Msg::Text(t) => {
+                    let i: usize = t
+                        .strip_prefix("during ")
+                        .unwrap_or_else(|| panic!("unexpected {t:?}"))
+                        .parse()
+                        .unwrap();
+                    assert!(i >= next_during, "during {i} twice or out of order");
+                    next_during = i + 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // And the other way.
+    b.publish(TOPIC, Message::Text("back"));
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("back"));
+    }
+    // Every publish of A is accounted for (the counters follow Redis's replies).
+    wait_until("A's publishes to be counted", || {
+        let sa = bridge_a.stats();
+        sa.published + sa.failed + sa.dropped == 7
+    });
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert!(sa.reconnects >= 2, "{sa:?}");
+    assert!(sb.reconnects >= 1, "{sb:?}");
+}
+
+fn redis_unreachable_at_start_serves_locally_then_joins(backend: BackendKind) {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (a, bridge_a) = node(backend, RedisBridge::builder(url.clone()));
+    let mut on_a = clients(&a, 2);
+    on_a[0].send_text(&format!("!pub {TOPIC} alone")).unwrap();
+    for c in on_a.iter_mut() {
+        assert_eq!(c.msg(), text("alone"));
+    }
+    let s = bridge_a.stats();
+    assert!(!s.publisher_connected && !s.subscriber_connected, "{s:?}");
+
+    let redis = Redis::start_on(port);
+    let (b, _bridge_b) = node(backend, RedisBridge::builder(url));
+    let mut on_b = clients(&b, 1);
+    let channel = bridge_a.channel(TOPIC);
+    wait_until("both nodes to subscribe", || {
+        redis.numsub(&channel, false) == 2
+    });
+    wait_until("A to connect its publisher", || {
+        bridge_a.stats().publisher_connected
+    });
+    b.publish(TOPIC, Message::Text("joined"));
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        // "alone" was queued by A while Redis was away and may reach B first.
+        let mut got = c.msg();
+        if got == text("alone") {
+            got = c.msg();
+        }
+        assert_eq!(got, text("joined"));
+    }
+    on_a[1]
+        .send_text(&format!("!pub {TOPIC} together"))
+        .unwrap();
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("together"));
+    }
+}
+
+fn the_outage_queue_is_bounded_and_drops_are_counted(backend: BackendKind) {
+    let port = free_port();
+    let (a, bridge) = node(
+        backend,
+        RedisBridge::builder(format!("redis://127.0.0.1:{port}/")).max_queued(5),
+    );
+    let mut on_a = clients(&a, 1);
+    for i in 0..20 {
+        on_a[0].send_text(&format!("!pub {TOPIC} m{i}")).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(on_a[0].msg(), text(&format!("m{i}")), "local delivery");
+    }
+    let s = bridge.stats();
+    assert_eq!((s.queued, s.dropped, s.published), (5, 15, 0), "{s:?}");
+
+    let _redis = Redis::start_on(port);
+    wait_until("the queue to be sent", || {
+        let s = bridge.stats();
+        s.published == 5 && s.queued == 0
+    });
+    assert_eq!(bridge.stats().dropped, 15);
+}
+
+fn foreign_and_malformed_messages_are_counted_not_delivered(backend: BackendKind) {
+    let redis = Redis::start();
+    let (a, bridge) = node(
+        backend,
+        RedisBridge::builder(redis.url()).max_message_size(1000),
+    );
+    let mut on_a = clients(&a, 1);
+    let channel = bridge.channel(TOPIC);
+    wait_until("the node to subscribe", || {
+        redis.numsub(&channel, false) == 1
+    });
+    let mut con = redis.client();
+    let publish = |con: &mut redis::Connection, payload: &[u8]| {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query(con)
+            .unwrap();
+    };
+    // The envelope another node (or another program) sends: 0xB1, kind
+    // (1 text, 2 binary), the node id (8 bytes, big endian), the payload.
+    let envelope = |kind: u8, payload: &[u8]| {
+        let mut bytes = vec![0xB1, kind];
+        bytes.extend_from_slice(&0x0123_4567_89AB_CDEFu64.to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    };
+    publish(&mut con, b"not an envelope");
+    publish(&mut con, &envelope(1, &[0xC3, 0x28]));
+    publish(&mut con, &envelope(7, b"unknown kind"));
+    publish(&mut con, &envelope(2, &[7; 1001]));
+    publish(&mut con, &envelope(2, &[7; 1000]));
+    publish(&mut con, &envelope(1, "from elsewhere é".as_bytes()));
+    publish(&mut con, &envelope(2, &[0, 1, 2]));
+    assert_eq!(
+        on_a[0].msg(),
+        Msg::Binary(vec![7; 1000]),
+        "the limit is inclusive"
+    );
+    assert_eq!(on_a[0].msg(), text("from elsewhere é"));
+    assert_eq!(on_a[0].msg(), Msg::Binary(vec![0, 1, 2]));
+    let s = bridge.stats();
+    assert_eq!((s.malformed, s.received), (4, 3), "{s:?}");
+    // The node is unharmed.
+    on_a[0].send_text(&format!("!pub {TOPIC} still")).unwrap();
+    assert_eq!(on_a[0].msg(), text("still"));
+}
+
+fn sharded_pub_sub_with_a_prefix(backend: BackendKind) {
+    let redis = Redis::start();
+    let builder = || {
+        RedisBridge::builder(redis.url())
+            .sharded(true)
+            .prefix("app1:")
+    };
+    let (a, bridge_a) = node(backend, builder());
+    let (b, _bridge_b) = node(backend, builder());
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    let channel = bridge_a.channel(TOPIC);
+    assert_eq!(channel, b"app1:room");
+    wait_until("both nodes to SSUBSCRIBE", || {
+        redis.numsub(&channel, true) == 2
+    });
+    assert_eq!(redis.numsub(&channel, false), 0, "no classic subscription");
+    on_b[0].send_text(&format!("!pub {TOPIC} sharded")).unwrap();
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("sharded"));
+    }
+    a.publish(TOPIC, Message::Text("marker"));
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("marker"));
+    }
+    for c in on_a.iter_mut() {
+        c.send_text(&format!("!unsub {TOPIC}")).unwrap();
+        c.expect_text(&format!("unsubscribed {TOPIC}"));
+    }
+    wait_until("A to SUNSUBSCRIBE", || redis.numsub(&channel, true) == 1);
+}
+
+ringws_tests::backend_tests! {
+    two_nodes_deliver_each_publish_once_to_every_subscriber,
+    three_nodes_get_a_handle_threads_publishes_in_order,
+    the_last_local_unsubscribe_drops_the_node_subscription,
+    a_redis_restart_is_survived_and_delivery_resumes,
+    redis_unreachable_at_start_serves_locally_then_joins,
+    the_outage_queue_is_bounded_and_drops_are_counted,
+    foreign_and_malformed_messages_are_counted_not_delivered,
+    sharded_pub_sub_with_a_prefix,
+}
