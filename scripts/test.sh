@@ -5,6 +5,11 @@
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
 # every test of the workspace, whose integration tests each run on both backends.
+# Before those: the metrics test's Prometheus parser (Python prometheus_client,
+# from PyPI, in a venv under target/), nginx for the PROXY protocol test
+# (Debian's nginx package, installed when missing), and
+# net.ipv4.tcp_migrate_req=1 for the restart test (per network namespace; the
+# test is skipped with the reason where it cannot be set).
 # Exits non-zero on the first failure.
 #
 # SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
@@ -39,6 +44,19 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
     --cases '["12.1.*","13.1.*"]' --outdir target/autobahn-deflate-epoll
   echo "== loadgen against an independent server"
   bash scripts/neutral.sh
+fi
+
+echo "== test dependencies: Prometheus parser, nginx, tcp_migrate_req"
+RINGWS_METRICS_PYTHON="$(bash scripts/metrics-parser.sh)"
+export RINGWS_METRICS_PYTHON
+if [ ! -x /usr/sbin/nginx ] || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx libnginx-mod-stream >/dev/null
+fi
+if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" = 0 ]; then
+  echo 1 > /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null \
+    || sudo -n sysctl -qw net.ipv4.tcp_migrate_req=1 2>/dev/null || true
 fi
 
 echo "== cargo test"

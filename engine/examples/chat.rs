@@ -49,10 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(p) => p.parse()?,
         None => 9002,
     };
-    let handle = Server::builder()
-        .bind(("127.0.0.1", port))
-        .build()?
-        .start(|| Chat)?;
+    let metrics = std::env::args().any(|a| a == "--metrics");
+    let mut builder = Server::builder().bind(("127.0.0.1", port));
+    if metrics {
+        // Prometheus scrapes http://127.0.0.1:PORT/metrics.
+        builder = builder.metrics_route("/metrics");
+    }
+    let handle = builder.build()?.start(|| Chat)?;
     println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr());
     loop {
         std::thread::park();
