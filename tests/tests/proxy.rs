@@ -37,7 +37,7 @@ fn v2_tcp6(source: std::net::Ipv6Addr, port: u16) -> Vec<u8> {
     v2(1, 0x21, &body)
 }
 
-fn server(backend: BackendKind, mode: ProxyMode, trusted: &str) -> (TestServer, Events) {
+fn proxied(backend: BackendKind, mode: ProxyMode, trusted: &str) -> (TestServer, Events) {
     let (tx, events) = events();
     let trusted = trusted.to_owned();
     let server = start(
@@ -92,7 +92,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 }
 
 fn required_v1_and_v2_give_the_client_address(backend: BackendKind) {
-    let (server, events) = server(backend, ProxyMode::Required, "127.0.0.0/8");
+    let (server, events) = proxied(backend, ProxyMode::Required, "127.0.0.0/8");
     let addr = server.addr();
     let cases: Vec<(Vec<u8>, SocketAddr)> = vec![
         (
@@ -125,7 +125,7 @@ fn required_v1_and_v2_give_the_client_address(backend: BackendKind) {
 }
 
 fn required_refuses_missing_and_abusive_headers_only(backend: BackendKind) {
-    let (server, events) = server(backend, ProxyMode::Required, "127.0.0.0/8");
+    let (server, events) = proxied(backend, ProxyMode::Required, "127.0.0.0/8");
     let addr = server.addr();
     // A healthy connection stays up through all of it.
     let (mut healthy, _) = connect_as(addr, &events, b"PROXY UNKNOWN\r\n");
@@ -134,7 +134,7 @@ fn required_refuses_missing_and_abusive_headers_only(backend: BackendKind) {
     let garbage: Vec<u8> = (0..200u8).map(|i| i.wrapping_mul(37)).collect();
     let mut long_v1 = b"PROXY UNKNOWN ".to_vec();
     long_v1.extend(std::iter::repeat_n(b'x', 200));
-    for bytes in [
+    for (case, bytes) in [
         request(),                                          // no header
         b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n".to_vec(), // bad port
         b"PROXY TCP9 1.2.3.4 5.6.7.8 1 2\r\n".to_vec(),     // bad protocol
@@ -142,10 +142,13 @@ fn required_refuses_missing_and_abusive_headers_only(backend: BackendKind) {
         oversized,                                          // oversized v2
         v2(1, 0x21, &[0; 20]),                              // truncated v2 addresses
         garbage,
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         refused(addr, &bytes);
-        healthy.send_text("still here").unwrap();
-        healthy.expect_text("still here");
+        healthy.send_text(&format!("still here {case}")).unwrap();
+        healthy.expect_text(&format!("still here {case}"));
     }
     // Slowloris: a header cut short is dropped at the handshake timeout.
     let stream = tcp(addr).unwrap();
@@ -160,19 +163,19 @@ fn required_refuses_missing_and_abusive_headers_only(backend: BackendKind) {
 
 fn untrusted_sources(backend: BackendKind) {
     // Required, and 127.0.0.1 is not trusted: nothing is served.
-    let (server, _events) = server(backend, ProxyMode::Required, "10.0.0.0/8");
+    let (server, _events) = proxied(backend, ProxyMode::Required, "10.0.0.0/8");
     let mut with_header = b"PROXY UNKNOWN\r\n".to_vec();
     with_header.extend(request());
     refused(server.addr(), &with_header);
     // Optional and untrusted: a plain connection is served, a header refused.
-    let (server, events) = server(backend, ProxyMode::Optional, "10.0.0.0/8");
+    let (server, events) = proxied(backend, ProxyMode::Optional, "10.0.0.0/8");
     let (client, peer) = connect_as(server.addr(), &events, b"");
     assert_eq!(peer, client.stream().local_addr().unwrap());
     refused(server.addr(), &with_header);
 }
 
 fn optional_trusted_takes_both(backend: BackendKind) {
-    let (server, events) = server(backend, ProxyMode::Optional, "127.0.0.1/32");
+    let (server, events) = proxied(backend, ProxyMode::Optional, "127.0.0.1/32");
     let (client, peer) = connect_as(server.addr(), &events, b"");
     assert_eq!(peer, client.stream().local_addr().unwrap());
     let (_, peer) = connect_as(server.addr(), &events, &v2_tcp4([192, 0, 2, 1], 7));
@@ -222,12 +225,14 @@ impl Nginx {
                 ""
             };
         let config = format!(
-            "{modules}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+            "{modules}\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log info;\nevents {{ worker_connections 64; }}\n\
              stream {{ server {{ listen 127.0.0.1:{port}; proxy_pass {upstream}; proxy_protocol on; }} }}\n"
         );
         std::fs::write(dir.join("nginx.conf"), config).unwrap();
         let child = std::process::Command::new(nginx())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -261,7 +266,7 @@ impl Drop for Nginx {
 }
 
 fn behind_nginx(backend: BackendKind) {
-    let (server, events) = server(backend, ProxyMode::Required, "127.0.0.1/32");
+    let (server, events) = proxied(backend, ProxyMode::Required, "127.0.0.1/32");
     let nginx = Nginx::start(server.addr());
     // The readiness probe in Nginx::start opened no WebSocket.
     let _ = events.take_all();

@@ -131,6 +131,11 @@ impl EpollBackend {
                         Ok(n) => {
                             worker.on_data(key, &mut recv[..n]);
                             reads += 1;
+                            if worker.reading_paused(key) {
+                                // Its rate limit is spent: the rest waits in
+                                // the socket (resuming reads it).
+                                break;
+                            }
                             // A short read drained the socket; edge-triggered epoll
                             // reports the next arrival, unless the peer's FIN or
                             // RST came with this data: then read on to see it.

@@ -298,6 +298,9 @@ struct Slot {
     /// Index in the fixed-file table.
     fixed: u32,
     generation: u32,
+    /// A connection holds the slot (a released slot keeps only its generation,
+    /// and must never be armed: its `fixed` index may belong to another).
+    in_use: bool,
     /// Multishot receive armed.
     receiving: bool,
     /// Not to be re-armed: the rate limit paused reading.
@@ -544,7 +547,7 @@ impl Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.receiving || slot.closing || slot.paused {
+        if !slot.in_use || slot.receiving || slot.closing || slot.paused {
             return;
         }
         slot.receiving = true;
@@ -658,6 +661,7 @@ impl Ring {
         *slot = Slot {
             fixed: peer.fixed,
             generation,
+            in_use: true,
             ..Slot::default()
         };
         self.arm_recv(key);

@@ -115,6 +115,9 @@ struct OpenExtra {
     /// Ids of the topics it subscribes to on its worker.
     topics: Vec<u32>,
     limiter: Option<Limiter>,
+    /// Bytes read but not parsed while the rate limit is spent (at most what
+    /// the backend read before the pause took effect).
+    held: Vec<u8>,
 }
 
 impl<U> Link<U> {
@@ -247,6 +250,19 @@ impl<U> Link<U> {
         match self.extra.as_deref_mut() {
             Some(Extra::Open(open)) => open.limiter.as_mut(),
             _ => None,
+        }
+    }
+
+    /// Keeps bytes to parse once the rate limit allows (after what it holds).
+    pub fn hold_bytes(&mut self, bytes: &[u8]) {
+        self.open_extra_mut().held.extend_from_slice(bytes);
+    }
+
+    /// Takes the bytes held back by the rate limit.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        match self.extra.as_deref_mut() {
+            Some(Extra::Open(open)) => std::mem::take(&mut open.held),
+            _ => Vec::new(),
         }
     }
 

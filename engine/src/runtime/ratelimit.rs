@@ -1,9 +1,13 @@
 //! Per-connection rate limits: token buckets for messages and bytes received,
 //! charged as they arrive and refilled from the worker's clock (the time the
 //! backend last passed in). Past a limit the connection either stops being
-//! read until its buckets are out of debt (the worker asks the backend to pause
-//! the socket, and resumes it at the end of the turn where the tokens are back)
-//! or is closed with 1008.
+//! read until its tokens are back, or is closed with 1008.
+//!
+//! Pausing: frames are parsed only while a message token (and no byte debt)
+//! is left; the rest of the read is held by the connection, the worker asks
+//! the backend to stop reading the socket, and once the tokens are back it
+//! parses what it held and resumes the socket. So the handler never sees more
+//! than the limit allows, and nothing is lost.
 //!
 //! A connection without a limit has no state here: the limiter sits behind the
 //! pointer the connection keeps for its open phase.
@@ -47,12 +51,13 @@ impl Bucket {
         self.tokens >= 0
     }
 
-    /// Milliseconds until the debt is repaid (0 if there is none).
-    fn wait_ms(&self) -> u64 {
-        if self.tokens >= 0 {
+    /// Milliseconds until the bucket holds `want` thousandths (0 if it does).
+    fn wait_ms(&self, want: i64) -> u64 {
+        let missing = want.saturating_sub(self.tokens);
+        if missing <= 0 {
             0
         } else {
-            (self.tokens.unsigned_abs()).div_ceil(self.rate as u64)
+            (missing as u64).div_ceil(self.rate as u64)
         }
     }
 }
@@ -60,11 +65,8 @@ impl Bucket {
 /// What a charge found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Within the limit.
+    /// Go on (under the pause policy, [`Limiter::hold`] decides when to stop).
     Within,
-    /// Past it under [`RateLimitPolicy::Pause`]: stop reading (the connection
-    /// was not paused yet).
-    Pause,
     /// Past it under [`RateLimitPolicy::Close`]: close with 1008 (first time).
     Close,
     /// The limit was passed earlier under the close policy: discard.
@@ -133,37 +135,44 @@ impl Limiter {
             return Verdict::Discard;
         }
         self.refill(now_ms);
-        if spend(self) {
+        if spend(self) || self.policy == RateLimitPolicy::Pause {
             return Verdict::Within;
         }
-        match self.policy {
-            RateLimitPolicy::Close => {
-                self.tripped = true;
-                Verdict::Close
-            }
-            RateLimitPolicy::Pause if self.paused => Verdict::Within,
-            RateLimitPolicy::Pause => {
-                self.paused = true;
-                Verdict::Pause
-            }
+        self.tripped = true;
+        Verdict::Close
+    }
+
+    /// Under the pause policy, before the next frame: true if parsing must
+    /// stop here (no message token left, or bytes in debt); the connection is
+    /// then paused, and `newly` says whether it was not already.
+    pub fn hold(&mut self, now_ms: u64) -> Option<bool> {
+        if self.policy != RateLimitPolicy::Pause {
+            return None;
         }
+        self.refill(now_ms);
+        if self.wait_ms() == 0 {
+            return None;
+        }
+        Some(!std::mem::replace(&mut self.paused, true))
+    }
+
+    /// Milliseconds until a message token is back and no bytes are owed.
+    fn wait_ms(&self) -> u64 {
+        let messages = self.messages.map_or(0, |b| b.wait_ms(MILLI));
+        let bytes = self.bytes.map_or(0, |b| b.wait_ms(0));
+        messages.max(bytes)
     }
 
     /// At `now_ms`: `None` if a paused connection may be read again (it is
     /// then no longer paused), else the milliseconds left until it may.
     pub fn resume_after(&mut self, now_ms: u64) -> Option<u64> {
         self.refill(now_ms);
-        let wait = [self.messages, self.bytes]
-            .into_iter()
-            .flatten()
-            .map(|b| b.wait_ms())
-            .max()
-            .unwrap_or(0);
-        if wait == 0 {
-            self.paused = false;
-            None
-        } else {
-            Some(wait)
+        match self.wait_ms() {
+            0 => {
+                self.paused = false;
+                None
+            }
+            wait => Some(wait),
         }
     }
 }
@@ -177,18 +186,29 @@ mod tests {
         let limit = RateLimit::none().messages(10, 3);
         let mut l = Limiter::new(&limit, 0).unwrap();
         for _ in 0..3 {
+            assert_eq!(l.hold(0), None);
             assert_eq!(l.message(0), Verdict::Within);
         }
-        assert_eq!(l.message(0), Verdict::Pause, "the burst is spent");
-        assert_eq!(l.message(0), Verdict::Within, "already paused");
-        // Two tokens in debt at 10/s: 200 ms.
-        assert_eq!(l.resume_after(0), Some(200));
-        assert_eq!(l.resume_after(150), Some(50));
-        assert_eq!(l.resume_after(200), None);
+        assert_eq!(l.hold(0), Some(true), "the burst is spent");
+        assert_eq!(l.hold(0), Some(false), "already paused");
+        // One token at 10/s: 100 ms.
+        assert_eq!(l.resume_after(0), Some(100));
+        assert_eq!(l.resume_after(60), Some(40));
+        assert_eq!(l.resume_after(100), None);
         assert!(!l.paused());
-        // 100 ms later one token is back, not more.
-        assert_eq!(l.message(300), Verdict::Within);
-        assert_eq!(l.message(300), Verdict::Pause);
+        assert_eq!(l.hold(100), None);
+        assert_eq!(l.message(100), Verdict::Within);
+        assert_eq!(l.hold(100), Some(true));
+    }
+
+    #[test]
+    fn bytes_in_debt_hold_until_repaid() {
+        let limit = RateLimit::none().bytes(1000, 100);
+        let mut l = Limiter::new(&limit, 0).unwrap();
+        assert_eq!(l.bytes(0, 600), Verdict::Within);
+        assert_eq!(l.hold(0), Some(true));
+        assert_eq!(l.resume_after(400), Some(100));
+        assert_eq!(l.resume_after(500), None);
     }
 
     #[test]
@@ -209,7 +229,7 @@ mod tests {
         let mut l = Limiter::new(&limit, 0).unwrap();
         assert_eq!(l.message(u64::MAX / 2), Verdict::Within);
         assert_eq!(l.message(u64::MAX / 2), Verdict::Within);
-        assert_eq!(l.message(u64::MAX / 2), Verdict::Pause);
+        assert_eq!(l.hold(u64::MAX / 2), Some(true));
         assert!(Limiter::new(&RateLimit::none(), 0).is_none());
     }
 }

@@ -24,6 +24,9 @@ pub(crate) fn frames<H: Handler>(
     let config = *shared.endpoint.decoder_config(&link.session);
     let mut pos = 0;
     while pos < data.len() && link.reading_frames() {
+        if hold(link, shared, &data[pos..]) {
+            break;
+        }
         let (used, event) = match decoder.decode(&config, &mut data[pos..]) {
             Ok(step) => step,
             Err(error) => {
@@ -88,9 +91,23 @@ pub(crate) fn frames<H: Handler>(
     inflated.release();
 }
 
+/// Under the pause policy with the tokens spent: keeps `rest` (not yet
+/// parsed) for when they are back, and asks for the socket to be paused.
+fn hold<U>(link: &mut Link<U>, shared: &mut Shared<U>, rest: &[u8]) -> bool {
+    let now = shared.now_ms;
+    let Some(newly) = link.limiter().and_then(|l| l.hold(now)) else {
+        return false;
+    };
+    if newly {
+        shared.pausing.push(link.id);
+    }
+    link.hold_bytes(rest);
+    true
+}
+
 /// Charges one message to the connection's rate limit: true if it goes to the
-/// handler. Past the limit, a paused connection still gets what was read; the
-/// close policy closes with 1008 and discards this and every later message.
+/// handler: under the close policy, past the limit, the connection closes with
+/// 1008 and this and every later message is discarded.
 fn admit<U>(link: &mut Link<U>, shared: &mut Shared<U>) -> bool {
     let now = shared.now_ms;
     let Some(limiter) = link.limiter() else {
@@ -108,11 +125,6 @@ pub(crate) fn rate_verdict<U>(
 ) -> bool {
     match verdict {
         Verdict::Within => true,
-        Verdict::Pause => {
-            shared.counters.rate_limit_pauses += 1;
-            shared.pausing.push(link.id);
-            true
-        }
         Verdict::Close => {
             link.start_close(
                 shared,

@@ -222,11 +222,24 @@ impl<H: Handler> Worker<H> {
                     .limiter()
                     .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
                 receive::rate_verdict(&mut conn.link, shared, verdict);
-                receive::frames(handler, shared, inflated, conn, data);
+                if conn.link.reading_paused() {
+                    // Read before the pause took effect: after what is held.
+                    conn.link.hold_bytes(data);
+                } else {
+                    receive::frames(handler, shared, inflated, conn, data);
+                }
             }
             // After the close handshake, whatever the peer sends is discarded.
             Phase::Ended => {}
         }
+    }
+
+    /// Whether reading `key` is paused by its rate limit: a backend that reads
+    /// in a loop stops there.
+    pub fn reading_paused(&mut self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|conn| conn.link.reading_paused())
     }
 
     /// The io_uring backend's provided receive buffers ran out (ENOBUFS): a
@@ -314,6 +327,7 @@ impl<H: Handler> Worker<H> {
         self.time_handshakes();
         self.run_commands();
         self.advance(now);
+        let resume = self.resume_paused(io);
         if self.listening && self.shutdown.is_some() {
             io.stop_accepting();
             self.listening = false;
@@ -334,7 +348,10 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.report_closed();
-        let resume = self.pace(io);
+        let resume = match (resume, self.apply_pauses(io)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.publish_stats();
         shrink_idle(&mut self.flushing);
         shrink_idle(&mut self.shared.flush);
@@ -372,36 +389,68 @@ impl<H: Handler> Worker<H> {
         shrink_idle(&mut self.upgraded);
     }
 
-    /// Applies the rate limits' pauses and resumes those whose tokens are
-    /// back; returns how long until the next one may resume.
-    fn pace(&mut self, io: &mut impl Io) -> Option<Duration> {
+    /// Asks the backend to stop reading the connections whose rate limit was
+    /// spent this turn; returns how long until the first may resume.
+    fn apply_pauses(&mut self, io: &mut impl Io) -> Option<Duration> {
         let now = self.shared.now_ms;
+        let mut soonest: Option<u64> = None;
         for id in self.shared.pausing.drain(..) {
-            if conn_of(&mut self.conns, id).is_some() {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            if !self.paused.contains(&id) {
                 io.pause_reading(id.key());
                 self.paused.push(id);
+                self.shared.counters.rate_limit_pauses += 1;
+            }
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
             }
         }
+        // At least a millisecond: a zero wait would spin until the clock moves.
+        soonest.map(|ms| Duration::from_millis(ms.max(1)))
+    }
+
+    /// For each paused connection whose tokens are back: parses what it held,
+    /// then reads its socket again (unless that spent the tokens again).
+    /// Returns how long until the next one may resume.
+    fn resume_paused(&mut self, io: &mut impl Io) -> Option<Duration> {
+        let now = self.shared.now_ms;
         let mut soonest: Option<u64> = None;
-        let conns = &mut self.conns;
-        self.paused.retain(|&id| {
-            let Some(conn) = conn_of(conns, id) else {
+        let mut paused = std::mem::take(&mut self.paused);
+        paused.retain(|&id| {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
                 // Gone: its key may belong to a new connection by now.
                 return false;
             };
             // An ended connection has no limiter left: it is read again, so
             // that the peer's EOF is seen.
-            match conn.link.limiter().and_then(|l| l.resume_after(now)) {
-                Some(wait) => {
-                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-                    true
-                }
-                None => {
-                    io.resume_reading(id.key());
-                    false
-                }
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                return true;
             }
+            let mut held = conn.link.take_held();
+            if !held.is_empty() && conn.link.reading_frames() {
+                receive::frames(
+                    &mut self.handler,
+                    &mut self.shared,
+                    &mut self.inflated,
+                    conn,
+                    &mut held,
+                );
+            }
+            if conn.link.reading_paused() {
+                // Spent again on what it held: it stays paused.
+                if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                return true;
+            }
+            io.resume_reading(id.key());
+            false
         });
+        self.shared.pausing.retain(|id| !paused.contains(id));
+        self.paused = paused;
         soonest.map(Duration::from_millis)
     }
 

@@ -778,16 +778,19 @@ fn rate_limit_pause_stops_reading_until_the_tokens_are_back() {
         .replace("/chat", "/free");
     let (free, _) = h.open_with(free_request.as_bytes());
     h.seen.take();
-    // Four messages in one read: what was read is delivered, two tokens in
-    // debt, and the socket is paused.
+    // Four messages in one read: the burst of two goes to the handler, the
+    // rest is held, and the socket is paused.
     let wire = texts(&mut h, key, &["a", "b", "c", "d"]);
     h.send_raw(key, &wire);
     let turn = h.turn();
-    assert_eq!(h.frames(key).len(), 4);
+    assert_eq!(
+        h.frames(key),
+        [Frame::Text("a".into()), Frame::Text("b".into())]
+    );
     assert!(h.socket(key).paused);
     assert!(
-        turn.wait <= Duration::from_millis(200),
-        "woken when the debt is repaid: {:?}",
+        turn.wait <= Duration::from_millis(100),
+        "woken when a token is back: {:?}",
         turn.wait
     );
     // The connection exempted by on_upgrade is not limited at all.
@@ -796,13 +799,16 @@ fn rate_limit_pause_stops_reading_until_the_tokens_are_back() {
     h.turn();
     assert_eq!(h.frames(free).len(), 5);
     assert!(!h.socket(free).paused && h.socket(free).pauses == 0);
-    // Two tokens at 10/s: paused for 200 ms, then read again.
-    h.run_for(150);
+    // At 10/s one more message every 100 ms, in order; then read again.
+    h.run_for(90);
+    assert_eq!(h.frames(key), []);
+    h.run_for(20);
+    assert_eq!(h.frames(key), [Frame::Text("c".into())]);
     assert!(h.socket(key).paused);
-    h.run_for(60);
+    h.run_for(100);
+    assert_eq!(h.frames(key), [Frame::Text("d".into())]);
     assert!(!h.socket(key).paused);
     assert_eq!((h.socket(key).pauses, h.socket(key).resumes), (1, 1));
-    // A pause does not count as silence: no ping timeout, no idle close.
     assert!(!h.socket(key).closed);
     h.worker.end_turn(h.now, &mut h.io);
     assert_eq!(h.worker.stats.rate_limit_pauses.load(Ordering::Relaxed), 1);
