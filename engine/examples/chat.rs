@@ -1,7 +1,8 @@
 //! Chat room: every client joins the topic "chat"; every message it sends is
 //! published to everyone in the room, on every worker.
 //!
-//! `cargo run --release -p ringws --example chat -- --port 9002`
+//! `cargo run --release -p ringws --example chat -- --port 9002 [--metrics]`
+//! (`--metrics`: Prometheus metrics at `/metrics` on the same port)
 
 use std::net::SocketAddr;
 

@@ -1,6 +1,10 @@
 //! Echo server: every message comes back as it arrived. The Autobahn target.
 //!
-//! `cargo run --release -p ringws --example echo -- --port 9001 --workers 2 --backend auto`
+//! `cargo run --release -p ringws --example echo -- --port 9001 --workers 2 --backend auto [--metrics]`
+//!
+//! `--metrics` serves Prometheus metrics at `/metrics` on the same port. SIGTERM
+//! or SIGINT shut it down gracefully (close 1001, at most `--grace-ms`, default
+//! 5000): `scripts/restart-demo.sh` restarts it under load.
 
 use std::net::SocketAddr;
 

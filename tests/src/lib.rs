@@ -838,6 +838,33 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// The value of the sample `name` (without labels beyond `backend`) in the
+/// server's metrics text, once it has been published (the workers publish once
+/// per loop turn): polls until it is non-zero or [`TIMEOUT`] passes, then
+/// returns what it last read.
+pub fn wait_for_metric(server: &ServerHandle, name: &str) -> u64 {
+    let read = || {
+        server
+            .metrics()
+            .lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                rest.starts_with('{')
+                    .then(|| rest.rsplit(' ').next()?.parse().ok())
+                    .flatten()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let value = read();
+        if value > 0 || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Raises the soft limit of open files to at least `wanted` (up to the hard
 /// limit). Returns the soft limit now in force, or an error if the hard limit is
 /// below `wanted`.

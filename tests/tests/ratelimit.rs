@@ -71,15 +71,7 @@ fn pause_holds_back_one_connection_and_loses_nothing(backend: BackendKind) {
     for i in received..BURSTY {
         limited.expect_text(&format!("m{i}"));
     }
-    let pauses = server
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("ringws_rate_limit_pauses_total{")
-                .and_then(|l| l.split(' ').nth(1))
-                .map(|v| v.parse::<u64>().unwrap())
-        })
-        .unwrap();
+    let pauses = ringws_tests::wait_for_metric(&server, "ringws_rate_limit_pauses_total");
     assert!(pauses >= 1, "{pauses} pauses");
     limited.close_handshake(1000, "").unwrap();
 }

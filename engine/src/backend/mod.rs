@@ -12,6 +12,7 @@
 //! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |
 //! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
 //! | `Worker::on_buffers_exhausted()` | io_uring: a receive ended with ENOBUFS (counted in the metrics) |
+//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit paused it |
 //! | `Worker::end_turn(now, io) -> Turn` | once per loop turn, after the events: see below |
 //!
 //! Time enters only through `end_turn(now, ..)`: the backend reads the clock,

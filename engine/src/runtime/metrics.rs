@@ -183,7 +183,7 @@ counters! {
     deflate_out => "ringws_deflate_output_bytes", "Compressed bytes permessage-deflate made of them.";
     inflate_in => "ringws_inflate_input_bytes", "Compressed payload bytes received.";
     inflate_out => "ringws_inflate_output_bytes", "Bytes they inflated to.";
-    publishes => "ringws_publishes", "Messages published from callbacks (ServerHandle publishes are counted apart).";
+    publishes => "ringws_publishes", "Messages published (WebSocket::publish and ServerHandle::publish), once each.";
     deliveries => "ringws_deliveries", "Published messages queued to a subscriber.";
     commands => "ringws_commands", "Commands from other threads run (publishes, sends, closes, shutdowns).";
     buffer_exhausted => "ringws_uring_buffer_exhaustions", "io_uring receives stopped because the provided-buffer ring was empty (ENOBUFS).";
