@@ -9,7 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use ringws::BackendKind;
+use ringws::proto::deflate::DeflateConfig;
+use ringws::{BackendKind, DeflateMode, Message};
 use ringws_tests::{Client, ConnectOptions, Echo, HttpReply, raw_http, refusal_status, start};
 
 /// The interpreter with `prometheus_client`: `RINGWS_METRICS_PYTHON`, else the
@@ -201,6 +202,62 @@ fn known_traffic_is_counted_exactly(backend: BackendKind) {
     check(&parse(&body, "openmetrics"), "OpenMetrics");
 }
 
+fn deflate_publishes_and_commands_are_counted(backend: BackendKind) {
+    let server = start(
+        backend,
+        |b| b.deflate(DeflateMode::Shared).ping_interval(None),
+        || Echo::new().with_commands(),
+    );
+    let name = match backend {
+        BackendKind::IoUring => "io_uring",
+        _ => "epoll",
+    };
+    let mut client = Client::connect_opts(
+        server.addr(),
+        &ConnectOptions {
+            deflate: Some(DeflateConfig::default()),
+            ..ConnectOptions::default()
+        },
+    )
+    .unwrap();
+    // 1000 compressible bytes each way.
+    let text: String = (0..1000).map(|i| (b'a' + (i % 7) as u8) as char).collect();
+    client.send_compressed(true, text.as_bytes(), 1).unwrap();
+    client.expect_text(&text);
+    // One publish from the handle (a command to each of the two workers),
+    // one from a callback (a command to the other worker); one subscriber.
+    client.send_text("!sub news").unwrap();
+    client.expect_text("subscribed news");
+    server.publish("news", Message::Text("from the handle"));
+    client.expect_text("from the handle");
+    client.send_text("!pub news from a callback").unwrap();
+    client.expect_text("from a callback");
+    let settled = |text: &str| {
+        text.contains(&format!(
+            "ringws_deliveries_total{{backend=\"{name}\"}} 2\n"
+        )) && text.contains(&format!("ringws_commands_total{{backend=\"{name}\"}} 3\n"))
+    };
+    ringws_tests::wait_until("the counters published", || settled(&server.metrics()));
+    let samples = parse(&server.metrics(), "prometheus");
+    let get = |metric: &str| -> u64 {
+        samples[&format!("{metric}{{backend={name}}}")]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(get("ringws_publishes_total"), 2);
+    assert_eq!(get("ringws_deliveries_total"), 2);
+    assert_eq!(get("ringws_commands_total"), 3);
+    assert_eq!(get("ringws_inflate_output_bytes_total"), 1000);
+    assert_eq!(get("ringws_deflate_input_bytes_total"), 1000);
+    for compressed in [
+        "ringws_inflate_input_bytes_total",
+        "ringws_deflate_output_bytes_total",
+    ] {
+        let n = get(compressed);
+        assert!(n > 0 && n < 1000, "{compressed} {n}");
+    }
+}
+
 fn the_route_is_off_by_default(backend: BackendKind) {
     let server = start(backend, |b| b, Echo::new);
     let (reply, _) = scrape(server.addr(), None);
@@ -209,5 +266,6 @@ fn the_route_is_off_by_default(backend: BackendKind) {
 
 ringws_tests::backend_tests! {
     known_traffic_is_counted_exactly,
+    deflate_publishes_and_commands_are_counted,
     the_route_is_off_by_default,
 }
