@@ -317,11 +317,12 @@ impl<H: Handler> Worker<H> {
         link.outbox.clear(&mut self.shared.pool);
     }
 
-    /// Ends a loop turn, the same on every backend: runs the commands from
-    /// other threads, moves the clock to `now` (timers, shutdown deadline),
-    /// reports the connections that ended, delivers publishes, flushes every
-    /// connection with something queued through `io`, and publishes the
-    /// counters.
+    /// Ends a loop turn, the same on every backend: times the handshakes,
+    /// runs the commands from other threads, moves the clock to `now` (timers,
+    /// shutdown deadline), resumes the rate-limited connections whose tokens
+    /// are back, reports the connections that ended, delivers publishes,
+    /// flushes every connection with something queued through `io`, pauses
+    /// those whose tokens ran out, and publishes the counters.
     pub fn end_turn(&mut self, now: Instant, io: &mut impl Io) -> Turn {
         self.shared.now_ms = self.clock.millis(now);
         self.time_handshakes();
