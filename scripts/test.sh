@@ -7,7 +7,11 @@
 # every test of the workspace, whose integration tests each run on both backends
 # (the Redis bridge's against real redis-servers, installed here from the
 # Debian packages when missing); then a 2-node cluster behind nginx
-# (scripts/cluster.sh --check).
+# (scripts/cluster.sh --check). Before the tests: the metrics test's Prometheus
+# parser (Python prometheus_client, from PyPI, in a venv under target/), nginx
+# with its stream module for the PROXY protocol test and the cluster, and
+# net.ipv4.tcp_migrate_req=1 for the restart test (per network namespace; the
+# test is skipped with the reason where it cannot be set).
 # Exits non-zero on the first failure.
 #
 # SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
@@ -44,8 +48,16 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   bash scripts/neutral.sh
 fi
 
-# The Redis bridge's tests start their own redis-servers; cluster.sh needs nginx.
-bash scripts/apt-install.sh redis-server nginx
+echo "== test dependencies: redis-server, nginx, Prometheus parser, tcp_migrate_req"
+# The Redis bridge's tests start their own redis-servers; cluster.sh and the
+# PROXY protocol test need nginx (the latter with its stream module).
+bash scripts/apt-install.sh redis-server nginx libnginx-mod-stream
+RINGWS_METRICS_PYTHON="$(bash scripts/metrics-parser.sh)"
+export RINGWS_METRICS_PYTHON
+if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" = 0 ]; then
+  echo 1 > /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null \
+    || sudo -n sysctl -qw net.ipv4.tcp_migrate_req=1 2>/dev/null || true
+fi
 
 echo "== cargo test"
 cargo test --workspace --locked

@@ -8,7 +8,8 @@
 //! Options: `--host H` (default 127.0.0.1), `--port P` (9002), `--workers N`
 //! (cores), `--redis URL`, `--prefix P` (Redis channel prefix, default
 //! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE), `--stats SECONDS` (print the
-//! bridge's figures to stderr that often), `--no-announce` (no "joined" lines).
+//! bridge's figures to stderr that often), `--no-announce` (no "joined" lines),
+//! `--metrics` (Prometheus metrics at `/metrics` on the same port).
 
 use std::net::SocketAddr;
 
@@ -75,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sharded = false;
     let mut stats_every: Option<f64> = None;
     let mut announce = true;
+    let mut metrics = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -87,9 +89,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("sharded") => sharded = true,
             Long("stats") => stats_every = Some(parser.value()?.parse()?),
             Long("no-announce") => announce = false,
+            Long("metrics") => metrics = true,
             Long("help") => {
                 println!(
-                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce]"
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics]"
                 );
                 return Ok(());
             }
@@ -99,6 +102,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Server::builder()
         .bind((host.as_str(), port))
         .workers(workers);
+    if metrics {
+        // Prometheus scrapes http://HOST:PORT/metrics.
+        builder = builder.metrics_route("/metrics");
+    }
     let bridge = match &redis {
         Some(url) => {
             let mut b = RedisBridge::builder(url.as_str()).sharded(sharded);

@@ -1,6 +1,10 @@
 //! Echo server: every message comes back as it arrived. The Autobahn target.
 //!
-//! `cargo run --release -p ringws --example echo -- --port 9001 --workers 2 --backend auto`
+//! `cargo run --release -p ringws --example echo -- --port 9001 --workers 2 --backend auto [--metrics]`
+//!
+//! `--metrics` serves Prometheus metrics at `/metrics` on the same port. SIGTERM
+//! or SIGINT shut it down gracefully (close 1001, at most `--grace-ms`, default
+//! 5000): `scripts/restart-demo.sh` restarts it under load.
 
 use std::net::SocketAddr;
 
@@ -29,6 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut backend = BackendKind::Auto;
     let mut stats = false;
+    let mut metrics = false;
+    let mut grace_ms = 5000u64;
     let mut deflate = DeflateMode::Off;
     let mut uring_buffer: Option<usize> = None;
     let mut uring_count: Option<u16> = None;
@@ -44,6 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backend = BackendKind::parse(&name).ok_or(format!("unknown backend {name:?}"))?;
             }
             Long("stats") => stats = true,
+            Long("metrics") => metrics = true,
+            Long("grace-ms") => grace_ms = parser.value()?.parse()?,
             Long("deflate") => {
                 let mode = parser.value()?.string()?;
                 deflate = match mode.split_once(':') {
@@ -65,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("uring-buffer-count") => uring_count = Some(parser.value()?.parse()?),
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]]"
                 );
                 return Ok(());
             }
@@ -83,24 +91,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(count) = uring_count {
         builder = builder.uring_buffer_count(count);
     }
+    if metrics {
+        // Prometheus scrapes http://HOST:PORT/metrics.
+        builder = builder.metrics_route("/metrics");
+    }
     let server = builder.build()?;
+    // SIGTERM and SIGINT are blocked in every thread (the workers inherit the
+    // mask) and taken by `sigwait` below: a graceful shutdown, not a kill.
+    let signals = block_termination_signals();
     let handle = server.start(|| Echo)?;
     println!(
         "echo: listening on {} with {workers} workers ({} backend)",
         handle.local_addr(),
         handle.backend()
     );
-    // Runs until killed; with --stats, prints the server's counters every 200 ms.
-    loop {
-        if stats {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let s = handle.stats();
-            println!(
-                "stats: connections={} messages_in={} messages_out={} bytes_in={}",
-                s.connections, s.messages_in, s.messages_out, s.bytes_in
-            );
-        } else {
-            std::thread::park();
-        }
+    // With --stats, prints the server's counters every 200 ms.
+    if stats {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let s = handle.stats();
+                println!(
+                    "stats: connections={} messages_in={} messages_out={} bytes_in={}",
+                    s.connections, s.messages_in, s.messages_out, s.bytes_in
+                );
+            }
+        });
     }
+    let signal = wait_for(&signals);
+    // A restart: a new process already listens on the port (SO_REUSEPORT);
+    // this one stops accepting, closes with 1001 and exits within the grace.
+    println!("echo: signal {signal}, shutting down within {grace_ms} ms");
+    handle.shutdown(std::time::Duration::from_millis(grace_ms));
+    println!("echo: stopped");
+    Ok(())
+}
+
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own; pthread_sigmask
+    // only reads it. Called before any other thread starts.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: sigwait reads the set and writes the signal number to a local.
+    unsafe { libc::sigwait(set, &mut signal) };
+    signal
 }

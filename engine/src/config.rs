@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::proto::handshake::HandshakeLimits;
+use crate::types::RateLimit;
 
 /// Which kernel interface the workers use for I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,46 @@ pub enum BackpressurePolicy {
     Drop,
 }
 
+/// Whether a listener expects a PROXY protocol header (v1 or v2) before the
+/// HTTP request, as load balancers send it (nginx `proxy_protocol on`, HAProxy
+/// `send-proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// No header is read; a connection that sends one fails its handshake.
+    #[default]
+    Off,
+    /// A trusted source may send a header; connections without one are served
+    /// with their own address. A header from an untrusted source closes the
+    /// connection.
+    Optional,
+    /// Every connection must come from a trusted source and start with a
+    /// header; others are closed.
+    Required,
+}
+
+/// A listener's PROXY protocol settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyProtocol {
+    /// Off, optional or required.
+    pub mode: ProxyMode,
+    /// The networks (the load balancers) whose headers are believed.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ProxyProtocol {
+    /// Whether `peer` may send a header: in a trusted network (an IPv4 peer
+    /// seen on an IPv6 socket as `::ffff:a.b.c.d` counts as its IPv4 address).
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let mapped = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4),
+            std::net::IpAddr::V4(_) => None,
+        };
+        self.trusted
+            .iter()
+            .any(|net| net.contains(&peer) || mapped.is_some_and(|ip| net.contains(&ip)))
+    }
+}
+
 /// permessage-deflate (RFC 7692), in the manner of uWebSockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeflateMode {
@@ -102,6 +143,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Addresses to listen on; every worker listens on each with SO_REUSEPORT.
     pub addrs: Vec<SocketAddr>,
+    /// The PROXY protocol settings of each address in [`Self::addrs`] (same
+    /// index; missing entries are off). Default off.
+    pub proxy: Vec<ProxyProtocol>,
     /// Worker threads. Default: the number of available cores.
     pub workers: usize,
     /// Pin worker `i` to core `i % cores`. Default off.
@@ -157,12 +201,19 @@ pub struct Config {
     pub deflate_threshold: usize,
     /// Compression level, 0..=9. Default 1 (fastest that compresses).
     pub deflate_level: u32,
+    /// The rate limit of every connection, unless `on_upgrade` chooses another
+    /// ([`crate::Upgrade::rate_limit`]). Default none.
+    pub rate_limit: RateLimit,
+    /// The plain-HTTP path the server answers with its metrics (Prometheus text
+    /// or OpenMetrics), before `on_http` sees it. Default none.
+    pub metrics_route: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             addrs: Vec::new(),
+            proxy: Vec::new(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_workers: false,
             backend: BackendKind::Auto,
@@ -186,6 +237,8 @@ impl Default for Config {
             deflate: DeflateMode::Off,
             deflate_threshold: 64,
             deflate_level: 1,
+            rate_limit: RateLimit::none(),
+            metrics_route: None,
         }
     }
 }
@@ -293,6 +346,30 @@ impl Config {
             )?;
         }
         check(self.deflate_level <= 9, "deflate_level", "must be 0 to 9")?;
+        check(
+            self.rate_limit.is_valid(),
+            "rate_limit",
+            "rates and bursts must be 1 to 2^40",
+        )?;
+        check(
+            self.metrics_route
+                .as_deref()
+                .is_none_or(|p| p.starts_with('/') && !p.contains('?')),
+            "metrics_route",
+            "must be a path starting with / (no query)",
+        )?;
+        check(
+            self.proxy.len() <= self.addrs.len(),
+            "proxy_protocol",
+            "names more listeners than there are addresses",
+        )?;
+        check(
+            self.proxy
+                .iter()
+                .all(|p| p.mode == ProxyMode::Off || !p.trusted.is_empty()),
+            "proxy_protocol",
+            "needs at least one trusted network when on",
+        )?;
         Ok(())
     }
 
@@ -318,6 +395,11 @@ impl Config {
             return Err(ConfigError::BadAddress(format!("{addr:?}")));
         }
         Ok(())
+    }
+
+    /// The PROXY protocol settings of listener `index` (an index of [`Self::addrs`]).
+    pub(crate) fn proxy_of(&self, index: usize) -> Option<&ProxyProtocol> {
+        self.proxy.get(index).filter(|p| p.mode != ProxyMode::Off)
     }
 
     /// The coarse timer tick: a quarter of the shortest timeout, within 10 ms..1 s.

@@ -35,10 +35,14 @@ pub(crate) mod runtime;
 mod server;
 mod types;
 
-pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
+pub use config::{
+    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, ProxyMode, ProxyProtocol,
+};
+pub use ipnet::IpNet;
 pub use runtime::bridge::{Bridge, LocalNode};
 pub use runtime::handler::{Handler, WebSocket};
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
 pub use types::{
-    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, Upgrade,
+    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, RateLimit,
+    RateLimitPolicy, SendStatus, TokenBucket, Upgrade,
 };

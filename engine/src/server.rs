@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -14,13 +14,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::backend::epoll::EpollBackend;
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
-use crate::config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
+use crate::config::{
+    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, ProxyMode, ProxyProtocol,
+};
 use crate::proto::close::CloseCode;
 use crate::runtime::bridge::{self, Bridge, LocalNode, NodeTopics};
 use crate::runtime::command::{self, Command, Mailbox};
 use crate::runtime::handler::Handler;
+use crate::runtime::metrics::{Format, Metrics, Source};
 use crate::runtime::worker::{Worker, WorkerStats};
-use crate::types::{ConnId, Message, PreparedMessage};
+use crate::types::{ConnId, Message, PreparedMessage, RateLimit};
 
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,9 @@ pub struct Builder {
     config: Config,
     bridge: BridgeSlot,
     error: Option<ConfigError>,
+    /// The addresses the last [`Builder::bind`] added, for
+    /// [`Builder::proxy_protocol`].
+    last_bind: std::ops::Range<usize>,
 }
 
 /// The server's bridge to other nodes, if it has one.
@@ -90,9 +96,73 @@ impl Builder {
     /// Adds an address to listen on (`"127.0.0.1:8080"`, `"[::1]:0"`, ...). Port 0
     /// picks a free port, shared by all workers.
     pub fn bind(mut self, addr: impl std::net::ToSocketAddrs + std::fmt::Debug) -> Self {
+        let before = self.config.addrs.len();
         if let Err(e) = self.config.add_addrs(addr) {
             self.error.get_or_insert(e);
         }
+        self.last_bind = before..self.config.addrs.len();
+        self
+    }
+
+    /// The PROXY protocol on the address(es) of the last [`bind`](Self::bind):
+    /// `mode`, believing headers only from the `trusted` networks (CIDRs such
+    /// as `"10.0.0.0/8"` or `"::1/128"`; at least one when on).
+    ///
+    /// ```
+    /// use ringws::{ProxyMode, Server};
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1:0")
+    ///     .proxy_protocol(ProxyMode::Required, ["127.0.0.1/32"])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(server.config().proxy[0].mode, ProxyMode::Required);
+    /// ```
+    pub fn proxy_protocol<I, S>(mut self, mode: ProxyMode, trusted: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut nets = Vec::new();
+        for net in trusted {
+            let text = net.as_ref();
+            match text.parse::<ipnet::IpNet>() {
+                Ok(net) => nets.push(net),
+                // A bare address is a network of one.
+                Err(_) => match text.parse::<std::net::IpAddr>() {
+                    Ok(ip) => nets.push(ip.into()),
+                    Err(_) => {
+                        self.error
+                            .get_or_insert(ConfigError::BadAddress(format!("{text:?}")));
+                    }
+                },
+            }
+        }
+        if self.config.proxy.len() < self.config.addrs.len() {
+            self.config
+                .proxy
+                .resize(self.config.addrs.len(), ProxyProtocol::default());
+        }
+        for index in self.last_bind.clone() {
+            self.config.proxy[index] = ProxyProtocol {
+                mode,
+                trusted: nets.clone(),
+            };
+        }
+        self
+    }
+
+    /// Serves the server's metrics at this plain-HTTP path (e.g. `"/metrics"`),
+    /// before `on_http` sees the request: Prometheus text, or OpenMetrics when
+    /// the `Accept` header asks for it. See [`ServerHandle::metrics`].
+    pub fn metrics_route(mut self, path: &str) -> Self {
+        self.config.metrics_route = Some(path.to_owned());
+        self
+    }
+
+    /// The rate limit of every connection (default none); `on_upgrade` may
+    /// choose another per connection with [`crate::Upgrade::rate_limit`].
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.config.rate_limit = limit;
         self
     }
 
@@ -209,6 +279,15 @@ impl Server {
         let factory = Arc::new(factory);
         let peers = Arc::new(OnceLock::new());
         let stats: Arc<[Arc<WorkerStats>]> = (0..config.workers).map(|_| Arc::default()).collect();
+        let metrics = Arc::new(Metrics::new(Source {
+            backend: match chosen {
+                Chosen::Epoll => "epoll",
+                Chosen::Uring => "io_uring",
+            },
+            workers: stats.clone(),
+            mailboxes: peers.clone(),
+            handle_publishes: AtomicU64::new(0),
+        }));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Mailbox)>>();
         let barrier = Arc::new(Barrier::new(config.workers + 1));
@@ -218,7 +297,7 @@ impl Server {
             let factory = factory.clone();
             let peers = peers.clone();
             let node = node.clone();
-            let stats = stats[index].clone();
+            let metrics = metrics.clone();
             let ready = ready_tx.clone();
             let barrier = barrier.clone();
             let core = config
@@ -260,7 +339,7 @@ impl Server {
                         inbox,
                         peers,
                         node,
-                        stats,
+                        metrics,
                         Instant::now(),
                     );
                     let result = match backend {
@@ -304,6 +383,7 @@ impl Server {
                 bridge: BridgeSlot(bridge),
                 threads: Mutex::new(threads),
                 stats,
+                metrics,
                 local_addrs,
             }),
         };
@@ -362,6 +442,7 @@ struct Inner {
     bridge: BridgeSlot,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<[Arc<WorkerStats>]>,
+    metrics: Arc<Metrics>,
     local_addrs: Vec<SocketAddr>,
 }
 
@@ -415,6 +496,11 @@ impl ServerHandle {
 
     /// Publishes a prepared message, as [`publish`](Self::publish) does.
     pub fn publish_prepared(&self, topic: &str, message: &PreparedMessage) {
+        self.inner
+            .metrics
+            .source()
+            .handle_publishes
+            .fetch_add(1, Ordering::Relaxed);
         self.publish_local(topic, message.clone());
         if let Some(bridge) = &self.inner.bridge.0 {
             bridge.publish(topic, message);
@@ -471,12 +557,26 @@ impl ServerHandle {
             total.connections += s.connections.load(Ordering::Relaxed);
             total.accepted += s.accepted.load(Ordering::Relaxed);
             total.messages_in += s.messages_in.load(Ordering::Relaxed);
-            total.messages_out += s.messages_out.load(Ordering::Relaxed);
+            total.messages_out += s.messages_out.load(Ordering::Relaxed)
+                + s.pings_out.load(Ordering::Relaxed)
+                + s.pongs_out.load(Ordering::Relaxed);
             total.bytes_in += s.bytes_in.load(Ordering::Relaxed);
             total.commands += s.commands.load(Ordering::Relaxed);
         }
         total.wakes = self.inner.mailboxes.iter().map(Mailbox::wakes).sum();
         total
+    }
+
+    /// The server's metrics in the Prometheus text format (0.0.4), for users
+    /// who serve them elsewhere than [`Builder::metrics_route`]. Read from the
+    /// figures each worker publishes once per loop turn.
+    pub fn metrics(&self) -> String {
+        self.inner.metrics.render(Format::Prometheus)
+    }
+
+    /// The same in the OpenMetrics text format (1.0.0).
+    pub fn metrics_openmetrics(&self) -> String {
+        self.inner.metrics.render(Format::OpenMetrics)
     }
 
     fn mailbox(&self, id: ConnId) -> Option<&Mailbox> {

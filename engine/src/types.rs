@@ -1,7 +1,7 @@
 //! The values that pass between the application and the engine: connection
-//! ids, received messages, send outcomes, close causes, upgrade answers, plain
-//! HTTP requests and responses, prepared messages. Nothing here refers to the
-//! runtime, so every layer may use them.
+//! ids, received messages, send outcomes, close causes, upgrade answers, rate
+//! limits, plain HTTP requests and responses, prepared messages. Nothing here
+//! refers to the runtime, so every layer may use them.
 
 use std::fmt;
 
@@ -111,6 +111,95 @@ pub enum CloseCause {
     Terminated,
     /// The TCP connection ended (or failed) without a close frame.
     Reset,
+    /// The peer passed its rate limit under [`crate::RateLimitPolicy::Close`]
+    /// (close code 1008).
+    RateLimit,
+}
+
+/// A token bucket: `per_second` tokens come back each second, and at most
+/// `burst` are kept, so a quiet connection may then spend `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Tokens returned per second.
+    pub per_second: u64,
+    /// Most tokens kept (and the number a new connection starts with).
+    pub burst: u64,
+}
+
+/// What happens to a connection past its [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitPolicy {
+    /// Stop reading its socket until the tokens are back: TCP pushes back on
+    /// the client and nothing it sent is lost. What was already read is still
+    /// delivered (at most one turn's reads), and repaid before reading resumes.
+    #[default]
+    Pause,
+    /// Close it with 1008 (policy violation); the message past the limit and
+    /// every later one are discarded.
+    Close,
+}
+
+/// A per-connection limit on what the peer sends: messages per second and
+/// bytes per second (as read from the socket), each a [`TokenBucket`]. The
+/// default limits nothing.
+///
+/// ```
+/// use ringws::{RateLimit, RateLimitPolicy};
+/// let limit = RateLimit::none()
+///     .messages(100, 20)
+///     .bytes(1 << 20, 4 << 20)
+///     .policy(RateLimitPolicy::Close);
+/// assert!(!limit.is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// Messages received (data messages, not control frames).
+    pub messages: Option<TokenBucket>,
+    /// Bytes read from the socket.
+    pub bytes: Option<TokenBucket>,
+    /// Past either limit.
+    pub policy: RateLimitPolicy,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const fn none() -> Self {
+        Self {
+            messages: None,
+            bytes: None,
+            policy: RateLimitPolicy::Pause,
+        }
+    }
+
+    /// Limits messages to `per_second`, with a burst of `burst`.
+    pub const fn messages(mut self, per_second: u64, burst: u64) -> Self {
+        self.messages = Some(TokenBucket { per_second, burst });
+        self
+    }
+
+    /// Limits bytes to `per_second`, with a burst of `burst`.
+    pub const fn bytes(mut self, per_second: u64, burst: u64) -> Self {
+        self.bytes = Some(TokenBucket { per_second, burst });
+        self
+    }
+
+    /// What to do past the limit.
+    pub const fn policy(mut self, policy: RateLimitPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// True if it limits nothing.
+    pub const fn is_none(&self) -> bool {
+        self.messages.is_none() && self.bytes.is_none()
+    }
+
+    /// Every bucket needs a positive rate and burst.
+    pub(crate) fn is_valid(&self) -> bool {
+        [self.messages, self.bytes].into_iter().flatten().all(|b| {
+            b.per_second > 0 && b.burst > 0 && b.per_second <= 1 << 40 && b.burst <= 1 << 40
+        })
+    }
 }
 
 /// The answer of [`crate::Handler::on_upgrade`].
@@ -124,6 +213,9 @@ pub enum Upgrade<U> {
         protocol: Option<String>,
         /// Extra response headers.
         headers: Vec<(String, String)>,
+        /// This connection's rate limit; `None` keeps the server's
+        /// ([`crate::Config::rate_limit`]).
+        rate_limit: Option<RateLimit>,
     },
     /// Refuse it with an HTTP response (e.g. 401 or 403).
     Reject(HttpResponse),
@@ -136,7 +228,17 @@ impl<U> Upgrade<U> {
             data,
             protocol: None,
             headers: Vec::new(),
+            rate_limit: None,
         }
+    }
+
+    /// Gives this connection its own rate limit instead of the server's
+    /// ([`RateLimit::none`] lifts it).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        if let Upgrade::Accept { rate_limit, .. } = &mut self {
+            *rate_limit = Some(limit);
+        }
+        self
     }
 
     /// Refuse with this status and a short text body.

@@ -216,8 +216,13 @@ pub struct Report {
     pub missed_pongs: u64,
     /// Connections open at the end that answered their last ping in time.
     pub live_at_end: u64,
-    /// Connections closed by the server or by errors after opening.
+    /// Connections closed by the server or by errors after opening (a close
+    /// with 1001, going away, is counted apart).
     pub dropped: u64,
+    /// Connections the server closed with 1001 (a restart or shutdown), and
+    /// the echoes they still awaited then (not lost: the server said so).
+    pub going_away: u64,
+    pub going_away_unanswered: u64,
     /// (seconds since epoch, open connections) samples.
     pub ramp: Vec<(f64, u64)>,
     /// Seconds from the start until the last connection opened (the slowest
@@ -340,6 +345,8 @@ impl Report {
             missed_pongs: 0,
             live_at_end: 0,
             dropped: 0,
+            going_away: 0,
+            going_away_unanswered: 0,
             ramp: Vec::new(),
             ramp_secs: 0.0,
             fanout: Fanout::new(),
@@ -365,6 +372,8 @@ impl Report {
         self.missed_pongs += other.missed_pongs;
         self.live_at_end += other.live_at_end;
         self.dropped += other.dropped;
+        self.going_away += other.going_away;
+        self.going_away_unanswered += other.going_away_unanswered;
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
         self.fanout.merge(&other.fanout);
     }
@@ -402,6 +411,8 @@ struct Conn {
     node: usize,
     /// Broadcast probes received.
     heard: Option<Heard>,
+    /// The server closed it with 1001 (going away).
+    going_away: bool,
 }
 
 /// The sending side of a connection.
@@ -540,6 +551,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         reported: false,
                         node,
                         heard: None,
+                        going_away: false,
                     });
                 }
                 Err(e) => report.fail(classify(&e), live),
@@ -860,6 +872,7 @@ fn read_conn(
         }
         let mut pos = 0;
         let mut closed = false;
+        let mut conn_going_away = false;
         let Conn {
             decoder,
             session,
@@ -910,7 +923,8 @@ fn read_conn(
                 }
                 Inbound::Ping(_) => {}
                 // Nothing is decoded after a close: answered, the connection ends.
-                Inbound::Close { .. } => {
+                Inbound::Close { code, .. } => {
+                    conn_going_away = code == CloseCode::GOING_AWAY;
                     closed = true;
                     break;
                 }
@@ -919,6 +933,7 @@ fn read_conn(
         inflated.release();
         endpoint.release_buffers();
         conn.decoder.release_buffers();
+        conn.going_away |= conn_going_away;
         if flush(conn).is_err() || closed {
             return false;
         }
@@ -1067,6 +1082,11 @@ fn close_conn(
     if let Some(mut conn) = conns.try_remove(key) {
         let _ = poll.registry().deregister(&mut conn.stream);
         match conn.phase {
+            Phase::Open if conn.going_away => {
+                report.going_away += 1;
+                report.going_away_unanswered += conn.tx.inflight.len() as u64;
+                live.open.fetch_sub(1, Ordering::Relaxed);
+            }
             Phase::Open => {
                 report.dropped += 1;
                 report.lost += conn.tx.inflight.len() as u64;

@@ -125,6 +125,12 @@ impl Outcome {
             );
         }
         let verdict = self.fanout.as_ref().map(|check| self.print_fanout(check));
+        if r.going_away > 0 {
+            println!(
+                "closed by the server with 1001: {} connections, {} echoes awaited then",
+                r.going_away, r.going_away_unanswered
+            );
+        }
         if let Some((before, held)) = self.rss {
             let per = (held.saturating_sub(before)) as f64 / r.connected.max(1) as f64;
             println!(
@@ -264,6 +270,8 @@ impl Outcome {
             "mismatches": r.mismatches,
             "lost": r.lost,
             "dropped": r.dropped,
+            "going_away": r.going_away,
+            "going_away_unanswered": r.going_away_unanswered,
             "pings": r.pings,
             "pongs": r.pongs,
             "published": r.published,

@@ -30,7 +30,7 @@ use ringws::proto::message::Decoder;
 use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use ringws::{
     BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message,
-    SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
+    RateLimit, SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
 };
 
 /// The backends every test runs on; [`backend_tests!`] makes one test per
@@ -161,6 +161,9 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// Bytes written right behind the request, in the same write (pipelined frames).
     pub pipelined: Vec<u8>,
+    /// Bytes written before the request, in the same write (a PROXY protocol
+    /// header).
+    pub preamble: Vec<u8>,
     /// Write the request (and the pipelined bytes) one byte per write.
     pub byte_by_byte: bool,
     /// Offer permessage-deflate with these settings.
@@ -297,7 +300,7 @@ impl Client {
                 .extensions(&deflate::client_offer(config))
                 .map_err(io::Error::other)?;
         }
-        let mut request = Vec::new();
+        let mut request = options.preamble.clone();
         handshake.write_request(&mut request);
         request.extend_from_slice(&options.pipelined);
         if options.byte_by_byte {
@@ -835,6 +838,33 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// The value of the sample `name` (without labels beyond `backend`) in the
+/// server's metrics text, once it has been published (the workers publish once
+/// per loop turn): polls until it is non-zero or [`TIMEOUT`] passes, then
+/// returns what it last read.
+pub fn wait_for_metric(server: &ServerHandle, name: &str) -> u64 {
+    let read = || {
+        server
+            .metrics()
+            .lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                rest.starts_with('{')
+                    .then(|| rest.rsplit(' ').next()?.parse().ok())
+                    .flatten()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let value = read();
+        if value > 0 || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Raises the soft limit of open files to at least `wanted` (up to the hard
 /// limit). Returns the soft limit now in force, or an error if the hard limit is
 /// below `wanted`.
@@ -1075,7 +1105,8 @@ pub struct ConnState {
 /// Upgrade routes: `/reject` answers 401 (body `unauthorized`, header
 /// `WWW-Authenticate: Bearer`); `/auth` needs `Authorization: Bearer secret`
 /// (else 401); `/bad-protocol` accepts with a subprotocol nobody offered (the
-/// server must answer 500). Elsewhere, `chat.v2` is chosen if offered, and every
+/// server must answer 500); `/unlimited` lifts the server's rate limit for that
+/// connection. Elsewhere, `chat.v2` is chosen if offered, and every
 /// 101 carries `X-Ringws-Test: yes`. Plain HTTP: `GET /health` answers 200 `ok`.
 ///
 /// With [`with_commands`](Self::with_commands), text messages starting with `!`
@@ -1214,6 +1245,7 @@ fn route_upgrade(request: &UpgradeRequest<'_>) -> Upgrade<ConnState> {
             Upgrade::reject(401, "unauthorized")
         }
         "/bad-protocol" => Upgrade::accept(data).protocol("not-offered"),
+        "/unlimited" => Upgrade::accept(data).rate_limit(RateLimit::none()),
         _ => {
             let mut upgrade = Upgrade::accept(data).header("X-Ringws-Test", "yes");
             if request.offers_protocol("chat.v2") {

@@ -88,6 +88,10 @@ fn buffer_ring_exhaustion_loses_nothing() {
     for t in threads {
         t.join().expect("a client failed");
     }
+    // The backend reports each exhaustion through the seam, into the metrics.
+    let exhaustions: u64 =
+        ringws_tests::wait_for_metric(&server, "ringws_uring_buffer_exhaustions_total");
+    assert!(exhaustions > 0, "no ENOBUFS counted");
 }
 
 #[test]

@@ -71,8 +71,9 @@ impl EpollBackend {
         let mut recv = vec![0u8; config.recv_buffer_size];
         let mut io = Sockets {
             registry: poll.registry().try_clone()?,
-            listeners,
+            listeners: listeners.into_iter().map(Some).collect(),
             streams: Vec::new(),
+            resumed: Vec::new(),
         };
         let mut events = Events::with_capacity(1024);
         // Connections to read, with whether the peer has closed or failed (then
@@ -114,6 +115,12 @@ impl EpollBackend {
                 let Some(Some(stream)) = io.streams.get_mut(key) else {
                     continue;
                 };
+                if stream.paused {
+                    // Its rate limit is spent; resuming reads it again, so
+                    // this edge is not lost.
+                    continue;
+                }
+                let stream = &mut stream.tcp;
                 let mut reads = 0;
                 loop {
                     match stream.read(&mut recv) {
@@ -124,6 +131,11 @@ impl EpollBackend {
                         Ok(n) => {
                             worker.on_data(key, &mut recv[..n]);
                             reads += 1;
+                            if worker.reading_paused(key) {
+                                // Its rate limit is spent: the rest waits in
+                                // the socket (resuming reads it).
+                                break;
+                            }
                             // A short read drained the socket; edge-triggered epoll
                             // reports the next arrival, unless the peer's FIN or
                             // RST came with this data: then read on to see it.
@@ -146,6 +158,9 @@ impl EpollBackend {
             }
             std::mem::swap(&mut readable, &mut still_readable);
             let turn = worker.end_turn(Instant::now(), &mut io);
+            // Edge-triggered epoll does not report again what arrived while a
+            // connection was paused: read the resumed ones next turn.
+            readable.append(&mut io.resumed);
             // Lists grown by a burst (thousands of connections readable at once)
             // give their memory back once it is over.
             shrink_idle(&mut readable);
@@ -161,15 +176,25 @@ impl EpollBackend {
 /// The worker's sockets: the backend's half of the seam.
 struct Sockets {
     registry: Registry,
-    listeners: Vec<TcpListener>,
+    /// By index of the configured addresses; `None` once closed at shutdown.
+    listeners: Vec<Option<TcpListener>>,
     /// Indexed by the worker's slab key.
-    streams: Vec<Option<TcpStream>>,
+    streams: Vec<Option<Stream>>,
+    /// Connections whose reading resumed this turn, to read next turn.
+    resumed: Vec<(usize, bool)>,
+}
+
+/// An accepted connection.
+struct Stream {
+    tcp: TcpStream,
+    /// Not read while its rate limit is spent.
+    paused: bool,
 }
 
 impl Sockets {
-    fn accept_all<H: Handler>(&mut self, listener: usize, worker: &mut Worker<H>) {
-        let Some(listener) = self.listeners.get_mut(listener) else {
-            // Deregistered at shutdown; a late event.
+    fn accept_all<H: Handler>(&mut self, index: usize, worker: &mut Worker<H>) {
+        let Some(Some(listener)) = self.listeners.get_mut(index) else {
+            // Closed at shutdown; a late event.
             return;
         };
         loop {
@@ -183,7 +208,7 @@ impl Sockets {
                     return;
                 }
             };
-            let Some(key) = worker.on_accept(peer) else {
+            let Some(key) = worker.on_accept(peer, index) else {
                 drop(stream);
                 continue;
             };
@@ -200,7 +225,10 @@ impl Sockets {
             if self.streams.len() <= key {
                 self.streams.resize_with(key + 1, || None);
             }
-            self.streams[key] = Some(stream);
+            self.streams[key] = Some(Stream {
+                tcp: stream,
+                paused: false,
+            });
         }
     }
 }
@@ -212,7 +240,7 @@ impl Io for Sockets {
 
     /// One vectored write of the queue.
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
-        let Some(Some(stream)) = self.streams.get_mut(key) else {
+        let Some(Some(Stream { tcp: stream, .. })) = self.streams.get_mut(key) else {
             return Written::Failed;
         };
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -238,21 +266,40 @@ impl Io for Sockets {
 
     fn shutdown_write(&mut self, key: usize) {
         if let Some(Some(stream)) = self.streams.get_mut(key) {
-            let _ = stream.shutdown(Shutdown::Write);
+            let _ = stream.tcp.shutdown(Shutdown::Write);
         }
     }
 
     fn close(&mut self, key: usize) -> bool {
         if let Some(mut stream) = self.streams.get_mut(key).and_then(Option::take) {
-            let _ = self.registry.deregister(&mut stream);
+            let _ = self.registry.deregister(&mut stream.tcp);
         }
         true
     }
 
-    fn stop_accepting(&mut self) {
-        for listener in &mut self.listeners {
-            let _ = self.registry.deregister(listener);
+    fn pause_reading(&mut self, key: usize) {
+        if let Some(Some(stream)) = self.streams.get_mut(key) {
+            stream.paused = true;
         }
-        self.listeners.clear();
+    }
+
+    fn resume_reading(&mut self, key: usize) {
+        if let Some(Some(stream)) = self.streams.get_mut(key) {
+            if std::mem::take(&mut stream.paused) {
+                // Read until EAGAIN, as after a hangup: an edge (data, or the
+                // peer's FIN) may have come and gone while paused.
+                self.resumed.push((key, true));
+            }
+        }
+    }
+
+    /// Closes the listeners: with `net.ipv4.tcp_migrate_req`, connections
+    /// queued on them move to another listener of the port (a new process
+    /// taking over) instead of being reset.
+    fn stop_accepting(&mut self) {
+        for listener in self.listeners.iter_mut().filter_map(Option::take) {
+            let mut listener = listener;
+            let _ = self.registry.deregister(&mut listener);
+        }
     }
 }

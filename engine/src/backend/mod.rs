@@ -5,12 +5,14 @@
 //!
 //! | call | when |
 //! | --- | --- |
-//! | `Worker::on_accept(peer)` | a connection was accepted; returns its key, or `None` (close it) |
+//! | `Worker::on_accept(peer, listener)` | a connection was accepted on listener `listener` (an index of the configured addresses); returns its key, or `None` (close it) |
 //! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (and unmasks) them in place |
 //! | `Worker::on_hangup(key, Hangup)` | EOF or a socket error on `key` |
 //! | `Worker::on_writable(key)` | the socket may take more after a write that left bytes behind |
 //! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |
 //! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
+//! | `Worker::on_buffers_exhausted()` | io_uring: a receive ended with ENOBUFS (counted in the metrics) |
+//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit paused it |
 //! | `Worker::end_turn(now, io) -> Turn` | once per loop turn, after the events: see below |
 //!
 //! Time enters only through `end_turn(now, ..)`: the backend reads the clock,
@@ -22,7 +24,12 @@
 //! `write(key, outbox)` answers `Written::Now { bytes, blocked }` (readiness:
 //! the write happened), `Written::Later` (completion: submitted, `on_sent`
 //! follows) or `Written::Failed`; `shutdown_write(key)`; `close(key)`, true if
-//! the socket is gone now, else `on_released` follows; `stop_accepting()`.
+//! the socket is gone now, else `on_released` follows; `pause_reading(key)` and
+//! `resume_reading(key)` (a rate limit: no `on_data` for `key` in between,
+//! except what was received before the pause; whatever arrived meanwhile,
+//! EOF included, is delivered after the resume); `stop_accepting()` (close the
+//! listeners, so that with `net.ipv4.tcp_migrate_req` their queued connections
+//! move to another process on the port).
 //!
 //! # A loop turn, the same on both backends
 //!
@@ -32,7 +39,8 @@
 //!    moves its clock (timers, shutdown deadline), reports the connections that
 //!    ended (`on_close`, from that one place), delivers publishes, flushes
 //!    every connection with something queued through `io` (a few rounds, for
-//!    what `on_drain` queues), and publishes its counters.
+//!    what `on_drain` queues), pauses and resumes reading for rate limits, and
+//!    publishes its counters.
 //! 4. Stop when `Turn::finished`.
 //!
 //! The backends never parse WebSocket frames. [`epoll`] writes synchronously

@@ -298,8 +298,13 @@ struct Slot {
     /// Index in the fixed-file table.
     fixed: u32,
     generation: u32,
+    /// A connection holds the slot (a released slot keeps only its generation,
+    /// and must never be armed: its `fixed` index may belong to another).
+    in_use: bool,
     /// Multishot receive armed.
     receiving: bool,
+    /// Not to be re-armed: the rate limit paused reading.
+    paused: bool,
     /// Re-arm the receive at the end of this turn (it ended without error,
     /// e.g. ENOBUFS).
     rearm: bool,
@@ -317,6 +322,8 @@ struct Slot {
 /// A sockaddr buffer for the peer-name request of an accepted connection.
 struct PeerName {
     fixed: u32,
+    /// The listener (an index of the configured addresses) that accepted it.
+    listener: usize,
     addr: libc::sockaddr_storage,
 }
 
@@ -540,7 +547,7 @@ impl Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.receiving || slot.closing {
+        if !slot.in_use || slot.receiving || slot.closing || slot.paused {
             return;
         }
         slot.receiving = true;
@@ -619,6 +626,7 @@ impl Ring {
         let v6 = self.listener_v6.get(listener).copied().unwrap_or(false);
         let pending = self.peers.insert(Box::new(PeerName {
             fixed,
+            listener,
             // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
             addr: unsafe { std::mem::zeroed() },
         }));
@@ -637,7 +645,7 @@ impl Ring {
         } else {
             None
         };
-        let key = addr.and_then(|addr| worker.on_accept(addr));
+        let key = addr.and_then(|addr| worker.on_accept(addr, peer.listener));
         let Some(key) = key else {
             // Worker full, shutting down, or the peer is already gone.
             let entry = opcode::Close::new(Fixed(peer.fixed))
@@ -653,6 +661,7 @@ impl Ring {
         *slot = Slot {
             fixed: peer.fixed,
             generation,
+            in_use: true,
             ..Slot::default()
         };
         self.arm_recv(key);
@@ -692,8 +701,13 @@ impl Ring {
                 }
             }
             // Buffers ran out: they are back by the end of this turn; re-arm then.
-            r if r == -libc::ENOBUFS => self.rearm.push(key),
-            r if r == -libc::ECANCELED => {}
+            r if r == -libc::ENOBUFS => {
+                worker.on_buffers_exhausted();
+                self.rearm.push(key);
+            }
+            // Cancelled by a pause; if reading resumed before this arrived,
+            // re-arm now (arm_recv skips a paused one).
+            r if r == -libc::ECANCELED => self.rearm.push(key),
             _ => worker.on_hangup(key, Hangup::Error),
         }
         self.try_release(worker, key);
@@ -855,6 +869,38 @@ impl Io for Ring {
         false
     }
 
+    /// Cancels the connection's multishot receive; data already completed is
+    /// still delivered.
+    fn pause_reading(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.paused || slot.closing {
+            return;
+        }
+        slot.paused = true;
+        if slot.receiving {
+            let target = Tag::conn(Op::Recv, slot.generation, key).encode();
+            self.push(
+                opcode::AsyncCancel::new(target)
+                    .build()
+                    .user_data(Tag::other(Op::Cancel, 0).encode()),
+            );
+        }
+    }
+
+    fn resume_reading(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if std::mem::take(&mut slot.paused) {
+            self.arm_recv(key);
+        }
+    }
+
+    /// Cancels the accepts and closes the listeners: with
+    /// `net.ipv4.tcp_migrate_req`, connections queued on them move to another
+    /// listener of the port (a new process taking over) instead of being reset.
     fn stop_accepting(&mut self) {
         self.listening = false;
         self.accepting.clear();
@@ -865,6 +911,8 @@ impl Io for Ring {
                     .user_data(Tag::other(Op::Cancel, 0).encode()),
             );
         }
+        // The in-flight accepts hold their own reference until cancelled.
+        self.listeners.clear();
     }
 }
 

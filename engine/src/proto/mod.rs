@@ -1,5 +1,6 @@
 //! The sans-I/O protocol core of RFC 6455: handshake, frames, masking, UTF-8,
-//! messages, close codes, permessage-deflate and the [`session`] that ties them
+//! messages, close codes, permessage-deflate, the PROXY protocol header ([`proxy`]) and
+//! the [`session`] that ties them
 //! together for one connection. Nothing here touches a socket.
 
 pub mod close;
@@ -9,6 +10,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod proxy;
 pub mod session;
 pub mod utf8;
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::outbox::Outbox;
 use super::pubsub;
+use super::ratelimit::Limiter;
 use super::shared::{Closed, Shared};
 use super::timers::Timer;
 use crate::config::BackpressurePolicy;
@@ -24,7 +25,7 @@ use crate::proto::close::CloseCode;
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
 use crate::proto::message::Decoder;
-use crate::proto::session::{Reply, Session};
+use crate::proto::session::{Frame, Reply, Session};
 use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus};
 
 /// Where a connection is in its life.
@@ -80,8 +81,23 @@ pub(crate) struct Link<U> {
     local: Option<LocalClose>,
     /// Set when opened, taken when the end is reported.
     data: Option<U>,
+    /// A PROXY protocol header is still to be read (handshake only).
+    pub proxy: ProxyExpected,
     /// What only some phases hold, behind one pointer.
     extra: Option<Box<Extra>>,
+}
+
+/// What a connection expects of a PROXY protocol header before its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyExpected {
+    /// Nothing (the listener does not use it, or the header was read).
+    No,
+    /// A trusted source: a header may come first.
+    Optional,
+    /// A trusted source: a header must come first.
+    Required,
+    /// An untrusted source on an optional listener: a header closes it.
+    Refused,
 }
 
 /// State a connection holds only in one phase, kept behind one pointer so that
@@ -90,8 +106,18 @@ pub(crate) struct Link<U> {
 enum Extra {
     /// Handshake: bytes of an upgrade request cut by the end of a read.
     Head(Vec<u8>),
-    /// Open: ids of the topics it subscribes to on its worker.
-    Topics(Vec<u32>),
+    /// Open: its topics and its rate limit.
+    Open(OpenExtra),
+}
+
+#[derive(Debug, Default)]
+struct OpenExtra {
+    /// Ids of the topics it subscribes to on its worker.
+    topics: Vec<u32>,
+    limiter: Option<Limiter>,
+    /// Bytes read but not parsed while the rate limit is spent (at most what
+    /// the backend read before the pause took effect).
+    held: Vec<u8>,
 }
 
 impl<U> Link<U> {
@@ -107,6 +133,7 @@ impl<U> Link<U> {
             stalled: false,
             local: None,
             data: None,
+            proxy: ProxyExpected::No,
             extra: None,
         }
     }
@@ -166,34 +193,84 @@ impl<U> Link<U> {
         self.extra = Some(Box::new(Extra::Head(head)));
     }
 
-    /// Ids of the topics this connection subscribes to.
-    pub fn topics(&self) -> &[u32] {
+    fn open_extra(&self) -> Option<&OpenExtra> {
         match self.extra.as_deref() {
-            Some(Extra::Topics(ids)) => ids,
-            _ => &[],
+            Some(Extra::Open(open)) => Some(open),
+            _ => None,
         }
     }
 
-    /// The topic ids, made on first use.
-    pub fn topics_mut(&mut self) -> &mut Vec<u32> {
-        if !matches!(self.extra.as_deref(), Some(Extra::Topics(_))) {
-            self.extra = Some(Box::new(Extra::Topics(Vec::new())));
+    /// The open phase's state, made on first use.
+    fn open_extra_mut(&mut self) -> &mut OpenExtra {
+        if !matches!(self.extra.as_deref(), Some(Extra::Open(_))) {
+            self.extra = Some(Box::new(Extra::Open(OpenExtra::default())));
         }
         match self.extra.as_deref_mut() {
-            Some(Extra::Topics(ids)) => ids,
+            Some(Extra::Open(open)) => open,
             _ => unreachable!("just set"),
         }
     }
 
-    /// Takes every topic id (the pointer is freed).
+    /// Ids of the topics this connection subscribes to.
+    pub fn topics(&self) -> &[u32] {
+        self.open_extra().map_or(&[], |open| &open.topics)
+    }
+
+    /// The topic ids, made on first use.
+    pub fn topics_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.open_extra_mut().topics
+    }
+
+    /// Takes every topic id, and the rate limiter with them: the connection
+    /// has ended (the pointer is freed).
     pub fn take_topics(&mut self) -> Vec<u32> {
         match self.extra.take().map(|extra| *extra) {
-            Some(Extra::Topics(ids)) => ids,
+            Some(Extra::Open(open)) => open.topics,
             other => {
                 self.extra = other.map(Box::new);
                 Vec::new()
             }
         }
+    }
+
+    /// Sets the connection's rate limiter (`None`: unlimited, no memory).
+    pub fn set_limiter(&mut self, limiter: Option<Limiter>) {
+        match limiter {
+            Some(limiter) => self.open_extra_mut().limiter = Some(limiter),
+            None => {
+                if let Some(Extra::Open(open)) = self.extra.as_deref_mut() {
+                    open.limiter = None;
+                }
+            }
+        }
+    }
+
+    /// The rate limiter, if the connection has one.
+    pub fn limiter(&mut self) -> Option<&mut Limiter> {
+        match self.extra.as_deref_mut() {
+            Some(Extra::Open(open)) => open.limiter.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Keeps bytes to parse once the rate limit allows (after what it holds).
+    pub fn hold_bytes(&mut self, bytes: &[u8]) {
+        self.open_extra_mut().held.extend_from_slice(bytes);
+    }
+
+    /// Takes the bytes held back by the rate limit.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        match self.extra.as_deref_mut() {
+            Some(Extra::Open(open)) => std::mem::take(&mut open.held),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Reading is paused by the rate limit.
+    pub fn reading_paused(&self) -> bool {
+        self.open_extra()
+            .and_then(|open| open.limiter.as_ref())
+            .is_some_and(Limiter::paused)
     }
 
     /// Puts the connection on the worker's flush list (once per turn).
@@ -328,7 +405,7 @@ impl<U> Link<U> {
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.mark(&mut shared.flush);
         if matches!(reply, Reply::Pong(_)) {
-            shared.counters.messages_out += 1;
+            shared.counters.pongs_out += 1;
         }
     }
 
@@ -341,14 +418,19 @@ impl<U> Link<U> {
         payload: &[u8],
     ) -> SendStatus {
         if self.finish == Finish::Abort || self.phase == Phase::Ended {
+            shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         }
         let Some(frame) = self.session.control(&mut shared.endpoint, opcode, payload) else {
+            shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         };
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.mark(&mut shared.flush);
-        shared.counters.messages_out += 1;
+        match opcode {
+            OpCode::Ping => shared.counters.pings_out += 1,
+            _ => shared.counters.pongs_out += 1,
+        }
         self.status()
     }
 
@@ -362,12 +444,16 @@ impl<U> Link<U> {
         compress: bool,
     ) -> SendStatus {
         if !self.can_send() {
+            shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         }
         let compress = compress && payload.len() >= shared.config.deflate_threshold;
         let frame = self
             .session
             .message(&mut shared.endpoint, opcode, payload, compress);
+        if compress {
+            count_deflate(&mut shared.counters, payload.len(), &frame);
+        }
         if self.outbox.len() + frame.len() > shared.config.max_backpressure {
             return self.refuse(shared);
         }
@@ -401,6 +487,7 @@ impl<U> Link<U> {
                     message.payload(),
                     true,
                 );
+                count_deflate(&mut shared.counters, message.payload().len(), &frame);
                 let mut bytes = Vec::with_capacity(frame.len());
                 frame.write_to(&mut bytes);
                 slot.insert(Bytes::from(bytes)).clone()
@@ -412,6 +499,7 @@ impl<U> Link<U> {
     /// Queues an encoded frame by reference.
     fn send_shared(&mut self, shared: &mut Shared<U>, frame: Bytes) -> SendStatus {
         if !self.can_send() {
+            shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         }
         if self.outbox.len() + frame.len() > shared.config.max_backpressure {
@@ -429,6 +517,7 @@ impl<U> Link<U> {
     /// the connection closes with 1008.
     fn refuse(&mut self, shared: &mut Shared<U>) -> SendStatus {
         self.stalled = true;
+        shared.counters.dropped_sends += 1;
         if shared.config.backpressure_policy == BackpressurePolicy::Close {
             self.start_close(
                 shared,
@@ -452,6 +541,16 @@ impl<U> Link<U> {
         } else {
             SendStatus::Sent
         }
+    }
+}
+
+/// Counts a message given to the compressor: `before` payload bytes, the
+/// frame's payload after (the same when it was not worth compressing).
+fn count_deflate(counters: &mut super::shared::Counters, before: usize, frame: &Frame<'_>) {
+    // RSV1 marks a compressed message.
+    if frame.header()[0] & 0x40 != 0 {
+        counters.deflate_in += before as u64;
+        counters.deflate_out += (frame.len() - frame.header().len()) as u64;
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
 //! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
-//! lifecycle and sends), [`outbox`] (its send queue), [`timers`], [`pubsub`],
-//! [`bridge`] (pub/sub across nodes), [`deflate`], [`command`] (cross-thread), [`handler`] (the callback
+//! lifecycle and sends), [`outbox`] (its send queue), [`ratelimit`], [`timers`],
+//! [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`], [`metrics`]
+//! (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
 //! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
 //! worker asks of its backend) and [`worker`] (the loop's entry points).
 
@@ -13,8 +14,10 @@ pub(crate) mod command;
 pub(crate) mod conn;
 pub(crate) mod deflate;
 pub(crate) mod handler;
+pub(crate) mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
+pub(crate) mod ratelimit;
 pub(crate) mod receive;
 pub(crate) mod seam;
 pub(crate) mod shared;

@@ -13,7 +13,7 @@ use slab::Slab;
 use super::bridge::NodeTopics;
 use super::conn::{Conn, Link, SharedFrames};
 use super::shared::Shared;
-use crate::types::PreparedMessage;
+use crate::types::{PreparedMessage, SendStatus};
 
 #[derive(Debug, Default)]
 struct Topic {
@@ -151,7 +151,9 @@ pub(crate) fn deliver<U>(
     let mut compressed = SharedFrames::default();
     for &key in keys.iter() {
         if let Some(conn) = conns.get_mut(key as usize) {
-            conn.link.send_prepared(shared, message, &mut compressed);
+            if conn.link.send_prepared(shared, message, &mut compressed) != SendStatus::Dropped {
+                shared.counters.deliveries += 1;
+            }
         }
     }
 }

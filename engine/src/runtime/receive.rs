@@ -2,9 +2,12 @@
 //! handed to the protocol session, and its outcome to the handler's callbacks
 //! (with the pong or close reply queued first).
 
-use super::conn::{Conn, Finish};
+use super::conn::{Conn, Finish, Link};
 use super::handler::{Handler, WebSocket};
+use super::ratelimit::Verdict;
 use super::shared::Shared;
+use crate::proto::close::CloseCode;
+use crate::proto::message::Event;
 use crate::proto::session::{Inbound, InflateBuffer};
 use crate::types::{CloseCause, Message};
 
@@ -24,6 +27,9 @@ pub(crate) fn frames<H: Handler>(
     let config = *shared.endpoint.decoder_config(&link.session);
     let mut pos = 0;
     while pos < data.len() && link.reading_frames() {
+        if hold(link, shared, &data[pos..]) {
+            break;
+        }
         let (used, event) = match decoder.decode(&config, &mut data[pos..]) {
             Ok(step) => step,
             Err(error) => {
@@ -35,6 +41,10 @@ pub(crate) fn frames<H: Handler>(
         let Some(event) = event else {
             continue;
         };
+        let compressed = match &event {
+            Event::Compressed { payload, .. } => Some(payload.len()),
+            _ => None,
+        };
         let received = match link.session.receive(&mut shared.endpoint, inflated, event) {
             Ok(received) => received,
             Err(error) => {
@@ -45,17 +55,35 @@ pub(crate) fn frames<H: Handler>(
         if let Some(reply) = &received.reply {
             link.reply(shared, reply);
         }
+        if let Some(before) = compressed {
+            shared.counters.inflate_in += before as u64;
+            shared.counters.inflate_out += match &received.inbound {
+                Inbound::Text(text) => text.len(),
+                Inbound::Binary(bytes) => bytes.len(),
+                _ => 0,
+            } as u64;
+        }
         match received.inbound {
             Inbound::Text(text) => {
                 shared.counters.messages_in += 1;
-                handler.on_message(&mut WebSocket::new(link, shared), Message::Text(text));
+                if admit(link, shared) {
+                    handler.on_message(&mut WebSocket::new(link, shared), Message::Text(text));
+                }
             }
             Inbound::Binary(bytes) => {
                 shared.counters.messages_in += 1;
-                handler.on_message(&mut WebSocket::new(link, shared), Message::Binary(bytes));
+                if admit(link, shared) {
+                    handler.on_message(&mut WebSocket::new(link, shared), Message::Binary(bytes));
+                }
             }
-            Inbound::Ping(payload) => handler.on_ping(&mut WebSocket::new(link, shared), payload),
-            Inbound::Pong(payload) => handler.on_pong(&mut WebSocket::new(link, shared), payload),
+            Inbound::Ping(payload) => {
+                shared.counters.pings_in += 1;
+                handler.on_ping(&mut WebSocket::new(link, shared), payload);
+            }
+            Inbound::Pong(payload) => {
+                shared.counters.pongs_in += 1;
+                handler.on_pong(&mut WebSocket::new(link, shared), payload);
+            }
             Inbound::Close { code, reason } => {
                 let cause = link.cause_or(CloseCause::Peer);
                 link.end(shared, Finish::ShutdownWrite, code, reason, cause);
@@ -66,4 +94,51 @@ pub(crate) fn frames<H: Handler>(
     // timer sweep frees it once the connection is quiet.
     decoder.trim_buffers(KEEP_REASSEMBLY);
     inflated.release();
+}
+
+/// Under the pause policy with the tokens spent: keeps `rest` (not yet
+/// parsed) for when they are back, and asks for the socket to be paused.
+fn hold<U>(link: &mut Link<U>, shared: &mut Shared<U>, rest: &[u8]) -> bool {
+    let now = shared.now_ms;
+    let Some(newly) = link.limiter().and_then(|l| l.hold(now)) else {
+        return false;
+    };
+    if newly {
+        shared.pausing.push(link.id);
+    }
+    link.hold_bytes(rest);
+    true
+}
+
+/// Charges one message to the connection's rate limit: true if it goes to the
+/// handler: under the close policy, past the limit, the connection closes with
+/// 1008 and this and every later message is discarded.
+fn admit<U>(link: &mut Link<U>, shared: &mut Shared<U>) -> bool {
+    let now = shared.now_ms;
+    let Some(limiter) = link.limiter() else {
+        return true;
+    };
+    let verdict = limiter.message(now);
+    rate_verdict(link, shared, verdict)
+}
+
+/// Acts on a rate-limit verdict: true if the data goes on to the handler.
+pub(crate) fn rate_verdict<U>(
+    link: &mut Link<U>,
+    shared: &mut Shared<U>,
+    verdict: Verdict,
+) -> bool {
+    match verdict {
+        Verdict::Within => true,
+        Verdict::Close => {
+            link.start_close(
+                shared,
+                CloseCode::POLICY_VIOLATION,
+                "rate limit exceeded",
+                CloseCause::RateLimit,
+            );
+            false
+        }
+        Verdict::Discard => false,
+    }
 }

@@ -45,6 +45,15 @@ pub(crate) trait Io {
     /// `Worker::on_released` once nothing of it is in flight.
     fn close(&mut self, key: usize) -> bool;
 
+    /// Stops reading `key` (its rate limit is spent) until
+    /// [`resume_reading`](Self::resume_reading): bytes wait in the kernel, and
+    /// TCP pushes back on the peer. Data already received may still be
+    /// delivered.
+    fn pause_reading(&mut self, key: usize);
+
+    /// Reads `key` again, including whatever arrived while it was paused.
+    fn resume_reading(&mut self, key: usize);
+
     /// Stops accepting new connections (shutdown has begun).
     fn stop_accepting(&mut self);
 }

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+pub(crate) use super::metrics::Counters;
+use super::metrics::Metrics;
 use super::outbox::BufferPool;
 use super::pubsub::Topics;
 use crate::config::Config;
@@ -12,16 +14,6 @@ use crate::proto::close::CloseCode;
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::session::Endpoint;
 use crate::types::{CloseCause, ConnId, PreparedMessage};
-
-/// Counters kept without atomics during a turn and published once per turn.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Counters {
-    pub accepted: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub commands: u64,
-}
 
 /// A connection that ended after `on_open`: what its `on_close` gets.
 #[derive(Debug)]
@@ -48,6 +40,15 @@ pub(crate) struct Shared<U> {
     /// Connections that ended this turn, to report to `on_close`.
     pub closed: Vec<Closed<U>>,
     pub counters: Counters,
+    /// The worker's time in ms since it started, as of the last turn's end
+    /// (for rate limits).
+    pub now_ms: u64,
+    /// Shutdown has begun: a connection opened now is closed with 1001 at once.
+    pub shutting_down: bool,
+    /// Connections whose rate limit asks to stop reading them, this turn.
+    pub pausing: Vec<ConnId>,
+    /// The server's metrics, for the metrics route.
+    pub metrics: Arc<Metrics>,
     /// Spare send buffers.
     pub pool: BufferPool,
 }

@@ -70,6 +70,11 @@ impl Clock {
         moved
     }
 
+    /// Milliseconds from the worker's start to `now` (finer than a tick).
+    pub fn millis(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     /// How long after `now` the next tick begins.
     pub fn until_next_tick(&self, now: Instant) -> Duration {
         let next = self.epoch + self.tick * (self.now + 1);
@@ -86,7 +91,10 @@ pub(crate) struct Timer {
     deadline: u32,
     /// The phase `deadline` was set for; a new phase gets a new deadline.
     deadline_phase: Phase,
-    /// Tick of an auto-ping not yet answered by any frame, or [`NO_PING`].
+    /// Open: tick of an auto-ping not yet answered by any frame, or
+    /// [`NO_PING`]. Handshake: the worker's time in ms (wrapping) when the
+    /// connection was accepted, for the handshake-duration metric (one field
+    /// for both keeps the connection state small).
     ping_sent: u32,
 }
 
@@ -104,7 +112,26 @@ impl Timer {
     /// Bytes arrived at tick `now`: the peer is alive.
     pub fn received(&mut self, now: u32) {
         self.last_rx = now;
-        self.ping_sent = NO_PING;
+        if self.deadline_phase != Phase::Handshake {
+            self.ping_sent = NO_PING;
+        }
+    }
+
+    /// Starts the handshake clock at `ms` (worker time).
+    pub fn start_handshake_clock(&mut self, ms: u32) {
+        if self.deadline_phase == Phase::Handshake {
+            self.ping_sent = ms;
+        }
+    }
+
+    /// Milliseconds from the accept to `ms`, for a connection just upgraded
+    /// (before its first sweep in the open phase).
+    pub fn handshake_ms(&self, ms: u32) -> u32 {
+        if self.deadline_phase == Phase::Handshake {
+            ms.wrapping_sub(self.ping_sent)
+        } else {
+            0
+        }
     }
 }
 
@@ -122,6 +149,8 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
     if timer.deadline_phase != link.phase() {
         timer.deadline_phase = link.phase();
         timer.deadline = now + ticks.close;
+        // The handshake clock is done with.
+        timer.ping_sent = NO_PING;
     }
     match link.phase() {
         Phase::Handshake => {
@@ -129,10 +158,16 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
                 abort_silent(link, shared);
             }
         }
+        Phase::Open if link.reading_paused() => {
+            // We chose not to read it: whatever the peer sent waits in the
+            // socket, so its silence proves nothing.
+            timer.received(now);
+        }
         Phase::Open => {
             let silent = now.wrapping_sub(timer.last_rx);
             if timer.ping_sent != NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong {
                 // No frame since the ping: the peer is presumed dead.
+                shared.counters.missed_pongs += 1;
                 abort_silent(link, shared);
             } else if ticks.idle.is_some_and(|idle| silent >= idle) {
                 link.start_close(

@@ -6,7 +6,6 @@
 //! shared with another thread.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,15 @@ use slab::Slab;
 
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
-use super::conn::{Conn, Finish, Link, Phase};
+use super::conn::{Conn, Finish, Link, Phase, ProxyExpected};
 use super::handler::{Handler, WebSocket};
+use super::metrics::Metrics;
+#[cfg(test)]
+use super::metrics::Source;
+pub(crate) use super::metrics::WorkerStats;
 use super::outbox::BufferPool;
 use super::pubsub::{self, Topics};
+use super::ratelimit::Verdict;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks, Timer};
@@ -31,17 +35,6 @@ use crate::types::{CloseCause, ConnId};
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue
 /// more; the rest waits for the next turn.
 const FLUSH_ROUNDS: usize = 4;
-
-/// A worker's figures, readable from any thread.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerStats {
-    pub connections: AtomicU64,
-    pub accepted: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub commands: AtomicU64,
-}
 
 /// The mailboxes of all workers, set once every worker has started.
 pub(crate) type Peers = Arc<OnceLock<Vec<Mailbox>>>;
@@ -74,6 +67,12 @@ pub(crate) struct Worker<H: Handler> {
     /// Scratch: subscribers of a publish, connections to flush.
     keys: Vec<u32>,
     flushing: Vec<usize>,
+    /// Connections accepted this turn, whose handshake clock starts at its end.
+    stamping: Vec<usize>,
+    /// Connections upgraded this turn, whose handshake time is taken at its end.
+    upgraded: Vec<usize>,
+    /// Connections whose reading the rate limit paused.
+    paused: Vec<ConnId>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -96,9 +95,10 @@ impl<H: Handler> Worker<H> {
         inbox: Inbox,
         peers: Peers,
         node: Option<Arc<NodeTopics>>,
-        stats: Arc<WorkerStats>,
+        metrics: Arc<Metrics>,
         now: Instant,
     ) -> Self {
+        let stats = metrics.source().workers[index].clone();
         let endpoint = Endpoint::new(
             Role::Server,
             config.max_frame_size,
@@ -117,6 +117,10 @@ impl<H: Handler> Worker<H> {
                 flush: Vec::new(),
                 closed: Vec::new(),
                 counters: Counters::default(),
+                now_ms: 0,
+                shutting_down: false,
+                pausing: Vec::new(),
+                metrics,
                 pool: BufferPool::default(),
                 config: config.clone(),
             },
@@ -131,7 +135,29 @@ impl<H: Handler> Worker<H> {
             generation: 0,
             keys: Vec::new(),
             flushing: Vec::new(),
+            stamping: Vec::new(),
+            upgraded: Vec::new(),
+            paused: Vec::new(),
         }
+    }
+
+    /// A worker on its own, for tests: one worker's metrics, epoll's name.
+    #[cfg(test)]
+    pub fn standalone(
+        handler: H,
+        config: Arc<Config>,
+        inbox: Inbox,
+        peers: Peers,
+        node: Option<Arc<NodeTopics>>,
+        now: Instant,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new(Source {
+            backend: "epoll",
+            workers: vec![Arc::default()].into(),
+            mailboxes: peers.clone(),
+            handle_publishes: Default::default(),
+        }));
+        Self::new(0, handler, config, inbox, peers, node, metrics, now)
     }
 
     pub fn config(&self) -> &Config {
@@ -140,24 +166,40 @@ impl<H: Handler> Worker<H> {
 
     // ---- the backend's entry points ----
 
-    /// A new TCP connection: its slab key, or `None` when this worker is full or
-    /// shutting down (the backend then closes it).
-    pub fn on_accept(&mut self, peer: SocketAddr) -> Option<usize> {
-        if self.shutdown.is_some()
-            || self.conns.len() >= self.shared.config.max_connections_per_worker
-        {
+    /// A new TCP connection on listener `listener` (an index of the configured
+    /// addresses): its slab key, or `None` when this worker is full or the
+    /// listener needs a PROXY header the peer may not send (the backend then
+    /// closes it). During a shutdown, a connection the kernel had already
+    /// handed over is still served: its upgrade is answered, then closed with
+    /// 1001, so a restart fails no handshake.
+    pub fn on_accept(&mut self, peer: SocketAddr, listener: usize) -> Option<usize> {
+        if self.conns.len() >= self.shared.config.max_connections_per_worker {
             return None;
         }
+        let proxy = match self.shared.config.proxy_of(listener) {
+            None => ProxyExpected::No,
+            Some(p) => match (p.trusts(peer.ip()), p.mode) {
+                (true, crate::config::ProxyMode::Required) => ProxyExpected::Required,
+                (true, _) => ProxyExpected::Optional,
+                (false, crate::config::ProxyMode::Required) => {
+                    self.shared.counters.proxy_refused += 1;
+                    return None;
+                }
+                (false, _) => ProxyExpected::Refused,
+            },
+        };
         self.generation = self.generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let id = ConnId::new(self.index, key, self.generation);
-        entry.insert(Conn::new(
+        let conn = entry.insert(Conn::new(
             id,
             peer,
             Timer::accepted(self.clock.now(), &self.ticks),
         ));
+        conn.link.proxy = proxy;
         self.shared.counters.accepted += 1;
+        self.stamping.push(key);
         Some(key)
     }
 
@@ -171,11 +213,44 @@ impl<H: Handler> Worker<H> {
         self.shared.counters.bytes_in += data.len() as u64;
         let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
         match conn.link.phase() {
-            Phase::Handshake => upgrade::received(handler, shared, inflated, conn, data),
-            Phase::Open | Phase::Closing => receive::frames(handler, shared, inflated, conn, data),
+            Phase::Handshake => {
+                let upgrades = shared.counters.upgraded;
+                upgrade::received(handler, shared, inflated, conn, data);
+                if shared.counters.upgraded != upgrades {
+                    self.upgraded.push(key);
+                }
+            }
+            Phase::Open | Phase::Closing => {
+                let now = shared.now_ms;
+                let verdict = conn
+                    .link
+                    .limiter()
+                    .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
+                receive::rate_verdict(&mut conn.link, shared, verdict);
+                if conn.link.reading_paused() {
+                    // Read before the pause took effect: after what is held.
+                    conn.link.hold_bytes(data);
+                } else {
+                    receive::frames(handler, shared, inflated, conn, data);
+                }
+            }
             // After the close handshake, whatever the peer sends is discarded.
             Phase::Ended => {}
         }
+    }
+
+    /// Whether reading `key` is paused by its rate limit: a backend that reads
+    /// in a loop stops there.
+    pub fn reading_paused(&mut self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|conn| conn.link.reading_paused())
+    }
+
+    /// The io_uring backend's provided receive buffers ran out (ENOBUFS): a
+    /// receive stopped and is re-armed at the end of the turn.
+    pub fn on_buffers_exhausted(&mut self) {
+        self.shared.counters.buffer_exhausted += 1;
     }
 
     /// The byte stream of `key` ended.
@@ -204,7 +279,11 @@ impl<H: Handler> Worker<H> {
         };
         let link = &mut conn.link;
         link.outbox.consume(&mut self.shared.pool, written);
+        self.shared.counters.bytes_out += written as u64;
         if blocked {
+            if !link.stalled {
+                self.shared.counters.backpressure += 1;
+            }
             link.stalled = true;
             return;
         }
@@ -243,14 +322,18 @@ impl<H: Handler> Worker<H> {
         link.outbox.clear(&mut self.shared.pool);
     }
 
-    /// Ends a loop turn, the same on every backend: runs the commands from
-    /// other threads, moves the clock to `now` (timers, shutdown deadline),
-    /// reports the connections that ended, delivers publishes, flushes every
-    /// connection with something queued through `io`, and publishes the
-    /// counters.
+    /// Ends a loop turn, the same on every backend: times the handshakes,
+    /// runs the commands from other threads, moves the clock to `now` (timers,
+    /// shutdown deadline), resumes the rate-limited connections whose tokens
+    /// are back, reports the connections that ended, delivers publishes,
+    /// flushes every connection with something queued through `io`, pauses
+    /// those whose tokens ran out, and publishes the counters.
     pub fn end_turn(&mut self, now: Instant, io: &mut impl Io) -> Turn {
+        self.shared.now_ms = self.clock.millis(now);
+        self.time_handshakes();
         self.run_commands();
         self.advance(now);
+        let resume = self.resume_paused(io);
         if self.listening && self.shutdown.is_some() {
             io.stop_accepting();
             self.listening = false;
@@ -271,21 +354,111 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.report_closed();
+        let resume = match (resume, self.apply_pauses(io)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.publish_stats();
         shrink_idle(&mut self.flushing);
         shrink_idle(&mut self.shared.flush);
         let left = !self.shared.flush.is_empty() || !self.shared.publishes.is_empty();
+        let tick = self.clock.until_next_tick(now);
         Turn {
             wait: if left {
                 Duration::ZERO
             } else {
-                self.clock.until_next_tick(now)
+                resume.map_or(tick, |resume| resume.min(tick))
             },
             finished: self.shutdown.is_some() && self.conns.is_empty(),
         }
     }
 
     // ---- the turn's steps ----
+
+    /// Starts the handshake clock of the connections accepted this turn and
+    /// stops it for those upgraded: durations at the resolution of a turn, from
+    /// the time the backend passes in.
+    fn time_handshakes(&mut self) {
+        let now = self.shared.now_ms as u32;
+        for key in self.stamping.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.timer.start_handshake_clock(now);
+            }
+        }
+        for key in self.upgraded.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                let ms = conn.timer.handshake_ms(now);
+                self.shared.counters.handshake(u64::from(ms));
+            }
+        }
+        shrink_idle(&mut self.stamping);
+        shrink_idle(&mut self.upgraded);
+    }
+
+    /// Asks the backend to stop reading the connections whose rate limit was
+    /// spent this turn; returns how long until the first may resume.
+    fn apply_pauses(&mut self, io: &mut impl Io) -> Option<Duration> {
+        let now = self.shared.now_ms;
+        let mut soonest: Option<u64> = None;
+        for id in self.shared.pausing.drain(..) {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            if !self.paused.contains(&id) {
+                io.pause_reading(id.key());
+                self.paused.push(id);
+                self.shared.counters.rate_limit_pauses += 1;
+            }
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+            }
+        }
+        // At least a millisecond: a zero wait would spin until the clock moves.
+        soonest.map(|ms| Duration::from_millis(ms.max(1)))
+    }
+
+    /// For each paused connection whose tokens are back: parses what it held,
+    /// then reads its socket again (unless that spent the tokens again).
+    /// Returns how long until the next one may resume.
+    fn resume_paused(&mut self, io: &mut impl Io) -> Option<Duration> {
+        let now = self.shared.now_ms;
+        let mut soonest: Option<u64> = None;
+        let mut paused = std::mem::take(&mut self.paused);
+        paused.retain(|&id| {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                // Gone: its key may belong to a new connection by now.
+                return false;
+            };
+            // An ended connection has no limiter left: it is read again, so
+            // that the peer's EOF is seen.
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                return true;
+            }
+            let mut held = conn.link.take_held();
+            if !held.is_empty() && conn.link.reading_frames() {
+                receive::frames(
+                    &mut self.handler,
+                    &mut self.shared,
+                    &mut self.inflated,
+                    conn,
+                    &mut held,
+                );
+            }
+            if conn.link.reading_paused() {
+                // Spent again on what it held: it stays paused.
+                if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                return true;
+            }
+            io.resume_reading(id.key());
+            false
+        });
+        self.shared.pausing.retain(|id| !paused.contains(id));
+        self.paused = paused;
+        soonest.map(Duration::from_millis)
+    }
 
     fn run_commands(&mut self) {
         let Self {
@@ -352,16 +525,13 @@ impl<H: Handler> Worker<H> {
         }
         self.shutdown = Some(deadline);
         let Self { conns, shared, .. } = self;
+        shared.shutting_down = true;
         for (_, conn) in conns.iter_mut() {
             let link = &mut conn.link;
             match link.phase() {
-                Phase::Handshake => link.end(
-                    shared,
-                    Finish::Abort,
-                    CloseCode::ABNORMAL,
-                    "",
-                    CloseCause::Shutdown,
-                ),
+                // Its upgrade is still answered (then closed with 1001), or it
+                // is dropped at the deadline.
+                Phase::Handshake => {}
                 Phase::Open => link.start_close(
                     shared,
                     CloseCode::GOING_AWAY,
@@ -378,6 +548,7 @@ impl<H: Handler> Worker<H> {
     fn report_closed(&mut self) {
         let mut closed = std::mem::take(&mut self.shared.closed);
         for c in closed.drain(..) {
+            self.shared.counters.closed(c.code.0, c.cause);
             self.handler
                 .on_close(c.id, c.data, c.code, &c.reason, c.cause);
         }
@@ -389,6 +560,7 @@ impl<H: Handler> Worker<H> {
     fn pump(&mut self) {
         while !self.shared.publishes.is_empty() {
             for (topic, message) in std::mem::take(&mut self.shared.publishes) {
+                self.shared.counters.publishes += 1;
                 pubsub::deliver(
                     &mut self.conns,
                     &mut self.shared,
@@ -462,15 +634,8 @@ impl<H: Handler> Worker<H> {
 
     /// Publishes the turn's counters for [`crate::ServerHandle::stats`].
     fn publish_stats(&mut self) {
-        let c = std::mem::take(&mut self.shared.counters);
-        let s = &self.stats;
-        s.connections
-            .store(self.conns.len() as u64, Ordering::Relaxed);
-        s.accepted.fetch_add(c.accepted, Ordering::Relaxed);
-        s.messages_in.fetch_add(c.messages_in, Ordering::Relaxed);
-        s.messages_out.fetch_add(c.messages_out, Ordering::Relaxed);
-        s.bytes_in.fetch_add(c.bytes_in, Ordering::Relaxed);
-        s.commands.fetch_add(c.commands, Ordering::Relaxed);
+        self.stats
+            .publish(self.conns.len(), &mut self.shared.counters);
     }
 }
 
@@ -478,6 +643,11 @@ impl<H: Handler> Worker<H> {
 fn open_link<U>(conns: &mut Slab<Conn<U>>, id: ConnId) -> Option<&mut Link<U>> {
     let conn = conns.get_mut(id.key())?;
     (conn.link.id == id && conn.link.phase() == Phase::Open).then_some(&mut conn.link)
+}
+
+/// The connection `id` still names, in any phase.
+fn conn_of<U>(conns: &mut Slab<Conn<U>>, id: ConnId) -> Option<&mut Conn<U>> {
+    conns.get_mut(id.key()).filter(|conn| conn.link.id == id)
 }
 
 /// Frees an empty list's memory if a burst made it large.

@@ -6,10 +6,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::config::BackpressurePolicy;
+use crate::config::{ProxyMode, ProxyProtocol};
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
@@ -18,7 +19,7 @@ use crate::proto::session::Session;
 use crate::runtime::bridge::tests::{Call, RecordingBridge};
 use crate::runtime::command::{self, Wake};
 use crate::runtime::outbox::Outbox;
-use crate::types::{Message, PreparedMessage, SendStatus, Upgrade};
+use crate::types::{Message, PreparedMessage, RateLimit, RateLimitPolicy, SendStatus, Upgrade};
 
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -34,8 +35,9 @@ enum Seen {
     Close(ConnId, u16, String, CloseCause),
 }
 
+/// What the handler saw, and the peer address of each upgrade.
 #[derive(Debug, Clone, Default)]
-struct Recorder(Rc<RefCell<Vec<Seen>>>);
+struct Recorder(Rc<RefCell<Vec<Seen>>>, Rc<RefCell<Vec<SocketAddr>>>);
 
 impl Recorder {
     fn push(&self, seen: Seen) {
@@ -65,8 +67,13 @@ struct TestHandler(Recorder);
 impl Handler for TestHandler {
     type Data = ();
 
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: SocketAddr) -> Upgrade<()> {
-        Upgrade::accept(())
+    /// `/free` is exempt from the server's rate limit.
+    fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr) -> Upgrade<()> {
+        self.0.1.borrow_mut().push(peer);
+        match request.path() {
+            "/free" => Upgrade::accept(()).rate_limit(RateLimit::none()),
+            _ => Upgrade::accept(()),
+        }
     }
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {
@@ -121,6 +128,11 @@ struct FakeSocket {
     room: Option<usize>,
     write_shut: bool,
     closed: bool,
+    /// Reading paused by the rate limit.
+    paused: bool,
+    /// Pauses and resumes asked for.
+    pauses: usize,
+    resumes: usize,
 }
 
 /// A readiness backend that writes into memory.
@@ -169,6 +181,20 @@ impl Io for FakeIo {
     fn close(&mut self, key: usize) -> bool {
         self.sockets.entry(key).or_default().closed = true;
         true
+    }
+
+    fn pause_reading(&mut self, key: usize) {
+        let socket = self.sockets.entry(key).or_default();
+        assert!(!socket.paused, "paused twice");
+        socket.paused = true;
+        socket.pauses += 1;
+    }
+
+    fn resume_reading(&mut self, key: usize) {
+        let socket = self.sockets.entry(key).or_default();
+        assert!(socket.paused, "resumed while not paused");
+        socket.paused = false;
+        socket.resumes += 1;
     }
 
     fn stop_accepting(&mut self) {
@@ -223,14 +249,12 @@ impl Harness {
         let peers: Peers = Arc::new(OnceLock::new());
         peers.set(vec![mailbox.clone()]).unwrap();
         let start = Instant::now();
-        let worker = Worker::new(
-            0,
+        let worker = Worker::standalone(
             TestHandler(seen.clone()),
             Arc::new(config),
             inbox,
             peers,
             node,
-            Arc::default(),
             start,
         );
         Self {
@@ -266,7 +290,7 @@ impl Harness {
     fn accept(&mut self) -> usize {
         let key = self
             .worker
-            .on_accept("127.0.0.1:40000".parse().unwrap())
+            .on_accept("127.0.0.1:40000".parse().unwrap(), 0)
             .unwrap();
         self.io.sockets.insert(key, FakeSocket::default());
         let endpoint = Endpoint::new(Role::Client, 1 << 20, 1 << 20, 1);
@@ -277,8 +301,13 @@ impl Harness {
 
     /// Accepts and upgrades a connection; returns its key and id.
     fn open(&mut self) -> (usize, ConnId) {
+        self.open_with(REQUEST)
+    }
+
+    /// Accepts a connection, sends `request` and expects the 101.
+    fn open_with(&mut self, request: &[u8]) -> (usize, ConnId) {
         let key = self.accept();
-        self.send_raw(key, REQUEST);
+        self.send_raw(key, request);
         self.turn();
         let wire = &self.io.sockets[&key].wire;
         assert!(
@@ -604,11 +633,29 @@ fn shutdown_closes_with_1001_and_aborts_the_rest_at_the_deadline() {
     });
     let turn = h.turn();
     assert!(h.io.stopped_accepting && !turn.finished);
-    assert!(h.socket(handshaking).closed);
-    assert!(h.worker.on_accept("127.0.0.1:1".parse().unwrap()).is_none());
     for key in [polite, silent] {
         assert_eq!(h.frames(key), [close_frame(1001, "server shutdown")]);
     }
+    // A handshake under way, and one the kernel handed over late, still get
+    // their 101, then 1001 at once: a restart fails no handshake.
+    let late = h.accept();
+    for key in [handshaking, late] {
+        h.send_raw(key, REQUEST);
+    }
+    h.turn();
+    for key in [handshaking, late] {
+        let head_len = {
+            let wire = &h.socket(key).wire;
+            assert!(wire.starts_with(b"HTTP/1.1 101"));
+            wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
+        };
+        h.clients.get_mut(&key).unwrap().3 = head_len;
+        assert_eq!(h.frames(key), [close_frame(1001, "server shutdown")]);
+        h.send_close(key, 1001, "");
+        h.worker.on_hangup(key, Hangup::Eof);
+    }
+    h.turn();
+    h.seen.take();
     h.send_close(polite, 1001, "");
     h.worker.on_hangup(polite, Hangup::Eof);
     h.turn();
@@ -821,4 +868,258 @@ fn a_bridge_hears_first_and_last_subscriber_and_local_publishes_only() {
     h.worker.on_hangup(b, Hangup::Error);
     h.turn();
     assert_eq!(bridge.take(), [Call::Unsubscribe("news".into())]);
+}
+
+/// Several client messages in one read, as a fast sender's arrive.
+fn texts(h: &mut Harness, key: usize, texts: &[&str]) -> Vec<u8> {
+    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
+    let mut wire = Vec::new();
+    for text in texts {
+        session
+            .message(endpoint, OpCode::Text, text.as_bytes(), false)
+            .write_to(&mut wire);
+    }
+    wire
+}
+
+#[test]
+fn rate_limit_pause_stops_reading_until_the_tokens_are_back() {
+    let mut h = Harness::new(Config {
+        rate_limit: RateLimit::none().messages(10, 2),
+        ..config()
+    });
+    let (key, _) = h.open();
+    let free_request = String::from_utf8(REQUEST.to_vec())
+        .unwrap()
+        .replace("/chat", "/free");
+    let (free, _) = h.open_with(free_request.as_bytes());
+    h.seen.take();
+    // Four messages in one read: the burst of two goes to the handler, the
+    // rest is held, and the socket is paused.
+    let wire = texts(&mut h, key, &["a", "b", "c", "d"]);
+    h.send_raw(key, &wire);
+    let turn = h.turn();
+    assert_eq!(
+        h.frames(key),
+        [Frame::Text("a".into()), Frame::Text("b".into())]
+    );
+    assert!(h.socket(key).paused);
+    assert!(
+        turn.wait <= Duration::from_millis(100),
+        "woken when a token is back: {:?}",
+        turn.wait
+    );
+    // The connection exempted by on_upgrade is not limited at all.
+    let wire = texts(&mut h, free, &["1", "2", "3", "4", "5"]);
+    h.send_raw(free, &wire);
+    h.turn();
+    assert_eq!(h.frames(free).len(), 5);
+    assert!(!h.socket(free).paused && h.socket(free).pauses == 0);
+    // At 10/s one more message every 100 ms, in order; then read again.
+    h.run_for(90);
+    assert_eq!(h.frames(key), []);
+    h.run_for(20);
+    assert_eq!(h.frames(key), [Frame::Text("c".into())]);
+    assert!(h.socket(key).paused);
+    h.run_for(100);
+    assert_eq!(h.frames(key), [Frame::Text("d".into())]);
+    assert!(!h.socket(key).paused);
+    assert_eq!((h.socket(key).pauses, h.socket(key).resumes), (1, 1));
+    assert!(!h.socket(key).closed);
+    h.worker.end_turn(h.now, &mut h.io);
+    assert_eq!(h.worker.stats.rate_limit_pauses.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn rate_limit_pause_of_bytes_outlasts_the_pong_timeout_without_an_abort() {
+    let mut h = Harness::new(Config {
+        rate_limit: RateLimit::none().bytes(1000, 1000),
+        ping_interval: Some(Duration::from_millis(500)),
+        pong_timeout: Duration::from_millis(500),
+        ..config()
+    });
+    let (key, id) = h.open();
+    // 4 KB read at once: 3 s of debt at 1000 bytes/s.
+    let big = "x".repeat(4000);
+    h.send_text(key, &big);
+    h.turn();
+    assert!(h.socket(key).paused);
+    h.run_for(2500);
+    assert!(h.socket(key).paused && !h.socket(key).closed);
+    h.run_for(700);
+    assert!(!h.socket(key).paused && !h.socket(key).closed);
+    assert_eq!(h.seen.closes(), []);
+    h.send_close(key, 1000, "");
+    h.turn();
+    assert_eq!(
+        h.seen.closes(),
+        [(id, 1000, String::new(), CloseCause::Peer)]
+    );
+}
+
+#[test]
+fn rate_limit_close_sends_1008_and_discards_the_rest() {
+    let mut h = Harness::new(Config {
+        rate_limit: RateLimit::none()
+            .messages(10, 2)
+            .policy(RateLimitPolicy::Close),
+        ..config()
+    });
+    let (key, id) = h.open();
+    let (other, _) = h.open();
+    let wire = texts(&mut h, key, &["a", "b", "c", "d"]);
+    h.send_raw(key, &wire);
+    h.send_text(other, "unhurt");
+    h.turn();
+    assert_eq!(
+        h.frames(key),
+        [
+            Frame::Text("a".into()),
+            Frame::Text("b".into()),
+            close_frame(1008, "rate limit exceeded")
+        ]
+    );
+    assert_eq!(h.frames(other), [Frame::Text("unhurt".into())]);
+    assert!(!h.socket(key).paused);
+    h.send_close(key, 1008, "");
+    h.turn();
+    assert_eq!(
+        h.seen.closes(),
+        [(id, 1008, String::new(), CloseCause::RateLimit)]
+    );
+}
+
+/// A listener on which every connection from 127.0.0.0/8 must send a PROXY
+/// header (`mode`), with the metrics route on.
+fn proxy_config(mode: ProxyMode, trusted: &str) -> Config {
+    Config {
+        addrs: vec!["127.0.0.1:0".parse().unwrap()],
+        proxy: vec![ProxyProtocol {
+            mode,
+            trusted: vec![trusted.parse().unwrap()],
+        }],
+        ..config()
+    }
+}
+
+#[test]
+fn proxy_header_gives_the_client_address_even_cut_byte_by_byte() {
+    let mut h = Harness::new(proxy_config(ProxyMode::Required, "127.0.0.0/8"));
+    let key = h.accept();
+    let mut wire = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n".to_vec();
+    wire.extend_from_slice(REQUEST);
+    for byte in wire.chunks(1) {
+        h.send_raw(key, byte);
+    }
+    h.turn();
+    assert!(h.socket(key).wire.starts_with(b"HTTP/1.1 101"));
+    assert_eq!(*h.seen.1.borrow(), ["203.0.113.9:5555".parse().unwrap()]);
+}
+
+#[test]
+fn proxy_required_refuses_missing_malformed_and_untrusted() {
+    let mut h = Harness::new(proxy_config(ProxyMode::Required, "127.0.0.0/8"));
+    // No header: closed without an answer, the next one is served.
+    let bare = h.accept();
+    h.send_raw(bare, REQUEST);
+    let malformed = h.accept();
+    h.send_raw(malformed, b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n");
+    let good = h.accept();
+    h.send_raw(good, b"PROXY UNKNOWN\r\n");
+    h.send_raw(good, REQUEST);
+    h.turn();
+    for key in [bare, malformed] {
+        assert!(h.socket(key).closed && h.socket(key).wire.is_empty());
+    }
+    assert!(h.socket(good).wire.starts_with(b"HTTP/1.1 101"));
+    // UNKNOWN keeps the connection's own address.
+    assert_eq!(*h.seen.1.borrow(), ["127.0.0.1:40000".parse().unwrap()]);
+    // From outside the trusted networks nothing is accepted at all.
+    let mut h = Harness::new(proxy_config(ProxyMode::Required, "10.0.0.0/8"));
+    assert_eq!(h.worker.on_accept("127.0.0.1:1".parse().unwrap(), 0), None);
+    h.turn();
+    assert_eq!(h.worker.stats.proxy_refused.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn proxy_optional_serves_both_and_refuses_an_untrusted_header() {
+    let mut h = Harness::new(proxy_config(ProxyMode::Optional, "127.0.0.0/8"));
+    let (plain, _) = h.open();
+    assert!(!h.socket(plain).closed);
+    let mut wire = b"PROXY TCP6 2001:db8::1 ::1 4000 80\r\n".to_vec();
+    wire.extend_from_slice(REQUEST);
+    h.open_with(&wire);
+    assert_eq!(
+        *h.seen.1.borrow(),
+        [
+            "127.0.0.1:40000".parse().unwrap(),
+            "[2001:db8::1]:4000".parse().unwrap()
+        ]
+    );
+    // Untrusted: a plain request is served, a header closes the connection.
+    let mut h = Harness::new(proxy_config(ProxyMode::Optional, "10.0.0.0/8"));
+    h.open();
+    let key = h.accept();
+    h.send_raw(key, &wire);
+    h.turn();
+    assert!(h.socket(key).closed && h.socket(key).wire.is_empty());
+}
+
+#[test]
+fn proxy_slowloris_is_bounded_by_the_handshake_timeout() {
+    let mut h = Harness::new(proxy_config(ProxyMode::Required, "127.0.0.0/8"));
+    let key = h.accept();
+    h.send_raw(key, b"PROXY TCP4 1");
+    h.run_for(1900);
+    assert!(!h.socket(key).closed);
+    h.run_for(300);
+    assert!(h.socket(key).closed && h.socket(key).wire.is_empty());
+}
+
+#[test]
+fn the_metrics_route_answers_from_the_published_counters() {
+    let mut h = Harness::new(Config {
+        metrics_route: Some("/metrics".into()),
+        ..config()
+    });
+    let (key, _) = h.open();
+    h.send_text(key, "hello");
+    h.send_control(key, OpCode::Ping, b"");
+    h.turn();
+    let scrape = h.accept();
+    h.send_raw(scrape, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.turn();
+    let reply = String::from_utf8(h.socket(scrape).wire.clone()).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("Content-Type: text/plain; version=0.0.4"),
+        "{reply}"
+    );
+    for line in [
+        "ringws_accepted_total{backend=\"epoll\"} 1",
+        "ringws_upgraded_total{backend=\"epoll\"} 1",
+        "ringws_messages_received_total{backend=\"epoll\"} 1",
+        "ringws_messages_sent_total{backend=\"epoll\"} 1",
+        "ringws_pings_received_total{backend=\"epoll\"} 1",
+        "ringws_pongs_sent_total{backend=\"epoll\"} 1",
+        "ringws_connections{backend=\"epoll\",worker=\"0\"} 1",
+        "ringws_handshake_duration_seconds_count{backend=\"epoll\"} 1",
+    ] {
+        assert!(reply.lines().any(|l| l == line), "{line} in\n{reply}");
+    }
+    // OpenMetrics where asked; other methods are refused.
+    let scrape = h.accept();
+    h.send_raw(
+        scrape,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+    );
+    let post = h.accept();
+    h.send_raw(
+        post,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    h.turn();
+    let reply = String::from_utf8(h.socket(scrape).wire.clone()).unwrap();
+    assert!(reply.contains("application/openmetrics-text") && reply.ends_with("# EOF\n"));
+    assert!(h.socket(post).wire.starts_with(b"HTTP/1.1 405"));
 }
