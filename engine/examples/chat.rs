@@ -2,11 +2,13 @@
 //! published to everyone in the room, on every worker.
 //!
 //! `cargo run --release -p ringws --example chat -- --port 9002`
+//!
+//! With `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` instead.
 
 use std::net::SocketAddr;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{Handler, Message, Server, Upgrade, WebSocket};
+use ringws::{Handler, Message, Server, TlsConfig, Upgrade, WebSocket};
 
 const ROOM: &str = "chat";
 
@@ -45,15 +47,39 @@ impl Handler for Chat {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Engine warnings (e.g. the io_uring fallback) on stderr; RUST_LOG tunes it.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
-        Some(p) => p.parse()?,
-        None => 9002,
+    let mut port = 9002u16;
+    let (mut cert, mut key) = (None, None);
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("port") => port = parser.value()?.parse()?,
+            Long("tls-cert") => cert = Some(parser.value()?.string()?),
+            Long("tls-key") => key = Some(parser.value()?.string()?),
+            Long("help") => {
+                println!("chat [--port 9002] [--tls-cert CERT.pem --tls-key KEY.pem]");
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let builder = match (cert, key) {
+        (Some(cert), Some(key)) => Server::builder()
+            .bind_tls(("127.0.0.1", port))
+            .tls(TlsConfig::from_pem_files(cert, key)?),
+        (None, None) => Server::builder().bind(("127.0.0.1", port)),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    let handle = Server::builder()
-        .bind(("127.0.0.1", port))
-        .build()?
-        .start(|| Chat)?;
-    println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr());
+    let handle = builder.build()?.start(|| Chat)?;
+    let scheme = if handle.tls_addrs().is_empty() {
+        "ws"
+    } else {
+        "wss"
+    };
+    println!(
+        "chat: listening on {scheme}://{}; topic {ROOM:?}",
+        handle.local_addr()
+    );
     loop {
         std::thread::park();
     }

@@ -33,11 +33,16 @@ mod config;
 pub mod proto;
 pub(crate) mod runtime;
 mod server;
+mod tls;
 mod types;
 
 pub use config::{BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode};
 pub use runtime::handler::{Handler, WebSocket};
+/// The rustls this crate is built with, for [`TlsConfig::from_rustls`].
+pub use rustls;
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
+pub use tls::{SniBuilder, TlsConfig, TlsConfigError};
 pub use types::{
-    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, Upgrade,
+    CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, SendStatus, TlsError,
+    Upgrade,
 };

@@ -167,8 +167,8 @@ struct Sockets {
 }
 
 impl Sockets {
-    fn accept_all<H: Handler>(&mut self, listener: usize, worker: &mut Worker<H>) {
-        let Some(listener) = self.listeners.get_mut(listener) else {
+    fn accept_all<H: Handler>(&mut self, index: usize, worker: &mut Worker<H>) {
+        let Some(listener) = self.listeners.get_mut(index) else {
             // Deregistered at shutdown; a late event.
             return;
         };
@@ -183,7 +183,7 @@ impl Sockets {
                     return;
                 }
             };
-            let Some(key) = worker.on_accept(peer) else {
+            let Some(key) = worker.on_accept(index, peer) else {
                 drop(stream);
                 continue;
             };

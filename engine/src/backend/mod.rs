@@ -5,8 +5,8 @@
 //!
 //! | call | when |
 //! | --- | --- |
-//! | `Worker::on_accept(peer)` | a connection was accepted; returns its key, or `None` (close it) |
-//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (and unmasks) them in place |
+//! | `Worker::on_accept(listener, peer)` | a connection was accepted on listener `listener` (its index in the listeners the backend was given); returns its key, or `None` (close it) |
+//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (decrypts, unmasks) them in place |
 //! | `Worker::on_hangup(key, Hangup)` | EOF or a socket error on `key` |
 //! | `Worker::on_writable(key)` | the socket may take more after a write that left bytes behind |
 //! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |

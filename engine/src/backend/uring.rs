@@ -317,6 +317,8 @@ struct Slot {
 /// A sockaddr buffer for the peer-name request of an accepted connection.
 struct PeerName {
     fixed: u32,
+    /// The listener that accepted it.
+    listener: usize,
     addr: libc::sockaddr_storage,
 }
 
@@ -619,6 +621,7 @@ impl Ring {
         let v6 = self.listener_v6.get(listener).copied().unwrap_or(false);
         let pending = self.peers.insert(Box::new(PeerName {
             fixed,
+            listener,
             // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
             addr: unsafe { std::mem::zeroed() },
         }));
@@ -637,7 +640,7 @@ impl Ring {
         } else {
             None
         };
-        let key = addr.and_then(|addr| worker.on_accept(addr));
+        let key = addr.and_then(|addr| worker.on_accept(peer.listener, addr));
         let Some(key) = key else {
             // Worker full, shutting down, or the peer is already gone.
             let entry = opcode::Close::new(Fixed(peer.fixed))

@@ -20,12 +20,14 @@ use super::pubsub::{self, Topics};
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks, Timer};
+use super::tls::{Received, Tls, Upper};
 use super::{deflate, receive, upgrade};
 use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
-use crate::types::{CloseCause, ConnId};
+use crate::tls::TlsConfigCell;
+use crate::types::{CloseCause, ConnId, TlsError};
 
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue
 /// more; the rest waits for the next turn.
@@ -62,6 +64,10 @@ pub(crate) struct Worker<H: Handler> {
     conns: Slab<Conn<H::Data>>,
     shared: Shared<H::Data>,
     inflated: InflateBuffer,
+    /// The configuration new TLS connections start with (swapped by a reload).
+    tls: Option<Arc<TlsConfigCell>>,
+    /// Scratch: the plaintext of one TLS record.
+    plain: Vec<u8>,
     inbox: Inbox,
     peers: Peers,
     stats: Arc<WorkerStats>,
@@ -93,6 +99,7 @@ impl<H: Handler> Worker<H> {
         inbox: Inbox,
         peers: Peers,
         stats: Arc<WorkerStats>,
+        tls: Option<Arc<TlsConfigCell>>,
         now: Instant,
     ) -> Self {
         let endpoint = Endpoint::new(
@@ -117,6 +124,8 @@ impl<H: Handler> Worker<H> {
                 config: config.clone(),
             },
             inflated: InflateBuffer::new(),
+            tls,
+            plain: Vec::new(),
             inbox,
             peers,
             stats,
@@ -136,14 +145,27 @@ impl<H: Handler> Worker<H> {
 
     // ---- the backend's entry points ----
 
-    /// A new TCP connection: its slab key, or `None` when this worker is full or
-    /// shutting down (the backend then closes it).
-    pub fn on_accept(&mut self, peer: SocketAddr) -> Option<usize> {
+    /// A new TCP connection on the backend's listener `listener` (the index in
+    /// `Config::listen_addrs`): its slab key, or `None` when this worker is full
+    /// or shutting down (the backend then closes it).
+    pub fn on_accept(&mut self, listener: usize, peer: SocketAddr) -> Option<usize> {
         if self.shutdown.is_some()
             || self.conns.len() >= self.shared.config.max_connections_per_worker
         {
             return None;
         }
+        let tls = match &self.tls {
+            Some(cell) if self.shared.config.is_tls_listener(listener) => {
+                match Tls::new(cell.current()) {
+                    Ok(tls) => Some(Box::new(tls)),
+                    Err(e) => {
+                        log::error!("ringws: cannot start a TLS connection: {e}");
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        };
         self.generation = self.generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -152,13 +174,15 @@ impl<H: Handler> Worker<H> {
             id,
             peer,
             Timer::accepted(self.clock.now(), &self.ticks),
+            tls,
         ));
         self.shared.counters.accepted += 1;
         Some(key)
     }
 
     /// Bytes received on connection `key`. They are parsed in place: masked
-    /// payloads are unmasked inside `data`.
+    /// payloads are unmasked inside `data`; over TLS, records are decrypted
+    /// inside it first.
     pub fn on_data(&mut self, key: usize, data: &mut [u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -166,27 +190,49 @@ impl<H: Handler> Worker<H> {
         conn.timer.received(self.clock.now());
         self.shared.counters.bytes_in += data.len() as u64;
         let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
-        match conn.link.phase() {
-            Phase::Handshake => upgrade::received(handler, shared, inflated, conn, data),
-            Phase::Open | Phase::Closing => receive::frames(handler, shared, inflated, conn, data),
-            // After the close handshake, whatever the peer sends is discarded.
-            Phase::Ended => {}
+        let Some(mut tls) = conn.tls.take() else {
+            return deliver(handler, shared, inflated, conn, data);
+        };
+        if conn.link.phase() != Phase::Ended {
+            let mut up = Plaintext {
+                handler,
+                shared,
+                inflated,
+                conn,
+            };
+            let received = tls.receive(data, &mut self.plain, &mut up);
+            let Plaintext { shared, conn, .. } = up;
+            match received {
+                Ok(Received::Open) => {}
+                // The stream ended without a close frame, as an EOF would end it.
+                Ok(Received::PeerClosed) => conn.link.hang_up(shared, true),
+                Err(error) => conn.link.fail_tls(shared, error),
+            }
+            if !tls.wire.is_empty() {
+                conn.link.mark(&mut shared.flush);
+            }
         }
+        conn.tls = Some(tls);
+        shrink_idle(&mut self.plain);
     }
 
     /// The byte stream of `key` ended.
     pub fn on_hangup(&mut self, key: usize, hangup: Hangup) {
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.link.hang_up(&mut self.shared, hangup == Hangup::Eof);
+            let eof = hangup == Hangup::Eof;
+            if eof && conn.tls.as_ref().is_some_and(|tls| tls.mid_record()) {
+                conn.link.fail_tls(&mut self.shared, TlsError::Truncated);
+            } else {
+                conn.link.hang_up(&mut self.shared, eof);
+            }
         }
     }
 
     /// The socket of `key` may take more after a write that left bytes behind.
     pub fn on_writable(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            let link = &mut conn.link;
-            if !link.outbox.is_empty() || link.finish() != Finish::None {
-                link.mark(&mut self.shared.flush);
+            if !conn.drained() || conn.link.finish() != Finish::None {
+                conn.link.mark(&mut self.shared.flush);
             }
         }
     }
@@ -198,14 +244,16 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.wire().consume(&mut self.shared.pool, written);
+        let drained = conn.drained();
         let link = &mut conn.link;
-        link.outbox.consume(&mut self.shared.pool, written);
         if blocked {
             link.stalled = true;
             return;
         }
-        if !link.outbox.is_empty() {
-            // More than one write's worth of iovecs: go on next round.
+        if !drained {
+            // More than one write's worth of iovecs (or, over TLS, of plaintext
+            // to encrypt): go on next round.
             link.mark(&mut self.shared.flush);
             return;
         }
@@ -406,20 +454,37 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Writes one connection's queue, or finishes it.
+    /// Writes one connection's queue (over TLS: encrypts it first), or
+    /// finishes it.
     fn flush(&mut self, key: usize, io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let link = &mut conn.link;
+        let Conn { link, tls, .. } = conn;
         link.unmark();
         if link.finish() == Finish::Abort {
             return self.close(key, io);
         }
-        if link.outbox.is_empty() {
+        let wire = match tls.as_deref_mut() {
+            None => &mut link.outbox,
+            Some(tls) => {
+                // Encrypt only once the last ciphertext is out: while the
+                // socket is slow, frames wait in the outbox under its limit.
+                if tls.wire.is_empty() && !link.outbox.is_empty() {
+                    match tls.encrypt(&mut link.outbox, &mut self.shared.pool) {
+                        Ok(true) => {}
+                        // No session to send on: these frames can never go out.
+                        Ok(false) => link.outbox.clear(&mut self.shared.pool),
+                        Err(error) => link.fail_tls(&mut self.shared, error),
+                    }
+                }
+                &mut tls.wire
+            }
+        };
+        if wire.is_empty() {
             return self.finish(key, io);
         }
-        match io.write(key, &mut link.outbox) {
+        match io.write(key, wire) {
             Written::Now { bytes, blocked } => self.on_sent(key, bytes, blocked, io),
             Written::Later => {}
             Written::Failed => {
@@ -429,12 +494,22 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// The queue is empty: does what the connection asked of its socket.
+    /// The queue is empty: does what the connection asked of its socket. Over
+    /// TLS, a graceful end sends close_notify first.
     fn finish(&mut self, key: usize, io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        match conn.link.finish() {
+        let finish = conn.link.finish();
+        let graceful = matches!(finish, Finish::ShutdownWrite | Finish::Close);
+        if graceful {
+            if let Some(tls) = conn.tls.as_deref_mut() {
+                if tls.close_notify(&mut self.shared.pool) {
+                    return conn.link.mark(&mut self.shared.flush);
+                }
+            }
+        }
+        match finish {
             Finish::None => {}
             Finish::ShutdownWrite => {
                 conn.link.write_side_shut();
@@ -461,6 +536,40 @@ impl<H: Handler> Worker<H> {
         s.messages_out.fetch_add(c.messages_out, Ordering::Relaxed);
         s.bytes_in.fetch_add(c.bytes_in, Ordering::Relaxed);
         s.commands.fetch_add(c.commands, Ordering::Relaxed);
+    }
+}
+
+/// Where a TLS connection's plaintext goes: the connection's phase.
+struct Plaintext<'a, H: Handler> {
+    handler: &'a mut H,
+    shared: &'a mut Shared<H::Data>,
+    inflated: &'a mut InflateBuffer,
+    conn: &'a mut Conn<H::Data>,
+}
+
+impl<H: Handler> Upper for Plaintext<'_, H> {
+    fn pool(&mut self) -> &mut BufferPool {
+        &mut self.shared.pool
+    }
+
+    fn deliver(&mut self, plain: &mut [u8]) {
+        deliver(self.handler, self.shared, self.inflated, self.conn, plain);
+    }
+}
+
+/// Hands bytes (plaintext) to the phase of the connection.
+fn deliver<H: Handler>(
+    handler: &mut H,
+    shared: &mut Shared<H::Data>,
+    inflated: &mut InflateBuffer,
+    conn: &mut Conn<H::Data>,
+    data: &mut [u8],
+) {
+    match conn.link.phase() {
+        Phase::Handshake => upgrade::received(handler, shared, inflated, conn, data),
+        Phase::Open | Phase::Closing => receive::frames(handler, shared, inflated, conn, data),
+        // After the close handshake, whatever the peer sends is discarded.
+        Phase::Ended => {}
     }
 }
 
