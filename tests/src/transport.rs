@@ -193,7 +193,15 @@ pub fn pki() -> &'static Pki {
 /// a `&TcpStream`. Reads and writes have [`TIMEOUT`].
 pub struct Stream {
     tcp: TcpStream,
-    tls: Option<Mutex<ClientConnection>>,
+    /// Shared with the stream's clones ([`Stream::try_clone`]); never locked
+    /// across a blocking read.
+    tls: Option<Arc<Mutex<TlsState>>>,
+}
+
+/// A TLS stream's session and the ciphertext read but not yet taken by it.
+struct TlsState {
+    conn: ClientConnection,
+    cipher: Vec<u8>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -230,12 +238,25 @@ impl Stream {
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        // Tests send messages of many MiB in one write.
+        conn.set_buffer_limit(None);
         while conn.is_handshaking() {
             conn.complete_io(&mut &tcp)?;
         }
         Ok(Stream {
             tcp,
-            tls: Some(Mutex::new(conn)),
+            tls: Some(Arc::new(Mutex::new(TlsState {
+                conn,
+                cipher: Vec::new(),
+            }))),
+        })
+    }
+
+    /// A second handle on the same connection (for a writer thread).
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(Stream {
+            tcp: self.tcp.try_clone()?,
+            tls: self.tls.clone(),
         })
     }
 
@@ -263,7 +284,7 @@ impl Stream {
     /// Sends TLS close_notify (nothing on a plain connection).
     pub fn close_notify(&self) -> io::Result<()> {
         if let Some(tls) = &self.tls {
-            let mut conn = lock(tls);
+            let conn = &mut lock(tls).conn;
             conn.send_close_notify();
             while conn.wants_write() {
                 conn.write_tls(&mut &self.tcp)?;
@@ -285,26 +306,31 @@ impl Stream {
     /// The server's leaf certificate (TLS only).
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         let tls = self.tls.as_ref()?;
-        let conn = lock(tls);
-        conn.peer_certificates()
+        let state = lock(tls);
+        state
+            .conn
+            .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|c: &CertificateDer<'_>| c.to_vec())
     }
 
     /// The TLS version negotiated (TLS only).
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        lock(self.tls.as_ref()?).protocol_version()
+        lock(self.tls.as_ref()?).conn.protocol_version()
     }
 
     /// The ALPN protocol negotiated (TLS only).
     pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
-        lock(self.tls.as_ref()?).alpn_protocol().map(<[u8]>::to_vec)
+        lock(self.tls.as_ref()?)
+            .conn
+            .alpn_protocol()
+            .map(<[u8]>::to_vec)
     }
 
     /// `plaintext` as TLS records, encrypted but not sent (TLS only): for tests
     /// that cut a record or send it in pieces.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut conn = lock(self.tls.as_ref().expect("a TLS stream"));
+        let conn = &mut lock(self.tls.as_ref().expect("a TLS stream")).conn;
         conn.writer().write_all(plaintext).expect("buffered");
         let mut out = Vec::new();
         while conn.wants_write() {
@@ -322,32 +348,64 @@ impl Stream {
 
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.tls {
-            None => (&self.tcp).read(buf),
-            Some(tls) => rustls::Stream::new(&mut *lock(tls), &mut &self.tcp).read(buf),
+        let Some(tls) = &self.tls else {
+            return (&self.tcp).read(buf);
+        };
+        loop {
+            {
+                let mut state = lock(tls);
+                let TlsState { conn, cipher } = &mut *state;
+                loop {
+                    match conn.reader().read(buf) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                    if cipher.is_empty() {
+                        break;
+                    }
+                    // rustls takes ciphertext while its plaintext buffer has room.
+                    let mut rest = &cipher[..];
+                    let took = conn.read_tls(&mut rest)?;
+                    let used = cipher.len() - rest.len();
+                    cipher.drain(..used);
+                    if took == 0 {
+                        // close_notify came: nothing more is read.
+                        cipher.clear();
+                    }
+                    conn.process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    while conn.wants_write() {
+                        conn.write_tls(&mut &self.tcp)?;
+                    }
+                }
+            }
+            // Nothing to decrypt: read ciphertext without holding the lock.
+            let mut more = vec![0u8; 16 << 10];
+            let n = (&self.tcp).read(&mut more)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            lock(tls).cipher.extend_from_slice(&more[..n]);
         }
     }
 }
 
 impl Write for &Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.tls {
-            None => (&self.tcp).write(buf),
-            Some(tls) => {
-                let mut conn = lock(tls);
-                let mut stream = rustls::Stream::new(&mut *conn, &mut &self.tcp);
-                let n = stream.write(buf)?;
-                stream.flush()?;
-                Ok(n)
-            }
+        let Some(tls) = &self.tls else {
+            return (&self.tcp).write(buf);
+        };
+        let conn = &mut lock(tls).conn;
+        conn.writer().write_all(buf)?;
+        while conn.wants_write() {
+            conn.write_tls(&mut &self.tcp)?;
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &self.tls {
-            None => Ok(()),
-            Some(tls) => rustls::Stream::new(&mut *lock(tls), &mut &self.tcp).flush(),
-        }
+        Ok(())
     }
 }
 
