@@ -93,7 +93,7 @@ impl Pair {
         last
     }
 
-    fn to_server(&mut self, step: usize) -> Result<Received, TlsError> {
+    fn client_to_server(&mut self, step: usize) -> Result<Received, TlsError> {
         let mut bytes = self.client_bytes();
         self.feed(&mut bytes, step)
     }
@@ -115,7 +115,7 @@ impl Pair {
 
     /// Moves the server's ciphertext to the client; returns the plaintext the
     /// client read.
-    fn to_client(&mut self) -> Vec<u8> {
+    fn server_to_client(&mut self) -> Vec<u8> {
         let bytes = self.wire();
         let mut rest = &bytes[..];
         let mut out = Vec::new();
@@ -130,8 +130,8 @@ impl Pair {
 
     fn handshake(&mut self, step: usize) {
         for _ in 0..8 {
-            assert_eq!(self.to_server(step), Ok(Received::Open));
-            self.to_client();
+            assert_eq!(self.client_to_server(step), Ok(Received::Open));
+            self.server_to_client();
             if !self.client.is_handshaking() && !self.client.wants_write() {
                 break;
             }
@@ -158,7 +158,7 @@ fn handshake_and_data_over_every_read_size_and_both_versions() {
             let message: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
             p.client.writer().write_all(&message).unwrap();
             p.client.writer().write_all(b"and more").unwrap();
-            assert_eq!(p.to_server(step), Ok(Received::Open));
+            assert_eq!(p.client_to_server(step), Ok(Received::Open));
             assert_eq!(p.sink.got.len(), message.len() + 8, "step {step}");
             assert!(p.sink.got.starts_with(&message));
             // Nothing is held between records once a read ends on a boundary.
@@ -178,7 +178,7 @@ fn frames_are_encrypted_into_the_wire_queue() {
         outbox.push_shared(bytes::Bytes::from(vec![b'x'; 70_000]));
         assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
         assert!(outbox.is_empty());
-        let got = p.to_client();
+        let got = p.server_to_client();
         assert_eq!(got.len(), 11 + 70_000);
         assert!(got.starts_with(b"hello world"));
     }
@@ -193,10 +193,10 @@ fn one_flush_encrypts_a_bounded_amount() {
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
     assert_eq!(outbox.len(), (1 << 20) - ENCRYPT_BUDGET);
     assert!(p.server.wire.len() < ENCRYPT_BUDGET + 20 * RECORD_OVERHEAD);
-    let mut total = p.to_client().len();
+    let mut total = p.server_to_client().len();
     while !outbox.is_empty() {
         p.server.encrypt(&mut outbox, &mut p.sink.pool).unwrap();
-        total += p.to_client().len();
+        total += p.server_to_client().len();
     }
     assert_eq!(total, 1 << 20);
 }
@@ -279,21 +279,21 @@ fn close_notify_ends_the_session_and_ours_is_sent_once() {
     p.handshake(1 << 20);
     p.client.writer().write_all(b"last words").unwrap();
     p.client.send_close_notify();
-    assert_eq!(p.to_server(1 << 20), Ok(Received::PeerClosed));
+    assert_eq!(p.client_to_server(1 << 20), Ok(Received::PeerClosed));
     assert_eq!(p.sink.got, b"last words");
     // We may still send (the close reply of a half-closed peer), then ours.
     let mut outbox = Outbox::default();
     outbox.push_copy(&mut p.sink.pool, b"reply", b"");
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
     assert!(p.server.close_notify(&mut p.sink.pool));
-    assert_eq!(p.to_client(), b"reply");
+    assert_eq!(p.server_to_client(), b"reply");
     assert!(p.client.received_close_notify_or_eof());
 
     let mut p = Pair::new(&[&rustls::version::TLS12]);
     p.handshake(1 << 20);
     assert!(p.server.close_notify(&mut p.sink.pool));
     assert!(!p.server.close_notify(&mut p.sink.pool));
-    p.to_client();
+    p.server_to_client();
     assert!(p.client.received_close_notify_or_eof());
 }
 
@@ -328,7 +328,7 @@ fn a_cut_record_is_kept_only_until_it_is_complete() {
 fn an_idle_session_is_small() {
     let mut p = Pair::new(&[&rustls::version::TLS13]);
     p.handshake(1 << 20);
-    p.to_client();
+    p.server_to_client();
     assert!(p.server.wire.is_empty());
     assert_eq!(p.server.stash.capacity(), 0);
     let size = std::mem::size_of::<Tls>();
