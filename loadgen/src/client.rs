@@ -663,15 +663,25 @@ fn read_conn(
         };
         if !conn.tls_done && conn.tls.as_ref().is_some_and(|tls| !tls.is_handshaking()) {
             conn.tls_done = true;
+            // The same clock reading as the upgrade's, so the upgrade is the rest.
             let _ = report
                 .tls_handshake
-                .record((Instant::now() - conn.started).as_micros().max(1) as u64);
+                .record((now - conn.started).as_micros().max(1) as u64);
         }
         let n = match read {
             Ok(0) => return false,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // rustls refused the session (a certificate not trusted, say):
+            // said once, counted as "other".
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && !conn.tls_done => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| eprintln!("loadgen: TLS failed: {e}"));
+                report.fail(Failure::Other, live);
+                conn.reported = true;
+                return false;
+            }
             Err(_) => return false,
         };
         let mut data = &mut buf[..n];
