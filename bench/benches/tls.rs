@@ -166,6 +166,7 @@ fn tls(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for (name, provider) in providers() {
         let (server_config, client_config) = configs(&provider);
+        group.throughput(Throughput::Elements(1));
         group.bench_function(format!("handshake/buffered/{name}"), |b| {
             b.iter(|| {
                 let mut server = Buffered(ServerConnection::new(server_config.clone()).unwrap());
