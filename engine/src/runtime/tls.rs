@@ -127,7 +127,7 @@ impl Tls {
             return Err(TlsError::NotTls);
         }
         while !self.stash.is_empty() {
-            let (taken, ready) = top_up(&mut self.stash, data).map_err(|e| self.error_kind(e))?;
+            let (taken, ready) = top_up(&mut self.stash, data).map_err(|e| self.malformed(e))?;
             data = &mut data[taken..];
             if !ready {
                 return Ok(Received::Open);
@@ -150,12 +150,12 @@ impl Tls {
         if received == Received::Open && used < data.len() {
             let rest = &data[used..];
             if rest.len() > MAX_STASH {
-                return Err(self.error_kind(Malformed));
+                return Err(self.malformed(Malformed));
             }
             self.stash = rest.to_vec();
             // A complete record that rustls did not take is held for the rest
             // of a handshake message; a lone partial header is checked now.
-            walk(&self.stash).map_err(|e| self.error_kind(e))?;
+            walk(&self.stash).map_err(|e| self.malformed(e))?;
         }
         Ok(received)
     }
@@ -320,7 +320,11 @@ impl Tls {
         }
     }
 
-    fn error_kind(&self, _: Malformed) -> TlsError {
+    /// Bytes no TLS peer sends: the session is over, and rustls is not asked
+    /// for anything more (not even close_notify).
+    fn malformed(&mut self, _: Malformed) -> TlsError {
+        self.close_notified = true;
+        self.stash = Vec::new();
         if self.established {
             TlsError::Record
         } else {

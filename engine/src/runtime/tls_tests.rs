@@ -335,3 +335,37 @@ fn an_idle_session_is_small() {
     eprintln!("Tls = {size} bytes (rustls's keys and state behind its own pointers)");
     assert!(size <= 1280, "{size}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Whatever a peer sends, cut however, the TLS layer answers with an error
+    /// or waits, never panics, and keeps at most one stash's worth.
+    #[test]
+    fn arbitrary_input_never_panics_and_stays_bounded(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+        header in proptest::collection::vec(proptest::prelude::any::<u8>(), 4),
+        cuts in proptest::collection::vec(1usize..700, 1..8),
+    ) {
+        let (config, _) = server_and_roots();
+        let mut server = Tls::new(config).unwrap();
+        let mut sink = Sink::default();
+        // A handshake record type first, so that input reaches rustls.
+        let mut bytes = vec![HANDSHAKE_RECORD];
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&body);
+        let mut rest = &mut bytes[..];
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at_mut((*cut).min(rest.len()));
+            if server.receive(now, &mut Vec::new(), &mut sink).is_err() {
+                break;
+            }
+            proptest::prop_assert!(server.stash.len() <= MAX_STASH);
+            rest = later;
+        }
+        proptest::prop_assert!(sink.got.is_empty(), "no plaintext before a handshake");
+    }
+}

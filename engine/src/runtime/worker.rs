@@ -66,7 +66,7 @@ pub(crate) struct Worker<H: Handler> {
     inflated: InflateBuffer,
     /// The configuration new TLS connections start with (swapped by a reload).
     tls: Option<Arc<TlsConfigCell>>,
-    /// Scratch: the plaintext of one TLS record.
+    /// Scratch: the plaintext of one TLS record (so at most 16 KiB).
     plain: Vec<u8>,
     inbox: Inbox,
     peers: Peers,
@@ -216,7 +216,6 @@ impl<H: Handler> Worker<H> {
             }
         }
         conn.tls = Some(tls);
-        shrink_idle(&mut self.plain);
     }
 
     /// The byte stream of `key` ended.
