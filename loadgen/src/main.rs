@@ -54,6 +54,10 @@ pub(crate) struct Common {
     /// wss://: trust the CA certificates of this PEM file.
     #[arg(long)]
     ca: Option<String>,
+    /// wss://: resume TLS sessions (default: every connection makes a full
+    /// handshake).
+    #[arg(long)]
+    resume: bool,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 100)]
     connections: usize,
@@ -271,7 +275,7 @@ fn tls_target(target: &Target, c: &Common) -> Result<tls::TlsTarget> {
     let name = ringws::rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host}: {e}"))?;
     Ok(tls::TlsTarget {
-        config: tls::client_config(c.insecure, c.ca.as_deref())?,
+        config: tls::client_config(c.insecure, c.ca.as_deref(), c.resume)?,
         name,
     })
 }
@@ -475,6 +479,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
         url: format!("{scheme}://{addr}{path}"),
         insecure: b.tls,
         ca: None,
+        resume: false,
         connections: scaled(connections),
         ramp: 0.0,
         duration: b.duration,

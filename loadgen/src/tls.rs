@@ -36,10 +36,13 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The client configuration: trust `ca` (a PEM file), or nothing at all with
-/// `insecure` (any certificate is accepted: for self-signed test servers).
+/// `insecure` (any certificate is accepted: for self-signed test servers);
+/// with `resume`, connections resume earlier sessions (TLS 1.3 tickets, 1.2
+/// session ids) where the server allows.
 pub fn client_config(
     insecure: bool,
     ca: Option<&str>,
+    resume: bool,
 ) -> Result<Arc<ClientConfig>, Box<dyn std::error::Error>> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
@@ -60,6 +63,11 @@ pub fn client_config(
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Full handshakes unless asked: the connections of a run share this
+    // configuration, and with it rustls's session cache.
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 
