@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # RFC 6455 conformance: runs the Autobahn|Testsuite fuzzing client against ringws's echo example.
 #
-# usage: scripts/autobahn.sh [--backend epoll|io_uring|auto] [--cases JSON] [--outdir DIR]
+# usage: scripts/autobahn.sh [--backend epoll|io_uring|auto] [--tls] [--cases JSON] [--outdir DIR]
 #                            [--compare | --update-expected] [--expected FILE]
 #   --backend B         backend of the echo example (default auto)
+#   --tls               run over wss://: the echo example serves a self-signed certificate
+#                       made for this run (openssl), and the fuzzing client connects with TLS
 #   --deflate MODE      permessage-deflate of the echo example: off (default), shared,
 #                       dedicated[:BITS]; with it, 12.* and 13.* are no longer excluded
 #   --cases JSON        JSON list of case patterns (default: every case of sections 1-10,
@@ -34,7 +36,7 @@ DEFAULT_CASES='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"]'
 usage() { sed -n '4,5p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2; exit 2; }
 
 BACKEND=auto CASES=$DEFAULT_CASES OUTDIR=$REPO/target/autobahn-report DEFLATE=off
-EXPECTED=$REPO/tests/autobahn/expected-1-10.txt COMPARE=0 UPDATE=0
+EXPECTED=$REPO/tests/autobahn/expected-1-10.txt COMPARE=0 UPDATE=0 TLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend|--cases|--outdir|--expected|--deflate) [ $# -ge 2 ] || usage ;;&
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --outdir) OUTDIR=$2; shift ;;
     --expected) EXPECTED=$2; shift ;;
     --compare) COMPARE=1 ;;
+    --tls) TLS=1 ;;
     --update-expected) UPDATE=1 ;;
     -h|--help) usage ;;
     *) echo "autobahn: unknown argument $1" >&2; usage ;;
@@ -82,6 +85,16 @@ else
   (cd "$REPO" && cargo build --release -p ringws --example echo) || { echo "autobahn: build failed" >&2; exit 2; }
   ECHO_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/examples/echo
   case "$ECHO_BIN" in /*) ;; *) ECHO_BIN=$REPO/$ECHO_BIN ;; esac
+fi
+
+# --tls: a certificate for this run only (nothing that expires is committed)
+TLS_ARGS=() SCHEME=ws
+if [ "$TLS" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$OUTDIR/key.pem" -out "$OUTDIR/cert.pem" 2> "$OUTDIR/openssl.log" \
+    || { echo "autobahn: openssl could not make a certificate, see $OUTDIR/openssl.log" >&2; exit 2; }
+  TLS_ARGS=(--tls-cert "$OUTDIR/cert.pem" --tls-key "$OUTDIR/key.pem") SCHEME=wss
 fi
 
 SERVER_PID=
@@ -131,7 +144,8 @@ for attempt in 1 2 3; do
     cmd=${AUTOBAHN_SERVER_CMD//\{port\}/$p}; cmd=${cmd//\{backend\}/$BACKEND}
     setsid bash -c "$cmd" > "$SERVER_LOG" 2>&1 < /dev/null &
   else
-    setsid "$ECHO_BIN" --host 127.0.0.1 --port "$p" --workers 1 --backend "$BACKEND" --deflate "$DEFLATE" > "$SERVER_LOG" 2>&1 < /dev/null &
+    setsid "$ECHO_BIN" --host 127.0.0.1 --port "$p" --workers 1 --backend "$BACKEND" --deflate "$DEFLATE" \
+      "${TLS_ARGS[@]}" > "$SERVER_LOG" 2>&1 < /dev/null &
   fi
   SERVER_PID=$!
   deadline=$((SECONDS + 30))
@@ -149,11 +163,11 @@ for attempt in 1 2 3; do
   stop_server
 done
 [ -n "$PORT" ] || { echo "autobahn: could not start the server, see $SERVER_LOG" >&2; exit 2; }
-echo "autobahn: server pid $SERVER_PID listening on 127.0.0.1:$PORT (backend $BACKEND, log $SERVER_LOG)"
+echo "autobahn: server pid $SERVER_PID listening on $SCHEME://127.0.0.1:$PORT (backend $BACKEND, log $SERVER_LOG)"
 
 # --- the fuzzing run and the verdict ---------------------------------------------------------
 # in the background, so that a signal interrupts `wait` and reaches on_signal at once
-bash "$REPO/scripts/autobahn/run.sh" --summary "$SUMMARY" "ws://127.0.0.1:$PORT" "$CASES" "$OUTDIR" &
+bash "$REPO/scripts/autobahn/run.sh" --summary "$SUMMARY" "$SCHEME://127.0.0.1:$PORT" "$CASES" "$OUTDIR" &
 RUN_PID=$!
 wait "$RUN_PID"
 rc=$?

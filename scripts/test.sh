@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): formatting, lints, docs; Autobahn
-# |Testsuite sections 1-10 on both backends (strict: only OK and INFORMATIONAL
+# |Testsuite sections 1-10 on both backends, over ws:// and wss:// (strict: only OK and INFORMATIONAL
 # pass, and the per-case results must equal tests/autobahn/expected-1-10.txt),
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
@@ -12,6 +12,7 @@
 # with its stream module for the PROXY protocol test and the cluster, and
 # net.ipv4.tcp_migrate_req=1 for the restart test (per network namespace; the
 # test is skipped with the reason where it cannot be set).
+# Every integration test runs over both transports (plain, TLS).
 # Exits non-zero on the first failure.
 #
 # SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
@@ -34,6 +35,11 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   for backend in epoll io_uring; do
     echo "== autobahn 1-10, backend $backend"
     bash scripts/autobahn.sh --backend "$backend" --compare --outdir "target/autobahn-$backend"
+  done
+  # The same cases over wss://, with the same expected results.
+  for backend in epoll io_uring; do
+    echo "== autobahn 1-10 over wss://, backend $backend"
+    bash scripts/autobahn.sh --backend "$backend" --tls --compare --outdir "target/autobahn-tls-$backend"
   done
   # permessage-deflate: every case of 12 and 13 on io_uring (dedicated mode),
   # a representative subset on epoll (shared mode); scripts/autobahn-deflate.sh

@@ -9,14 +9,15 @@
 //! (cores), `--redis URL`, `--prefix P` (Redis channel prefix, default
 //! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE), `--stats SECONDS` (print the
 //! bridge's figures to stderr that often), `--no-announce` (no "joined" lines),
-//! `--metrics` (Prometheus metrics at `/metrics` on the same port).
+//! `--metrics` (Prometheus metrics at `/metrics` on the same port),
+//! `--tls-cert FILE --tls-key FILE` (PEM: serve `wss://` instead).
 
 use std::net::SocketAddr;
 
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{Handler, HttpRequest, HttpResponse, Message, Server, Upgrade, WebSocket};
+use ringws::{Handler, HttpRequest, HttpResponse, Message, Server, TlsConfig, Upgrade, WebSocket};
 use ringws_redis::RedisBridge;
 
 const ROOM: &str = "chat";
@@ -77,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stats_every: Option<f64> = None;
     let mut announce = true;
     let mut metrics = false;
+    let (mut cert, mut key) = (None, None);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -90,18 +92,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("stats") => stats_every = Some(parser.value()?.parse()?),
             Long("no-announce") => announce = false,
             Long("metrics") => metrics = true,
+            Long("tls-cert") => cert = Some(parser.value()?.string()?),
+            Long("tls-key") => key = Some(parser.value()?.string()?),
             Long("help") => {
                 println!(
-                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics]"
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics] [--tls-cert CERT.pem --tls-key KEY.pem]"
                 );
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let mut builder = Server::builder()
-        .bind((host.as_str(), port))
-        .workers(workers);
+    let mut builder = match (cert, key) {
+        (Some(cert), Some(key)) => Server::builder()
+            .bind_tls((host.as_str(), port))
+            .tls(TlsConfig::from_pem_files(cert, key)?),
+        (None, None) => Server::builder().bind((host.as_str(), port)),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    }
+    .workers(workers);
     if metrics {
         // Prometheus scrapes http://HOST:PORT/metrics.
         builder = builder.metrics_route("/metrics");
@@ -119,12 +128,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let handle = builder.build()?.start(move || Chat { announce })?;
+    let scheme = if handle.tls_addrs().is_empty() {
+        "ws"
+    } else {
+        "wss"
+    };
     match &redis {
         Some(url) => println!(
-            "chat: listening on {}; topic {ROOM:?}; cluster through {url}",
+            "chat: listening on {scheme}://{}; topic {ROOM:?}; cluster through {url}",
             handle.local_addr()
         ),
-        None => println!("chat: listening on {}; topic {ROOM:?}", handle.local_addr()),
+        None => println!(
+            "chat: listening on {scheme}://{}; topic {ROOM:?}",
+            handle.local_addr()
+        ),
     }
     loop {
         match (stats_every, &bridge) {

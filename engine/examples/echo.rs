@@ -4,12 +4,13 @@
 //!
 //! `--metrics` serves Prometheus metrics at `/metrics` on the same port. SIGTERM
 //! or SIGINT shut it down gracefully (close 1001, at most `--grace-ms`, default
-//! 5000): `scripts/restart-demo.sh` restarts it under load.
+//! 5000): `scripts/restart-demo.sh` restarts it under load. With
+//! `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` instead.
 
 use std::net::SocketAddr;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{BackendKind, DeflateMode, Handler, Message, Server, Upgrade, WebSocket};
+use ringws::{BackendKind, DeflateMode, Handler, Message, Server, TlsConfig, Upgrade, WebSocket};
 
 struct Echo;
 
@@ -38,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut deflate = DeflateMode::Off;
     let mut uring_buffer: Option<usize> = None;
     let mut uring_count: Option<u16> = None;
+    let mut tls_cert: Option<String> = None;
+    let mut tls_key: Option<String> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -71,20 +74,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Long("uring-buffer-size") => uring_buffer = Some(parser.value()?.parse()?),
             Long("uring-buffer-count") => uring_count = Some(parser.value()?.parse()?),
+            Long("tls-cert") => tls_cert = Some(parser.value()?.string()?),
+            Long("tls-key") => tls_key = Some(parser.value()?.string()?),
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem]"
                 );
                 return Ok(());
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let mut builder = Server::builder()
-        .bind((host.as_str(), port))
-        .workers(workers)
-        .backend(backend)
-        .deflate(deflate);
+    let mut builder = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Server::builder()
+            .bind_tls((host.as_str(), port))
+            .tls(TlsConfig::from_pem_files(cert, key)?),
+        (None, None) => Server::builder().bind((host.as_str(), port)),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    builder = builder.workers(workers).backend(backend).deflate(deflate);
     if let Some(size) = uring_buffer {
         builder = builder.uring_buffer_size(size);
     }
@@ -100,8 +108,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // mask) and taken by `sigwait` below: a graceful shutdown, not a kill.
     let signals = block_termination_signals();
     let handle = server.start(|| Echo)?;
+    let scheme = if handle.tls_addrs().is_empty() {
+        "ws"
+    } else {
+        "wss"
+    };
     println!(
-        "echo: listening on {} with {workers} workers ({} backend)",
+        "echo: listening on {scheme}://{} with {workers} workers ({} backend)",
         handle.local_addr(),
         handle.backend()
     );

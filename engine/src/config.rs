@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::proto::handshake::HandshakeLimits;
+use crate::tls::TlsConfig;
 use crate::types::RateLimit;
 
 /// Which kernel interface the workers use for I/O.
@@ -141,11 +142,16 @@ pub enum ConfigError {
 /// a setter there.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on; every worker listens on each with SO_REUSEPORT.
+    /// Addresses to listen on (plain `ws://`); every worker listens on each
+    /// with SO_REUSEPORT.
     pub addrs: Vec<SocketAddr>,
     /// The PROXY protocol settings of each address in [`Self::addrs`] (same
     /// index; missing entries are off). Default off.
     pub proxy: Vec<ProxyProtocol>,
+    /// Addresses to listen on with TLS (`wss://`), after [`Self::addrs`].
+    pub tls_addrs: Vec<SocketAddr>,
+    /// The certificates of the TLS listeners (required with [`Self::tls_addrs`]).
+    pub tls: Option<TlsConfig>,
     /// Worker threads. Default: the number of available cores.
     pub workers: usize,
     /// Pin worker `i` to core `i % cores`. Default off.
@@ -214,6 +220,8 @@ impl Default for Config {
         Self {
             addrs: Vec::new(),
             proxy: Vec::new(),
+            tls_addrs: Vec::new(),
+            tls: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_workers: false,
             backend: BackendKind::Auto,
@@ -253,9 +261,19 @@ impl Config {
                 Err(ConfigError::Invalid { name, problem })
             }
         }
-        if self.addrs.is_empty() {
+        if self.addrs.is_empty() && self.tls_addrs.is_empty() {
             return Err(ConfigError::NoAddress);
         }
+        check(
+            self.tls_addrs.is_empty() || self.tls.is_some(),
+            "tls",
+            "must be set for bind_tls addresses",
+        )?;
+        check(
+            self.tls.is_none() || !self.tls_addrs.is_empty(),
+            "tls",
+            "is set but no address is bound with bind_tls",
+        )?;
         check(
             (1..=256).contains(&self.workers),
             "workers",
@@ -381,17 +399,23 @@ impl Config {
             .unwrap_or(self.backend)
     }
 
-    /// Resolves and adds bind addresses.
+    /// Resolves and adds bind addresses, plain or TLS.
     pub(crate) fn add_addrs(
         &mut self,
         addr: impl ToSocketAddrs + std::fmt::Debug,
+        tls: bool,
     ) -> Result<(), ConfigError> {
         let resolved = addr
             .to_socket_addrs()
             .map_err(|_| ConfigError::BadAddress(format!("{addr:?}")))?;
-        let before = self.addrs.len();
-        self.addrs.extend(resolved);
-        if self.addrs.len() == before {
+        let list = if tls {
+            &mut self.tls_addrs
+        } else {
+            &mut self.addrs
+        };
+        let before = list.len();
+        list.extend(resolved);
+        if list.len() == before {
             return Err(ConfigError::BadAddress(format!("{addr:?}")));
         }
         Ok(())
@@ -400,6 +424,17 @@ impl Config {
     /// The PROXY protocol settings of listener `index` (an index of [`Self::addrs`]).
     pub(crate) fn proxy_of(&self, index: usize) -> Option<&ProxyProtocol> {
         self.proxy.get(index).filter(|p| p.mode != ProxyMode::Off)
+    }
+
+    /// Every address to listen on: the plain ones, then the TLS ones. A
+    /// worker's listener `i` is the `i`th of these.
+    pub(crate) fn listen_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.addrs.iter().chain(&self.tls_addrs).copied()
+    }
+
+    /// Whether a worker's listener `index` (see [`Self::listen_addrs`]) speaks TLS.
+    pub(crate) fn is_tls_listener(&self, index: usize) -> bool {
+        index >= self.addrs.len()
     }
 
     /// The coarse timer tick: a quarter of the shortest timeout, within 10 ms..1 s.
@@ -463,6 +498,33 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn tls_addresses_need_a_tls_config_and_the_reverse() {
+        let mut c = Config::default();
+        c.add_addrs("127.0.0.1:0", true).unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { name: "tls", .. })
+        ));
+        let mut c = valid();
+        let pem = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        c.tls = Some(
+            TlsConfig::from_pem(
+                pem.cert.pem().as_bytes(),
+                pem.key_pair.serialize_pem().as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid { name: "tls", .. })
+        ));
+        c.add_addrs("127.0.0.1:0", true).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(!c.is_tls_listener(0));
+        assert!(c.is_tls_listener(1));
     }
 
     #[test]

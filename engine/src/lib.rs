@@ -33,6 +33,7 @@ mod config;
 pub mod proto;
 pub(crate) mod runtime;
 mod server;
+mod tls;
 mod types;
 
 pub use config::{
@@ -41,8 +42,11 @@ pub use config::{
 pub use ipnet::IpNet;
 pub use runtime::bridge::{Bridge, LocalNode};
 pub use runtime::handler::{Handler, WebSocket};
+/// The rustls this crate is built with, for [`TlsConfig::from_rustls`].
+pub use rustls;
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
+pub use tls::{SniBuilder, TlsConfig, TlsConfigError};
 pub use types::{
     CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, RateLimit,
-    RateLimitPolicy, SendStatus, TokenBucket, Upgrade,
+    RateLimitPolicy, SendStatus, TlsError, TokenBucket, Upgrade,
 };

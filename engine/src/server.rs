@@ -23,6 +23,7 @@ use crate::runtime::command::{self, Command, Mailbox};
 use crate::runtime::handler::Handler;
 use crate::runtime::metrics::{Format, Metrics, Source};
 use crate::runtime::worker::{Worker, WorkerStats};
+use crate::tls::{TlsConfig, TlsConfigCell};
 use crate::types::{ConnId, Message, PreparedMessage, RateLimit};
 
 /// Why a server did not start.
@@ -97,7 +98,7 @@ impl Builder {
     /// picks a free port, shared by all workers.
     pub fn bind(mut self, addr: impl std::net::ToSocketAddrs + std::fmt::Debug) -> Self {
         let before = self.config.addrs.len();
-        if let Err(e) = self.config.add_addrs(addr) {
+        if let Err(e) = self.config.add_addrs(addr, false) {
             self.error.get_or_insert(e);
         }
         self.last_bind = before..self.config.addrs.len();
@@ -163,6 +164,23 @@ impl Builder {
     /// choose another per connection with [`crate::Upgrade::rate_limit`].
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.config.rate_limit = limit;
+        self
+    }
+
+    /// Adds an address to listen on with TLS (`wss://`), served with the
+    /// certificates of [`Self::tls`]. One server can have plain and TLS
+    /// listeners (`bind("[::]:80")` and `bind_tls("[::]:443")`).
+    pub fn bind_tls(mut self, addr: impl std::net::ToSocketAddrs + std::fmt::Debug) -> Self {
+        if let Err(e) = self.config.add_addrs(addr, true) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The certificates of the [`Self::bind_tls`] listeners; replaceable while
+    /// running with [`ServerHandle::reload_tls`].
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.config.tls = Some(config);
         self
     }
 
@@ -276,6 +294,8 @@ impl Server {
             .map(|l| l.local_addr())
             .collect::<Result<_, _>>()
             .map_err(StartError::Worker)?;
+        let tls_addrs = local_addrs[config.addrs.len()..].to_vec();
+        let tls = config.tls.as_ref().map(|c| Arc::new(TlsConfigCell::new(c)));
         let factory = Arc::new(factory);
         let peers = Arc::new(OnceLock::new());
         let stats: Arc<[Arc<WorkerStats>]> = (0..config.workers).map(|_| Arc::default()).collect();
@@ -300,6 +320,7 @@ impl Server {
             let metrics = metrics.clone();
             let ready = ready_tx.clone();
             let barrier = barrier.clone();
+            let tls = tls.clone();
             let core = config
                 .pin_workers
                 .then(|| cores.get(index % cores.len().max(1)).copied())
@@ -340,6 +361,7 @@ impl Server {
                         peers,
                         node,
                         metrics,
+                        tls,
                         Instant::now(),
                     );
                     let result = match backend {
@@ -385,6 +407,8 @@ impl Server {
                 stats,
                 metrics,
                 local_addrs,
+                tls_addrs,
+                tls,
             }),
         };
         if let Some(e) = failure {
@@ -405,7 +429,7 @@ enum Backend {
 /// so the kernel spreads connections over the workers.
 fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..config.workers).map(|_| Vec::new()).collect();
-    for &requested in &config.addrs {
+    for requested in config.listen_addrs() {
         let mut addr = requested;
         for listeners in per_worker.iter_mut() {
             let listener = listen(addr, config.backlog)
@@ -444,6 +468,8 @@ struct Inner {
     stats: Arc<[Arc<WorkerStats>]>,
     metrics: Arc<Metrics>,
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    tls: Option<Arc<TlsConfigCell>>,
 }
 
 /// Steers a running server from any thread.
@@ -483,9 +509,27 @@ impl ServerHandle {
         self.inner.backend
     }
 
-    /// Every bound address.
+    /// Every bound address: the plain ones, then the TLS ones.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.inner.local_addrs
+    }
+
+    /// The addresses bound with TLS ([`Builder::bind_tls`]).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.inner.tls_addrs
+    }
+
+    /// Replaces the certificates (the whole TLS configuration) for new
+    /// handshakes on every worker; open connections keep theirs. False if the
+    /// server has no TLS listener.
+    pub fn reload_tls(&self, config: TlsConfig) -> bool {
+        match &self.inner.tls {
+            Some(cell) => {
+                cell.replace(&config);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Publishes to `topic` on every worker, and through the bridge (if any)

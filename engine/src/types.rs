@@ -109,11 +109,14 @@ pub enum CloseCause {
     Shutdown,
     /// [`crate::WebSocket::terminate`] aborted the connection.
     Terminated,
-    /// The TCP connection ended (or failed) without a close frame.
+    /// The TCP connection ended (or failed) without a close frame. Over TLS, a
+    /// close_notify without a close frame ends the stream the same way.
     Reset,
     /// The peer passed its rate limit under [`crate::RateLimitPolicy::Close`]
     /// (close code 1008).
     RateLimit,
+    /// The TLS layer failed (see [`TlsError`]); an alert was sent where TLS has one.
+    Tls(TlsError),
 }
 
 /// A token bucket: `per_second` tokens come back each second, and at most
@@ -200,6 +203,27 @@ impl RateLimit {
             b.per_second > 0 && b.burst > 0 && b.per_second <= 1 << 40 && b.burst <= 1 << 40
         })
     }
+}
+
+/// Why the TLS layer of a connection failed: [`CloseCause::Tls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The first bytes were not a TLS record: a plain HTTP or WebSocket request
+    /// on a TLS port (answered with a plain-text 400), or other bytes.
+    #[error("not TLS: plain bytes on a TLS port")]
+    NotTls,
+    /// The handshake failed: a malformed or unacceptable ClientHello, no common
+    /// version or cipher suite, no certificate for the name asked, or an alert
+    /// from the peer.
+    #[error("TLS handshake failed")]
+    Handshake,
+    /// After the handshake, a record that is malformed, too long, or fails to
+    /// decrypt.
+    #[error("bad TLS record")]
+    Record,
+    /// The byte stream ended inside a TLS record.
+    #[error("stream ended inside a TLS record")]
+    Truncated,
 }
 
 /// The answer of [`crate::Handler::on_upgrade`].

@@ -22,6 +22,7 @@ use ringws::proto::frame::OpCode;
 use ringws::proto::handshake::ClientHandshake;
 use ringws::proto::message::Decoder;
 use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
+use ringws::rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Where to connect.
@@ -32,6 +33,8 @@ pub struct Target {
     pub path: String,
     /// Offer permessage-deflate (and require it).
     pub deflate: bool,
+    /// `wss://`: how to speak TLS to it.
+    pub tls: Option<crate::tls::TlsTarget>,
 }
 
 /// What the client offers with `--deflate`: it never keeps context, so its
@@ -200,8 +203,10 @@ fn classify(e: &io::Error) -> Failure {
 pub struct Report {
     pub connected: u64,
     pub failures: [u64; 6],
-    /// Connect + upgrade time, µs.
+    /// Connect + upgrade time (TLS handshake included), µs.
     pub handshake: Histogram<u64>,
+    /// `wss://`: connect + TLS handshake time, µs (the upgrade is the rest).
+    pub tls_handshake: Histogram<u64>,
     /// Echo or broadcast latency, µs.
     pub latency: Histogram<u64>,
     pub messages: u64,
@@ -334,6 +339,7 @@ impl Report {
             connected: 0,
             failures: [0; 6],
             handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            tls_handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             messages: 0,
             bytes: 0,
@@ -361,6 +367,7 @@ impl Report {
             *a += b;
         }
         let _ = self.handshake.add(&other.handshake);
+        let _ = self.tls_handshake.add(&other.tls_handshake);
         let _ = self.latency.add(&other.latency);
         self.messages += other.messages;
         self.bytes += other.bytes;
@@ -393,6 +400,10 @@ enum Phase {
 
 struct Conn {
     stream: TcpStream,
+    /// `wss://`: the TLS session over `stream`; `tx.out` and reads are plaintext.
+    tls: Option<Box<ClientConnection>>,
+    /// The TLS handshake is done (and timed).
+    tls_done: bool,
     phase: Phase,
     started: Instant,
     handshake: Option<Box<ClientHandshake>>,
@@ -531,8 +542,18 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         Token(key),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
+                    let tls = match plan.targets[node].tls.as_ref().map(|t| t.connection()) {
+                        Some(Ok(tls)) => Some(Box::new(tls)),
+                        Some(Err(e)) => {
+                            report.fail(classify(&e), live);
+                            continue;
+                        }
+                        None => None,
+                    };
                     entry.insert(Conn {
                         stream,
+                        tls,
+                        tls_done: false,
                         phase: Phase::Connecting,
                         started: Instant::now(),
                         handshake: None,
@@ -767,6 +788,17 @@ fn finish_connect(conn: &mut Conn, target: &Target, report: &mut Report, live: &
 }
 
 fn flush(conn: &mut Conn) -> io::Result<()> {
+    if let Some(tls) = conn.tls.as_deref_mut() {
+        // rustls takes all of it; its ciphertext goes out as the socket allows.
+        if conn.tx.out_pos < conn.tx.out.len() {
+            crate::tls::write(tls, &mut conn.stream, &conn.tx.out[conn.tx.out_pos..])?;
+        } else {
+            crate::tls::flush(tls, &mut conn.stream)?;
+        }
+        conn.tx.out.clear();
+        conn.tx.out_pos = 0;
+        return Ok(());
+    }
     while conn.tx.out_pos < conn.tx.out.len() {
         match conn.stream.write(&conn.tx.out[conn.tx.out_pos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -805,11 +837,31 @@ fn read_conn(
     now: Instant,
 ) -> bool {
     loop {
-        let n = match conn.stream.read(buf) {
+        let read = match conn.tls.as_deref_mut() {
+            Some(tls) => crate::tls::read(tls, &mut conn.stream, buf),
+            None => conn.stream.read(buf),
+        };
+        if !conn.tls_done && conn.tls.as_ref().is_some_and(|tls| !tls.is_handshaking()) {
+            conn.tls_done = true;
+            // The same clock reading as the upgrade's, so the upgrade is the rest.
+            let _ = report
+                .tls_handshake
+                .record((now - conn.started).as_micros().max(1) as u64);
+        }
+        let n = match read {
             Ok(0) => return false,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // rustls refused the session (a certificate not trusted, say):
+            // said once, counted as "other".
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && !conn.tls_done => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| eprintln!("loadgen: TLS failed: {e}"));
+                report.fail(Failure::Other, live);
+                conn.reported = true;
+                return false;
+            }
             Err(_) => return false,
         };
         let mut data = &mut buf[..n];

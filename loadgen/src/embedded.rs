@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{BackendKind, Handler, Message, Server, ServerHandle, Upgrade, WebSocket};
+use ringws::{BackendKind, Handler, Message, Server, ServerHandle, TlsConfig, Upgrade, WebSocket};
 
 pub const ROOM: &str = "chat";
 
@@ -35,13 +35,25 @@ impl Handler for Bench {
     }
 }
 
-/// Starts the embedded server with `workers` threads.
+/// Starts the embedded server with `workers` threads; with `tls`, on a TLS
+/// listener with a self-signed certificate for 127.0.0.1 made here.
 pub fn start(
     backend: BackendKind,
     workers: usize,
+    tls: bool,
 ) -> Result<ServerHandle, Box<dyn std::error::Error>> {
-    let server = Server::builder()
-        .bind("127.0.0.1:0")
+    let builder = if tls {
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+        Server::builder()
+            .bind_tls("127.0.0.1:0")
+            .tls(TlsConfig::from_pem(
+                pair.cert.pem().as_bytes(),
+                pair.key_pair.serialize_pem().as_bytes(),
+            )?)
+    } else {
+        Server::builder().bind("127.0.0.1:0")
+    };
+    let server = builder
         .workers(workers)
         .backend(backend)
         .ping_interval(Some(Duration::from_secs(60)))

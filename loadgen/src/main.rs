@@ -6,6 +6,7 @@ mod embedded;
 mod plot;
 mod procs;
 mod report;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -44,10 +45,21 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Common {
-    /// Server URL, ws://host:port/path. Broadcast takes several (nodes of a
-    /// cluster): the publisher on the first, subscribers spread over all.
+    /// Server URL, ws://host:port/path or wss://host:port/path. Broadcast takes
+    /// several (nodes of a cluster): the publisher on the first, subscribers
+    /// spread over all.
     #[arg(long, default_value = "ws://127.0.0.1:9001/")]
     url: Vec<String>,
+    /// wss://: accept any server certificate (self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
+    /// wss://: trust the CA certificates of this PEM file.
+    #[arg(long)]
+    ca: Option<String>,
+    /// wss://: resume TLS sessions (default: every connection makes a full
+    /// handshake).
+    #[arg(long)]
+    resume: bool,
     /// Connections.
     #[arg(short = 'c', long, default_value_t = 100)]
     connections: usize,
@@ -165,6 +177,9 @@ struct BenchArgs {
     /// Multiply every scenario's connection count (e.g. 0.1 for a quick run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Serve and drive wss:// (a self-signed certificate made at start).
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() {
@@ -237,17 +252,20 @@ fn main() {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn parse_urls(urls: &[String]) -> Result<Vec<Target>> {
+fn parse_urls(urls: &[String]) -> Result<Vec<(Target, bool)>> {
     if urls.is_empty() {
         return Err("no --url".into());
     }
     urls.iter().map(|u| parse_url(u)).collect()
 }
 
-fn parse_url(url: &str) -> Result<Target> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("only ws:// URLs are supported")?;
+/// The target of `url`, and whether it is `wss://`.
+fn parse_url(url: &str) -> Result<(Target, bool)> {
+    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err("only ws:// and wss:// URLs are supported".into()),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -256,11 +274,30 @@ fn parse_url(url: &str) -> Result<Target> {
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| format!("cannot resolve {authority}"))?;
-    Ok(Target {
-        deflate: false,
-        addr,
-        host: authority.to_owned(),
-        path: path.to_owned(),
+    Ok((
+        Target {
+            deflate: false,
+            addr,
+            host: authority.to_owned(),
+            path: path.to_owned(),
+            tls: None,
+        },
+        secure,
+    ))
+}
+
+/// The TLS side of a `wss://` target: the server name is the URL's host.
+fn tls_target(target: &Target, c: &Common) -> Result<tls::TlsTarget> {
+    let host = match target.host.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => target.host.as_str(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ringws::rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host}: {e}"))?;
+    Ok(tls::TlsTarget {
+        config: tls::client_config(c.insecure, c.ca.as_deref(), c.resume)?,
+        name,
     })
 }
 
@@ -287,12 +324,16 @@ fn scenario(
     workload: Workload,
     pid: Option<u32>,
 ) -> Result<report::Outcome> {
-    let mut targets = parse_urls(&c.url)?;
+    let mut targets = Vec::new();
+    for (mut target, secure) in parse_urls(&c.url)? {
+        target.deflate = c.deflate;
+        if secure {
+            target.tls = Some(tls_target(&target, c)?);
+        }
+        targets.push(target);
+    }
     if targets.len() > 1 && !matches!(workload, Workload::Broadcast { .. }) {
         return Err("only broadcast takes several --url".into());
-    }
-    for target in &mut targets {
-        target.deflate = c.deflate;
     }
     let threads = c
         .threads
@@ -483,10 +524,11 @@ fn broadcast(b: &BroadcastArgs) -> Result<report::Outcome> {
 /// The main job: the embedded server under the standard scenarios.
 fn bench(b: &BenchArgs) -> Result<()> {
     let backend = ringws::BackendKind::parse(&b.backend).ok_or("unknown backend")?;
-    let server = embedded::start(backend, b.server_workers)?;
+    let server = embedded::start(backend, b.server_workers, b.tls)?;
     let addr: SocketAddr = server.local_addr();
+    let scheme = if b.tls { "wss" } else { "ws" };
     println!(
-        "ringws bench: embedded server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
+        "ringws bench: embedded {scheme} server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
         b.server_workers,
         server.backend(),
         b.threads,
@@ -494,7 +536,10 @@ fn bench(b: &BenchArgs) -> Result<()> {
     );
     let scaled = |n: usize| ((n as f64 * b.scale).round() as usize).max(1);
     let common = |connections: usize, path: &str| Common {
-        url: vec![format!("ws://{addr}{path}")],
+        url: vec![format!("{scheme}://{addr}{path}")],
+        insecure: b.tls,
+        ca: None,
+        resume: false,
         connections: scaled(connections),
         ramp: 0.0,
         duration: b.duration,

@@ -141,6 +141,7 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "connected": r.connected,
         "failures": r.failures,
         "handshake": hist_to_json(&r.handshake),
+        "tls_handshake": hist_to_json(&r.tls_handshake),
         "latency": hist_to_json(&r.latency),
         "messages": r.messages,
         "bytes": r.bytes,
@@ -183,6 +184,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
         *slot = v["failures"][i].as_u64().unwrap_or(0);
     }
     report.handshake = hist_from_json(&v["handshake"]);
+    report.tls_handshake = hist_from_json(&v["tls_handshake"]);
     report.latency = hist_from_json(&v["latency"]);
     report.messages = n("messages");
     report.bytes = n("bytes");

@@ -93,9 +93,22 @@ impl Outcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if !r.handshake.is_empty() {
+        if !r.tls_handshake.is_empty() {
             println!(
-                "connect+upgrade: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                "connect+TLS handshake: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.tls_handshake.value_at_quantile(0.5) as f64 / 1000.0,
+                r.tls_handshake.value_at_quantile(0.99) as f64 / 1000.0,
+                r.tls_handshake.max() as f64 / 1000.0
+            );
+        }
+        if !r.handshake.is_empty() {
+            let what = if r.tls_handshake.is_empty() {
+                "connect+upgrade"
+            } else {
+                "connect+TLS+upgrade"
+            };
+            println!(
+                "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                 r.handshake.value_at_quantile(0.5) as f64 / 1000.0,
                 r.handshake.value_at_quantile(0.99) as f64 / 1000.0,
                 r.handshake.max() as f64 / 1000.0
@@ -261,6 +274,10 @@ impl Outcome {
             "handshake_ms": {
                 "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
                 "p99": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.99) as f64 / 1000.0),
+            },
+            "tls_handshake_ms": {
+                "p50": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.5) as f64 / 1000.0),
+                "p99": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.99) as f64 / 1000.0),
             },
             "messages": r.messages,
             "messages_per_s": r.messages as f64 / self.seconds.max(1e-9),

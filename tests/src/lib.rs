@@ -1,6 +1,6 @@
 //! Support for the integration tests of ringws (the test files are in `tests/`):
 //!
-//! - [`Client`]: a small blocking WebSocket client on `std::net::TcpStream`, built
+//! - [`Client`]: a small blocking WebSocket client on a [`Stream`] (TCP or TLS), built
 //!   on ringws's own client role ([`ClientHandshake`], [`Decoder`] with
 //!   [`Role::Client`], a client-role [`Session`] for permessage-deflate, masked
 //!   [`write_frame`] for everything a test sends as is). Every read and write has
@@ -10,17 +10,20 @@
 //!   [`TestServer`] that shuts it down when dropped.
 //! - [`Echo`]: the reusable handler (echo, plus optional `!commands`), reporting
 //!   what happens on the server as [`ServerEvent`]s to an [`Events`] channel.
-//! - [`backend_tests!`]: one `#[test]` per backend for each test function.
+//! - [`backend_tests!`]: one `#[test]` per backend and transport (plain, TLS)
+//!   for each test function; [`transport`] has the TLS side: the test PKI and
+//!   [`Stream`], the plain-or-TLS connection every client helper uses.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 pub use ringws;
+pub mod transport;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
 use ringws::proto::deflate::{self, DeflateConfig, Negotiated};
@@ -32,6 +35,7 @@ use ringws::{
     BackendKind, Builder, CloseCause, ConnId, Handler, HttpRequest, HttpResponse, Message,
     RateLimit, SendStatus, Server, ServerHandle, StartError, Upgrade, WebSocket,
 };
+pub use transport::{Stream, Transport, pki, with_transport};
 
 /// The backends every test runs on; [`backend_tests!`] makes one test per
 /// backend of this list (keep the two in step).
@@ -52,22 +56,30 @@ const CLIENT_LEVEL: u32 = 6;
 /// Size of the client's read buffer.
 const READ_CHUNK: usize = 256 << 10;
 
-/// Generates one `#[test]` per backend of [`BACKENDS`] for each named function
-/// `fn name(backend: BackendKind)` of the calling file, in a module named after
-/// the backend, so a failure names it: `epoll::echo_roundtrip`,
-/// `io_uring::echo_roundtrip`. A backend this machine cannot run (io_uring
-/// missing or disabled) is skipped with a message on stderr.
+/// Generates one `#[test]` per backend of [`BACKENDS`] and per transport for
+/// each named function `fn name(backend: BackendKind)` of the calling file, in
+/// a module named after both, so a failure names them: `epoll::echo_roundtrip`,
+/// `io_uring_tls::echo_roundtrip`. Under TLS, [`start`] binds a TLS listener and
+/// every client helper speaks TLS to it. A backend this machine cannot run
+/// (io_uring missing or disabled) is skipped with a message on stderr.
 ///
 /// ```text
 /// ringws_tests::backend_tests! { echo_roundtrip, close_by_peer }
+/// ringws_tests::backend_tests! { tls: reload_keeps_open_connections }  // TLS only
 /// ```
 #[macro_export]
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        $crate::backend_tests!(@backend epoll, Epoll; $($name),*);
-        $crate::backend_tests!(@backend io_uring, IoUring; $($name),*);
+    (tls: $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@backend epoll_tls, Epoll, Tls; $($name),*);
+        $crate::backend_tests!(@backend io_uring_tls, IoUring, Tls; $($name),*);
     };
-    (@backend $module:ident, $kind:ident; $($name:ident),*) => {
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@backend epoll, Epoll, Plain; $($name),*);
+        $crate::backend_tests!(@backend io_uring, IoUring, Plain; $($name),*);
+        $crate::backend_tests!(@backend epoll_tls, Epoll, Tls; $($name),*);
+        $crate::backend_tests!(@backend io_uring_tls, IoUring, Tls; $($name),*);
+    };
+    (@backend $module:ident, $kind:ident, $transport:ident; $($name:ident),*) => {
         mod $module {
             $(
                 #[test]
@@ -77,7 +89,7 @@ macro_rules! backend_tests {
                         eprintln!("SKIPPED {}: {why}", stringify!($name));
                         return;
                     }
-                    super::$name(backend)
+                    $crate::with_transport($crate::Transport::$transport, || super::$name(backend))
                 }
             )*
         }
@@ -207,7 +219,7 @@ pub fn is_disconnect(error: &io::Error) -> bool {
 }
 
 /// One read; a timeout is reported as [`io::ErrorKind::TimedOut`].
-fn read_some(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn read_some(mut stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -233,7 +245,7 @@ fn read_some(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 /// ([`send_frame`](Self::send_frame)), except [`send_compressed`](Self::send_compressed).
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     decoder: Decoder,
     endpoint: Endpoint,
     session: Session,
@@ -277,10 +289,15 @@ impl Client {
 
     /// Opens a WebSocket connection as `options` say.
     pub fn connect_opts(addr: SocketAddr, options: &ConnectOptions) -> io::Result<Client> {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.set_write_timeout(Some(TIMEOUT))?;
+        Self::connect_over(Stream::connect(addr)?, addr, options)
+    }
+
+    /// Upgrades an open `stream` to `addr` as `options` say.
+    pub fn connect_over(
+        stream: Stream,
+        addr: SocketAddr,
+        options: &ConnectOptions,
+    ) -> io::Result<Client> {
         let path = if options.path.is_empty() {
             "/"
         } else {
@@ -415,8 +432,8 @@ impl Client {
         &self.response_head
     }
 
-    /// The socket.
-    pub fn stream(&self) -> &TcpStream {
+    /// The connection (plain or TLS).
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
@@ -584,14 +601,13 @@ impl Client {
 
     /// Aborts the connection with a TCP RST (SO_LINGER 0, then close).
     pub fn reset(self) {
-        reset(self.stream);
+        self.stream.reset();
     }
 }
 
 /// Closes `stream` with a TCP RST instead of a FIN.
-pub fn reset(stream: TcpStream) {
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-    drop(stream);
+pub fn reset(stream: Stream) {
+    stream.reset();
 }
 
 /// A complete masked client frame, for raw writes.
@@ -618,17 +634,14 @@ pub fn unmasked_frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 // Raw HTTP
 // ---------------------------------------------------------------------------
 
-/// A TCP connection to `addr` with [`TIMEOUT`] on reads and writes.
-pub fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
+/// A connection to `addr` with [`TIMEOUT`] on reads and writes: TLS (with the
+/// handshake done) to a TLS test server, else plain TCP.
+pub fn tcp(addr: SocketAddr) -> io::Result<Stream> {
+    Stream::connect(addr)
 }
 
 /// Reads from `stream` until EOF; a reset after some bytes ends the read too.
-pub fn read_to_eof(stream: &TcpStream) -> io::Result<Vec<u8>> {
+pub fn read_to_eof(stream: &Stream) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 16 << 10];
     loop {
@@ -651,7 +664,7 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> io::Result<Vec<u8>> {
 /// Sends `request` and reads the response head (through the blank line); the
 /// connection stays open. Returns the stream and the head plus any bytes read
 /// behind it.
-pub fn raw_head(addr: SocketAddr, request: &[u8]) -> io::Result<(TcpStream, Vec<u8>)> {
+pub fn raw_head(addr: SocketAddr, request: &[u8]) -> io::Result<(Stream, Vec<u8>)> {
     let mut stream = tcp(addr)?;
     stream.write_all(request)?;
     let mut out = Vec::new();
@@ -730,12 +743,14 @@ impl HttpReply {
 #[derive(Debug)]
 pub struct TestServer {
     handle: ServerHandle,
+    addr: SocketAddr,
 }
 
 impl TestServer {
-    /// The listening address.
+    /// The listening address of the test's transport: the first TLS one under
+    /// TLS, else the first plain one.
     pub fn addr(&self) -> SocketAddr {
-        self.handle.local_addr()
+        self.addr
     }
 
     /// The handle.
@@ -754,6 +769,7 @@ impl Deref for TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        transport::unregister_tls(self.handle.tls_addrs());
         // Shut down on another thread so a stuck worker cannot hang the test.
         let handle = self.handle.clone();
         let (done_tx, done_rx) = mpsc::channel();
@@ -768,7 +784,8 @@ impl Drop for TestServer {
 }
 
 /// Starts a server on `127.0.0.1:0` with `backend` and 2 workers, after
-/// `configure` adjusted the builder. Panics if it does not start.
+/// `configure` adjusted the builder; a TLS listener when the test runs over
+/// TLS ([`with_transport`]). Panics if it does not start.
 pub fn start<H, F>(
     backend: BackendKind,
     configure: impl FnOnce(Builder) -> Builder,
@@ -778,15 +795,21 @@ where
     H: Handler,
     F: Fn() -> H + Send + Sync + 'static,
 {
-    let builder = Server::builder()
-        .bind("127.0.0.1:0")
-        .backend(backend)
-        .workers(2);
+    let builder = Server::builder().backend(backend).workers(2);
+    let builder = match transport::transport() {
+        Transport::Plain => builder.bind("127.0.0.1:0"),
+        Transport::Tls => builder.bind_tls("127.0.0.1:0").tls(pki().server.clone()),
+    };
     let server = configure(builder)
         .build()
         .expect("valid test configuration");
     let handle = server.start(factory).expect("the server starts");
-    let server = TestServer { handle };
+    transport::register_tls(handle.tls_addrs());
+    let addr = match transport::transport() {
+        Transport::Tls => handle.tls_addrs()[0],
+        Transport::Plain => handle.local_addr(),
+    };
+    let server = TestServer { handle, addr };
     assert_eq!(
         server.backend(),
         backend,

@@ -5,8 +5,8 @@
 //!
 //! | call | when |
 //! | --- | --- |
-//! | `Worker::on_accept(peer, listener)` | a connection was accepted on listener `listener` (an index of the configured addresses); returns its key, or `None` (close it) |
-//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (and unmasks) them in place |
+//! | `Worker::on_accept(peer, listener)` | a connection was accepted on listener `listener` (its index in `Config::listen_addrs`: the plain addresses, then the TLS ones); returns its key, or `None` (close it) |
+//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (decrypts, unmasks) them in place |
 //! | `Worker::on_hangup(key, Hangup)` | EOF or a socket error on `key` |
 //! | `Worker::on_writable(key)` | the socket may take more after a write that left bytes behind |
 //! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |

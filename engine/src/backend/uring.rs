@@ -322,7 +322,7 @@ struct Slot {
 /// A sockaddr buffer for the peer-name request of an accepted connection.
 struct PeerName {
     fixed: u32,
-    /// The listener (an index of the configured addresses) that accepted it.
+    /// The listener (its index in `Config::listen_addrs`) that accepted it.
     listener: usize,
     addr: libc::sockaddr_storage,
 }

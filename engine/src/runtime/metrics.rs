@@ -26,7 +26,7 @@ use super::command::Mailbox;
 use crate::types::CloseCause;
 
 /// The `cause` label of `ringws_closed_total`, one per [`CloseCause`] kind.
-const CAUSES: [&str; 9] = [
+const CAUSES: [&str; 10] = [
     "peer",
     "local",
     "protocol",
@@ -36,6 +36,7 @@ const CAUSES: [&str; 9] = [
     "terminated",
     "reset",
     "rate_limit",
+    "tls",
 ];
 
 fn cause_index(cause: CloseCause) -> usize {
@@ -49,6 +50,7 @@ fn cause_index(cause: CloseCause) -> usize {
         CloseCause::Terminated => 6,
         CloseCause::Reset => 7,
         CloseCause::RateLimit => 8,
+        CloseCause::Tls(_) => 9,
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
 //! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
-//! lifecycle and sends), [`outbox`] (its send queue), [`ratelimit`], [`timers`],
-//! [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`], [`metrics`]
-//! (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
+//! lifecycle and sends), [`outbox`] (its send queue), [`tls`] (the TLS
+//! transport between the backend's bytes and the rest), [`ratelimit`],
+//! [`timers`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
+//! [`metrics`] (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
 //! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
 //! worker asks of its backend) and [`worker`] (the loop's entry points).
 
@@ -22,5 +23,6 @@ pub(crate) mod receive;
 pub(crate) mod seam;
 pub(crate) mod shared;
 pub(crate) mod timers;
+pub(crate) mod tls;
 pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -163,6 +163,29 @@ impl Outbox {
         self.len += len as u32;
     }
 
+    /// Lets `fill` write up to `max` bytes straight into the staging buffer (TLS
+    /// encrypts into it) and keeps the `Ok(n)` bytes it reports written.
+    pub fn fill_with<E>(
+        &mut self,
+        pool: &mut BufferPool,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        if self.staging.capacity() == 0 {
+            self.staging = pool.take(max);
+        }
+        let start = self.staging.len();
+        self.staging.resize(start + max, 0);
+        let result = fill(&mut self.staging[start..]);
+        let written = result.as_ref().map_or(0, |&n| n.min(max));
+        self.staging.truncate(start + written);
+        self.len += written as u32;
+        if self.len == 0 {
+            self.clear(pool);
+        }
+        result
+    }
+
     /// Appends a shared frame without copying it.
     pub fn push_shared(&mut self, pool: &mut BufferPool, frame: Bytes) {
         if frame.is_empty() {
@@ -309,6 +332,26 @@ mod tests {
         assert_eq!(pool.spare.len(), 1);
         o.push_copy(&mut pool, b"", &[3; 10]);
         assert!(pool.spare.is_empty());
+    }
+
+    #[test]
+    fn fill_with_keeps_only_what_was_written() {
+        let mut pool = BufferPool::default();
+        let mut o = Outbox::default();
+        o.push_copy(&mut pool, b"ab", b"");
+        let n = o
+            .fill_with(&mut pool, 10, |out| {
+                out[..3].copy_from_slice(b"xyz");
+                Ok::<_, ()>(3)
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert!(o.fill_with(&mut pool, 10, |_| Err(())).is_err());
+        assert_eq!(o.len(), 5);
+        assert_eq!(drain(&mut o, &mut pool, 100), b"abxyz");
+        // A failed fill of an empty outbox leaves it holding nothing.
+        assert!(o.fill_with(&mut pool, 10, |_| Err(())).is_err());
+        assert_eq!(o.staging.capacity(), 0);
     }
 
     #[test]

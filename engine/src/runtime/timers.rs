@@ -141,6 +141,7 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
         link,
         decoder,
         timer,
+        ..
     } = conn;
     if now.wrapping_sub(timer.last_rx) >= 2 {
         // Quiet for a whole tick: its receive memory goes back.

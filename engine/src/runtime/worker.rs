@@ -25,12 +25,14 @@ use super::ratelimit::Verdict;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks, Timer};
+use super::tls::{Received, Tls, Upper};
 use super::{deflate, receive, upgrade};
 use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
-use crate::types::{CloseCause, ConnId};
+use crate::tls::TlsConfigCell;
+use crate::types::{CloseCause, ConnId, TlsError};
 
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue
 /// more; the rest waits for the next turn.
@@ -56,6 +58,10 @@ pub(crate) struct Worker<H: Handler> {
     conns: Slab<Conn<H::Data>>,
     shared: Shared<H::Data>,
     inflated: InflateBuffer,
+    /// The configuration new TLS connections start with (swapped by a reload).
+    tls: Option<Arc<TlsConfigCell>>,
+    /// Scratch: the plaintext of one TLS record (so at most 16 KiB).
+    plain: Vec<u8>,
     inbox: Inbox,
     peers: Peers,
     stats: Arc<WorkerStats>,
@@ -87,6 +93,8 @@ impl<H: Handler> std::fmt::Debug for Worker<H> {
 impl<H: Handler> Worker<H> {
     /// A worker whose clock starts at `now`; `node` is the server's bridge
     /// side, if it has a bridge.
+    // Each argument is a part the server hands over at start; a struct for
+    // them would only be taken apart here.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
@@ -96,6 +104,7 @@ impl<H: Handler> Worker<H> {
         peers: Peers,
         node: Option<Arc<NodeTopics>>,
         metrics: Arc<Metrics>,
+        tls: Option<Arc<TlsConfigCell>>,
         now: Instant,
     ) -> Self {
         let stats = metrics.source().workers[index].clone();
@@ -125,6 +134,8 @@ impl<H: Handler> Worker<H> {
                 config: config.clone(),
             },
             inflated: InflateBuffer::new(),
+            tls,
+            plain: Vec::new(),
             inbox,
             peers,
             stats,
@@ -149,6 +160,7 @@ impl<H: Handler> Worker<H> {
         inbox: Inbox,
         peers: Peers,
         node: Option<Arc<NodeTopics>>,
+        tls: Option<Arc<TlsConfigCell>>,
         now: Instant,
     ) -> Self {
         let metrics = Arc::new(Metrics::new(Source {
@@ -157,7 +169,7 @@ impl<H: Handler> Worker<H> {
             mailboxes: peers.clone(),
             handle_publishes: Default::default(),
         }));
-        Self::new(0, handler, config, inbox, peers, node, metrics, now)
+        Self::new(0, handler, config, inbox, peers, node, metrics, tls, now)
     }
 
     pub fn config(&self) -> &Config {
@@ -188,6 +200,18 @@ impl<H: Handler> Worker<H> {
                 (false, _) => ProxyExpected::Refused,
             },
         };
+        let tls = match &self.tls {
+            Some(cell) if self.shared.config.is_tls_listener(listener) => {
+                match Tls::new(cell.current()) {
+                    Ok(tls) => Some(Box::new(tls)),
+                    Err(e) => {
+                        log::error!("ringws: cannot start a TLS connection: {e}");
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        };
         self.generation = self.generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -196,6 +220,7 @@ impl<H: Handler> Worker<H> {
             id,
             peer,
             Timer::accepted(self.clock.now(), &self.ticks),
+            tls,
         ));
         conn.link.proxy = proxy;
         self.shared.counters.accepted += 1;
@@ -204,7 +229,8 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Bytes received on connection `key`. They are parsed in place: masked
-    /// payloads are unmasked inside `data`.
+    /// payloads are unmasked inside `data`; over TLS, records are decrypted
+    /// inside it first.
     pub fn on_data(&mut self, key: usize, data: &mut [u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -212,31 +238,31 @@ impl<H: Handler> Worker<H> {
         conn.timer.received(self.clock.now());
         self.shared.counters.bytes_in += data.len() as u64;
         let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
-        match conn.link.phase() {
-            Phase::Handshake => {
-                let upgrades = shared.counters.upgraded;
-                upgrade::received(handler, shared, inflated, conn, data);
-                if shared.counters.upgraded != upgrades {
-                    self.upgraded.push(key);
-                }
+        let upgraded = &mut self.upgraded;
+        let Some(mut tls) = conn.tls.take() else {
+            return deliver(handler, shared, inflated, upgraded, conn, data);
+        };
+        if conn.link.phase() != Phase::Ended {
+            let mut up = Plaintext {
+                handler,
+                shared,
+                inflated,
+                upgraded,
+                conn,
+            };
+            let received = tls.receive(data, &mut self.plain, &mut up);
+            let Plaintext { shared, conn, .. } = up;
+            match received {
+                Ok(Received::Open) => {}
+                // The stream ended without a close frame, as an EOF would end it.
+                Ok(Received::PeerClosed) => conn.link.hang_up(shared, true),
+                Err(error) => conn.link.fail_tls(shared, error),
             }
-            Phase::Open | Phase::Closing => {
-                let now = shared.now_ms;
-                let verdict = conn
-                    .link
-                    .limiter()
-                    .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
-                receive::rate_verdict(&mut conn.link, shared, verdict);
-                if conn.link.reading_paused() {
-                    // Read before the pause took effect: after what is held.
-                    conn.link.hold_bytes(data);
-                } else {
-                    receive::frames(handler, shared, inflated, conn, data);
-                }
+            if !tls.wire.is_empty() {
+                conn.link.mark(&mut shared.flush);
             }
-            // After the close handshake, whatever the peer sends is discarded.
-            Phase::Ended => {}
         }
+        conn.tls = Some(tls);
     }
 
     /// Whether reading `key` is paused by its rate limit: a backend that reads
@@ -256,16 +282,20 @@ impl<H: Handler> Worker<H> {
     /// The byte stream of `key` ended.
     pub fn on_hangup(&mut self, key: usize, hangup: Hangup) {
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.link.hang_up(&mut self.shared, hangup == Hangup::Eof);
+            let eof = hangup == Hangup::Eof;
+            if eof && conn.tls.as_ref().is_some_and(|tls| tls.mid_record()) {
+                conn.link.fail_tls(&mut self.shared, TlsError::Truncated);
+            } else {
+                conn.link.hang_up(&mut self.shared, eof);
+            }
         }
     }
 
     /// The socket of `key` may take more after a write that left bytes behind.
     pub fn on_writable(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            let link = &mut conn.link;
-            if !link.outbox.is_empty() || link.finish() != Finish::None {
-                link.mark(&mut self.shared.flush);
+            if !conn.drained() || conn.link.finish() != Finish::None {
+                conn.link.mark(&mut self.shared.flush);
             }
         }
     }
@@ -277,8 +307,9 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.wire().consume(&mut self.shared.pool, written);
+        let drained = conn.drained();
         let link = &mut conn.link;
-        link.outbox.consume(&mut self.shared.pool, written);
         self.shared.counters.bytes_out += written as u64;
         if blocked {
             if !link.stalled {
@@ -287,8 +318,9 @@ impl<H: Handler> Worker<H> {
             link.stalled = true;
             return;
         }
-        if !link.outbox.is_empty() {
-            // More than one write's worth of iovecs: go on next round.
+        if !drained {
+            // More than one write's worth of iovecs (or, over TLS, of plaintext
+            // to encrypt): go on next round.
             link.mark(&mut self.shared.flush);
             return;
         }
@@ -585,23 +617,40 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Writes one connection's queue, or finishes it.
+    /// Writes one connection's queue (over TLS: encrypts it first), or
+    /// finishes it.
     fn flush(&mut self, key: usize, io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let link = &mut conn.link;
+        let Conn { link, tls, .. } = conn;
         link.unmark();
         if link.finish() == Finish::Abort {
             return self.close(key, io);
         }
-        if link.outbox.is_empty() {
+        let wire = match tls.as_deref_mut() {
+            None => &mut link.outbox,
+            Some(tls) => {
+                // Encrypt only once the last ciphertext is out: while the
+                // socket is slow, frames wait in the outbox under its limit.
+                if tls.wire.is_empty() && !link.outbox.is_empty() {
+                    match tls.encrypt(&mut link.outbox, &mut self.shared.pool) {
+                        Ok(true) => {}
+                        // No session to send on: these frames can never go out.
+                        Ok(false) => link.outbox.clear(&mut self.shared.pool),
+                        Err(error) => link.fail_tls(&mut self.shared, error),
+                    }
+                }
+                &mut tls.wire
+            }
+        };
+        if wire.is_empty() {
             return self.finish(key, io);
         }
         if io.writes_later() {
-            link.outbox.seal(&mut self.shared.pool);
+            wire.seal(&mut self.shared.pool);
         }
-        match io.write(key, &mut link.outbox) {
+        match io.write(key, wire) {
             Written::Now { bytes, blocked } => self.on_sent(key, bytes, blocked, io),
             Written::Later => {}
             Written::Failed => {
@@ -611,12 +660,22 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// The queue is empty: does what the connection asked of its socket.
+    /// The queue is empty: does what the connection asked of its socket. Over
+    /// TLS, a graceful end sends close_notify first.
     fn finish(&mut self, key: usize, io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        match conn.link.finish() {
+        let finish = conn.link.finish();
+        let graceful = matches!(finish, Finish::ShutdownWrite | Finish::Close);
+        if graceful {
+            if let Some(tls) = conn.tls.as_deref_mut() {
+                if tls.close_notify(&mut self.shared.pool) {
+                    return conn.link.mark(&mut self.shared.flush);
+                }
+            }
+        }
+        match finish {
             Finish::None => {}
             Finish::ShutdownWrite => {
                 conn.link.write_side_shut();
@@ -636,6 +695,69 @@ impl<H: Handler> Worker<H> {
     fn publish_stats(&mut self) {
         self.stats
             .publish(self.conns.len(), &mut self.shared.counters);
+    }
+}
+
+/// Where a TLS connection's plaintext goes: the connection's phase.
+struct Plaintext<'a, H: Handler> {
+    handler: &'a mut H,
+    shared: &'a mut Shared<H::Data>,
+    inflated: &'a mut InflateBuffer,
+    upgraded: &'a mut Vec<usize>,
+    conn: &'a mut Conn<H::Data>,
+}
+
+impl<H: Handler> Upper for Plaintext<'_, H> {
+    fn pool(&mut self) -> &mut BufferPool {
+        &mut self.shared.pool
+    }
+
+    fn deliver(&mut self, plain: &mut [u8]) {
+        deliver(
+            self.handler,
+            self.shared,
+            self.inflated,
+            self.upgraded,
+            self.conn,
+            plain,
+        );
+    }
+}
+
+/// Hands bytes (plaintext) to the phase of the connection.
+/// `upgraded` collects the connections whose upgrade it completed.
+fn deliver<H: Handler>(
+    handler: &mut H,
+    shared: &mut Shared<H::Data>,
+    inflated: &mut InflateBuffer,
+    upgraded: &mut Vec<usize>,
+    conn: &mut Conn<H::Data>,
+    data: &mut [u8],
+) {
+    match conn.link.phase() {
+        Phase::Handshake => {
+            let upgrades = shared.counters.upgraded;
+            upgrade::received(handler, shared, inflated, conn, data);
+            if shared.counters.upgraded != upgrades {
+                upgraded.push(conn.link.key());
+            }
+        }
+        Phase::Open | Phase::Closing => {
+            let now = shared.now_ms;
+            let verdict = conn
+                .link
+                .limiter()
+                .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
+            receive::rate_verdict(&mut conn.link, shared, verdict);
+            if conn.link.reading_paused() {
+                // Read before the pause took effect: after what is held.
+                conn.link.hold_bytes(data);
+            } else {
+                receive::frames(handler, shared, inflated, conn, data);
+            }
+        }
+        // After the close handshake, whatever the peer sends is discarded.
+        Phase::Ended => {}
     }
 }
 

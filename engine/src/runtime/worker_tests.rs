@@ -255,6 +255,7 @@ impl Harness {
             inbox,
             peers,
             node,
+            None,
             start,
         );
         Self {
@@ -1122,4 +1123,281 @@ fn the_metrics_route_answers_from_the_published_counters() {
     let reply = String::from_utf8(h.socket(scrape).wire.clone()).unwrap();
     assert!(reply.contains("application/openmetrics-text") && reply.ends_with("# EOF\n"));
     assert!(h.socket(post).wire.starts_with(b"HTTP/1.1 405"));
+}
+
+// ---- TLS: the same worker, on a TLS listener (index 1) ----
+
+mod tls {
+    use std::io::{Read, Write};
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+    use crate::tls::{TlsConfig, TlsConfigCell};
+    use crate::types::TlsError;
+
+    /// A harness whose worker has a plain listener (0) and a TLS one (1), and
+    /// the roots its clients trust.
+    fn harness() -> (Harness, RootCertStore) {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let tls = TlsConfig::from_pem(
+            pair.cert.pem().as_bytes(),
+            pair.key_pair.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(pair.cert.der().clone()).unwrap();
+        let mut config = config();
+        config.addrs = vec!["127.0.0.1:0".parse().unwrap()];
+        config.tls_addrs = vec!["127.0.0.1:0".parse().unwrap()];
+        config.tls = Some(tls.clone());
+        let mut h = Harness::new(config);
+        h.worker.tls = Some(Arc::new(TlsConfigCell::new(&tls)));
+        (h, roots)
+    }
+
+    fn client(roots: RootCertStore) -> ClientConnection {
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+    }
+
+    /// A TLS client of one connection of the harness.
+    struct Peer {
+        key: usize,
+        tls: ClientConnection,
+        /// How far the server's wire has been read.
+        read: usize,
+    }
+
+    impl Harness {
+        fn accept_tls(&mut self, roots: &RootCertStore) -> Peer {
+            let key = self
+                .worker
+                .on_accept("127.0.0.1:40001".parse().unwrap(), 1)
+                .unwrap();
+            self.io.sockets.insert(key, FakeSocket::default());
+            Peer {
+                key,
+                tls: client(roots.clone()),
+                read: 0,
+            }
+        }
+
+        /// Moves bytes both ways until nothing moves; returns the plaintext
+        /// the client received.
+        fn pump(&mut self, peer: &mut Peer) -> Vec<u8> {
+            let mut plain = Vec::new();
+            for _ in 0..16 {
+                let mut out = Vec::new();
+                while peer.tls.wants_write() {
+                    peer.tls.write_tls(&mut out).unwrap();
+                }
+                if !out.is_empty() {
+                    self.send_raw(peer.key, &out);
+                }
+                self.turn();
+                let wire = &self.io.sockets[&peer.key].wire;
+                let fresh = wire[peer.read..].to_vec();
+                peer.read = wire.len();
+                let mut rest = &fresh[..];
+                while !rest.is_empty() {
+                    peer.tls.read_tls(&mut rest).unwrap();
+                    peer.tls.process_new_packets().unwrap();
+                    let _ = peer.tls.reader().read_to_end(&mut plain);
+                }
+                if out.is_empty() && fresh.is_empty() {
+                    break;
+                }
+            }
+            plain
+        }
+
+        /// Upgrades over TLS; returns the id.
+        fn open_tls(&mut self, peer: &mut Peer) -> ConnId {
+            self.pump(peer);
+            assert!(!peer.tls.is_handshaking());
+            peer.tls.writer().write_all(REQUEST).unwrap();
+            let reply = self.pump(peer);
+            assert!(reply.starts_with(b"HTTP/1.1 101"), "{reply:?}");
+            let mut seen = self.seen.0.borrow_mut();
+            let at = seen
+                .iter()
+                .rposition(|s| matches!(s, Seen::Open(_)))
+                .expect("on_open");
+            match seen.remove(at) {
+                Seen::Open(id) => id,
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    fn text_frame(text: &str) -> Vec<u8> {
+        let (mut endpoint, mut session) = (
+            Endpoint::new(Role::Client, 1 << 20, 1 << 20, 1),
+            Session::new(),
+        );
+        let mut wire = Vec::new();
+        session
+            .message(&mut endpoint, OpCode::Text, text.as_bytes(), false)
+            .write_to(&mut wire);
+        wire
+    }
+
+    fn client_close(code: u16) -> Vec<u8> {
+        let (mut endpoint, mut session) = (
+            Endpoint::new(Role::Client, 1 << 20, 1 << 20, 1),
+            Session::new(),
+        );
+        let mut wire = Vec::new();
+        session
+            .close(&mut endpoint, CloseCode(code), "")
+            .unwrap()
+            .write_to(&mut wire);
+        wire
+    }
+
+    #[test]
+    fn wss_upgrades_echoes_and_ends_with_close_notify() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        let id = h.open_tls(&mut peer);
+        peer.tls
+            .writer()
+            .write_all(&text_frame("over tls"))
+            .unwrap();
+        let echoed = h.pump(&mut peer);
+        assert_eq!(echoed, b"\x81\x08over tls");
+        assert_eq!(h.seen.take(), [Seen::Message(id, "over tls".into())]);
+        // The server closes: its close frame, then close_notify, then FIN.
+        peer.tls
+            .writer()
+            .write_all(&text_frame("close 1000"))
+            .unwrap();
+        let close = h.pump(&mut peer);
+        assert!(close.ends_with(b"\x88\x07\x03\xe8asked"), "{close:?}");
+        peer.tls.writer().write_all(&client_close(1000)).unwrap();
+        h.pump(&mut peer);
+        assert!(h.socket(peer.key).write_shut);
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(peer.tls.reader().read(&mut buf), Ok(0)),
+            "close_notify"
+        );
+        // The plain listener of the same worker stays plain.
+        let (_, plain_id) = h.open();
+        assert_ne!(plain_id, id);
+    }
+
+    #[test]
+    fn plain_http_on_the_tls_listener_gets_400_and_is_closed() {
+        let (mut h, roots) = harness();
+        let peer = h.accept_tls(&roots);
+        h.send_raw(peer.key, REQUEST);
+        h.turn();
+        let socket = h.socket(peer.key);
+        assert!(socket.wire.starts_with(b"HTTP/1.1 400 Bad Request"));
+        assert!(socket.closed);
+        assert!(h.seen.take().is_empty());
+    }
+
+    #[test]
+    fn a_tls_handshake_that_never_finishes_is_cut_by_the_handshake_timeout() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        let mut hello = Vec::new();
+        peer.tls.write_tls(&mut hello).unwrap();
+        // Half a ClientHello, then silence.
+        h.send_raw(peer.key, &hello[..hello.len() / 2]);
+        h.turn();
+        assert!(!h.socket(peer.key).closed);
+        h.run_for(2100);
+        assert!(h.socket(peer.key).closed);
+        assert!(h.seen.take().is_empty());
+    }
+
+    #[test]
+    fn tls_failures_of_an_open_connection_are_reported_with_their_cause() {
+        let (mut h, roots) = harness();
+        // A record that fails to decrypt.
+        let mut bad = h.accept_tls(&roots);
+        let bad_id = h.open_tls(&mut bad);
+        bad.tls.writer().write_all(b"xx").unwrap();
+        let mut record = Vec::new();
+        bad.tls.write_tls(&mut record).unwrap();
+        let last = record.len() - 1;
+        record[last] ^= 0x55;
+        h.send_raw(bad.key, &record);
+        h.turn();
+        assert!(h.socket(bad.key).closed);
+        // The stream ends inside a record.
+        let mut cut = h.accept_tls(&roots);
+        let cut_id = h.open_tls(&mut cut);
+        cut.tls
+            .writer()
+            .write_all(&text_frame("never whole"))
+            .unwrap();
+        let mut record = Vec::new();
+        cut.tls.write_tls(&mut record).unwrap();
+        h.send_raw(cut.key, &record[..record.len() - 3]);
+        h.worker.on_hangup(cut.key, Hangup::Eof);
+        h.turn();
+        // close_notify without a close frame: like an EOF.
+        let mut quiet = h.accept_tls(&roots);
+        let quiet_id = h.open_tls(&mut quiet);
+        quiet.tls.send_close_notify();
+        h.pump(&mut quiet);
+        assert_eq!(
+            h.seen.closes(),
+            [
+                (
+                    bad_id,
+                    1006,
+                    TlsError::Record.to_string(),
+                    CloseCause::Tls(TlsError::Record)
+                ),
+                (
+                    cut_id,
+                    1006,
+                    TlsError::Truncated.to_string(),
+                    CloseCause::Tls(TlsError::Truncated)
+                ),
+                (quiet_id, 1006, String::new(), CloseCause::Reset),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slow_tls_socket_keeps_frames_in_the_outbox_under_the_limit() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        let id = h.open_tls(&mut peer);
+        h.seen.take();
+        h.io.sockets.get_mut(&peer.key).unwrap().room = Some(0);
+        peer.tls
+            .writer()
+            .write_all(&text_frame("flood 300 4000"))
+            .unwrap();
+        let mut out = Vec::new();
+        peer.tls.write_tls(&mut out).unwrap();
+        h.send_raw(peer.key, &out);
+        h.turn();
+        let conn = &h.worker.conns[peer.key];
+        let wire = conn.tls.as_ref().unwrap().wire.len();
+        assert!(
+            wire <= (256 << 10) + 64 * 30,
+            "ciphertext is bounded: {wire}"
+        );
+        assert!(conn.link.outbox.len() > 900_000, "the rest waits as frames");
+        h.io.sockets.get_mut(&peer.key).unwrap().room = None;
+        h.worker.on_writable(peer.key);
+        let got = h.pump(&mut peer);
+        assert_eq!(got.len(), 300 * (4 + 4000));
+        assert!(h.seen.take().contains(&Seen::Drain(id)));
+    }
 }
