@@ -94,6 +94,7 @@
 //! implemented).
 
 mod backoff;
+mod cluster;
 mod envelope;
 mod publisher;
 mod subscriber;
@@ -194,6 +195,28 @@ impl Settings {
         channel.extend_from_slice(self.prefix.as_bytes());
         channel.extend_from_slice(topic.as_bytes());
         channel
+    }
+
+    /// The node of the URL: the Redis, or the cluster node asked first for
+    /// the slot map.
+    pub fn seed(&self) -> cluster::Addr {
+        match self.info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            // `build` admits plain TCP only.
+            other => (other.to_string(), 0),
+        }
+    }
+
+    /// Where each channel lives: in sharded mode, the cluster's slot map
+    /// (asked of `seeds` in turn; a Redis without cluster support serves
+    /// every channel itself); in classic mode the URL's node, since Redis
+    /// Cluster forwards classic pub/sub to every node.
+    pub fn slot_map(&self, seeds: &[cluster::Addr]) -> Result<cluster::SlotMap, String> {
+        if self.sharded {
+            cluster::discover(&self.info, seeds, self.timeout)
+        } else {
+            Ok(cluster::SlotMap::single(self.seed()))
+        }
     }
 
     /// The topic of a Redis channel, if it is one of ours.
@@ -484,6 +507,7 @@ impl Bridge for RedisBridge {
             topic: topic.into(),
             message: message.clone(),
             bytes,
+            attempts: 0,
         };
         // Counted before the send: the publisher may take it at once.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
