@@ -195,14 +195,14 @@ impl Publisher {
             if sent.broken.is_some() || moved {
                 // The cluster changed or a shard went away: ask for the slot
                 // map again. Publishes that no shard accepted yet are tried
-                // again first, in their order.
+                // again first, in their order, after the backoff's delay.
                 self.counters
                     .publisher_connected
                     .store(false, Ordering::Relaxed);
                 shards = None;
-                if moved && sent.broken.is_none() {
-                    log::info!(
-                        "ringws-redis: {} publish(es) went to a shard that no longer owns their slot; refreshing the slot map",
+                if moved {
+                    log::debug!(
+                        "ringws-redis: {} publish(es) found their shard moved or unreachable; refreshing the slot map",
                         sent.retry.len()
                     );
                     let delay = self.backoff.delay();
@@ -267,16 +267,14 @@ impl Publisher {
                 None => sent.retry.push(outgoing),
             }
         }
+        // Each shard on its own connection: one that is down or broken holds
+        // back only the topics it owns.
         for (addr, group) in groups {
-            if sent.broken.is_some() {
-                // Not sent: it may be tried again without breaking at most once.
-                sent.retry.extend(group);
-                continue;
-            }
             let con = match shards.connection(&self.settings, &addr) {
                 Ok(con) => con,
                 Err(e) => {
-                    sent.broken = Some(format!("{}:{}: {e}", addr.0, addr.1));
+                    // Not sent: it may be tried again without breaking at most once.
+                    log::debug!("ringws-redis: cannot publish to {}:{}: {e}", addr.0, addr.1);
                     sent.retry.extend(group);
                     continue;
                 }
@@ -338,19 +336,21 @@ impl Publisher {
         sent
     }
 
-    /// The slot map (from any known node) and a connection to the first
-    /// primary; the others are opened when a publish needs them.
+    /// The slot map (from any known node) and, for a standalone Redis, the
+    /// connection to it; a cluster's shards are connected to when a publish
+    /// needs them, so that one being down holds back only its own topics.
     fn connect(&mut self) -> Option<Shards> {
         let result = self.settings.slot_map(&self.seeds()).and_then(|map| {
             let mut shards = Shards {
                 map,
                 connections: HashMap::new(),
             };
-            let first = shards.map.primaries().into_iter().next();
-            if let Some(first) = first {
-                shards
-                    .connection(&self.settings, &first)
-                    .map_err(|e| e.to_string())?;
+            if !shards.map.is_cluster() {
+                for addr in shards.map.primaries() {
+                    shards
+                        .connection(&self.settings, &addr)
+                        .map_err(|e| e.to_string())?;
+                }
             }
             Ok(shards)
         });

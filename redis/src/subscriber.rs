@@ -177,12 +177,17 @@ impl Subscriber {
                     }
                 }
                 Ok(Control::Moved(generation)) => {
-                    if self.addr_of(generation).is_some() {
+                    // The refusal does not name the channel: the connection
+                    // goes, with its subscriptions, and each of its topics is
+                    // subscribed again at its owner.
+                    if let Some(addr) = self.addr_of(generation) {
                         log::info!(
-                            "ringws-redis: a shard refused a subscription (its slot moved); refreshing the slot map"
+                            "ringws-redis: {}:{} refused a subscription (slot moved, or cluster down); refreshing the slot map",
+                            addr.0,
+                            addr.1
                         );
                         self.map = None;
-                        self.mark_dirty();
+                        self.drop_link(&addr);
                     }
                 }
                 Ok(Control::Unsubscribed(generation, channel)) => {
