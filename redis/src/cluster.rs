@@ -188,7 +188,11 @@ mod tests {
         assert_eq!(slot(b"foo"), 12182);
         assert_eq!(slot(b"somekey"), 11058);
         assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"), "an empty tag hashes the whole key");
+        assert_ne!(
+            slot(b"foo{}{bar}"),
+            slot(b"bar"),
+            "an empty tag hashes the whole key"
+        );
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
         assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
     }
@@ -200,7 +204,10 @@ mod tests {
             Value::Array(vec![
                 Value::Int(5461),
                 Value::Int(10922),
-                Value::Array(vec![Value::BulkString(b"127.0.0.1".to_vec()), Value::Int(2)]),
+                Value::Array(vec![
+                    Value::BulkString(b"127.0.0.1".to_vec()),
+                    Value::Int(2),
+                ]),
             ]),
             Value::Array(vec![
                 Value::Int(0),
@@ -213,7 +220,10 @@ mod tests {
         // "foo" is slot 12182: nobody owns it in this map.
         assert_eq!(map.owner(b"foo"), None);
         assert_eq!(map.owner(b"somekey"), None);
-        let in_first = (0..).map(|i| format!("k{i}")).find(|k| slot(k.as_bytes()) < 5461).unwrap();
+        let in_first = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| slot(k.as_bytes()) < 5461)
+            .unwrap();
         assert_eq!(map.owner(in_first.as_bytes()), Some(&addr(1)));
         let in_second = (0..)
             .map(|i| format!("k{i}"))

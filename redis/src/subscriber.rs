@@ -211,7 +211,9 @@ impl Subscriber {
                 let failed: Vec<Addr> = self
                     .links
                     .iter_mut()
-                    .filter_map(|(addr, link)| link.stream.write_all(&ping).err().map(|_| addr.clone()))
+                    .filter_map(|(addr, link)| {
+                        link.stream.write_all(&ping).err().map(|_| addr.clone())
+                    })
                     .collect();
                 for addr in failed {
                     log::warn!(
@@ -415,7 +417,10 @@ impl Subscriber {
         }
         let command = self.subscribe_command();
         let link = self.links.get_mut(addr).expect("inserted above");
-        let new: Vec<&Box<str>> = topics.iter().filter(|t| !link.topics.contains(*t)).collect();
+        let new: Vec<&Box<str>> = topics
+            .iter()
+            .filter(|t| !link.topics.contains(*t))
+            .collect();
         for chunk in new.chunks(CHUNK) {
             let channels: Vec<Vec<u8>> = chunk.iter().map(|t| self.settings.channel(t)).collect();
             let channels: Vec<&[u8]> = channels.iter().map(Vec::as_slice).collect();

@@ -434,7 +434,9 @@ fn sharded_on_a_cluster_each_shard_delivers_once_and_unsubscribes(backend: Backe
         for (round, from_a) in [(1, true), (2, false), (3, true)] {
             let text_of = format!("{topic} {round}");
             if from_a {
-                on_a[0].send_text(&format!("!pub {topic} {text_of}")).unwrap();
+                on_a[0]
+                    .send_text(&format!("!pub {topic} {text_of}"))
+                    .unwrap();
             } else {
                 b.publish(topic, Message::Text(&text_of));
             }
@@ -503,14 +505,18 @@ fn sharded_on_a_cluster_a_restarted_shard_resumes_delivery(backend: BackendKind)
         down(bridge_a.stats()) && down(bridge_b.stats())
     });
     // The other shards go on delivering meanwhile.
-    on_a[0].send_text(&format!("!pub {other} unharmed")).unwrap();
+    on_a[0]
+        .send_text(&format!("!pub {other} unharmed"))
+        .unwrap();
     published_by_a += 1;
     for c in on_a.iter_mut().chain(on_b.iter_mut()) {
         assert_eq!(c.msg(), text("unharmed"));
     }
     // Local delivery of the lost shard's topic goes on too.
     for i in 0..DURING {
-        on_a[0].send_text(&format!("!pub {victim} during {i}")).unwrap();
+        on_a[0]
+            .send_text(&format!("!pub {victim} during {i}"))
+            .unwrap();
         published_by_a += 1;
     }
     for c in on_a.iter_mut() {
@@ -522,9 +528,10 @@ fn sharded_on_a_cluster_a_restarted_shard_resumes_delivery(backend: BackendKind)
     cluster.nodes[victim_node].restart();
     cluster.wait_ok();
     let channel = bridge_a.channel(&victim);
-    wait_until("both nodes to SSUBSCRIBE again at the restarted shard", || {
-        cluster.nodes[victim_node].numsub(&channel, true) == 2
-    });
+    wait_until(
+        "both nodes to SSUBSCRIBE again at the restarted shard",
+        || cluster.nodes[victim_node].numsub(&channel, true) == 2,
+    );
     let up = |s: ringws_redis::BridgeStats| s.publisher_connected && s.subscriber_connected;
     wait_until("both bridges to be whole again", || {
         up(bridge_a.stats()) && up(bridge_b.stats())

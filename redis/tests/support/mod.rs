@@ -95,8 +95,10 @@ impl Redis {
             if TcpListener::bind(("127.0.0.1", bus)).is_err() {
                 continue;
             }
-            let dir = std::env::temp_dir()
-                .join(format!("ringws-redis-cluster-{}-{port}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "ringws-redis-cluster-{}-{port}",
+                std::process::id()
+            ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("temporary directory");
             let mut redis = Redis {
@@ -307,7 +309,11 @@ impl Cluster {
                 let redis::Value::Array(primary) = &items[2] else {
                     panic!("CLUSTER SLOTS primary {items:?}")
                 };
-                (int(&items[0]), int(&items[1]), (String::new(), int(&primary[1])))
+                (
+                    int(&items[0]),
+                    int(&items[1]),
+                    (String::new(), int(&primary[1])),
+                )
             })
             .collect();
         let (_, _, (_, port)) = ranges
