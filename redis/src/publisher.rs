@@ -291,21 +291,25 @@ impl Publisher {
                     .arg(self.settings.channel(&outgoing.topic))
                     .arg(envelope.as_slice());
             }
-            match pipe.query::<Vec<Value>>(con) {
+            // Refusals come back one per publish, not as the pipeline's error.
+            match pipe
+                .ignore_errors()
+                .query::<Vec<redis::RedisResult<Value>>>(con)
+            {
                 Ok(replies) => {
                     sent.refused += group.len().saturating_sub(replies.len());
-                    for (outgoing, reply) in group.into_iter().zip(&replies) {
+                    for (outgoing, reply) in group.into_iter().zip(replies) {
                         match reply {
-                            Value::ServerError(e) if cluster::is_moved(e.code()) => {
+                            Err(e) if e.code().is_some_and(cluster::is_moved) => {
                                 sent.retry.push(outgoing)
                             }
-                            Value::ServerError(e) => {
+                            Err(e) => {
                                 if sent.refused == 0 {
-                                    log::warn!("ringws-redis: Redis refused a publish: {e:?}");
+                                    log::warn!("ringws-redis: Redis refused a publish: {e}");
                                 }
                                 sent.refused += 1;
                             }
-                            _ => sent.published += 1,
+                            Ok(_) => sent.published += 1,
                         }
                     }
                 }

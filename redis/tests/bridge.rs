@@ -577,6 +577,54 @@ fn sharded_on_a_cluster_a_restarted_shard_resumes_delivery(backend: BackendKind)
     assert!(sb.reconnects >= 1, "{sb:?}");
 }
 
+fn sharded_on_a_cluster_a_resharded_slot_is_followed(backend: BackendKind) {
+    let cluster = Cluster::start();
+    let (a, bridge_a) = cluster_node(backend, &cluster);
+    let (b, bridge_b) = cluster_node(backend, &cluster);
+    let topics = a_topic_per_shard(&cluster, &bridge_a);
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    join(&mut on_a, &topics);
+    join(&mut on_b, &topics);
+    let (topic, from) = topics[0].clone();
+    let channel = bridge_a.channel(&topic);
+    wait_until("both nodes to SSUBSCRIBE at the owner", || {
+        cluster.nodes[from].numsub(&channel, true) == 2
+    });
+    on_a[0].send_text(&format!("!pub {topic} before")).unwrap();
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("before"));
+    }
+
+    let to = (from + 1) % cluster.nodes.len();
+    cluster.move_slot(&channel, to);
+    wait_until("both nodes to SSUBSCRIBE at the new owner", || {
+        cluster.nodes[to].numsub(&channel, true) == 2
+    });
+    assert_eq!(cluster.nodes[from].numsub(&channel, true), 0);
+    // SPUBLISH follows the slot too (MOVED, a new map, sent again); A, B, A
+    // so that a message delivered twice would show before the next.
+    for (round, from_a) in [(1, true), (2, false), (3, true)] {
+        let text_of = format!("moved {round}");
+        if from_a {
+            on_a[0]
+                .send_text(&format!("!pub {topic} {text_of}"))
+                .unwrap();
+        } else {
+            b.publish(&topic, Message::Text(&text_of));
+        }
+        for (i, c) in on_a.iter_mut().chain(on_b.iter_mut()).enumerate() {
+            assert_eq!(c.msg(), text(&text_of), "client {i}");
+        }
+    }
+    wait_until("every publish to be counted", || {
+        (bridge_a.stats().published, bridge_b.stats().published) == (3, 1)
+    });
+    for s in [bridge_a.stats(), bridge_b.stats()] {
+        assert_eq!((s.dropped, s.failed), (0, 0), "{s:?}");
+    }
+}
+
 ringws_tests::backend_tests! {
     two_nodes_deliver_each_publish_once_to_every_subscriber,
     three_nodes_get_a_handle_threads_publishes_in_order,
@@ -588,4 +636,5 @@ ringws_tests::backend_tests! {
     sharded_pub_sub_with_a_prefix,
     sharded_on_a_cluster_each_shard_delivers_once_and_unsubscribes,
     sharded_on_a_cluster_a_restarted_shard_resumes_delivery,
+    sharded_on_a_cluster_a_resharded_slot_is_followed,
 }

@@ -326,6 +326,44 @@ impl Cluster {
             .expect("the owner is one of ours")
     }
 
+    /// Moves the slot of `key` (no keys live in it) to node `to`, the way
+    /// `redis-cli --cluster reshard` does: IMPORTING at the target, MIGRATING
+    /// at the source, then SETSLOT NODE everywhere; waits until every node
+    /// agrees.
+    pub fn move_slot(&self, key: &[u8], to: usize) {
+        let slot = self.keyslot(key);
+        let from = self.owner(key);
+        let id = |i: usize| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut self.nodes[i].client())
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let setslot = |i: usize, state: &str, node: &str| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(node)
+                .query(&mut self.nodes[i].client())
+                .unwrap_or_else(|e| panic!("CLUSTER SETSLOT {slot} {state} on node {i}: {e}"));
+        };
+        setslot(to, "IMPORTING", &from_id);
+        setslot(from, "MIGRATING", &to_id);
+        setslot(to, "NODE", &to_id);
+        setslot(from, "NODE", &to_id);
+        for i in (0..self.nodes.len()).filter(|i| *i != from && *i != to) {
+            setslot(i, "NODE", &to_id);
+        }
+        let deadline = Instant::now() + CLUSTER_OK;
+        while self.owner(key) != to {
+            assert!(Instant::now() < deadline, "slot {slot} did not move");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ok();
+    }
+
     /// Sharded subscribers of `channel` on the node that owns it (PUBSUB
     /// SHARDNUMSUB there).
     pub fn shard_numsub(&self, channel: &[u8]) -> i64 {
