@@ -5,8 +5,8 @@
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
 # every test of the workspace, whose integration tests each run on both backends
-# (the Redis bridge's against real redis-servers, installed here from the
-# Debian packages when missing); then a 2-node cluster behind nginx
+# (the Redis bridge's against real redis-servers and a 3-shard Redis Cluster,
+# installed here from the Debian packages when missing); then a 2-node cluster behind nginx
 # (scripts/cluster.sh --check).
 # Exits non-zero on the first failure.
 #
@@ -44,8 +44,9 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   bash scripts/neutral.sh
 fi
 
-# The Redis bridge's tests start their own redis-servers; cluster.sh needs nginx.
-bash scripts/apt-install.sh redis-server nginx
+# The Redis bridge's tests start their own redis-servers (and a Redis Cluster,
+# made with redis-cli from redis-tools); cluster.sh needs nginx.
+bash scripts/apt-install.sh redis-server redis-tools nginx
 
 echo "== cargo test"
 cargo test --workspace --locked

@@ -1,8 +1,10 @@
 //! The publishing thread: takes what the node published off the bounded
-//! queue, in order, and sends it to Redis in pipelined batches on one
-//! connection, reconnecting with backoff. While Redis is away it takes
-//! nothing, so the queue fills to its bound and further publishes are dropped
-//! (by [`crate::RedisBridge::publish`], counted there).
+//! queue, in order, and sends it to Redis in pipelined batches, reconnecting
+//! with backoff: on one connection, or on a Redis Cluster in sharded mode one
+//! connection per shard, each publish to the shard that owns its channel's
+//! slot. While Redis is away it takes nothing, so the queue fills to its bound
+//! and further publishes are dropped (by [`crate::RedisBridge::publish`],
+//! counted there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
