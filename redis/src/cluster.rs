@@ -167,9 +167,11 @@ pub(crate) fn discover(
     Err(last)
 }
 
-/// Where a `MOVED slot host:port` refusal says the slot went.
-pub(crate) fn is_moved(error: &str) -> bool {
-    error.starts_with("MOVED") || error.starts_with("ASK") || error.starts_with("CLUSTERDOWN")
+/// A refusal that means "not here, or not now": the slot is another shard's
+/// (`MOVED`, `ASK`), or the cluster cannot serve it (`CLUSTERDOWN`,
+/// `TRYAGAIN`). Asking for the map again and retrying is the answer.
+pub(crate) fn is_moved(code: &str) -> bool {
+    matches!(code, "MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN")
 }
 
 #[cfg(test)]
@@ -195,6 +197,16 @@ mod tests {
         );
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
         assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+    }
+
+    #[test]
+    fn only_cluster_refusals_ask_for_a_new_map() {
+        for code in ["MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"] {
+            assert!(is_moved(code), "{code}");
+        }
+        for code in ["ERR", "WRONGTYPE", "NOAUTH", "moved"] {
+            assert!(!is_moved(code), "{code}");
+        }
     }
 
     #[test]

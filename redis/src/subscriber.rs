@@ -106,6 +106,8 @@ pub(crate) struct Subscriber {
     next_sync: Instant,
     /// The last sync failed (and was logged).
     failing: bool,
+    /// When a shard last refused a subscription.
+    last_moved: Option<Instant>,
 }
 
 impl Subscriber {
@@ -137,6 +139,7 @@ impl Subscriber {
             dirty: true,
             next_sync: Instant::now(),
             failing: false,
+            last_moved: None,
         }
     }
 
@@ -188,6 +191,10 @@ impl Subscriber {
                         );
                         self.map = None;
                         self.drop_link(&addr);
+                        // A cluster that is down refuses every subscription:
+                        // those rounds back off like failed connections.
+                        self.last_moved = Some(Instant::now());
+                        self.next_sync = Instant::now() + self.backoff.delay();
                     }
                 }
                 Ok(Control::Unsubscribed(generation, channel)) => {
@@ -311,7 +318,14 @@ impl Subscriber {
                     );
                 }
                 self.dirty = false;
-                self.backoff.reset();
+                // Written is not yet accepted: after a refusal, the backoff
+                // starts over only once the shards have stopped refusing.
+                let refusing = self
+                    .last_moved
+                    .is_some_and(|at| at.elapsed() < self.settings.backoff_max * 2);
+                if !refusing {
+                    self.backoff.reset();
+                }
             }
             Err(e) => {
                 let delay = self.backoff.delay();
