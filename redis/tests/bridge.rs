@@ -377,6 +377,55 @@ fn sharded_pub_sub_with_a_prefix(backend: BackendKind) {
     wait_until("A to SUNSUBSCRIBE", || redis.numsub(&channel, true) == 1);
 }
 
+fn a_refused_publish_is_counted_and_the_connection_kept(backend: BackendKind) {
+    let redis = Redis::start();
+    let (a, bridge_a) = node(backend, RedisBridge::builder(redis.url()));
+    let (b, bridge_b) = node(backend, RedisBridge::builder(redis.url()));
+    let mut on_a = clients(&a, 1);
+    let mut on_b = clients(&b, 1);
+    let channel = bridge_a.channel(TOPIC);
+    wait_until("both nodes to subscribe", || {
+        redis.numsub(&channel, false) == 2
+    });
+    wait_until("A to connect its publisher", || {
+        bridge_a.stats().publisher_connected
+    });
+    let acl = |rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(&mut redis.client())
+            .expect("ACL SETUSER");
+    };
+    // Redis answers each PUBLISH with NOPERM: refused, not a broken link.
+    acl("-publish");
+    for i in 0..3 {
+        on_a[0]
+            .send_text(&format!("!pub {TOPIC} refused {i}"))
+            .unwrap();
+        assert_eq!(
+            on_a[0].msg(),
+            text(&format!("refused {i}")),
+            "local delivery"
+        );
+    }
+    wait_until("the refusals to be counted", || {
+        bridge_a.stats().failed == 3
+    });
+    acl("+publish");
+    on_a[0].send_text(&format!("!pub {TOPIC} allowed")).unwrap();
+    assert_eq!(on_a[0].msg(), text("allowed"));
+    assert_eq!(on_b[0].msg(), text("allowed"), "nothing refused arrives");
+    let s = bridge_a.stats();
+    assert_eq!((s.reconnects, s.dropped), (0, 0), "{s:?}");
+    assert!(s.publisher_connected, "{s:?}");
+    wait_until("the publish to be counted", || {
+        bridge_a.stats().published == 1
+    });
+    assert_eq!(bridge_b.stats().received, 1);
+}
+
 /// A node in sharded mode on `cluster`, seeded with its first node only.
 fn cluster_node(backend: BackendKind, cluster: &Cluster) -> (TestServer, Arc<RedisBridge>) {
     node(backend, RedisBridge::builder(cluster.url()).sharded(true))
@@ -634,6 +683,7 @@ ringws_tests::backend_tests! {
     the_outage_queue_is_bounded_and_drops_are_counted,
     foreign_and_malformed_messages_are_counted_not_delivered,
     sharded_pub_sub_with_a_prefix,
+    a_refused_publish_is_counted_and_the_connection_kept,
     sharded_on_a_cluster_each_shard_delivers_once_and_unsubscribes,
     sharded_on_a_cluster_a_restarted_shard_resumes_delivery,
     sharded_on_a_cluster_a_resharded_slot_is_followed,
