@@ -5,13 +5,13 @@
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
 # the load generator against an independent server (Python websockets); then
 # every test of the workspace, whose integration tests each run on both backends
-# (the Redis bridge's against real redis-servers, installed here from the
-# Debian packages when missing); then a 2-node cluster behind nginx
-# (scripts/cluster.sh --check). Before the tests: the metrics test's Prometheus
-# parser (Python prometheus_client, from PyPI, in a venv under target/), nginx
-# with its stream module for the PROXY protocol test and the cluster, and
-# net.ipv4.tcp_migrate_req=1 for the restart test (per network namespace; the
-# test is skipped with the reason where it cannot be set).
+# (the Redis bridge's against real redis-servers and a 3-shard Redis Cluster,
+# installed here from the Debian packages when missing); then a 2-node cluster
+# behind nginx (scripts/cluster.sh --check). Before the tests: the metrics
+# test's Prometheus parser (Python prometheus_client, from PyPI, in a venv under
+# target/), nginx with its stream module for the PROXY protocol test and the
+# cluster, and net.ipv4.tcp_migrate_req=1 for the restart test (per network
+# namespace; the test is skipped with the reason where it cannot be set).
 # Every integration test runs over both transports (plain, TLS).
 # Exits non-zero on the first failure.
 #
@@ -54,10 +54,11 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   bash scripts/neutral.sh
 fi
 
-echo "== test dependencies: redis-server, nginx, Prometheus parser, tcp_migrate_req"
-# The Redis bridge's tests start their own redis-servers; cluster.sh and the
-# PROXY protocol test need nginx (the latter with its stream module).
-bash scripts/apt-install.sh redis-server nginx libnginx-mod-stream
+echo "== test dependencies: redis-server, redis-tools, nginx, Prometheus parser, tcp_migrate_req"
+# The Redis bridge's tests start their own redis-servers (and a Redis Cluster,
+# made with redis-cli from redis-tools); cluster.sh and the PROXY protocol test
+# need nginx (the latter with its stream module).
+bash scripts/apt-install.sh redis-server redis-tools nginx libnginx-mod-stream
 RINGWS_METRICS_PYTHON="$(bash scripts/metrics-parser.sh)"
 export RINGWS_METRICS_PYTHON
 if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" = 0 ]; then

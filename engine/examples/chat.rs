@@ -7,7 +7,8 @@
 //!
 //! Options: `--host H` (default 127.0.0.1), `--port P` (9002), `--workers N`
 //! (cores), `--redis URL`, `--prefix P` (Redis channel prefix, default
-//! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE), `--stats SECONDS` (print the
+//! `ringws:`), `--sharded` (SPUBLISH/SSUBSCRIBE; on a Redis Cluster, `--redis` names
+//! any node and each channel goes to its shard), `--stats SECONDS` (print the
 //! bridge's figures to stderr that often), `--no-announce` (no "joined" lines),
 //! `--metrics` (Prometheus metrics at `/metrics` on the same port),
 //! `--tls-cert FILE --tls-key FILE` (PEM: serve `wss://` instead).

@@ -29,11 +29,13 @@
 //!
 //! Two threads per bridge, so no worker ever waits on Redis:
 //!
-//! - **publisher**: one connection for `PUBLISH` (or `SPUBLISH`). A publish on
+//! - **publisher**: one connection for `PUBLISH` (or `SPUBLISH`; one per shard
+//!   on a Redis Cluster). A publish on
 //!   the node is delivered locally at once and queued here (a bounded queue:
 //!   [`RedisBridgeBuilder::max_queued`], [`RedisBridgeBuilder::max_queued_bytes`]);
 //!   the thread sends what is queued in pipelined batches.
-//! - **subscriber**: one connection in pub/sub mode. The engine says when the
+//! - **subscriber**: one connection in pub/sub mode (one per shard on a Redis
+//!   Cluster). The engine says when the
 //!   node's first subscriber of a topic appears and when its last one leaves
 //!   (counted across workers); the thread sends `SUBSCRIBE` / `UNSUBSCRIBE`
 //!   (or `SSUBSCRIBE` / `SUNSUBSCRIBE`) for the channel `prefix + topic`. A
@@ -83,17 +85,45 @@
 //! about. Local subscribers get every local publish, whatever Redis does.
 //! `tests/bridge.rs` checks each part of this against a real `redis-server`.
 //!
-//! # Sharded pub/sub
+//! # Sharded pub/sub and Redis Cluster
 //!
 //! [`RedisBridgeBuilder::sharded`] uses Redis 7's `SPUBLISH` / `SSUBSCRIBE`,
 //! whose channels live on the shard that owns their hash slot instead of being
-//! broadcast to every node of a Redis Cluster. The bridge talks to the one
-//! endpoint of its URL: a standalone Redis 7, or a cluster node that owns the
-//! slots of the channels used (a Redis refusal such as `MOVED` is logged and
-//! counted in [`BridgeStats::failed`]; following slots across shards is not
-//! implemented).
+//! broadcast to every node of a Redis Cluster. The URL names any node of the
+//! cluster, the seed:
+//!
+//! - The bridge reads the slot map (`CLUSTER SLOTS`) from the seed, or from
+//!   any primary of the last map when the seed is down. A channel's slot is
+//!   CRC16 (XMODEM) of the channel name, or of its first non-empty `{hash
+//!   tag}`, mod 16384: give topics a common tag to keep them on one shard.
+//! - **Subscribing:** one connection per shard that owns a live topic; each
+//!   channel is `SSUBSCRIBE`d at its owner and `SUNSUBSCRIBE`d there when its
+//!   last local subscriber leaves.
+//! - **Publishing:** each message goes to the shard that owns its channel, one
+//!   pipeline per shard and batch, in the node's order within each topic.
+//! - **Changes:** a lost shard connection, a `MOVED` (or `CLUSTERDOWN`)
+//!   refusal, or a shard dropping a subscription because it gave the slot
+//!   away (a reshard or a failover) makes the bridge read the map again and,
+//!   with the backoff, subscribe the topics concerned at their new owner; the
+//!   other shards' subscriptions stay up. A publish refused with `MOVED` was
+//!   not published, so it is sent to the new owner, up to 3 tries in all,
+//!   then counted in [`BridgeStats::failed`]; one in flight on a connection
+//!   that breaks is not sent again. The guarantee above holds per topic, since
+//!   a topic lives on one shard at a time.
+//! - [`BridgeStats::subscriber_connected`] is true when every live topic is
+//!   subscribed at its owner; `publisher_connected` when the last map was read
+//!   and the last batch went through.
+//!
+//! On a Redis without cluster support (a standalone Redis 7), sharded mode
+//! uses that one endpoint. The classic mode never reads a slot map: Redis
+//! Cluster forwards classic pub/sub to every node, so one endpoint serves.
+//! `tests/bridge.rs` runs a real cluster of three primaries (`redis-cli
+//! --cluster create`) and tests delivery on every shard, the unsubscribe at
+//! the owner (`PUBSUB SHARDNUMSUB`), a shard restarted mid-run, and a slot
+//! moved to another shard.
 
 mod backoff;
+mod cluster;
 mod envelope;
 mod publisher;
 mod subscriber;
@@ -148,7 +178,8 @@ pub struct BridgeStats {
     pub reconnects: u64,
     /// The publishing connection is up.
     pub publisher_connected: bool,
-    /// The subscribing connection is up and has subscribed to every topic.
+    /// The subscribing connection (on a Redis Cluster, every one needed) is up
+    /// and every live topic is subscribed, at its owner shard.
     pub subscriber_connected: bool,
     /// Topics that have subscribers on this node.
     pub topics: u64,
@@ -194,6 +225,28 @@ impl Settings {
         channel.extend_from_slice(self.prefix.as_bytes());
         channel.extend_from_slice(topic.as_bytes());
         channel
+    }
+
+    /// The node of the URL: the Redis, or the cluster node asked first for
+    /// the slot map.
+    pub fn seed(&self) -> cluster::Addr {
+        match self.info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            // `build` admits plain TCP only.
+            other => (other.to_string(), 0),
+        }
+    }
+
+    /// Where each channel lives: in sharded mode, the cluster's slot map
+    /// (asked of `seeds` in turn; a Redis without cluster support serves
+    /// every channel itself); in classic mode the URL's node, since Redis
+    /// Cluster forwards classic pub/sub to every node.
+    pub fn slot_map(&self, seeds: &[cluster::Addr]) -> Result<cluster::SlotMap, String> {
+        if self.sharded {
+            cluster::discover(&self.info, seeds, self.timeout)
+        } else {
+            Ok(cluster::SlotMap::single(self.seed()))
+        }
     }
 
     /// The topic of a Redis channel, if it is one of ours.
@@ -484,6 +537,7 @@ impl Bridge for RedisBridge {
             topic: topic.into(),
             message: message.clone(),
             bytes,
+            attempts: 0,
         };
         // Counted before the send: the publisher may take it at once.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ringws::{BackendKind, Message};
 use ringws_redis::{RedisBridge, RedisBridgeBuilder};
 use ringws_tests::{Client, Echo, Msg, TestServer, start, wait_until};
-use support::{Redis, free_port};
+use support::{Cluster, Redis, free_port};
 
 const TOPIC: &str = "room";
 
@@ -377,6 +377,303 @@ fn sharded_pub_sub_with_a_prefix(backend: BackendKind) {
     wait_until("A to SUNSUBSCRIBE", || redis.numsub(&channel, true) == 1);
 }
 
+fn a_refused_publish_is_counted_and_the_connection_kept(backend: BackendKind) {
+    let redis = Redis::start();
+    let (a, bridge_a) = node(backend, RedisBridge::builder(redis.url()));
+    let (b, bridge_b) = node(backend, RedisBridge::builder(redis.url()));
+    let mut on_a = clients(&a, 1);
+    let mut on_b = clients(&b, 1);
+    let channel = bridge_a.channel(TOPIC);
+    wait_until("both nodes to subscribe", || {
+        redis.numsub(&channel, false) == 2
+    });
+    wait_until("A to connect its publisher", || {
+        bridge_a.stats().publisher_connected
+    });
+    let acl = |rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(&mut redis.client())
+            .expect("ACL SETUSER");
+    };
+    // Redis answers each PUBLISH with NOPERM: refused, not a broken link.
+    acl("-publish");
+    for i in 0..3 {
+        on_a[0]
+            .send_text(&format!("!pub {TOPIC} refused {i}"))
+            .unwrap();
+        assert_eq!(
+            on_a[0].msg(),
+            text(&format!("refused {i}")),
+            "local delivery"
+        );
+    }
+    wait_until("the refusals to be counted", || {
+        bridge_a.stats().failed == 3
+    });
+    acl("+publish");
+    on_a[0].send_text(&format!("!pub {TOPIC} allowed")).unwrap();
+    assert_eq!(on_a[0].msg(), text("allowed"));
+    assert_eq!(on_b[0].msg(), text("allowed"), "nothing refused arrives");
+    let s = bridge_a.stats();
+    assert_eq!((s.reconnects, s.dropped), (0, 0), "{s:?}");
+    assert!(s.publisher_connected, "{s:?}");
+    wait_until("the publish to be counted", || {
+        bridge_a.stats().published == 1
+    });
+    assert_eq!(bridge_b.stats().received, 1);
+}
+
+/// A node in sharded mode on `cluster`, seeded with its first node only.
+fn cluster_node(backend: BackendKind, cluster: &Cluster) -> (TestServer, Arc<RedisBridge>) {
+    node(backend, RedisBridge::builder(cluster.url()).sharded(true))
+}
+
+/// One topic per shard, `(topic, index of the owning node)`, by what the
+/// cluster itself says of the channels' slots (CLUSTER KEYSLOT, SLOTS).
+fn a_topic_per_shard(cluster: &Cluster, bridge: &RedisBridge) -> Vec<(String, usize)> {
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for i in 0..1000 {
+        let topic = format!("t{i}");
+        let owner = cluster.owner(&bridge.channel(&topic));
+        if found.iter().all(|(_, o)| *o != owner) {
+            found.push((topic, owner));
+        }
+        if found.len() == cluster.nodes.len() {
+            return found;
+        }
+    }
+    panic!("no topic per shard among 1000: {found:?}");
+}
+
+/// Every client joins every topic.
+fn join(clients: &mut [Client], topics: &[(String, usize)]) {
+    for client in clients {
+        for (topic, _) in topics {
+            client.send_text(&format!("!sub {topic}")).unwrap();
+            client.expect_text(&format!("subscribed {topic}"));
+        }
+    }
+}
+
+fn sharded_on_a_cluster_each_shard_delivers_once_and_unsubscribes(backend: BackendKind) {
+    let cluster = Cluster::start();
+    let (a, bridge_a) = cluster_node(backend, &cluster);
+    let (b, bridge_b) = cluster_node(backend, &cluster);
+    let topics = a_topic_per_shard(&cluster, &bridge_a);
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    join(&mut on_a, &topics);
+    join(&mut on_b, &topics);
+    // Each node's one SSUBSCRIBE per topic, at the shard that owns it.
+    for (topic, owner) in &topics {
+        let channel = bridge_a.channel(topic);
+        wait_until("both nodes to SSUBSCRIBE at the owner", || {
+            cluster.nodes[*owner].numsub(&channel, true) == 2
+        });
+        assert_eq!(cluster.nodes[*owner].numsub(&channel, false), 0);
+    }
+
+    // Per topic: A, then B, then A again. Each shard keeps the order of its
+    // channel, so a message delivered twice (an echo not skipped) would come
+    // before the next one on that topic.
+    for (topic, _) in &topics {
+        for (round, from_a) in [(1, true), (2, false), (3, true)] {
+            let text_of = format!("{topic} {round}");
+            if from_a {
+                on_a[0]
+                    .send_text(&format!("!pub {topic} {text_of}"))
+                    .unwrap();
+            } else {
+                b.publish(topic, Message::Text(&text_of));
+            }
+            for (i, c) in on_a.iter_mut().chain(on_b.iter_mut()).enumerate() {
+                assert_eq!(c.msg(), text(&text_of), "client {i}");
+            }
+        }
+    }
+    let shards = topics.len() as u64;
+    wait_until("every publish and delivery to be counted", || {
+        let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+        (sa.published, sa.received, sb.published, sb.received)
+            == (2 * shards, shards, shards, 2 * shards)
+    });
+    for s in [bridge_a.stats(), bridge_b.stats()] {
+        assert_eq!((s.dropped, s.failed, s.malformed), (0, 0, 0), "{s:?}");
+        assert!(s.publisher_connected && s.subscriber_connected, "{s:?}");
+    }
+
+    // The last local subscriber of a topic leaving drops the node's
+    // SSUBSCRIBE at that topic's shard.
+    for (topic, owner) in &topics {
+        let channel = bridge_a.channel(topic);
+        for (clients, left) in [(&mut on_a, 1), (&mut on_b, 0)] {
+            for c in clients.iter_mut() {
+                c.send_text(&format!("!unsub {topic}")).unwrap();
+                c.expect_text(&format!("unsubscribed {topic}"));
+            }
+            wait_until("the node to SUNSUBSCRIBE at the owner", || {
+                cluster.nodes[*owner].numsub(&channel, true) == left
+            });
+        }
+    }
+}
+
+fn sharded_on_a_cluster_a_restarted_shard_resumes_delivery(backend: BackendKind) {
+    const DURING: usize = 3;
+    let mut cluster = Cluster::start();
+    let (a, bridge_a) = cluster_node(backend, &cluster);
+    let (b, bridge_b) = cluster_node(backend, &cluster);
+    let topics = a_topic_per_shard(&cluster, &bridge_a);
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    join(&mut on_a, &topics);
+    join(&mut on_b, &topics);
+    for (topic, owner) in &topics {
+        let channel = bridge_a.channel(topic);
+        wait_until("both nodes to SSUBSCRIBE at the owner", || {
+            cluster.nodes[*owner].numsub(&channel, true) == 2
+        });
+    }
+    let mut published_by_a = 0;
+    for (topic, _) in &topics {
+        on_a[0].send_text(&format!("!pub {topic} before")).unwrap();
+        published_by_a += 1;
+        for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+            assert_eq!(c.msg(), text("before"));
+        }
+    }
+    // The seed node's shard goes: the bridges must find the map elsewhere.
+    let (victim, victim_node) = topics.iter().find(|(_, o)| *o == 0).cloned().unwrap();
+    let (other, _) = topics.iter().find(|(_, o)| *o != 0).cloned().unwrap();
+    cluster.nodes[victim_node].kill();
+    let down = |s: ringws_redis::BridgeStats| !s.subscriber_connected;
+    wait_until("both bridges to notice", || {
+        down(bridge_a.stats()) && down(bridge_b.stats())
+    });
+    // The other shards go on delivering meanwhile.
+    on_a[0]
+        .send_text(&format!("!pub {other} unharmed"))
+        .unwrap();
+    published_by_a += 1;
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("unharmed"));
+    }
+    // Local delivery of the lost shard's topic goes on too.
+    for i in 0..DURING {
+        on_a[0]
+            .send_text(&format!("!pub {victim} during {i}"))
+            .unwrap();
+        published_by_a += 1;
+    }
+    for c in on_a.iter_mut() {
+        for i in 0..DURING {
+            assert_eq!(c.msg(), text(&format!("during {i}")));
+        }
+    }
+
+    cluster.nodes[victim_node].restart();
+    cluster.wait_ok();
+    let channel = bridge_a.channel(&victim);
+    wait_until(
+        "both nodes to SSUBSCRIBE again at the restarted shard",
+        || cluster.nodes[victim_node].numsub(&channel, true) == 2,
+    );
+    let up = |s: ringws_redis::BridgeStats| s.publisher_connected && s.subscriber_connected;
+    wait_until("both bridges to be whole again", || {
+        up(bridge_a.stats()) && up(bridge_b.stats())
+    });
+    on_a[0].send_text(&format!("!pub {victim} after")).unwrap();
+    published_by_a += 1;
+    for c in on_a.iter_mut() {
+        assert_eq!(c.msg(), text("after"));
+    }
+    // B may have got some of what A published during the outage (at most
+    // once, in order), then "after".
+    for c in on_b.iter_mut() {
+        let mut next_during = 0;
+        loop {
+            match c.msg() {
+                Msg::Text(t) if t == "after" => break,
+                Msg::Text(t) => {
+                    let i: usize = t
+                        .strip_prefix("during ")
+                        .unwrap_or_else(|| panic!("unexpected {t:?}"))
+                        .parse()
+                        .unwrap();
+                    assert!(i >= next_during, "during {i} twice or out of order");
+                    next_during = i + 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // And the other way, on every shard.
+    for (topic, _) in &topics {
+        b.publish(topic, Message::Text("back"));
+        for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+            assert_eq!(c.msg(), text("back"), "on {topic}");
+        }
+    }
+    wait_until("A's publishes to be accounted for", || {
+        let sa = bridge_a.stats();
+        sa.published + sa.failed + sa.dropped == published_by_a
+    });
+    let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+    assert!(sa.reconnects >= 1, "{sa:?}");
+    assert!(sb.reconnects >= 1, "{sb:?}");
+}
+
+fn sharded_on_a_cluster_a_resharded_slot_is_followed(backend: BackendKind) {
+    let cluster = Cluster::start();
+    let (a, bridge_a) = cluster_node(backend, &cluster);
+    let (b, bridge_b) = cluster_node(backend, &cluster);
+    let topics = a_topic_per_shard(&cluster, &bridge_a);
+    let mut on_a = clients(&a, 2);
+    let mut on_b = clients(&b, 2);
+    join(&mut on_a, &topics);
+    join(&mut on_b, &topics);
+    let (topic, from) = topics[0].clone();
+    let channel = bridge_a.channel(&topic);
+    wait_until("both nodes to SSUBSCRIBE at the owner", || {
+        cluster.nodes[from].numsub(&channel, true) == 2
+    });
+    on_a[0].send_text(&format!("!pub {topic} before")).unwrap();
+    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+        assert_eq!(c.msg(), text("before"));
+    }
+
+    let to = (from + 1) % cluster.nodes.len();
+    cluster.move_slot(&channel, to);
+    wait_until("both nodes to SSUBSCRIBE at the new owner", || {
+        cluster.nodes[to].numsub(&channel, true) == 2
+    });
+    assert_eq!(cluster.nodes[from].numsub(&channel, true), 0);
+    // SPUBLISH follows the slot too (MOVED, a new map, sent again); A, B, A
+    // so that a message delivered twice would show before the next.
+    for (round, from_a) in [(1, true), (2, false), (3, true)] {
+        let text_of = format!("moved {round}");
+        if from_a {
+            on_a[0]
+                .send_text(&format!("!pub {topic} {text_of}"))
+                .unwrap();
+        } else {
+            b.publish(&topic, Message::Text(&text_of));
+        }
+        for (i, c) in on_a.iter_mut().chain(on_b.iter_mut()).enumerate() {
+            assert_eq!(c.msg(), text(&text_of), "client {i}");
+        }
+    }
+    wait_until("every publish to be counted", || {
+        (bridge_a.stats().published, bridge_b.stats().published) == (3, 1)
+    });
+    for s in [bridge_a.stats(), bridge_b.stats()] {
+        assert_eq!((s.dropped, s.failed), (0, 0), "{s:?}");
+    }
+}
+
 ringws_tests::backend_tests! {
     two_nodes_deliver_each_publish_once_to_every_subscriber,
     three_nodes_get_a_handle_threads_publishes_in_order,
@@ -386,4 +683,8 @@ ringws_tests::backend_tests! {
     the_outage_queue_is_bounded_and_drops_are_counted,
     foreign_and_malformed_messages_are_counted_not_delivered,
     sharded_pub_sub_with_a_prefix,
+    a_refused_publish_is_counted_and_the_connection_kept,
+    sharded_on_a_cluster_each_shard_delivers_once_and_unsubscribes,
+    sharded_on_a_cluster_a_restarted_shard_resumes_delivery,
+    sharded_on_a_cluster_a_resharded_slot_is_followed,
 }
