@@ -107,7 +107,9 @@ impl Builder {
 
     /// The PROXY protocol on the address(es) of the last [`bind`](Self::bind):
     /// `mode`, believing headers only from the `trusted` networks (CIDRs such
-    /// as `"10.0.0.0/8"` or `"::1/128"`; at least one when on).
+    /// as `"10.0.0.0/8"` or `"::1/128"`; at least one when on). Plain
+    /// listeners only: a [`bind_tls`](Self::bind_tls) listener reads no PROXY
+    /// header (the header would come before the TLS stream).
     ///
     /// ```
     /// use ringws::{ProxyMode, Server};

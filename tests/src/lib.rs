@@ -69,6 +69,10 @@ const READ_CHUNK: usize = 256 << 10;
 /// ```
 #[macro_export]
 macro_rules! backend_tests {
+    (plain: $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@backend epoll, Epoll, Plain; $($name),*);
+        $crate::backend_tests!(@backend io_uring, IoUring, Plain; $($name),*);
+    };
     (tls: $($name:ident),* $(,)?) => {
         $crate::backend_tests!(@backend epoll_tls, Epoll, Tls; $($name),*);
         $crate::backend_tests!(@backend io_uring_tls, IoUring, Tls; $($name),*);

@@ -182,7 +182,10 @@ fn optional_trusted_takes_both(backend: BackendKind) {
     assert_eq!(peer, "192.0.2.1:7".parse().unwrap());
 }
 
+// The PROXY protocol is read on plain listeners (`bind`); a TLS listener
+// (`bind_tls`) takes none, so these run over plain TCP only.
 ringws_tests::backend_tests! {
+    plain:
     required_v1_and_v2_give_the_client_address,
     required_refuses_missing_and_abusive_headers_only,
     untrusted_sources,

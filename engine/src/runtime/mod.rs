@@ -5,7 +5,7 @@
 //! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
 //! lifecycle and sends), [`outbox`] (its send queue), [`tls`] (the TLS
 //! transport between the backend's bytes and the rest), [`ratelimit`],
-//! [`timers`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
+//! [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
 //! [`metrics`] (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
 //! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
 //! worker asks of its backend) and [`worker`] (the loop's entry points).
@@ -24,5 +24,6 @@ pub(crate) mod seam;
 pub(crate) mod shared;
 pub(crate) mod timers;
 pub(crate) mod tls;
+pub(crate) mod topics;
 pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -22,7 +22,8 @@ pub(crate) struct BufferPool {
     spare: Vec<Vec<u8>>,
     /// Spare chunk queues: a queue emptied by one connection serves the next,
     /// so a completion backend's per-flush queue costs no allocation.
-    queues: Vec<VecDeque<Chunk>>,
+    #[allow(clippy::vec_box)]
+    queues: Vec<Box<VecDeque<Chunk>>>,
     bytes: usize,
     /// Buffers handed out and not given back.
     outstanding: usize,
@@ -40,12 +41,15 @@ impl BufferPool {
     const MAX_QUEUE_CHUNKS: usize = 64;
 
     /// An empty chunk queue, reused if one is spare.
-    fn take_queue(&mut self) -> VecDeque<Chunk> {
+    // Boxed: an outbox holds its queue behind one pointer (see `Outbox::chunks`).
+    #[allow(clippy::box_collection)]
+    fn take_queue(&mut self) -> Box<VecDeque<Chunk>> {
         self.queues.pop().unwrap_or_default()
     }
 
     /// Takes an emptied chunk queue back (or frees it).
-    fn give_queue(&mut self, queue: VecDeque<Chunk>) {
+    #[allow(clippy::box_collection)]
+    fn give_queue(&mut self, queue: Box<VecDeque<Chunk>>) {
         let capacity = queue.capacity();
         if capacity == 0
             || capacity > Self::MAX_QUEUE_CHUNKS
@@ -123,7 +127,10 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     /// Queued before `staging`, oldest first; the first may be partly sent.
-    chunks: VecDeque<Chunk>,
+    /// Boxed, so a connection with nothing queued by reference pays one
+    /// pointer; the box comes from, and goes back to, the pool.
+    #[allow(clippy::box_collection)]
+    chunks: Option<Box<VecDeque<Chunk>>>,
     /// Copied frames, after every chunk.
     staging: Vec<u8>,
     /// Bytes of `staging` already sent (when every chunk is gone). u32 keeps the
@@ -192,11 +199,10 @@ impl Outbox {
             return;
         }
         self.seal(pool);
-        if self.chunks.capacity() == 0 {
-            self.chunks = pool.take_queue();
-        }
         self.len += frame.len() as u32;
-        self.chunks.push_back(Chunk::Shared(frame));
+        self.chunks
+            .get_or_insert_with(|| pool.take_queue())
+            .push_back(Chunk::Shared(frame));
     }
 
     /// Moves staged bytes into the chunk queue, so that they stay where they are
@@ -204,19 +210,21 @@ impl Outbox {
     /// staging buffer).
     pub fn seal(&mut self, pool: &mut BufferPool) {
         if self.staging.len() > self.staging_sent as usize {
-            if self.chunks.capacity() == 0 {
-                self.chunks = pool.take_queue();
-            }
             let buf = std::mem::take(&mut self.staging);
             let pos = std::mem::take(&mut self.staging_sent) as usize;
-            self.chunks.push_back(Chunk::Owned { buf, pos });
+            self.chunks
+                .get_or_insert_with(|| pool.take_queue())
+                .push_back(Chunk::Owned { buf, pos });
         }
     }
 
     /// Fills `out` with slices of queued bytes, in order; returns how many.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
-        for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
+        for (slot, chunk) in out
+            .iter_mut()
+            .zip(self.chunks.iter().flat_map(|c| c.iter()))
+        {
             *slot = IoSlice::new(chunk.bytes());
             count += 1;
         }
@@ -233,7 +241,10 @@ impl Outbox {
         debug_assert!(n <= self.len as usize);
         self.len -= n as u32;
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(chunks) = self.chunks.as_mut() else {
+                break;
+            };
+            let Some(front) = chunks.front_mut() else {
                 break;
             };
             let available = front.bytes().len();
@@ -245,7 +256,7 @@ impl Outbox {
                 return;
             }
             n -= available;
-            if let Some(Chunk::Owned { buf, .. }) = self.chunks.pop_front() {
+            if let Some(Chunk::Owned { buf, .. }) = chunks.pop_front() {
                 pool.give(buf);
             }
         }
@@ -257,13 +268,14 @@ impl Outbox {
 
     /// Drops everything queued; buffers go back to the pool.
     pub fn clear(&mut self, pool: &mut BufferPool) {
-        let mut chunks = std::mem::take(&mut self.chunks);
-        for chunk in chunks.drain(..) {
-            if let Chunk::Owned { buf, .. } = chunk {
-                pool.give(buf);
+        if let Some(mut chunks) = self.chunks.take() {
+            for chunk in chunks.drain(..) {
+                if let Chunk::Owned { buf, .. } = chunk {
+                    pool.give(buf);
+                }
             }
+            pool.give_queue(chunks);
         }
-        pool.give_queue(chunks);
         pool.give(std::mem::take(&mut self.staging));
         self.staging_sent = 0;
         self.len = 0;
@@ -322,7 +334,7 @@ mod tests {
         let rest = drain(&mut o, &mut pool, 13);
         assert_eq!(rest, [vec![1; 60], vec![2; 10]].concat());
         assert_eq!(o.staging.capacity(), 0);
-        assert_eq!(o.chunks.capacity(), 0);
+        assert!(o.chunks.is_none());
         // Its chunk queue is spare for the next connection.
         assert_eq!(pool.queues.len(), 1);
         o.push_shared(&mut pool, Bytes::from_static(b"again"));

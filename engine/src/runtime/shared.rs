@@ -8,7 +8,7 @@ use std::sync::Arc;
 pub(crate) use super::metrics::Counters;
 use super::metrics::Metrics;
 use super::outbox::BufferPool;
-use super::pubsub::Topics;
+use super::topics::Topics;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::DeflateConfig;

@@ -5,15 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Finish, Link, Phase};
+use super::conn::{Conn, Finish, Link, Phase, Timer};
 use super::shared::Shared;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::OpCode;
 use crate::types::CloseCause;
-
-/// [`Timer::ping_sent`] when no auto-ping is outstanding.
-const NO_PING: u32 = u32::MAX;
 
 /// The configured durations, in ticks.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +23,11 @@ pub(crate) struct Ticks {
 }
 
 impl Ticks {
+    /// The handshake deadline of a connection accepted at tick `now`.
+    pub fn handshake_deadline(&self, now: u32) -> u32 {
+        now + self.handshake
+    }
+
     pub fn new(config: &Config) -> Self {
         let tick = config.tick();
         let to_ticks = |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos()) as u32).max(1);
@@ -82,59 +84,6 @@ impl Clock {
     }
 }
 
-/// One connection's timer state.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timer {
-    /// Tick of the last byte received.
-    last_rx: u32,
-    /// Tick at which the phase's deadline passes (handshake, close, end).
-    deadline: u32,
-    /// The phase `deadline` was set for; a new phase gets a new deadline.
-    deadline_phase: Phase,
-    /// Open: tick of an auto-ping not yet answered by any frame, or
-    /// [`NO_PING`]. Handshake: the worker's time in ms (wrapping) when the
-    /// connection was accepted, for the handshake-duration metric (one field
-    /// for both keeps the connection state small).
-    ping_sent: u32,
-}
-
-impl Timer {
-    /// The timer of a connection accepted at tick `now`.
-    pub fn accepted(now: u32, ticks: &Ticks) -> Self {
-        Self {
-            last_rx: now,
-            deadline: now + ticks.handshake,
-            deadline_phase: Phase::Handshake,
-            ping_sent: NO_PING,
-        }
-    }
-
-    /// Bytes arrived at tick `now`: the peer is alive.
-    pub fn received(&mut self, now: u32) {
-        self.last_rx = now;
-        if self.deadline_phase != Phase::Handshake {
-            self.ping_sent = NO_PING;
-        }
-    }
-
-    /// Starts the handshake clock at `ms` (worker time).
-    pub fn start_handshake_clock(&mut self, ms: u32) {
-        if self.deadline_phase == Phase::Handshake {
-            self.ping_sent = ms;
-        }
-    }
-
-    /// Milliseconds from the accept to `ms`, for a connection just upgraded
-    /// (before its first sweep in the open phase).
-    pub fn handshake_ms(&self, ms: u32) -> u32 {
-        if self.deadline_phase == Phase::Handshake {
-            ms.wrapping_sub(self.ping_sent)
-        } else {
-            0
-        }
-    }
-}
-
 /// One connection's timers at tick `now`.
 pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut Shared<U>) {
     let Conn {
@@ -151,7 +100,7 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
         timer.deadline_phase = link.phase();
         timer.deadline = now + ticks.close;
         // The handshake clock is done with.
-        timer.ping_sent = NO_PING;
+        timer.ping_sent = Timer::NO_PING;
     }
     match link.phase() {
         Phase::Handshake => {
@@ -166,7 +115,8 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
         }
         Phase::Open => {
             let silent = now.wrapping_sub(timer.last_rx);
-            if timer.ping_sent != NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong {
+            if timer.ping_sent != Timer::NO_PING && now.wrapping_sub(timer.ping_sent) >= ticks.pong
+            {
                 // No frame since the ping: the peer is presumed dead.
                 shared.counters.missed_pongs += 1;
                 abort_silent(link, shared);
@@ -177,7 +127,9 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
                     "idle timeout",
                     CloseCause::Timeout,
                 );
-            } else if timer.ping_sent == NO_PING && ticks.ping.is_some_and(|ping| silent >= ping) {
+            } else if timer.ping_sent == Timer::NO_PING
+                && ticks.ping.is_some_and(|ping| silent >= ping)
+            {
                 link.send_control(shared, OpCode::Ping, b"");
                 timer.ping_sent = now;
             }

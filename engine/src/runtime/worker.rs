@@ -13,19 +13,20 @@ use slab::Slab;
 
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
-use super::conn::{Conn, Finish, Link, Phase, ProxyExpected};
+use super::conn::{Conn, Finish, Link, Phase, ProxyExpected, Timer};
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
 #[cfg(test)]
 use super::metrics::Source;
 pub(crate) use super::metrics::WorkerStats;
 use super::outbox::BufferPool;
-use super::pubsub::{self, Topics};
+use super::pubsub;
 use super::ratelimit::Verdict;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
-use super::timers::{self, Clock, Ticks, Timer};
+use super::timers::{self, Clock, Ticks};
 use super::tls::{Received, Tls, Upper};
+use super::topics::Topics;
 use super::{deflate, receive, upgrade};
 use crate::config::Config;
 use crate::proto::Role;
@@ -219,7 +220,10 @@ impl<H: Handler> Worker<H> {
         let conn = entry.insert(Conn::new(
             id,
             peer,
-            Timer::accepted(self.clock.now(), &self.ticks),
+            Timer::accepted(
+                self.clock.now(),
+                self.ticks.handshake_deadline(self.clock.now()),
+            ),
             tls,
         ));
         conn.link.proxy = proxy;
