@@ -257,20 +257,27 @@ fn redis_unreachable_at_start_serves_locally_then_joins(backend: BackendKind) {
         bridge_a.stats().publisher_connected
     });
     b.publish(TOPIC, Message::Text("joined"));
-    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
-        // "alone" was queued by A while Redis was away and may reach B first.
-        let mut got = c.msg();
-        if got == text("alone") {
-            got = c.msg();
-        }
-        assert_eq!(got, text("joined"));
+    // A's own clients had "alone" at once and never again (its echo from
+    // Redis is dropped by node id).
+    for c in on_a.iter_mut() {
+        assert_eq!(c.msg(), text("joined"));
     }
     on_a[1]
         .send_text(&format!("!pub {TOPIC} together"))
         .unwrap();
-    for c in on_a.iter_mut().chain(on_b.iter_mut()) {
+    for c in on_a.iter_mut() {
         assert_eq!(c.msg(), text("together"));
     }
+    // "alone" was queued by A while Redis was away: it reaches B once, at
+    // whatever point A's queue is flushed, and the rest in order.
+    let mut got = Vec::new();
+    while got.last() != Some(&text("together")) {
+        got.push(on_b[0].msg());
+    }
+    let alone = got.iter().filter(|m| **m == text("alone")).count();
+    assert!(alone <= 1, "at most once: {got:?}");
+    got.retain(|m| *m != text("alone"));
+    assert_eq!(got, [text("joined"), text("together")]);
 }
 
 fn the_outage_queue_is_bounded_and_drops_are_counted(backend: BackendKind) {
