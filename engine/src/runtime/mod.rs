@@ -2,7 +2,7 @@
 //! buffers; its backend drives it through [`worker::Worker`]'s entry points.
 //!
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
-//! HTTP phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
+//! HTTP phase), [`dispatch`] (received bytes to the phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
 //! lifecycle and sends), [`outbox`] (its send queue), [`tls`] (the TLS
 //! transport between the backend's bytes and the rest), [`ratelimit`],
 //! [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
@@ -14,6 +14,7 @@ pub(crate) mod bridge;
 pub(crate) mod command;
 pub(crate) mod conn;
 pub(crate) mod deflate;
+pub(crate) mod dispatch;
 pub(crate) mod handler;
 pub(crate) mod metrics;
 pub(crate) mod outbox;

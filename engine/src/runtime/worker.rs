@@ -14,6 +14,7 @@ use slab::Slab;
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
 use super::conn::{Conn, Finish, Link, Phase, ProxyExpected, Timer};
+use super::dispatch::{Plaintext, deliver};
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
 #[cfg(test)]
@@ -21,13 +22,12 @@ use super::metrics::Source;
 pub(crate) use super::metrics::WorkerStats;
 use super::outbox::BufferPool;
 use super::pubsub;
-use super::ratelimit::Verdict;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks};
-use super::tls::{Received, Tls, Upper};
+use super::tls::{Received, Tls};
 use super::topics::Topics;
-use super::{deflate, receive, upgrade};
+use super::{deflate, receive};
 use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
@@ -699,69 +699,6 @@ impl<H: Handler> Worker<H> {
     fn publish_stats(&mut self) {
         self.stats
             .publish(self.conns.len(), &mut self.shared.counters);
-    }
-}
-
-/// Where a TLS connection's plaintext goes: the connection's phase.
-struct Plaintext<'a, H: Handler> {
-    handler: &'a mut H,
-    shared: &'a mut Shared<H::Data>,
-    inflated: &'a mut InflateBuffer,
-    upgraded: &'a mut Vec<usize>,
-    conn: &'a mut Conn<H::Data>,
-}
-
-impl<H: Handler> Upper for Plaintext<'_, H> {
-    fn pool(&mut self) -> &mut BufferPool {
-        &mut self.shared.pool
-    }
-
-    fn deliver(&mut self, plain: &mut [u8]) {
-        deliver(
-            self.handler,
-            self.shared,
-            self.inflated,
-            self.upgraded,
-            self.conn,
-            plain,
-        );
-    }
-}
-
-/// Hands bytes (plaintext) to the phase of the connection.
-/// `upgraded` collects the connections whose upgrade it completed.
-fn deliver<H: Handler>(
-    handler: &mut H,
-    shared: &mut Shared<H::Data>,
-    inflated: &mut InflateBuffer,
-    upgraded: &mut Vec<usize>,
-    conn: &mut Conn<H::Data>,
-    data: &mut [u8],
-) {
-    match conn.link.phase() {
-        Phase::Handshake => {
-            let upgrades = shared.counters.upgraded;
-            upgrade::received(handler, shared, inflated, conn, data);
-            if shared.counters.upgraded != upgrades {
-                upgraded.push(conn.link.key());
-            }
-        }
-        Phase::Open | Phase::Closing => {
-            let now = shared.now_ms;
-            let verdict = conn
-                .link
-                .limiter()
-                .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
-            receive::rate_verdict(&mut conn.link, shared, verdict);
-            if conn.link.reading_paused() {
-                // Read before the pause took effect: after what is held.
-                conn.link.hold_bytes(data);
-            } else {
-                receive::frames(handler, shared, inflated, conn, data);
-            }
-        }
-        // After the close handshake, whatever the peer sends is discarded.
-        Phase::Ended => {}
     }
 }
 

@@ -1,0 +1,75 @@
+//! Received bytes (over TLS: the plaintext of each record) handed to the
+//! connection's phase: the upgrade while in the HTTP phase, else the frames,
+//! after the rate limit's byte check.
+
+use super::conn::{Conn, Phase};
+use super::handler::Handler;
+use super::outbox::BufferPool;
+use super::ratelimit::Verdict;
+use super::shared::Shared;
+use super::tls::Upper;
+use super::{receive, upgrade};
+use crate::proto::session::InflateBuffer;
+
+/// Where a TLS connection's plaintext goes: the connection's phase.
+pub(crate) struct Plaintext<'a, H: Handler> {
+    pub handler: &'a mut H,
+    pub shared: &'a mut Shared<H::Data>,
+    pub inflated: &'a mut InflateBuffer,
+    pub upgraded: &'a mut Vec<usize>,
+    pub conn: &'a mut Conn<H::Data>,
+}
+
+impl<H: Handler> Upper for Plaintext<'_, H> {
+    fn pool(&mut self) -> &mut BufferPool {
+        &mut self.shared.pool
+    }
+
+    fn deliver(&mut self, plain: &mut [u8]) {
+        deliver(
+            self.handler,
+            self.shared,
+            self.inflated,
+            self.upgraded,
+            self.conn,
+            plain,
+        );
+    }
+}
+
+/// Hands bytes (plaintext) to the phase of the connection.
+/// `upgraded` collects the connections whose upgrade it completed.
+pub(crate) fn deliver<H: Handler>(
+    handler: &mut H,
+    shared: &mut Shared<H::Data>,
+    inflated: &mut InflateBuffer,
+    upgraded: &mut Vec<usize>,
+    conn: &mut Conn<H::Data>,
+    data: &mut [u8],
+) {
+    match conn.link.phase() {
+        Phase::Handshake => {
+            let upgrades = shared.counters.upgraded;
+            upgrade::received(handler, shared, inflated, conn, data);
+            if shared.counters.upgraded != upgrades {
+                upgraded.push(conn.link.key());
+            }
+        }
+        Phase::Open | Phase::Closing => {
+            let now = shared.now_ms;
+            let verdict = conn
+                .link
+                .limiter()
+                .map_or(Verdict::Within, |l| l.bytes(now, data.len()));
+            receive::rate_verdict(&mut conn.link, shared, verdict);
+            if conn.link.reading_paused() {
+                // Read before the pause took effect: after what is held.
+                conn.link.hold_bytes(data);
+            } else {
+                receive::frames(handler, shared, inflated, conn, data);
+            }
+        }
+        // After the close handshake, whatever the peer sends is discarded.
+        Phase::Ended => {}
+    }
+}
