@@ -40,6 +40,17 @@ impl Backoff {
     }
 }
 
+/// The log level of a failure to reach Redis: loud for the first of an outage,
+/// quiet for the retries after it (`failing` says an outage is under way; the
+/// caller clears it once Redis answers again).
+pub(crate) fn outage_log_level(failing: &mut bool) -> log::Level {
+    if std::mem::replace(failing, true) {
+        log::Level::Debug
+    } else {
+        log::Level::Warn
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use ringws::PreparedMessage;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, outage_log_level};
 use crate::cluster::{self, Addr, SlotMap};
 use crate::envelope;
 use crate::{Counters, Settings};
@@ -378,11 +378,7 @@ impl Publisher {
             Err(e) => {
                 let delay = self.backoff.delay();
                 // Loud once per outage, then quiet until it is over.
-                let level = if std::mem::replace(&mut self.failing, true) {
-                    log::Level::Debug
-                } else {
-                    log::Level::Warn
-                };
+                let level = outage_log_level(&mut self.failing);
                 log::log!(
                     level,
                     "ringws-redis: cannot reach {} to publish ({e}); retrying with backoff",

@@ -202,22 +202,7 @@ fn a_redis_restart_is_survived_and_delivery_resumes(backend: BackendKind) {
     // B may have got some of what A queued during the outage (at most once,
     // in order), then "after".
     for c in on_b.iter_mut() {
-        let mut next_during = 0;
-        loop {
-            match c.msg() {
-                Msg::Text(t) if t == "after" => break,
-                Msg::Text(t) => {
-                    let i: usize = t
-                        .strip_prefix("during ")
-                        .unwrap_or_else(|| panic!("unexpected {t:?}"))
-                        .parse()
-                        .unwrap();
-                    assert!(i >= next_during, "during {i} twice or out of order");
-                    next_during = i + 1;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        during_at_most_once_then_after(c);
     }
     // And the other way.
     b.publish(TOPIC, Message::Text("back"));
@@ -232,6 +217,27 @@ fn a_redis_restart_is_survived_and_delivery_resumes(backend: BackendKind) {
     let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
     assert!(sa.reconnects >= 2, "{sa:?}");
     assert!(sb.reconnects >= 1, "{sb:?}");
+}
+
+/// Reads `c` up to "after": before it, any of the "during N" messages
+/// published in an outage, each at most once and in order.
+fn during_at_most_once_then_after(c: &mut Client) {
+    let mut next_during = 0;
+    loop {
+        match c.msg() {
+            Msg::Text(t) if t == "after" => return,
+            Msg::Text(t) => {
+                let i: usize = t
+                    .strip_prefix("during ")
+                    .unwrap_or_else(|| panic!("unexpected {t:?}"))
+                    .parse()
+                    .unwrap();
+                assert!(i >= next_during, "during {i} twice or out of order");
+                next_during = i + 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 fn redis_unreachable_at_start_serves_locally_then_joins(backend: BackendKind) {
@@ -600,22 +606,7 @@ fn sharded_on_a_cluster_a_restarted_shard_resumes_delivery(backend: BackendKind)
     // B may have got some of what A published during the outage (at most
     // once, in order), then "after".
     for c in on_b.iter_mut() {
-        let mut next_during = 0;
-        loop {
-            match c.msg() {
-                Msg::Text(t) if t == "after" => break,
-                Msg::Text(t) => {
-                    let i: usize = t
-                        .strip_prefix("during ")
-                        .unwrap_or_else(|| panic!("unexpected {t:?}"))
-                        .parse()
-                        .unwrap();
-                    assert!(i >= next_during, "during {i} twice or out of order");
-                    next_during = i + 1;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        during_at_most_once_then_after(c);
     }
     // And the other way, on every shard.
     for (topic, _) in &topics {
