@@ -248,7 +248,13 @@ impl Io for Sockets {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-        outcome(stream.write_vectored(&slices[..count]), offered)
+        // One slice (the common case: a turn's frames staged together) goes by
+        // send(2), which skips writev's vector import.
+        let result = match &slices[..count] {
+            [one] => stream.write(one),
+            many => stream.write_vectored(many),
+        };
+        outcome(result, offered)
     }
 
     /// One vectored write of header and payload, from where they lie.
