@@ -216,8 +216,16 @@ impl BufRing {
             return Err(io::Error::last_os_error());
         }
         // Zeroed memory from the allocator is lazily mapped: only the buffers of
-        // the hot set ever become resident.
-        let data = vec![0u8; usize::from(count) * size].into_boxed_slice();
+        // the hot set ever become resident. The smallest hot set (the first
+        // buffers handed out) is faulted in now: a fixed cost per worker, not
+        // page faults on the receive path.
+        let mut data = vec![0u8; usize::from(count) * size].into_boxed_slice();
+        let first = (Self::MIN_HOT.div_ceil(size).max(1) * size).min(data.len());
+        for page in data[..first].chunks_mut(4096) {
+            // SAFETY: a volatile write of a zero byte to memory this function owns,
+            // so the compiler cannot drop the store to a (lazily) zeroed page.
+            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+        }
         let mut ring_buf = Self {
             entries: ptr.cast(),
             entries_len,
