@@ -214,7 +214,8 @@ impl Sockets {
                 drop(stream);
                 continue;
             };
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY comes from the listener (Linux copies it to accepted
+            // sockets): no setsockopt per connection.
             if let Err(e) = self.registry.register(
                 &mut stream,
                 Token(key),
