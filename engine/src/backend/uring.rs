@@ -420,31 +420,54 @@ struct Delivery {
     holdable: bool,
 }
 
-/// A connection's side of the ring, indexed by the worker's slab key.
+/// A connection's side of the ring, indexed by the worker's slab key: 16
+/// bytes (its states are bits of one byte), since there is one per connection.
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
     /// Index in the fixed-file table.
     fixed: u32,
     generation: u32,
-    /// A connection holds the slot (a released slot keeps only its generation,
-    /// and must never be armed: its `fixed` index may belong to another).
-    in_use: bool,
-    /// Multishot receive armed.
-    receiving: bool,
-    /// Not to be re-armed: the rate limit paused reading.
-    paused: bool,
-    /// Re-arm the receive at the end of this turn (it ended without error,
-    /// e.g. ENOBUFS).
-    rearm: bool,
     /// A send in flight (its SendBuf index + 1; 0 for none).
     send: u32,
+    /// [`Slot::IN_USE`] and the other states.
+    states: u8,
+}
+
+impl Slot {
+    /// A connection holds the slot (a released slot keeps only its generation,
+    /// and must never be armed: its `fixed` index may belong to another).
+    const IN_USE: u8 = 1;
+    /// Multishot receive armed.
+    const RECEIVING: u8 = 1 << 1;
+    /// Not to be re-armed: the rate limit paused reading.
+    const PAUSED: u8 = 1 << 2;
     /// A shutdown in flight. It may run later on a kernel worker and look the
-    /// fixed slot up only then, so the close waits for it: otherwise it could hit
-    /// a new connection accepted into the freed slot.
-    shutting: bool,
-    closing: bool,
-    close_submitted: bool,
-    closed: bool,
+    /// fixed slot up only then, so the close waits for it: otherwise it could
+    /// hit a new connection accepted into the freed slot.
+    const SHUTTING: u8 = 1 << 3;
+    const CLOSING: u8 = 1 << 4;
+    const CLOSE_SUBMITTED: u8 = 1 << 5;
+    const CLOSED: u8 = 1 << 6;
+
+    /// Whether any of `states` is set.
+    fn is(&self, state: u8) -> bool {
+        self.states & state != 0
+    }
+
+    fn set(&mut self, state: u8, on: bool) {
+        if on {
+            self.states |= state;
+        } else {
+            self.states &= !state;
+        }
+    }
+
+    /// Clears `state`, returning whether it was set.
+    fn take(&mut self, state: u8) -> bool {
+        let was = self.is(state);
+        self.set(state, false);
+        was
+    }
 }
 
 /// A sockaddr buffer for the peer-name request of an accepted connection.
@@ -679,11 +702,10 @@ impl Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if !slot.in_use || slot.receiving || slot.closing || slot.paused {
+        if !slot.is(Slot::IN_USE) || slot.is(Slot::RECEIVING | Slot::CLOSING | Slot::PAUSED) {
             return;
         }
-        slot.receiving = true;
-        slot.rearm = false;
+        slot.set(Slot::RECEIVING, true);
         let entry = opcode::RecvMulti::new(Fixed(slot.fixed), BUFFER_GROUP)
             .build()
             .user_data(Tag::conn(Op::Recv, slot.generation, key).encode());
@@ -706,14 +728,14 @@ impl Ring {
             Op::Send => self.sent(worker, buffers, key, tag.generation, result),
             Op::Close => {
                 if let Some(slot) = self.live_slot(key, tag.generation) {
-                    slot.closed = true;
+                    slot.set(Slot::CLOSED, true);
                 }
                 self.try_release(worker, key);
             }
             Op::Shutdown => {
                 if let Some(slot) = self.live_slot(key, tag.generation) {
-                    slot.shutting = false;
-                    if slot.closing {
+                    slot.set(Slot::SHUTTING, false);
+                    if slot.is(Slot::CLOSING) {
                         self.submit_close(key);
                     }
                 }
@@ -800,7 +822,7 @@ impl Ring {
         *slot = Slot {
             fixed: peer.fixed,
             generation,
-            in_use: true,
+            states: Slot::IN_USE,
             ..Slot::default()
         };
         self.arm_recv(key);
@@ -845,7 +867,7 @@ impl Ring {
         }
         let slot = &mut self.slots[key];
         if !more {
-            slot.receiving = false;
+            slot.set(Slot::RECEIVING, false);
         }
         match result {
             0 => worker.on_hangup(key, Hangup::Eof),
@@ -885,7 +907,7 @@ impl Ring {
         };
         let offered = buf.offered;
         let written = usize::try_from(result).unwrap_or(0);
-        let closing = self.slots[key].closing;
+        let closing = self.slots[key].is(Slot::CLOSING);
         let direct = buf.held.is_some();
         if let Some(bid) = buf.held.take() {
             if result >= 0 && written < offered && !closing {
@@ -955,10 +977,10 @@ impl Ring {
     /// Closes the direct descriptor once no shutdown on it is in flight.
     fn submit_close(&mut self, key: usize) {
         let slot = &mut self.slots[key];
-        if slot.shutting || slot.close_submitted {
+        if slot.is(Slot::SHUTTING | Slot::CLOSE_SUBMITTED) {
             return;
         }
-        slot.close_submitted = true;
+        slot.set(Slot::CLOSE_SUBMITTED, true);
         let entry = opcode::Close::new(Fixed(slot.fixed))
             .build()
             .user_data(Tag::conn(Op::Close, slot.generation, key).encode());
@@ -970,7 +992,8 @@ impl Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.closing && slot.closed && !slot.receiving && !slot.shutting && slot.send == 0 {
+        let done = slot.states & (Slot::CLOSING | Slot::CLOSED | Slot::RECEIVING | Slot::SHUTTING);
+        if done == Slot::CLOSING | Slot::CLOSED && slot.send == 0 {
             *slot = Slot {
                 generation: slot.generation.wrapping_add(1) & Tag::GENERATION_MASK,
                 ..Slot::default()
@@ -991,7 +1014,7 @@ impl Io for Ring {
         let Some(&slot) = self.slots.get(key) else {
             return Written::Failed;
         };
-        if slot.send != 0 || slot.closing {
+        if slot.send != 0 || slot.is(Slot::CLOSING) {
             return Written::Later;
         }
         // The worker sealed the staged bytes (`writes_later`): later sends
@@ -1035,7 +1058,7 @@ impl Io for Ring {
         let delivery = self.delivering.as_mut()?;
         let start = payload.as_ptr() as usize;
         let inside = start >= delivery.start && start + payload.len() <= delivery.end;
-        if !inside || !delivery.holdable || slot.send != 0 || slot.closing {
+        if !inside || !delivery.holdable || slot.send != 0 || slot.is(Slot::CLOSING) {
             return None;
         }
         delivery.sends += 1;
@@ -1067,10 +1090,10 @@ impl Io for Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.shutting || slot.closing {
+        if slot.is(Slot::SHUTTING | Slot::CLOSING) {
             return;
         }
-        slot.shutting = true;
+        slot.set(Slot::SHUTTING, true);
         let entry = opcode::Shutdown::new(Fixed(slot.fixed), libc::SHUT_WR)
             .build()
             .user_data(Tag::conn(Op::Shutdown, slot.generation, key).encode());
@@ -1083,11 +1106,11 @@ impl Io for Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return true;
         };
-        if slot.closing {
+        if slot.is(Slot::CLOSING) {
             return false;
         }
-        slot.closing = true;
-        let (generation, receiving) = (slot.generation, slot.receiving);
+        slot.set(Slot::CLOSING, true);
+        let (generation, receiving) = (slot.generation, slot.is(Slot::RECEIVING));
         if receiving {
             let target = Tag::conn(Op::Recv, generation, key).encode();
             self.push(
@@ -1106,11 +1129,11 @@ impl Io for Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.paused || slot.closing {
+        if slot.is(Slot::PAUSED | Slot::CLOSING) {
             return;
         }
-        slot.paused = true;
-        if slot.receiving {
+        slot.set(Slot::PAUSED, true);
+        if slot.is(Slot::RECEIVING) {
             let target = Tag::conn(Op::Recv, slot.generation, key).encode();
             self.push(
                 opcode::AsyncCancel::new(target)
@@ -1124,7 +1147,7 @@ impl Io for Ring {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if std::mem::take(&mut slot.paused) {
+        if slot.take(Slot::PAUSED) {
             self.arm_recv(key);
         }
     }
@@ -1241,5 +1264,20 @@ mod tests {
             Tag::conn(Op::Recv, 2, 3).encode()
         );
         assert_eq!(Tag::decode(0), None, "no operation 0");
+    }
+
+    #[test]
+    fn slot_states_are_bits_of_one_byte() {
+        let mut slot = Slot::default();
+        slot.set(Slot::CLOSING, true);
+        slot.set(Slot::CLOSED, true);
+        assert!(slot.is(Slot::CLOSING | Slot::RECEIVING));
+        assert!(!slot.is(Slot::RECEIVING | Slot::SHUTTING));
+        assert!(!slot.take(Slot::PAUSED));
+        slot.set(Slot::PAUSED, true);
+        assert!(slot.take(Slot::PAUSED) && !slot.is(Slot::PAUSED));
+        slot.set(Slot::CLOSING, false);
+        assert_eq!(slot.states, Slot::CLOSED);
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
     }
 }

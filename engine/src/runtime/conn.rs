@@ -36,6 +36,46 @@ const DIRECT_MIN: usize = 16 << 10;
 /// Longest frame header of the server role: 2 bytes, 8 of length, no mask.
 const MAX_HEADER: usize = 10;
 
+/// A socket address in 24 bytes (a `SocketAddr` takes 32): the IPv4 address
+/// mapped into IPv6 form, the port and the scope; the flow label, which a
+/// server never uses, is not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerAddr {
+    ip: [u8; 16],
+    scope_id: u32,
+    port: u16,
+    v6: bool,
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(v4) => Self {
+                ip: v4.ip().to_ipv6_mapped().octets(),
+                scope_id: 0,
+                port: v4.port(),
+                v6: false,
+            },
+            SocketAddr::V6(v6) => Self {
+                ip: v6.ip().octets(),
+                scope_id: v6.scope_id(),
+                port: v6.port(),
+                v6: true,
+            },
+        }
+    }
+}
+
+impl From<PeerAddr> for SocketAddr {
+    fn from(peer: PeerAddr) -> Self {
+        let ip = std::net::Ipv6Addr::from(peer.ip);
+        match ip.to_ipv4_mapped() {
+            Some(v4) if !peer.v6 => SocketAddr::new(v4.into(), peer.port),
+            _ => std::net::SocketAddrV6::new(ip, peer.port, 0, peer.scope_id).into(),
+        }
+    }
+}
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -75,7 +115,8 @@ pub(crate) struct LocalClose {
 #[derive(Debug)]
 pub(crate) struct Link<U> {
     pub id: ConnId,
-    pub peer: SocketAddr,
+    /// The peer's address (the client's, after a PROXY header).
+    peer: PeerAddr,
     pub outbox: Outbox,
     /// The WebSocket protocol state: close handshake, permessage-deflate.
     pub session: Session,
@@ -132,7 +173,7 @@ impl<U> Link<U> {
     pub fn new(id: ConnId, peer: SocketAddr) -> Self {
         Self {
             id,
-            peer,
+            peer: PeerAddr::from(peer),
             outbox: Outbox::default(),
             session: Session::new(),
             phase: Phase::Handshake,
@@ -148,6 +189,16 @@ impl<U> Link<U> {
 
     pub fn key(&self) -> usize {
         self.id.key()
+    }
+
+    /// The peer's address (the client's, after a PROXY header).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer.into()
+    }
+
+    /// Replaces the peer's address with the one a PROXY header gave.
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = PeerAddr::from(peer);
     }
 
     pub fn phase(&self) -> Phase {
@@ -738,6 +789,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn peer_addresses_survive_the_compact_form() {
+        for addr in [
+            "127.0.0.1:40000",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:9001",
+            "[::ffff:10.0.0.1]:80",
+            "[2001:db8::7]:443",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(SocketAddr::from(PeerAddr::from(addr)), addr, "{addr}");
+        }
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            8080,
+            0,
+            3,
+        ));
+        assert_eq!(SocketAddr::from(PeerAddr::from(scoped)), scoped);
+        assert_eq!(std::mem::size_of::<PeerAddr>(), 24);
+    }
+
+    #[test]
     fn connection_state_is_small() {
         // The whole per-connection state of an idle connection, besides the
         // kernel's socket; the goal is under 512 bytes including allocator
@@ -750,6 +824,6 @@ mod tests {
             std::mem::size_of::<Session>(),
             std::mem::size_of::<Decoder>()
         );
-        assert!(size <= 224, "{size}");
+        assert!(size <= 216, "{size}");
     }
 }

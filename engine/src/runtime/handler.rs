@@ -90,7 +90,7 @@ impl<U> fmt::Debug for WebSocket<'_, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
             .field("id", &self.link.id)
-            .field("peer", &self.link.peer)
+            .field("peer", &self.link.peer())
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +123,7 @@ impl<'a, U> WebSocket<'a, U> {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.link.peer
+        self.link.peer()
     }
 
     /// The connection's data.

@@ -111,12 +111,12 @@ fn read_proxy_header<U>(shared: &mut Shared<U>, link: &mut Link<U>, buf: &[u8]) 
         Ok(Some((header, consumed))) => {
             link.proxy = ProxyExpected::No;
             if let ProxyHeader::Proxied { source, .. } = header {
-                link.peer = source;
+                link.set_peer(source);
             }
             ProxyRead::Done(consumed)
         }
         Err(why) => {
-            log::debug!("connection {} from {} closed: {why}", link.id, link.peer);
+            log::debug!("connection {} from {} closed: {why}", link.id, link.peer());
             shared.counters.proxy_refused += 1;
             // No HTTP answer: the peer is not speaking HTTP to us, or is not
             // who it claims to be.
@@ -168,7 +168,7 @@ fn accept<H: Handler>(
         .deflate
         .as_ref()
         .and_then(|offer| crate::proto::deflate::negotiate(request.extensions(), offer));
-    let (data, protocol, headers, rate_limit) = match handler.on_upgrade(request, link.peer) {
+    let (data, protocol, headers, rate_limit) = match handler.on_upgrade(request, link.peer()) {
         Upgrade::Accept {
             data,
             protocol,
