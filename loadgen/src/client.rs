@@ -25,6 +25,8 @@ use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use ringws::rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::series::{self, Recorder, Sample};
+
 /// Where to connect.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -139,6 +141,9 @@ pub struct Plan {
     /// When the measured phase ends (after the ramp).
     pub hold: Duration,
     pub connect_timeout: Duration,
+    /// After the ramp, the share of this thread's connections closed (with a
+    /// closing handshake) and opened anew each second (`--churn`, 0: none).
+    pub churn: f64,
     /// A hard stop for the whole run.
     pub deadline: Instant,
     pub epoch: Instant,
@@ -235,6 +240,13 @@ pub struct Report {
     pub ramp_secs: f64,
     /// Broadcast: the exactly-once check and the figures per node.
     pub fanout: Fanout,
+    /// Connections closed and reopened on purpose (`--churn`), each after a
+    /// full closing handshake.
+    pub churned: u64,
+    /// Per-second samples of the whole run (ramp and drain included).
+    pub series: Vec<Sample>,
+    /// This thread's current second.
+    pub(crate) rec: Recorder,
     /// Inside the measured window (after the ramp, before the drain): only then
     /// are messages and latencies counted.
     measuring: bool,
@@ -272,8 +284,8 @@ impl Fanout {
     fn new() -> Self {
         Self {
             published_total: 0,
-            latency_local: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            latency_remote: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency_local: series::histogram(),
+            latency_remote: series::histogram(),
             messages_local: 0,
             messages_remote: 0,
             heard_local: 0,
@@ -338,9 +350,9 @@ impl Report {
         Self {
             connected: 0,
             failures: [0; 6],
-            handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            tls_handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            handshake: series::histogram(),
+            tls_handshake: series::histogram(),
+            latency: series::histogram(),
             messages: 0,
             bytes: 0,
             mismatches: 0,
@@ -356,6 +368,9 @@ impl Report {
             ramp: Vec::new(),
             ramp_secs: 0.0,
             fanout: Fanout::new(),
+            churned: 0,
+            series: Vec::new(),
+            rec: Recorder::default(),
             measuring: false,
         }
     }
@@ -383,11 +398,25 @@ impl Report {
         self.going_away_unanswered += other.going_away_unanswered;
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
         self.fanout.merge(&other.fanout);
+        self.churned += other.churned;
+        series::merge(&mut self.series, &other.series);
     }
 
     fn fail(&mut self, why: Failure, live: &Live) {
         self.failures[FAILURES.iter().position(|(f, _)| *f == why).unwrap_or(5)] += 1;
+        self.rec.now.failures += 1;
         live.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mismatch(&mut self) {
+        self.mismatches += 1;
+        self.rec.now.mismatches += 1;
+    }
+
+    fn record_latency(&mut self, micros: u64) {
+        let v = micros.clamp(series::LOW, series::HIGH);
+        let _ = self.latency.record(v);
+        let _ = self.rec.latency.record(v);
     }
 }
 
@@ -396,6 +425,9 @@ enum Phase {
     Connecting,
     Upgrading,
     Open,
+    /// Closed by us on purpose (`--churn`) at this time; awaiting the
+    /// server's close.
+    Closing(Instant),
 }
 
 struct Conn {
@@ -451,6 +483,8 @@ pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     if let Err(e) = run_inner(&plan, &live, &mut report) {
         eprintln!("loadgen: client thread failed: {e}");
     }
+    report.rec.roll(plan.epoch.elapsed().as_secs());
+    report.series = std::mem::take(&mut report.rec).finish();
     report
 }
 
@@ -471,9 +505,15 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut last_sample = Instant::now();
     let mut next_source = 0usize;
     let mut draining: Option<Instant> = None;
+    // --churn: connections closed on purpose and to be opened anew, the
+    // fraction of one still owed, and where the next pick starts.
+    let mut reopen = 0usize;
+    let mut churn_owed = 0f64;
+    let mut churn_cursor = 0usize;
 
     loop {
         let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
         if now >= plan.deadline || live.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -525,7 +565,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         } else {
             plan.connections
         };
-        while started < plan.connections.min(due) {
+        // Churned connections are replaced at once (they count past the plan).
+        while started < plan.connections.min(due) + reopen && draining.is_none() {
             started += 1;
             let source = plan
                 .sources
@@ -592,6 +633,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             return Err(e);
         }
         let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
         for event in events.iter() {
             let key = event.token().0;
             let Some(conn) = conns.get_mut(key) else {
@@ -648,6 +690,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 Workload::Ping { every } => {
                     if conn.ping_outstanding {
                         report.missed_pongs += 1;
+                        report.rec.now.missed += 1;
                     }
                     let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
                     if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
@@ -655,6 +698,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     }
                     conn.ping_outstanding = true;
                     report.pings += 1;
+                    report.rec.now.pings += 1;
                     schedule.push(Reverse((at + *every, key)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
@@ -664,6 +708,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     payload[8..16].copy_from_slice(&report.fanout.published_total.to_be_bytes());
                     payload[16..20].copy_from_slice(BROADCAST_MARK);
                     report.fanout.published_total += 1;
+                    report.rec.now.published += 1;
                     conn.session
                         .message(&mut endpoint, OpCode::Binary, &payload, false)
                         .write_to(&mut conn.tx.out);
@@ -684,17 +729,67 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             last_sample = now;
             let expired: Vec<usize> = conns
                 .iter()
-                .filter(|(_, c)| c.phase != Phase::Open && now - c.started > plan.connect_timeout)
+                .filter(|(_, c)| match c.phase {
+                    Phase::Connecting | Phase::Upgrading => now - c.started > plan.connect_timeout,
+                    Phase::Closing(since) => now - since > plan.connect_timeout,
+                    Phase::Open => false,
+                })
                 .map(|(k, _)| k)
                 .collect();
             for key in expired {
-                report.fail(Failure::Timeout, live);
-                if let Some(mut conn) = conns.try_remove(key) {
-                    let _ = poll.registry().deregister(&mut conn.stream);
+                let Some(mut conn) = conns.try_remove(key) else {
+                    continue;
+                };
+                let _ = poll.registry().deregister(&mut conn.stream);
+                if matches!(conn.phase, Phase::Closing(_)) {
+                    // The server never answered our close: the connection is lost.
+                    report.dropped += 1;
+                    report.rec.now.dropped += 1;
+                    report.lost += conn.tx.inflight.len() as u64;
+                    live.open.fetch_sub(1, Ordering::Relaxed);
+                    report.rec.open = report.rec.open.saturating_sub(1);
+                } else {
+                    report.fail(Failure::Timeout, live);
+                }
+            }
+            // --churn: close a share of the open connections (a closing
+            // handshake each: what they were owed still arrives) and open as
+            // many anew.
+            if plan.churn > 0.0 && ramp_done.is_some() && draining.is_none() {
+                churn_owed += plan.churn * plan.connections as f64 * 0.1;
+                let n = churn_owed as usize;
+                churn_owed -= n as f64;
+                let picked: Vec<usize> = conns
+                    .iter()
+                    .filter(|(k, c)| *k >= churn_cursor && c.phase == Phase::Open)
+                    .chain(
+                        conns
+                            .iter()
+                            .filter(|(k, c)| *k < churn_cursor && c.phase == Phase::Open),
+                    )
+                    .map(|(k, _)| k)
+                    .take(n)
+                    .collect();
+                for key in picked {
+                    let Some(conn) = conns.get_mut(key) else {
+                        continue;
+                    };
+                    churn_cursor = key + 1;
+                    if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
+                        close.write_to(&mut conn.tx.out);
+                    }
+                    conn.phase = Phase::Closing(now);
+                    conn.tx.stopped = true;
+                    reopen += 1;
+                    if flush(conn).is_err() {
+                        // Broken before the close went out: lost, not churned.
+                        conn.phase = Phase::Open;
+                        close_conn(&mut conns, key, &poll, report, live);
+                    }
                 }
             }
             let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count();
-            if ramp_done.is_none() && started == plan.connections && open == conns.len() {
+            if ramp_done.is_none() && started >= plan.connections && open == conns.len() {
                 ramp_done = Some(now);
                 report.measuring = true;
             }
@@ -704,6 +799,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // The end: count the living, close everyone politely.
     let broadcast = matches!(plan.workload, Workload::Broadcast { .. });
     for (_, conn) in conns.iter_mut() {
+        if let Phase::Closing(_) = conn.phase {
+            // Churned, its close not answered by the end.
+            report.lost += conn.tx.inflight.len() as u64;
+            continue;
+        }
         if conn.phase != Phase::Open {
             continue;
         }
@@ -909,9 +1009,11 @@ fn read_conn(
             report.connected += 1;
             report.ramp_secs = (now - plan.epoch).as_secs_f64();
             live.open.fetch_add(1, Ordering::Relaxed);
-            let _ = report
-                .handshake
-                .record((now - conn.started).as_micros().max(1) as u64);
+            let took = ((now - conn.started).as_micros() as u64).clamp(series::LOW, series::HIGH);
+            let _ = report.handshake.record(took);
+            report.rec.now.connects += 1;
+            report.rec.open += 1;
+            let _ = report.rec.handshake.record(took);
             on_open(key, conn, plan, schedule, now);
             if flush(conn).is_err() {
                 return false;
@@ -972,6 +1074,7 @@ fn read_conn(
                 Inbound::Pong(_) => {
                     *ping_outstanding = false;
                     report.pongs += 1;
+                    report.rec.now.pongs += 1;
                 }
                 Inbound::Ping(_) => {}
                 // Nothing is decoded after a close: answered, the connection ends.
@@ -1066,19 +1169,19 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
         report.messages += 1;
         report.bytes += payload.len() as u64;
     }
+    report.rec.now.messages += 1;
+    report.rec.now.bytes += payload.len() as u64;
     live.messages.fetch_add(1, Ordering::Relaxed);
     match &plan.workload {
         Workload::Echo { rate, payloads, .. } => {
             let Some((variant, intended)) = tx.inflight.pop_front() else {
-                report.mismatches += 1;
+                report.mismatch();
                 return;
             };
             if payloads.payloads[variant as usize] != payload {
-                report.mismatches += 1;
+                report.mismatch();
             }
-            let _ = report
-                .latency
-                .record((now - intended).as_micros().max(1) as u64);
+            report.record_latency((now - intended).as_micros() as u64);
             if rate.is_none() && !tx.stopped {
                 send_echo(tx, payloads, now);
             }
@@ -1086,9 +1189,10 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
         Workload::Broadcast { .. } => {
             let Some((sent, seq)) = probe else { return };
             let at = (now - plan.epoch).as_micros() as u64;
+            let latency = at.saturating_sub(sent).clamp(series::LOW, series::HIGH);
+            let _ = report.rec.latency.record(latency);
             let f = &mut report.fanout;
             if measuring {
-                let latency = at.saturating_sub(sent).max(1);
                 let _ = report.latency.record(latency);
                 if rx.node == 0 {
                     let _ = f.latency_local.record(latency);
@@ -1138,11 +1242,23 @@ fn close_conn(
                 report.going_away += 1;
                 report.going_away_unanswered += conn.tx.inflight.len() as u64;
                 live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
             }
             Phase::Open => {
                 report.dropped += 1;
+                report.rec.now.dropped += 1;
                 report.lost += conn.tx.inflight.len() as u64;
                 live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
+            }
+            // A churned connection: closed by us, answered by the server's close
+            // (the echoes it owed came before that, so none should be left).
+            Phase::Closing(_) => {
+                report.churned += 1;
+                report.rec.now.churned += 1;
+                report.lost += conn.tx.inflight.len() as u64;
+                live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
             }
             _ if !conn.reported => report.fail(Failure::Reset, live),
             _ => {}
