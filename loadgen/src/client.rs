@@ -214,6 +214,8 @@ pub struct Report {
     pub tls_handshake: Histogram<u64>,
     /// Echo or broadcast latency, µs.
     pub latency: Histogram<u64>,
+    /// Hold: ping to pong round trip, µs.
+    pub pong_latency: Histogram<u64>,
     pub messages: u64,
     pub bytes: u64,
     pub mismatches: u64,
@@ -353,6 +355,7 @@ impl Report {
             handshake: series::histogram(),
             tls_handshake: series::histogram(),
             latency: series::histogram(),
+            pong_latency: series::histogram(),
             messages: 0,
             bytes: 0,
             mismatches: 0,
@@ -384,6 +387,7 @@ impl Report {
         let _ = self.handshake.add(&other.handshake);
         let _ = self.tls_handshake.add(&other.tls_handshake);
         let _ = self.latency.add(&other.latency);
+        let _ = self.pong_latency.add(&other.pong_latency);
         self.messages += other.messages;
         self.bytes += other.bytes;
         self.mismatches += other.mismatches;
@@ -1071,10 +1075,18 @@ fn read_conn(
             match received.inbound {
                 Inbound::Text(t) => on_message(tx, &mut rx, t.as_bytes(), false, report),
                 Inbound::Binary(b) => on_message(tx, &mut rx, b, true, report),
-                Inbound::Pong(_) => {
+                Inbound::Pong(stamp) => {
                     *ping_outstanding = false;
                     report.pongs += 1;
                     report.rec.now.pongs += 1;
+                    // Our pings carry their send time (µs since the epoch).
+                    if let Ok(sent) = <[u8; 8]>::try_from(stamp) {
+                        let at = (now - plan.epoch).as_micros() as u64;
+                        let rtt = at.saturating_sub(u64::from_be_bytes(sent));
+                        let rtt = rtt.clamp(series::LOW, series::HIGH);
+                        let _ = report.pong_latency.record(rtt);
+                        let _ = report.rec.latency.record(rtt);
+                    }
                 }
                 Inbound::Ping(_) => {}
                 // Nothing is decoded after a close: answered, the connection ends.

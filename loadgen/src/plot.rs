@@ -71,12 +71,13 @@ fn per_second_rate(area: &Area<'_>, outcomes: &[Outcome]) -> PlotResult {
     draw_lines(&mut chart, series)
 }
 
-/// p99 (thick) and p50 (thin) of each second, on a log axis: message latency,
-/// or for scenarios without messages, connect + upgrade.
+/// p99 (thick) and p50 (thin) of each second, on a log axis: message latency
+/// (hold: ping to pong), or for connect, connect + upgrade.
 fn per_second_latency(area: &Area<'_>, outcomes: &[Outcome]) -> PlotResult {
     let mut lines = Vec::new();
     for (i, o) in outcomes.iter().enumerate() {
-        let messages = !o.report.latency.is_empty();
+        // Echo, fan-out or (hold) ping-to-pong latency; else connect + upgrade.
+        let messages = !o.report.latency.is_empty() || !o.report.pong_latency.is_empty();
         let pick = |s: &crate::series::Sample, q: f64| {
             let h = if messages { &s.latency } else { &s.handshake };
             h.quantile(q).map(|v| (s.t as f64, v as f64 / 1000.0))

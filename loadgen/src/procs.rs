@@ -207,6 +207,7 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "handshake": hist_to_json(&r.handshake),
         "tls_handshake": hist_to_json(&r.tls_handshake),
         "latency": hist_to_json(&r.latency),
+        "pong_latency": hist_to_json(&r.pong_latency),
         "messages": r.messages,
         "bytes": r.bytes,
         "mismatches": r.mismatches,
@@ -252,6 +253,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.handshake = hist_from_json(&v["handshake"]);
     report.tls_handshake = hist_from_json(&v["tls_handshake"]);
     report.latency = hist_from_json(&v["latency"]);
+    report.pong_latency = hist_from_json(&v["pong_latency"]);
     report.messages = n("messages");
     report.bytes = n("bytes");
     report.mismatches = n("mismatches");

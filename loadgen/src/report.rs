@@ -121,6 +121,15 @@ impl Outcome {
                 r.pings, r.pongs, r.missed_pongs, r.live_at_end
             );
         }
+        if !r.pong_latency.is_empty() {
+            let h = &r.pong_latency;
+            println!(
+                "ping to pong: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                h.max() as f64 / 1000.0
+            );
+        }
         if r.published > 0 {
             // Every connection is a subscriber, the publisher included.
             let expected = r.published * r.connected;
@@ -323,6 +332,11 @@ impl Outcome {
                 "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
                 "p99": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.99) as f64 / 1000.0),
             },
+            "pong_ms": (!r.pong_latency.is_empty()).then(|| json!({
+                "p50": r.pong_latency.value_at_quantile(0.5) as f64 / 1000.0,
+                "p99": r.pong_latency.value_at_quantile(0.99) as f64 / 1000.0,
+                "max": r.pong_latency.max() as f64 / 1000.0,
+            })),
             "tls_handshake_ms": {
                 "p50": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.5) as f64 / 1000.0),
                 "p99": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.99) as f64 / 1000.0),

@@ -186,7 +186,8 @@ pub struct Sample {
     /// Connections open at the end of the second.
     pub open: u64,
     pub counts: Counts,
-    /// Message latency (echo round trip, fan-out delay) of the second, µs.
+    /// Message latency (echo round trip, fan-out delay; hold: ping to pong)
+    /// of the second, µs.
     pub latency: Sparse,
     /// Connect + upgrade time of the connections opened in the second, µs.
     pub handshake: Sparse,

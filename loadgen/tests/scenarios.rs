@@ -320,6 +320,9 @@ fn every_scenario_records_per_second_samples() {
     let pongs: u64 = series.iter().map(|s| s["pongs"].as_u64().unwrap()).sum();
     assert_eq!(pongs, v["pongs"].as_u64().unwrap());
     assert!(series.iter().any(|s| s["handshake_ms"]["p99"].is_number()));
+    // Pings carry their send time: the pong's round trip, in all and per second.
+    assert!(v["pong_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(series.iter().any(|s| s["latency_ms"]["p99"].is_number()));
 }
 
 #[test]
