@@ -152,7 +152,8 @@ struct Payload {
     /// Payload size in bytes (or the low end with --size-max).
     #[arg(short = 's', long, default_value_t = 20)]
     size: usize,
-    /// Spread payload sizes over size..=size-max.
+    /// Random payload sizes in size..=size-max (64 sizes spread over the range,
+    /// 16 above 64 KiB; each message picks one).
     #[arg(long)]
     size_max: Option<usize>,
     /// Text messages instead of binary.
@@ -698,11 +699,18 @@ fn echo_workload(e: &EchoArgs) -> Workload {
         .size_max
         .unwrap_or(e.payload.size)
         .max(e.payload.size);
+    // A range of sizes gets 64 of them (16 where they are large), each
+    // connection picking among them at random.
+    let variants = if max > e.payload.size && max <= 64 << 10 {
+        64
+    } else {
+        16
+    };
     let payloads = Arc::new(Payloads::new(
         e.payload.size,
         max,
         e.payload.text,
-        16,
+        variants,
         e.common.deflate,
     ));
     let rate = e.rate.map(|r| r / e.common.connections.max(1) as f64);
