@@ -224,7 +224,8 @@ done
 grep -q listening "$out/server.log" || die "server did not listen within 30 s: $(cat "$out/server.log")"
 server_line=$(grep listening "$out/server.log" | head -1)
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
+rss_kib() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 sockstat() { awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat; }
 mem_used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
 # Kernel slab memory in KiB (every cache: socket, inode, file and TCP objects

@@ -178,7 +178,8 @@ for ((i = 0; i < 300; i++)); do
 done
 grep -q listening "$out/server.log" || die "server did not listen within 30 s"
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
+rss_kib() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 gauge() { # the server's own count of its connections, or -1 if /metrics does not answer
   curl -s --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null \
@@ -251,10 +252,16 @@ while [ "$(date +%s)" -lt $((end - 3)) ]; do
   # the end (the end's RSS is measured with every client holding).
   if [ "$now" -ge "$next_kill" ] && [ "$kill_n" -gt 0 ] && [ $((now + ramp_secs + 15)) -lt "$end" ]; then
     next_kill=$((now + kill_every))
-    for ((k = 0; k < kill_n; k++)); do
-      i=$((RANDOM % clients))
+    # KILL different clients, of those running.
+    alive=()
+    for ((i = 0; i < clients; i++)); do
+      if [ "${client_alive[i]}" = 1 ] && kill -0 "${client_pid[i]}" 2>/dev/null; then alive+=("$i"); fi
+    done
+    for ((k = 0; k < kill_n && ${#alive[@]} > 0; k++)); do
+      j=$((RANDOM % ${#alive[@]}))
+      i=${alive[j]}
+      alive=("${alive[@]:0:j}" "${alive[@]:j+1}")
       pid=${client_pid[i]}
-      { [ "${client_alive[i]}" = 1 ] && kill -0 "$pid" 2>/dev/null; } || continue
       # Out of the job table first: no "Killed" notice from the shell.
       disown "$pid" 2>/dev/null || true
       kill -KILL "$pid"

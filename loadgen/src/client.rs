@@ -435,6 +435,8 @@ enum Phase {
 }
 
 struct Conn {
+    /// Tells this connection from an earlier one under the same slab key.
+    serial: u32,
     stream: TcpStream,
     /// `wss://`: the TLS session over `stream`; `tx.out` and reads are plaintext.
     tls: Option<Box<ClientConnection>>,
@@ -473,6 +475,9 @@ struct Tx {
     stopped: bool,
 }
 
+/// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
+type Schedule = BinaryHeap<Reverse<(Instant, usize, u32)>>;
+
 const READ_BUF: usize = 64 * 1024;
 
 /// Largest server frame and message (inflated too) the client accepts.
@@ -502,7 +507,10 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // Where compressed server messages are inflated.
     let mut inflated = InflateBuffer::new();
     // Scheduled sends (open loop) and pings: (due, key).
-    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut schedule: Schedule = BinaryHeap::new();
+    // Each connection's serial: a slab key is reused after a close, so what
+    // was scheduled for the old connection must not fire for the new one.
+    let mut next_serial = 0u32;
     let ramp_start = Instant::now();
     let mut started = 0usize;
     let mut ramp_done: Option<Instant> = None;
@@ -595,7 +603,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         }
                         None => None,
                     };
+                    next_serial = next_serial.wrapping_add(1);
                     entry.insert(Conn {
+                        serial: next_serial,
                         stream,
                         tls,
                         tls_done: false,
@@ -625,7 +635,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         }
 
         let mut timeout = Duration::from_millis(50);
-        if let Some(Reverse((at, _))) = schedule.peek() {
+        if let Some(Reverse((at, _, _))) = schedule.peek() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if started < plan.connections && plan.ramp_rate.is_finite() {
@@ -671,7 +681,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             }
         }
         // Scheduled work: open-loop sends, pings, publishes.
-        while let Some(&Reverse((at, key))) = schedule.peek() {
+        while let Some(&Reverse((at, key, serial))) = schedule.peek() {
             if at > now {
                 break;
             }
@@ -679,7 +689,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            if conn.phase != Phase::Open {
+            if conn.phase != Phase::Open || conn.serial != serial {
                 continue;
             }
             match &plan.workload {
@@ -689,7 +699,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     ..
                 } => {
                     send_echo(&mut conn.tx, payloads, at);
-                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
                 }
                 Workload::Ping { every } => {
                     if conn.ping_outstanding {
@@ -703,7 +717,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     conn.ping_outstanding = true;
                     report.pings += 1;
                     report.rec.now.pings += 1;
-                    schedule.push(Reverse((at + *every, key)));
+                    schedule.push(Reverse((at + *every, key, serial)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
                     let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
@@ -719,7 +733,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     if report.measuring {
                         report.published += 1;
                     }
-                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
                 }
                 _ => {}
             }
@@ -947,7 +965,7 @@ fn read_conn(
     plan: &Plan,
     report: &mut Report,
     live: &Live,
-    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    schedule: &mut Schedule,
     now: Instant,
 ) -> bool {
     loop {
@@ -1120,19 +1138,13 @@ fn read_conn(
     }
 }
 
-fn on_open(
-    key: usize,
-    conn: &mut Conn,
-    plan: &Plan,
-    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
-    now: Instant,
-) {
+fn on_open(key: usize, conn: &mut Conn, plan: &Plan, schedule: &mut Schedule, now: Instant) {
     match &plan.workload {
         Workload::Idle => {}
         Workload::Ping { every } => {
             // Spread the first pings over one interval.
             let offset = every.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key)));
+            schedule.push(Reverse((now + offset, key, conn.serial)));
         }
         Workload::Echo {
             in_flight,
@@ -1148,13 +1160,17 @@ fn on_open(
         } => {
             let period = Duration::from_secs_f64(1.0 / rate);
             let offset = period.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key)));
+            schedule.push(Reverse((now + offset, key, conn.serial)));
         }
         Workload::Broadcast {
             publishers, rate, ..
         } => {
             if key < *publishers {
-                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 / rate), key)));
+                schedule.push(Reverse((
+                    now + Duration::from_secs_f64(1.0 / rate),
+                    key,
+                    conn.serial,
+                )));
             }
         }
     }
