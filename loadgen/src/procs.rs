@@ -57,9 +57,22 @@ pub struct Child {
     json: PathBuf,
 }
 
+/// The parent's PID, for a child to notice that it is gone.
+const PARENT: &str = "LOADGEN_PARENT_PID";
+
 impl Child {
+    /// This process's part, if it is a `--procs` child. A child dies with its
+    /// parent (a parent killed mid-run leaves no child running).
     pub fn from_env() -> Option<Self> {
         let spec = std::env::var(CHILD).ok()?;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's own
+        // death signal.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        let parent = std::env::var(PARENT).ok().and_then(|p| p.parse::<u32>().ok());
+        if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+            // The parent died before the death signal was set.
+            std::process::exit(1);
+        }
         let (index, count) = spec.split_once('/')?;
         Some(Self {
             index: index.parse().ok()?,
@@ -104,6 +117,7 @@ pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Ou
             .env(CHILD, format!("{i}/{}", c.procs))
             .env(CHILD_JSON, &json)
             .env(EPOCH, epoch_ns.to_string())
+            .env(PARENT, std::process::id().to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
