@@ -39,6 +39,7 @@
 #   --out DIR            where logs, JSON, the plot and samples go (default
 #                        target/million/<mode>-<N>-<time>)
 #   --no-build           use the release binaries as they are
+#   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,7 @@ backend=${BACKEND:-io_uring}
 tune=${TUNE:-yes}
 out=${OUT:-}
 build=${BUILD:-1}
+profile=${PROFILE:-release}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -85,6 +87,7 @@ while [ $# -gt 0 ]; do
     --tune) tune=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
     --no-build) build=0 ;;
+    --debug) profile=debug ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) n=$1 ;;
@@ -100,6 +103,7 @@ case "$mode" in
 esac
 case "$backend" in io_uring|epoll) ;; *) die "--backend is io_uring or epoll, not '$backend'" ;; esac
 case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
+case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
 positive "$n" || die "N must be a whole number of connections, not '$n'"
 for v in ramp duration ping_interval rate every connect_timeout; do
   is_num "${!v}" || die "--${v//_/-} must be a number, not '${!v}'"
@@ -149,17 +153,18 @@ n_sources=$(($(ip_num "$last") - $(ip_num "$first") + 1))
 ports=$((n_sources * (port_hi - port_lo + 1)))
 [ "$ports" -ge $((n + n / 10)) ] || die "--sources $sources gives $ports ports for $n connections (port range $port_lo-$port_hi); widen it"
 
-profile=release
 target_dir=${CARGO_TARGET_DIR:-target}
 bin=$target_dir/$profile
+release=()
+[ "$profile" = release ] && release=(--release)
 if [ "$build" = 1 ]; then
-  cargo build --release -p ringws --example echo --example chat >&2
-  cargo build --release -p ringws-loadgen >&2
+  cargo build "${release[@]}" -p ringws --example echo --example chat >&2
+  cargo build "${release[@]}" -p ringws-loadgen >&2
 fi
 server_bin=$bin/examples/echo
 [ "$mode" = broadcast ] && server_bin=$bin/examples/chat
 loadgen=$bin/loadgen
-{ [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no release binaries in $bin (drop --no-build)"
+{ [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no $profile binaries in $bin (drop --no-build)"
 
 out=${out:-$target_dir/million/$mode-$n-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"

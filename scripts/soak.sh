@@ -40,6 +40,7 @@
 #   --seed N            which clients are killed (default 1)
 #   --out DIR           logs, JSON and samples (default target/soak/<time>)
 #   --no-build          use the release binaries as they are
+#   --debug             unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,7 @@ tune=${TUNE:-yes}
 seed=${SEED:-1}
 out=${OUT:-}
 build=${BUILD:-1}
+profile=${PROFILE:-release}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -86,6 +88,7 @@ while [ $# -gt 0 ]; do
     --seed) seed=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
     --no-build) build=0 ;;
+    --debug) profile=debug ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -101,6 +104,7 @@ for v in churn ping_interval echo_every rss_tolerance; do
 done
 [ "$size_max" -ge "$size_min" ] || die "--size-max must be at least --size-min"
 case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
+case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
 [[ "$sources" =~ ^127\.([0-9]+)\.([0-9]+)\.([0-9]+)-127\.([0-9]+)\.([0-9]+)\.([0-9]+)$ ]] \
   || die "--sources must be a loopback range like 127.0.5.1-127.0.5.250"
 [ "${BASH_REMATCH[1]}.${BASH_REMATCH[2]}" = "${BASH_REMATCH[4]}.${BASH_REMATCH[5]}" ] \
@@ -127,14 +131,16 @@ fi
 positive "$workers" || die "--workers must be a positive whole number"
 
 target_dir=${CARGO_TARGET_DIR:-target}
-bin=$target_dir/release
+bin=$target_dir/$profile
+release=()
+[ "$profile" = release ] && release=(--release)
 if [ "$build" = 1 ]; then
-  cargo build --release -p ringws --example echo >&2
-  cargo build --release -p ringws-loadgen >&2
+  cargo build "${release[@]}" -p ringws --example echo >&2
+  cargo build "${release[@]}" -p ringws-loadgen >&2
 fi
 server_bin=$bin/examples/echo
 loadgen=$bin/loadgen
-{ [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no release binaries in $bin (drop --no-build)"
+{ [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no $profile binaries in $bin (drop --no-build)"
 out=${out:-$target_dir/soak/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 
