@@ -260,6 +260,17 @@ echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid 
 echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
 echo "million: $loadgen ${args[*]}"
 echo "million: ramp about ${ramp_s} s at $ramp/s, then ${duration} s; at most $bound s; output in $out"
+# CPU seconds (user + system) of a process so far, from /proc/PID/stat.
+cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU seconds of this shell's waited-for children (the load generator and,
+# through it, its own children, once reaped), from `times` in this shell
+# itself (a command substitution would be a subshell with its own).
+children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
+hz=$(getconf CLK_TCK)
+server_cpu0=$(cpu_ticks "$server_pid")
+times > "$out/times.before"
+children_cpu0=$(children_cpu "$out/times.before")
+run_start=$(date +%s.%N)
 "$loadgen" "${args[@]}" > "$out/loadgen.log" 2>&1 &
 loadgen_pid=$!
 
@@ -293,14 +304,21 @@ else
   wait "$loadgen_pid" || status=$?
 fi
 loadgen_rc=$status
+run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
+server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
+times > "$out/times.after"
+loadgen_cpu=$(python3 -c "print($(children_cpu "$out/times.after") - $children_cpu0)")
 stop_pid "$sampler_pid" 3
 sampler_pid=
 
-python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" <<'PY'
+python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" <<'PY'
 import json, sys
 out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
 duration = float(sys.argv[12])
+run_secs, server_cpu, loadgen_cpu = map(float, sys.argv[13:16])
+cores = int(sys.argv[16])
 try:
     r = json.load(open(f"{out}/loadgen.json"))[0]
 except Exception as e:
@@ -370,6 +388,11 @@ if held and conn:
                  f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
     lines.append(f"load generator   {mib(lrss * 1024)} RSS over {procs} processes: "
                  f"{lrss * 1024 / conn:,.0f} bytes per connection")
+lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
+             f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
+if mode == "broadcast" and r["messages"]:
+    lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "
+                 f"load generator {loadgen_cpu * 1e6 / max(r['messages'], 1):.2f} us (whole run over the window's deliveries)")
 if rc != 0:
     lines.append(f"load generator exit status {rc}: {open(f'{out}/loadgen.log').read().strip().splitlines()[-1:]}")
     ok = False
