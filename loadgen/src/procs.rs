@@ -68,7 +68,9 @@ impl Child {
         // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's own
         // death signal.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        let parent = std::env::var(PARENT).ok().and_then(|p| p.parse::<u32>().ok());
+        let parent = std::env::var(PARENT)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
         if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
             // The parent died before the death signal was set.
             std::process::exit(1);
