@@ -5,13 +5,17 @@
 # crates.io if missing) and perf's top symbols.
 #
 # usage: scripts/profile.sh [--backend epoll|io_uring] [--conns N] [--size BYTES]
-#                           [--seconds S] [--out FILE.svg] [--peer]
-#   --peer  profile uWebSockets' echo server (../shared/peers/bin/uws_echo, or
-#           $PEERS_DIR/bin) the same way instead, driven by the same load
-#           generator, so the two profiles read side by side
+#                           [--seconds S] [--out FILE.svg] [--peer] [--count]
+#   --peer   profile uWebSockets' echo server (../shared/peers/bin/uws_echo, or
+#            $PEERS_DIR/bin) the same way instead, driven by the same load
+#            generator, so the two profiles read side by side
+#   --count  instead of sampling, count the server's kernel work per echoed
+#            message over the whole run: syscalls, wake-ups it caused, context
+#            switches, user and system CPU time (perf stat tracepoints and
+#            /proc/PID/stat), one line to compare across servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
-backend=io_uring conns=100 size=20 seconds=5 svg=target/profile.svg peer=0
+backend=io_uring conns=100 size=20 seconds=5 svg=target/profile.svg peer=0 count=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift ;;
@@ -20,12 +24,13 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift ;;
     --out) svg=$2; shift ;;
     --peer) peer=1 ;;
-    *) echo "usage: $0 [--backend B] [--conns N] [--size BYTES] [--seconds S] [--out FILE.svg] [--peer]" >&2; exit 2 ;;
+    --count) count=1 ;;
+    *) echo "usage: $0 [--backend B] [--conns N] [--size BYTES] [--seconds S] [--out FILE.svg] [--peer] [--count]" >&2; exit 2 ;;
   esac
   shift
 done
 command -v perf >/dev/null || { echo "profile: perf is needed (Debian: apt-get install linux-perf)" >&2; exit 2; }
-command -v inferno-flamegraph >/dev/null || cargo install inferno --locked
+[ "$count" = 1 ] || command -v inferno-flamegraph >/dev/null || cargo install inferno --locked
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Frame pointers are not needed: perf unwinds with DWARF info (line tables are kept
 # in release builds by the workspace profile).
@@ -45,6 +50,27 @@ fi
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+if [ "$count" = 1 ]; then
+  ticks() { awk '{print $14, $15}' "/proc/$server/stat"; }   # utime stime, 1/100 s
+  out=$(mktemp -d)
+  perf stat -x, -o "$out/stat" -e task-clock,raw_syscalls:sys_enter,sched:sched_wakeup,context-switches -p "$server" &
+  perf_pid=$!
+  sleep 0.5
+  read -r u0 s0 < <(ticks)
+  taskset -c 1 target/release/loadgen echo --url "ws://127.0.0.1:$port/" -c "$conns" -s "$size" -d "$seconds" -t 1 >"$out/load"
+  read -r u1 s1 < <(ticks)
+  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  msgs=$(sed -n 's/^messages \([0-9]*\).*/\1/p' "$out/load")
+  awk -F, -v m="$msgs" -v name="$name" -v c="$conns" -v sz="$size" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) '
+    /raw_syscalls/ {sc = $1} /sched_wakeup/ {wk = $1} /context-switches/ {cs = $1}
+    END {
+      if (m + 0 == 0) { print "profile: no messages counted"; exit 1 }
+      printf "%s, %s x %s B: %d messages; per message: %.3f syscalls, %.3f wake-ups caused, %.3f context switches, %.2f us user, %.2f us system\n",
+        name, c, sz, m, sc / m, wk / m, cs / m, du * 1e4 / m, ds * 1e4 / m
+    }' "$out/stat"
+  rm -rf "$out"
+  exit 0
+fi
 taskset -c 1 target/release/loadgen echo --url "ws://127.0.0.1:$port/" -c "$conns" -s "$size" -d "$((seconds + 2))" -t 1 >/dev/null &
 load=$!
 sleep 1.5

@@ -192,12 +192,15 @@ pub struct Config {
     /// Reads per connection per loop turn before others get their turn (epoll).
     /// Default 4.
     pub read_budget: u32,
-    /// io_uring: size of each provided receive buffer. Default 64 KiB. Where the
-    /// kernel consumes buffers incrementally (6.12+), small receives share a
-    /// buffer, so buffers can be large without wasting them.
+    /// io_uring: size of each provided receive buffer. Default 256 KiB. Where
+    /// the kernel consumes buffers incrementally (6.12+), small receives share
+    /// a buffer, so buffers can be large without wasting them; a receive that
+    /// reaches a buffer's end is cut there (a frame across two buffers is
+    /// reassembled, a copy), so larger buffers cut fewer frames.
     pub uring_buffer_size: usize,
     /// io_uring: provided receive buffers per worker, a power of two up to 32768.
-    /// Default 256 (16 MiB per worker with the default size, faulted in at start).
+    /// Default 64 (16 MiB per worker with the default size, reserved: only the
+    /// hot set the load uses becomes resident).
     pub uring_buffer_count: u16,
     /// io_uring: submission queue entries per worker ring. Default 4096.
     pub uring_entries: u32,
@@ -239,8 +242,8 @@ impl Default for Config {
             max_connections_per_worker: 1_000_000,
             recv_buffer_size: 64 << 10,
             read_budget: 4,
-            uring_buffer_size: 64 << 10,
-            uring_buffer_count: 256,
+            uring_buffer_size: 256 << 10,
+            uring_buffer_count: 64,
             uring_entries: 4096,
             deflate: DeflateMode::Off,
             deflate_threshold: 64,

@@ -32,6 +32,8 @@ pub(crate) mod backend;
 mod config;
 pub mod proto;
 pub(crate) mod runtime;
+#[doc(hidden)]
+pub use runtime::send_bench;
 mod server;
 mod tls;
 mod types;

@@ -219,9 +219,9 @@ impl Builder {
         recv_buffer_size: usize => recv_buffer_size;
         /// Reads per connection per turn (default 4).
         read_budget: u32 => read_budget;
-        /// io_uring: bytes per provided receive buffer (default 64 KiB).
+        /// io_uring: bytes per provided receive buffer (default 256 KiB).
         uring_buffer_size: usize => uring_buffer_size;
-        /// io_uring: provided buffers per worker, a power of two (default 256).
+        /// io_uring: provided buffers per worker, a power of two (default 64).
         uring_buffer_count: u16 => uring_buffer_count;
         /// io_uring: submission queue entries per ring (default 4096).
         uring_entries: u32 => uring_entries;

@@ -181,11 +181,13 @@ fn every_cause_is_reported_once_per_open(backend: BackendKind) {
     expected.push((id, 1006, CloseCause::Timeout));
     keep.push(silent);
 
-    // A peer that does not read: the queue passes its limit, the server sends
-    // 1008 and, unanswered, gives up after the close timeout.
+    // A peer that does not read: once the kernel's buffers are full (large
+    // messages are written straight into them while they take more), the
+    // queue passes its limit, the server sends 1008 and, unanswered, gives
+    // up after the close timeout.
     let mut slow = Client::connect(addr).unwrap();
     let id = reports.open(&events);
-    slow.send_text("!flood 64 65536").unwrap();
+    slow.send_text("!flood 512 65536").unwrap();
     expected.push((id, 1008, CloseCause::Backpressure));
     keep.push(slow);
 

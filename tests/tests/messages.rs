@@ -281,8 +281,56 @@ fn other_protocol_violations_are_1002(backend: BackendKind) {
     }
 }
 
+/// A message whose first 8 bytes are its sequence number and the rest a pattern of it.
+fn numbered(seq: u64, size: usize) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..size).map(|i| (i as u64 ^ seq) as u8).collect();
+    data[..8].copy_from_slice(&seq.to_be_bytes());
+    data
+}
+
+/// Large echoes go out from where they lie (the receive buffer) while nothing
+/// is queued; a client that does not read makes those writes short, so the
+/// rest is queued behind them: every echo must still arrive whole and in order,
+/// small ones between them included. A client reset with such writes in flight
+/// harms nobody else.
+fn large_echoes_to_a_late_reader_arrive_whole_and_in_order(backend: BackendKind) {
+    const COUNT: u64 = 96;
+    const SIZE: usize = 64 << 10;
+    let server = start(backend, |b| b.workers(1), Echo::new);
+    let mut late = Client::connect(server.addr()).unwrap();
+    for seq in 0..COUNT {
+        late.send_binary(&numbered(seq, SIZE)).unwrap();
+        if seq % 8 == 0 {
+            late.send_text(&format!("small {seq}")).unwrap();
+        }
+    }
+    // A second one sends as much, then resets without reading anything.
+    let mut gone = Client::connect(server.addr()).unwrap();
+    for seq in 0..COUNT {
+        gone.send_binary(&numbered(seq, SIZE)).unwrap();
+    }
+    gone.reset();
+    for seq in 0..COUNT {
+        match late.msg() {
+            Msg::Binary(data) => assert!(
+                data == numbered(seq, SIZE),
+                "echo {seq} is corrupt or out of order (got sequence {:?})",
+                data.get(..8)
+            ),
+            other => panic!("expected echo {seq}, got {other:?}"),
+        }
+        if seq % 8 == 0 {
+            late.expect_text(&format!("small {seq}"));
+        }
+    }
+    let mut fresh = Client::connect(server.addr()).unwrap();
+    fresh.send_binary(&numbered(7, SIZE)).unwrap();
+    assert!(fresh.msg() == Msg::Binary(numbered(7, SIZE)));
+}
+
 ringws_tests::backend_tests! {
     echo_text_at_every_size,
+    large_echoes_to_a_late_reader_arrive_whole_and_in_order,
     echo_binary_at_every_size,
     one_byte_over_the_limit_is_1009,
     fragmented_messages_with_control_frames_between,

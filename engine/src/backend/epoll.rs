@@ -112,24 +112,26 @@ impl EpollBackend {
             // Every readable connection gets up to `read_budget` reads per turn, so
             // one fast sender cannot starve the others.
             for (key, ended) in readable.drain(..) {
-                let Some(Some(stream)) = io.streams.get_mut(key) else {
-                    continue;
-                };
-                if stream.paused {
-                    // Its rate limit is spent; resuming reads it again, so
-                    // this edge is not lost.
+                if io
+                    .streams
+                    .get(key)
+                    .is_none_or(|s| s.as_ref().is_none_or(|s| s.paused))
+                {
+                    // Gone, or its rate limit is spent; resuming reads it
+                    // again, so this edge is not lost.
                     continue;
                 }
-                let stream = &mut stream.tcp;
                 let mut reads = 0;
-                loop {
-                    match stream.read(&mut recv) {
+                // Looked up per read: the worker writes through `io` while it
+                // handles the data.
+                while let Some(Some(stream)) = io.streams.get_mut(key) {
+                    match stream.tcp.read(&mut recv) {
                         Ok(0) => {
                             worker.on_hangup(key, Hangup::Eof);
                             break;
                         }
                         Ok(n) => {
-                            worker.on_data(key, &mut recv[..n]);
+                            worker.on_data(key, &mut recv[..n], &mut io);
                             reads += 1;
                             if worker.reading_paused(key) {
                                 // Its rate limit is spent: the rest waits in
@@ -212,7 +214,8 @@ impl Sockets {
                 drop(stream);
                 continue;
             };
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY comes from the listener (Linux copies it to accepted
+            // sockets): no setsockopt per connection.
             if let Err(e) = self.registry.register(
                 &mut stream,
                 Token(key),
@@ -246,22 +249,23 @@ impl Io for Sockets {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-        match stream.write_vectored(&slices[..count]) {
-            // Less than offered: the socket buffer is full; wait for writability.
-            Ok(n) => Written::Now {
-                bytes: n,
-                blocked: n < offered,
-            },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Now {
-                bytes: 0,
-                blocked: true,
-            },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Written::Now {
-                bytes: 0,
-                blocked: false,
-            },
-            Err(_) => Written::Failed,
-        }
+        // One slice (the common case: a turn's frames staged together) goes by
+        // send(2), which skips writev's vector import.
+        let result = match &slices[..count] {
+            [one] => stream.write(one),
+            many => stream.write_vectored(many),
+        };
+        outcome(result, offered)
+    }
+
+    /// One vectored write of header and payload, from where they lie.
+    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+        let Some(Some(Stream { tcp: stream, .. })) = self.streams.get_mut(key) else {
+            return Some(Written::Failed);
+        };
+        let offered = header.len() + payload.len();
+        let slices = [IoSlice::new(header), IoSlice::new(payload)];
+        Some(outcome(stream.write_vectored(&slices), offered))
     }
 
     fn shutdown_write(&mut self, key: usize) {
@@ -301,5 +305,25 @@ impl Io for Sockets {
             let mut listener = listener;
             let _ = self.registry.deregister(&mut listener);
         }
+    }
+}
+
+/// What a vectored write of `offered` bytes came to.
+fn outcome(result: io::Result<usize>, offered: usize) -> Written {
+    match result {
+        // Less than offered: the socket buffer is full; wait for writability.
+        Ok(n) => Written::Now {
+            bytes: n,
+            blocked: n < offered,
+        },
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Now {
+            bytes: 0,
+            blocked: true,
+        },
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Written::Now {
+            bytes: 0,
+            blocked: false,
+        },
+        Err(_) => Written::Failed,
     }
 }

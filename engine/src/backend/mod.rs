@@ -6,10 +6,11 @@
 //! | call | when |
 //! | --- | --- |
 //! | `Worker::on_accept(peer, listener)` | a connection was accepted on listener `listener` (its index in `Config::listen_addrs`: the plain addresses, then the TLS ones); returns its key, or `None` (close it) |
-//! | `Worker::on_data(key, &mut bytes)` | bytes arrived; the worker parses (decrypts, unmasks) them in place |
+//! | `Worker::on_data(key, &mut bytes, io)` | bytes arrived; the worker parses (decrypts, unmasks) them in place; callbacks may write large frames through `io` |
 //! | `Worker::on_hangup(key, Hangup)` | EOF or a socket error on `key` |
 //! | `Worker::on_writable(key)` | the socket may take more after a write that left bytes behind |
 //! | `Worker::on_sent(key, written, blocked, io)` | a submitted write completed (completion backends) |
+//! | `Worker::on_frame_sent(key, written, unsent, io)` | a frame submitted by `write_frame` completed; `unsent` is the rest of its header and payload, copied before the backend lets go of it |
 //! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
 //! | `Worker::on_buffers_exhausted()` | io_uring: a receive ended with ENOBUFS (counted in the metrics) |
 //! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit paused it |
@@ -23,7 +24,11 @@
 //!
 //! `write(key, outbox)` answers `Written::Now { bytes, blocked }` (readiness:
 //! the write happened), `Written::Later` (completion: submitted, `on_sent`
-//! follows) or `Written::Failed`; `shutdown_write(key)`; `close(key)`, true if
+//! follows) or `Written::Failed`; `write_frame(key, header, payload)`, asked
+//! during `on_data` only while nothing of `key` is queued or in flight, writes
+//! one frame from where it lies (epoll: now; io_uring: submitted when the
+//! payload is in the provided buffer being delivered, which stays held until
+//! `on_frame_sent`) or answers `None` (the worker queues a copy); `shutdown_write(key)`; `close(key)`, true if
 //! the socket is gone now, else `on_released` follows; `pause_reading(key)` and
 //! `resume_reading(key)` (a rate limit: no `on_data` for `key` in between,
 //! except what was received before the pause; whatever arrived meanwhile,

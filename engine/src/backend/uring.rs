@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
 use crate::runtime::outbox::{MAX_IOVECS, Outbox};
-use crate::runtime::seam::{Hangup, Io, Written};
+use crate::runtime::seam::{Hangup, Io, Written, unsent};
 use crate::runtime::worker::{Worker, shrink_idle};
 
 /// What a completion belongs to.
@@ -150,11 +150,21 @@ impl Wake for EventFd {
 
 /// The provided-buffer ring: `count` buffers of `size` bytes the kernel fills
 /// with received data; each is given back right after its data is parsed.
+///
+/// The kernel takes buffers in ring order, so a ring holding every buffer
+/// would rotate each receive through the whole pool (16 MiB by default) and
+/// land it in memory long out of cache: the kernel's copy and the unmasking
+/// then run at memory speed. Instead the ring holds only the hot set, as many
+/// buffers as recent turns needed plus some headroom; the others wait in a
+/// LIFO stack, and each top-up hands the kernel the most recently used ones.
+/// A turn that runs short (ENOBUFS) doubles the hot set; it shrinks slowly back
+/// to what the load needs.
 struct BufRing {
     /// The ring of buffer descriptors, shared with the kernel (mmap'd, page aligned).
     entries: *mut BufRingEntry,
     entries_len: usize,
-    /// The buffers themselves, `count * size` bytes.
+    /// The buffers themselves, `count * size` bytes (pages untouched until a
+    /// buffer is first used).
     data: Box<[u8]>,
     size: usize,
     mask: u16,
@@ -163,9 +173,32 @@ struct BufRing {
     /// into one buffer; `consumed[bid]` is where the next receive into it starts.
     incremental: bool,
     consumed: Vec<u32>,
+    /// Buffers not in the ring, the most recently used last.
+    spare: Vec<u16>,
+    /// Buffers in the ring (published or about to be), partly filled ones included.
+    in_ring: usize,
+    /// How many buffers the ring is topped up to.
+    hot: usize,
+    /// Buffers the kernel finished since the last top-up.
+    used: usize,
+    /// A receive found no buffer since the last top-up.
+    starved: bool,
+    /// Sends in flight reading from each buffer (`Io::write_frame`).
+    holds: Vec<u16>,
+    /// Finished by the kernel while held: spare once the last send completes.
+    retired: Vec<bool>,
+    /// Buffers with a hold, at most `max_held`, so that slow readers cannot
+    /// take the whole pool.
+    held: usize,
 }
 
 impl BufRing {
+    /// The smallest hot set, in bytes (at least one buffer).
+    const MIN_HOT: usize = 1 << 20;
+    /// Kept in the ring beyond what the last batch used, in bytes (at least
+    /// one buffer).
+    const HEADROOM: usize = 512 << 10;
+
     fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<Self> {
         let entries_len = usize::from(count) * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping with no address hint; checked below.
@@ -182,10 +215,13 @@ impl BufRing {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // Zeroed memory from the allocator is lazily mapped: only the buffers of
+        // the hot set ever become resident. The smallest hot set (the first
+        // buffers handed out) is faulted in now: a fixed cost per worker, not
+        // page faults on the receive path.
         let mut data = vec![0u8; usize::from(count) * size].into_boxed_slice();
-        // Fault the pool in now: a fixed, visible cost per worker instead of page
-        // faults on the receive path under load.
-        for page in data.chunks_mut(4096) {
+        let first = (Self::MIN_HOT.div_ceil(size).max(1) * size).min(data.len());
+        for page in data[..first].chunks_mut(4096) {
             // SAFETY: a volatile write of a zero byte to memory this function owns,
             // so the compiler cannot drop the store to a (lazily) zeroed page.
             unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
@@ -199,6 +235,15 @@ impl BufRing {
             tail: 0,
             incremental: true,
             consumed: vec![0; usize::from(count)],
+            // The lowest ids on top, so the first hot set is the start of the pool.
+            spare: (0..count).rev().collect(),
+            in_ring: 0,
+            hot: 0,
+            used: 0,
+            starved: false,
+            holds: vec![0; usize::from(count)],
+            retired: vec![false; usize::from(count)],
+            held: 0,
         };
         // SAFETY: the mapping lives as long as `ring_buf`, which the backend drops
         // after the ring (field order), so the kernel never sees it unmapped.
@@ -225,9 +270,6 @@ impl BufRing {
                 )?;
             }
         }
-        for bid in 0..count {
-            ring_buf.push(bid);
-        }
         ring_buf.publish();
         Ok(ring_buf)
     }
@@ -242,16 +284,42 @@ impl BufRing {
         entry.set_len(self.size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
+        self.in_ring += 1;
     }
 
-    /// Makes pushed buffers visible to the kernel.
-    fn publish(&self) {
+    /// After a batch of completions: resizes the hot set to what recent
+    /// batches used, tops the ring up to it from the most recently used spare
+    /// buffers, and makes them visible to the kernel.
+    fn publish(&mut self) {
+        let count = usize::from(self.mask) + 1;
+        let min_hot = Self::MIN_HOT.div_ceil(self.size).max(1);
+        let needed = self.used + Self::HEADROOM.div_ceil(self.size).max(1);
+        self.hot = if self.starved {
+            (self.hot * 2).max(needed)
+        } else if needed < self.hot {
+            // Shrink by an eighth per batch: a brief lull keeps the set.
+            (self.hot - self.hot.div_ceil(8)).max(needed)
+        } else {
+            needed
+        }
+        .clamp(min_hot.min(count), count);
+        self.used = 0;
+        self.starved = false;
+        while self.in_ring < self.hot {
+            let Some(bid) = self.spare.pop() else { break };
+            self.push(bid);
+        }
         // SAFETY: the tail field overlays the first entry's reserved field, inside
         // the mapping; the kernel reads it with acquire semantics.
         unsafe {
             let tail = BufRingEntry::tail(self.entries).cast::<AtomicU16>();
             (*tail).store(self.tail, Ordering::Release);
         }
+    }
+
+    /// A receive found no buffer (ENOBUFS): the next top-up grows the hot set.
+    fn starved(&mut self) {
+        self.starved = true;
     }
 
     /// The `len` bytes a receive completion put into buffer `bid`.
@@ -262,15 +330,57 @@ impl BufRing {
         &mut self.data[start..end]
     }
 
-    /// After a completion's data is parsed: the buffer goes back to the kernel,
-    /// unless the kernel keeps filling it (incremental mode, `more`).
+    /// After a completion's data is parsed: a buffer the kernel has finished
+    /// goes on the spare stack (the next top-up hands it back while it is still
+    /// in cache), unless a send still reads from it; one the kernel keeps
+    /// filling (incremental mode, `more`) stays.
     fn release(&mut self, bid: u16, len: usize, more: bool) {
         let consumed = &mut self.consumed[usize::from(bid)];
         if self.incremental && more {
             *consumed += len as u32;
+            return;
+        }
+        *consumed = 0;
+        self.in_ring = self.in_ring.saturating_sub(1);
+        self.used += 1;
+        if self.holds[usize::from(bid)] > 0 {
+            self.retired[usize::from(bid)] = true;
         } else {
-            *consumed = 0;
-            self.push(bid);
+            self.spare.push(bid);
+        }
+    }
+
+    /// Whether another buffer may be held by sends.
+    fn can_hold(&self, bid: u16) -> bool {
+        self.holds[usize::from(bid)] > 0 || self.held < self.max_held()
+    }
+
+    /// The most buffers sends may hold at once: half the pool.
+    fn max_held(&self) -> usize {
+        (usize::from(self.mask) + 1).div_ceil(2)
+    }
+
+    /// `sends` sends now read from buffer `bid` (before its release).
+    fn hold(&mut self, bid: u16, sends: u16) {
+        if sends == 0 {
+            return;
+        }
+        let holds = &mut self.holds[usize::from(bid)];
+        if *holds == 0 {
+            self.held += 1;
+        }
+        *holds += sends;
+    }
+
+    /// A send that read from buffer `bid` completed.
+    fn unhold(&mut self, bid: u16) {
+        let i = usize::from(bid);
+        self.holds[i] = self.holds[i].saturating_sub(1);
+        if self.holds[i] == 0 {
+            self.held = self.held.saturating_sub(1);
+            if std::mem::take(&mut self.retired[i]) {
+                self.spare.push(bid);
+            }
         }
     }
 }
@@ -290,6 +400,24 @@ struct SendBuf {
     header: libc::msghdr,
     iovecs: [libc::iovec; MAX_IOVECS],
     offered: usize,
+    /// A frame sent from where it lies (`Io::write_frame`): its header (the
+    /// first iovec) and the provided buffer its payload (the second) is in,
+    /// held until this send completes.
+    frame_head: [u8; 10],
+    held: Option<u16>,
+}
+
+/// The received data being handed to the worker: a frame whose payload lies
+/// inside it can be sent from there (its buffer held until the send completes).
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    bid: u16,
+    start: usize,
+    end: usize,
+    /// Sends submitted from it.
+    sends: u16,
+    /// Whether the pool allows holding the buffer.
+    holdable: bool,
 }
 
 /// A connection's side of the ring, indexed by the worker's slab key.
@@ -407,9 +535,11 @@ impl UringBackend {
             .iter()
             .map(|l| l.local_addr().map(|a| a.is_ipv6()))
             .collect::<io::Result<_>>()?;
+        // Declared before `io`, so dropped after it: the kernel never sees the
+        // buffers go while the ring lives.
+        let mut buffers = buffers;
         let mut io = Ring {
             ring,
-            buffers,
             accepting: (0..listeners.len()).collect(),
             listeners,
             listener_v6,
@@ -421,9 +551,10 @@ impl UringBackend {
             sends: Slab::new(),
             spare_sends: Vec::new(),
             rearm: Vec::new(),
+            delivering: None,
             error: None,
         };
-        let result = io.run(&mut worker);
+        let result = io.run(&mut worker, &mut buffers);
         drop(wake);
         result
     }
@@ -432,7 +563,6 @@ impl UringBackend {
 /// The ring and everything in flight on it: the backend's half of the seam.
 struct Ring {
     ring: IoUring,
-    buffers: BufRing,
     listeners: Vec<TcpListener>,
     listener_v6: Vec<bool>,
     /// Listeners whose multishot accept must be (re-)armed.
@@ -450,12 +580,14 @@ struct Ring {
     spare_sends: Vec<Box<SendBuf>>,
     /// Connections whose receive must be re-armed at the end of the turn.
     rearm: Vec<usize>,
+    /// Set while received data is with the worker.
+    delivering: Option<Delivery>,
     /// The first submission failure; the loop stops with it.
     error: Option<io::Error>,
 }
 
 impl Ring {
-    fn run<H: Handler>(&mut self, worker: &mut Worker<H>) -> io::Result<()> {
+    fn run<H: Handler>(&mut self, worker: &mut Worker<H>, buffers: &mut BufRing) -> io::Result<()> {
         self.arm_accepts();
         self.arm_wake();
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
@@ -483,10 +615,10 @@ impl Ring {
             );
             for &(data, result, flags) in &completions {
                 if let Some(tag) = Tag::decode(data) {
-                    self.complete(worker, tag, result, flags);
+                    self.complete(worker, buffers, tag, result, flags);
                 }
             }
-            self.buffers.publish();
+            buffers.publish();
             if self.listening {
                 self.arm_accepts();
             }
@@ -558,13 +690,20 @@ impl Ring {
         self.push(entry);
     }
 
-    fn complete<H: Handler>(&mut self, worker: &mut Worker<H>, tag: Tag, result: i32, flags: u32) {
+    fn complete<H: Handler>(
+        &mut self,
+        worker: &mut Worker<H>,
+        buffers: &mut BufRing,
+        tag: Tag,
+        result: i32,
+        flags: u32,
+    ) {
         let key = tag.index as usize;
         match tag.op {
             Op::Accept => self.accepted(key, result, flags),
             Op::PeerName => self.peer_named(worker, key, result),
-            Op::Recv => self.received(worker, key, tag.generation, result, flags),
-            Op::Send => self.sent(worker, key, tag.generation, result),
+            Op::Recv => self.received(worker, buffers, key, tag.generation, result, flags),
+            Op::Send => self.sent(worker, buffers, key, tag.generation, result),
             Op::Close => {
                 if let Some(slot) = self.live_slot(key, tag.generation) {
                     slot.closed = true;
@@ -670,6 +809,7 @@ impl Ring {
     fn received<H: Handler>(
         &mut self,
         worker: &mut Worker<H>,
+        buffers: &mut BufRing,
         key: usize,
         generation: u32,
         result: i32,
@@ -681,10 +821,24 @@ impl Ring {
         let len = result.max(0) as usize;
         if let Some(bid) = buffer {
             if live && len > 0 {
-                worker.on_data(key, self.buffers.received(bid, len));
+                let holdable = buffers.can_hold(bid);
+                let data = buffers.received(bid, len);
+                let start = data.as_ptr() as usize;
+                self.delivering = Some(Delivery {
+                    bid,
+                    start,
+                    end: start + data.len(),
+                    sends: 0,
+                    holdable,
+                });
+                worker.on_data(key, data, self);
+                if let Some(delivery) = self.delivering.take() {
+                    buffers.hold(bid, delivery.sends);
+                }
             }
-            // Parsed (or stale): the buffer goes straight back to the kernel.
-            self.buffers.release(bid, len, cqueue::buffer_more(flags));
+            // Parsed (or stale): the buffer goes back to the kernel, once no
+            // send reads from it.
+            buffers.release(bid, len, cqueue::buffer_more(flags));
         }
         if !live {
             return;
@@ -702,6 +856,7 @@ impl Ring {
             }
             // Buffers ran out: they are back by the end of this turn; re-arm then.
             r if r == -libc::ENOBUFS => {
+                buffers.starved();
                 worker.on_buffers_exhausted();
                 self.rearm.push(key);
             }
@@ -716,6 +871,7 @@ impl Ring {
     fn sent<H: Handler>(
         &mut self,
         worker: &mut Worker<H>,
+        buffers: &mut BufRing,
         key: usize,
         generation: u32,
         result: i32,
@@ -724,27 +880,75 @@ impl Ring {
             return;
         };
         let send = std::mem::take(&mut slot.send) as usize;
-        let offered = match self.sends.try_remove(send.wrapping_sub(1)) {
-            Some(buf) => {
-                let offered = buf.offered;
-                self.spare_sends.push(buf);
-                offered
-            }
-            None => 0,
+        let Some(mut buf) = self.sends.try_remove(send.wrapping_sub(1)) else {
+            return self.try_release(worker, key);
         };
-        if self.slots[key].closing {
+        let offered = buf.offered;
+        let written = usize::try_from(result).unwrap_or(0);
+        let closing = self.slots[key].closing;
+        let direct = buf.held.is_some();
+        if let Some(bid) = buf.held.take() {
+            if result >= 0 && written < offered && !closing {
+                // What the socket did not take is copied before the buffer goes.
+                // SAFETY: the two iovecs point at `frame_head` (inside `buf`)
+                // and into provided buffer `bid`, held until the `unhold`
+                // below, so both are live and unchanged.
+                let (head, payload) = unsafe {
+                    (
+                        std::slice::from_raw_parts(
+                            buf.iovecs[0].iov_base as *const u8,
+                            buf.iovecs[0].iov_len,
+                        ),
+                        std::slice::from_raw_parts(
+                            buf.iovecs[1].iov_base as *const u8,
+                            buf.iovecs[1].iov_len,
+                        ),
+                    )
+                };
+                worker.on_frame_sent(key, written, unsent(head, payload, written), self);
+                buffers.unhold(bid);
+                self.spare_sends.push(buf);
+                return worker.on_writable(key);
+            }
+            buffers.unhold(bid);
+        }
+        self.spare_sends.push(buf);
+        if closing {
             return self.try_release(worker, key);
         }
         if result < 0 {
             // The worker aborts it at the end of the turn.
             return worker.on_hangup(key, Hangup::Error);
         }
-        let written = result as usize;
+        if direct {
+            return worker.on_frame_sent(key, written, (&[], &[]), self);
+        }
         let short = written < offered;
         worker.on_sent(key, written, short, self);
         if short {
             // The socket took part of it: send the rest, in order, next turn.
             worker.on_writable(key);
+        }
+    }
+
+    /// A send buffer, reused if one is spare.
+    fn send_buf(&mut self) -> Box<SendBuf> {
+        match self.spare_sends.pop() {
+            Some(mut buf) => {
+                buf.held = None;
+                buf
+            }
+            None => Box::new(SendBuf {
+                // SAFETY: msghdr and iovec are plain old data; zeroes are valid.
+                header: unsafe { std::mem::zeroed() },
+                iovecs: [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; MAX_IOVECS],
+                offered: 0,
+                frame_head: [0; 10],
+                held: None,
+            }),
         }
     }
 
@@ -792,17 +996,7 @@ impl Io for Ring {
         }
         // The worker sealed the staged bytes (`writes_later`): later sends
         // cannot move them while the kernel reads them.
-        let mut buf = self.spare_sends.pop().unwrap_or_else(|| {
-            Box::new(SendBuf {
-                // SAFETY: msghdr and iovec are plain old data; zeroes are valid.
-                header: unsafe { std::mem::zeroed() },
-                iovecs: [libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                }; MAX_IOVECS],
-                offered: 0,
-            })
-        });
+        let mut buf = self.send_buf();
         let mut slices = [std::io::IoSlice::new(&[]); MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         buf.offered = 0;
@@ -830,6 +1024,43 @@ impl Io for Ring {
         self.slots[key].send = index as u32 + 1;
         self.push(entry.user_data(Tag::conn(Op::Send, slot.generation, key).encode()));
         Written::Later
+    }
+
+    /// Submits header and payload as they lie when the payload is inside the
+    /// received data being delivered: its provided buffer is held until the
+    /// send completes (`on_frame_sent`), so nothing is copied unless the
+    /// socket takes only part. Elsewhere (the caller's own slice), `None`.
+    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+        let slot = *self.slots.get(key)?;
+        let delivery = self.delivering.as_mut()?;
+        let start = payload.as_ptr() as usize;
+        let inside = start >= delivery.start && start + payload.len() <= delivery.end;
+        if !inside || !delivery.holdable || slot.send != 0 || slot.closing {
+            return None;
+        }
+        delivery.sends += 1;
+        let bid = delivery.bid;
+        let mut buf = self.send_buf();
+        buf.frame_head[..header.len()].copy_from_slice(header);
+        buf.iovecs[0] = libc::iovec {
+            iov_base: buf.frame_head.as_mut_ptr().cast(),
+            iov_len: header.len(),
+        };
+        buf.iovecs[1] = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        buf.offered = header.len() + payload.len();
+        buf.held = Some(bid);
+        buf.header.msg_iov = buf.iovecs.as_mut_ptr();
+        buf.header.msg_iovlen = 2;
+        let entry = opcode::SendMsg::new(Fixed(slot.fixed), &raw const buf.header)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build();
+        let index = self.sends.insert(buf);
+        self.slots[key].send = index as u32 + 1;
+        self.push(entry.user_data(Tag::conn(Op::Send, slot.generation, key).encode()));
+        Some(Written::Later)
     }
 
     fn shutdown_write(&mut self, key: usize) {

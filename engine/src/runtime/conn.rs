@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::outbox::Outbox;
 use super::ratelimit::Limiter;
+use super::seam::{Io, Written, unsent};
 use super::shared::{Closed, Shared};
 use super::tls::Tls;
 use crate::config::BackpressurePolicy;
@@ -26,6 +27,14 @@ use crate::proto::frame::OpCode;
 use crate::proto::message::Decoder;
 use crate::proto::session::{Frame, Reply, Session};
 use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus, TlsError};
+
+/// Smallest frame written from where it lies instead of copied into the send
+/// queue: below it a copy costs less than a write of its own, and the small
+/// messages of a turn are better sent together in one.
+const DIRECT_MIN: usize = 16 << 10;
+
+/// Longest frame header of the server role: 2 bytes, 8 of length, no mask.
+const MAX_HEADER: usize = 10;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,11 +457,16 @@ impl<U> Link<U> {
         self.status()
     }
 
-    /// Queues a data message, copying it; compressed where permessage-deflate
-    /// was negotiated, `compress` allows it and it reaches the threshold.
+    /// Sends a data message; compressed where permessage-deflate was
+    /// negotiated, `compress` allows it and it reaches the threshold. A large
+    /// one sent while nothing is queued goes out from where it lies through
+    /// `direct` (the backend, when the callback runs on received data), with
+    /// only what the socket did not take copied; otherwise it is copied into
+    /// the send queue.
     pub fn send_message(
         &mut self,
         shared: &mut Shared<U>,
+        direct: Option<&mut dyn Io>,
         opcode: OpCode,
         payload: &[u8],
         compress: bool,
@@ -471,8 +485,62 @@ impl<U> Link<U> {
         if self.outbox.len() + frame.len() > shared.config.max_backpressure {
             return self.refuse(shared);
         }
+        // Only an uncompressed frame carries the caller's payload itself.
+        let as_given = frame
+            .unmasked_payload()
+            .is_some_and(|p| std::ptr::eq(p, payload));
+        if let Some(io) =
+            direct.filter(|_| as_given && frame.len() >= DIRECT_MIN && self.outbox.is_empty())
+        {
+            let mut header = [0u8; MAX_HEADER];
+            let header = &mut header[..frame.header().len()];
+            header.copy_from_slice(frame.header());
+            if let Some(written) = io.write_frame(self.key(), header, payload) {
+                return self.sent_direct(shared, header, payload, written);
+            }
+        }
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.queued(shared)
+    }
+
+    /// A frame written through [`Io::write_frame`]: what the socket did not
+    /// take is queued (a copy), as a short write of the queue would leave it.
+    fn sent_direct(
+        &mut self,
+        shared: &mut Shared<U>,
+        header: &[u8],
+        payload: &[u8],
+        written: Written,
+    ) -> SendStatus {
+        match written {
+            Written::Now { bytes, blocked } => {
+                shared.counters.bytes_out += bytes as u64;
+                let (header_rest, payload_rest) = unsent(header, payload, bytes);
+                if !header_rest.is_empty() || !payload_rest.is_empty() {
+                    self.outbox
+                        .push_copy(&mut shared.pool, header_rest, payload_rest);
+                }
+                if blocked {
+                    if !self.stalled {
+                        shared.counters.backpressure += 1;
+                    }
+                    self.stalled = true;
+                }
+            }
+            // In flight; the backend reports it with `Worker::on_frame_sent`.
+            Written::Later => {}
+            Written::Failed => {
+                self.hang_up(shared, false);
+                self.mark(&mut shared.flush);
+                return SendStatus::Dropped;
+            }
+        }
+        if self.outbox.is_empty() {
+            shared.counters.messages_out += 1;
+            self.status()
+        } else {
+            self.queued(shared)
+        }
     }
 
     /// Queues a prepared message: by reference where the connection does not
@@ -489,7 +557,7 @@ impl<U> Link<U> {
             return self.send_shared(shared, message.frame.clone());
         }
         let Some(window) = self.session.shared_window() else {
-            return self.send_message(shared, message.opcode, message.payload(), true);
+            return self.send_message(shared, None, message.opcode, message.payload(), true);
         };
         let slot = &mut cache[usize::from(window) - 9];
         let frame = match slot {
@@ -523,6 +591,7 @@ impl<U> Link<U> {
         self.queued(shared)
     }
 
+    /// Whether a data message can be sent now.
     fn can_send(&self) -> bool {
         self.session.can_send_data() && self.finish != Finish::Abort && self.phase != Phase::Ended
     }

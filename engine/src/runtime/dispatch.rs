@@ -6,6 +6,7 @@ use super::conn::{Conn, Phase};
 use super::handler::Handler;
 use super::outbox::BufferPool;
 use super::ratelimit::Verdict;
+use super::seam::Io;
 use super::shared::Shared;
 use super::tls::Upper;
 use super::{receive, upgrade};
@@ -26,6 +27,7 @@ impl<H: Handler> Upper for Plaintext<'_, H> {
     }
 
     fn deliver(&mut self, plain: &mut [u8]) {
+        // No direct writes: every byte goes through the record layer.
         deliver(
             self.handler,
             self.shared,
@@ -33,12 +35,14 @@ impl<H: Handler> Upper for Plaintext<'_, H> {
             self.upgraded,
             self.conn,
             plain,
+            None,
         );
     }
 }
 
 /// Hands bytes (plaintext) to the phase of the connection.
-/// `upgraded` collects the connections whose upgrade it completed.
+/// `upgraded` collects the connections whose upgrade it completed; `direct`
+/// is the backend on a plain connection (see [`receive::frames`]).
 pub(crate) fn deliver<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
@@ -46,6 +50,7 @@ pub(crate) fn deliver<H: Handler>(
     upgraded: &mut Vec<usize>,
     conn: &mut Conn<H::Data>,
     data: &mut [u8],
+    direct: Option<&mut dyn Io>,
 ) {
     match conn.link.phase() {
         Phase::Handshake => {
@@ -66,7 +71,7 @@ pub(crate) fn deliver<H: Handler>(
                 // Read before the pause took effect: after what is held.
                 conn.link.hold_bytes(data);
             } else {
-                receive::frames(handler, shared, inflated, conn, data);
+                receive::frames(handler, shared, inflated, conn, data, direct);
             }
         }
         // After the close handshake, whatever the peer sends is discarded.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::conn::Link;
 use super::pubsub;
+use super::seam::Io;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::OpCode;
@@ -79,6 +80,9 @@ pub trait Handler: 'static {
 pub struct WebSocket<'a, U> {
     link: &'a mut Link<U>,
     shared: &'a mut Shared<U>,
+    /// The backend, while the callback runs on received plain-text data: a
+    /// large message can go out from where it lies (see `Link::send_message`).
+    direct: Option<&'a mut dyn Io>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -93,9 +97,21 @@ impl<U> fmt::Debug for WebSocket<'_, U> {
 
 impl<'a, U> WebSocket<'a, U> {
     pub(crate) fn new(link: &'a mut Link<U>, shared: &'a mut Shared<U>) -> Self {
+        Self::receiving(link, shared, None)
+    }
+
+    /// The handle for a callback on received data; `direct` is the backend
+    /// when the connection is plain (over TLS every byte goes through the
+    /// record layer).
+    pub(crate) fn receiving(
+        link: &'a mut Link<U>,
+        shared: &'a mut Shared<U>,
+        direct: Option<&'a mut dyn Io>,
+    ) -> Self {
         Self {
             link,
             shared,
+            direct,
             _not_send: PhantomData,
         }
     }
@@ -130,17 +146,32 @@ impl<'a, U> WebSocket<'a, U> {
         self.send(Message::Binary(data))
     }
 
-    /// Sends a message (copied into the connection's send queue).
+    /// Sends a message: copied into the connection's send queue, or, when it
+    /// is large and nothing is queued, written from where it lies (the
+    /// received message being echoed, say) with only what the socket does not
+    /// take copied.
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        self.link
-            .send_message(self.shared, message.opcode(), message.as_bytes(), true)
+        let direct = self.direct.as_deref_mut().map(|io| io as &mut dyn Io);
+        self.link.send_message(
+            self.shared,
+            direct,
+            message.opcode(),
+            message.as_bytes(),
+            true,
+        )
     }
 
     /// Sends a message without compressing it, even where permessage-deflate
     /// was negotiated (already-compressed data, latency-critical messages).
     pub fn send_uncompressed(&mut self, message: Message<'_>) -> SendStatus {
-        self.link
-            .send_message(self.shared, message.opcode(), message.as_bytes(), false)
+        let direct = self.direct.as_deref_mut().map(|io| io as &mut dyn Io);
+        self.link.send_message(
+            self.shared,
+            direct,
+            message.opcode(),
+            message.as_bytes(),
+            false,
+        )
     }
 
     /// Sends a prepared message without copying it (where the connection does

@@ -22,6 +22,8 @@ pub(crate) mod pubsub;
 pub(crate) mod ratelimit;
 pub(crate) mod receive;
 pub(crate) mod seam;
+#[doc(hidden)]
+pub mod send_bench;
 pub(crate) mod shared;
 pub(crate) mod timers;
 pub(crate) mod tls;

@@ -160,6 +160,20 @@ impl Outbox {
         self.len += len as u32;
     }
 
+    /// Puts a copy of `header` and `payload` ahead of everything queued: the
+    /// unsent rest of a frame that was written from where it lay, before any
+    /// of the queue could go.
+    pub fn push_front_copy(&mut self, pool: &mut BufferPool, header: &[u8], payload: &[u8]) {
+        debug_assert_eq!(self.staging_sent, 0, "nothing queued went before it");
+        let mut buf = pool.take(header.len() + payload.len());
+        buf.extend_from_slice(header);
+        buf.extend_from_slice(payload);
+        self.len += buf.len() as u32;
+        self.chunks
+            .get_or_insert_with(|| pool.take_queue())
+            .push_front(Chunk::Owned { buf, pos: 0 });
+    }
+
     /// Appends a frame built by the protocol session, copying it once.
     pub fn push_frame(&mut self, pool: &mut BufferPool, frame: &Frame<'_>) {
         let len = frame.len();

@@ -5,6 +5,7 @@
 use super::conn::{Conn, Finish, Link};
 use super::handler::{Handler, WebSocket};
 use super::ratelimit::Verdict;
+use super::seam::Io;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
 use crate::proto::message::Event;
@@ -15,13 +16,15 @@ use crate::types::{CloseCause, Message};
 const KEEP_REASSEMBLY: usize = 1 << 20;
 
 /// Decodes `data` (unmasking it in place) and runs the callbacks, until the
-/// buffer is consumed or the connection stops reading frames.
+/// buffer is consumed or the connection stops reading frames. `direct` is the
+/// backend on a plain connection, for sends from where the data lies.
 pub(crate) fn frames<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     inflated: &mut InflateBuffer,
     conn: &mut Conn<H::Data>,
     data: &mut [u8],
+    mut direct: Option<&mut dyn Io>,
 ) {
     let Conn { link, decoder, .. } = conn;
     let config = *shared.endpoint.decoder_config(&link.session);
@@ -67,22 +70,34 @@ pub(crate) fn frames<H: Handler>(
             Inbound::Text(text) => {
                 shared.counters.messages_in += 1;
                 if admit(link, shared) {
-                    handler.on_message(&mut WebSocket::new(link, shared), Message::Text(text));
+                    handler.on_message(
+                        &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                        Message::Text(text),
+                    );
                 }
             }
             Inbound::Binary(bytes) => {
                 shared.counters.messages_in += 1;
                 if admit(link, shared) {
-                    handler.on_message(&mut WebSocket::new(link, shared), Message::Binary(bytes));
+                    handler.on_message(
+                        &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                        Message::Binary(bytes),
+                    );
                 }
             }
             Inbound::Ping(payload) => {
                 shared.counters.pings_in += 1;
-                handler.on_ping(&mut WebSocket::new(link, shared), payload);
+                handler.on_ping(
+                    &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                    payload,
+                );
             }
             Inbound::Pong(payload) => {
                 shared.counters.pongs_in += 1;
-                handler.on_pong(&mut WebSocket::new(link, shared), payload);
+                handler.on_pong(
+                    &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                    payload,
+                );
             }
             Inbound::Close { code, reason } => {
                 let cause = link.cause_or(CloseCause::Peer);
@@ -94,6 +109,11 @@ pub(crate) fn frames<H: Handler>(
     // timer sweep frees it once the connection is quiet.
     decoder.trim_buffers(KEEP_REASSEMBLY);
     inflated.release();
+}
+
+/// `direct` for one callback, leaving it for the next.
+fn reborrow<'a>(direct: &'a mut Option<&mut dyn Io>) -> Option<&'a mut dyn Io> {
+    direct.as_deref_mut().map(|io| io as &mut dyn Io)
 }
 
 /// Under the pause policy with the tokens spent: keeps `rest` (not yet

@@ -37,6 +37,15 @@ pub(crate) trait Io {
     /// `Outbox::io_slices`) as the socket takes, or submits it.
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written;
 
+    /// Writes one frame, `header` then `payload`, straight from where it lies:
+    /// asked only while nothing of `key` is queued or in flight, so it goes
+    /// ahead of nothing. `None` if the backend cannot send from there (the
+    /// worker then queues a copy). A readiness backend writes now; a
+    /// completion backend may submit it if it can keep `payload` in place
+    /// until the send completes, and then reports it with
+    /// `Worker::on_frame_sent`.
+    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written>;
+
     /// Shuts down the write side of `key` (the queue is empty).
     fn shutdown_write(&mut self, key: usize);
 
@@ -56,4 +65,15 @@ pub(crate) trait Io {
 
     /// Stops accepting new connections (shutdown has begun).
     fn stop_accepting(&mut self);
+}
+
+/// What of a frame (`header`, then `payload`) is left after `written` bytes.
+pub(crate) fn unsent<'a>(
+    header: &'a [u8],
+    payload: &'a [u8],
+    written: usize,
+) -> (&'a [u8], &'a [u8]) {
+    let header_rest = &header[written.min(header.len())..];
+    let payload_rest = &payload[written.saturating_sub(header.len()).min(payload.len())..];
+    (header_rest, payload_rest)
 }

@@ -66,7 +66,8 @@ pub(crate) fn received<H: Handler>(
         }
         Some(consumed) => {
             if consumed < rest.len() && conn.link.reading_frames() {
-                receive::frames(handler, shared, inflated, conn, &mut rest[consumed..]);
+                // Frames that came with the request: queued (a rare case).
+                receive::frames(handler, shared, inflated, conn, &mut rest[consumed..], None);
             }
         }
     }

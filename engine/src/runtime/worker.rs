@@ -234,8 +234,9 @@ impl<H: Handler> Worker<H> {
 
     /// Bytes received on connection `key`. They are parsed in place: masked
     /// payloads are unmasked inside `data`; over TLS, records are decrypted
-    /// inside it first.
-    pub fn on_data(&mut self, key: usize, data: &mut [u8]) {
+    /// inside it first. On a plain connection, callbacks may write a large
+    /// message through `io` from where it lies (`Io::write_frame`).
+    pub fn on_data(&mut self, key: usize, data: &mut [u8], io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -244,7 +245,7 @@ impl<H: Handler> Worker<H> {
         let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
         let upgraded = &mut self.upgraded;
         let Some(mut tls) = conn.tls.take() else {
-            return deliver(handler, shared, inflated, upgraded, conn, data);
+            return deliver(handler, shared, inflated, upgraded, conn, data, Some(io));
         };
         if conn.link.phase() != Phase::Ended {
             let mut up = Plaintext {
@@ -336,6 +337,31 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.finish(key, io);
+    }
+
+    /// A frame the backend sent from where it lay (`Io::write_frame`) completed
+    /// with `written` bytes out; `unsent` (the rest of its header, then of its
+    /// payload) is copied to the front of the queue before the backend lets
+    /// go of it. Then as [`Self::on_sent`].
+    pub fn on_frame_sent(
+        &mut self,
+        key: usize,
+        written: usize,
+        unsent: (&[u8], &[u8]),
+        io: &mut impl Io,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let (header, payload) = unsent;
+        let short = !header.is_empty() || !payload.is_empty();
+        if short {
+            conn.link
+                .outbox
+                .push_front_copy(&mut self.shared.pool, header, payload);
+        }
+        self.shared.counters.bytes_out += written as u64;
+        self.on_sent(key, 0, short, io);
     }
 
     /// The backend has closed the socket of `key`: forget the connection.
@@ -473,12 +499,18 @@ impl<H: Handler> Worker<H> {
             }
             let mut held = conn.link.take_held();
             if !held.is_empty() && conn.link.reading_frames() {
+                // Over TLS, every byte goes through the record layer.
+                let direct = match conn.tls {
+                    None => Some(&mut *io as &mut dyn Io),
+                    Some(_) => None,
+                };
                 receive::frames(
                     &mut self.handler,
                     &mut self.shared,
                     &mut self.inflated,
                     conn,
                     &mut held,
+                    direct,
                 );
             }
             if conn.link.reading_paused() {

@@ -140,19 +140,16 @@ struct FakeSocket {
 struct FakeIo {
     sockets: HashMap<usize, FakeSocket>,
     stopped_accepting: bool,
+    /// Frames written from where they lay (`write_frame`).
+    frames_written: usize,
 }
 
-impl Io for FakeIo {
-    fn writes_later(&self) -> bool {
-        false
-    }
-
-    fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
-        let socket = self.sockets.entry(key).or_default();
-        let mut slices = [std::io::IoSlice::new(&[]); crate::runtime::outbox::MAX_IOVECS];
-        let count = outbox.io_slices(&mut slices);
+impl FakeSocket {
+    /// Takes what room there is of `slices`, in order.
+    fn take(&mut self, slices: &[&[u8]]) -> Written {
+        let socket = self;
         let mut written = 0;
-        for slice in &slices[..count] {
+        for slice in slices {
             let take = socket
                 .room
                 .map_or(slice.len(), |room| room.min(slice.len()));
@@ -172,6 +169,29 @@ impl Io for FakeIo {
             bytes: written,
             blocked: false,
         }
+    }
+}
+
+impl Io for FakeIo {
+    fn writes_later(&self) -> bool {
+        false
+    }
+
+    fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
+        let mut slices = [std::io::IoSlice::new(&[]); crate::runtime::outbox::MAX_IOVECS];
+        let count = outbox.io_slices(&mut slices);
+        let slices: Vec<&[u8]> = slices[..count].iter().map(|s| &**s).collect();
+        self.sockets.entry(key).or_default().take(&slices)
+    }
+
+    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+        self.frames_written += 1;
+        Some(
+            self.sockets
+                .entry(key)
+                .or_default()
+                .take(&[header, payload]),
+        )
     }
 
     fn shutdown_write(&mut self, key: usize) {
@@ -331,7 +351,7 @@ impl Harness {
 
     fn send_raw(&mut self, key: usize, bytes: &[u8]) {
         let mut bytes = bytes.to_vec();
-        self.worker.on_data(key, &mut bytes);
+        self.worker.on_data(key, &mut bytes, &mut self.io);
     }
 
     /// The client sends a text message.
@@ -621,6 +641,66 @@ fn backpressure_drop_policy_keeps_the_connection_and_drains() {
         [Frame::Binary(4000), Frame::Binary(4000), Frame::Binary(10)]
     );
     assert!(!h.socket(key).closed);
+}
+
+#[test]
+fn a_large_message_goes_out_from_where_it_lies_during_the_callback() {
+    let mut h = Harness::new(config());
+    let (key, id) = h.open();
+    let big = "x".repeat(20_000);
+    h.send_text(key, &big);
+    // Written during on_message, before the turn ends: no copy was queued.
+    assert_eq!(h.io.frames_written, 1);
+    assert_eq!(h.frames(key), [Frame::Text(big.clone())]);
+    // A message from the handler's own buffer goes the same way.
+    h.send_text(key, "flood 1 30000");
+    assert_eq!(h.io.frames_written, 2);
+    assert_eq!(h.frames(key), [Frame::Binary(30000)]);
+    // Small ones wait for the turn's end and go out together.
+    h.send_text(key, "small");
+    h.send_text(key, "flood 3 100");
+    assert_eq!(h.io.frames_written, 2);
+    assert!(h.frames(key).is_empty());
+    h.turn();
+    assert_eq!(
+        h.frames(key),
+        [
+            Frame::Text("small".into()),
+            Frame::Binary(100),
+            Frame::Binary(100),
+            Frame::Binary(100),
+        ]
+    );
+    let seen = h.seen.take();
+    assert!(seen.contains(&Seen::Sent(id, vec![SendStatus::Sent])));
+    assert!(seen.contains(&Seen::Sent(id, vec![SendStatus::Sent; 3])));
+}
+
+#[test]
+fn a_direct_write_cut_short_queues_only_the_rest_in_order() {
+    let mut h = Harness::new(config());
+    let (key, id) = h.open();
+    h.io.sockets.get_mut(&key).unwrap().room = Some(5000);
+    // Two large sends in one callback: the first goes from where it lies
+    // and the socket takes 5000 bytes of it; the second finds the rest of the
+    // first queued, so it is queued (copied) behind it.
+    h.send_text(key, "flood 2 20000");
+    assert_eq!(h.io.frames_written, 1);
+    assert_eq!(h.socket(key).wire.len() - h.clients[&key].3, 5000);
+    use SendStatus::*;
+    assert_eq!(
+        h.seen.take(),
+        [
+            Seen::Message(id, "flood 2 20000".into()),
+            Seen::Sent(id, vec![Backpressure, Backpressure])
+        ]
+    );
+    h.io.sockets.get_mut(&key).unwrap().room = None;
+    h.worker.on_writable(key);
+    h.turn();
+    assert_eq!(h.seen.take(), [Seen::Drain(id)]);
+    assert_eq!(h.frames(key), [Frame::Binary(20000), Frame::Binary(20000)]);
+    assert_eq!(h.io.frames_written, 1);
 }
 
 #[test]
