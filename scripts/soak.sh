@@ -33,11 +33,15 @@
 #   --echo-every S      echo clients: seconds between one connection's messages (default 5)
 #   --size-min B, --size-max B   echo message sizes (default 16, 4096)
 #   --rss-tolerance PCT (default 5)
+#   --settle S          seconds after the ramp before the RSS "after the ramp" is
+#                       taken: every connection has pinged or echoed by then
+#                       (default twice the longer of --ping-interval and --echo-every)
 #   --workers W         server workers (default: N x 1.1 / 19500 rounded up, at least 2)
 #   --sources A-B       loopback source range shared out to the clients
 #                       (default 127.0.5.1-127.0.5.250)
 #   --tune yes|dry|no   apply scripts/tune.sh (default yes), only print it, or skip
 #   --seed N            which clients are killed (default 1)
+#   --server-args "..." more flags for the echo server (e.g. "--uring-buffer-count 16")
 #   --out DIR           logs, JSON and samples (default target/soak/<time>)
 #   --no-build          use the release binaries as they are
 #   --debug             unoptimized builds (a quick check of the script, not a measurement)
@@ -60,6 +64,8 @@ echo_every=${ECHO_EVERY:-5}
 size_min=${SIZE_MIN:-16}
 size_max=${SIZE_MAX:-4096}
 rss_tolerance=${RSS_TOLERANCE:-5}
+settle=${SETTLE:-}
+server_args=${SERVER_ARGS:-}
 workers=${WORKERS:-}
 sources=${SOURCES:-127.0.5.1-127.0.5.250}
 tune=${TUNE:-yes}
@@ -82,6 +88,8 @@ while [ $# -gt 0 ]; do
     --size-min) size_min=${2:?}; shift ;;
     --size-max) size_max=${2:?}; shift ;;
     --rss-tolerance) rss_tolerance=${2:?}; shift ;;
+    --settle) settle=${2:?}; shift ;;
+    --server-args) server_args=${2:?}; shift ;;
     --workers) workers=${2:?}; shift ;;
     --sources) sources=${2:?}; shift ;;
     --tune) tune=${2:?}; shift ;;
@@ -103,6 +111,9 @@ for v in churn ping_interval echo_every rss_tolerance; do
   is_num "${!v}" || die "--${v//_/-} must be a number, not '${!v}'"
 done
 [ "$size_max" -ge "$size_min" ] || die "--size-max must be at least --size-min"
+settle=${settle:-$(python3 -c "import math; print(math.ceil(2 * max($ping_interval, $echo_every)))")}
+[[ "$settle" =~ ^[0-9]+$ ]] || die "--settle must be a whole number of seconds, not '$settle'"
+[ "$settle" -lt "$duration" ] || die "--settle ($settle s) must be shorter than --duration ($duration s)"
 case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
 case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
 [[ "$sources" =~ ^127\.([0-9]+)\.([0-9]+)\.([0-9]+)-127\.([0-9]+)\.([0-9]+)\.([0-9]+)$ ]] \
@@ -175,7 +186,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$server_bin" --port "$port" --workers "$workers" --backend io_uring --metrics > "$out/server.log" 2>&1 &
+read -r -a extra <<<"$server_args"
+"$server_bin" --port "$port" --workers "$workers" --backend io_uring --metrics "${extra[@]}" > "$out/server.log" 2>&1 &
 server_pid=$!
 for ((i = 0; i < 300; i++)); do
   grep -q listening "$out/server.log" 2>/dev/null && break
@@ -241,15 +253,17 @@ for ((i = 0; i < ramp_secs + 60; i++)); do
   sleep 1
 done
 [ "$ramped" = 1 ] || die "the ramp did not complete: gauge $(gauge) of $((clients * per_client))"
-sleep 5
+# Kill rounds count from the end of the ramp.
+next_kill=$(($(date +%s) + kill_every))
+echo "soak: ramp done at $(($(date +%s) - start)) s (gauge $(gauge)); settling $settle s before the RSS after the ramp"
+for ((w = 0; w < settle; w += 5)); do sample; sleep 5; done
 rss_ramp=$(rss_kib "$server_pid")
 fd_ramp=$(fds "$server_pid")
 gauge_ramp=$(gauge)
-echo "soak: ramp done at $(($(date +%s) - start)) s: server RSS $((rss_ramp / 1024)) MiB, $fd_ramp fds, gauge $gauge_ramp"
+echo "soak: after the ramp, at $(($(date +%s) - start)) s: server RSS $((rss_ramp / 1024)) MiB, $fd_ramp fds, gauge $gauge_ramp"
 
 RANDOM=$seed
 killed=0
-next_kill=$(($(date +%s) + kill_every))
 rss_end=
 while [ "$(date +%s)" -lt $((end - 3)) ]; do
   kill -0 "$server_pid" 2>/dev/null || die "the server died during the soak"
