@@ -7,7 +7,8 @@
 # every test of the workspace, whose integration tests each run on both backends
 # (the Redis bridge's against real redis-servers and a 3-shard Redis Cluster,
 # installed here from the Debian packages when missing); then a 2-node cluster
-# behind nginx (scripts/cluster.sh --check). Before the tests: the metrics
+# behind nginx (scripts/cluster.sh --check); scripts/million.sh (each mode) and
+# scripts/soak.sh run small on debug builds. Before the tests: the metrics
 # test's Prometheus parser (Python prometheus_client, from PyPI, in a venv under
 # target/), nginx with its stream module for the PROXY protocol test and the
 # cluster, and net.ipv4.tcp_migrate_req=1 for the restart test (per network
@@ -68,6 +69,15 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== million.sh and soak.sh, small and unoptimized (the scripts work; no figures)"
+bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --out target/million/ci-hold
+bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode broadcast --out target/million/ci-broadcast
+bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode echo --every 1 --out target/million/ci-echo
+# (RSS bound loosened: at 2,000 connections a few receive buffers faulting in
+# are a large share of the server's RSS; the real bound is the full soak's.)
+bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --rss-tolerance 50 \
+  --debug --tune no --out target/soak/ci
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"
 bash scripts/cluster.sh 2 --check --debug

@@ -25,6 +25,8 @@ use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use ringws::rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::series::{self, Recorder, Sample};
+
 /// Where to connect.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -139,6 +141,9 @@ pub struct Plan {
     /// When the measured phase ends (after the ramp).
     pub hold: Duration,
     pub connect_timeout: Duration,
+    /// After the ramp, the share of this thread's connections closed (with a
+    /// closing handshake) and opened anew each second (`--churn`, 0: none).
+    pub churn: f64,
     /// A hard stop for the whole run.
     pub deadline: Instant,
     pub epoch: Instant,
@@ -209,6 +214,8 @@ pub struct Report {
     pub tls_handshake: Histogram<u64>,
     /// Echo or broadcast latency, µs.
     pub latency: Histogram<u64>,
+    /// Hold: ping to pong round trip, µs.
+    pub pong_latency: Histogram<u64>,
     pub messages: u64,
     pub bytes: u64,
     pub mismatches: u64,
@@ -235,6 +242,13 @@ pub struct Report {
     pub ramp_secs: f64,
     /// Broadcast: the exactly-once check and the figures per node.
     pub fanout: Fanout,
+    /// Connections closed and reopened on purpose (`--churn`), each after a
+    /// full closing handshake.
+    pub churned: u64,
+    /// Per-second samples of the whole run (ramp and drain included).
+    pub series: Vec<Sample>,
+    /// This thread's current second.
+    pub(crate) rec: Recorder,
     /// Inside the measured window (after the ramp, before the drain): only then
     /// are messages and latencies counted.
     measuring: bool,
@@ -272,8 +286,8 @@ impl Fanout {
     fn new() -> Self {
         Self {
             published_total: 0,
-            latency_local: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            latency_remote: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            latency_local: series::histogram(),
+            latency_remote: series::histogram(),
             messages_local: 0,
             messages_remote: 0,
             heard_local: 0,
@@ -338,9 +352,10 @@ impl Report {
         Self {
             connected: 0,
             failures: [0; 6],
-            handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            tls_handshake: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            handshake: series::histogram(),
+            tls_handshake: series::histogram(),
+            latency: series::histogram(),
+            pong_latency: series::histogram(),
             messages: 0,
             bytes: 0,
             mismatches: 0,
@@ -356,6 +371,9 @@ impl Report {
             ramp: Vec::new(),
             ramp_secs: 0.0,
             fanout: Fanout::new(),
+            churned: 0,
+            series: Vec::new(),
+            rec: Recorder::default(),
             measuring: false,
         }
     }
@@ -369,6 +387,7 @@ impl Report {
         let _ = self.handshake.add(&other.handshake);
         let _ = self.tls_handshake.add(&other.tls_handshake);
         let _ = self.latency.add(&other.latency);
+        let _ = self.pong_latency.add(&other.pong_latency);
         self.messages += other.messages;
         self.bytes += other.bytes;
         self.mismatches += other.mismatches;
@@ -383,11 +402,25 @@ impl Report {
         self.going_away_unanswered += other.going_away_unanswered;
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
         self.fanout.merge(&other.fanout);
+        self.churned += other.churned;
+        series::merge(&mut self.series, &other.series);
     }
 
     fn fail(&mut self, why: Failure, live: &Live) {
         self.failures[FAILURES.iter().position(|(f, _)| *f == why).unwrap_or(5)] += 1;
+        self.rec.now.failures += 1;
         live.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mismatch(&mut self) {
+        self.mismatches += 1;
+        self.rec.now.mismatches += 1;
+    }
+
+    fn record_latency(&mut self, micros: u64) {
+        let v = micros.clamp(series::LOW, series::HIGH);
+        let _ = self.latency.record(v);
+        let _ = self.rec.latency.record(v);
     }
 }
 
@@ -396,9 +429,14 @@ enum Phase {
     Connecting,
     Upgrading,
     Open,
+    /// Closed by us on purpose (`--churn`) at this time; awaiting the
+    /// server's close.
+    Closing(Instant),
 }
 
 struct Conn {
+    /// Tells this connection from an earlier one under the same slab key.
+    serial: u32,
     stream: TcpStream,
     /// `wss://`: the TLS session over `stream`; `tx.out` and reads are plaintext.
     tls: Option<Box<ClientConnection>>,
@@ -437,6 +475,9 @@ struct Tx {
     stopped: bool,
 }
 
+/// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
+type Schedule = BinaryHeap<Reverse<(Instant, usize, u32)>>;
+
 const READ_BUF: usize = 64 * 1024;
 
 /// Largest server frame and message (inflated too) the client accepts.
@@ -451,6 +492,8 @@ pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     if let Err(e) = run_inner(&plan, &live, &mut report) {
         eprintln!("loadgen: client thread failed: {e}");
     }
+    report.rec.roll(plan.epoch.elapsed().as_secs());
+    report.series = std::mem::take(&mut report.rec).finish();
     report
 }
 
@@ -464,16 +507,25 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // Where compressed server messages are inflated.
     let mut inflated = InflateBuffer::new();
     // Scheduled sends (open loop) and pings: (due, key).
-    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut schedule: Schedule = BinaryHeap::new();
+    // Each connection's serial: a slab key is reused after a close, so what
+    // was scheduled for the old connection must not fire for the new one.
+    let mut next_serial = 0u32;
     let ramp_start = Instant::now();
     let mut started = 0usize;
     let mut ramp_done: Option<Instant> = None;
     let mut last_sample = Instant::now();
     let mut next_source = 0usize;
     let mut draining: Option<Instant> = None;
+    // --churn: connections closed on purpose and to be opened anew, the
+    // fraction of one still owed, and where the next pick starts.
+    let mut reopen = 0usize;
+    let mut churn_owed = 0f64;
+    let mut churn_cursor = 0usize;
 
     loop {
         let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
         if now >= plan.deadline || live.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -525,7 +577,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         } else {
             plan.connections
         };
-        while started < plan.connections.min(due) {
+        // Churned connections are replaced at once (they count past the plan).
+        while started < plan.connections.min(due) + reopen && draining.is_none() {
             started += 1;
             let source = plan
                 .sources
@@ -550,7 +603,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         }
                         None => None,
                     };
+                    next_serial = next_serial.wrapping_add(1);
                     entry.insert(Conn {
+                        serial: next_serial,
                         stream,
                         tls,
                         tls_done: false,
@@ -580,7 +635,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         }
 
         let mut timeout = Duration::from_millis(50);
-        if let Some(Reverse((at, _))) = schedule.peek() {
+        if let Some(Reverse((at, _, _))) = schedule.peek() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if started < plan.connections && plan.ramp_rate.is_finite() {
@@ -592,6 +647,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             return Err(e);
         }
         let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
         for event in events.iter() {
             let key = event.token().0;
             let Some(conn) = conns.get_mut(key) else {
@@ -625,7 +681,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             }
         }
         // Scheduled work: open-loop sends, pings, publishes.
-        while let Some(&Reverse((at, key))) = schedule.peek() {
+        while let Some(&Reverse((at, key, serial))) = schedule.peek() {
             if at > now {
                 break;
             }
@@ -633,7 +689,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            if conn.phase != Phase::Open {
+            if conn.phase != Phase::Open || conn.serial != serial {
                 continue;
             }
             match &plan.workload {
@@ -643,11 +699,16 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     ..
                 } => {
                     send_echo(&mut conn.tx, payloads, at);
-                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
                 }
                 Workload::Ping { every } => {
                     if conn.ping_outstanding {
                         report.missed_pongs += 1;
+                        report.rec.now.missed += 1;
                     }
                     let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
                     if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
@@ -655,7 +716,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     }
                     conn.ping_outstanding = true;
                     report.pings += 1;
-                    schedule.push(Reverse((at + *every, key)));
+                    report.rec.now.pings += 1;
+                    schedule.push(Reverse((at + *every, key, serial)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
                     let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
@@ -664,13 +726,18 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     payload[8..16].copy_from_slice(&report.fanout.published_total.to_be_bytes());
                     payload[16..20].copy_from_slice(BROADCAST_MARK);
                     report.fanout.published_total += 1;
+                    report.rec.now.published += 1;
                     conn.session
                         .message(&mut endpoint, OpCode::Binary, &payload, false)
                         .write_to(&mut conn.tx.out);
                     if report.measuring {
                         report.published += 1;
                     }
-                    schedule.push(Reverse((at + Duration::from_secs_f64(1.0 / rate), key)));
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
                 }
                 _ => {}
             }
@@ -684,17 +751,67 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             last_sample = now;
             let expired: Vec<usize> = conns
                 .iter()
-                .filter(|(_, c)| c.phase != Phase::Open && now - c.started > plan.connect_timeout)
+                .filter(|(_, c)| match c.phase {
+                    Phase::Connecting | Phase::Upgrading => now - c.started > plan.connect_timeout,
+                    Phase::Closing(since) => now - since > plan.connect_timeout,
+                    Phase::Open => false,
+                })
                 .map(|(k, _)| k)
                 .collect();
             for key in expired {
-                report.fail(Failure::Timeout, live);
-                if let Some(mut conn) = conns.try_remove(key) {
-                    let _ = poll.registry().deregister(&mut conn.stream);
+                let Some(mut conn) = conns.try_remove(key) else {
+                    continue;
+                };
+                let _ = poll.registry().deregister(&mut conn.stream);
+                if matches!(conn.phase, Phase::Closing(_)) {
+                    // The server never answered our close: the connection is lost.
+                    report.dropped += 1;
+                    report.rec.now.dropped += 1;
+                    report.lost += conn.tx.inflight.len() as u64;
+                    live.open.fetch_sub(1, Ordering::Relaxed);
+                    report.rec.open = report.rec.open.saturating_sub(1);
+                } else {
+                    report.fail(Failure::Timeout, live);
+                }
+            }
+            // --churn: close a share of the open connections (a closing
+            // handshake each: what they were owed still arrives) and open as
+            // many anew.
+            if plan.churn > 0.0 && ramp_done.is_some() && draining.is_none() {
+                churn_owed += plan.churn * plan.connections as f64 * 0.1;
+                let n = churn_owed as usize;
+                churn_owed -= n as f64;
+                let picked: Vec<usize> = conns
+                    .iter()
+                    .filter(|(k, c)| *k >= churn_cursor && c.phase == Phase::Open)
+                    .chain(
+                        conns
+                            .iter()
+                            .filter(|(k, c)| *k < churn_cursor && c.phase == Phase::Open),
+                    )
+                    .map(|(k, _)| k)
+                    .take(n)
+                    .collect();
+                for key in picked {
+                    let Some(conn) = conns.get_mut(key) else {
+                        continue;
+                    };
+                    churn_cursor = key + 1;
+                    if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
+                        close.write_to(&mut conn.tx.out);
+                    }
+                    conn.phase = Phase::Closing(now);
+                    conn.tx.stopped = true;
+                    reopen += 1;
+                    if flush(conn).is_err() {
+                        // Broken before the close went out: lost, not churned.
+                        conn.phase = Phase::Open;
+                        close_conn(&mut conns, key, &poll, report, live);
+                    }
                 }
             }
             let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count();
-            if ramp_done.is_none() && started == plan.connections && open == conns.len() {
+            if ramp_done.is_none() && started >= plan.connections && open == conns.len() {
                 ramp_done = Some(now);
                 report.measuring = true;
             }
@@ -704,6 +821,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // The end: count the living, close everyone politely.
     let broadcast = matches!(plan.workload, Workload::Broadcast { .. });
     for (_, conn) in conns.iter_mut() {
+        if let Phase::Closing(_) = conn.phase {
+            // Churned, its close not answered by the end.
+            report.lost += conn.tx.inflight.len() as u64;
+            continue;
+        }
         if conn.phase != Phase::Open {
             continue;
         }
@@ -816,8 +938,18 @@ fn flush(conn: &mut Conn) -> io::Result<()> {
     Ok(())
 }
 
+/// The payload variant of a connection's `n`th message: a mix of the counter
+/// (so sizes follow no pattern), the same on every run.
+fn variant_of(n: u32, variants: usize) -> usize {
+    let mut x = n.wrapping_mul(0x9E37_79B9);
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85EB_CA6B);
+    x ^= x >> 13;
+    x as usize % variants.max(1)
+}
+
 fn send_echo(tx: &mut Tx, payloads: &Payloads, intended: Instant) {
-    let variant = tx.next_variant as usize % payloads.frames.len();
+    let variant = variant_of(tx.next_variant, payloads.frames.len());
     tx.next_variant = tx.next_variant.wrapping_add(1);
     tx.out.extend_from_slice(&payloads.frames[variant]);
     tx.inflight.push_back((variant as u32, intended));
@@ -833,7 +965,7 @@ fn read_conn(
     plan: &Plan,
     report: &mut Report,
     live: &Live,
-    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    schedule: &mut Schedule,
     now: Instant,
 ) -> bool {
     loop {
@@ -909,9 +1041,11 @@ fn read_conn(
             report.connected += 1;
             report.ramp_secs = (now - plan.epoch).as_secs_f64();
             live.open.fetch_add(1, Ordering::Relaxed);
-            let _ = report
-                .handshake
-                .record((now - conn.started).as_micros().max(1) as u64);
+            let took = ((now - conn.started).as_micros() as u64).clamp(series::LOW, series::HIGH);
+            let _ = report.handshake.record(took);
+            report.rec.now.connects += 1;
+            report.rec.open += 1;
+            let _ = report.rec.handshake.record(took);
             on_open(key, conn, plan, schedule, now);
             if flush(conn).is_err() {
                 return false;
@@ -969,9 +1103,18 @@ fn read_conn(
             match received.inbound {
                 Inbound::Text(t) => on_message(tx, &mut rx, t.as_bytes(), false, report),
                 Inbound::Binary(b) => on_message(tx, &mut rx, b, true, report),
-                Inbound::Pong(_) => {
+                Inbound::Pong(stamp) => {
                     *ping_outstanding = false;
                     report.pongs += 1;
+                    report.rec.now.pongs += 1;
+                    // Our pings carry their send time (µs since the epoch).
+                    if let Ok(sent) = <[u8; 8]>::try_from(stamp) {
+                        let at = (now - plan.epoch).as_micros() as u64;
+                        let rtt = at.saturating_sub(u64::from_be_bytes(sent));
+                        let rtt = rtt.clamp(series::LOW, series::HIGH);
+                        let _ = report.pong_latency.record(rtt);
+                        let _ = report.rec.latency.record(rtt);
+                    }
                 }
                 Inbound::Ping(_) => {}
                 // Nothing is decoded after a close: answered, the connection ends.
@@ -995,19 +1138,13 @@ fn read_conn(
     }
 }
 
-fn on_open(
-    key: usize,
-    conn: &mut Conn,
-    plan: &Plan,
-    schedule: &mut BinaryHeap<Reverse<(Instant, usize)>>,
-    now: Instant,
-) {
+fn on_open(key: usize, conn: &mut Conn, plan: &Plan, schedule: &mut Schedule, now: Instant) {
     match &plan.workload {
         Workload::Idle => {}
         Workload::Ping { every } => {
             // Spread the first pings over one interval.
             let offset = every.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key)));
+            schedule.push(Reverse((now + offset, key, conn.serial)));
         }
         Workload::Echo {
             in_flight,
@@ -1023,13 +1160,17 @@ fn on_open(
         } => {
             let period = Duration::from_secs_f64(1.0 / rate);
             let offset = period.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key)));
+            schedule.push(Reverse((now + offset, key, conn.serial)));
         }
         Workload::Broadcast {
             publishers, rate, ..
         } => {
             if key < *publishers {
-                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 / rate), key)));
+                schedule.push(Reverse((
+                    now + Duration::from_secs_f64(1.0 / rate),
+                    key,
+                    conn.serial,
+                )));
             }
         }
     }
@@ -1066,19 +1207,19 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
         report.messages += 1;
         report.bytes += payload.len() as u64;
     }
+    report.rec.now.messages += 1;
+    report.rec.now.bytes += payload.len() as u64;
     live.messages.fetch_add(1, Ordering::Relaxed);
     match &plan.workload {
         Workload::Echo { rate, payloads, .. } => {
             let Some((variant, intended)) = tx.inflight.pop_front() else {
-                report.mismatches += 1;
+                report.mismatch();
                 return;
             };
             if payloads.payloads[variant as usize] != payload {
-                report.mismatches += 1;
+                report.mismatch();
             }
-            let _ = report
-                .latency
-                .record((now - intended).as_micros().max(1) as u64);
+            report.record_latency((now - intended).as_micros() as u64);
             if rate.is_none() && !tx.stopped {
                 send_echo(tx, payloads, now);
             }
@@ -1086,9 +1227,10 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
         Workload::Broadcast { .. } => {
             let Some((sent, seq)) = probe else { return };
             let at = (now - plan.epoch).as_micros() as u64;
+            let latency = at.saturating_sub(sent).clamp(series::LOW, series::HIGH);
+            let _ = report.rec.latency.record(latency);
             let f = &mut report.fanout;
             if measuring {
-                let latency = at.saturating_sub(sent).max(1);
                 let _ = report.latency.record(latency);
                 if rx.node == 0 {
                     let _ = f.latency_local.record(latency);
@@ -1138,11 +1280,23 @@ fn close_conn(
                 report.going_away += 1;
                 report.going_away_unanswered += conn.tx.inflight.len() as u64;
                 live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
             }
             Phase::Open => {
                 report.dropped += 1;
+                report.rec.now.dropped += 1;
                 report.lost += conn.tx.inflight.len() as u64;
                 live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
+            }
+            // A churned connection: closed by us, answered by the server's close
+            // (the echoes it owed came before that, so none should be left).
+            Phase::Closing(_) => {
+                report.churned += 1;
+                report.rec.now.churned += 1;
+                report.lost += conn.tx.inflight.len() as u64;
+                live.open.fetch_sub(1, Ordering::Relaxed);
+                report.rec.open = report.rec.open.saturating_sub(1);
             }
             _ if !conn.reported => report.fail(Failure::Reset, live),
             _ => {}

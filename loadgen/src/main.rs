@@ -6,14 +6,16 @@ mod embedded;
 mod plot;
 mod procs;
 mod report;
+mod series;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use client::{Live, Payloads, Plan, Report, Target, Workload};
 
@@ -21,7 +23,7 @@ use client::{Live, Payloads, Plan, Report, Target, Workload};
 #[command(
     name = "loadgen",
     version,
-    about = "WebSocket load generator: connect, hold, echo, broadcast, bench"
+    about = "WebSocket load generator: connect, hold, echo, broadcast, compare, bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +32,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(flatten)]
+    Scenario(Scenario),
+    /// Run one scenario against several servers in turn, with the same flags:
+    /// `loadgen compare --url A --url B echo -c 100 -d 5 [--json F] [--plot F.svg]`;
+    /// prints one table and draws one chart.
+    Compare(CompareArgs),
+    /// Start the embedded ringws server and run the standard scenarios.
+    Bench(BenchArgs),
+}
+
+/// The scenarios, on their own or under `compare`.
+#[derive(Subcommand, Debug, Clone)]
+enum Scenario {
     /// Ramp to N connections; report connect and upgrade rate and failures by cause.
     Connect(Common),
     /// Keep N connections open, ping each periodically, count live ones and
@@ -39,8 +54,26 @@ enum Command {
     Echo(EchoArgs),
     /// N subscribers of a room, one publisher at a rate: fan-out latency and counts.
     Broadcast(BroadcastArgs),
-    /// Start the embedded ringws server and run the standard scenarios.
-    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct CompareArgs {
+    /// A server to run the scenario against; repeat for each (at least two).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// A name for each server, in the order of the --url (default: the URL).
+    #[arg(long)]
+    label: Vec<String>,
+    /// The PID of each server, in the order of the --url, for its resident
+    /// memory per connection.
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Seconds to wait between two servers' runs (sockets of the last one settle).
+    #[arg(long, default_value_t = 1.0)]
+    pause: f64,
+    /// The scenario and its flags (its --json and --plot are the comparison's).
+    #[command(subcommand)]
+    scenario: Scenario,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -76,13 +109,23 @@ pub(crate) struct Common {
     /// get past the ~28k ephemeral ports of one address pair.
     #[arg(long)]
     sources: Option<String>,
-    /// Seconds allowed for connect + upgrade.
+    /// Seconds allowed for connect + upgrade (and for the server's answer to a
+    /// churned connection's close).
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
-    /// Write every figure as JSON to this file.
+    /// After the ramp, close this percentage of the connections every second
+    /// (a closing handshake each: what they were owed still arrives) and open
+    /// as many anew.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// The server's PID, to sample its resident memory (bytes per connection).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write every figure as JSON to this file, the per-second samples included.
     #[arg(long)]
     json: Option<String>,
-    /// Draw the latency distribution and the connection ramp into this SVG file.
+    /// Draw the latency distribution, the connection ramp and the per-second
+    /// rate, latency and errors into this SVG file.
     #[arg(long)]
     plot: Option<String>,
     /// Offer permessage-deflate (client_no_context_takeover) and send every
@@ -102,9 +145,6 @@ struct HoldArgs {
     /// Seconds between pings on each connection.
     #[arg(long, default_value_t = 1.0)]
     ping_interval: f64,
-    /// The server's PID, to sample its resident memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -112,7 +152,8 @@ struct Payload {
     /// Payload size in bytes (or the low end with --size-max).
     #[arg(short = 's', long, default_value_t = 20)]
     size: usize,
-    /// Spread payload sizes over size..=size-max.
+    /// Random payload sizes in size..=size-max (64 sizes spread over the range,
+    /// 16 above 64 KiB; each message picks one).
     #[arg(long)]
     size_max: Option<usize>,
     /// Text messages instead of binary.
@@ -182,71 +223,281 @@ struct BenchArgs {
     tls: bool,
 }
 
+/// In a `compare --procs` child: which of the servers it runs against.
+const COMPARE_TARGET: &str = "LOADGEN_COMPARE_TARGET";
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let child = procs::Child::from_env();
     let result = match cli.command {
-        Command::Connect(mut c) => {
-            procs::share(&mut c, child.as_ref());
-            run("connect", &c, child, |c| {
-                scenario("connect", c, Workload::Idle, None)
-            })
-        }
-        Command::Hold(mut h) => {
-            let pid = h.server_pid;
-            procs::share(&mut h.common, child.as_ref());
-            let interval = h.ping_interval;
-            run("hold", &h.common, child, move |c| {
-                let workload = Workload::Ping {
-                    every: Duration::from_secs_f64(interval),
-                };
-                scenario("hold", c, workload, pid)
-            })
-        }
-        Command::Echo(mut e) => {
-            let total = e.common.connections;
-            procs::share(&mut e.common, child.as_ref());
-            // The open-loop rate is the whole run's: each process takes its share.
-            if let Some(rate) = e.rate.as_mut() {
-                *rate *= e.common.connections as f64 / total.max(1) as f64;
-            }
-            let e2 = e.clone();
-            run("echo", &e.common, child, move |c| {
-                let e = EchoArgs {
-                    common: c.clone(),
-                    ..e2.clone()
-                };
-                scenario("echo", c, echo_workload(&e), None)
-            })
-        }
-        Command::Broadcast(mut b) => {
-            procs::share(&mut b.common, child.as_ref());
-            let publisher = child.as_ref().is_none_or(|c| c.index == 0);
-            let (rate, size) = (b.rate, b.size.max(client::BROADCAST_MIN));
-            let check = Check {
-                allow_loss: b.allow_loss,
-                cpu_pids: b.cpu_pid.clone(),
-            };
-            run_checked("broadcast", &b.common, child, Some(check), move |c| {
-                let publishers = usize::from(publisher);
-                scenario(
-                    "broadcast",
-                    c,
-                    Workload::Broadcast {
-                        publishers,
-                        rate,
-                        size,
-                    },
-                    None,
+        Command::Scenario(s) => run_scenario(s, child),
+        Command::Compare(a) => {
+            // The servers are compare's --url; one given to the scenario too is
+            // a mistake, not a default to override silently.
+            let scenario_url = matches
+                .subcommand_matches("compare")
+                .and_then(|m| m.subcommand())
+                .is_some_and(|(_, m)| m.value_source("url") == Some(ValueSource::CommandLine));
+            if scenario_url {
+                Err(
+                    "compare: give the servers as compare --url A --url B, before the scenario"
+                        .into(),
                 )
-            })
+            } else {
+                compare(a, child)
+            }
         }
         Command::Bench(b) => bench(&b),
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");
         std::process::exit(1);
+    }
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Connect(_) => "connect",
+            Scenario::Hold(_) => "hold",
+            Scenario::Echo(_) => "echo",
+            Scenario::Broadcast(_) => "broadcast",
+        }
+    }
+
+    fn common(&self) -> &Common {
+        match self {
+            Scenario::Connect(c) => c,
+            Scenario::Hold(h) => &h.common,
+            Scenario::Echo(e) => &e.common,
+            Scenario::Broadcast(b) => &b.common,
+        }
+    }
+
+    fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Scenario::Connect(c) => c,
+            Scenario::Hold(h) => &mut h.common,
+            Scenario::Echo(e) => &mut e.common,
+            Scenario::Broadcast(b) => &mut b.common,
+        }
+    }
+
+    /// Narrows it to a `--procs` child's share (connections, rates, sources).
+    fn share(&mut self, child: Option<&procs::Child>) {
+        let total = self.common().connections;
+        procs::share(self.common_mut(), child);
+        match self {
+            // The open-loop rate is the whole run's: each process takes its share.
+            Scenario::Echo(e) => {
+                if let Some(rate) = e.rate.as_mut() {
+                    *rate *= e.common.connections as f64 / total.max(1) as f64;
+                }
+            }
+            // One publisher in all: in the first process.
+            Scenario::Broadcast(b) if child.is_some_and(|c| c.index != 0) => b.rate = 0.0,
+            _ => {}
+        }
+    }
+
+    /// Checks the options that no scenario can run with.
+    fn validate(&self) -> Result<()> {
+        let c = self.common();
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if c.connections == 0 {
+            return Err("-c/--connections must be at least 1".into());
+        }
+        if c.procs == 0 {
+            return Err("--procs must be at least 1".into());
+        }
+        if !(c.ramp.is_finite() && c.ramp >= 0.0) {
+            return Err("--ramp must be 0 or more connections per second".into());
+        }
+        if !(c.duration.is_finite() && c.duration >= 0.0) {
+            return Err("-d/--duration must be 0 or more seconds".into());
+        }
+        if !positive(c.connect_timeout) {
+            return Err("--connect-timeout must be more than 0 seconds".into());
+        }
+        if !(c.churn.is_finite() && (0.0..=100.0).contains(&c.churn)) {
+            return Err("--churn must be a percentage, 0 to 100".into());
+        }
+        match self {
+            Scenario::Hold(h) if !positive(h.ping_interval) => {
+                Err("--ping-interval must be more than 0 seconds".into())
+            }
+            Scenario::Echo(e) if e.rate.is_some_and(|r| !positive(r)) => {
+                Err("-r/--rate must be more than 0 messages per second".into())
+            }
+            Scenario::Broadcast(b) if !positive(b.rate) => {
+                Err("-r/--rate must be more than 0 messages per second".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a broadcast run checks and samples besides the scenario.
+    fn check(&self) -> Option<Check> {
+        match self {
+            Scenario::Broadcast(b) => Some(Check {
+                allow_loss: b.allow_loss,
+                cpu_pids: b.cpu_pid.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Runs it in this process, over its threads.
+    fn run_here(&self) -> Result<report::Outcome> {
+        let c = self.common();
+        let name = self.name();
+        match self {
+            Scenario::Connect(_) => scenario(name, c, Workload::Idle),
+            Scenario::Hold(h) => {
+                let workload = Workload::Ping {
+                    every: Duration::from_secs_f64(h.ping_interval),
+                };
+                scenario(name, c, workload)
+            }
+            Scenario::Echo(e) => scenario(name, c, echo_workload(e)),
+            Scenario::Broadcast(b) => {
+                let workload = Workload::Broadcast {
+                    publishers: usize::from(b.rate > 0.0),
+                    rate: b.rate,
+                    size: b.size.max(client::BROADCAST_MIN),
+                };
+                scenario(name, c, workload)
+            }
+        }
+    }
+
+    /// Runs it here or over `--procs` children (with `env` added to theirs),
+    /// with the broadcast's exactly-once check and CPU samples attached.
+    fn measure(&self, env: &[(&str, String)]) -> Result<report::Outcome> {
+        let c = self.common();
+        let check = self.check();
+        let pids = check.as_ref().map_or(&[][..], |k| &k.cpu_pids[..]);
+        let cpu_before: Vec<_> = pids.iter().map(|&p| report::cpu_seconds(p)).collect();
+        let mut outcome = if c.procs > 1 {
+            procs::run_children(self.name(), c, env)?
+        } else {
+            self.run_here()?
+        };
+        if let Some(check) = &check {
+            outcome.fanout = Some(report::FanoutCheck {
+                nodes: c.url.len(),
+                allow_loss: check.allow_loss,
+                cpu: check
+                    .cpu_pids
+                    .iter()
+                    .zip(cpu_before)
+                    .filter_map(|(&pid, before)| Some((pid, report::cpu_seconds(pid)? - before?)))
+                    .collect(),
+            });
+        }
+        Ok(outcome)
+    }
+}
+
+/// Runs one scenario here, or in `--procs` child processes whose results are
+/// merged; prints the summary, writes JSON and the plot. A child only writes
+/// its result for the parent.
+fn run_scenario(mut s: Scenario, child: Option<procs::Child>) -> Result<()> {
+    s.validate()?;
+    s.share(child.as_ref());
+    if let Some(child) = child {
+        let outcome = s.run_here()?;
+        return procs::write_child(&child, &outcome);
+    }
+    let outcome = s.measure(&[])?;
+    let c = s.common();
+    if let Some(path) = &c.plot {
+        plot::draw(path, std::slice::from_ref(&outcome))?;
+    }
+    outcome.finish(&c.json)
+}
+
+/// `compare`: the scenario against each server in turn; one table, one chart,
+/// one JSON array. Fails if a broadcast was not exactly once on some server.
+fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
+    if a.urls.len() < 2 {
+        return Err("compare: give at least two servers (--url A --url B)".into());
+    }
+    if !a.label.is_empty() && a.label.len() != a.urls.len() {
+        return Err(format!(
+            "compare: {} --label for {} --url: give one per server or none",
+            a.label.len(),
+            a.urls.len()
+        )
+        .into());
+    }
+    if !a.server_pids.is_empty() && a.server_pids.len() != a.urls.len() {
+        return Err(format!(
+            "compare: {} --server-pid for {} --url: give one per server or none",
+            a.server_pids.len(),
+            a.urls.len()
+        )
+        .into());
+    }
+    if a.scenario.common().server_pid.is_some() {
+        return Err(
+            "compare: give the servers' PIDs as compare --server-pid, one per --url".into(),
+        );
+    }
+    if !(a.pause.is_finite() && a.pause >= 0.0) {
+        return Err("compare: --pause must be 0 or more seconds".into());
+    }
+    // Every URL is checked before the first run.
+    parse_urls(&a.urls)?;
+    let for_target = |i: usize| {
+        let mut s = a.scenario.clone();
+        let c = s.common_mut();
+        c.url = vec![a.urls[i].clone()];
+        c.server_pid = a.server_pids.get(i).copied();
+        s
+    };
+    if let Some(child) = child {
+        let i: usize = std::env::var(COMPARE_TARGET)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&i| i < a.urls.len())
+            .ok_or("compare: a child process without its server")?;
+        return run_scenario(for_target(i), Some(child));
+    }
+    a.scenario.validate()?;
+    let mut outcomes = Vec::new();
+    let mut failed = Vec::new();
+    for i in 0..a.urls.len() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_secs_f64(a.pause));
+        }
+        let s = for_target(i);
+        let label = a.label.get(i).cloned().unwrap_or_else(|| a.urls[i].clone());
+        eprintln!("loadgen compare: {} against {label} ...", s.name());
+        let mut outcome = s.measure(&[(COMPARE_TARGET, i.to_string())])?;
+        outcome.name = label;
+        if let Err(why) = outcome.verdict() {
+            failed.push(format!("{}: {why}", outcome.name));
+        }
+        outcomes.push(outcome);
+    }
+    print!("{}", report::compare_table(a.scenario.name(), &outcomes));
+    let c = a.scenario.common();
+    if let Some(path) = &c.json {
+        report::write_json(path, &outcomes)?;
+    }
+    if let Some(path) = &c.plot {
+        plot::draw(path, &outcomes)?;
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; ").into())
     }
 }
 
@@ -264,14 +515,15 @@ fn parse_url(url: &str) -> Result<(Target, bool)> {
     let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
         (Some(rest), _) => (rest, false),
         (_, Some(rest)) => (rest, true),
-        _ => return Err("only ws:// and wss:// URLs are supported".into()),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported").into()),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr = authority
-        .to_socket_addrs()?
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: {e}"))?
         .next()
         .ok_or_else(|| format!("cannot resolve {authority}"))?;
     Ok((
@@ -318,12 +570,8 @@ pub(crate) fn parse_sources(spec: &Option<String>) -> Result<Vec<IpAddr>> {
 
 /// Runs one scenario over its threads, with a progress display, and merges the
 /// threads' reports.
-fn scenario(
-    name: &str,
-    c: &Common,
-    workload: Workload,
-    pid: Option<u32>,
-) -> Result<report::Outcome> {
+fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcome> {
+    let pid = c.server_pid;
     let mut targets = Vec::new();
     for (mut target, secure) in parse_urls(&c.url)? {
         target.deflate = c.deflate;
@@ -341,7 +589,7 @@ fn scenario(
         .max(1);
     let sources = parse_sources(&c.sources)?;
     let live = Arc::new(Live::default());
-    let epoch = Instant::now();
+    let epoch = procs::epoch();
     let ramp_secs = if c.ramp > 0.0 {
         c.connections as f64 / c.ramp
     } else {
@@ -354,9 +602,17 @@ fn scenario(
     for t in 0..threads {
         let share = c.connections / threads + usize::from(t < c.connections % threads);
         let workload = match (&workload, t) {
-            // One publisher in all: the first connection of thread 0.
-            (Workload::Broadcast { rate, size, .. }, 0) => Workload::Broadcast {
-                publishers: 1,
+            // One publisher in all: the first connection of thread 0 (of the
+            // first process).
+            (
+                Workload::Broadcast {
+                    publishers,
+                    rate,
+                    size,
+                },
+                0,
+            ) => Workload::Broadcast {
+                publishers: *publishers,
                 rate: *rate,
                 size: *size,
             },
@@ -380,6 +636,7 @@ fn scenario(
             workload,
             hold: Duration::from_secs_f64(c.duration),
             connect_timeout: Duration::from_secs_f64(c.connect_timeout),
+            churn: c.churn / 100.0,
             deadline,
             epoch,
         };
@@ -429,66 +686,11 @@ fn scenario(
     })
 }
 
-/// Runs a scenario here, or in `--procs` child processes whose results are
-/// merged; prints the summary, writes JSON and the plot. A child only writes
-/// its JSON for the parent.
-fn run(
-    name: &str,
-    c: &Common,
-    child: Option<procs::Child>,
-    scenario: impl FnOnce(&Common) -> Result<report::Outcome>,
-) -> Result<()> {
-    run_checked(name, c, child, None, scenario)
-}
-
 /// What a broadcast run checks and samples besides the scenario.
+#[derive(Debug)]
 struct Check {
     allow_loss: bool,
     cpu_pids: Vec<u32>,
-}
-
-/// [`run`], with the broadcast's exactly-once verdict and CPU samples.
-fn run_checked(
-    name: &str,
-    c: &Common,
-    child: Option<procs::Child>,
-    check: Option<Check>,
-    scenario: impl FnOnce(&Common) -> Result<report::Outcome>,
-) -> Result<()> {
-    if let Some(child) = child {
-        let outcome = scenario(c)?;
-        return procs::write_child(&child, &outcome);
-    }
-    let pids = check.as_ref().map_or(&[][..], |k| &k.cpu_pids[..]);
-    let cpu_before: Vec<_> = pids.iter().map(|&p| report::cpu_seconds(p)).collect();
-    let mut outcome = if c.procs > 1 {
-        procs::run_children(name, c)?
-    } else {
-        scenario(c)?
-    };
-    if let Some(check) = &check {
-        outcome.fanout = Some(report::FanoutCheck {
-            nodes: c.url.len(),
-            allow_loss: check.allow_loss,
-            cpu: check
-                .cpu_pids
-                .iter()
-                .zip(cpu_before)
-                .filter_map(|(&pid, before)| Some((pid, report::cpu_seconds(pid)? - before?)))
-                .collect(),
-        });
-    }
-    if let Some(path) = &c.plot {
-        plot::draw(path, std::slice::from_ref(&outcome))?;
-    }
-    outcome.finish(&c.json)
-}
-
-fn hold(h: &HoldArgs) -> Result<report::Outcome> {
-    let workload = Workload::Ping {
-        every: Duration::from_secs_f64(h.ping_interval),
-    };
-    scenario("hold", &h.common, workload, h.server_pid)
 }
 
 fn echo_workload(e: &EchoArgs) -> Workload {
@@ -497,11 +699,18 @@ fn echo_workload(e: &EchoArgs) -> Workload {
         .size_max
         .unwrap_or(e.payload.size)
         .max(e.payload.size);
+    // A range of sizes gets 64 of them (16 where they are large), each
+    // connection picking among them at random.
+    let variants = if max > e.payload.size && max <= 64 << 10 {
+        64
+    } else {
+        16
+    };
     let payloads = Arc::new(Payloads::new(
         e.payload.size,
         max,
         e.payload.text,
-        16,
+        variants,
         e.common.deflate,
     ));
     let rate = e.rate.map(|r| r / e.common.connections.max(1) as f64);
@@ -510,15 +719,6 @@ fn echo_workload(e: &EchoArgs) -> Workload {
         rate,
         payloads,
     }
-}
-
-fn broadcast(b: &BroadcastArgs) -> Result<report::Outcome> {
-    let workload = Workload::Broadcast {
-        publishers: 1,
-        rate: b.rate,
-        size: b.size.max(client::BROADCAST_MIN),
-    };
-    scenario("broadcast", &b.common, workload, None)
 }
 
 /// The main job: the embedded server under the standard scenarios.
@@ -546,6 +746,8 @@ fn bench(b: &BenchArgs) -> Result<()> {
         threads: Some(b.threads),
         sources: None,
         connect_timeout: 10.0,
+        churn: 0.0,
+        server_pid: None,
         json: None,
         plot: None,
         procs: 1,
@@ -564,7 +766,6 @@ fn bench(b: &BenchArgs) -> Result<()> {
             ..common(2000, "/")
         },
         Workload::Idle,
-        None,
     )?);
     for (conns, size) in [(100, 20), (1000, 20), (100, 16 * 1024)] {
         let e = EchoArgs {
@@ -577,7 +778,6 @@ fn bench(b: &BenchArgs) -> Result<()> {
             &format!("echo {conns} x {}", report::size(size)),
             &e.common,
             echo_workload(&e),
-            None,
         )?;
         o.name = format!("echo {} conns x {}", scaled(conns), report::size(size));
         outcomes.push(o);
@@ -589,23 +789,22 @@ fn bench(b: &BenchArgs) -> Result<()> {
         rate: Some(20_000.0),
     };
     let open_loop = format!("echo open-loop {} conns @ 20k/s", scaled(1000));
-    outcomes.push(scenario(&open_loop, &e.common, echo_workload(&e), None)?);
-    let bc = BroadcastArgs {
+    outcomes.push(scenario(&open_loop, &e.common, echo_workload(&e))?);
+    let bc = Scenario::Broadcast(BroadcastArgs {
         common: common(1000, "/chat"),
         rate: 100.0,
         size: 64,
         allow_loss: false,
         cpu_pid: Vec::new(),
-    };
-    let mut o = broadcast(&bc)?;
+    });
+    let mut o = bc.run_here()?;
     o.name = format!("broadcast {} subs @ 100/s", scaled(1000));
     outcomes.push(o);
-    let h = HoldArgs {
+    let h = Scenario::Hold(HoldArgs {
         common: common(5000, "/"),
         ping_interval: 1.0,
-        server_pid: None,
-    };
-    let mut o = hold(&h)?;
+    });
+    let mut o = h.run_here()?;
     o.name = format!("hold {} conns, ping 1/s", scaled(5000));
     outcomes.push(o);
     server.shutdown(Duration::from_secs(2));

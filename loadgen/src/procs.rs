@@ -13,11 +13,41 @@ use serde_json::{Value, json};
 use crate::Common;
 use crate::client::{FAILURES, Report};
 use crate::report::Outcome;
+use crate::series::Sample;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const CHILD: &str = "LOADGEN_CHILD";
 const CHILD_JSON: &str = "LOADGEN_CHILD_JSON";
+/// The parent's epoch, CLOCK_MONOTONIC nanoseconds (one clock for every
+/// process of the machine): children time broadcast probes and number their
+/// per-second samples from it.
+const EPOCH: &str = "LOADGEN_EPOCH_NS";
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock `Instant` reads on Linux).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The run's epoch: the parent's in a `--procs` child, else now.
+pub fn epoch() -> Instant {
+    let now = Instant::now();
+    let mono = monotonic_ns();
+    let Some(parent) = std::env::var(EPOCH)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return now;
+    };
+    let behind = Duration::from_nanos(mono.saturating_sub(parent));
+    now.checked_sub(behind).unwrap_or(now)
+}
 
 /// This process's part of a `--procs` run.
 #[derive(Debug, Clone)]
@@ -27,9 +57,24 @@ pub struct Child {
     json: PathBuf,
 }
 
+/// The parent's PID, for a child to notice that it is gone.
+const PARENT: &str = "LOADGEN_PARENT_PID";
+
 impl Child {
+    /// This process's part, if it is a `--procs` child. A child dies with its
+    /// parent (a parent killed mid-run leaves no child running).
     pub fn from_env() -> Option<Self> {
         let spec = std::env::var(CHILD).ok()?;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's own
+        // death signal.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        let parent = std::env::var(PARENT)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+            // The parent died before the death signal was set.
+            std::process::exit(1);
+        }
         let (index, count) = spec.split_once('/')?;
         Some(Self {
             index: index.parse().ok()?,
@@ -58,32 +103,64 @@ pub fn share(c: &mut Common, child: Option<&Child>) {
     c.plot = None;
 }
 
-/// Runs `c.procs` children with this process's own arguments and merges them.
-pub fn run_children(name: &str, c: &Common) -> Result<Outcome> {
+/// Runs `c.procs` children with this process's own arguments (and `env`
+/// added to their environment) and merges them.
+pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Outcome> {
     let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
+    let epoch_ns = monotonic_ns();
     let mut children = Vec::new();
     for i in 0..c.procs {
         let json = dir.join(format!("child-{i}.json"));
-        let child = Command::new(&exe)
+        let spawned = Command::new(&exe)
             .args(std::env::args_os().skip(1))
             .env(CHILD, format!("{i}/{}", c.procs))
             .env(CHILD_JSON, &json)
+            .env(EPOCH, epoch_ns.to_string())
+            .env(PARENT, std::process::id().to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .spawn()?;
-        children.push((child, json));
+            .spawn();
+        match spawned {
+            Ok(child) => children.push((child, json)),
+            Err(e) => {
+                // None left running: the ones started are ours to stop.
+                for (mut child, _) in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("cannot start child process {i}: {e}").into());
+            }
+        }
     }
     eprintln!("loadgen: {name} over {} processes", c.procs);
     let mut merged: Option<Outcome> = None;
-    for (mut child, json) in children {
-        let status = child.wait()?;
+    // Every child is waited for (each is bounded by its own deadline), so a
+    // failed one leaves no other running; the first failure is the error.
+    let mut failed: Option<String> = None;
+    for (i, (mut child, json)) in children.into_iter().enumerate() {
+        let status = match child.wait() {
+            Ok(status) => status,
+            Err(e) => {
+                failed.get_or_insert(format!("child process {i}: {e}"));
+                continue;
+            }
+        };
         if !status.success() {
-            return Err(format!("a child process failed: {status}").into());
+            failed.get_or_insert(format!("child process {i} of {} failed: {status}", c.procs));
+            continue;
         }
-        let outcome = read_child(&json)?;
+        let outcome = match read_child(&json) {
+            Ok(o) => o,
+            Err(e) => {
+                failed.get_or_insert(format!("child process {i}: unreadable result: {e}"));
+                continue;
+            }
+        };
         match &mut merged {
             None => merged = Some(outcome),
             Some(m) => {
@@ -105,6 +182,9 @@ pub fn run_children(name: &str, c: &Common) -> Result<Outcome> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(why) = failed {
+        return Err(why.into());
+    }
     let mut outcome = merged.ok_or("no child processes")?;
     outcome.name = name.to_owned();
     outcome.elapsed = started.elapsed();
@@ -120,7 +200,7 @@ fn hist_to_json(h: &Histogram<u64>) -> Value {
 }
 
 fn hist_from_json(v: &Value) -> Histogram<u64> {
-    let mut h = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut h = crate::series::histogram();
     for pair in v.as_array().into_iter().flatten() {
         if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
             let _ = h.record_n(value.max(1), count);
@@ -143,6 +223,7 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "handshake": hist_to_json(&r.handshake),
         "tls_handshake": hist_to_json(&r.tls_handshake),
         "latency": hist_to_json(&r.latency),
+        "pong_latency": hist_to_json(&r.pong_latency),
         "messages": r.messages,
         "bytes": r.bytes,
         "mismatches": r.mismatches,
@@ -155,6 +236,8 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "dropped": r.dropped,
         "ramp": r.ramp,
         "ramp_secs": r.ramp_secs,
+        "churned": r.churned,
+        "series": r.series.iter().map(Sample::to_child_json).collect::<Vec<_>>(),
         "fanout": {
             "published_total": r.fanout.published_total,
             "latency_local": hist_to_json(&r.fanout.latency_local),
@@ -186,6 +269,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.handshake = hist_from_json(&v["handshake"]);
     report.tls_handshake = hist_from_json(&v["tls_handshake"]);
     report.latency = hist_from_json(&v["latency"]);
+    report.pong_latency = hist_from_json(&v["pong_latency"]);
     report.messages = n("messages");
     report.bytes = n("bytes");
     report.mismatches = n("mismatches");
@@ -197,6 +281,13 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.live_at_end = n("live_at_end");
     report.dropped = n("dropped");
     report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
+    report.churned = n("churned");
+    report.series = v["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Sample::from_child_json)
+        .collect();
     let f = &v["fanout"];
     let fan = |k: &str| f[k].as_u64().unwrap_or(0);
     report.fanout.published_total = fan("published_total");

@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::client::{FAILURES, Live, Report};
+use crate::series::Sample;
 
 /// One scenario's result.
 #[derive(Debug)]
@@ -120,6 +121,15 @@ impl Outcome {
                 r.pings, r.pongs, r.missed_pongs, r.live_at_end
             );
         }
+        if !r.pong_latency.is_empty() {
+            let h = &r.pong_latency;
+            println!(
+                "ping to pong: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                h.max() as f64 / 1000.0
+            );
+        }
         if r.published > 0 {
             // Every connection is a subscriber, the publisher included.
             let expected = r.published * r.connected;
@@ -138,6 +148,12 @@ impl Outcome {
             );
         }
         let verdict = self.fanout.as_ref().map(|check| self.print_fanout(check));
+        if r.churned > 0 {
+            println!("churned (closed and reopened): {} connections", r.churned);
+        }
+        if let Some(line) = self.series_line() {
+            println!("{line}");
+        }
         if r.going_away > 0 {
             println!(
                 "closed by the server with 1001: {} connections, {} echoes awaited then",
@@ -205,9 +221,9 @@ impl Outcome {
                 cpu * 1e6 / f.published_total.max(1) as f64
             );
         }
-        let missing = f.missing();
         println!(
-            "  exactly once: missing {missing}, duplicate or out of order {}, silent subscribers {} -> {}",
+            "  exactly once: missing {}, duplicate or out of order {}, silent subscribers {} -> {}",
+            f.missing(),
             f.out_of_order,
             f.silent,
             if f.exactly_once() {
@@ -216,6 +232,11 @@ impl Outcome {
                 "NOT exactly once"
             }
         );
+        Self::fanout_verdict(f, check)
+    }
+
+    fn fanout_verdict(f: &crate::client::Fanout, check: &FanoutCheck) -> Result<(), String> {
+        let missing = f.missing();
         if f.out_of_order > 0 || (!check.allow_loss && (missing > 0 || f.silent > 0)) {
             return Err(format!(
                 "broadcast: {missing} missing, {} duplicate or out of order, {} silent subscribers",
@@ -223,6 +244,42 @@ impl Outcome {
             ));
         }
         Ok(())
+    }
+
+    /// The run's pass/fail beyond the figures: a broadcast's exactly-once check.
+    pub fn verdict(&self) -> Result<(), String> {
+        match &self.fanout {
+            Some(check) => Self::fanout_verdict(&self.report.fanout, check),
+            None => Ok(()),
+        }
+    }
+
+    /// One line about the per-second samples: the range of the rate, the worst
+    /// second's p99 and the seconds with errors.
+    fn series_line(&self) -> Option<String> {
+        let series = &self.report.series;
+        if series.is_empty() {
+            return None;
+        }
+        let mut rates: Vec<u64> = series.iter().map(Sample::rate).collect();
+        rates.sort_unstable();
+        let worst = series
+            .iter()
+            .filter_map(|s| Some((s.latency.quantile(0.99)?, s.t)))
+            .max();
+        let with_errors = series.iter().filter(|s| s.counts.errors() > 0).count();
+        let mut line = format!(
+            "per second ({} s): rate min {} median {} max {}",
+            series.len(),
+            rates[0],
+            rates[rates.len() / 2],
+            rates[rates.len() - 1]
+        );
+        if let Some((p99, t)) = worst {
+            line += &format!("; worst p99 {:.2} ms at {t} s", p99 as f64 / 1000.0);
+        }
+        line += &format!("; seconds with errors {with_errors}");
+        Some(line)
     }
 
     /// The broadcast's fan-out figures as JSON.
@@ -275,6 +332,11 @@ impl Outcome {
                 "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
                 "p99": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.99) as f64 / 1000.0),
             },
+            "pong_ms": (!r.pong_latency.is_empty()).then(|| json!({
+                "p50": r.pong_latency.value_at_quantile(0.5) as f64 / 1000.0,
+                "p99": r.pong_latency.value_at_quantile(0.99) as f64 / 1000.0,
+                "max": r.pong_latency.max() as f64 / 1000.0,
+            })),
             "tls_handshake_ms": {
                 "p50": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.5) as f64 / 1000.0),
                 "p99": (!r.tls_handshake.is_empty()).then(|| r.tls_handshake.value_at_quantile(0.99) as f64 / 1000.0),
@@ -297,7 +359,10 @@ impl Outcome {
             "live_at_end": r.live_at_end,
             "server_rss": self.rss.map(|(b, h)| json!({"before": b, "held": h, "bytes_per_connection": (h.saturating_sub(b)) as f64 / r.connected.max(1) as f64})),
             "ramp": r.ramp,
+            "ramp_s": r.ramp_secs,
+            "churned": r.churned,
             "fanout": self.fanout.as_ref().map(|check| self.fanout_json(check)),
+            "series": r.series.iter().map(Sample::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -329,6 +394,74 @@ pub fn table(outcomes: &[Outcome]) {
          latency: echo round trip or fan-out delay (connect, hold: connect + upgrade); \
          errors: failed connects, mismatched or lost messages, dropped connections, missed pongs"
     );
+}
+
+/// The table of `compare`: one scenario against several servers, each row
+/// with its ratio to the first server's rate and p99.
+pub fn compare_table(scenario: &str, outcomes: &[Outcome]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    let ratio = |v: Option<f64>, base: Option<f64>| match (v, base) {
+        (Some(v), Some(b)) if b > 0.0 => format!("x{:.2}", v / b),
+        _ => "-".to_string(),
+    };
+    let width = outcomes
+        .iter()
+        .map(|o| o.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let _ = writeln!(out, "compare: {scenario} on {} servers", outcomes.len());
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>8} {:>11} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>7} {:>9}",
+        "server",
+        "conns",
+        "rate/s",
+        "rate",
+        "p50 ms",
+        "p99 ms",
+        "p99",
+        "p99.9 ms",
+        "max ms",
+        "errors",
+        "B/conn"
+    );
+    let base = outcomes.first();
+    for o in outcomes {
+        let r = &o.report;
+        let bytes = o.rss.map(|(before, held)| {
+            format!(
+                "{:.0}",
+                held.saturating_sub(before) as f64 / r.connected.max(1) as f64
+            )
+        });
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>8} {:>11.0} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>7} {:>9}",
+            o.name,
+            r.connected,
+            o.rate(),
+            ratio(Some(o.rate()), base.map(Outcome::rate)),
+            ms(o.percentile_ms(0.5)),
+            ms(o.percentile_ms(0.99)),
+            ratio(
+                o.percentile_ms(0.99),
+                base.and_then(|b| b.percentile_ms(0.99))
+            ),
+            ms(o.percentile_ms(0.999)),
+            ms((!o.shown().is_empty()).then(|| o.shown().max() as f64 / 1000.0)),
+            o.errors(),
+            bytes.as_deref().unwrap_or("-"),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "rate: against the first server's; latency: echo round trip or fan-out delay \
+         (connect, hold: connect + upgrade); B/conn: server RSS per connection (--server-pid)"
+    );
+    out
 }
 
 pub fn write_json(path: &str, outcomes: &[Outcome]) -> Result<(), Box<dyn std::error::Error>> {
@@ -389,5 +522,79 @@ impl Progress {
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, messages: u64, latencies: &[u64], rss: Option<(u64, u64)>) -> Outcome {
+        let mut report = Report::empty();
+        report.connected = 10;
+        report.messages = messages;
+        for &v in latencies {
+            report.latency.record(v).unwrap();
+        }
+        Outcome {
+            name: name.to_owned(),
+            connections: 10,
+            seconds: 2.0,
+            report,
+            rss,
+            elapsed: Duration::from_secs(3),
+            fanout: None,
+        }
+    }
+
+    fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
+            .split_whitespace()
+            .collect()
+    }
+
+    #[test]
+    fn compare_table_rates_against_the_first_server() {
+        let a = outcome(
+            "ringws",
+            2000,
+            &[1000, 1000, 3000],
+            Some((1 << 20, (1 << 20) + 5000)),
+        );
+        let mut b = outcome("other-server", 1000, &[2000, 2000, 9000], None);
+        b.report.mismatches = 2;
+        b.report.dropped = 1;
+        let table = compare_table("echo", &[a, b]);
+        assert!(table.starts_with("compare: echo on 2 servers\n"), "{table}");
+        let header = row(&table, "server");
+        assert_eq!(header[..4], ["server", "conns", "rate/s", "rate"]);
+        let first = row(&table, "ringws");
+        // 2000 messages over 2 s; x1.00 against itself; p99 3 ms; 500 bytes each.
+        assert_eq!(first[1], "10");
+        assert_eq!(first[2], "1000");
+        assert_eq!(first[3], "x1.00");
+        assert_eq!(first[5], "3.001");
+        assert_eq!(first[6], "x1.00");
+        assert_eq!(first[9], "0");
+        assert_eq!(first[10], "500");
+        let second = row(&table, "other-server");
+        assert_eq!(second[2], "500");
+        assert_eq!(second[3], "x0.50");
+        assert_eq!(second[6], "x3.00");
+        assert_eq!(second[9], "3");
+        assert_eq!(second[10], "-");
+    }
+
+    #[test]
+    fn compare_table_without_latency_shows_dashes() {
+        let table = compare_table(
+            "connect",
+            &[outcome("a", 0, &[], None), outcome("b", 0, &[], None)],
+        );
+        let a = row(&table, "a ");
+        assert_eq!(a[4..9], ["-", "-", "-", "-", "-"]);
     }
 }

@@ -273,6 +273,235 @@ fn broadcast_reaches_every_subscriber() {
     assert!(v["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
 }
 
+/// The per-second samples of a run: ascending seconds, counts that add up
+/// to at least the measured window's, the open gauge reaching every connection.
+fn check_series(v: &Value, connections: u64) -> &Vec<Value> {
+    let series = v["series"].as_array().expect("series");
+    assert!(!series.is_empty(), "{v}");
+    let ts: Vec<u64> = series.iter().map(|s| s["t"].as_u64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
+    let max_open = series.iter().map(|s| s["open"].as_u64().unwrap()).max();
+    assert_eq!(max_open, Some(connections), "{series:?}");
+    let sum = |k: &str| series.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    assert!(sum("connects") >= connections);
+    assert!(sum("messages") >= v["messages"].as_u64().unwrap());
+    assert_eq!(sum("errors"), 0, "{series:?}");
+    series
+}
+
+#[test]
+fn every_scenario_records_per_second_samples() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&["echo", "--url", &url, "-c", "10", "-d", "2.5", "-t", "2"]);
+    let series = check_series(&v, 10);
+    assert!(series.len() >= 3, "{series:?}");
+    // A full second of echoes has its own latency percentiles.
+    let busy = series
+        .iter()
+        .find(|s| s["messages"].as_u64().unwrap() > 100)
+        .expect("a busy second");
+    assert!(busy["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        busy["latency_ms"]["p99"].as_f64().unwrap() >= busy["latency_ms"]["p50"].as_f64().unwrap()
+    );
+    let v = loadgen(&[
+        "hold",
+        "--url",
+        &url,
+        "-c",
+        "30",
+        "-d",
+        "1.5",
+        "--ping-interval",
+        "0.25",
+    ]);
+    let series = check_series(&v, 30);
+    let pongs: u64 = series.iter().map(|s| s["pongs"].as_u64().unwrap()).sum();
+    assert_eq!(pongs, v["pongs"].as_u64().unwrap());
+    assert!(series.iter().any(|s| s["handshake_ms"]["p99"].is_number()));
+    // Pings carry their send time: the pong's round trip, in all and per second.
+    assert!(v["pong_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(series.iter().any(|s| s["latency_ms"]["p99"].is_number()));
+}
+
+#[test]
+fn per_second_samples_merge_across_processes() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    let v = loadgen(&[
+        "echo", "--url", &url, "-c", "20", "--procs", "2", "-d", "2", "-t", "1",
+    ]);
+    assert_eq!(v["connected"], 20);
+    // Both processes' connections in the same seconds (one epoch for all).
+    check_series(&v, 20);
+}
+
+#[test]
+fn broadcast_over_processes_is_exactly_once() {
+    let s = server();
+    let url = format!("ws://{}/chat", s.0.local_addr());
+    let v = loadgen(&[
+        "broadcast",
+        "--url",
+        &url,
+        "-c",
+        "30",
+        "--rate",
+        "10",
+        "-d",
+        "1.5",
+        "--procs",
+        "3",
+    ]);
+    assert_eq!(v["connected"], 30);
+    let f = &v["fanout"];
+    assert_eq!(f["exactly_once"], true, "{f}");
+    assert_eq!(f["out_of_order"], 0, "{f}");
+    // Sent and received on one clock: a loopback delivery takes well under a second.
+    let p99 = v["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 < 1000.0, "{p99}");
+}
+
+#[test]
+fn churn_closes_and_reopens_without_losing_anything() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    // 10% of 40 per second for 2 s: about 8 closing handshakes and as many
+    // new connections, while every connection echoes at 50/s.
+    let v = loadgen(&[
+        "echo",
+        "--url",
+        &url,
+        "-c",
+        "40",
+        "-r",
+        "2000",
+        "-d",
+        "2",
+        "--churn",
+        "10",
+        "-s",
+        "8",
+        "--size-max",
+        "3000",
+    ]);
+    let churned = v["churned"].as_u64().unwrap();
+    assert!((4..=16).contains(&churned), "{churned}");
+    assert_eq!(failures(&v), 0, "{v}");
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["dropped"], 0);
+    assert!(v["connected"].as_u64().unwrap() >= 40 + churned);
+    let series = v["series"].as_array().unwrap();
+    let churned_per_s: u64 = series.iter().map(|s| s["churned"].as_u64().unwrap()).sum();
+    assert_eq!(churned_per_s, churned);
+    let v = loadgen(&[
+        "hold",
+        "--url",
+        &url,
+        "-c",
+        "40",
+        "-d",
+        "2",
+        "--ping-interval",
+        "0.2",
+        "--churn",
+        "10",
+    ]);
+    assert!(v["churned"].as_u64().unwrap() >= 4, "{v}");
+    assert_eq!(v["missed_pongs"], 0);
+    assert_eq!(v["dropped"], 0);
+    assert_eq!(v["live_at_end"], 40);
+}
+
+#[test]
+fn compare_runs_the_scenario_on_each_server() {
+    let (a, b) = (server(), server());
+    let dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("c.json"), dir.join("c.svg"));
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare", "--pause", "0", "--label", "first", "--label", "second",
+        ])
+        .arg("--url")
+        .arg(format!("ws://{}/", a.0.local_addr()))
+        .arg("--url")
+        .arg(format!("ws://{}/", b.0.local_addr()))
+        .args(["echo", "-c", "5", "-d", "0.5", "--procs", "2", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("compare: echo on 2 servers"), "{stdout}");
+    for label in ["first ", "second "] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(label)),
+            "{label} in {stdout}"
+        );
+    }
+    let all: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    for (v, name) in all.iter().zip(["first", "second"]) {
+        assert_eq!(v["scenario"], name);
+        assert_eq!(v["connected"], 5);
+        assert_eq!(v["mismatches"], 0);
+        assert!(!v["series"].as_array().unwrap().is_empty());
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("per second"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_options_fail_with_a_message() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["compare", "--url", "ws://127.0.0.1:1/", "echo"]);
+    assert!(e.contains("at least two servers"), "{e}");
+    let e = run(&[
+        "compare",
+        "--url",
+        "ws://127.0.0.1:1/",
+        "--url",
+        "ws://127.0.0.1:2/",
+        "echo",
+        "--url",
+        "ws://127.0.0.1:3/",
+    ]);
+    assert!(e.contains("before the scenario"), "{e}");
+    let e = run(&[
+        "compare",
+        "--url",
+        "ws://127.0.0.1:1/",
+        "--url",
+        "http://b/",
+        "hold",
+    ]);
+    assert!(e.contains("http://b/: only ws:// and wss://"), "{e}");
+    let e = run(&["hold", "--ping-interval", "0"]);
+    assert!(e.contains("--ping-interval"), "{e}");
+    let e = run(&["echo", "--churn", "150"]);
+    assert!(e.contains("--churn"), "{e}");
+    let e = run(&["connect", "-c", "0"]);
+    assert!(e.contains("at least 1"), "{e}");
+}
+
 /// Nodes of one process joined without a broker: each publish goes straight
 /// to the other nodes' subscribers (what a Redis bridge does over the network).
 #[derive(Default)]

@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# One command for a million connections (or N) on this machine, server and load
+# generator together over loopback: applies scripts/tune.sh, works out the
+# server's workers and the load generator's processes from the fd limit, starts
+# the echo example (chat for --mode broadcast) on io_uring and `loadgen`, and
+# prints ONE summary. Everything it starts is stopped by PID; every wait is
+# bounded; a trap cleans up on failure or Ctrl-C.
+#
+#   bash scripts/million.sh [N] [options]          (N default 1000000)
+#
+# Modes (--mode, env MODE):
+#   hold       (default) N connections held, each pinged every --ping-interval
+#              (default 60 s) for --duration (default 40 s) after the ramp.
+#   broadcast  the live million: chat example, every connection subscribed and
+#              one probe per second (--rate) published to all for --duration
+#              (default 60 s): N deliveries per second; fan-out latency
+#              p50/p99/max and the exactly-once check (0 lost).
+#   echo       every connection sends one message every --every seconds
+#              (default 10; open loop, latency from the intended send time) and
+#              gets its echo, checked byte for byte, for --duration (default 60 s).
+#
+# Options (each also an env variable, in capitals: RAMP=4000 ...):
+#   --ramp R             new connections per second (default 8000)
+#   --duration S         seconds after the ramp (see the modes)
+#   --ping-interval S    hold: seconds between pings per connection (default 60)
+#   --rate R             broadcast: publishes per second (default 1)
+#   --every S            echo: seconds between one connection's messages (default 10)
+#   --size B             echo and broadcast payload bytes (default 32 and 64)
+#   --connect-timeout S  seconds for connect + upgrade (default 30)
+#   --sources A-B        loopback source range (default 127.0.4.1-127.0.4.250)
+#   --per-worker N       connections per server worker (default: fd hard limit - 500;
+#                        each io_uring ring's direct-descriptor table is bounded by it)
+#   --per-proc N         connections per load-generator process (default: fd limit - 500)
+#   --workers N          server workers (default: from N and --per-worker, at least 2)
+#   --procs N            load-generator processes (default: from N and --per-proc)
+#   --backend B          server backend: io_uring (default) or epoll (one fd per
+#                        connection in the server process: at most the fd limit)
+#   --tune yes|dry|no    apply scripts/tune.sh (default yes), only print it, or skip
+#   --out DIR            where logs, JSON, the plot and samples go (default
+#                        target/million/<mode>-<N>-<time>)
+#   --no-build           use the release binaries as they are
+#   --debug              unoptimized builds (a quick check of the script, not a measurement)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "million: $*" >&2; exit 2; }
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+positive() { is_uint "$1" && [ "$1" -ge 1 ]; }
+
+n=${N:-1000000}
+mode=${MODE:-hold}
+ramp=${RAMP:-8000}
+duration=${DURATION:-}
+ping_interval=${PING_INTERVAL:-60}
+rate=${RATE:-1}
+every=${EVERY:-10}
+size=${SIZE:-}
+connect_timeout=${CONNECT_TIMEOUT:-30}
+sources=${SOURCES:-127.0.4.1-127.0.4.250}
+per_worker=${PER_WORKER:-}
+per_proc=${PER_PROC:-}
+workers=${WORKERS:-}
+procs=${PROCS:-}
+backend=${BACKEND:-io_uring}
+tune=${TUNE:-yes}
+out=${OUT:-}
+build=${BUILD:-1}
+profile=${PROFILE:-release}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --mode) mode=${2:?}; shift ;;
+    --ramp) ramp=${2:?}; shift ;;
+    --duration|-d) duration=${2:?}; shift ;;
+    --ping-interval) ping_interval=${2:?}; shift ;;
+    --rate) rate=${2:?}; shift ;;
+    --every) every=${2:?}; shift ;;
+    --size) size=${2:?}; shift ;;
+    --connect-timeout) connect_timeout=${2:?}; shift ;;
+    --sources) sources=${2:?}; shift ;;
+    --per-worker) per_worker=${2:?}; shift ;;
+    --per-proc) per_proc=${2:?}; shift ;;
+    --workers) workers=${2:?}; shift ;;
+    --procs) procs=${2:?}; shift ;;
+    --backend) backend=${2:?}; shift ;;
+    --tune) tune=${2:?}; shift ;;
+    --out) out=${2:?}; shift ;;
+    --no-build) build=0 ;;
+    --debug) profile=debug ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) n=$1 ;;
+  esac
+  shift
+done
+
+case "$mode" in
+  hold) duration=${duration:-40} ;;
+  broadcast) duration=${duration:-60}; size=${size:-64} ;;
+  echo) duration=${duration:-60}; size=${size:-32} ;;
+  *) die "--mode is hold, broadcast or echo, not '$mode'" ;;
+esac
+case "$backend" in io_uring|epoll) ;; *) die "--backend is io_uring or epoll, not '$backend'" ;; esac
+case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
+case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
+positive "$n" || die "N must be a whole number of connections, not '$n'"
+for v in ramp duration ping_interval rate every connect_timeout; do
+  is_num "${!v}" || die "--${v//_/-} must be a number, not '${!v}'"
+done
+[ "$ramp" != 0 ] || die "--ramp must be more than 0"
+[[ "$sources" =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+-127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+  || die "--sources must be a loopback range like 127.0.4.1-127.0.4.250"
+
+# The fd limit: raised to the hard limit if it is not already.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fd_soft=$(ulimit -Sn)
+fd_hard=$(ulimit -Hn)
+[ "$fd_soft" = unlimited ] && fd_soft=1048576
+[ "$fd_hard" = unlimited ] && fd_hard=1048576
+per_worker=${per_worker:-$((fd_hard - 500))}
+per_proc=${per_proc:-$((fd_soft - 500))}
+for v in per_worker per_proc; do
+  positive "${!v}" || die "--${v//_/-} must be a positive whole number"
+done
+[ "$per_proc" -lt "$fd_soft" ] || die "--per-proc $per_proc does not fit the fd limit $fd_soft"
+cores=$(nproc)
+if [ -z "$workers" ]; then
+  if [ "$backend" = io_uring ]; then
+    # Each ring's direct-descriptor table is bounded by the hard fd limit.
+    workers=$(((n + per_worker - 1) / per_worker))
+  else
+    workers=$cores
+  fi
+  [ "$workers" -ge "$cores" ] || workers=$cores
+fi
+if [ "$backend" = epoll ] && [ $((n + 200)) -gt "$fd_soft" ]; then
+  die "epoll: the server holds one fd per connection and the fd limit is $fd_soft; use --backend io_uring"
+fi
+procs=${procs:-$(((n + per_proc - 1) / per_proc))}
+for v in workers procs; do
+  positive "${!v}" || die "--$v must be a positive whole number"
+done
+[ $(((n + procs - 1) / procs)) -lt "$fd_soft" ] \
+  || die "$procs load-generator processes cannot hold $n connections under the fd limit $fd_soft"
+
+# Ports: each source address has the ephemeral range to itself.
+read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
+first=${sources%-*}; last=${sources#*-}
+ip_num() { local IFS=.; read -r a b c d <<<"$1"; echo $(((a << 24) + (b << 16) + (c << 8) + d)); }
+n_sources=$(($(ip_num "$last") - $(ip_num "$first") + 1))
+[ "$n_sources" -ge "$procs" ] || die "--sources has $n_sources addresses for $procs processes: give at least one each"
+ports=$((n_sources * (port_hi - port_lo + 1)))
+[ "$ports" -ge $((n + n / 10)) ] || die "--sources $sources gives $ports ports for $n connections (port range $port_lo-$port_hi); widen it"
+
+target_dir=${CARGO_TARGET_DIR:-target}
+bin=$target_dir/$profile
+release=()
+[ "$profile" = release ] && release=(--release)
+if [ "$build" = 1 ]; then
+  cargo build "${release[@]}" -p ringws --example echo --example chat >&2
+  cargo build "${release[@]}" -p ringws-loadgen >&2
+fi
+server_bin=$bin/examples/echo
+[ "$mode" = broadcast ] && server_bin=$bin/examples/chat
+loadgen=$bin/loadgen
+{ [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no $profile binaries in $bin (drop --no-build)"
+
+out=${out:-$target_dir/million/$mode-$n-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out"
+
+# Kernel settings.
+if [ "$tune" = yes ]; then
+  bash scripts/tune.sh | tee "$out/tune.log" | grep -v '^keep' || true
+elif [ "$tune" = dry ]; then
+  bash scripts/tune.sh --dry-run > "$out/tune.log" || true
+  echo "million: tune.sh not applied (--tune dry); it would: $(tail -1 "$out/tune.log")"
+fi
+read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
+
+server_pid=
+loadgen_pid=
+sampler_pid=
+# Stops a process we started: TERM, up to $2 seconds, then KILL.
+stop_pid() {
+  local pid=$1 grace=${2:-10} i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < grace * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+# The load generator's --procs children, recorded while it runs.
+children() {
+  if [ -n "$loadgen_pid" ]; then ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true; fi
+}
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  [ -n "$sampler_pid" ] && stop_pid "$sampler_pid" 2
+  if [ -n "$loadgen_pid" ] && kill -0 "$loadgen_pid" 2>/dev/null; then
+    local kids
+    kids=$(children)
+    stop_pid "$loadgen_pid" 5
+    for pid in $kids $(cat "$out/loadgen-children" 2>/dev/null || true); do
+      # Only our own processes: still the load generator binary.
+      [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" = "$(readlink -f "$loadgen")" ] && stop_pid "$pid" 5
+    done
+  fi
+  stop_pid "$server_pid" 20
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+case "$mode" in
+  broadcast) "$server_bin" --port "$port" --workers "$workers" --no-announce > "$out/server.log" 2>&1 & ;;
+  *) "$server_bin" --port "$port" --workers "$workers" --backend "$backend" > "$out/server.log" 2>&1 & ;;
+esac
+server_pid=$!
+for ((i = 0; i < 300; i++)); do
+  grep -q listening "$out/server.log" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || die "server exited: $(cat "$out/server.log")"
+  sleep 0.1
+done
+grep -q listening "$out/server.log" || die "server did not listen within 30 s: $(cat "$out/server.log")"
+server_line=$(grep listening "$out/server.log" | head -1)
+
+# Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
+rss_kib() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
+sockstat() { awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat; }
+mem_used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
+# Kernel slab memory in KiB (every cache: socket, inode, file and TCP objects
+# among them); 0 where /proc/slabinfo is not readable.
+slab_kib() { awk 'NR > 2 {s += $3 * $4} END {printf "%d\n", s / 1024}' /proc/slabinfo 2>/dev/null || echo 0; }
+sleep 1
+read -r tcp0 tcpmem0 < <(sockstat)
+used0=$(mem_used_kib)
+slab0=$(slab_kib)
+server_rss0=$(rss_kib "$server_pid")
+
+url="ws://127.0.0.1:$port/"
+common=(-c "$n" --procs "$procs" --ramp "$ramp" -d "$duration" --connect-timeout "$connect_timeout"
+  --sources "$sources" --server-pid "$server_pid" --json "$out/loadgen.json" --plot "$out/loadgen.svg")
+case "$mode" in
+  hold) args=(hold --url "$url" "${common[@]}" --ping-interval "$ping_interval") ;;
+  broadcast) args=(broadcast --url "$url" "${common[@]}" --rate "$rate" --size "$size") ;;
+  echo)
+    total_rate=$(python3 -c "print($n / $every)")
+    args=(echo --url "$url" "${common[@]}" --rate "$total_rate" --size "$size") ;;
+esac
+ramp_s=$(python3 -c "print(int($n / $ramp) + 1)")
+# The load generator stops by itself (ramp + duration + connect timeout + 30 s
+# at most); this bound is past that.
+bound=$((ramp_s + ${duration%.*} + ${connect_timeout%.*} + 120))
+echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid $server_pid: ${server_line#*: }"
+echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
+echo "million: $loadgen ${args[*]}"
+echo "million: ramp about ${ramp_s} s at $ramp/s, then ${duration} s; at most $bound s; output in $out"
+# CPU seconds (user + system) of a process so far, from /proc/PID/stat.
+cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU seconds of this shell's waited-for children (the load generator and,
+# through it, its own children, once reaped), from `times` in this shell
+# itself (a command substitution would be a subshell with its own).
+children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
+hz=$(getconf CLK_TCK)
+server_cpu0=$(cpu_ticks "$server_pid")
+times > "$out/times.before"
+children_cpu0=$(children_cpu "$out/times.before")
+run_start=$(date +%s.%N)
+"$loadgen" "${args[@]}" > "$out/loadgen.log" 2>&1 &
+loadgen_pid=$!
+
+# Samples every second while the load generator runs; the one with the most
+# TCP sockets is the held state.
+(
+  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib"
+  start=$(date +%s)
+  while kill -0 "$loadgen_pid" 2>/dev/null; do
+    kids=$(ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true)
+    [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
+    lg=$(rss_kib "$loadgen_pid")
+    for pid in $kids; do lg=$((lg + $(rss_kib "$pid"))); done
+    read -r tcp mem < <(sockstat)
+    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib)"
+    sleep 1
+  done
+) > "$out/samples.txt" &
+sampler_pid=$!
+
+status=0
+for ((i = 0; i < bound; i++)); do
+  kill -0 "$loadgen_pid" 2>/dev/null || break
+  kill -0 "$server_pid" 2>/dev/null || { echo "million: the server died" >&2; status=1; break; }
+  sleep 1
+done
+if kill -0 "$loadgen_pid" 2>/dev/null; then
+  echo "million: the load generator is still running after $bound s; stopping it" >&2
+  status=1
+else
+  wait "$loadgen_pid" || status=$?
+fi
+loadgen_rc=$status
+run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
+server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
+times > "$out/times.after"
+loadgen_cpu=$(python3 -c "print($(children_cpu "$out/times.after") - $children_cpu0)")
+stop_pid "$sampler_pid" 3
+sampler_pid=
+
+python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" <<'PY'
+import json, sys
+out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
+duration = float(sys.argv[12])
+run_secs, server_cpu, loadgen_cpu = map(float, sys.argv[13:16])
+cores = int(sys.argv[16])
+try:
+    r = json.load(open(f"{out}/loadgen.json"))[0]
+except Exception as e:
+    print(f"million: no result from the load generator ({e}); see {out}/loadgen.log")
+    print(open(f"{out}/loadgen.log").read()[-3000:])
+    sys.exit(1)
+rows = []
+for line in open(f"{out}/samples.txt").read().split("\n")[1:]:
+    f = line.split()
+    if len(f) >= 7:
+        rows.append(list(map(int, f[:7])))
+# The held state: the last sample in the middle of the hold (every connection
+# open, the ramp's bursts over, the closing not begun).
+mid = r["ramp_s"] + duration / 2
+before_mid = [x for x in rows if x[0] <= mid]
+held = before_mid[-1] if before_mid else (rows[-1] if rows else None)
+conn = r["connected"]
+fails = sum(r["failures"].values())
+def ms(v): return "-" if v is None else f"{v:.2f} ms"
+def mib(b): return f"{b / 1048576:.1f} MiB"
+lines = [f"connected        {conn:,} of {n:,}  (failures {fails:,}: " +
+         ", ".join(f"{k} {v}" for k, v in r["failures"].items() if v) + ")" if fails else
+         f"connected        {conn:,} of {n:,}  (failures 0)"]
+lines.append(f"ramp             {r['ramp_s']:.1f} s ({(r['connections_per_s'] or 0):,.0f} connections/s)")
+lines.append(f"handshake        connect+upgrade p50 {ms(r['handshake_ms']['p50'])}, p99 {ms(r['handshake_ms']['p99'])}")
+ok = conn == n and fails == 0 and r["dropped"] == 0
+if mode == "hold":
+    lines.append(f"live at the end  {r['live_at_end']:,}")
+    lines.append(f"pings            {r['pings']:,} sent, {r['pongs']:,} pongs, {r['missed_pongs']:,} missed")
+    pong = r.get("pong_ms") or {}
+    lines.append(f"ping to pong     p50 {ms(pong.get('p50'))}, p99 {ms(pong.get('p99'))}, max {ms(pong.get('max'))}")
+    ok = ok and r["missed_pongs"] == 0
+elif mode == "broadcast":
+    f = r["fanout"] or {}
+    lat = f.get("latency_ms_local") or {}
+    lines.append(f"fan-out          {r['published']:,} published in the window, {r['messages']:,} delivered "
+                 f"({f.get('deliveries_per_s_local', 0):,.0f}/s); latency p50 {ms(lat.get('p50'))}, "
+                 f"p99 {ms(lat.get('p99'))}, max {ms(lat.get('max'))}")
+    lines.append(f"exactly once     missing {f.get('missing')}, duplicate or out of order {f.get('out_of_order')}, "
+                 f"silent {f.get('silent')} -> {'OK' if f.get('exactly_once') else 'NOT exactly once'}")
+    ok = ok and bool(f.get("exactly_once"))
+else:
+    lat = r["latency_ms"]
+    lines.append(f"echo             {r['messages']:,} echoes ({r['messages_per_s']:,.0f}/s), latency p50 {ms(lat['p50'])}, "
+                 f"p99 {ms(lat['p99'])}, max {ms(lat['max'])}; lost {r['lost']}, mismatched {r['mismatches']}")
+    ok = ok and r["lost"] == 0 and r["mismatches"] == 0
+lines.append(f"dropped          {r['dropped']:,} connections lost after opening")
+series = r.get("series") or []
+worst = max(((s["latency_ms"]["p99"] or s["handshake_ms"]["p99"] or 0, s["t"]) for s in series), default=None)
+if worst:
+    lines.append(f"worst second     p99 {worst[0]:.2f} ms at {worst[1]} s; seconds with errors "
+                 f"{sum(1 for s in series if s['errors'])} of {len(series)}")
+rss = r.get("server_rss")
+if rss and conn:
+    lines.append(f"server memory    RSS {mib(rss['before'])} before, {mib(rss['held'])} held: "
+                 f"{rss['bytes_per_connection']:,.0f} bytes per connection (user space)")
+if held and conn:
+    t, tcp, mem, used, srss, lrss, slab = held
+    # Both ends of every connection are sockets of this machine.
+    k = max(mem - tcpmem0, 0) * 4096
+    lines.append(f"kernel TCP mem   {k / conn:,.0f} bytes per connection, {k / (2 * conn):,.0f} per socket "
+                 f"(sockstat mem {mem:,} pages x 4096 at {t} s, {tcpmem0} before; TCP inuse {tcp:,})")
+    if slab:
+        s = (slab - slab0) * 1024
+        lines.append(f"kernel slab      {s / conn:,.0f} bytes per connection ({mib(s)} more in /proc/slabinfo)")
+    lines.append(f"machine memory   {mib(used * 1024)} in use (MemTotal - MemAvailable), "
+                 f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
+    lines.append(f"load generator   {mib(lrss * 1024)} RSS over {procs} processes: "
+                 f"{lrss * 1024 / conn:,.0f} bytes per connection")
+lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
+             f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
+if mode == "broadcast" and r["messages"]:
+    lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "
+                 f"load generator {loadgen_cpu * 1e6 / max(r['messages'], 1):.2f} us (whole run over the window's deliveries)")
+if rc != 0:
+    lines.append(f"load generator exit status {rc}: {open(f'{out}/loadgen.log').read().strip().splitlines()[-1:]}")
+    ok = False
+print(f"== million: {mode}, {n:,} connections, {workers} server workers, {procs} load-generator processes")
+for l in lines:
+    print("  " + l)
+print(f"  files            {out}/ (loadgen.json with per-second samples, loadgen.svg, samples.txt, logs)")
+print("RESULT:", "PASS" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+PY
