@@ -158,7 +158,8 @@ impl Wake for EventFd {
 /// buffers as recent turns needed plus some headroom; the others wait in a
 /// LIFO stack, and each top-up hands the kernel the most recently used ones.
 /// A turn that runs short (ENOBUFS) doubles the hot set; it shrinks slowly back
-/// to what the load needs.
+/// to what the load needs, and buffers left unused for a second give their
+/// pages back, so a burst leaves no resident memory behind.
 struct BufRing {
     /// The ring of buffer descriptors, shared with the kernel (mmap'd, page aligned).
     entries: *mut BufRingEntry,
@@ -190,6 +191,12 @@ struct BufRing {
     /// Buffers with a hold, at most `max_held`, so that slow readers cannot
     /// take the whole pool.
     held: usize,
+    /// Whose pages may be resident (handed to the kernel since their last trim).
+    resident: Vec<bool>,
+    /// The fewest spare buffers since the last trim: those below it on the
+    /// stack went unused.
+    low_water: usize,
+    last_trim: Instant,
 }
 
 impl BufRing {
@@ -244,6 +251,9 @@ impl BufRing {
             holds: vec![0; usize::from(count)],
             retired: vec![false; usize::from(count)],
             held: 0,
+            resident: vec![false; usize::from(count)],
+            low_water: usize::from(count),
+            last_trim: Instant::now(),
         };
         // SAFETY: the mapping lives as long as `ring_buf`, which the backend drops
         // after the ring (field order), so the kernel never sees it unmapped.
@@ -285,6 +295,7 @@ impl BufRing {
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         self.in_ring += 1;
+        self.resident[usize::from(bid)] = true;
     }
 
     /// After a batch of completions: resizes the hot set to what recent
@@ -309,12 +320,43 @@ impl BufRing {
             let Some(bid) = self.spare.pop() else { break };
             self.push(bid);
         }
+        self.low_water = self.low_water.min(self.spare.len());
         // SAFETY: the tail field overlays the first entry's reserved field, inside
         // the mapping; the kernel reads it with acquire semantics.
         unsafe {
             let tail = BufRingEntry::tail(self.entries).cast::<AtomicU16>();
             (*tail).store(self.tail, Ordering::Release);
         }
+    }
+
+    /// Once a second: the pages of buffers unused since the last trim (the
+    /// bottom of the spare stack) go back to the kernel.
+    fn trim(&mut self, now: Instant) {
+        if now.duration_since(self.last_trim) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_trim = now;
+        let page = 4096;
+        for &bid in &self.spare[..self.low_water.min(self.spare.len())] {
+            let i = usize::from(bid);
+            if !std::mem::take(&mut self.resident[i]) {
+                continue;
+            }
+            // Whole pages inside the buffer only.
+            let start = self.data[i * self.size..].as_ptr() as usize;
+            let first = start.next_multiple_of(page);
+            let end = (start + self.size) / page * page;
+            if end > first {
+                // SAFETY: the range lies inside `data`, in a spare buffer: not
+                // in the ring, not held by a send, not borrowed. Its contents are
+                // dead (the next receive overwrites what it reads); after
+                // MADV_DONTNEED the pages read as zeroes and fault in on use.
+                unsafe {
+                    libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED);
+                }
+            }
+        }
+        self.low_water = self.spare.len();
     }
 
     /// A receive found no buffer (ENOBUFS): the next top-up grows the hot set.
@@ -648,7 +690,9 @@ impl Ring {
             for key in std::mem::take(&mut self.rearm) {
                 self.arm_recv(key);
             }
-            let turn = worker.end_turn(Instant::now(), self);
+            let now = Instant::now();
+            let turn = worker.end_turn(now, self);
+            buffers.trim(now);
             if let Some(e) = self.error.take() {
                 return Err(e);
             }
