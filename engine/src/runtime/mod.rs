@@ -24,6 +24,7 @@ pub(crate) mod receive;
 pub(crate) mod seam;
 pub(crate) mod shared;
 pub(crate) mod timers;
+pub(crate) mod records;
 pub(crate) mod tls;
 pub(crate) mod topics;
 pub(crate) mod upgrade;

@@ -192,7 +192,7 @@ fn one_flush_encrypts_a_bounded_amount() {
     outbox.push_copy(&mut p.sink.pool, &[7; 1 << 20], b"");
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
     assert_eq!(outbox.len(), (1 << 20) - ENCRYPT_BUDGET);
-    assert!(p.server.wire.len() < ENCRYPT_BUDGET + 20 * RECORD_OVERHEAD);
+    assert!(p.server.wire.len() < ENCRYPT_BUDGET + 20 * super::super::records::MAX_OVERHEAD);
     let mut total = p.server_to_client().len();
     while !outbox.is_empty() {
         p.server.encrypt(&mut outbox, &mut p.sink.pool).unwrap();
