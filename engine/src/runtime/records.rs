@@ -14,6 +14,7 @@
 //! `setsockopt(SOL_TLS, TLS_RX/TLS_TX)` instead of into [`Direction`].
 
 use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rustls::crypto::cipher::AeadKey;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
@@ -87,9 +88,13 @@ pub(crate) enum Input {
     Closed,
 }
 
-/// One direction's key, nonce base and sequence number.
+/// One direction's key, nonce base and sequence number. The key is kept as
+/// the bytes rustls exported (zeroed when dropped): it is expanded into an
+/// AEAD key on the stack for each read and each flush, so an idle connection
+/// holds 32 bytes of key rather than 544 of expanded AES and GHASH tables.
 struct Direction {
-    key: LessSafeKey,
+    algorithm: &'static aead::Algorithm,
+    key: AeadKey,
     iv: [u8; NONCE_LEN],
     /// TLS 1.2 AES-GCM: the nonce is the iv's first 4 bytes (the salt) and 8
     /// explicit bytes, sent in each record.
@@ -107,16 +112,25 @@ impl Direction {
             }
             _ => return Err(Fatal::alert(alert::INTERNAL_ERROR)),
         };
-        let key = UnboundKey::new(algorithm, key.as_ref())
-            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+        if key.as_ref().len() != algorithm.key_len() {
+            return Err(Fatal::alert(alert::INTERNAL_ERROR));
+        }
         let iv = <[u8; NONCE_LEN]>::try_from(iv.as_ref())
             .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
         Ok(Self {
-            key: LessSafeKey::new(key),
+            algorithm,
+            key,
             iv,
             explicit_nonce: gcm && version == Version::Tls12,
             seq,
         })
+    }
+
+    /// The expanded AEAD key.
+    fn expand(&self) -> Result<LessSafeKey, Fatal> {
+        UnboundKey::new(self.algorithm, self.key.as_ref())
+            .map(LessSafeKey::new)
+            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))
     }
 
     /// The nonce of record `seq`: iv ⊕ seq (TLS 1.3, TLS 1.2 ChaCha20, and the
@@ -223,6 +237,8 @@ impl RecordLayer {
         up: &mut impl Upper,
     ) -> Result<(usize, Input), Fatal> {
         let mut pos = 0;
+        // Expanded at the first whole record, again after a KeyUpdate.
+        let mut key = None;
         while buf.len() - pos >= HEADER {
             let header = <[u8; HEADER]>::try_from(&buf[pos..pos + HEADER])
                 .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
@@ -237,7 +253,11 @@ impl RecordLayer {
             if end > buf.len() {
                 break;
             }
-            let (typ, plain) = self.open(header, &mut buf[pos + HEADER..end])?;
+            let rx_key = match &mut key {
+                Some(rx_key) => rx_key,
+                None => key.insert(self.rx.expand()?),
+            };
+            let (typ, plain) = self.open(rx_key, header, &mut buf[pos + HEADER..end])?;
             pos = end;
             match typ {
                 APPLICATION_DATA => {
@@ -251,7 +271,11 @@ impl RecordLayer {
                         return Ok((pos, Input::Closed));
                     }
                 }
-                HANDSHAKE => self.handshake(plain, wire, up.pool())?,
+                HANDSHAKE => {
+                    self.handshake(plain, wire, up.pool())?;
+                    // The rx key may have changed.
+                    key = None;
+                }
                 _ => return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE)),
             }
         }
@@ -266,7 +290,12 @@ impl RecordLayer {
     }
 
     /// Decrypts one record's body in place: its content type and plaintext.
-    fn open<'a>(&mut self, header: [u8; HEADER], body: &'a mut [u8]) -> Result<(u8, &'a mut [u8]), Fatal> {
+    fn open<'a>(
+        &mut self,
+        key: &LessSafeKey,
+        header: [u8; HEADER],
+        body: &'a mut [u8],
+    ) -> Result<(u8, &'a mut [u8]), Fatal> {
         let bad_mac = Fatal::alert(alert::BAD_RECORD_MAC);
         let (typ, plain) = match self.version {
             Version::Tls13 => {
@@ -279,9 +308,7 @@ impl RecordLayer {
                     return Err(bad_mac);
                 }
                 let nonce = Nonce::assume_unique_for_key(self.rx.nonce());
-                let plain = self
-                    .rx
-                    .key
+                let plain = key
                     .open_in_place(nonce, Aad::from(header), body)
                     .map_err(|_| bad_mac)?;
                 self.rx.next_seq()?;
@@ -315,9 +342,7 @@ impl RecordLayer {
                     self.rx.nonce()
                 };
                 let aad = tls12_aad(seq, typ, body.len() - explicit - TAG);
-                let plain = self
-                    .rx
-                    .key
+                let plain = key
                     .open_in_place(
                         Nonce::assume_unique_for_key(nonce),
                         Aad::from(aad),
@@ -432,12 +457,13 @@ impl RecordLayer {
 
     /// Before sealing a record: at the confidentiality limit, TLS 1.3 moves to
     /// the next key; TLS 1.2 cannot, and the session ends.
-    fn before_seal(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+    /// True if the key changed.
+    fn before_seal(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<bool, Fatal> {
         if self.tx.seq < self.tx_limit {
-            return Ok(());
+            return Ok(false);
         }
         match self.version {
-            Version::Tls13 => self.update_tx(wire, pool),
+            Version::Tls13 => self.update_tx(wire, pool).map(|()| true),
             Version::Tls12 => Err(Fatal(None)),
         }
     }
@@ -455,9 +481,10 @@ impl RecordLayer {
 
     /// One record, at the current key whatever its count (a KeyUpdate).
     fn seal_one(&mut self, typ: u8, plain: &[u8], wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+        let key = self.tx.expand()?;
         let mut result = Ok(());
         wire.append_with(pool, Self::sealed_len(plain.len()), |out| {
-            result = self.seal_record(typ, &[plain], 0, plain.len(), out);
+            result = self.seal_record(&key, typ, &[plain], 0, plain.len(), out);
         });
         result
     }
@@ -474,12 +501,19 @@ impl RecordLayer {
         pool: &mut BufferPool,
     ) -> Result<(), Fatal> {
         let mut done = 0;
+        let mut key = None;
         loop {
-            self.before_seal(wire, pool)?;
+            if self.before_seal(wire, pool)? {
+                key = None;
+            }
+            let key = match &mut key {
+                Some(key) => key,
+                None => key.insert(self.tx.expand()?),
+            };
             let n = (total - done).min(MAX_FRAGMENT);
             let mut result = Ok(());
             wire.append_with(pool, Self::sealed_len(n), |out| {
-                result = self.seal_record(typ, slices, done, n, out);
+                result = self.seal_record(key, typ, slices, done, n, out);
             });
             result?;
             done += n;
@@ -494,6 +528,7 @@ impl RecordLayer {
     /// tag. On an error `out` is left as it was.
     fn seal_record(
         &mut self,
+        key: &LessSafeKey,
         typ: u8,
         slices: &[&[u8]],
         skip: usize,
@@ -543,7 +578,7 @@ impl RecordLayer {
             aad.len()
         };
         let payload = start + HEADER + explicit;
-        let tag = self.tx.key.seal_in_place_separate_tag(
+        let tag = key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(&aad[..aad_len]),
             &mut out[payload..],

@@ -369,3 +369,17 @@ proptest::proptest! {
         proptest::prop_assert!(sink.got.is_empty(), "no plaintext before a handshake");
     }
 }
+
+#[test]
+fn zz_sizes() {
+    use rustls::kernel::KernelConnection;
+    use rustls::server::ServerConnectionData;
+    eprintln!(
+        "RecordLayer {} LessSafeKey {} Kernel {} Tls {} Unbuffered {}",
+        std::mem::size_of::<RecordLayer>(),
+        std::mem::size_of::<ring::aead::LessSafeKey>(),
+        std::mem::size_of::<KernelConnection<ServerConnectionData>>(),
+        std::mem::size_of::<Tls>(),
+        std::mem::size_of::<UnbufferedServerConnection>(),
+    );
+}
