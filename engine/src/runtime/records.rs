@@ -225,6 +225,24 @@ impl RecordLayer {
         })
     }
 
+    /// The next sequence numbers, received and sent.
+    #[cfg(test)]
+    pub fn seqs(&self) -> (u64, u64) {
+        (self.rx.seq, self.tx.seq)
+    }
+
+    /// Lowers the confidentiality limit, to reach it in a test.
+    #[cfg(test)]
+    pub fn set_tx_limit(&mut self, limit: u64) {
+        self.tx_limit = limit;
+    }
+
+    /// Moves the receive sequence number, to reach its end in a test.
+    #[cfg(test)]
+    pub fn set_rx_seq(&mut self, seq: u64) {
+        self.rx.seq = seq;
+    }
+
     /// Opens the whole records at the front of `buf` in place, handing each
     /// record's application data to `deliver` (mutable: it lies in `buf`) and
     /// answering control records into `wire`. Returns the bytes of the whole

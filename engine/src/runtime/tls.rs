@@ -118,6 +118,15 @@ impl Tls {
         })
     }
 
+    /// Our record layer, once it has the session.
+    #[cfg(test)]
+    fn records(&mut self) -> Option<&mut RecordLayer> {
+        match &mut self.session {
+            Session::Records(records) => Some(records),
+            _ => None,
+        }
+    }
+
     /// Part of a record is waiting for the rest.
     pub fn mid_record(&self) -> bool {
         !self.stash.is_empty()
