@@ -195,7 +195,12 @@ impl Outbox {
 
     /// Lets `append` extend the staging buffer (room for `min` bytes reserved;
     /// TLS seals records in place there) and keeps what it appended.
-    pub fn append_with(&mut self, pool: &mut BufferPool, min: usize, append: impl FnOnce(&mut Vec<u8>)) {
+    pub fn append_with(
+        &mut self,
+        pool: &mut BufferPool,
+        min: usize,
+        append: impl FnOnce(&mut Vec<u8>),
+    ) {
         if self.staging.capacity() == 0 {
             self.staging = pool.take(min);
         }

@@ -32,7 +32,6 @@ pub(crate) const MAX_OVERHEAD: usize = HEADER + EXPLICIT_NONCE + 1 + TAG;
 const TAG: usize = 16;
 const EXPLICIT_NONCE: usize = 8;
 
-const CHANGE_CIPHER_SPEC: u8 = 20;
 const ALERT: u8 = 21;
 const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
@@ -181,6 +180,8 @@ pub(crate) struct RecordLayer {
     warnings_allowed: u8,
     key_updates_allowed: u8,
     renegotiations_allowed: u8,
+    /// The peer's close_notify came: nothing after it is read.
+    peer_closed: bool,
 }
 
 impl std::fmt::Debug for RecordLayer {
@@ -222,6 +223,7 @@ impl RecordLayer {
             warnings_allowed: WARNINGS_ALLOWED,
             key_updates_allowed: KEY_UPDATES_ALLOWED,
             renegotiations_allowed: RENEGOTIATIONS_ALLOWED,
+            peer_closed: false,
         })
     }
 
@@ -254,6 +256,9 @@ impl RecordLayer {
         wire: &mut Outbox,
         up: &mut impl Upper,
     ) -> Result<(usize, Input), Fatal> {
+        if self.peer_closed {
+            return Ok((buf.len(), Input::Closed));
+        }
         let mut pos = 0;
         // Expanded at the first whole record, again after a KeyUpdate.
         let mut key = None;
@@ -286,7 +291,8 @@ impl RecordLayer {
                 }
                 ALERT => {
                     if self.alert(plain)? == Input::Closed {
-                        return Ok((pos, Input::Closed));
+                        self.peer_closed = true;
+                        return Ok((buf.len(), Input::Closed));
                     }
                 }
                 HANDSHAKE => {
@@ -330,6 +336,10 @@ impl RecordLayer {
                     .open_in_place(nonce, Aad::from(header), body)
                     .map_err(|_| bad_mac)?;
                 self.rx.next_seq()?;
+                // Content, type and padding: at most 2^14 + 1 bytes.
+                if plain.len() > MAX_FRAGMENT + 1 {
+                    return Err(Fatal::alert(alert::RECORD_OVERFLOW));
+                }
                 // The content type is the last byte that is not padding.
                 let Some(end) = plain.iter().rposition(|&b| b != 0) else {
                     return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
@@ -339,8 +349,8 @@ impl RecordLayer {
             }
             Version::Tls12 => {
                 let typ = header[0];
-                if typ == CHANGE_CIPHER_SPEC || !matches!(typ, ALERT | HANDSHAKE | APPLICATION_DATA)
-                {
+                // A ChangeCipherSpec, too, is over with the handshake.
+                if !matches!(typ, ALERT | HANDSHAKE | APPLICATION_DATA) {
                     return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
                 }
                 let explicit = if self.rx.explicit_nonce {
@@ -405,7 +415,12 @@ impl RecordLayer {
 
     /// A handshake record after the handshake: a KeyUpdate (TLS 1.3), or a
     /// renegotiation attempt (TLS 1.2, refused).
-    fn handshake(&mut self, plain: &[u8], wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+    fn handshake(
+        &mut self,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
         if self.version == Version::Tls12 {
             if plain.first() != Some(&CLIENT_HELLO) {
                 return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
@@ -493,12 +508,24 @@ impl RecordLayer {
 
     /// Seals `plain` (any length: cut into records of at most 16 KiB) as
     /// records of type `typ` into `wire`.
-    fn seal(&mut self, typ: u8, plain: &[u8], wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+    fn seal(
+        &mut self,
+        typ: u8,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
         self.seal_slices(typ, &[plain], plain.len(), wire, pool)
     }
 
     /// One record, at the current key whatever its count (a KeyUpdate).
-    fn seal_one(&mut self, typ: u8, plain: &[u8], wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+    fn seal_one(
+        &mut self,
+        typ: u8,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
         let key = self.tx.expand()?;
         let mut result = Ok(());
         wire.append_with(pool, Self::sealed_len(plain.len()), |out| {
@@ -530,7 +557,9 @@ impl RecordLayer {
             };
             let n = (total - done).min(MAX_FRAGMENT);
             let mut result = Ok(());
-            wire.append_with(pool, Self::sealed_len(n), |out| {
+            wire.append_with(pool, Self::sealed_len(total - done), |out| {
+                // Room for the rest of this flush at once: no regrowth.
+                out.reserve(Self::sealed_len(total - done));
                 result = self.seal_record(key, typ, slices, done, n, out);
             });
             result?;

@@ -17,9 +17,9 @@
 use std::io::IoSlice;
 use std::sync::Arc;
 
+use rustls::CipherSuite;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
-use rustls::CipherSuite;
 
 use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use super::records::{Fatal, HEADER, Input, RecordLayer};
@@ -211,11 +211,10 @@ impl Tls {
             }
             self.take_over()?;
         }
-        let Self {
-            session, wire, ..
-        } = self;
+        let Self { session, wire, .. } = self;
         let Session::Records(records) = session else {
-            return Ok((used, Received::Open));
+            // Over: nothing more is read.
+            return Ok((buf.len(), Received::Open));
         };
         match records.receive(&mut buf[used..], wire, up) {
             Ok((n, Input::Open)) => Ok((used + n, Received::Open)),
@@ -229,7 +228,10 @@ impl Tls {
         let Session::Rustls(conn) = std::mem::replace(&mut self.session, Session::Over) else {
             return Ok(());
         };
-        if !conn.negotiated_cipher_suite().is_some_and(|s| exportable(s.suite())) {
+        if !conn
+            .negotiated_cipher_suite()
+            .is_some_and(|s| exportable(s.suite()))
+        {
             // Not a suite whose keys rustls exports: it keeps the session.
             self.hand_over = false;
             self.session = Session::Rustls(conn);
@@ -364,6 +366,9 @@ impl Tls {
                     total += slice.len();
                 }
                 let total = total.min(ENCRYPT_BUDGET);
+                if total == 0 {
+                    return Ok(true);
+                }
                 if let Err(fatal) = records.seal_data(&parts[..count], total, wire, pool) {
                     return Err(self.fail(fatal, pool));
                 }

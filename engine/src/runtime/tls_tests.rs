@@ -382,7 +382,6 @@ proptest::proptest! {
     }
 }
 
-
 // ---- our record layer, after rustls's handshake ----
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
@@ -392,12 +391,30 @@ use super::super::records::MAX_FRAGMENT;
 
 /// The suites our record layer runs, by version.
 const SUITES: [(&SupportedProtocolVersion, CipherSuite); 6] = [
-    (&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256),
-    (&rustls::version::TLS13, CipherSuite::TLS13_AES_256_GCM_SHA384),
-    (&rustls::version::TLS13, CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
-    (&rustls::version::TLS12, CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
-    (&rustls::version::TLS12, CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
-    (&rustls::version::TLS12, CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+    (
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    ),
+    (
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        &rustls::version::TLS12,
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        &rustls::version::TLS12,
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        &rustls::version::TLS12,
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
 ];
 
 /// A rustls client that offers one version and one suite (and can export its
@@ -649,7 +666,10 @@ fn the_delivered_plaintext_is_the_receive_buffer_itself() {
     p.handshake(1 << 20);
     p.client.writer().write_all(&[5; 20_000]).unwrap();
     let mut bytes = p.client_bytes();
-    let (lo, hi) = (bytes.as_ptr() as usize, bytes.as_ptr() as usize + bytes.len());
+    let (lo, hi) = (
+        bytes.as_ptr() as usize,
+        bytes.as_ptr() as usize + bytes.len(),
+    );
     let mut up = Where {
         pool: BufferPool::default(),
         ranges: Vec::new(),
@@ -707,8 +727,10 @@ fn key_updates_are_bounded_between_records_of_data() {
 
 #[test]
 fn our_key_update_answers_update_requested_only() {
-    let (mut server, mut sink, mut raw) =
-        Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let (mut server, mut sink, mut raw) = Pair::raw(
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    );
     let (_, tx_before) = server.records().unwrap().seqs();
     // update_not_requested: the rx key changes, nothing is sent.
     let record = raw.seal(22, &[24, 0, 0, 1, 0]);
@@ -716,8 +738,10 @@ fn our_key_update_answers_update_requested_only() {
     assert_eq!(server.records().unwrap().seqs(), (0, tx_before));
     assert!(server.wire.is_empty());
 
-    let (mut server, mut sink, mut raw) =
-        Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_AES_256_GCM_SHA384);
+    let (mut server, mut sink, mut raw) = Pair::raw(
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+    );
     // update_requested: our KeyUpdate, under the old key.
     let record = raw.seal(22, &[24, 0, 0, 1, 1]);
     assert_eq!(feed(&mut server, &mut sink, &record), Ok(Received::Open));
@@ -729,15 +753,17 @@ fn our_key_update_answers_update_requested_only() {
 #[test]
 fn handshake_messages_after_the_handshake() {
     let cases: [(&[u8], u8); 5] = [
-        (&[24, 0, 0, 1, 2], 47),             // KeyUpdate with a bad value
+        (&[24, 0, 0, 1, 2], 47),                 // KeyUpdate with a bad value
         (&[24, 0, 0, 1, 0, 24, 0, 0, 1, 0], 10), // more after a KeyUpdate
-        (&[24, 0, 0, 2, 0, 0], 50),          // KeyUpdate of 2 bytes
-        (&[4, 0, 0, 0], 10),                 // a NewSessionTicket from a client
-        (&[24, 0, 0], 50),                   // a cut message header
+        (&[24, 0, 0, 2, 0, 0], 50),              // KeyUpdate of 2 bytes
+        (&[4, 0, 0, 0], 10),                     // a NewSessionTicket from a client
+        (&[24, 0, 0], 50),                       // a cut message header
     ];
     for (message, alert) in cases {
-        let (mut server, mut sink, mut raw) =
-            Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let (mut server, mut sink, mut raw) = Pair::raw(
+            &rustls::version::TLS13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        );
         let record = raw.seal(22, message);
         assert_eq!(
             feed(&mut server, &mut sink, &record),
@@ -753,8 +779,10 @@ fn handshake_messages_after_the_handshake() {
 
 #[test]
 fn tls13_inner_content_types() {
-    let (mut server, mut sink, mut raw) =
-        Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    let (mut server, mut sink, mut raw) = Pair::raw(
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    );
     // Padding is not data; an empty record of data is allowed.
     let mut bytes = raw.seal_padded(23, b"padded", 100);
     bytes.extend(raw.seal(23, b""));
@@ -764,8 +792,10 @@ fn tls13_inner_content_types() {
     // All padding (no content type), a ChangeCipherSpec inside, an unknown
     // type: unexpected_message.
     for (typ, plain, padding) in [(0u8, &b""[..], 10), (20, &[1][..], 0), (99, &b"x"[..], 0)] {
-        let (mut server, mut sink, mut raw) =
-            Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let (mut server, mut sink, mut raw) = Pair::raw(
+            &rustls::version::TLS13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        );
         let record = raw.seal_padded(typ, plain, padding);
         assert_eq!(feed(&mut server, &mut sink, &record), Err(TlsError::Record));
         let sent = take_wire(&mut server, &mut sink.pool);
@@ -787,7 +817,10 @@ fn alerts_from_the_peer() {
         let mut bytes = raw.seal(23, b"before");
         bytes.extend(raw.seal(21, &[1, 0]));
         bytes.extend(raw.seal(23, b"after"));
-        assert_eq!(feed(&mut server, &mut sink, &bytes), Ok(Received::PeerClosed));
+        assert_eq!(
+            feed(&mut server, &mut sink, &bytes),
+            Ok(Received::PeerClosed)
+        );
         assert_eq!(sink.got, b"before");
         // user_canceled is tolerated, a few times.
         let (mut server, mut sink, mut raw) = Pair::raw(version, suite);
@@ -867,7 +900,11 @@ fn records_that_fail_to_open_get_the_right_alert() {
             );
             assert!(sink.got.is_empty(), "{suite:?} {what}");
             let sent = take_wire(&mut server, &mut sink.pool);
-            assert_eq!(raw.open_all(&sent), [(21, vec![2, alert])], "{suite:?} {what}");
+            assert_eq!(
+                raw.open_all(&sent),
+                [(21, vec![2, alert])],
+                "{suite:?} {what}"
+            );
         }
         // More than 16 KiB of plaintext in one record: record_overflow.
         let (mut server, mut sink, mut raw) = Pair::raw(version, suite);
@@ -877,7 +914,10 @@ fn records_that_fail_to_open_get_the_right_alert() {
         assert_eq!(raw.open_all(&sent), [(21, vec![2, 22])], "{suite:?}");
         // A ChangeCipherSpec record after the handshake.
         let (mut server, mut sink, mut raw) = Pair::raw(version, suite);
-        assert_eq!(feed(&mut server, &mut sink, &[20, 3, 3, 0, 1, 1]), Err(TlsError::Record));
+        assert_eq!(
+            feed(&mut server, &mut sink, &[20, 3, 3, 0, 1, 1]),
+            Err(TlsError::Record)
+        );
         let sent = take_wire(&mut server, &mut sink.pool);
         assert_eq!(raw.open_all(&sent), [(21, vec![2, 10])], "{suite:?}");
     }
@@ -899,7 +939,10 @@ fn records_cut_anywhere_across_reads() {
         let mut reads = [1usize, 4, 5, 6, 21, 1000, 16_400].iter().cycle();
         while pos < bytes.len() {
             let n = (*reads.next().unwrap()).min(bytes.len() - pos);
-            assert_eq!(feed(&mut server, &mut sink, &bytes[pos..pos + n]), Ok(Received::Open));
+            assert_eq!(
+                feed(&mut server, &mut sink, &bytes[pos..pos + n]),
+                Ok(Received::Open)
+            );
             pos += n;
         }
         assert_eq!(sink.got, expected, "{suite:?}");
@@ -935,8 +978,10 @@ fn the_confidentiality_limit_moves_to_the_next_key_or_ends_tls12() {
 
 #[test]
 fn the_receive_sequence_number_never_wraps() {
-    let (mut server, mut sink, mut raw) =
-        Pair::raw(&rustls::version::TLS13, CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let (mut server, mut sink, mut raw) = Pair::raw(
+        &rustls::version::TLS13,
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    );
     server.records().unwrap().set_rx_seq(u64::MAX - 1);
     raw.tx.seq = u64::MAX - 1;
     let record = raw.seal(23, b"last");
