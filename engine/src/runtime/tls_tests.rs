@@ -1004,3 +1004,72 @@ fn tls12_renegotiation_is_refused_once() {
     let hello = raw.seal(22, &[1, 0, 0, 0]);
     assert_eq!(feed(&mut server, &mut sink, &hello), Err(TlsError::Record));
 }
+
+#[test]
+fn without_secret_extraction_rustls_keeps_the_session() {
+    for versions in VERSIONS {
+        let (config, roots) = server_and_roots();
+        let mut config = (*config).clone();
+        config.enable_secret_extraction = false;
+        let mut p = Pair {
+            server: Tls::new(Arc::new(config)).unwrap(),
+            client: client(roots, versions),
+            sink: Sink::default(),
+            plain: Vec::new(),
+        };
+        p.handshake(7);
+        assert!(p.server.records().is_none());
+        p.client.writer().write_all(&[4; 20_000]).unwrap();
+        assert_eq!(p.client_to_server(1000), Ok(Received::Open));
+        assert_eq!(p.sink.got, [4; 20_000]);
+        let mut outbox = Outbox::default();
+        outbox.push_copy(&mut p.sink.pool, b"on rustls", b"");
+        assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
+        assert!(p.server.close_notify(&mut p.sink.pool));
+        assert_eq!(p.server_to_client(), b"on rustls");
+        assert!(p.client.received_close_notify_or_eof());
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// After the handshake, whatever a peer sends to our record layer (records
+    /// of any type sealed with the right key and holding anything, or bytes
+    /// that are no record), cut however, is answered with an error or taken,
+    /// never a panic, and the stash stays bounded.
+    #[test]
+    fn arbitrary_records_never_panic(
+        tls13 in proptest::prelude::any::<bool>(),
+        records in proptest::collection::vec(
+            (proptest::prelude::any::<u8>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), proptest::prelude::any::<bool>()),
+            1..6,
+        ),
+        cuts in proptest::collection::vec(1usize..300, 1..6),
+    ) {
+        let (version, suite) = if tls13 { SUITES[0] } else { SUITES[3] };
+        let (mut server, mut sink, mut raw) = Pair::raw(version, suite);
+        let mut bytes = Vec::new();
+        for (typ, plain, sealed) in &records {
+            if *sealed {
+                // Types 20 to 24 most of the time, any other now and then.
+                let typ = if *typ < 200 { 20 + typ % 5 } else { *typ };
+                bytes.extend(raw.seal(typ, plain));
+            } else {
+                bytes.extend_from_slice(plain);
+            }
+        }
+        let mut rest = &bytes[..];
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*cut).min(rest.len()));
+            if feed(&mut server, &mut sink, now) != Ok(Received::Open) {
+                break;
+            }
+            proptest::prop_assert!(server.stash.len() <= MAX_STASH);
+            rest = later;
+        }
+    }
+}
