@@ -59,6 +59,10 @@ const FATAL: u8 = 2;
 /// connection is failed.
 const WARNINGS_ALLOWED: u8 = 4;
 const KEY_UPDATES_ALLOWED: u8 = 32;
+
+/// Records of data up to this size are joined to the plaintext before them
+/// (moved down in the buffer) and delivered with it.
+const MERGE_MAX: usize = 4096;
 const RENEGOTIATIONS_ALLOWED: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +263,28 @@ impl RecordLayer {
         if self.peer_closed {
             return Ok((buf.len(), Input::Closed));
         }
+        let mut run = None;
+        let result = self.open_records(buf, wire, up, &mut run);
+        // Data opened before a failure is delivered too, as it came first.
+        if let Some(run) = run {
+            up.deliver(&mut buf[run]);
+        }
+        result
+    }
+
+    /// The loop of [`Self::receive`]. Consecutive records of data are
+    /// delivered as one run of plaintext where the later ones are small (the
+    /// tail of a frame cut by the client's 16 KiB records, or small messages):
+    /// their plaintext is moved down over the tag and header between, so that
+    /// the decoder gets the frame whole, in place, rather than gathering it in
+    /// its own buffer. `run` is what is opened and not yet delivered.
+    fn open_records(
+        &mut self,
+        buf: &mut [u8],
+        wire: &mut Outbox,
+        up: &mut impl Upper,
+        run: &mut Option<std::ops::Range<usize>>,
+    ) -> Result<(usize, Input), Fatal> {
         let mut pos = 0;
         // Expanded at the first whole record, again after a KeyUpdate.
         let mut key = None;
@@ -281,22 +307,38 @@ impl RecordLayer {
                 None => key.insert(self.rx.expand()?),
             };
             let (typ, plain) = self.open(rx_key, header, &mut buf[pos + HEADER..end])?;
+            let plain = pos + HEADER + plain.start..pos + HEADER + plain.end;
             pos = end;
-            match typ {
-                APPLICATION_DATA => {
-                    self.key_updates_allowed = KEY_UPDATES_ALLOWED;
-                    if !plain.is_empty() {
-                        up.deliver(plain);
+            if typ == APPLICATION_DATA {
+                self.key_updates_allowed = KEY_UPDATES_ALLOWED;
+                match run {
+                    _ if plain.is_empty() => {}
+                    Some(open) if plain.len() <= MERGE_MAX => {
+                        let len = plain.len();
+                        buf.copy_within(plain, open.end);
+                        open.end += len;
+                    }
+                    _ => {
+                        if let Some(done) = run.replace(plain) {
+                            up.deliver(&mut buf[done]);
+                        }
                     }
                 }
+                continue;
+            }
+            // What came before a control record is delivered before it acts.
+            if let Some(done) = run.take() {
+                up.deliver(&mut buf[done]);
+            }
+            match typ {
                 ALERT => {
-                    if self.alert(plain)? == Input::Closed {
+                    if self.alert(&buf[plain])? == Input::Closed {
                         self.peer_closed = true;
                         return Ok((buf.len(), Input::Closed));
                     }
                 }
                 HANDSHAKE => {
-                    self.handshake(plain, wire, up.pool())?;
+                    self.handshake(&buf[plain], wire, up.pool())?;
                     // The rx key may have changed.
                     key = None;
                 }
@@ -313,13 +355,14 @@ impl RecordLayer {
         }
     }
 
-    /// Decrypts one record's body in place: its content type and plaintext.
-    fn open<'a>(
+    /// Decrypts one record's body in place: its content type and where its
+    /// plaintext is in `body`.
+    fn open(
         &mut self,
         key: &LessSafeKey,
         header: [u8; HEADER],
-        body: &'a mut [u8],
-    ) -> Result<(u8, &'a mut [u8]), Fatal> {
+        body: &mut [u8],
+    ) -> Result<(u8, std::ops::Range<usize>), Fatal> {
         let bad_mac = Fatal::alert(alert::BAD_RECORD_MAC);
         let (typ, plain) = match self.version {
             Version::Tls13 => {
@@ -345,7 +388,8 @@ impl RecordLayer {
                     return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
                 };
                 let typ = plain[end];
-                (typ, &mut plain[..end])
+                // ring opens in place from the start of `body`.
+                (typ, 0..end)
             }
             Version::Tls12 => {
                 let typ = header[0];
@@ -378,7 +422,7 @@ impl RecordLayer {
                     )
                     .map_err(|_| bad_mac)?;
                 self.rx.next_seq()?;
-                (typ, plain)
+                (typ, explicit..explicit + plain.len())
             }
         };
         if plain.len() > MAX_FRAGMENT {

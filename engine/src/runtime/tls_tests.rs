@@ -662,25 +662,37 @@ fn the_delivered_plaintext_is_the_receive_buffer_itself() {
             self.ranges.push((start, start + plain.len()));
         }
     }
-    let mut p = Pair::new(&[&rustls::version::TLS13]);
-    p.handshake(1 << 20);
-    p.client.writer().write_all(&[5; 20_000]).unwrap();
-    let mut bytes = p.client_bytes();
-    let (lo, hi) = (
-        bytes.as_ptr() as usize,
-        bytes.as_ptr() as usize + bytes.len(),
-    );
-    let mut up = Where {
-        pool: BufferPool::default(),
-        ranges: Vec::new(),
-    };
-    assert_eq!(
-        p.server.receive(&mut bytes, &mut Vec::new(), &mut up),
-        Ok(Received::Open)
-    );
-    assert_eq!(up.ranges.len(), 2, "two records");
-    assert!(up.ranges.iter().all(|&(s, e)| s >= lo && e <= hi));
-    assert_eq!(up.ranges.iter().map(|(s, e)| e - s).sum::<usize>(), 20_000);
+    // 20,000 bytes: records of 16,384 and 3,616: the small one is joined to
+    // the first, one delivery. 40,000: 16,384 twice and 7,232, three.
+    for (size, deliveries) in [(20_000, 1), (40_000, 3), (16_396, 1)] {
+        let mut p = Pair::new(&[&rustls::version::TLS13]);
+        p.handshake(1 << 20);
+        let message: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        p.client.writer().write_all(&message).unwrap();
+        let mut bytes = p.client_bytes();
+        let (lo, hi) = (
+            bytes.as_ptr() as usize,
+            bytes.as_ptr() as usize + bytes.len(),
+        );
+        let mut up = Where {
+            pool: BufferPool::default(),
+            ranges: Vec::new(),
+        };
+        assert_eq!(
+            p.server.receive(&mut bytes, &mut Vec::new(), &mut up),
+            Ok(Received::Open)
+        );
+        assert_eq!(up.ranges.len(), deliveries, "{size}");
+        assert!(up.ranges.iter().all(|&(s, e)| s >= lo && e <= hi));
+        let mut got = Vec::new();
+        for &(s, e) in &up.ranges {
+            let at = s - lo;
+            let slice = &mut bytes[at..at + (e - s)];
+            slice[0] ^= 0xff; // back as it was delivered
+            got.extend_from_slice(slice);
+        }
+        assert_eq!(got, message, "{size}");
+    }
 }
 
 #[test]
