@@ -179,7 +179,10 @@ impl Tls {
             if rest.len() > MAX_STASH {
                 return Err(self.malformed(Malformed));
             }
-            self.stash = rest.to_vec();
+            // Room for the whole cut record at once.
+            let mut stash = Vec::with_capacity(rest.len().max(first_record_len(rest)));
+            stash.extend_from_slice(rest);
+            self.stash = stash;
             // A complete record that rustls did not take is held for the rest
             // of a handshake message; a lone partial header is checked now.
             walk(&self.stash).map_err(|e| self.malformed(e))?;
@@ -535,6 +538,15 @@ fn top_up(stash: &mut Vec<u8>, data: &[u8]) -> Result<(usize, bool), Malformed> 
         if take < missing {
             return Ok((taken, false));
         }
+    }
+}
+
+/// The length of the record `buf` starts with, header included, once its
+/// header is there (0 before).
+fn first_record_len(buf: &[u8]) -> usize {
+    match buf {
+        [_, _, _, a, b, ..] => HEADER + usize::from(u16::from_be_bytes([*a, *b])).min(MAX_BODY),
+        _ => 0,
     }
 }
 
