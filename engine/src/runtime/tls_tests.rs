@@ -1085,3 +1085,45 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn resumed_sessions_run_on_our_record_layer_too() {
+    for versions in VERSIONS {
+        let (config, roots) = server_and_roots();
+        let mut client_config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        client_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client_config = Arc::new(client_config);
+        let connect = || {
+            ClientConnection::new(
+                client_config.clone(),
+                ServerName::try_from("localhost").unwrap(),
+            )
+            .unwrap()
+        };
+        for round in 0..2 {
+            let mut p = Pair {
+                server: Tls::new(config.clone()).unwrap(),
+                client: connect(),
+                sink: Sink::default(),
+                plain: Vec::new(),
+            };
+            p.handshake(1 << 20);
+            p.server_to_client();
+            let resumed = p.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            assert_eq!(resumed, round == 1, "{versions:?} round {round}");
+            assert!(p.server.records().is_some());
+            p.client.writer().write_all(b"again").unwrap();
+            assert_eq!(p.client_to_server(3), Ok(Received::Open));
+            assert_eq!(p.sink.got, b"again");
+            let mut outbox = Outbox::default();
+            outbox.push_copy(&mut p.sink.pool, b"back", b"");
+            assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
+            assert_eq!(p.server_to_client(), b"back");
+        }
+    }
+}
