@@ -41,10 +41,12 @@ pub enum TlsConfigError {
 ///
 /// Made from PEM ([`Self::from_pem_files`], [`Self::from_pem`]), from several
 /// certificates chosen by the name the client asks for ([`Self::sni`]), or from
-/// a `rustls::ServerConfig` ([`Self::from_rustls`], used as it is: set its ALPN
-/// to `http/1.1` if the clients offer ALPN). The first three offer TLS 1.3 and
-/// 1.2 with the `ring` provider, ALPN `http/1.1`, and session resumption by
-/// rustls's defaults (a session cache and TLS 1.3 tickets).
+/// a `rustls::ServerConfig` ([`Self::from_rustls`], used as it is but for
+/// secret extraction, turned on: set its ALPN to `http/1.1` if the clients
+/// offer ALPN). The first three offer TLS 1.3 and 1.2 with the `ring`
+/// provider, ALPN `http/1.1`, and session resumption by rustls's defaults (a
+/// session cache and TLS 1.3 tickets). rustls runs the handshake; the engine's
+/// own record layer runs the session after it.
 #[derive(Clone)]
 pub struct TlsConfig {
     pub(crate) server: Arc<rustls::ServerConfig>,
