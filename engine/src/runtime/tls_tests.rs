@@ -1127,3 +1127,25 @@ fn resumed_sessions_run_on_our_record_layer_too() {
         }
     }
 }
+
+#[test]
+fn an_application_config_gets_secret_extraction_for_the_record_layer() {
+    let (config, roots) = server_and_roots();
+    let mut own = (*config).clone();
+    own.enable_secret_extraction = false;
+    let own = Arc::new(own);
+    let tls = TlsConfig::from_rustls(own.clone());
+    assert!(tls.rustls().enable_secret_extraction);
+    assert!(
+        !own.enable_secret_extraction,
+        "the application's copy is left alone"
+    );
+    let mut p = Pair {
+        server: Tls::new(tls.rustls().clone()).unwrap(),
+        client: client(roots, VERSIONS[0]),
+        sink: Sink::default(),
+        plain: Vec::new(),
+    };
+    p.handshake(1 << 20);
+    assert!(p.server.records().is_some());
+}
