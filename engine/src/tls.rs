@@ -41,10 +41,12 @@ pub enum TlsConfigError {
 ///
 /// Made from PEM ([`Self::from_pem_files`], [`Self::from_pem`]), from several
 /// certificates chosen by the name the client asks for ([`Self::sni`]), or from
-/// a `rustls::ServerConfig` ([`Self::from_rustls`], used as it is: set its ALPN
-/// to `http/1.1` if the clients offer ALPN). The first three offer TLS 1.3 and
-/// 1.2 with the `ring` provider, ALPN `http/1.1`, and session resumption by
-/// rustls's defaults (a session cache and TLS 1.3 tickets).
+/// a `rustls::ServerConfig` ([`Self::from_rustls`], used as it is but for
+/// secret extraction, turned on: set its ALPN to `http/1.1` if the clients
+/// offer ALPN). The first three offer TLS 1.3 and 1.2 with the `ring`
+/// provider, ALPN `http/1.1`, and session resumption by rustls's defaults (a
+/// session cache and TLS 1.3 tickets). rustls runs the handshake; the engine's
+/// own record layer runs the session after it.
 #[derive(Clone)]
 pub struct TlsConfig {
     pub(crate) server: Arc<rustls::ServerConfig>,
@@ -80,11 +82,18 @@ impl TlsConfig {
         SniBuilder::default()
     }
 
-    /// A configuration built by the application, used as it is.
+    /// A configuration built by the application, used as it is but for
+    /// `enable_secret_extraction`, which is turned on (a copy of the
+    /// configuration is made if it was off): after the handshake, rustls hands
+    /// the traffic secrets to the engine's own record layer. A session on a
+    /// suite whose keys rustls does not export (outside AES-GCM and
+    /// ChaCha20-Poly1305) stays on rustls's record layer.
     pub fn from_rustls(config: impl Into<Arc<rustls::ServerConfig>>) -> Self {
-        Self {
-            server: config.into(),
+        let mut server = config.into();
+        if !server.enable_secret_extraction {
+            Arc::make_mut(&mut server).enable_secret_extraction = true;
         }
+        Self { server }
     }
 
     /// The rustls configuration new handshakes use.
@@ -98,6 +107,9 @@ impl TlsConfig {
             .with_no_client_auth()
             .with_cert_resolver(resolver);
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // After the handshake the engine's own record layer takes the session
+        // over with the traffic secrets rustls exports.
+        server.enable_secret_extraction = true;
         Ok(Self {
             server: Arc::new(server),
         })

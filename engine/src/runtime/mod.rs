@@ -4,7 +4,8 @@
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
 //! HTTP phase), [`dispatch`] (received bytes to the phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
 //! lifecycle and sends), [`outbox`] (its send queue), [`tls`] (the TLS
-//! transport between the backend's bytes and the rest), [`ratelimit`],
+//! transport between the backend's bytes and the rest; after the handshake its
+//! record layer is [`records`]), [`ratelimit`],
 //! [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
 //! [`metrics`] (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
 //! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
@@ -21,6 +22,7 @@ pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod ratelimit;
 pub(crate) mod receive;
+pub(crate) mod records;
 pub(crate) mod seam;
 #[doc(hidden)]
 pub mod send_bench;

@@ -207,6 +207,26 @@ impl Outbox {
         result
     }
 
+    /// Lets `append` extend the staging buffer (room for `min` bytes reserved;
+    /// TLS seals records in place there) and keeps what it appended.
+    pub fn append_with(
+        &mut self,
+        pool: &mut BufferPool,
+        min: usize,
+        append: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if self.staging.capacity() == 0 {
+            self.staging = pool.take(min);
+        }
+        let start = self.staging.len();
+        append(&mut self.staging);
+        debug_assert!(self.staging.len() >= start, "append only");
+        self.len += self.staging.len().saturating_sub(start) as u32;
+        if self.len == 0 {
+            self.clear(pool);
+        }
+    }
+
     /// Appends a shared frame without copying it.
     pub fn push_shared(&mut self, pool: &mut BufferPool, frame: Bytes) {
         if frame.is_empty() {
@@ -377,6 +397,20 @@ mod tests {
         assert_eq!(drain(&mut o, &mut pool, 100), b"abxyz");
         // A failed fill of an empty outbox leaves it holding nothing.
         assert!(o.fill_with(&mut pool, 10, |_| Err(())).is_err());
+        assert_eq!(o.staging.capacity(), 0);
+    }
+
+    #[test]
+    fn append_with_keeps_what_was_appended() {
+        let mut pool = BufferPool::default();
+        let mut o = Outbox::default();
+        o.append_with(&mut pool, 8, |out| out.extend_from_slice(b"abc"));
+        o.push_copy(&mut pool, b"d", b"");
+        assert_eq!(o.len(), 4);
+        assert_eq!(drain(&mut o, &mut pool, 100), b"abcd");
+        // Appending nothing to an empty outbox leaves it holding nothing.
+        o.append_with(&mut pool, 8, |_| {});
+        assert!(o.is_empty());
         assert_eq!(o.staging.capacity(), 0);
     }
 

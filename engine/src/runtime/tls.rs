@@ -1,25 +1,30 @@
-//! The TLS transport of one connection, sans-I/O, on rustls's unbuffered API:
-//! ciphertext is processed where the backend received it (rustls decrypts each
-//! record in place in that buffer), the plaintext goes on to the upgrade or the
-//! frame decoder through `deliver`, and the outbox's frames are encrypted
-//! straight into the ciphertext queue ([`Tls::wire`]) that the backend writes.
+//! The TLS transport of one connection, sans-I/O. rustls (its unbuffered API)
+//! runs the handshake; once it is done, rustls hands the traffic secrets over
+//! and our own record layer ([`super::records`]) takes the session: records are
+//! opened in place where the backend received them, the plaintext (mutable, in
+//! that buffer) goes on to the upgrade or the frame decoder through `deliver`,
+//! and the outbox's frames are sealed in place in the ciphertext queue
+//! ([`Tls::wire`]) that the backend writes. A configuration whose secrets
+//! cannot be exported (an application's `ServerConfig` with a suite outside
+//! AES-GCM and ChaCha20-Poly1305) stays on rustls's record layer.
 //!
-//! An idle connection holds only rustls's keys and state: no plaintext or
-//! record buffers. The one buffer of its own, `stash`, exists only while a
-//! record is cut by the end of a read; it is completed with just the bytes that
-//! record lacks, and the rest of the read is again processed in place.
+//! An idle connection holds only its keys and sequence numbers (and, for TLS
+//! 1.3, rustls's key schedule): no plaintext or record buffers. The one buffer
+//! of its own, `stash`, exists only while a record is cut by the end of a read;
+//! it is completed with just the bytes that record lacks, and the rest of the
+//! read is again processed in place.
 
 use std::io::IoSlice;
 use std::sync::Arc;
 
+use rustls::CipherSuite;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 
 use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
+use super::records::{Fatal, HEADER, Input, RecordLayer};
 use crate::types::TlsError;
 
-/// A TLS record header: content type, version, length.
-const HEADER: usize = 5;
 /// Largest record body a peer may send (TLS 1.2 allows 2 KiB of expansion over
 /// the 16 KiB of plaintext).
 const MAX_BODY: usize = (16 << 10) + 2048;
@@ -30,11 +35,6 @@ const MAX_STASH: usize = (64 << 10) + HEADER + MAX_BODY;
 /// stays small while its socket is slow (the rest waits in the outbox, where the
 /// backpressure limit sees it).
 const ENCRYPT_BUDGET: usize = 256 << 10;
-/// Largest plaintext of one record rustls writes.
-const MAX_FRAGMENT: usize = 16 << 10;
-/// Ciphertext expansion per record, at most: header, explicit nonce (TLS 1.2),
-/// content type (TLS 1.3) and tag.
-const RECORD_OVERHEAD: usize = HEADER + 8 + 1 + 16;
 /// The first byte of a TLS handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -61,9 +61,20 @@ pub(crate) trait Upper {
     fn deliver(&mut self, plain: &mut [u8]);
 }
 
+/// Who runs the session.
+enum Session {
+    /// rustls: the handshake (and the whole session when its secrets cannot be
+    /// exported). Boxed: it is large, and goes once the handshake is done.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// Our record layer, after the handshake.
+    Records(Box<RecordLayer>),
+    /// Failed: nothing more is processed or sent.
+    Over,
+}
+
 /// One connection's TLS state.
 pub(crate) struct Tls {
-    conn: UnbufferedServerConnection,
+    session: Session,
     /// Ciphertext waiting for the socket: handshake records, encrypted frames,
     /// alerts. What the backend writes for this connection.
     pub wire: Outbox,
@@ -76,6 +87,9 @@ pub(crate) struct Tls {
     established: bool,
     /// Our close_notify is queued (or can never be sent).
     close_notified: bool,
+    /// The configuration lets rustls export the traffic secrets, so our record
+    /// layer takes over after the handshake.
+    hand_over: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -84,6 +98,7 @@ impl std::fmt::Debug for Tls {
             .field("wire", &self.wire.len())
             .field("stash", &self.stash.len())
             .field("established", &self.established)
+            .field("own_records", &matches!(self.session, Session::Records(_)))
             .finish_non_exhaustive()
     }
 }
@@ -91,14 +106,25 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// The state of a connection accepted on a TLS listener.
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        let hand_over = config.enable_secret_extraction;
         Ok(Self {
-            conn: UnbufferedServerConnection::new(config)?,
+            session: Session::Rustls(Box::new(UnbufferedServerConnection::new(config)?)),
             wire: Outbox::default(),
             stash: Vec::new(),
             fresh: true,
             established: false,
             close_notified: false,
+            hand_over,
         })
+    }
+
+    /// Our record layer, once it has the session.
+    #[cfg(test)]
+    fn records(&mut self) -> Option<&mut RecordLayer> {
+        match &mut self.session {
+            Session::Records(records) => Some(records),
+            _ => None,
+        }
     }
 
     /// Part of a record is waiting for the rest.
@@ -108,9 +134,10 @@ impl Tls {
 
     /// Processes ciphertext received from the socket: handshake records are
     /// answered into [`Self::wire`]; each record of application data is
-    /// decrypted and handed to `up` (in `plain`, the worker's scratch, as
-    /// rustls's unbuffered API hands out an immutable copy while the decoder
-    /// unmasks in place). On an error, the alert rustls owes the peer is queued.
+    /// decrypted in place and handed to `up` (during the handshake, rustls's
+    /// unbuffered API hands out an immutable slice, copied into `plain`, the
+    /// worker's scratch, as the decoder unmasks in place). On an error, the
+    /// alert owed to the peer is queued.
     pub fn receive(
         &mut self,
         mut data: &mut [u8],
@@ -152,7 +179,10 @@ impl Tls {
             if rest.len() > MAX_STASH {
                 return Err(self.malformed(Malformed));
             }
-            self.stash = rest.to_vec();
+            // Room for the whole cut record at once.
+            let mut stash = Vec::with_capacity(rest.len().max(first_record_len(rest)));
+            stash.extend_from_slice(rest);
+            self.stash = stash;
             // A complete record that rustls did not take is held for the rest
             // of a handshake message; a lone partial header is checked now.
             walk(&self.stash).map_err(|e| self.malformed(e))?;
@@ -160,8 +190,8 @@ impl Tls {
         Ok(received)
     }
 
-    /// Runs rustls over `buf` until it needs more input: returns the bytes it
-    /// is done with (the front of `buf`) and whether the peer closed.
+    /// Runs the session over `buf` until it needs more input: returns the bytes
+    /// it is done with (the front of `buf`) and whether the peer closed.
     fn process(
         &mut self,
         buf: &mut [u8],
@@ -169,16 +199,98 @@ impl Tls {
         up: &mut impl Upper,
     ) -> Result<(usize, Received), TlsError> {
         let mut used = 0;
+        if let Session::Rustls(_) = self.session {
+            let (n, received, writable) = self.process_rustls(buf, plain, up)?;
+            used = n;
+            // The handshake is done and rustls holds nothing back (no complete
+            // record left, as when it joins a handshake message across
+            // records): our record layer takes over.
+            if received == Received::PeerClosed
+                || !writable
+                || !self.hand_over
+                || holds_a_record(&buf[used..])
+            {
+                return Ok((used, received));
+            }
+            self.take_over()?;
+        }
+        let Self { session, wire, .. } = self;
+        let Session::Records(records) = session else {
+            // Over: nothing more is read.
+            return Ok((buf.len(), Received::Open));
+        };
+        match records.receive(&mut buf[used..], wire, up) {
+            Ok((n, Input::Open)) => Ok((used + n, Received::Open)),
+            Ok((n, Input::Closed)) => Ok((used + n, Received::PeerClosed)),
+            Err(fatal) => Err(self.fail(fatal, up.pool())),
+        }
+    }
+
+    /// Hands the session from rustls to our record layer.
+    fn take_over(&mut self) -> Result<(), TlsError> {
+        let Session::Rustls(conn) = std::mem::replace(&mut self.session, Session::Over) else {
+            return Ok(());
+        };
+        if !conn
+            .negotiated_cipher_suite()
+            .is_some_and(|s| exportable(s.suite()))
+        {
+            // Not a suite whose keys rustls exports: it keeps the session.
+            self.hand_over = false;
+            self.session = Session::Rustls(conn);
+            return Ok(());
+        }
+        let records = (*conn)
+            .dangerous_into_kernel_connection()
+            .map_err(|_| Fatal(None))
+            .and_then(|(secrets, schedule)| RecordLayer::new(secrets, schedule));
+        match records {
+            Ok(records) => {
+                self.session = Session::Records(Box::new(records));
+                Ok(())
+            }
+            Err(_) => {
+                self.close_notified = true;
+                Err(TlsError::Handshake)
+            }
+        }
+    }
+
+    /// Our record layer failed: the alert it owes goes to the wire, and the
+    /// session is over.
+    fn fail(&mut self, fatal: Fatal, pool: &mut BufferPool) -> TlsError {
+        self.close_notified = true;
+        if let (Session::Records(records), Fatal(Some(alert))) = (&mut self.session, fatal) {
+            records.fatal_alert(alert, &mut self.wire, pool);
+        }
+        self.session = Session::Over;
+        TlsError::Record
+    }
+
+    /// Runs rustls over `buf` until it needs more input: returns the bytes it
+    /// is done with (the front of `buf`), whether the peer closed, and whether
+    /// rustls got to sending application data (the handshake is done).
+    fn process_rustls(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut Vec<u8>,
+        up: &mut impl Upper,
+    ) -> Result<(usize, Received, bool), TlsError> {
+        let mut used = 0;
         loop {
             let Self {
-                conn,
+                session,
                 wire,
                 established,
                 ..
             } = self;
+            let Session::Rustls(conn) = session else {
+                return Ok((used, Received::Open, false));
+            };
             let status = conn.process_tls_records(&mut buf[used..]);
             let mut discard = status.discard;
             let mut stop = None;
+            let mut writable = false;
             match status.state {
                 Err(_) => {
                     let kind = if *established {
@@ -214,6 +326,7 @@ impl Tls {
                 Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 Ok(ConnectionState::WriteTraffic(_)) => {
                     *established = true;
+                    writable = true;
                     stop = Some(Received::Open);
                 }
                 Ok(ConnectionState::BlockedHandshake) => stop = Some(Received::Open),
@@ -228,7 +341,7 @@ impl Tls {
             }
             used += discard;
             if let Some(received) = stop {
-                return Ok((used, received));
+                return Ok((used, received, writable));
             }
         }
     }
@@ -239,8 +352,34 @@ impl Tls {
     /// closed): the plaintext can then never go out.
     pub fn encrypt(&mut self, plain: &mut Outbox, pool: &mut BufferPool) -> Result<bool, TlsError> {
         let Self {
-            conn, wire, stash, ..
+            session,
+            wire,
+            stash,
+            ..
         } = self;
+        let conn = match session {
+            Session::Rustls(conn) => conn,
+            Session::Records(records) => {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = plain.io_slices(&mut slices);
+                let mut parts: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
+                let mut total = 0;
+                for (part, slice) in parts.iter_mut().zip(&slices[..count]) {
+                    *part = slice;
+                    total += slice.len();
+                }
+                let total = total.min(ENCRYPT_BUDGET);
+                if total == 0 {
+                    return Ok(true);
+                }
+                if let Err(fatal) = records.seal_data(&parts[..count], total, wire, pool) {
+                    return Err(self.fail(fatal, pool));
+                }
+                plain.consume(pool, total);
+                return Ok(true);
+            }
+            Session::Over => return Ok(false),
+        };
         for _ in 0..4 {
             // rustls is handed the input it has not discarded (the stash,
             // usually empty), as its unbuffered API requires of every call.
@@ -258,7 +397,7 @@ impl Tls {
                         seal_into(
                             wire,
                             pool,
-                            sealed_len(chunk.len()),
+                            RecordLayer::sealed_len(chunk.len()),
                             |out| traffic.encrypt(chunk, out),
                             encrypt_room,
                         )
@@ -290,8 +429,16 @@ impl Tls {
             return false;
         }
         let Self {
-            conn, wire, stash, ..
+            session,
+            wire,
+            stash,
+            ..
         } = self;
+        let conn = match session {
+            Session::Rustls(conn) => conn,
+            Session::Records(records) => return records.close_notify(wire, pool).is_ok(),
+            Session::Over => return false,
+        };
         let status = conn.process_tls_records(stash);
         if status.discard > 0 {
             return false;
@@ -313,7 +460,10 @@ impl Tls {
     /// alert it owes the peer, if any, goes to the wire.
     fn queue_alert(&mut self, rest: &mut [u8], pool: &mut BufferPool) {
         self.close_notified = true;
-        let Self { conn, wire, .. } = self;
+        let Self { session, wire, .. } = self;
+        let Session::Rustls(conn) = session else {
+            return;
+        };
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = conn.process_tls_records(rest).state
         {
             let _ = seal_into(wire, pool, 4096, |out| encode.encode(out), encode_room);
@@ -391,9 +541,35 @@ fn top_up(stash: &mut Vec<u8>, data: &[u8]) -> Result<(usize, bool), Malformed> 
     }
 }
 
-/// Ciphertext size of `n` bytes of plaintext, at most.
-fn sealed_len(n: usize) -> usize {
-    n + n.div_ceil(MAX_FRAGMENT).max(1) * RECORD_OVERHEAD
+/// The length of the record `buf` starts with, header included, once its
+/// header is there (0 before).
+fn first_record_len(buf: &[u8]) -> usize {
+    match buf {
+        [_, _, _, a, b, ..] => HEADER + usize::from(u16::from_be_bytes([*a, *b])).min(MAX_BODY),
+        _ => 0,
+    }
+}
+
+/// Whether `buf` holds at least one complete record.
+fn holds_a_record(buf: &[u8]) -> bool {
+    buf.len() >= HEADER && buf.len() >= HEADER + usize::from(u16::from_be_bytes([buf[3], buf[4]]))
+}
+
+/// The suites whose traffic keys rustls exports (the AEADs of
+/// `rustls::ConnectionTrafficSecrets`).
+fn exportable(suite: CipherSuite) -> bool {
+    matches!(
+        suite,
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+            | CipherSuite::TLS13_AES_256_GCM_SHA384
+            | CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+    )
 }
 
 /// Lets rustls write records into the wire queue, `room` bytes first, growing

@@ -1,0 +1,710 @@
+//! The TLS record layer of an established connection, after rustls's handshake:
+//! rustls hands over the traffic keys (`dangerous_into_kernel_connection`) and
+//! keeps only its key schedule ([`KernelConnection`], for TLS 1.3 KeyUpdate);
+//! records are opened in place where the backend received them (the plaintext
+//! is mutable there, so the frame decoder unmasks it in place too) and sealed
+//! in place in the send buffers (header reserved, tag appended).
+//!
+//! TLS 1.3 (RFC 8446 §5: inner content type, nonce = iv ⊕ sequence number) and
+//! TLS 1.2 (RFC 5246 §6.2.3.3 and RFC 5288: AES-GCM with an explicit nonce;
+//! RFC 7905: ChaCha20-Poly1305 with the 1.3-style nonce), the AEADs rustls can
+//! export: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305.
+//!
+//! This is the seam kTLS would use: the same secrets and sequence numbers go to
+//! `setsockopt(SOL_TLS, TLS_RX/TLS_TX)` instead of into [`Direction`].
+
+use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rustls::crypto::cipher::AeadKey;
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
+
+use super::outbox::{BufferPool, Outbox};
+use super::tls::Upper;
+
+/// A record header: content type, legacy version, length.
+pub(crate) const HEADER: usize = 5;
+/// Largest plaintext of one record.
+pub(crate) const MAX_FRAGMENT: usize = 1 << 14;
+/// Ciphertext expansion of one record at most: header, explicit nonce (TLS 1.2
+/// AES-GCM), inner content type (TLS 1.3) and tag.
+pub(crate) const MAX_OVERHEAD: usize = HEADER + EXPLICIT_NONCE + 1 + TAG;
+const TAG: usize = 16;
+const EXPLICIT_NONCE: usize = 8;
+
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
+
+const CLIENT_HELLO: u8 = 1;
+const KEY_UPDATE: u8 = 24;
+
+/// Alert descriptions (RFC 8446 §6).
+pub(crate) mod alert {
+    pub const CLOSE_NOTIFY: u8 = 0;
+    pub const UNEXPECTED_MESSAGE: u8 = 10;
+    pub const BAD_RECORD_MAC: u8 = 20;
+    pub const RECORD_OVERFLOW: u8 = 22;
+    pub const ILLEGAL_PARAMETER: u8 = 47;
+    pub const DECODE_ERROR: u8 = 50;
+    pub const INTERNAL_ERROR: u8 = 80;
+    pub const USER_CANCELED: u8 = 90;
+    pub const NO_RENEGOTIATION: u8 = 100;
+}
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+
+/// As rustls allows: warning alerts, KeyUpdates between two records of data,
+/// and renegotiation attempts (TLS 1.2, refused each time) before the
+/// connection is failed.
+const WARNINGS_ALLOWED: u8 = 4;
+const KEY_UPDATES_ALLOWED: u8 = 32;
+
+/// Records of data up to this size are joined to the plaintext before them
+/// (moved down in the buffer) and delivered with it.
+const MERGE_MAX: usize = 4096;
+const RENEGOTIATIONS_ALLOWED: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Tls12,
+    Tls13,
+}
+
+/// The session failed: the alert owed to the peer (none after its own fatal
+/// alert, or when nothing can be sealed any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fatal(pub Option<u8>);
+
+impl Fatal {
+    fn alert(description: u8) -> Self {
+        Self(Some(description))
+    }
+}
+
+/// The peer's side after some input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// More may come.
+    Open,
+    /// close_notify: nothing more is read.
+    Closed,
+}
+
+/// One direction's key, nonce base and sequence number. The key is kept as
+/// the bytes rustls exported (zeroed when dropped): it is expanded into an
+/// AEAD key on the stack for each read and each flush, so an idle connection
+/// holds 32 bytes of key rather than 544 of expanded AES and GHASH tables.
+struct Direction {
+    algorithm: &'static aead::Algorithm,
+    key: AeadKey,
+    iv: [u8; NONCE_LEN],
+    /// TLS 1.2 AES-GCM: the nonce is the iv's first 4 bytes (the salt) and 8
+    /// explicit bytes, sent in each record.
+    explicit_nonce: bool,
+    seq: u64,
+}
+
+impl Direction {
+    fn new(version: Version, secrets: ConnectionTrafficSecrets, seq: u64) -> Result<Self, Fatal> {
+        let (algorithm, key, iv, gcm) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv, true),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv, true),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, key, iv, false)
+            }
+            _ => return Err(Fatal::alert(alert::INTERNAL_ERROR)),
+        };
+        if key.as_ref().len() != algorithm.key_len() {
+            return Err(Fatal::alert(alert::INTERNAL_ERROR));
+        }
+        let iv = <[u8; NONCE_LEN]>::try_from(iv.as_ref())
+            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+        Ok(Self {
+            algorithm,
+            key,
+            iv,
+            explicit_nonce: gcm && version == Version::Tls12,
+            seq,
+        })
+    }
+
+    /// The expanded AEAD key.
+    fn expand(&self) -> Result<LessSafeKey, Fatal> {
+        UnboundKey::new(self.algorithm, self.key.as_ref())
+            .map(LessSafeKey::new)
+            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))
+    }
+
+    /// The nonce of record `seq`: iv ⊕ seq (TLS 1.3, TLS 1.2 ChaCha20, and the
+    /// explicit part we choose for TLS 1.2 AES-GCM, as rustls does).
+    fn nonce(&self) -> [u8; NONCE_LEN] {
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        nonce
+    }
+
+    /// The sequence number of the next record, advanced. The last one is never
+    /// used, so the count cannot wrap.
+    fn next_seq(&mut self) -> Result<u64, Fatal> {
+        let seq = self.seq;
+        if seq == u64::MAX {
+            return Err(Fatal(None));
+        }
+        self.seq += 1;
+        Ok(seq)
+    }
+}
+
+/// The additional data of a TLS 1.2 record: sequence number, type, version,
+/// plaintext length.
+fn tls12_aad(seq: u64, typ: u8, len: usize) -> [u8; 13] {
+    let mut aad = [0; 13];
+    aad[..8].copy_from_slice(&seq.to_be_bytes());
+    aad[8] = typ;
+    aad[9..11].copy_from_slice(&[3, 3]);
+    // `len` is at most a record's length, which fits 16 bits.
+    aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
+    aad
+}
+
+/// The record layer of one established connection.
+pub(crate) struct RecordLayer {
+    version: Version,
+    rx: Direction,
+    tx: Direction,
+    /// TLS 1.3: rustls's key schedule, which derives the next traffic keys of a
+    /// KeyUpdate (`None` on TLS 1.2, which has no KeyUpdate).
+    schedule: Option<Box<KernelConnection<ServerConnectionData>>>,
+    /// RecordLayer sealed under one key before it is replaced (TLS 1.3) or the
+    /// session closed (TLS 1.2): the suite's confidentiality limit.
+    tx_limit: u64,
+    warnings_allowed: u8,
+    key_updates_allowed: u8,
+    renegotiations_allowed: u8,
+    /// The peer's close_notify came: nothing after it is read.
+    peer_closed: bool,
+}
+
+impl std::fmt::Debug for RecordLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordLayer")
+            .field("version", &self.version)
+            .field("rx_seq", &self.rx.seq)
+            .field("tx_seq", &self.tx.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordLayer {
+    /// The record layer for the secrets rustls exported at the end of the
+    /// handshake.
+    pub fn new(
+        secrets: ExtractedSecrets,
+        schedule: KernelConnection<ServerConnectionData>,
+    ) -> Result<Self, Fatal> {
+        let version = match schedule.protocol_version() {
+            ProtocolVersion::TLSv1_3 => Version::Tls13,
+            ProtocolVersion::TLSv1_2 => Version::Tls12,
+            _ => return Err(Fatal::alert(alert::INTERNAL_ERROR)),
+        };
+        let tx_limit = match schedule.negotiated_cipher_suite() {
+            SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
+            SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
+        };
+        let ExtractedSecrets {
+            tx: (tx_seq, tx),
+            rx: (rx_seq, rx),
+        } = secrets;
+        Ok(Self {
+            version,
+            rx: Direction::new(version, rx, rx_seq)?,
+            tx: Direction::new(version, tx, tx_seq)?,
+            schedule: (version == Version::Tls13).then(|| Box::new(schedule)),
+            tx_limit,
+            warnings_allowed: WARNINGS_ALLOWED,
+            key_updates_allowed: KEY_UPDATES_ALLOWED,
+            renegotiations_allowed: RENEGOTIATIONS_ALLOWED,
+            peer_closed: false,
+        })
+    }
+
+    /// The next sequence numbers, received and sent.
+    #[cfg(test)]
+    pub fn seqs(&self) -> (u64, u64) {
+        (self.rx.seq, self.tx.seq)
+    }
+
+    /// Lowers the confidentiality limit, to reach it in a test.
+    #[cfg(test)]
+    pub fn set_tx_limit(&mut self, limit: u64) {
+        self.tx_limit = limit;
+    }
+
+    /// Moves the receive sequence number, to reach its end in a test.
+    #[cfg(test)]
+    pub fn set_rx_seq(&mut self, seq: u64) {
+        self.rx.seq = seq;
+    }
+
+    /// Opens the whole records at the front of `buf` in place, handing each
+    /// record's application data to `deliver` (mutable: it lies in `buf`) and
+    /// answering control records into `wire`. Returns the bytes of the whole
+    /// records processed (what follows is a cut record) and whether the peer
+    /// closed (then nothing after its close_notify is read).
+    pub fn receive(
+        &mut self,
+        buf: &mut [u8],
+        wire: &mut Outbox,
+        up: &mut impl Upper,
+    ) -> Result<(usize, Input), Fatal> {
+        if self.peer_closed {
+            return Ok((buf.len(), Input::Closed));
+        }
+        let mut run = None;
+        let result = self.open_records(buf, wire, up, &mut run);
+        // Data opened before a failure is delivered too, as it came first.
+        if let Some(run) = run {
+            up.deliver(&mut buf[run]);
+        }
+        result
+    }
+
+    /// The loop of [`Self::receive`]. Consecutive records of data are
+    /// delivered as one run of plaintext where the later ones are small (the
+    /// tail of a frame cut by the client's 16 KiB records, or small messages):
+    /// their plaintext is moved down over the tag and header between, so that
+    /// the decoder gets the frame whole, in place, rather than gathering it in
+    /// its own buffer. `run` is what is opened and not yet delivered.
+    fn open_records(
+        &mut self,
+        buf: &mut [u8],
+        wire: &mut Outbox,
+        up: &mut impl Upper,
+        run: &mut Option<std::ops::Range<usize>>,
+    ) -> Result<(usize, Input), Fatal> {
+        let mut pos = 0;
+        // Expanded at the first whole record, again after a KeyUpdate.
+        let mut key = None;
+        while buf.len() - pos >= HEADER {
+            let header = <[u8; HEADER]>::try_from(&buf[pos..pos + HEADER])
+                .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+            let body = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            if body > self.max_body() {
+                return Err(Fatal::alert(alert::RECORD_OVERFLOW));
+            }
+            if header[1] != 3 {
+                return Err(Fatal::alert(alert::DECODE_ERROR));
+            }
+            let end = pos + HEADER + body;
+            if end > buf.len() {
+                break;
+            }
+            let rx_key = match &mut key {
+                Some(rx_key) => rx_key,
+                None => key.insert(self.rx.expand()?),
+            };
+            let (typ, plain) = self.open(rx_key, header, &mut buf[pos + HEADER..end])?;
+            let plain = pos + HEADER + plain.start..pos + HEADER + plain.end;
+            pos = end;
+            if typ == APPLICATION_DATA {
+                self.key_updates_allowed = KEY_UPDATES_ALLOWED;
+                match run {
+                    _ if plain.is_empty() => {}
+                    Some(open) if plain.len() <= MERGE_MAX => {
+                        let len = plain.len();
+                        buf.copy_within(plain, open.end);
+                        open.end += len;
+                    }
+                    _ => {
+                        if let Some(done) = run.replace(plain) {
+                            up.deliver(&mut buf[done]);
+                        }
+                    }
+                }
+                continue;
+            }
+            // What came before a control record is delivered before it acts.
+            if let Some(done) = run.take() {
+                up.deliver(&mut buf[done]);
+            }
+            match typ {
+                ALERT => {
+                    if self.alert(&buf[plain])? == Input::Closed {
+                        self.peer_closed = true;
+                        return Ok((buf.len(), Input::Closed));
+                    }
+                }
+                HANDSHAKE => {
+                    self.handshake(&buf[plain], wire, up.pool())?;
+                    // The rx key may have changed.
+                    key = None;
+                }
+                _ => return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE)),
+            }
+        }
+        Ok((pos, Input::Open))
+    }
+
+    fn max_body(&self) -> usize {
+        match self.version {
+            Version::Tls13 => MAX_FRAGMENT + 256,
+            Version::Tls12 => MAX_FRAGMENT + 2048,
+        }
+    }
+
+    /// Decrypts one record's body in place: its content type and where its
+    /// plaintext is in `body`.
+    fn open(
+        &mut self,
+        key: &LessSafeKey,
+        header: [u8; HEADER],
+        body: &mut [u8],
+    ) -> Result<(u8, std::ops::Range<usize>), Fatal> {
+        let bad_mac = Fatal::alert(alert::BAD_RECORD_MAC);
+        let (typ, plain) = match self.version {
+            Version::Tls13 => {
+                // After the handshake every record is application data on the
+                // outside (a ChangeCipherSpec is no longer allowed either).
+                if header[0] != APPLICATION_DATA {
+                    return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+                }
+                if body.len() < TAG + 1 {
+                    return Err(bad_mac);
+                }
+                let nonce = Nonce::assume_unique_for_key(self.rx.nonce());
+                let plain = key
+                    .open_in_place(nonce, Aad::from(header), body)
+                    .map_err(|_| bad_mac)?;
+                self.rx.next_seq()?;
+                // Content, type and padding: at most 2^14 + 1 bytes.
+                if plain.len() > MAX_FRAGMENT + 1 {
+                    return Err(Fatal::alert(alert::RECORD_OVERFLOW));
+                }
+                // The content type is the last byte that is not padding.
+                let Some(end) = plain.iter().rposition(|&b| b != 0) else {
+                    return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+                };
+                let typ = plain[end];
+                // ring opens in place from the start of `body`.
+                (typ, 0..end)
+            }
+            Version::Tls12 => {
+                let typ = header[0];
+                // A ChangeCipherSpec, too, is over with the handshake.
+                if !matches!(typ, ALERT | HANDSHAKE | APPLICATION_DATA) {
+                    return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+                }
+                let explicit = if self.rx.explicit_nonce {
+                    EXPLICIT_NONCE
+                } else {
+                    0
+                };
+                if body.len() < explicit + TAG {
+                    return Err(bad_mac);
+                }
+                let seq = self.rx.seq;
+                let nonce = if self.rx.explicit_nonce {
+                    let mut nonce = self.rx.iv;
+                    nonce[4..].copy_from_slice(&body[..EXPLICIT_NONCE]);
+                    nonce
+                } else {
+                    self.rx.nonce()
+                };
+                let aad = tls12_aad(seq, typ, body.len() - explicit - TAG);
+                let plain = key
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad),
+                        &mut body[explicit..],
+                    )
+                    .map_err(|_| bad_mac)?;
+                self.rx.next_seq()?;
+                (typ, explicit..explicit + plain.len())
+            }
+        };
+        if plain.len() > MAX_FRAGMENT {
+            return Err(Fatal::alert(alert::RECORD_OVERFLOW));
+        }
+        Ok((typ, plain))
+    }
+
+    /// An alert from the peer.
+    fn alert(&mut self, plain: &[u8]) -> Result<Input, Fatal> {
+        let &[level, description] = plain else {
+            return Err(Fatal::alert(alert::DECODE_ERROR));
+        };
+        if !matches!(level, WARNING | FATAL) {
+            return Err(Fatal::alert(alert::ILLEGAL_PARAMETER));
+        }
+        if description == alert::CLOSE_NOTIFY {
+            return Ok(Input::Closed);
+        }
+        if level == FATAL {
+            // The session is over; nothing is owed in return.
+            return Err(Fatal(None));
+        }
+        // Warnings: harmless in TLS 1.2, outlawed in 1.3 but for user_canceled.
+        if self.version == Version::Tls13 && description != alert::USER_CANCELED {
+            return Err(Fatal::alert(alert::DECODE_ERROR));
+        }
+        self.warnings_allowed = self
+            .warnings_allowed
+            .checked_sub(1)
+            .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
+        Ok(Input::Open)
+    }
+
+    /// A handshake record after the handshake: a KeyUpdate (TLS 1.3), or a
+    /// renegotiation attempt (TLS 1.2, refused).
+    fn handshake(
+        &mut self,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        if self.version == Version::Tls12 {
+            if plain.first() != Some(&CLIENT_HELLO) {
+                return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+            }
+            self.renegotiations_allowed = self
+                .renegotiations_allowed
+                .checked_sub(1)
+                .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
+            return self.seal(ALERT, &[WARNING, alert::NO_RENEGOTIATION], wire, pool);
+        }
+        let mut rest = plain;
+        while !rest.is_empty() {
+            let &[typ, a, b, c, ref after @ ..] = rest else {
+                return Err(Fatal::alert(alert::DECODE_ERROR));
+            };
+            let len = u32::from_be_bytes([0, a, b, c]) as usize;
+            // A message continued in the next record is not expected after
+            // the handshake: a KeyUpdate is 5 bytes and must end its record.
+            if after.len() < len || typ != KEY_UPDATE {
+                return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+            }
+            let &[request] = &after[..len] else {
+                return Err(Fatal::alert(alert::DECODE_ERROR));
+            };
+            if request > 1 {
+                return Err(Fatal::alert(alert::ILLEGAL_PARAMETER));
+            }
+            rest = &after[len..];
+            if !rest.is_empty() {
+                // A key change must fall on a record boundary (RFC 8446 §5.1).
+                return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
+            }
+            self.key_updates_allowed = self
+                .key_updates_allowed
+                .checked_sub(1)
+                .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
+            let schedule = self
+                .schedule
+                .as_mut()
+                .ok_or(Fatal::alert(alert::INTERNAL_ERROR))?;
+            let (seq, secrets) = schedule
+                .update_rx_secret()
+                .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+            self.rx = Direction::new(self.version, secrets, seq)?;
+            if request == 1 {
+                // update_requested: ours goes out before any more data.
+                self.update_tx(wire, pool)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a KeyUpdate (update_not_requested) under the current key, then
+    /// switches to the next one.
+    fn update_tx(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+        self.seal_one(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], wire, pool)?;
+        let schedule = self
+            .schedule
+            .as_mut()
+            .ok_or(Fatal::alert(alert::INTERNAL_ERROR))?;
+        let (seq, secrets) = schedule
+            .update_tx_secret()
+            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+        self.tx = Direction::new(self.version, secrets, seq)?;
+        Ok(())
+    }
+
+    /// Before sealing a record: at the confidentiality limit, TLS 1.3 moves to
+    /// the next key; TLS 1.2 cannot, and the session ends.
+    /// True if the key changed.
+    fn before_seal(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<bool, Fatal> {
+        if self.tx.seq < self.tx_limit {
+            return Ok(false);
+        }
+        match self.version {
+            Version::Tls13 => self.update_tx(wire, pool).map(|()| true),
+            Version::Tls12 => Err(Fatal(None)),
+        }
+    }
+
+    /// Ciphertext size of `n` bytes of plaintext, at most.
+    pub fn sealed_len(n: usize) -> usize {
+        n + n.div_ceil(MAX_FRAGMENT).max(1) * MAX_OVERHEAD
+    }
+
+    /// Seals `plain` (any length: cut into records of at most 16 KiB) as
+    /// records of type `typ` into `wire`.
+    fn seal(
+        &mut self,
+        typ: u8,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        self.seal_slices(typ, &[plain], plain.len(), wire, pool)
+    }
+
+    /// One record, at the current key whatever its count (a KeyUpdate).
+    fn seal_one(
+        &mut self,
+        typ: u8,
+        plain: &[u8],
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        let key = self.tx.expand()?;
+        let mut result = Ok(());
+        wire.append_with(pool, Self::sealed_len(plain.len()), |out| {
+            result = self.seal_record(&key, typ, &[plain], 0, plain.len(), out);
+        });
+        result
+    }
+
+    /// Seals the first `total` bytes of `slices`, in order, as records of type
+    /// `typ` of at most 16 KiB each, appended to `wire`: each record's
+    /// plaintext is copied once, into the send buffer, and encrypted there.
+    fn seal_slices(
+        &mut self,
+        typ: u8,
+        slices: &[&[u8]],
+        total: usize,
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        let mut done = 0;
+        let mut key = None;
+        loop {
+            if self.before_seal(wire, pool)? {
+                key = None;
+            }
+            let key = match &mut key {
+                Some(key) => key,
+                None => key.insert(self.tx.expand()?),
+            };
+            let n = (total - done).min(MAX_FRAGMENT);
+            let mut result = Ok(());
+            wire.append_with(pool, Self::sealed_len(total - done), |out| {
+                // Room for the rest of this flush at once: no regrowth.
+                out.reserve(Self::sealed_len(total - done));
+                result = self.seal_record(key, typ, slices, done, n, out);
+            });
+            result?;
+            done += n;
+            if done >= total {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends one record to `out`: the header, the plaintext (`n` bytes of
+    /// `slices` from byte `skip` on), then encrypts it in place and appends the
+    /// tag. On an error `out` is left as it was.
+    fn seal_record(
+        &mut self,
+        key: &LessSafeKey,
+        typ: u8,
+        slices: &[&[u8]],
+        skip: usize,
+        n: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fatal> {
+        let start = out.len();
+        let seq = self.tx.seq;
+        let (outer, explicit, inner) = match self.version {
+            Version::Tls13 => (APPLICATION_DATA, 0, 1),
+            Version::Tls12 if self.tx.explicit_nonce => (typ, EXPLICIT_NONCE, 0),
+            Version::Tls12 => (typ, 0, 0),
+        };
+        let body = explicit + n + inner + TAG;
+        // `body` is at most 16 KiB + 25, which fits 16 bits.
+        let len = (body as u16).to_be_bytes();
+        let header = [outer, 3, 3, len[0], len[1]];
+        let nonce = self.tx.nonce();
+        out.extend_from_slice(&header);
+        if explicit > 0 {
+            out.extend_from_slice(&nonce[4..]);
+        }
+        let mut skip = skip;
+        let mut left = n;
+        for slice in slices {
+            if left == 0 {
+                break;
+            }
+            if skip >= slice.len() {
+                skip -= slice.len();
+                continue;
+            }
+            let take = (slice.len() - skip).min(left);
+            out.extend_from_slice(&slice[skip..skip + take]);
+            skip = 0;
+            left -= take;
+        }
+        if inner > 0 {
+            out.push(typ);
+        }
+        let mut aad = [0; 13];
+        let aad_len = if self.version == Version::Tls13 {
+            aad[..HEADER].copy_from_slice(&header);
+            HEADER
+        } else {
+            aad = tls12_aad(seq, typ, n);
+            aad.len()
+        };
+        let payload = start + HEADER + explicit;
+        let tag = key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad[..aad_len]),
+            &mut out[payload..],
+        );
+        match (tag, self.tx.next_seq()) {
+            (Ok(tag), Ok(_)) => {
+                out.extend_from_slice(tag.as_ref());
+                debug_assert_eq!(out.len() - start, HEADER + body);
+                Ok(())
+            }
+            _ => {
+                out.truncate(start);
+                Err(Fatal(None))
+            }
+        }
+    }
+
+    /// Seals the first `total` bytes of `slices` as application data.
+    pub fn seal_data(
+        &mut self,
+        slices: &[&[u8]],
+        total: usize,
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        self.seal_slices(APPLICATION_DATA, slices, total, wire, pool)
+    }
+
+    /// Seals our close_notify.
+    pub fn close_notify(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+        self.seal(ALERT, &[WARNING, alert::CLOSE_NOTIFY], wire, pool)
+    }
+
+    /// Seals a fatal alert (best effort: the session is over either way).
+    pub fn fatal_alert(&mut self, description: u8, wire: &mut Outbox, pool: &mut BufferPool) {
+        let _ = self.seal_one(ALERT, &[FATAL, description], wire, pool);
+    }
+}
