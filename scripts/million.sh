@@ -42,11 +42,9 @@
 #   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/procs.sh
+. scripts/lib/procs.sh million
 
-die() { echo "million: $*" >&2; exit 2; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
-is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-positive() { is_uint "$1" && [ "$1" -ge 1 ]; }
 
 n=${N:-1000000}
 mode=${MODE:-hold}
@@ -181,17 +179,6 @@ read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
 server_pid=
 loadgen_pid=
 sampler_pid=
-# Stops a process we started: TERM, up to $2 seconds, then KILL.
-stop_pid() {
-  local pid=$1 grace=${2:-10} i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
 # The load generator's --procs children, recorded while it runs.
 children() {
   if [ -n "$loadgen_pid" ]; then ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true; fi
@@ -230,7 +217,6 @@ grep -q listening "$out/server.log" || die "server did not listen within 30 s: $
 server_line=$(grep listening "$out/server.log" | head -1)
 
 # Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
-rss_kib() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 sockstat() { awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat; }
 mem_used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
 # Kernel slab memory in KiB (every cache: socket, inode, file and TCP objects

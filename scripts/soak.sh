@@ -47,10 +47,9 @@
 #   --debug             unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/procs.sh
+. scripts/lib/procs.sh soak
 
-die() { echo "soak: $*" >&2; exit 2; }
-positive() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ]; }
-is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 
 connections=${CONNECTIONS:-200000}
 duration=${DURATION:-600}
@@ -165,16 +164,6 @@ fi
 
 server_pid=
 declare -a client_pid client_gen client_alive
-stop_pid() { # PID GRACE_SECONDS: TERM, then KILL after the grace
-  local pid=$1 grace=${2:-10} i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < grace * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
@@ -197,7 +186,6 @@ done
 grep -q listening "$out/server.log" || die "server did not listen within 30 s"
 
 # Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
-rss_kib() { local v; v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 gauge() { # the server's own count of its connections, or -1 if /metrics does not answer
   curl -s --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null \

@@ -997,6 +997,14 @@ impl Ring {
         }
     }
 
+    /// Keeps `buf` in flight for `key` (its completion returns it) and queues
+    /// its send.
+    fn submit_send(&mut self, key: usize, generation: u32, buf: Box<SendBuf>, entry: Entry) {
+        let index = self.sends.insert(buf);
+        self.slots[key].send = index as u32 + 1;
+        self.push(entry.user_data(Tag::conn(Op::Send, generation, key).encode()));
+    }
+
     /// A send buffer, reused if one is spare.
     fn send_buf(&mut self) -> Box<SendBuf> {
         match self.spare_sends.pop() {
@@ -1087,9 +1095,7 @@ impl Io for Ring {
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build()
         };
-        let index = self.sends.insert(buf);
-        self.slots[key].send = index as u32 + 1;
-        self.push(entry.user_data(Tag::conn(Op::Send, slot.generation, key).encode()));
+        self.submit_send(key, slot.generation, buf, entry);
         Written::Later
     }
 
@@ -1124,9 +1130,7 @@ impl Io for Ring {
         let entry = opcode::SendMsg::new(Fixed(slot.fixed), &raw const buf.header)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build();
-        let index = self.sends.insert(buf);
-        self.slots[key].send = index as u32 + 1;
-        self.push(entry.user_data(Tag::conn(Op::Send, slot.generation, key).encode()));
+        self.submit_send(key, slot.generation, buf, entry);
         Some(Written::Later)
     }
 

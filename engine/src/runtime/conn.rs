@@ -572,10 +572,7 @@ impl<U> Link<U> {
                         .push_copy(&mut shared.pool, header_rest, payload_rest);
                 }
                 if blocked {
-                    if !self.stalled {
-                        shared.counters.backpressure += 1;
-                    }
-                    self.stalled = true;
+                    self.stall(&mut shared.counters);
                 }
             }
             // In flight; the backend reports it with `Worker::on_frame_sent`.
@@ -640,6 +637,14 @@ impl<U> Link<U> {
         }
         self.outbox.push_shared(&mut shared.pool, frame);
         self.queued(shared)
+    }
+
+    /// The socket took no more: sends report backpressure until `on_drain`.
+    pub fn stall(&mut self, counters: &mut super::shared::Counters) {
+        if !self.stalled {
+            counters.backpressure += 1;
+        }
+        self.stalled = true;
     }
 
     /// Whether a data message can be sent now.

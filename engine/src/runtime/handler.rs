@@ -151,26 +151,23 @@ impl<'a, U> WebSocket<'a, U> {
     /// received message being echoed, say) with only what the socket does not
     /// take copied.
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        let direct = self.direct.as_deref_mut().map(|io| io as &mut dyn Io);
-        self.link.send_message(
-            self.shared,
-            direct,
-            message.opcode(),
-            message.as_bytes(),
-            true,
-        )
+        self.send_data(message, true)
     }
 
     /// Sends a message without compressing it, even where permessage-deflate
     /// was negotiated (already-compressed data, latency-critical messages).
     pub fn send_uncompressed(&mut self, message: Message<'_>) -> SendStatus {
+        self.send_data(message, false)
+    }
+
+    fn send_data(&mut self, message: Message<'_>, compress: bool) -> SendStatus {
         let direct = self.direct.as_deref_mut().map(|io| io as &mut dyn Io);
         self.link.send_message(
             self.shared,
             direct,
             message.opcode(),
             message.as_bytes(),
-            false,
+            compress,
         )
     }
 

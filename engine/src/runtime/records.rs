@@ -33,7 +33,8 @@ const TAG: usize = 16;
 const EXPLICIT_NONCE: usize = 8;
 
 const ALERT: u8 = 21;
-const HANDSHAKE: u8 = 22;
+/// Content type of a handshake record (also the first byte a TLS client sends).
+pub(crate) const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
 
 const CLIENT_HELLO: u8 = 1;

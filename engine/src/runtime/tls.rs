@@ -35,8 +35,6 @@ const MAX_STASH: usize = (64 << 10) + HEADER + MAX_BODY;
 /// stays small while its socket is slow (the rest waits in the outbox, where the
 /// backpressure limit sees it).
 const ENCRYPT_BUDGET: usize = 256 << 10;
-/// The first byte of a TLS handshake record.
-const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// The answer to a plain HTTP request on a TLS port.
 const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
@@ -147,7 +145,7 @@ impl Tls {
         if data.is_empty() {
             return Ok(Received::Open);
         }
-        if std::mem::take(&mut self.fresh) && data[0] != HANDSHAKE_RECORD {
+        if std::mem::take(&mut self.fresh) && data[0] != super::records::HANDSHAKE {
             if looks_like_http(data) {
                 self.wire.push_copy(up.pool(), PLAIN_HTTP_REFUSAL, b"");
             }

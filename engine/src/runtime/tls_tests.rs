@@ -363,7 +363,7 @@ proptest::proptest! {
         let mut server = Tls::new(config).unwrap();
         let mut sink = Sink::default();
         // A handshake record type first, so that input reaches rustls.
-        let mut bytes = vec![HANDSHAKE_RECORD];
+        let mut bytes = vec![crate::runtime::records::HANDSHAKE];
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&body);
         let mut rest = &mut bytes[..];

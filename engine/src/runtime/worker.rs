@@ -317,10 +317,7 @@ impl<H: Handler> Worker<H> {
         let link = &mut conn.link;
         self.shared.counters.bytes_out += written as u64;
         if blocked {
-            if !link.stalled {
-                self.shared.counters.backpressure += 1;
-            }
-            link.stalled = true;
+            link.stall(&mut self.shared.counters);
             return;
         }
         if !drained {
