@@ -11,12 +11,20 @@
 #        RAMP           hold: new connections per second (default: all at once)
 #        DUR            echo: seconds per run (default 8)
 #        HS             handshakes: connections (default 3000)
+#        CAP            echo: the server's CPU quota, in CPUs (default 0.5; 0 for
+#                       none). On two cores the load generator does as much TLS
+#                       work per message as the server, so uncapped it sets the
+#                       pace (the server idles at ~0.75 CPU and pays for waking
+#                       up); held to half a CPU by a cgroup CPU quota the server
+#                       always has work waiting, i.e. it is saturated, and the
+#                       client keeps up with it.
 # Prints messages per server-CPU-second (the load generator's message count over
-# the server's utime + stime from /proc/PID/stat across the run), bytes per idle
+# the server's utime + stime from /proc/PID/stat across the run, with its CPU
+# share of the wall time and the user/system split per message), bytes per idle
 # connection at 10,000 (loadgen hold --server-pid), full handshakes per
 # server-CPU-second.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 BACKEND=${1:-epoll}; WHAT=${2:-echo idle hs}; LABEL=${3:-}
 ECHO=${ECHO:-target/release/examples/echo}; LOADGEN=${LOADGEN:-target/release/loadgen}
 D=$(mktemp -d); trap 'rm -rf "$D"' EXIT
@@ -32,30 +40,60 @@ start() {
   else
     taskset -c 0 "$ECHO" --port $PORT --workers 1 --backend "$BACKEND" >/dev/null 2>&1 &
   fi
-  SP=$!; sleep 0.4
+  SP=$!; url "$1"; sleep 0.4
 }
 stop() { kill "$SP"; wait "$SP" 2>/dev/null; PORT=$((PORT + 1)); }
+# The load generator's target flags for a plain or TLS server, into URL.
 url() {
-  if [ "$1" = tls ]; then echo "--url wss://127.0.0.1:$PORT/ --ca $D/cert.pem"
-  else echo "--url ws://127.0.0.1:$PORT/"; fi
+  if [ "$1" = tls ]; then URL=(--url "wss://127.0.0.1:$PORT/" --ca "$D/cert.pem")
+  else URL=(--url "ws://127.0.0.1:$PORT/"); fi
+}
+# The server's threads into a cgroup (v1 "cpu" or v2) with a quota of $CAP CPUs.
+CAP=${CAP:-0.5}
+CG=
+if [ "$CAP" != 0 ]; then
+  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
+    CG=/sys/fs/cgroup/cpu/ringws-tls-figures
+    mkdir -p "$CG"
+    echo 10000 >"$CG/cpu.cfs_period_us"
+    awk -v c="$CAP" 'BEGIN{printf "%d\n", c * 10000}' >"$CG/cpu.cfs_quota_us"
+  elif [ -w /sys/fs/cgroup/cgroup.subtree_control ]; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    CG=/sys/fs/cgroup/ringws-tls-figures
+    mkdir -p "$CG"
+    awk -v c="$CAP" 'BEGIN{printf "%d 10000\n", c * 10000}' >"$CG/cpu.max"
+  else
+    echo "tls-figures: no writable cgroup cpu controller: CAP=0 (the server may not be saturated)" >&2
+  fi
+  [ -n "$CG" ] && trap 'rm -rf "$D"; rmdir "$CG" 2>/dev/null' EXIT
+fi
+cap() {
+  [ -n "$CG" ] || return 0
+  local task
+  for task in /proc/"$SP"/task/*; do
+    if [ -f "$CG/tasks" ]; then echo "${task##*/}" >"$CG/tasks"; else echo "${task##*/}" >"$CG/cgroup.threads"; fi
+  done
 }
 echo_run() {
-  start "$1"; c0=$(cpu "$SP")
-  out=$(taskset -c 1 timeout 60 "$LOADGEN" echo $(url "$1") -c 100 -s "$2" -d "${DUR:-8}" -t 1 2>&1)
-  c1=$(cpu "$SP"); stop
+  start "$1"; cap
+  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$SP/stat"); t0=$(date +%s.%N)
+  out=$(taskset -c 1 timeout 60 "$LOADGEN" echo "${URL[@]}" -c 100 -s "$2" -d "${DUR:-8}" -t 1 2>&1)
+  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$SP/stat"); t1=$(date +%s.%N); stop
   msgs=$(echo "$out" | sed -n 's/^messages \([0-9]*\).*/\1/p')
-  awk -v m="$msgs" -v c=$((c1 - c0)) -v l="$LABEL $BACKEND echo $1 100x$2" \
-    'BEGIN{printf "%s: messages %d server-cpu %.2f s -> %.0f msgs/cpu-s\n", l, m, c/100, m/(c/100)}'
+  awk -v m="$msgs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w0="$t0" -v w1="$t1" -v cap="$CAP" \
+    -v l="$LABEL $BACKEND echo $1 100x$2" 'BEGIN{c = (u + s) / 100
+      printf "%s: messages %d server-cpu %.2f s (%.2f of the wall, quota %s) -> %.0f msgs/cpu-s; per message %.2f us user, %.2f us system\n",
+        l, m, c, c / (w1 - w0), cap, m / c, u * 1e4 / m, s * 1e4 / m}'
 }
 idle_run() {
   start "$1"
-  out=$(taskset -c 1 timeout 120 "$LOADGEN" hold $(url "$1") -c 10000 ${RAMP:+--ramp $RAMP} -d 3 -t 1 --server-pid "$SP" 2>&1)
+  out=$(taskset -c 1 timeout 120 "$LOADGEN" hold "${URL[@]}" -c 10000 ${RAMP:+--ramp $RAMP} -d 3 -t 1 --server-pid "$SP" 2>&1)
   stop
   echo "$LABEL $BACKEND hold $1 10000: $(echo "$out" | grep 'server RSS')"
 }
 hs_run() {
   start tls; c0=$(cpu "$SP")
-  out=$(taskset -c 1 timeout 60 "$LOADGEN" connect $(url tls) -c "${HS:-3000}" -t 1 2>&1)
+  out=$(taskset -c 1 timeout 60 "$LOADGEN" connect "${URL[@]}" -c "${HS:-3000}" -t 1 2>&1)
   c1=$(cpu "$SP"); stop
   n=$(echo "$out" | sed -n 's/^connected \([0-9]*\) .*/\1/p')
   awk -v m="$n" -v c=$((c1 - c0)) -v l="$LABEL $BACKEND handshakes" \

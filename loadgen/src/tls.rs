@@ -31,8 +31,25 @@ impl TlsTarget {
     }
 }
 
+/// rustls's ring provider with AES-128-GCM offered first, as Chrome, Firefox
+/// and Safari offer it (rustls's default puts AES-256-GCM first): the server
+/// follows the client's order, so a run negotiates what browser traffic does.
+/// The stable sort keeps the order of the rest.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::CipherSuite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS13_AES_128_GCM_SHA256,
+    };
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            TLS13_AES_128_GCM_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(provider)
 }
 
 /// The client configuration: trust `ca` (a PEM file), or nothing at all with

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::outbox::Outbox;
 use super::ratelimit::Limiter;
+use super::records::Sealer;
 use super::seam::{Io, Written, unsent};
 use super::shared::{Closed, Shared};
 use super::tls::Tls;
@@ -35,6 +36,30 @@ const DIRECT_MIN: usize = 16 << 10;
 
 /// Longest frame header of the server role: 2 bytes, 8 of length, no mask.
 const MAX_HEADER: usize = 10;
+
+/// Largest frame sealed straight into the ciphertext queue: as much as one
+/// flush encrypts, so that the queue stays as small as a flush leaves it.
+const SEAL_MAX: usize = 256 << 10;
+
+/// Where a large frame sent from a callback on received data can go without
+/// first being copied into the send queue.
+pub(crate) enum Direct<'a> {
+    /// A plain connection's socket: written from where the frame lies.
+    Socket(&'a mut dyn Io),
+    /// A TLS connection's record layer: sealed straight into its ciphertext
+    /// queue (the one copy TLS itself needs).
+    Records(Sealer<'a>),
+}
+
+impl Direct<'_> {
+    /// Reborrowed for one callback, leaving it for the next.
+    pub fn reborrow(&mut self) -> Direct<'_> {
+        match self {
+            Direct::Socket(io) => Direct::Socket(&mut **io),
+            Direct::Records(sealer) => Direct::Records(sealer.reborrow()),
+        }
+    }
+}
 
 /// A socket address in 24 bytes (a `SocketAddr` takes 32): the IPv4 address
 /// mapped into IPv6 form, the port and the scope; the flow label, which a
@@ -510,14 +535,15 @@ impl<U> Link<U> {
 
     /// Sends a data message; compressed where permessage-deflate was
     /// negotiated, `compress` allows it and it reaches the threshold. A large
-    /// one sent while nothing is queued goes out from where it lies through
-    /// `direct` (the backend, when the callback runs on received data), with
-    /// only what the socket did not take copied; otherwise it is copied into
-    /// the send queue.
+    /// one sent while nothing is queued goes through `direct` (when the
+    /// callback runs on received data): on a plain connection out from where
+    /// it lies, with only what the socket did not take copied; over TLS sealed
+    /// from where it lies into the ciphertext queue. Otherwise it is copied
+    /// into the send queue.
     pub fn send_message(
         &mut self,
         shared: &mut Shared<U>,
-        direct: Option<&mut dyn Io>,
+        direct: Option<Direct<'_>>,
         opcode: OpCode,
         payload: &[u8],
         compress: bool,
@@ -540,15 +566,27 @@ impl<U> Link<U> {
         let as_given = frame
             .unmasked_payload()
             .is_some_and(|p| std::ptr::eq(p, payload));
-        if let Some(io) =
-            direct.filter(|_| as_given && frame.len() >= DIRECT_MIN && self.outbox.is_empty())
-        {
-            let mut header = [0u8; MAX_HEADER];
-            let header = &mut header[..frame.header().len()];
-            header.copy_from_slice(frame.header());
-            if let Some(written) = io.write_frame(self.key(), header, payload) {
-                return self.sent_direct(shared, header, payload, written);
+        let large = frame.len() >= DIRECT_MIN && self.outbox.is_empty();
+        match direct {
+            Some(Direct::Socket(io)) if large && as_given => {
+                let mut header = [0u8; MAX_HEADER];
+                let header = &mut header[..frame.header().len()];
+                header.copy_from_slice(frame.header());
+                if let Some(written) = io.write_frame(self.key(), header, payload) {
+                    return self.sent_direct(shared, header, payload, written);
+                }
             }
+            Some(Direct::Records(mut sealer))
+                if large && frame.len() <= SEAL_MAX && sealer.idle() =>
+            {
+                // The server role's payload is never masked.
+                if let Some(body) = frame.unmasked_payload() {
+                    if sealer.seal(&[frame.header(), body], &mut shared.pool) {
+                        return self.queued(shared);
+                    }
+                }
+            }
+            _ => {}
         }
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.queued(shared)

@@ -2,11 +2,11 @@
 //! connection's phase: the upgrade while in the HTTP phase, else the frames,
 //! after the rate limit's byte check.
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Direct, Phase};
 use super::handler::Handler;
 use super::outbox::BufferPool;
 use super::ratelimit::Verdict;
-use super::seam::Io;
+use super::records::Sealer;
 use super::shared::Shared;
 use super::tls::Upper;
 use super::{receive, upgrade};
@@ -26,8 +26,8 @@ impl<H: Handler> Upper for Plaintext<'_, H> {
         &mut self.shared.pool
     }
 
-    fn deliver(&mut self, plain: &mut [u8]) {
-        // No direct writes: every byte goes through the record layer.
+    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>) {
+        // No writes to the socket: every byte goes through the record layer.
         deliver(
             self.handler,
             self.shared,
@@ -35,14 +35,15 @@ impl<H: Handler> Upper for Plaintext<'_, H> {
             self.upgraded,
             self.conn,
             plain,
-            None,
+            sealer.map(Direct::Records),
         );
     }
 }
 
 /// Hands bytes (plaintext) to the phase of the connection.
 /// `upgraded` collects the connections whose upgrade it completed; `direct`
-/// is the backend on a plain connection (see [`receive::frames`]).
+/// is the backend on a plain connection, the record layer over TLS (see
+/// [`receive::frames`]).
 pub(crate) fn deliver<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
@@ -50,7 +51,7 @@ pub(crate) fn deliver<H: Handler>(
     upgraded: &mut Vec<usize>,
     conn: &mut Conn<H::Data>,
     data: &mut [u8],
-    direct: Option<&mut dyn Io>,
+    direct: Option<Direct<'_>>,
 ) {
     match conn.link.phase() {
         Phase::Handshake => {

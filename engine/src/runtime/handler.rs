@@ -5,9 +5,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
-use super::conn::Link;
+use super::conn::{Direct, Link};
 use super::pubsub;
-use super::seam::Io;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::OpCode;
@@ -80,9 +79,10 @@ pub trait Handler: 'static {
 pub struct WebSocket<'a, U> {
     link: &'a mut Link<U>,
     shared: &'a mut Shared<U>,
-    /// The backend, while the callback runs on received plain-text data: a
-    /// large message can go out from where it lies (see `Link::send_message`).
-    direct: Option<&'a mut dyn Io>,
+    /// The socket or the record layer, while the callback runs on received
+    /// data: a large message can go out from where it lies (see
+    /// `Link::send_message`).
+    direct: Option<Direct<'a>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -101,12 +101,11 @@ impl<'a, U> WebSocket<'a, U> {
     }
 
     /// The handle for a callback on received data; `direct` is the backend
-    /// when the connection is plain (over TLS every byte goes through the
-    /// record layer).
+    /// when the connection is plain, its record layer over TLS.
     pub(crate) fn receiving(
         link: &'a mut Link<U>,
         shared: &'a mut Shared<U>,
-        direct: Option<&'a mut dyn Io>,
+        direct: Option<Direct<'a>>,
     ) -> Self {
         Self {
             link,
@@ -161,7 +160,7 @@ impl<'a, U> WebSocket<'a, U> {
     }
 
     fn send_data(&mut self, message: Message<'_>, compress: bool) -> SendStatus {
-        let direct = self.direct.as_deref_mut().map(|io| io as &mut dyn Io);
+        let direct = self.direct.as_mut().map(Direct::reborrow);
         self.link.send_message(
             self.shared,
             direct,

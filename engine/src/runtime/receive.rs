@@ -2,10 +2,9 @@
 //! handed to the protocol session, and its outcome to the handler's callbacks
 //! (with the pong or close reply queued first).
 
-use super::conn::{Conn, Finish, Link};
+use super::conn::{Conn, Direct, Finish, Link};
 use super::handler::{Handler, WebSocket};
 use super::ratelimit::Verdict;
-use super::seam::Io;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
 use crate::proto::message::Event;
@@ -17,14 +16,15 @@ const KEEP_REASSEMBLY: usize = 1 << 20;
 
 /// Decodes `data` (unmasking it in place) and runs the callbacks, until the
 /// buffer is consumed or the connection stops reading frames. `direct` is the
-/// backend on a plain connection, for sends from where the data lies.
+/// backend on a plain connection, the record layer over TLS, for sends from
+/// where the data lies.
 pub(crate) fn frames<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     inflated: &mut InflateBuffer,
     conn: &mut Conn<H::Data>,
     data: &mut [u8],
-    mut direct: Option<&mut dyn Io>,
+    mut direct: Option<Direct<'_>>,
 ) {
     let Conn { link, decoder, .. } = conn;
     let config = *shared.endpoint.decoder_config(&link.session);
@@ -71,7 +71,11 @@ pub(crate) fn frames<H: Handler>(
                 shared.counters.messages_in += 1;
                 if admit(link, shared) {
                     handler.on_message(
-                        &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                        &mut WebSocket::receiving(
+                            link,
+                            shared,
+                            direct.as_mut().map(Direct::reborrow),
+                        ),
                         Message::Text(text),
                     );
                 }
@@ -80,7 +84,11 @@ pub(crate) fn frames<H: Handler>(
                 shared.counters.messages_in += 1;
                 if admit(link, shared) {
                     handler.on_message(
-                        &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                        &mut WebSocket::receiving(
+                            link,
+                            shared,
+                            direct.as_mut().map(Direct::reborrow),
+                        ),
                         Message::Binary(bytes),
                     );
                 }
@@ -88,14 +96,14 @@ pub(crate) fn frames<H: Handler>(
             Inbound::Ping(payload) => {
                 shared.counters.pings_in += 1;
                 handler.on_ping(
-                    &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                    &mut WebSocket::receiving(link, shared, direct.as_mut().map(Direct::reborrow)),
                     payload,
                 );
             }
             Inbound::Pong(payload) => {
                 shared.counters.pongs_in += 1;
                 handler.on_pong(
-                    &mut WebSocket::receiving(link, shared, reborrow(&mut direct)),
+                    &mut WebSocket::receiving(link, shared, direct.as_mut().map(Direct::reborrow)),
                     payload,
                 );
             }
@@ -109,11 +117,6 @@ pub(crate) fn frames<H: Handler>(
     // timer sweep frees it once the connection is quiet.
     decoder.trim_buffers(KEEP_REASSEMBLY);
     inflated.release();
-}
-
-/// `direct` for one callback, leaving it for the next.
-fn reborrow<'a>(direct: &'a mut Option<&mut dyn Io>) -> Option<&'a mut dyn Io> {
-    direct.as_deref_mut().map(|io| io as &mut dyn Io)
 }
 
 /// Under the pause policy with the tokens spent: keeps `rest` (not yet

@@ -266,9 +266,14 @@ impl RecordLayer {
         }
         let mut run = None;
         let result = self.open_records(buf, wire, up, &mut run);
-        // Data opened before a failure is delivered too, as it came first.
+        // Data opened before a failure is delivered too, as it came first
+        // (with nothing to seal into: the session is ending).
         if let Some(run) = run {
-            up.deliver(&mut buf[run]);
+            let sealer = result.is_ok().then_some(Sealer {
+                records: self,
+                wire,
+            });
+            up.deliver(&mut buf[run], sealer);
         }
         result
     }
@@ -321,7 +326,13 @@ impl RecordLayer {
                     }
                     _ => {
                         if let Some(done) = run.replace(plain) {
-                            up.deliver(&mut buf[done]);
+                            up.deliver(
+                                &mut buf[done],
+                                Some(Sealer {
+                                    records: self,
+                                    wire,
+                                }),
+                            );
                         }
                     }
                 }
@@ -329,7 +340,13 @@ impl RecordLayer {
             }
             // What came before a control record is delivered before it acts.
             if let Some(done) = run.take() {
-                up.deliver(&mut buf[done]);
+                up.deliver(
+                    &mut buf[done],
+                    Some(Sealer {
+                        records: self,
+                        wire,
+                    }),
+                );
             }
             match typ {
                 ALERT => {
@@ -707,5 +724,41 @@ impl RecordLayer {
     /// Seals a fatal alert (best effort: the session is over either way).
     pub fn fatal_alert(&mut self, description: u8, wire: &mut Outbox, pool: &mut BufferPool) {
         let _ = self.seal_one(ALERT, &[FATAL, description], wire, pool);
+    }
+}
+
+/// The record layer lent to the callbacks on the plaintext it just opened: a
+/// large frame sent from there is sealed straight into the ciphertext queue
+/// from where it lies (the echoed message in the receive buffer, the handler's
+/// own slice), skipping the copy into the connection's send queue.
+pub(crate) struct Sealer<'a> {
+    records: &'a mut RecordLayer,
+    wire: &'a mut Outbox,
+}
+
+impl Sealer<'_> {
+    /// No ciphertext is waiting for the socket: what is sealed now goes out
+    /// next, in order.
+    pub fn idle(&self) -> bool {
+        self.wire.is_empty()
+    }
+
+    /// Seals `parts` (a frame's header and payload), in order, as records of
+    /// application data. False if the session cannot seal any more (a TLS 1.2
+    /// key at its limit): the frame is then queued as any other, and the
+    /// flush, meeting the same error, ends the session.
+    pub fn seal(&mut self, parts: &[&[u8]], pool: &mut BufferPool) -> bool {
+        let total = parts.iter().map(|part| part.len()).sum();
+        self.records
+            .seal_data(parts, total, self.wire, pool)
+            .is_ok()
+    }
+
+    /// Reborrowed for one callback, leaving it for the next.
+    pub fn reborrow(&mut self) -> Sealer<'_> {
+        Sealer {
+            records: self.records,
+            wire: self.wire,
+        }
     }
 }

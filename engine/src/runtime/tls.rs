@@ -22,7 +22,7 @@ use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 
 use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
-use super::records::{Fatal, HEADER, Input, RecordLayer};
+use super::records::{Fatal, HEADER, Input, RecordLayer, Sealer};
 use crate::types::TlsError;
 
 /// Largest record body a peer may send (TLS 1.2 allows 2 KiB of expansion over
@@ -55,8 +55,9 @@ pub(crate) enum Received {
 pub(crate) trait Upper {
     /// The worker's send buffers (the wire queue's come from there too).
     fn pool(&mut self) -> &mut BufferPool;
-    /// Decrypted bytes, in order.
-    fn deliver(&mut self, plain: &mut [u8]);
+    /// Decrypted bytes, in order; `sealer` is our record layer once it has
+    /// the session, for frames sent from the callbacks on them.
+    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>);
 }
 
 /// Who runs the session.
@@ -312,7 +313,7 @@ impl Tls {
                         discard += record.discard;
                         plain.clear();
                         plain.extend_from_slice(record.payload);
-                        up.deliver(plain);
+                        up.deliver(plain, None);
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {

@@ -10,11 +10,15 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVer
 use super::*;
 use crate::tls::TlsConfig;
 
-/// Collects what the TLS layer delivers.
+/// Collects what the TLS layer delivers; with `answer`, seals `answer` and
+/// then what it got back through the sealer lent with it.
 #[derive(Default)]
 struct Sink {
     pool: BufferPool,
     got: Vec<u8>,
+    answer: Option<Vec<u8>>,
+    /// The length of each delivery that came with a sealer.
+    sealed_runs: Vec<usize>,
 }
 
 impl Upper for Sink {
@@ -22,8 +26,14 @@ impl Upper for Sink {
         &mut self.pool
     }
 
-    fn deliver(&mut self, plain: &mut [u8]) {
+    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>) {
         self.got.extend_from_slice(plain);
+        if let Some(mut sealer) = sealer {
+            self.sealed_runs.push(plain.len());
+            if let Some(answer) = &self.answer {
+                assert!(sealer.seal(&[answer, plain], &mut self.pool));
+            }
+        }
     }
 }
 
@@ -181,6 +191,32 @@ fn frames_are_encrypted_into_the_wire_queue() {
         let got = p.server_to_client();
         assert_eq!(got.len(), 11 + 70_000);
         assert!(got.starts_with(b"hello world"));
+    }
+}
+
+#[test]
+fn the_record_layer_lends_its_sealer_with_the_plaintext() {
+    for versions in VERSIONS {
+        let mut p = Pair::new(versions);
+        p.handshake(1 << 20);
+        // During the handshake rustls has the session: no sealer.
+        assert!(p.sink.sealed_runs.is_empty());
+        p.sink.answer = Some(b"re: ".to_vec());
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        p.client.writer().write_all(&big).unwrap();
+        assert_eq!(p.client_to_server(1 << 20), Ok(Received::Open));
+        assert_eq!(p.sink.got, big);
+        assert_eq!(p.sink.sealed_runs.iter().sum::<usize>(), big.len());
+        // Sealed from the callback straight into the wire queue: the client
+        // reads each answer whole and in order.
+        let mut want = Vec::new();
+        let mut at = 0;
+        for &run in &p.sink.sealed_runs {
+            want.extend_from_slice(b"re: ");
+            want.extend_from_slice(&big[at..at + run]);
+            at += run;
+        }
+        assert!(p.server_to_client() == want);
     }
 }
 
@@ -656,7 +692,7 @@ fn the_delivered_plaintext_is_the_receive_buffer_itself() {
         fn pool(&mut self) -> &mut BufferPool {
             &mut self.pool
         }
-        fn deliver(&mut self, plain: &mut [u8]) {
+        fn deliver(&mut self, plain: &mut [u8], _: Option<Sealer<'_>>) {
             plain[0] ^= 0xff; // mutable
             let start = plain.as_ptr() as usize;
             self.ranges.push((start, start + plain.len()));

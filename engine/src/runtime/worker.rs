@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
-use super::conn::{Conn, Finish, Link, Phase, ProxyExpected, Timer};
+use super::conn::{Conn, Direct, Finish, Link, Phase, ProxyExpected, Timer};
 use super::dispatch::{Plaintext, deliver};
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
@@ -245,7 +245,15 @@ impl<H: Handler> Worker<H> {
         let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
         let upgraded = &mut self.upgraded;
         let Some(mut tls) = conn.tls.take() else {
-            return deliver(handler, shared, inflated, upgraded, conn, data, Some(io));
+            return deliver(
+                handler,
+                shared,
+                inflated,
+                upgraded,
+                conn,
+                data,
+                Some(Direct::Socket(io)),
+            );
         };
         if conn.link.phase() != Phase::Ended {
             let mut up = Plaintext {
@@ -498,7 +506,7 @@ impl<H: Handler> Worker<H> {
             if !held.is_empty() && conn.link.reading_frames() {
                 // Over TLS, every byte goes through the record layer.
                 let direct = match conn.tls {
-                    None => Some(&mut *io as &mut dyn Io),
+                    None => Some(Direct::Socket(&mut *io as &mut dyn Io)),
                     Some(_) => None,
                 };
                 receive::frames(

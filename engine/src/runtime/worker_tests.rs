@@ -1453,6 +1453,57 @@ mod tls {
     }
 
     #[test]
+    fn large_frames_over_tls_are_sealed_from_where_they_lie_in_order() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        h.open_tls(&mut peer);
+        let a = "a".repeat(20_000);
+        let b = "b".repeat(20_000);
+        let echo = |text: &str| {
+            let mut frame = vec![0x81];
+            match text.len() {
+                len @ 0..126 => frame.push(len as u8),
+                len => {
+                    frame.push(126);
+                    frame.extend_from_slice(&(len as u16).to_be_bytes());
+                }
+            }
+            frame.extend_from_slice(text.as_bytes());
+            frame
+        };
+        for (messages, sealed, queued) in [
+            // The first is sealed straight into the ciphertext queue; the next
+            // waits behind that ciphertext as a frame, and so does the small one.
+            ([a.as_str(), b.as_str(), "c"], 1, [&b[..], "c"].as_slice()),
+            // Behind a queued frame a large one is queued too.
+            (
+                ["c", a.as_str(), b.as_str()],
+                0,
+                ["c", &a[..], &b[..]].as_slice(),
+            ),
+        ] {
+            let mut flight = Vec::new();
+            for message in messages {
+                flight.extend_from_slice(&text_frame(message));
+            }
+            peer.tls.writer().write_all(&flight).unwrap();
+            let mut out = Vec::new();
+            while peer.tls.wants_write() {
+                peer.tls.write_tls(&mut out).unwrap();
+            }
+            h.send_raw(peer.key, &out);
+            let conn = &h.worker.conns[peer.key];
+            let in_outbox: usize = queued.iter().map(|m| echo(m).len()).sum();
+            assert_eq!(conn.link.outbox.len(), in_outbox, "{messages:?}");
+            let wire = conn.tls.as_ref().unwrap().wire.len();
+            assert_eq!(wire > 20_000, sealed == 1, "ciphertext queued: {wire}");
+            let got = h.pump(&mut peer);
+            let want: Vec<u8> = messages.iter().flat_map(|m| echo(m)).collect();
+            assert!(got == want, "the echoes, whole and in order");
+        }
+    }
+
+    #[test]
     fn a_slow_tls_socket_keeps_frames_in_the_outbox_under_the_limit() {
         let (mut h, roots) = harness();
         let mut peer = h.accept_tls(&roots);
