@@ -187,6 +187,12 @@ pub struct Config {
     pub backpressure_policy: BackpressurePolicy,
     /// Connections per worker; further accepts are closed at once. Default 1,000,000.
     pub max_connections_per_worker: usize,
+    /// TLS handshakes a worker runs at once. A connection whose first bytes
+    /// arrive past it waits, its bytes held and its reading paused, until a
+    /// handshake ends (the handshake timeout still runs): rustls's state of a
+    /// handshake in flight is a few KiB, so a storm of connections costs at
+    /// most this many of them. Default 1024.
+    pub max_tls_handshakes: usize,
     /// Size of each worker's receive buffer. Default 64 KiB.
     pub recv_buffer_size: usize,
     /// Reads per connection per loop turn before others get their turn (epoll).
@@ -240,6 +246,7 @@ impl Default for Config {
             max_backpressure: (16 << 20) + (1 << 20),
             backpressure_policy: BackpressurePolicy::Close,
             max_connections_per_worker: 1_000_000,
+            max_tls_handshakes: 1024,
             recv_buffer_size: 64 << 10,
             read_budget: 4,
             uring_buffer_size: 256 << 10,
@@ -337,6 +344,11 @@ impl Config {
             (1..=(1 << 24)).contains(&self.max_connections_per_worker),
             "max_connections_per_worker",
             "must be 1 to 16,777,216",
+        )?;
+        check(
+            self.max_tls_handshakes > 0,
+            "max_tls_handshakes",
+            "must be positive",
         )?;
         check(
             (4096..=(16 << 20)).contains(&self.recv_buffer_size),
@@ -481,7 +493,7 @@ mod tests {
     fn invalid_values_are_errors() {
         assert_eq!(Config::default().validate(), Err(ConfigError::NoAddress));
         type Breaks = fn(&mut Config);
-        let cases: [(&str, Breaks); 6] = [
+        let cases: [(&str, Breaks); 7] = [
             ("workers", |c| c.workers = 0),
             ("handshake_timeout", |c| {
                 c.handshake_timeout = Duration::ZERO
@@ -492,6 +504,7 @@ mod tests {
             ("max_connections_per_worker", |c| {
                 c.max_connections_per_worker = 0
             }),
+            ("max_tls_handshakes", |c| c.max_tls_handshakes = 0),
         ];
         for (name, breaks) in cases {
             let mut c = valid();

@@ -215,6 +215,8 @@ impl Builder {
         backpressure_policy: BackpressurePolicy => backpressure_policy;
         /// Connections per worker (default 1,000,000).
         max_connections_per_worker: usize => max_connections_per_worker;
+        /// TLS handshakes run at once per worker; later ones wait (default 1024).
+        max_tls_handshakes: usize => max_tls_handshakes;
         /// Per-worker receive buffer (default 64 KiB).
         recv_buffer_size: usize => recv_buffer_size;
         /// Reads per connection per turn (default 4).

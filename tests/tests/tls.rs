@@ -191,6 +191,24 @@ fn unfinished_tls_handshakes_are_cut_by_the_handshake_timeout(backend: BackendKi
     still_echoes(&mut bystander, "unharmed");
 }
 
+fn handshakes_past_the_limit_wait_their_turn_and_complete(backend: BackendKind) {
+    // One handshake at a time per worker: sixteen clients at once queue, and
+    // each still upgrades and echoes.
+    let server = start(backend, |b| b.workers(1).max_tls_handshakes(1), Echo::new);
+    let addr = server.addr();
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr).unwrap();
+                still_echoes(&mut client, &format!("client {i}"));
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every queued handshake completes");
+    }
+}
+
 fn close_notify_mid_message_and_cut_records_have_their_causes(backend: BackendKind) {
     let (tx, events) = events();
     let server = start(backend, |b| b, move || Echo::reporting(tx.clone()));
@@ -250,5 +268,6 @@ backend_tests! {
     plain_http_and_plain_websocket_on_the_tls_port_get_400,
     garbage_records_close_only_their_connection,
     unfinished_tls_handshakes_are_cut_by_the_handshake_timeout,
+    handshakes_past_the_limit_wait_their_turn_and_complete,
     close_notify_mid_message_and_cut_records_have_their_causes,
 }

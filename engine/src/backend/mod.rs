@@ -13,7 +13,7 @@
 //! | `Worker::on_frame_sent(key, written, unsent, io)` | a frame submitted by `write_frame` completed; `unsent` is the rest of its header and payload, copied before the backend lets go of it |
 //! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
 //! | `Worker::on_buffers_exhausted()` | io_uring: a receive ended with ENOBUFS (counted in the metrics) |
-//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit paused it |
+//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit (or a TLS handshake waiting to start) paused it |
 //! | `Worker::end_turn(now, io) -> Turn` | once per loop turn, after the events: see below |
 //!
 //! Time enters only through `end_turn(now, ..)`: the backend reads the clock,
@@ -30,7 +30,7 @@
 //! payload is in the provided buffer being delivered, which stays held until
 //! `on_frame_sent`) or answers `None` (the worker queues a copy); `shutdown_write(key)`; `close(key)`, true if
 //! the socket is gone now, else `on_released` follows; `pause_reading(key)` and
-//! `resume_reading(key)` (a rate limit: no `on_data` for `key` in between,
+//! `resume_reading(key)` (a rate limit, or a TLS handshake waiting for a slot: no `on_data` for `key` in between,
 //! except what was received before the pause; whatever arrived meanwhile,
 //! EOF included, is delivered after the resume); `stop_accepting()` (close the
 //! listeners, so that with `net.ipv4.tcp_migrate_req` their queued connections

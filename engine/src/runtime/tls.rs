@@ -25,6 +25,9 @@ use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use super::records::{Fatal, HEADER, Input, RecordLayer, Sealer};
 use crate::types::TlsError;
 
+/// Most bytes held for a connection waiting for its handshake to start: a
+/// ClientHello (a few hundred bytes; ~1.8 KiB with a post-quantum key share).
+pub(crate) const HOLD_MAX: usize = 4 << 10;
 /// Largest record body a peer may send (TLS 1.2 allows 2 KiB of expansion over
 /// the 16 KiB of plaintext).
 const MAX_BODY: usize = (16 << 10) + 2048;
@@ -62,6 +65,9 @@ pub(crate) trait Upper {
 
 /// Who runs the session.
 enum Session {
+    /// Nothing received yet: rustls's connection is made when the handshake
+    /// starts, so that a connection waiting for it holds only this pointer.
+    Fresh(Arc<ServerConfig>),
     /// rustls: the handshake (and the whole session when its secrets cannot be
     /// exported). Boxed: it is large, and goes once the handshake is done.
     Rustls(Box<UnbufferedServerConnection>),
@@ -104,17 +110,17 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     /// The state of a connection accepted on a TLS listener.
-    pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
         let hand_over = config.enable_secret_extraction;
-        Ok(Self {
-            session: Session::Rustls(Box::new(UnbufferedServerConnection::new(config)?)),
+        Self {
+            session: Session::Fresh(config),
             wire: Outbox::default(),
             stash: Vec::new(),
             fresh: true,
             established: false,
             close_notified: false,
             hand_over,
-        })
+        }
     }
 
     /// Our record layer, once it has the session.
@@ -126,9 +132,42 @@ impl Tls {
         }
     }
 
-    /// Part of a record is waiting for the rest.
+    /// Part of a record is waiting for the rest (or, before the handshake
+    /// starts, bytes wait in [`Self::hold`]).
     pub fn mid_record(&self) -> bool {
         !self.stash.is_empty()
+    }
+
+    /// The handshake runs: rustls has the session, has read from the peer and
+    /// is not done. Its state is what [`crate::Config::max_tls_handshakes`]
+    /// bounds.
+    pub fn handshaking(&self) -> bool {
+        !self.fresh && !self.established && matches!(self.session, Session::Rustls(_))
+    }
+
+    /// Nothing has been processed yet: the handshake has not started.
+    pub fn unstarted(&self) -> bool {
+        self.fresh
+    }
+
+    /// Keeps bytes that arrived before the handshake may start (the worker
+    /// runs as many as it allows), for [`Self::take_held`]. False, keeping
+    /// nothing, if they are not the start of a handshake (refused at once
+    /// instead) or would take more than [`HOLD_MAX`] (started at once instead:
+    /// a waiting connection costs less than a running handshake).
+    pub fn hold(&mut self, data: &[u8]) -> bool {
+        let first = self.stash.first().or(data.first());
+        if first != Some(&super::records::HANDSHAKE) || self.stash.len() + data.len() > HOLD_MAX {
+            return false;
+        }
+        self.stash.extend_from_slice(data);
+        true
+    }
+
+    /// The bytes [`Self::hold`] kept, to be received now.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        debug_assert!(self.fresh);
+        std::mem::take(&mut self.stash)
     }
 
     /// Processes ciphertext received from the socket: handshake records are
@@ -151,6 +190,16 @@ impl Tls {
                 self.wire.push_copy(up.pool(), PLAIN_HTTP_REFUSAL, b"");
             }
             return Err(TlsError::NotTls);
+        }
+        if let Session::Fresh(config) = &self.session {
+            match UnbufferedServerConnection::new(config.clone()) {
+                Ok(conn) => self.session = Session::Rustls(Box::new(conn)),
+                Err(e) => {
+                    log::error!("ringws: cannot start a TLS connection: {e}");
+                    self.session = Session::Over;
+                    return Err(TlsError::Handshake);
+                }
+            }
         }
         while !self.stash.is_empty() {
             let (taken, ready) = top_up(&mut self.stash, data).map_err(|e| self.malformed(e))?;
@@ -377,7 +426,8 @@ impl Tls {
                 plain.consume(pool, total);
                 return Ok(true);
             }
-            Session::Over => return Ok(false),
+            // Nothing was upgraded, so nothing can be queued.
+            Session::Fresh(_) | Session::Over => return Ok(false),
         };
         for _ in 0..4 {
             // rustls is handed the input it has not discarded (the stash,
@@ -436,7 +486,7 @@ impl Tls {
         let conn = match session {
             Session::Rustls(conn) => conn,
             Session::Records(records) => return records.close_notify(wire, pool).is_ok(),
-            Session::Over => return false,
+            Session::Fresh(_) | Session::Over => return false,
         };
         let status = conn.process_tls_records(stash);
         if status.discard > 0 {

@@ -75,7 +75,7 @@ impl Pair {
     fn new(versions: &[&'static SupportedProtocolVersion]) -> Self {
         let (config, roots) = server_and_roots();
         Self {
-            server: Tls::new(config).unwrap(),
+            server: Tls::new(config),
             client: client(roots, versions),
             sink: Sink::default(),
             plain: Vec::new(),
@@ -249,7 +249,7 @@ fn nothing_is_encrypted_before_the_handshake() {
 #[test]
 fn plain_http_on_a_tls_port_gets_a_400() {
     let (config, _) = server_and_roots();
-    let mut server = Tls::new(config).unwrap();
+    let mut server = Tls::new(config);
     let mut sink = Sink::default();
     let mut request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n".to_vec();
     assert_eq!(
@@ -271,7 +271,7 @@ fn plain_http_on_a_tls_port_gets_a_400() {
     assert_eq!(reply.len() - body_at, 42);
     // Other bytes get no answer.
     let (config, _) = server_and_roots();
-    let mut server = Tls::new(config).unwrap();
+    let mut server = Tls::new(config);
     assert_eq!(
         server.receive(&mut [0, 1, 2, 3], &mut Vec::new(), &mut Sink::default()),
         Err(TlsError::NotTls)
@@ -283,7 +283,7 @@ fn plain_http_on_a_tls_port_gets_a_400() {
 fn garbage_and_oversized_records_fail_with_an_alert() {
     // A handshake record that is not a ClientHello.
     let (config, _) = server_and_roots();
-    let mut server = Tls::new(config).unwrap();
+    let mut server = Tls::new(config);
     let mut sink = Sink::default();
     let mut garbage = b"\x16\x03\x01\x00\x05hello".to_vec();
     assert_eq!(
@@ -292,7 +292,7 @@ fn garbage_and_oversized_records_fail_with_an_alert() {
     );
     // A header announcing more than any record may hold, before the body.
     let (config, _) = server_and_roots();
-    let mut server = Tls::new(config).unwrap();
+    let mut server = Tls::new(config);
     assert_eq!(
         server.receive(&mut [0x16, 3, 1, 0xff, 0xff], &mut Vec::new(), &mut sink),
         Err(TlsError::Handshake)
@@ -396,7 +396,7 @@ proptest::proptest! {
         cuts in proptest::collection::vec(1usize..700, 1..8),
     ) {
         let (config, _) = server_and_roots();
-        let mut server = Tls::new(config).unwrap();
+        let mut server = Tls::new(config);
         let mut sink = Sink::default();
         // A handshake record type first, so that input reaches rustls.
         let mut bytes = vec![crate::runtime::records::HANDSHAKE];
@@ -476,7 +476,7 @@ impl Pair {
     fn with_suite(version: &'static SupportedProtocolVersion, suite: CipherSuite) -> Self {
         let (config, roots) = server_and_roots();
         Self {
-            server: Tls::new(config).unwrap(),
+            server: Tls::new(config),
             client: suite_client(roots, version, suite),
             sink: Sink::default(),
             plain: Vec::new(),
@@ -1060,7 +1060,7 @@ fn without_secret_extraction_rustls_keeps_the_session() {
         let mut config = (*config).clone();
         config.enable_secret_extraction = false;
         let mut p = Pair {
-            server: Tls::new(Arc::new(config)).unwrap(),
+            server: Tls::new(Arc::new(config)),
             client: client(roots, versions),
             sink: Sink::default(),
             plain: Vec::new(),
@@ -1143,7 +1143,7 @@ fn resumed_sessions_run_on_our_record_layer_too() {
         };
         for round in 0..2 {
             let mut p = Pair {
-                server: Tls::new(config.clone()).unwrap(),
+                server: Tls::new(config.clone()),
                 client: connect(),
                 sink: Sink::default(),
                 plain: Vec::new(),
@@ -1177,7 +1177,7 @@ fn an_application_config_gets_secret_extraction_for_the_record_layer() {
         "the application's copy is left alone"
     );
     let mut p = Pair {
-        server: Tls::new(tls.rustls().clone()).unwrap(),
+        server: Tls::new(tls.rustls().clone()),
         client: client(roots, VERSIONS[0]),
         sink: Sink::default(),
         plain: Vec::new(),

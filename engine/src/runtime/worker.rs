@@ -5,6 +5,7 @@
 //! closes every loop turn the same way on both backends. Nothing in here is
 //! shared with another thread.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -80,6 +81,12 @@ pub(crate) struct Worker<H: Handler> {
     upgraded: Vec<usize>,
     /// Connections whose reading the rate limit paused.
     paused: Vec<ConnId>,
+    /// TLS handshakes running (see [`Tls::handshaking`]): at most
+    /// `max_tls_handshakes`, but for those started past it (see [`Tls::hold`]).
+    tls_handshakes: usize,
+    /// TLS connections whose first bytes are held until a handshake ends, in
+    /// arrival order; their reading is paused.
+    tls_waiting: VecDeque<ConnId>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -150,6 +157,8 @@ impl<H: Handler> Worker<H> {
             stamping: Vec::new(),
             upgraded: Vec::new(),
             paused: Vec::new(),
+            tls_handshakes: 0,
+            tls_waiting: VecDeque::new(),
         }
     }
 
@@ -203,13 +212,7 @@ impl<H: Handler> Worker<H> {
         };
         let tls = match &self.tls {
             Some(cell) if self.shared.config.is_tls_listener(listener) => {
-                match Tls::new(cell.current()) {
-                    Ok(tls) => Some(Box::new(tls)),
-                    Err(e) => {
-                        log::error!("ringws: cannot start a TLS connection: {e}");
-                        return None;
-                    }
-                }
+                Some(Box::new(Tls::new(cell.current())))
             }
             _ => None,
         };
@@ -242,25 +245,58 @@ impl<H: Handler> Worker<H> {
         };
         conn.timer.received(self.clock.now());
         self.shared.counters.bytes_in += data.len() as u64;
-        let (handler, shared, inflated) = (&mut self.handler, &mut self.shared, &mut self.inflated);
-        let upgraded = &mut self.upgraded;
         let Some(mut tls) = conn.tls.take() else {
+            let (handler, shared, inflated) =
+                (&mut self.handler, &mut self.shared, &mut self.inflated);
+            let direct = Some(Direct::Socket(io as &mut dyn Io));
             return deliver(
                 handler,
                 shared,
                 inflated,
-                upgraded,
+                &mut self.upgraded,
                 conn,
                 data,
-                Some(Direct::Socket(io)),
+                direct,
             );
         };
+        // At the limit of handshakes running, a new one waits (its bytes held,
+        // its reading paused) for `start_waiting_handshakes`.
+        let at_limit = self.tls_handshakes >= self.shared.config.max_tls_handshakes;
+        if tls.unstarted() && (tls.mid_record() || at_limit) && conn.link.phase() != Phase::Ended {
+            let first = !tls.mid_record();
+            if tls.hold(data) {
+                if first {
+                    self.tls_waiting.push_back(conn.link.id);
+                    io.pause_reading(key);
+                }
+                conn.tls = Some(tls);
+                return;
+            }
+            // Not held (too much to hold, or not TLS): it starts now, after
+            // what was held (its entry in `tls_waiting` is skipped later).
+            let mut held = tls.take_held();
+            if !held.is_empty() {
+                held.extend_from_slice(data);
+                io.resume_reading(key);
+                return self.receive_tls(key, tls, &mut held);
+            }
+        }
+        self.receive_tls(key, tls, data);
+    }
+
+    /// Ciphertext of connection `key` (its `tls` taken out of it) through the
+    /// record layer to the connection's phase; counts the handshakes running.
+    fn receive_tls(&mut self, key: usize, mut tls: Box<Tls>, data: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let running = tls.handshaking();
         if conn.link.phase() != Phase::Ended {
             let mut up = Plaintext {
-                handler,
-                shared,
-                inflated,
-                upgraded,
+                handler: &mut self.handler,
+                shared: &mut self.shared,
+                inflated: &mut self.inflated,
+                upgraded: &mut self.upgraded,
                 conn,
             };
             let received = tls.receive(data, &mut self.plain, &mut up);
@@ -275,15 +311,55 @@ impl<H: Handler> Worker<H> {
                 conn.link.mark(&mut shared.flush);
             }
         }
-        conn.tls = Some(tls);
+        match (running, tls.handshaking()) {
+            (false, true) => self.tls_handshakes += 1,
+            (true, false) => self.tls_handshakes -= 1,
+            _ => {}
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.tls = Some(tls);
+        }
     }
 
-    /// Whether reading `key` is paused by its rate limit: a backend that reads
-    /// in a loop stops there.
+    /// Starts the waiting TLS handshakes that the limit now allows: their held
+    /// bytes are received and their reading resumes.
+    fn start_waiting_handshakes(&mut self, io: &mut impl Io) {
+        while self.tls_handshakes < self.shared.config.max_tls_handshakes {
+            let Some(id) = self.tls_waiting.pop_front() else {
+                break;
+            };
+            // Gone (a timeout, a reset) since: skipped.
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            if !conn.tls.as_ref().is_some_and(|tls| tls.unstarted()) {
+                continue;
+            }
+            let Some(mut tls) = conn.tls.take() else {
+                continue;
+            };
+            let mut held = tls.take_held();
+            let paused = conn.link.reading_paused();
+            self.receive_tls(id.key(), tls, &mut held);
+            if !paused {
+                io.resume_reading(id.key());
+            }
+        }
+        if self.tls_waiting.is_empty() && self.tls_waiting.capacity() > 1024 {
+            self.tls_waiting.shrink_to(64);
+        }
+    }
+
+    /// Whether reading `key` is paused (by its rate limit, or while its TLS
+    /// handshake waits to start): a backend that reads in a loop stops there.
     pub fn reading_paused(&mut self, key: usize) -> bool {
-        self.conns
-            .get(key)
-            .is_some_and(|conn| conn.link.reading_paused())
+        self.conns.get(key).is_some_and(|conn| {
+            conn.link.reading_paused()
+                || conn
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.unstarted() && tls.mid_record())
+        })
     }
 
     /// The io_uring backend's provided receive buffers ran out (ENOBUFS): a
@@ -296,7 +372,12 @@ impl<H: Handler> Worker<H> {
     pub fn on_hangup(&mut self, key: usize, hangup: Hangup) {
         if let Some(conn) = self.conns.get_mut(key) {
             let eof = hangup == Hangup::Eof;
-            if eof && conn.tls.as_ref().is_some_and(|tls| tls.mid_record()) {
+            if eof
+                && conn
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.mid_record() && !tls.unstarted())
+            {
                 conn.link.fail_tls(&mut self.shared, TlsError::Truncated);
             } else {
                 conn.link.hang_up(&mut self.shared, eof);
@@ -374,6 +455,9 @@ impl<H: Handler> Worker<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        if conn.tls.as_ref().is_some_and(|tls| tls.handshaking()) {
+            self.tls_handshakes -= 1;
+        }
         let link = &mut conn.link;
         if link.phase() != Phase::Ended {
             // The socket went away under an open connection.
@@ -400,6 +484,7 @@ impl<H: Handler> Worker<H> {
         self.time_handshakes();
         self.run_commands();
         self.advance(now);
+        self.start_waiting_handshakes(io);
         let resume = self.resume_paused(io);
         if self.listening && self.shutdown.is_some() {
             io.stop_accepting();
@@ -421,6 +506,9 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.report_closed();
+        // Slots freed by this turn's closes: the handshakes started now are
+        // flushed in the next turn, which comes at once.
+        self.start_waiting_handshakes(io);
         let resume = match (resume, self.apply_pauses(io)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -1220,6 +1220,10 @@ mod tls {
     /// A harness whose worker has a plain listener (0) and a TLS one (1), and
     /// the roots its clients trust.
     fn harness() -> (Harness, RootCertStore) {
+        harness_with(|_| {})
+    }
+
+    fn harness_with(tweak: impl FnOnce(&mut Config)) -> (Harness, RootCertStore) {
         let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let tls = TlsConfig::from_pem(
             pair.cert.pem().as_bytes(),
@@ -1232,6 +1236,7 @@ mod tls {
         config.addrs = vec!["127.0.0.1:0".parse().unwrap()];
         config.tls_addrs = vec!["127.0.0.1:0".parse().unwrap()];
         config.tls = Some(tls.clone());
+        tweak(&mut config);
         let mut h = Harness::new(config);
         h.worker.tls = Some(Arc::new(TlsConfigCell::new(&tls)));
         (h, roots)
@@ -1450,6 +1455,62 @@ mod tls {
                 (quiet_id, 1006, String::new(), CloseCause::Reset),
             ]
         );
+    }
+
+    #[test]
+    fn tls_handshakes_past_the_limit_wait_for_one_to_end() {
+        let (mut h, roots) = harness_with(|c| c.max_tls_handshakes = 1);
+        let mut first = h.accept_tls(&roots);
+        let mut second = h.accept_tls(&roots);
+        let mut third = h.accept_tls(&roots);
+        // The first ClientHello starts a handshake; the second and third are
+        // held, their reading paused, and nothing is answered.
+        for peer in [&mut first, &mut second, &mut third] {
+            let mut hello = Vec::new();
+            peer.tls.write_tls(&mut hello).unwrap();
+            h.send_raw(peer.key, &hello);
+        }
+        h.turn();
+        assert!(!h.socket(first.key).wire.is_empty(), "ServerHello");
+        for peer in [&second, &third] {
+            assert!(h.socket(peer.key).wire.is_empty());
+            assert!(h.socket(peer.key).paused);
+        }
+        assert_eq!(h.worker.tls_handshakes, 1);
+        // The first finishes (and upgrades): the second starts, in its turn.
+        h.open_tls(&mut first);
+        assert!(!h.socket(second.key).wire.is_empty(), "ServerHello");
+        assert!(!h.socket(second.key).paused);
+        assert!(h.socket(third.key).wire.is_empty());
+        // The second is reset mid-handshake: its slot goes to the third at the
+        // end of that turn, and its answer goes out in the next, at once.
+        h.worker.on_hangup(second.key, Hangup::Error);
+        assert_eq!(h.turn().wait, Duration::ZERO);
+        assert_eq!(h.worker.tls_handshakes, 1);
+        h.turn();
+        assert!(!h.socket(third.key).wire.is_empty(), "ServerHello");
+        let id = h.open_tls(&mut third);
+        assert_eq!(h.worker.tls_handshakes, 0);
+        third.tls.writer().write_all(&text_frame("waited")).unwrap();
+        assert_eq!(h.pump(&mut third), b"\x81\x06waited");
+        assert_eq!(
+            h.seen.take().last(),
+            Some(&Seen::Message(id, "waited".into()))
+        );
+    }
+
+    #[test]
+    fn plain_text_on_a_tls_port_is_refused_even_while_handshakes_wait() {
+        let (mut h, roots) = harness_with(|c| c.max_tls_handshakes = 1);
+        let mut first = h.accept_tls(&roots);
+        let mut hello = Vec::new();
+        first.tls.write_tls(&mut hello).unwrap();
+        h.send_raw(first.key, &hello);
+        let plain = h.accept_tls(&roots);
+        h.send_raw(plain.key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.turn();
+        assert!(h.socket(plain.key).wire.starts_with(b"HTTP/1.1 400"));
+        assert!(!h.socket(plain.key).paused);
     }
 
     #[test]
