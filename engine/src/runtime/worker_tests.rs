@@ -1468,7 +1468,11 @@ mod tls {
         for peer in [&mut first, &mut second, &mut third] {
             let mut hello = Vec::new();
             peer.tls.write_tls(&mut hello).unwrap();
-            h.send_raw(peer.key, &hello);
+            // Each comes in two reads (for the waiting ones, the second before
+            // the pause took effect): both are held, in order.
+            let (a, b) = hello.split_at(hello.len() / 2);
+            h.send_raw(peer.key, a);
+            h.send_raw(peer.key, b);
         }
         h.turn();
         assert!(!h.socket(first.key).wire.is_empty(), "ServerHello");
@@ -1497,6 +1501,27 @@ mod tls {
             h.seen.take().last(),
             Some(&Seen::Message(id, "waited".into()))
         );
+    }
+
+    #[test]
+    fn a_waiting_connection_that_sends_too_much_starts_at_once() {
+        let (mut h, roots) = harness_with(|c| c.max_tls_handshakes = 1);
+        let mut first = h.accept_tls(&roots);
+        let mut hello = Vec::new();
+        first.tls.write_tls(&mut hello).unwrap();
+        h.send_raw(first.key, &hello);
+        let mut eager = h.accept_tls(&roots);
+        let mut hello = Vec::new();
+        eager.tls.write_tls(&mut hello).unwrap();
+        h.send_raw(eager.key, &hello);
+        h.turn();
+        assert!(h.socket(eager.key).wire.is_empty() && h.socket(eager.key).paused);
+        // 5 KiB more before its turn: it is not held but started, past the
+        // limit; its ClientHello is answered (the junk after it then fails it).
+        h.send_raw(eager.key, &[0x17; 5 << 10]);
+        h.turn();
+        assert!(!h.socket(eager.key).paused);
+        assert!(!h.socket(eager.key).wire.is_empty(), "answered at once");
     }
 
     #[test]
