@@ -123,6 +123,10 @@ pub enum Workload {
 pub const BROADCAST_MARK: &[u8; 4] = b"LGBC";
 /// The shortest broadcast probe.
 pub const BROADCAST_MIN: usize = 20;
+/// The top bit of a probe's sequence word: published inside the measured
+/// window, so each of its deliveries counts, whenever it arrives (a probe
+/// published just before the window and delivered in it does not).
+const MEASURED_PROBE: u64 = 1 << 63;
 
 /// A thread's part of a run.
 #[derive(Debug, Clone)]
@@ -723,7 +727,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
                     payload[..8]
                         .copy_from_slice(&((now - plan.epoch).as_micros() as u64).to_be_bytes());
-                    payload[8..16].copy_from_slice(&report.fanout.published_total.to_be_bytes());
+                    let word = report.fanout.published_total
+                        | if report.measuring { MEASURED_PROBE } else { 0 };
+                    payload[8..16].copy_from_slice(&word.to_be_bytes());
                     payload[16..20].copy_from_slice(BROADCAST_MARK);
                     report.fanout.published_total += 1;
                     report.rec.now.published += 1;
@@ -1185,14 +1191,15 @@ struct Rx<'a> {
     now: Instant,
 }
 
-/// The sequence number of a broadcast probe, if `payload` is one.
-fn probe(payload: &[u8], binary: bool) -> Option<(u64, u64)> {
+/// A broadcast probe's send time, sequence number, and whether it was
+/// published in the measured window, if `payload` is one.
+fn probe(payload: &[u8], binary: bool) -> Option<(u64, u64, bool)> {
     if !binary || payload.len() < BROADCAST_MIN || &payload[16..20] != BROADCAST_MARK {
         return None;
     }
     let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-    let seq = u64::from_be_bytes(payload[8..16].try_into().expect("8 bytes"));
-    Some((sent, seq))
+    let word = u64::from_be_bytes(payload[8..16].try_into().expect("8 bytes"));
+    Some((sent, word & !MEASURED_PROBE, word & MEASURED_PROBE != 0))
 }
 
 fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report: &mut Report) {
@@ -1202,7 +1209,9 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
         // Not ours (a chat's "joined" line, say).
         return;
     }
-    let measuring = report.measuring;
+    // A probe counts by when it was published, so that the deliveries match
+    // the publishes counted; anything else by when it arrives.
+    let measuring = probe.map_or(report.measuring, |(_, _, measured)| measured);
     if measuring {
         report.messages += 1;
         report.bytes += payload.len() as u64;
@@ -1225,7 +1234,7 @@ fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report
             }
         }
         Workload::Broadcast { .. } => {
-            let Some((sent, seq)) = probe else { return };
+            let Some((sent, seq, _)) = probe else { return };
             let at = (now - plan.epoch).as_micros() as u64;
             let latency = at.saturating_sub(sent).clamp(series::LOW, series::HIGH);
             let _ = report.rec.latency.record(latency);
