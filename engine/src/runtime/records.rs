@@ -269,10 +269,7 @@ impl RecordLayer {
         // Data opened before a failure is delivered too, as it came first
         // (with nothing to seal into: the session is ending).
         if let Some(run) = run {
-            let sealer = result.is_ok().then_some(Sealer {
-                records: self,
-                wire,
-            });
+            let sealer = result.is_ok().then(|| self.sealer(wire));
             up.deliver(&mut buf[run], sealer);
         }
         result
@@ -326,13 +323,7 @@ impl RecordLayer {
                     }
                     _ => {
                         if let Some(done) = run.replace(plain) {
-                            up.deliver(
-                                &mut buf[done],
-                                Some(Sealer {
-                                    records: self,
-                                    wire,
-                                }),
-                            );
+                            up.deliver(&mut buf[done], Some(self.sealer(wire)));
                         }
                     }
                 }
@@ -340,13 +331,7 @@ impl RecordLayer {
             }
             // What came before a control record is delivered before it acts.
             if let Some(done) = run.take() {
-                up.deliver(
-                    &mut buf[done],
-                    Some(Sealer {
-                        records: self,
-                        wire,
-                    }),
-                );
+                up.deliver(&mut buf[done], Some(self.sealer(wire)));
             }
             match typ {
                 ALERT => {
@@ -519,11 +504,8 @@ impl RecordLayer {
                 .key_updates_allowed
                 .checked_sub(1)
                 .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
-            let schedule = self
-                .schedule
-                .as_mut()
-                .ok_or(Fatal::alert(alert::INTERNAL_ERROR))?;
-            let (seq, secrets) = schedule
+            let (seq, secrets) = self
+                .schedule()?
                 .update_rx_secret()
                 .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
             self.rx = Direction::new(self.version, secrets, seq)?;
@@ -539,15 +521,27 @@ impl RecordLayer {
     /// switches to the next one.
     fn update_tx(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
         self.seal_one(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], wire, pool)?;
-        let schedule = self
-            .schedule
-            .as_mut()
-            .ok_or(Fatal::alert(alert::INTERNAL_ERROR))?;
-        let (seq, secrets) = schedule
+        let (seq, secrets) = self
+            .schedule()?
             .update_tx_secret()
             .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
         self.tx = Direction::new(self.version, secrets, seq)?;
         Ok(())
+    }
+
+    /// rustls's key schedule, for a KeyUpdate (TLS 1.3 only).
+    fn schedule(&mut self) -> Result<&mut KernelConnection<ServerConnectionData>, Fatal> {
+        self.schedule
+            .as_deref_mut()
+            .ok_or(Fatal::alert(alert::INTERNAL_ERROR))
+    }
+
+    /// Lends the sending half with the plaintext it opened (see [`Sealer`]).
+    fn sealer<'a>(&'a mut self, wire: &'a mut Outbox) -> Sealer<'a> {
+        Sealer {
+            records: self,
+            wire,
+        }
     }
 
     /// Before sealing a record: at the confidentiality limit, TLS 1.3 moves to

@@ -316,9 +316,8 @@ impl<H: Handler> Worker<H> {
             (true, false) => self.tls_handshakes -= 1,
             _ => {}
         }
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.tls = Some(tls);
-        }
+        // `conn` is still in the slab: only `on_released` takes it out.
+        self.conns[key].tls = Some(tls);
     }
 
     /// Starts the waiting TLS handshakes that the limit now allows: their held
@@ -332,10 +331,7 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            if !conn.tls.as_ref().is_some_and(|tls| tls.unstarted()) {
-                continue;
-            }
-            let Some(mut tls) = conn.tls.take() else {
+            let Some(mut tls) = conn.tls.take_if(|tls| tls.unstarted()) else {
                 continue;
             };
             let mut held = tls.take_held();

@@ -1274,6 +1274,13 @@ mod tls {
             }
         }
 
+        /// The client's ClientHello, sent in one read.
+        fn send_hello(&mut self, peer: &mut Peer) {
+            let mut hello = Vec::new();
+            peer.tls.write_tls(&mut hello).unwrap();
+            self.send_raw(peer.key, &hello);
+        }
+
         /// Moves bytes both ways until nothing moves; returns the plaintext
         /// the client received.
         fn pump(&mut self, peer: &mut Peer) -> Vec<u8> {
@@ -1507,13 +1514,9 @@ mod tls {
     fn a_waiting_connection_that_sends_too_much_starts_at_once() {
         let (mut h, roots) = harness_with(|c| c.max_tls_handshakes = 1);
         let mut first = h.accept_tls(&roots);
-        let mut hello = Vec::new();
-        first.tls.write_tls(&mut hello).unwrap();
-        h.send_raw(first.key, &hello);
+        h.send_hello(&mut first);
         let mut eager = h.accept_tls(&roots);
-        let mut hello = Vec::new();
-        eager.tls.write_tls(&mut hello).unwrap();
-        h.send_raw(eager.key, &hello);
+        h.send_hello(&mut eager);
         h.turn();
         assert!(h.socket(eager.key).wire.is_empty() && h.socket(eager.key).paused);
         // 5 KiB more before its turn: it is not held but started, past the
@@ -1528,9 +1531,7 @@ mod tls {
     fn plain_text_on_a_tls_port_is_refused_even_while_handshakes_wait() {
         let (mut h, roots) = harness_with(|c| c.max_tls_handshakes = 1);
         let mut first = h.accept_tls(&roots);
-        let mut hello = Vec::new();
-        first.tls.write_tls(&mut hello).unwrap();
-        h.send_raw(first.key, &hello);
+        h.send_hello(&mut first);
         let plain = h.accept_tls(&roots);
         h.send_raw(plain.key, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         h.turn();
