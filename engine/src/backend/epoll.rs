@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
 use crate::runtime::outbox::{MAX_IOVECS, Outbox};
-use crate::runtime::seam::{Hangup, Io, Written};
+use crate::runtime::seam::{FrameParts, Hangup, Io, Written};
 use crate::runtime::worker::{Worker, shrink_idle};
 
 /// Tokens above this are listeners and the waker; below are slab keys.
@@ -258,14 +258,20 @@ impl Io for Sockets {
         outcome(result, offered)
     }
 
-    /// One vectored write of header and payload, from where they lie.
-    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+    /// One write of header and payload, from where they lie: send(2) when
+    /// they lie together, else a vectored write.
+    fn write_frame(&mut self, key: usize, frame: FrameParts<'_>) -> Option<Written> {
         let Some(Some(Stream { tcp: stream, .. })) = self.streams.get_mut(key) else {
             return Some(Written::Failed);
         };
-        let offered = header.len() + payload.len();
-        let slices = [IoSlice::new(header), IoSlice::new(payload)];
-        Some(outcome(stream.write_vectored(&slices), offered))
+        let offered = frame.header.len() + frame.payload.len();
+        let result = match frame.whole {
+            Some(whole) => stream.write(whole),
+            None => {
+                stream.write_vectored(&[IoSlice::new(frame.header), IoSlice::new(frame.payload)])
+            }
+        };
+        Some(outcome(result, offered))
     }
 
     fn shutdown_write(&mut self, key: usize) {

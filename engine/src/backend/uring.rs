@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
 use crate::runtime::outbox::{MAX_IOVECS, Outbox};
-use crate::runtime::seam::{Hangup, Io, Written, unsent};
+use crate::runtime::seam::{FrameParts, Hangup, Io, Written, unsent};
 use crate::runtime::worker::{Worker, shrink_idle};
 
 /// What a completion belongs to.
@@ -957,7 +957,7 @@ impl Ring {
             if result >= 0 && written < offered && !closing {
                 // What the socket did not take is copied before the buffer goes.
                 // SAFETY: the two iovecs point at `frame_head` (inside `buf`)
-                // and into provided buffer `bid`, held until the `unhold`
+                // or into provided buffer `bid`, held until the `unhold`
                 // below, so both are live and unchanged.
                 let (head, payload) = unsafe {
                     (
@@ -1102,22 +1102,40 @@ impl Io for Ring {
     /// Submits header and payload as they lie when the payload is inside the
     /// received data being delivered: its provided buffer is held until the
     /// send completes (`on_frame_sent`), so nothing is copied unless the
-    /// socket takes only part. Elsewhere (the caller's own slice), `None`.
-    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+    /// socket takes only part. A frame lying whole there (an echo framed in
+    /// place) goes as one plain send, else header and payload as a vectored
+    /// one. Elsewhere (the caller's own slice), `None`.
+    fn write_frame(&mut self, key: usize, frame: FrameParts<'_>) -> Option<Written> {
+        let FrameParts {
+            header,
+            payload,
+            whole,
+        } = frame;
         let slot = *self.slots.get(key)?;
         let delivery = self.delivering.as_mut()?;
-        let start = payload.as_ptr() as usize;
-        let inside = start >= delivery.start && start + payload.len() <= delivery.end;
-        if !inside || !delivery.holdable || slot.send != 0 || slot.is(Slot::CLOSING) {
+        let inside = |bytes: &[u8]| {
+            let start = bytes.as_ptr() as usize;
+            start >= delivery.start && start + bytes.len() <= delivery.end
+        };
+        if !inside(payload) || !delivery.holdable || slot.send != 0 || slot.is(Slot::CLOSING) {
             return None;
         }
+        let whole = whole.filter(|whole| inside(whole));
         delivery.sends += 1;
         let bid = delivery.bid;
         let mut buf = self.send_buf();
-        buf.frame_head[..header.len()].copy_from_slice(header);
-        buf.iovecs[0] = libc::iovec {
-            iov_base: buf.frame_head.as_mut_ptr().cast(),
-            iov_len: header.len(),
+        buf.iovecs[0] = match whole {
+            Some(whole) => libc::iovec {
+                iov_base: whole.as_ptr() as *mut libc::c_void,
+                iov_len: header.len(),
+            },
+            None => {
+                buf.frame_head[..header.len()].copy_from_slice(header);
+                libc::iovec {
+                    iov_base: buf.frame_head.as_mut_ptr().cast(),
+                    iov_len: header.len(),
+                }
+            }
         };
         buf.iovecs[1] = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
@@ -1125,11 +1143,18 @@ impl Io for Ring {
         };
         buf.offered = header.len() + payload.len();
         buf.held = Some(bid);
-        buf.header.msg_iov = buf.iovecs.as_mut_ptr();
-        buf.header.msg_iovlen = 2;
-        let entry = opcode::SendMsg::new(Fixed(slot.fixed), &raw const buf.header)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build();
+        let entry = match whole {
+            Some(whole) => opcode::Send::new(Fixed(slot.fixed), whole.as_ptr(), whole.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            None => {
+                buf.header.msg_iov = buf.iovecs.as_mut_ptr();
+                buf.header.msg_iovlen = 2;
+                opcode::SendMsg::new(Fixed(slot.fixed), &raw const buf.header)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            }
+        };
         self.submit_send(key, slot.generation, buf, entry);
         Some(Written::Later)
     }

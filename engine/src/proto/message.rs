@@ -82,6 +82,10 @@ enum DataKind {
     Binary,
 }
 
+/// A step of [`Decoder::decode_framed`]: the bytes consumed, the event they
+/// completed, and that message framed as the server sends it.
+pub type FramedStep<'a> = (usize, Option<Event<'a>>, Option<&'a [u8]>);
+
 /// A frame whose header has been read and whose payload is still arriving.
 #[derive(Debug, Clone, Copy)]
 struct PartialFrame {
@@ -202,24 +206,39 @@ impl Decoder {
         config: &DecoderConfig,
         buf: &'a mut [u8],
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        self.decode_framed(config, buf)
+            .map(|(used, event, _)| (used, event))
+    }
+
+    /// [`decode`](Self::decode), and for a data message that lies whole in
+    /// `buf` as one masked frame, that message framed as a server sends it:
+    /// the unmasked header is written over the end of the peer's header (the
+    /// mask key and length, dead once read), so header and payload lie
+    /// together and an echo goes out in one plain write. The event's payload
+    /// is the framed slice's tail.
+    pub fn decode_framed<'a>(
+        &'a mut self,
+        config: &DecoderConfig,
+        buf: &'a mut [u8],
+    ) -> Result<FramedStep<'a>, ProtocolError> {
         self.clear_delivered();
         if self.close_received {
             // Nothing may follow a close frame; whatever does is discarded unread.
-            return Ok((buf.len(), None));
+            return Ok((buf.len(), None, None));
         }
         if buf.is_empty() {
-            return Ok((0, None));
+            return Ok((0, None, None));
         }
         if let Some(partial) = self.frame {
-            return self.continue_frame(partial, buf);
+            let (used, event) = self.continue_frame(partial, buf)?;
+            return Ok((used, event, None));
         }
         let (header, used) = match self.read_header(&config.rules, buf)? {
             Some(found) => found,
-            None => return Ok((buf.len(), None)),
+            None => return Ok((buf.len(), None, None)),
         };
         self.start_frame(config, &header)?;
-        let rest = &mut buf[used..];
-        if (rest.len() as u64) < header.payload_len {
+        if ((buf.len() - used) as u64) < header.payload_len {
             self.frame = Some(PartialFrame {
                 opcode: header.opcode,
                 fin: header.fin,
@@ -228,17 +247,24 @@ impl Decoder {
                 offset: 0,
             });
             let partial = self.frame.expect("just set");
+            let rest = &mut buf[used..];
             let (n, event) = self.continue_frame(partial, rest)?;
             debug_assert!(event.is_none() && n == rest.len());
-            return Ok((used + n, None));
+            return Ok((used + n, None, None));
         }
         let payload_len = header.payload_len as usize;
-        let payload = &mut rest[..payload_len];
+        let frame = &mut buf[..used + payload_len];
         if let Some(key) = header.mask {
-            mask::apply_mask(payload, key, 0);
+            mask::apply_mask(&mut frame[used..], key, 0);
         }
-        let event = self.complete_frame(&header, payload)?;
-        Ok((used + payload_len, event))
+        let reframed = reframe(&header, used, frame);
+        let frame: &'a [u8] = frame;
+        let event = self.complete_frame(&header, &frame[used..])?;
+        Ok((
+            used + payload_len,
+            event,
+            reframed.map(|start| &frame[start..]),
+        ))
     }
 
     /// Reads a header from the stash of a previous read plus `buf`, or from `buf`.
@@ -452,6 +478,24 @@ impl Decoder {
             DataKind::Binary => Event::Binary(&self.message),
         })
     }
+}
+
+/// Writes the server's header for a whole, uncompressed, masked data
+/// message over the tail of its own header (`frame[..used]`, all of it
+/// read from this buffer); returns where the server's frame starts.
+fn reframe(header: &FrameHeader, used: usize, frame: &mut [u8]) -> Option<usize> {
+    let data = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+    if !data || !header.fin || header.rsv != 0 || header.mask.is_none() {
+        return None;
+    }
+    if used != header.header_len {
+        // Part of the header came in an earlier read.
+        return None;
+    }
+    let server = frame::encode_header(true, 0, header.opcode, None, header.payload_len);
+    let start = used.checked_sub(server.as_bytes().len())?;
+    frame[start..used].copy_from_slice(server.as_bytes());
+    Some(start)
 }
 
 /// The event of a complete control frame.

@@ -716,3 +716,125 @@ proptest! {
         prop_assert_eq!(decode_reads(&config, &[&bytes[..at], &bytes[at..]])?, expected);
     }
 }
+
+/// What `decode_framed` hands out for one read: the event (owned) and the
+/// framed message, if any.
+fn decode_framed_one(config: &DecoderConfig, mut buf: Vec<u8>) -> (Owned, Option<Vec<u8>>) {
+    let mut decoder = Decoder::new();
+    let len = buf.len();
+    let (n, event, framed) = decoder.decode_framed(config, &mut buf).unwrap();
+    assert_eq!(n, len);
+    (
+        Owned::from(event.expect("one event")),
+        framed.map(<[u8]>::to_vec),
+    )
+}
+
+/// The frame a server sends for `payload`.
+fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_frame(&mut out, true, opcode, payload, None);
+    out
+}
+
+#[test]
+fn a_whole_masked_message_is_framed_as_the_server_sends_it() {
+    // Lengths of each encoding: 7-bit, 16-bit and 64-bit.
+    for len in [0, 5, 125, 126, 20_000, 65_535, 65_536, 100_000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        for opcode in [OpCode::Binary, OpCode::Text] {
+            let payload = if opcode == OpCode::Text {
+                vec![b'a'; len]
+            } else {
+                payload.clone()
+            };
+            let mut buf = frame(&SERVER, true, opcode, &payload);
+            let range = buf.as_ptr_range();
+            let mut decoder = Decoder::new();
+            let (_, event, framed) = decoder.decode_framed(&SERVER, &mut buf).unwrap();
+            let framed = framed.expect("framed");
+            assert!(range.contains(&framed.as_ptr()), "framed in the buffer");
+            assert_eq!(framed, server_frame(opcode, &payload), "len {len}");
+            // The event's payload is the framed slice's tail, not a copy.
+            let message = match event {
+                Some(Event::Binary(bytes)) => bytes,
+                Some(Event::Text(text)) => text.as_bytes(),
+                other => panic!("{other:?}"),
+            };
+            assert!(std::ptr::eq(&framed[framed.len() - len..], message));
+        }
+    }
+}
+
+#[test]
+fn only_whole_uncompressed_masked_data_messages_are_framed() {
+    // Control frames, a fragment, a compressed message: not framed.
+    let (event, framed) = decode_framed_one(&SERVER, frame(&SERVER, true, OpCode::Ping, b"p"));
+    assert_eq!((event, framed), (Owned::Ping(b"p".to_vec()), None));
+    let mut decoder = Decoder::new();
+    let mut first = frame(&SERVER, false, OpCode::Binary, b"ab");
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut first).unwrap();
+    assert!(event.is_none() && framed.is_none());
+    let mut last = frame(&SERVER, true, OpCode::Continuation, b"cd");
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut last).unwrap();
+    assert_eq!(Owned::from(event.unwrap()), Owned::Binary(b"abcd".to_vec()));
+    assert!(framed.is_none());
+    let config = with_deflate(SERVER);
+    let (event, framed) =
+        decode_framed_one(&config, rsv1_frame(&config, true, OpCode::Binary, b"xyz"));
+    assert_eq!(
+        (event, framed),
+        (Owned::Compressed(false, b"xyz".to_vec()), None)
+    );
+    // A client decodes unmasked frames: no room for a header of its own.
+    let (event, framed) = decode_framed_one(&CLIENT, frame(&CLIENT, true, OpCode::Text, b"hi"));
+    assert_eq!((event, framed), (Owned::Text("hi".into()), None));
+    // A header cut by the end of a read: the frame is not framed.
+    let whole = frame(&SERVER, true, OpCode::Binary, b"split header");
+    let mut decoder = Decoder::new();
+    let mut head = whole[..1].to_vec();
+    let mut rest = whole[1..].to_vec();
+    assert!(
+        decoder
+            .decode_framed(&SERVER, &mut head)
+            .unwrap()
+            .1
+            .is_none()
+    );
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
+    assert_eq!(
+        Owned::from(event.unwrap()),
+        Owned::Binary(b"split header".to_vec())
+    );
+    assert!(framed.is_none());
+    // A payload split across reads is reassembled, not framed.
+    let whole = frame(&SERVER, true, OpCode::Binary, b"split payload");
+    let mut decoder = Decoder::new();
+    let mut head = whole[..9].to_vec();
+    let mut rest = whole[9..].to_vec();
+    assert!(
+        decoder
+            .decode_framed(&SERVER, &mut head)
+            .unwrap()
+            .2
+            .is_none()
+    );
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
+    assert_eq!(
+        Owned::from(event.unwrap()),
+        Owned::Binary(b"split payload".to_vec())
+    );
+    assert!(framed.is_none());
+}
+
+#[test]
+fn framing_in_place_leaves_the_next_frame_of_the_read_intact() {
+    let mut stream = frame(&SERVER, true, OpCode::Binary, &[7; 300]);
+    stream.extend(frame(&SERVER, true, OpCode::Text, b"next"));
+    let mut decoder = Decoder::new();
+    let (n, _, framed) = decoder.decode_framed(&SERVER, &mut stream).unwrap();
+    assert_eq!(framed.unwrap(), server_frame(OpCode::Binary, &[7; 300]));
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut stream[n..]).unwrap();
+    assert_eq!(Owned::from(event.unwrap()), Owned::Text("next".into()));
+    assert_eq!(framed.unwrap(), server_frame(OpCode::Text, b"next"));
+}

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::outbox::Outbox;
 use super::ratelimit::Limiter;
 use super::records::Sealer;
-use super::seam::{Io, Written, unsent};
+use super::seam::{FrameParts, Io, Written, unsent};
 use super::shared::{Closed, Shared};
 use super::tls::Tls;
 use crate::config::BackpressurePolicy;
@@ -45,17 +45,43 @@ const SEAL_MAX: usize = 256 << 10;
 /// first being copied into the send queue.
 pub(crate) enum Direct<'a> {
     /// A plain connection's socket: written from where the frame lies.
-    Socket(&'a mut dyn Io),
+    Socket {
+        io: &'a mut dyn Io,
+        /// The message being delivered, framed as the server sends it, in
+        /// the receive buffer (`Decoder::decode_framed`): echoed, it goes out
+        /// in one plain write.
+        framed: Option<&'a [u8]>,
+    },
     /// A TLS connection's record layer: sealed straight into its ciphertext
     /// queue (the one copy TLS itself needs).
     Records(Sealer<'a>),
 }
 
-impl Direct<'_> {
+impl<'a> Direct<'a> {
+    /// A plain connection's socket, with no message framed.
+    pub fn socket(io: &'a mut dyn Io) -> Self {
+        Direct::Socket { io, framed: None }
+    }
+
     /// Reborrowed for one callback, leaving it for the next.
     pub fn reborrow(&mut self) -> Direct<'_> {
         match self {
-            Direct::Socket(io) => Direct::Socket(&mut **io),
+            Direct::Socket { io, framed } => Direct::Socket {
+                io: &mut **io,
+                framed: *framed,
+            },
+            Direct::Records(sealer) => Direct::Records(sealer.reborrow()),
+        }
+    }
+
+    /// Reborrowed for the callback on one message, which `framed` holds
+    /// framed for sending back if it can.
+    pub fn delivering<'b>(&'b mut self, framed: Option<&'b [u8]>) -> Direct<'b> {
+        match self {
+            Direct::Socket { io, .. } => Direct::Socket {
+                io: &mut **io,
+                framed,
+            },
             Direct::Records(sealer) => Direct::Records(sealer.reborrow()),
         }
     }
@@ -568,11 +594,23 @@ impl<U> Link<U> {
             .is_some_and(|p| std::ptr::eq(p, payload));
         let large = frame.len() >= DIRECT_MIN && self.outbox.is_empty();
         match direct {
-            Some(Direct::Socket(io)) if large && as_given => {
+            Some(Direct::Socket { io, framed }) if large && as_given => {
                 let mut header = [0u8; MAX_HEADER];
                 let header = &mut header[..frame.header().len()];
                 header.copy_from_slice(frame.header());
-                if let Some(written) = io.write_frame(self.key(), header, payload) {
+                // The message being echoed as it came: its frame already lies
+                // whole in the receive buffer.
+                let whole = framed.filter(|framed| {
+                    framed.len() == header.len() + payload.len()
+                        && framed[..header.len()] == *header
+                        && std::ptr::eq(&framed[header.len()..], payload)
+                });
+                let parts = FrameParts {
+                    header,
+                    payload,
+                    whole,
+                };
+                if let Some(written) = io.write_frame(self.key(), parts) {
                     return self.sent_direct(shared, header, payload, written);
                 }
             }

@@ -33,7 +33,7 @@ pub(crate) fn frames<H: Handler>(
         if hold(link, shared, &data[pos..]) {
             break;
         }
-        let (used, event) = match decoder.decode(&config, &mut data[pos..]) {
+        let (used, event, framed) = match decoder.decode_framed(&config, &mut data[pos..]) {
             Ok(step) => step,
             Err(error) => {
                 link.fail(shared, error);
@@ -74,7 +74,7 @@ pub(crate) fn frames<H: Handler>(
                         &mut WebSocket::receiving(
                             link,
                             shared,
-                            direct.as_mut().map(Direct::reborrow),
+                            direct.as_mut().map(|d| d.delivering(framed)),
                         ),
                         Message::Text(text),
                     );
@@ -87,7 +87,7 @@ pub(crate) fn frames<H: Handler>(
                         &mut WebSocket::receiving(
                             link,
                             shared,
-                            direct.as_mut().map(Direct::reborrow),
+                            direct.as_mut().map(|d| d.delivering(framed)),
                         ),
                         Message::Binary(bytes),
                     );

@@ -37,14 +37,13 @@ pub(crate) trait Io {
     /// `Outbox::io_slices`) as the socket takes, or submits it.
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written;
 
-    /// Writes one frame, `header` then `payload`, straight from where it lies:
-    /// asked only while nothing of `key` is queued or in flight, so it goes
-    /// ahead of nothing. `None` if the backend cannot send from there (the
-    /// worker then queues a copy). A readiness backend writes now; a
-    /// completion backend may submit it if it can keep `payload` in place
-    /// until the send completes, and then reports it with
-    /// `Worker::on_frame_sent`.
-    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written>;
+    /// Writes one frame straight from where it lies: asked only while
+    /// nothing of `key` is queued or in flight, so it goes ahead of nothing.
+    /// `None` if the backend cannot send from there (the worker then queues a
+    /// copy). A readiness backend writes now; a completion backend may submit
+    /// it if it can keep the payload in place until the send completes, and
+    /// then reports it with `Worker::on_frame_sent`.
+    fn write_frame(&mut self, key: usize, frame: FrameParts<'_>) -> Option<Written>;
 
     /// Shuts down the write side of `key` (the queue is empty).
     fn shutdown_write(&mut self, key: usize);
@@ -76,4 +75,15 @@ pub(crate) fn unsent<'a>(
     let header_rest = &header[written.min(header.len())..];
     let payload_rest = &payload[written.saturating_sub(header.len()).min(payload.len())..];
     (header_rest, payload_rest)
+}
+
+/// A frame to write from where it lies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameParts<'a> {
+    pub header: &'a [u8],
+    pub payload: &'a [u8],
+    /// Header and payload as one slice, when the header lies right before
+    /// the payload (an echo of a message framed in the receive buffer): one
+    /// plain send instead of a vectored one.
+    pub whole: Option<&'a [u8]>,
 }

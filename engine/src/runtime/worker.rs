@@ -248,7 +248,7 @@ impl<H: Handler> Worker<H> {
         let Some(mut tls) = conn.tls.take() else {
             let (handler, shared, inflated) =
                 (&mut self.handler, &mut self.shared, &mut self.inflated);
-            let direct = Some(Direct::Socket(io as &mut dyn Io));
+            let direct = Some(Direct::socket(io as &mut dyn Io));
             return deliver(
                 handler,
                 shared,
@@ -590,7 +590,7 @@ impl<H: Handler> Worker<H> {
             if !held.is_empty() && conn.link.reading_frames() {
                 // Over TLS, every byte goes through the record layer.
                 let direct = match conn.tls {
-                    None => Some(Direct::Socket(&mut *io as &mut dyn Io)),
+                    None => Some(Direct::socket(&mut *io as &mut dyn Io)),
                     Some(_) => None,
                 };
                 receive::frames(

@@ -19,6 +19,7 @@ use crate::proto::session::Session;
 use crate::runtime::bridge::tests::{Call, RecordingBridge};
 use crate::runtime::command::{self, Wake};
 use crate::runtime::outbox::Outbox;
+use crate::runtime::seam::FrameParts;
 use crate::types::{Message, PreparedMessage, RateLimit, RateLimitPolicy, SendStatus, Upgrade};
 
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
@@ -142,6 +143,9 @@ struct FakeIo {
     stopped_accepting: bool,
     /// Frames written from where they lay (`write_frame`).
     frames_written: usize,
+    /// Of those, frames whose header lay right before the payload (one
+    /// plain write).
+    frames_written_whole: usize,
 }
 
 impl FakeSocket {
@@ -184,14 +188,17 @@ impl Io for FakeIo {
         self.sockets.entry(key).or_default().take(&slices)
     }
 
-    fn write_frame(&mut self, key: usize, header: &[u8], payload: &[u8]) -> Option<Written> {
+    fn write_frame(&mut self, key: usize, frame: FrameParts<'_>) -> Option<Written> {
         self.frames_written += 1;
-        Some(
-            self.sockets
-                .entry(key)
-                .or_default()
-                .take(&[header, payload]),
-        )
+        let socket = self.sockets.entry(key).or_default();
+        Some(match frame.whole {
+            Some(whole) => {
+                assert_eq!(whole, [frame.header, frame.payload].concat());
+                self.frames_written_whole += 1;
+                socket.take(&[whole])
+            }
+            None => socket.take(&[frame.header, frame.payload]),
+        })
     }
 
     fn shutdown_write(&mut self, key: usize) {
@@ -650,11 +657,16 @@ fn a_large_message_goes_out_from_where_it_lies_during_the_callback() {
     let big = "x".repeat(20_000);
     h.send_text(key, &big);
     // Written during on_message, before the turn ends: no copy was queued.
+    // The echo's header was framed in the receive buffer, right before the
+    // payload: one plain write.
     assert_eq!(h.io.frames_written, 1);
+    assert_eq!(h.io.frames_written_whole, 1);
     assert_eq!(h.frames(key), [Frame::Text(big.clone())]);
-    // A message from the handler's own buffer goes the same way.
+    // A message from the handler's own buffer goes the same way, its header
+    // apart.
     h.send_text(key, "flood 1 30000");
     assert_eq!(h.io.frames_written, 2);
+    assert_eq!(h.io.frames_written_whole, 1);
     assert_eq!(h.frames(key), [Frame::Binary(30000)]);
     // Small ones wait for the turn's end and go out together.
     h.send_text(key, "small");
@@ -674,6 +686,30 @@ fn a_large_message_goes_out_from_where_it_lies_during_the_callback() {
     let seen = h.seen.take();
     assert!(seen.contains(&Seen::Sent(id, vec![SendStatus::Sent])));
     assert!(seen.contains(&Seen::Sent(id, vec![SendStatus::Sent; 3])));
+}
+
+#[test]
+fn an_echo_whose_header_came_in_an_earlier_read_goes_out_with_its_header_apart() {
+    let mut h = Harness::new(config());
+    let (key, _) = h.open();
+    let big = "y".repeat(70_000);
+    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
+    let mut wire = Vec::new();
+    session
+        .message(endpoint, OpCode::Text, big.as_bytes(), false)
+        .write_to(&mut wire);
+    // The 14-byte header cut after 3 bytes: the decoder keeps them, and the
+    // rest of the frame lies in the second read without a header before it.
+    h.send_raw(key, &wire[..3]);
+    h.send_raw(key, &wire[3..]);
+    assert_eq!(h.io.frames_written, 1);
+    assert_eq!(h.io.frames_written_whole, 0);
+    assert_eq!(h.frames(key), [Frame::Text(big.clone())]);
+    // Whole in one read, a 64-bit length: framed in place (10 of its 14
+    // header bytes rewritten).
+    h.send_raw(key, &wire);
+    assert_eq!(h.io.frames_written_whole, 1);
+    assert_eq!(h.frames(key), [Frame::Text(big)]);
 }
 
 #[test]
