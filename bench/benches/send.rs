@@ -1,7 +1,8 @@
 //! The send path: a message queued (copied into the connection's send queue)
-//! and flushed, against the same message written from where it lies (header and
-//! payload in one writev, as the direct path writes an echoed 16 KiB message),
-//! at 20 B and 16 KiB. Two sinks: /dev/null (the engine's own work plus the
+//! and flushed, against the same message written from where it lies: header and
+//! payload in one writev (a large message from the handler's own buffer), or
+//! framed in place in one send (an echoed message, its header written over the
+//! peer's in the receive buffer), at 20 B and 16 KiB. Two sinks: /dev/null (the engine's own work plus the
 //! syscall) and a TCP loopback connection drained by a thread (the kernel's
 //! copy and wake-up as well).
 //!
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ringws::proto::frame::{OpCode, write_frame};
 use ringws::send_bench::SendPath;
 
 /// A loopback TCP connection whose far end a thread reads and discards.
@@ -79,6 +81,13 @@ fn send_path(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("direct/null", size), &payload, |b, p| {
             b.iter(|| path.write_direct(p, &mut null).unwrap())
         });
+        let mut framed = Vec::new();
+        write_frame(&mut framed, true, OpCode::Binary, &payload, None);
+        group.bench_with_input(
+            BenchmarkId::new("direct-framed/null", size),
+            &framed,
+            |b, f| b.iter(|| path.write_framed(f, &mut null).unwrap()),
+        );
         let mut tcp = Drained::new();
         group.bench_with_input(
             BenchmarkId::new("queue+flush/tcp", size),
@@ -97,6 +106,16 @@ fn send_path(c: &mut Criterion) {
                 n + path.flush(&mut tcp.stream).unwrap()
             })
         });
+        group.bench_with_input(
+            BenchmarkId::new("direct-framed/tcp", size),
+            &framed,
+            |b, f| {
+                b.iter(|| {
+                    let n = path.write_framed(f, &mut tcp.stream).unwrap();
+                    n + path.flush(&mut tcp.stream).unwrap()
+                })
+            },
+        );
         assert_eq!(path.queued(), 0);
     }
     // A turn's worth of small messages queued, then one flush.

@@ -197,7 +197,9 @@ impl Decoder {
     /// Returns how many bytes were consumed and the event they completed, if any.
     /// Call it again on the rest of the buffer until all of it is consumed; every
     /// call on a non-empty buffer consumes at least one byte or yields an event.
-    /// Masked payloads are unmasked in place, so `buf` is modified.
+    /// Masked payloads are unmasked in place, and the header of a whole masked
+    /// data message is rewritten as the server's (see
+    /// [`decode_framed`](Self::decode_framed)), so `buf` is modified.
     ///
     /// After an error the connection must be closed with
     /// [`ProtocolError::close_code`]; the decoder is not meant to be used again.

@@ -2,7 +2,8 @@
 //! and nothing else: a connection's send queue and protocol session, queueing
 //! frames the way `WebSocket::send` does and flushing them with the epoll
 //! backend's write, or writing a frame from where it lies as its direct path
-//! does. Not part of the API.
+//! does (header and payload apart, or an echo framed in the receive buffer).
+//! Not part of the API.
 
 use std::io::{self, IoSlice, Write};
 
@@ -82,6 +83,18 @@ impl SendPath {
         if !header_rest.is_empty() || !payload_rest.is_empty() {
             self.outbox
                 .push_copy(&mut self.pool, header_rest, payload_rest);
+        }
+        Ok(n)
+    }
+
+    /// Writes an echo framed in place (`frame`: the server's header and the
+    /// payload lying together, as `Decoder::decode_framed` leaves a received
+    /// message) in one send(2), as the direct path does; returns the bytes
+    /// written (the rest, if any, is queued as a copy).
+    pub fn write_framed(&mut self, frame: &[u8], sink: &mut impl Write) -> io::Result<usize> {
+        let n = sink.write(frame)?;
+        if n < frame.len() {
+            self.outbox.push_copy(&mut self.pool, &frame[n..], &[]);
         }
         Ok(n)
     }
