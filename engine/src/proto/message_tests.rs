@@ -789,42 +789,18 @@ fn only_whole_uncompressed_masked_data_messages_are_framed() {
     // A client decodes unmasked frames: no room for a header of its own.
     let (event, framed) = decode_framed_one(&CLIENT, frame(&CLIENT, true, OpCode::Text, b"hi"));
     assert_eq!((event, framed), (Owned::Text("hi".into()), None));
-    // A header cut by the end of a read: the frame is not framed.
-    let whole = frame(&SERVER, true, OpCode::Binary, b"split header");
-    let mut decoder = Decoder::new();
-    let mut head = whole[..1].to_vec();
-    let mut rest = whole[1..].to_vec();
-    assert!(
-        decoder
-            .decode_framed(&SERVER, &mut head)
-            .unwrap()
-            .1
-            .is_none()
-    );
-    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
-    assert_eq!(
-        Owned::from(event.unwrap()),
-        Owned::Binary(b"split header".to_vec())
-    );
-    assert!(framed.is_none());
-    // A payload split across reads is reassembled, not framed.
-    let whole = frame(&SERVER, true, OpCode::Binary, b"split payload");
-    let mut decoder = Decoder::new();
-    let mut head = whole[..9].to_vec();
-    let mut rest = whole[9..].to_vec();
-    assert!(
-        decoder
-            .decode_framed(&SERVER, &mut head)
-            .unwrap()
-            .2
-            .is_none()
-    );
-    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
-    assert_eq!(
-        Owned::from(event.unwrap()),
-        Owned::Binary(b"split payload".to_vec())
-    );
-    assert!(framed.is_none());
+    // A header cut by the end of a read (after 1 byte), a payload split
+    // across reads (after 9): reassembled or stashed, not framed.
+    for (payload, cut) in [(&b"split header"[..], 1), (&b"split payload"[..], 9)] {
+        let whole = frame(&SERVER, true, OpCode::Binary, payload);
+        let mut decoder = Decoder::new();
+        let (mut head, mut rest) = (whole[..cut].to_vec(), whole[cut..].to_vec());
+        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut head).unwrap();
+        assert!(event.is_none() && framed.is_none());
+        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
+        assert_eq!(Owned::from(event.unwrap()), Owned::Binary(payload.to_vec()));
+        assert!(framed.is_none());
+    }
 }
 
 #[test]
