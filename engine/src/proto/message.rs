@@ -197,9 +197,7 @@ impl Decoder {
     /// Returns how many bytes were consumed and the event they completed, if any.
     /// Call it again on the rest of the buffer until all of it is consumed; every
     /// call on a non-empty buffer consumes at least one byte or yields an event.
-    /// Masked payloads are unmasked in place, and the header of a whole masked
-    /// data message is rewritten as the server's (see
-    /// [`decode_framed`](Self::decode_framed)), so `buf` is modified.
+    /// Masked payloads are unmasked in place, so `buf` is modified.
     ///
     /// After an error the connection must be closed with
     /// [`ProtocolError::close_code`]; the decoder is not meant to be used again.
@@ -208,20 +206,21 @@ impl Decoder {
         config: &DecoderConfig,
         buf: &'a mut [u8],
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
-        self.decode_framed(config, buf)
+        self.decode_framed(config, buf, usize::MAX)
             .map(|(used, event, _)| (used, event))
     }
 
     /// [`decode`](Self::decode), and for a data message that lies whole in
-    /// `buf` as one masked frame, that message framed as a server sends it:
-    /// the unmasked header is written over the end of the peer's header (the
-    /// mask key and length, dead once read), so header and payload lie
-    /// together and an echo goes out in one plain write. The event's payload
-    /// is the framed slice's tail.
+    /// `buf` as one masked frame, if the server's frame of it is at least
+    /// `frame_from` bytes, that frame: the server's header is written over
+    /// the end of the peer's (its length and mask key, dead once read), so
+    /// header and payload lie together and an echo goes out in one plain
+    /// write. The event's payload is the framed slice's tail.
     pub fn decode_framed<'a>(
         &'a mut self,
         config: &DecoderConfig,
         buf: &'a mut [u8],
+        frame_from: usize,
     ) -> Result<FramedStep<'a>, ProtocolError> {
         self.clear_delivered();
         if self.close_received {
@@ -259,7 +258,7 @@ impl Decoder {
         if let Some(key) = header.mask {
             mask::apply_mask(&mut frame[used..], key, 0);
         }
-        let reframed = reframe(&header, used, frame);
+        let reframed = reframe(&header, used, frame, frame_from);
         let frame: &'a [u8] = frame;
         let event = self.complete_frame(&header, &frame[used..])?;
         Ok((
@@ -484,14 +483,25 @@ impl Decoder {
 
 /// Writes the server's header for a whole, uncompressed, masked data
 /// message over the tail of its own header (`frame[..used]`, all of it
-/// read from this buffer); returns where the server's frame starts.
-fn reframe(header: &FrameHeader, used: usize, frame: &mut [u8]) -> Option<usize> {
+/// read from this buffer), if the server's frame is `frame_from` bytes or
+/// more; returns where the server's frame starts.
+fn reframe(
+    header: &FrameHeader,
+    used: usize,
+    frame: &mut [u8],
+    frame_from: usize,
+) -> Option<usize> {
     let data = matches!(header.opcode, OpCode::Text | OpCode::Binary);
     if !data || !header.fin || header.rsv != 0 || header.mask.is_none() {
         return None;
     }
     if used != header.header_len {
         // Part of the header came in an earlier read.
+        return None;
+    }
+    // The peer's header less its mask key: the server's, for the same length.
+    let server_len = (used - 4) as u64 + header.payload_len;
+    if server_len < frame_from as u64 {
         return None;
     }
     let server = frame::encode_header(true, 0, header.opcode, None, header.payload_len);

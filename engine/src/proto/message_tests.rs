@@ -722,7 +722,7 @@ proptest! {
 fn decode_framed_one(config: &DecoderConfig, mut buf: Vec<u8>) -> (Owned, Option<Vec<u8>>) {
     let mut decoder = Decoder::new();
     let len = buf.len();
-    let (n, event, framed) = decoder.decode_framed(config, &mut buf).unwrap();
+    let (n, event, framed) = decoder.decode_framed(config, &mut buf, 0).unwrap();
     assert_eq!(n, len);
     (
         Owned::from(event.expect("one event")),
@@ -751,7 +751,7 @@ fn a_whole_masked_message_is_framed_as_the_server_sends_it() {
             let mut buf = frame(&SERVER, true, opcode, &payload);
             let range = buf.as_ptr_range();
             let mut decoder = Decoder::new();
-            let (_, event, framed) = decoder.decode_framed(&SERVER, &mut buf).unwrap();
+            let (_, event, framed) = decoder.decode_framed(&SERVER, &mut buf, 0).unwrap();
             let framed = framed.expect("framed");
             assert!(range.contains(&framed.as_ptr()), "framed in the buffer");
             assert_eq!(framed, server_frame(opcode, &payload), "len {len}");
@@ -773,10 +773,10 @@ fn only_whole_uncompressed_masked_data_messages_are_framed() {
     assert_eq!((event, framed), (Owned::Ping(b"p".to_vec()), None));
     let mut decoder = Decoder::new();
     let mut first = frame(&SERVER, false, OpCode::Binary, b"ab");
-    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut first).unwrap();
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut first, 0).unwrap();
     assert!(event.is_none() && framed.is_none());
     let mut last = frame(&SERVER, true, OpCode::Continuation, b"cd");
-    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut last).unwrap();
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut last, 0).unwrap();
     assert_eq!(Owned::from(event.unwrap()), Owned::Binary(b"abcd".to_vec()));
     assert!(framed.is_none());
     let config = with_deflate(SERVER);
@@ -795,9 +795,9 @@ fn only_whole_uncompressed_masked_data_messages_are_framed() {
         let whole = frame(&SERVER, true, OpCode::Binary, payload);
         let mut decoder = Decoder::new();
         let (mut head, mut rest) = (whole[..cut].to_vec(), whole[cut..].to_vec());
-        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut head).unwrap();
+        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut head, 0).unwrap();
         assert!(event.is_none() && framed.is_none());
-        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest).unwrap();
+        let (_, event, framed) = decoder.decode_framed(&SERVER, &mut rest, 0).unwrap();
         assert_eq!(Owned::from(event.unwrap()), Owned::Binary(payload.to_vec()));
         assert!(framed.is_none());
     }
@@ -808,9 +808,29 @@ fn framing_in_place_leaves_the_next_frame_of_the_read_intact() {
     let mut stream = frame(&SERVER, true, OpCode::Binary, &[7; 300]);
     stream.extend(frame(&SERVER, true, OpCode::Text, b"next"));
     let mut decoder = Decoder::new();
-    let (n, _, framed) = decoder.decode_framed(&SERVER, &mut stream).unwrap();
+    let (n, _, framed) = decoder.decode_framed(&SERVER, &mut stream, 0).unwrap();
     assert_eq!(framed.unwrap(), server_frame(OpCode::Binary, &[7; 300]));
-    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut stream[n..]).unwrap();
+    let (_, event, framed) = decoder.decode_framed(&SERVER, &mut stream[n..], 0).unwrap();
     assert_eq!(Owned::from(event.unwrap()), Owned::Text("next".into()));
     assert_eq!(framed.unwrap(), server_frame(OpCode::Text, b"next"));
+}
+
+#[test]
+fn only_frames_of_at_least_frame_from_bytes_are_framed_and_decode_frames_none() {
+    let payload = [3u8; 200];
+    // The server's frame of 200 bytes: a 4-byte header.
+    for (frame_from, framed) in [(204, true), (205, false)] {
+        let mut buf = frame(&SERVER, true, OpCode::Binary, &payload);
+        let mut decoder = Decoder::new();
+        let (_, _, got) = decoder
+            .decode_framed(&SERVER, &mut buf, frame_from)
+            .unwrap();
+        assert_eq!(got.is_some(), framed, "frame_from {frame_from}");
+    }
+    // `decode` rewrites no header: only the payload is unmasked.
+    let sent = frame(&SERVER, true, OpCode::Binary, &payload);
+    let mut buf = sent.clone();
+    Decoder::new().decode(&SERVER, &mut buf).unwrap();
+    assert_eq!(buf[..8], sent[..8]);
+    assert_eq!(buf[8..], payload);
 }

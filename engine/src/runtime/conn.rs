@@ -32,7 +32,7 @@ use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus, TlsError};
 /// Smallest frame written from where it lies instead of copied into the send
 /// queue: below it a copy costs less than a write of its own, and the small
 /// messages of a turn are better sent together in one.
-const DIRECT_MIN: usize = 16 << 10;
+pub(crate) const DIRECT_MIN: usize = 16 << 10;
 
 /// Longest frame header of the server role: 2 bytes, 8 of length, no mask.
 const MAX_HEADER: usize = 10;

@@ -2,7 +2,7 @@
 //! handed to the protocol session, and its outcome to the handler's callbacks
 //! (with the pong or close reply queued first).
 
-use super::conn::{Conn, Direct, Finish, Link};
+use super::conn::{Conn, DIRECT_MIN, Direct, Finish, Link};
 use super::handler::{Handler, WebSocket};
 use super::ratelimit::Verdict;
 use super::shared::Shared;
@@ -28,18 +28,25 @@ pub(crate) fn frames<H: Handler>(
 ) {
     let Conn { link, decoder, .. } = conn;
     let config = *shared.endpoint.decoder_config(&link.session);
+    // Only a plain socket writes a message framed in place, and only a large
+    // one goes out from where it lies (`Link::send_message`).
+    let frame_from = match direct {
+        Some(Direct::Socket { .. }) => DIRECT_MIN,
+        _ => usize::MAX,
+    };
     let mut pos = 0;
     while pos < data.len() && link.reading_frames() {
         if hold(link, shared, &data[pos..]) {
             break;
         }
-        let (used, event, framed) = match decoder.decode_framed(&config, &mut data[pos..]) {
-            Ok(step) => step,
-            Err(error) => {
-                link.fail(shared, error);
-                break;
-            }
-        };
+        let (used, event, framed) =
+            match decoder.decode_framed(&config, &mut data[pos..], frame_from) {
+                Ok(step) => step,
+                Err(error) => {
+                    link.fail(shared, error);
+                    break;
+                }
+            };
         pos += used;
         let Some(event) = event else {
             continue;

@@ -361,13 +361,19 @@ impl Harness {
         self.worker.on_data(key, &mut bytes, &mut self.io);
     }
 
-    /// The client sends a text message.
-    fn send_text(&mut self, key: usize, text: &str) {
+    /// The client's frame of a text message, as it goes on the wire.
+    fn text_wire(&mut self, key: usize, text: &str) -> Vec<u8> {
         let (endpoint, session, ..) = self.clients.get_mut(&key).unwrap();
         let mut wire = Vec::new();
         session
             .message(endpoint, OpCode::Text, text.as_bytes(), false)
             .write_to(&mut wire);
+        wire
+    }
+
+    /// The client sends a text message.
+    fn send_text(&mut self, key: usize, text: &str) {
+        let wire = self.text_wire(key, text);
         self.send_raw(key, &wire);
     }
 
@@ -693,11 +699,7 @@ fn an_echo_whose_header_came_in_an_earlier_read_goes_out_with_its_header_apart()
     let mut h = Harness::new(config());
     let (key, _) = h.open();
     let big = "y".repeat(70_000);
-    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
-    let mut wire = Vec::new();
-    session
-        .message(endpoint, OpCode::Text, big.as_bytes(), false)
-        .write_to(&mut wire);
+    let wire = h.text_wire(key, &big);
     // The 14-byte header cut after 3 bytes: the decoder keeps them, and the
     // rest of the frame lies in the second read without a header before it.
     h.send_raw(key, &wire[..3]);
@@ -925,11 +927,7 @@ fn a_split_message_s_buffer_is_reused_then_freed_when_quiet() {
     let mut h = Harness::new(config());
     let (key, id) = h.open();
     let text = "x".repeat(3000);
-    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
-    let mut wire = Vec::new();
-    session
-        .message(endpoint, OpCode::Text, text.as_bytes(), false)
-        .write_to(&mut wire);
+    let wire = h.text_wire(key, &text);
     // Cut across two reads: the decoder reassembles it in a buffer of its own.
     let (first, second) = wire.split_at(1000);
     h.send_raw(key, first);
@@ -989,14 +987,10 @@ fn a_bridge_hears_first_and_last_subscriber_and_local_publishes_only() {
 
 /// Several client messages in one read, as a fast sender's arrive.
 fn texts(h: &mut Harness, key: usize, texts: &[&str]) -> Vec<u8> {
-    let (endpoint, session, ..) = h.clients.get_mut(&key).unwrap();
-    let mut wire = Vec::new();
-    for text in texts {
-        session
-            .message(endpoint, OpCode::Text, text.as_bytes(), false)
-            .write_to(&mut wire);
-    }
-    wire
+    texts
+        .iter()
+        .flat_map(|text| h.text_wire(key, text))
+        .collect()
 }
 
 #[test]
