@@ -103,60 +103,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Prometheus scrapes http://HOST:PORT/metrics.
         builder = builder.metrics_route("/metrics");
     }
-    let server = builder.build()?;
-    // SIGTERM and SIGINT are blocked in every thread (the workers inherit the
-    // mask) and taken by `sigwait` below: a graceful shutdown, not a kill.
-    let signals = block_termination_signals();
-    let handle = server.start(|| Echo)?;
-    let scheme = if handle.tls_addrs().is_empty() {
-        "ws"
-    } else {
-        "wss"
-    };
-    println!(
-        "echo: listening on {scheme}://{} with {workers} workers ({} backend)",
-        handle.local_addr(),
-        handle.backend()
-    );
-    // With --stats, prints the server's counters every 200 ms.
-    if stats {
-        let handle = handle.clone();
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                let s = handle.stats();
-                println!(
-                    "stats: connections={} messages_in={} messages_out={} bytes_in={}",
-                    s.connections, s.messages_in, s.messages_out, s.bytes_in
-                );
+    // SIGTERM and SIGINT: a graceful shutdown (close 1001, at most the grace),
+    // read by worker 0 beside its sockets, so with one worker the server is
+    // this one thread.
+    let server = builder
+        .shutdown_on_signals(std::time::Duration::from_millis(grace_ms))
+        .build()?;
+    server.run(
+        || Echo,
+        |handle| {
+            let scheme = if handle.tls_addrs().is_empty() {
+                "ws"
+            } else {
+                "wss"
+            };
+            println!(
+                "echo: listening on {scheme}://{} with {workers} workers ({} backend)",
+                handle.local_addr(),
+                handle.backend()
+            );
+            // With --stats, prints the server's counters every 200 ms.
+            if stats {
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        let s = handle.stats();
+                        println!(
+                            "stats: connections={} messages_in={} messages_out={} bytes_in={}",
+                            s.connections, s.messages_in, s.messages_out, s.bytes_in
+                        );
+                    }
+                });
             }
-        });
-    }
-    let signal = wait_for(&signals);
+        },
+    )?;
     // A restart: a new process already listens on the port (SO_REUSEPORT);
-    // this one stops accepting, closes with 1001 and exits within the grace.
-    println!("echo: signal {signal}, shutting down within {grace_ms} ms");
-    handle.shutdown(std::time::Duration::from_millis(grace_ms));
+    // this one stopped accepting, closed with 1001 and exited within the grace.
     println!("echo: stopped");
     Ok(())
-}
-
-fn block_termination_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own; pthread_sigmask
-    // only reads it. Called before any other thread starts.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for(set: &libc::sigset_t) -> i32 {
-    let mut signal = 0;
-    // SAFETY: sigwait reads the set and writes the signal number to a local.
-    unsafe { libc::sigwait(set, &mut signal) };
-    signal
 }

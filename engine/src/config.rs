@@ -222,6 +222,10 @@ pub struct Config {
     /// The plain-HTTP path the server answers with its metrics (Prometheus text
     /// or OpenMetrics), before `on_http` sees it. Default none.
     pub metrics_route: Option<String>,
+    /// [`crate::Server::run`] only: on SIGTERM or SIGINT, shut down as
+    /// [`crate::ServerHandle::shutdown`] does, with this grace period. Default
+    /// none (the signals do what the process's dispositions say).
+    pub shutdown_on_signals: Option<Duration>,
 }
 
 impl Default for Config {
@@ -257,6 +261,7 @@ impl Default for Config {
             deflate_level: 1,
             rate_limit: RateLimit::none(),
             metrics_route: None,
+            shutdown_on_signals: None,
         }
     }
 }

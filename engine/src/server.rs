@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::backend::epoll::EpollBackend;
+use crate::backend::signals::{self, SignalFd};
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
 use crate::config::{
@@ -235,6 +236,19 @@ impl Builder {
         deflate_level: u32 => deflate_level;
     }
 
+    /// With [`Server::run`]: SIGTERM and SIGINT shut the server down as
+    /// [`ServerHandle::shutdown`] with `grace` does, and `run` returns. The
+    /// signals are blocked on the thread that calls `run` (and so on the
+    /// workers it starts) and read by worker 0 from a signalfd beside its
+    /// sockets, so no thread waits for them; threads the application started
+    /// before must block them too, or a signal sent to the process may reach
+    /// one of those and end the process. Default off. [`Server::start`]
+    /// refuses it (its caller keeps the thread, so it waits for signals itself).
+    pub fn shutdown_on_signals(mut self, grace: Duration) -> Self {
+        self.config.shutdown_on_signals = Some(grace);
+        self
+    }
+
     /// Largest upgrade request head in bytes (default 8 KiB; 431 beyond).
     pub fn max_handshake_bytes(mut self, bytes: usize) -> Self {
         self.config.handshake_limits.max_bytes = bytes;
@@ -288,6 +302,63 @@ impl Server {
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
     {
+        if self.config.shutdown_on_signals.is_some() {
+            return Err(StartError::Config(ConfigError::Invalid {
+                name: "shutdown_on_signals",
+                problem: "needs Server::run (start returns, so its caller waits for signals)",
+            }));
+        }
+        let (handle, _) = self.launch(factory, false)?;
+        Ok(handle)
+    }
+
+    /// Runs the server with worker 0 on the calling thread (the others on
+    /// threads of their own) and returns once it has shut down: by
+    /// [`ServerHandle::shutdown`] from another thread, or on SIGTERM or SIGINT
+    /// with [`Builder::shutdown_on_signals`]. `started` gets the handle once
+    /// every worker is ready, before worker 0 runs; clone it to steer the server
+    /// from elsewhere. With one worker and signals the whole server is one
+    /// thread: no thread of its own waits for signals, and a process of one
+    /// thread does not share its descriptor table, so each syscall skips a
+    /// reference count on the file it names.
+    pub fn run<H, F>(
+        self,
+        factory: F,
+        started: impl FnOnce(&ServerHandle),
+    ) -> Result<(), StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let previous = match self.config.shutdown_on_signals {
+            Some(_) => Some(signals::block().map_err(StartError::Worker)?),
+            None => None,
+        };
+        let result = self.launch(factory, true).map(|(handle, inline)| {
+            started(&handle);
+            if let Some(inline) = inline {
+                inline.run();
+            }
+            handle.join_threads();
+            handle.stop_bridge();
+        });
+        if let Some(previous) = previous {
+            signals::restore(previous);
+        }
+        result
+    }
+
+    /// Starts the workers: all on threads of their own, or with `inline`
+    /// worker 0 set up on the calling thread and handed back to run there.
+    fn launch<H, F>(
+        self,
+        factory: F,
+        inline: bool,
+    ) -> Result<(ServerHandle, Option<InlineWorker<F>>), StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
         let config = Arc::new(self.config);
         let bridge = self.bridge.0;
         let node = bridge.clone().map(|b| Arc::new(NodeTopics::new(b)));
@@ -314,17 +385,48 @@ impl Server {
         }));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Mailbox)>>();
-        let barrier = Arc::new(Barrier::new(config.workers + 1));
-        let mut threads = Vec::with_capacity(config.workers);
+        // The spawned workers and the calling thread meet here.
+        let spawned = config.workers - usize::from(inline);
+        let barrier = Arc::new(Barrier::new(spawned + 1));
+        let mut threads = Vec::with_capacity(spawned);
+        let mut inline_worker = None;
         for (index, worker_listeners) in listeners.into_iter().enumerate() {
-            let config = config.clone();
-            let factory = factory.clone();
-            let peers = peers.clone();
-            let node = node.clone();
-            let metrics = metrics.clone();
+            let seed = WorkerSeed {
+                index,
+                config: config.clone(),
+                factory: factory.clone(),
+                peers: peers.clone(),
+                node: node.clone(),
+                metrics: metrics.clone(),
+                tls: tls.clone(),
+            };
+            if inline && index == 0 {
+                // Set up here now (the others wait at the barrier for the
+                // mailboxes, this one's included); run after the barrier.
+                let signals = config
+                    .shutdown_on_signals
+                    .map(|_| SignalFd::open())
+                    .transpose();
+                let opened = signals
+                    .and_then(|signals| open_backend(chosen, worker_listeners, &config, signals));
+                match opened {
+                    Ok(backend) => {
+                        let (mailbox, inbox) = command::queue(backend.waker());
+                        let _ = ready_tx.send(Ok((index, mailbox)));
+                        inline_worker = Some(InlineWorker {
+                            seed,
+                            backend,
+                            inbox,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+                continue;
+            }
             let ready = ready_tx.clone();
             let barrier = barrier.clone();
-            let tls = tls.clone();
             let core = config
                 .pin_workers
                 .then(|| cores.get(index % cores.len().max(1)).copied())
@@ -335,12 +437,7 @@ impl Server {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let backend = match chosen {
-                        Chosen::Epoll => EpollBackend::new(worker_listeners).map(Backend::Epoll),
-                        Chosen::Uring => UringBackend::new(worker_listeners, &config)
-                            .map(|b| Backend::Uring(Box::new(b))),
-                    };
-                    let backend = match backend {
+                    let backend = match open_backend(chosen, worker_listeners, &seed.config, None) {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = ready.send(Err(e));
@@ -349,32 +446,16 @@ impl Server {
                             return;
                         }
                     };
-                    let waker = match &backend {
-                        Backend::Epoll(b) => b.waker(),
-                        Backend::Uring(b) => b.waker(),
-                    };
-                    let (mailbox, inbox) = command::queue(waker);
+                    let (mailbox, inbox) = command::queue(backend.waker());
                     let _ = ready.send(Ok((index, mailbox)));
                     drop(ready);
                     barrier.wait();
-                    let worker = Worker::new(
-                        index,
-                        factory(),
-                        config,
+                    InlineWorker {
+                        seed,
+                        backend,
                         inbox,
-                        peers,
-                        node,
-                        metrics,
-                        tls,
-                        Instant::now(),
-                    );
-                    let result = match backend {
-                        Backend::Epoll(b) => b.run(worker),
-                        Backend::Uring(b) => b.run(worker),
-                    };
-                    if let Err(e) = result {
-                        log::error!("worker {index} stopped: {e}");
                     }
+                    .run();
                 })
                 .map_err(StartError::Worker)?;
             threads.push(thread);
@@ -413,20 +494,98 @@ impl Server {
                 local_addrs,
                 tls_addrs,
                 tls,
+                inline,
             }),
         };
         if let Some(e) = failure {
+            // The inline worker (if it started) never runs: the others exit.
+            drop(inline_worker);
             handle.shutdown(Duration::ZERO);
             return Err(StartError::Worker(e));
         }
-        Ok(handle)
+        Ok((handle, inline_worker))
     }
 }
 
-/// A worker's backend, set up on its own thread.
+/// What a worker is made of: its index and what it shares with the others.
+struct WorkerSeed<F> {
+    index: usize,
+    config: Arc<Config>,
+    factory: Arc<F>,
+    peers: crate::runtime::worker::Peers,
+    node: Option<Arc<NodeTopics>>,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<TlsConfigCell>>,
+}
+
+/// A worker set up and ready to run on the thread that holds it.
+struct InlineWorker<F> {
+    seed: WorkerSeed<F>,
+    backend: Backend,
+    inbox: command::Inbox,
+}
+
+impl<F> InlineWorker<F> {
+    /// Runs the worker's loop until it has shut down.
+    fn run<H: Handler>(self)
+    where
+        F: Fn() -> H,
+    {
+        let Self {
+            seed,
+            backend,
+            inbox,
+        } = self;
+        let index = seed.index;
+        let worker = Worker::new(
+            index,
+            (seed.factory)(),
+            seed.config,
+            inbox,
+            seed.peers,
+            seed.node,
+            seed.metrics,
+            seed.tls,
+            Instant::now(),
+        );
+        let result = match backend {
+            Backend::Epoll(b) => b.run(worker),
+            Backend::Uring(b) => b.run(worker),
+        };
+        if let Err(e) = result {
+            log::error!("worker {index} stopped: {e}");
+        }
+    }
+}
+/// A worker's backend, set up on the thread that runs it.
 enum Backend {
     Epoll(EpollBackend),
     Uring(Box<UringBackend>),
+}
+
+impl Backend {
+    fn waker(&self) -> Arc<dyn command::Wake> {
+        match self {
+            Backend::Epoll(b) => b.waker(),
+            Backend::Uring(b) => b.waker(),
+        }
+    }
+}
+
+/// Sets up a worker's backend on the calling thread (an io_uring ring's
+/// single issuer is the thread that sets it up).
+fn open_backend(
+    chosen: Chosen,
+    listeners: Vec<TcpListener>,
+    config: &Config,
+    signals: Option<SignalFd>,
+) -> io::Result<Backend> {
+    match chosen {
+        Chosen::Epoll => EpollBackend::new(listeners, signals).map(Backend::Epoll),
+        Chosen::Uring => {
+            UringBackend::new(listeners, config, signals).map(|b| Backend::Uring(Box::new(b)))
+        }
+    }
 }
 
 /// One listener per worker per address, all with SO_REUSEPORT on the same port,
@@ -474,6 +633,8 @@ struct Inner {
     local_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     tls: Option<Arc<TlsConfigCell>>,
+    /// Worker 0 runs on the thread in [`Server::run`].
+    inline: bool,
 }
 
 /// Steers a running server from any thread.
@@ -582,17 +743,31 @@ impl ServerHandle {
 
     /// Stops accepting, sends close 1001 to every connection, flushes everything
     /// queued, waits for the peers' replies until `grace` has passed, aborts the
-    /// rest and joins the workers.
+    /// rest and joins the workers. For a server in [`Server::run`], it joins
+    /// the workers on threads of their own; `run` returns once worker 0, on
+    /// its caller's thread, is done too.
     pub fn shutdown(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
         for mailbox in self.inner.mailboxes.iter() {
             mailbox.send(Command::Shutdown { deadline });
         }
+        self.join_threads();
+        if !self.inner.inline {
+            self.stop_bridge();
+        }
+    }
+
+    /// Joins the workers on threads of their own.
+    fn join_threads(&self) {
         let threads =
             std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
         }
+    }
+
+    /// Tells the bridge that every worker has exited.
+    fn stop_bridge(&self) {
         if let Some(bridge) = &self.inner.bridge.0 {
             bridge.stop();
         }

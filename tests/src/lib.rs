@@ -823,6 +823,99 @@ where
     server
 }
 
+/// A server in [`Server::run`] on a thread of the test's: worker 0 runs there.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The handle `run` gave to its `started` callback.
+    pub handle: ServerHandle,
+    /// The listening address of the test's transport.
+    pub addr: SocketAddr,
+    /// The kernel's id of the thread in `run` (for a signal sent to it alone).
+    pub tid: libc::pid_t,
+    /// The thread, named `name`; it ends with what `run` returned and whether
+    /// SIGTERM was blocked on it after `run` returned.
+    pub thread: std::thread::JoinHandle<(Result<(), String>, bool)>,
+}
+
+/// Whether SIGTERM is blocked on the calling thread.
+pub fn sigterm_blocked() -> bool {
+    // SAFETY: pthread_sigmask with no new set only writes the current mask
+    // into a sigset_t we own; sigismember reads it.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        libc::sigismember(&mask, libc::SIGTERM) == 1
+    }
+}
+
+/// Runs a server with `backend` on `127.0.0.1:0` (a TLS listener when the
+/// test runs over TLS) through [`Server::run`] on a new thread named `name`,
+/// after `configure` adjusted the builder; returns once `run` has called its
+/// `started` callback.
+pub fn run_on_thread<H, F>(
+    backend: BackendKind,
+    name: &str,
+    configure: impl FnOnce(Builder) -> Builder,
+    factory: F,
+) -> RunningServer
+where
+    H: Handler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    let tls = transport::transport() == Transport::Tls;
+    let builder = Server::builder().backend(backend);
+    let builder = if tls {
+        builder.bind_tls("127.0.0.1:0").tls(pki().server.clone())
+    } else {
+        builder.bind("127.0.0.1:0")
+    };
+    let server = configure(builder)
+        .build()
+        .expect("valid test configuration");
+    let (started_tx, started_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let result = server.run(factory, |handle| {
+                let _ = started_tx.send((handle.clone(), tid));
+            });
+            (result.map_err(|e| e.to_string()), sigterm_blocked())
+        })
+        .expect("spawn the run thread");
+    let (handle, tid) = started_rx
+        .recv_timeout(TIMEOUT)
+        .expect("Server::run calls started");
+    transport::register_tls(handle.tls_addrs());
+    let addr = if tls {
+        handle.tls_addrs()[0]
+    } else {
+        handle.local_addr()
+    };
+    assert_eq!(handle.backend(), backend, "the server runs another backend");
+    RunningServer {
+        handle,
+        addr,
+        tid,
+        thread,
+    }
+}
+
+impl RunningServer {
+    /// Waits for the thread in `run` to end: what `run` returned, and whether
+    /// SIGTERM was still blocked on that thread afterwards.
+    pub fn join(self) -> (Result<(), String>, bool) {
+        transport::unregister_tls(self.handle.tls_addrs());
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.thread.is_finished() {
+            assert!(Instant::now() < deadline, "Server::run did not return");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.thread.join().expect("the run thread panicked")
+    }
+}
+
 /// Whether this machine can run `backend`: `Err` with the reason when the
 /// engine reports it unavailable (io_uring missing or disabled). Probed once
 /// per backend and process.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+
+use super::signals::SignalFd;
 
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
@@ -17,6 +20,7 @@ use crate::runtime::worker::{Worker, shrink_idle};
 
 /// Tokens above this are listeners and the waker; below are slab keys.
 const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 1024;
 
 impl Wake for Waker {
@@ -31,12 +35,21 @@ pub(crate) struct EpollBackend {
     poll: Poll,
     listeners: Vec<TcpListener>,
     waker: Arc<Waker>,
+    signals: Option<SignalFd>,
 }
 
 impl EpollBackend {
-    pub fn new(listeners: Vec<StdListener>) -> io::Result<Self> {
+    /// `signals`: termination signals to watch (worker 0 of `Server::run`).
+    pub fn new(listeners: Vec<StdListener>, signals: Option<SignalFd>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        if let Some(signals) = &signals {
+            poll.registry().register(
+                &mut SourceFd(&signals.raw_fd()),
+                SIGNALS,
+                Interest::READABLE,
+            )?;
+        }
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
             listener.set_nonblocking(true)?;
@@ -52,6 +65,7 @@ impl EpollBackend {
             poll,
             listeners: mio_listeners,
             waker,
+            signals,
         })
     }
 
@@ -65,6 +79,7 @@ impl EpollBackend {
             mut poll,
             listeners,
             waker: _waker,
+            signals,
         } = self;
         let config = worker.config();
         let read_budget = config.read_budget;
@@ -97,6 +112,11 @@ impl EpollBackend {
                 match event.token() {
                     // Commands are run at the end of the turn.
                     WAKER => {}
+                    SIGNALS => {
+                        if let Some(signal) = signals.as_ref().and_then(SignalFd::drain) {
+                            worker.on_signal(signal);
+                        }
+                    }
                     Token(t) if t >= LISTENER_BASE => io.accept_all(t - LISTENER_BASE, &mut worker),
                     Token(key) => {
                         if event.is_writable() {

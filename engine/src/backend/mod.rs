@@ -53,6 +53,7 @@
 //! `io_uring_enter` and reports writes and closes by completion.
 
 pub(crate) mod epoll;
+pub(crate) mod signals;
 pub(crate) mod uring;
 
 use crate::config::BackendKind;

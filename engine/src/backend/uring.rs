@@ -16,6 +16,7 @@ use io_uring::types::{BufRingEntry, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode};
 use slab::Slab;
 
+use super::signals::SignalFd;
 use crate::config::Config;
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
@@ -36,10 +37,11 @@ enum Op {
     CloseRefused,
     Wake,
     Cancel,
+    Signal,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 10] = [
         Op::Accept,
         Op::PeerName,
         Op::Recv,
@@ -49,6 +51,7 @@ impl Op {
         Op::CloseRefused,
         Op::Wake,
         Op::Cancel,
+        Op::Signal,
     ];
 
     fn from_u8(value: u8) -> Option<Self> {
@@ -141,6 +144,7 @@ fn probe_on_this_thread() -> Result<(), String> {
         ("close", opcode::Close::CODE),
         ("read", opcode::Read::CODE),
         ("async_cancel", opcode::AsyncCancel::CODE),
+        ("poll_add", opcode::PollAdd::CODE),
         ("uring_cmd", opcode::UringCmd16::CODE),
     ];
     for (name, code) in needed {
@@ -543,11 +547,17 @@ pub(crate) struct UringBackend {
     listeners: Vec<TcpListener>,
     wake: Arc<EventFd>,
     wake_buf: Box<u64>,
+    signals: Option<SignalFd>,
 }
 
 impl UringBackend {
     /// Sets up the ring on the calling thread (the ring's single issuer).
-    pub fn new(listeners: Vec<TcpListener>, config: &Config) -> io::Result<Self> {
+    /// `signals`: termination signals to watch (worker 0 of `Server::run`).
+    pub fn new(
+        listeners: Vec<TcpListener>,
+        config: &Config,
+        signals: Option<SignalFd>,
+    ) -> io::Result<Self> {
         let entries = config.uring_entries;
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -594,6 +604,7 @@ impl UringBackend {
             listeners,
             wake,
             wake_buf: Box::new(0),
+            signals,
         })
     }
 
@@ -609,6 +620,7 @@ impl UringBackend {
             listeners,
             wake,
             wake_buf,
+            signals,
         } = self;
         // The listener's family gives the size of its peers' addresses.
         let listener_v6 = listeners
@@ -626,6 +638,7 @@ impl UringBackend {
             listening: true,
             wake_fd: wake.0.as_raw_fd(),
             wake_buf,
+            signals,
             slots: Vec::new(),
             peers: Slab::new(),
             sends: Slab::new(),
@@ -650,6 +663,7 @@ struct Ring {
     listening: bool,
     wake_fd: RawFd,
     wake_buf: Box<u64>,
+    signals: Option<SignalFd>,
     slots: Vec<Slot>,
     /// Peer-name requests of accepted connections not yet handed to the worker.
     peers: Slab<Box<PeerName>>,
@@ -670,6 +684,7 @@ impl Ring {
     fn run<H: Handler>(&mut self, worker: &mut Worker<H>, buffers: &mut BufRing) -> io::Result<()> {
         self.arm_accepts();
         self.arm_wake();
+        self.arm_signals();
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
         let mut wait = Duration::ZERO;
         loop {
@@ -757,6 +772,19 @@ impl Ring {
         self.push(entry);
     }
 
+    /// A poll of the signalfd, read by the worker's thread on completion
+    /// (not by the ring, whose read could run on a kernel worker thread, which
+    /// does not see a signal sent to this thread).
+    fn arm_signals(&mut self) {
+        let Some(signals) = &self.signals else {
+            return;
+        };
+        let entry = opcode::PollAdd::new(Fd(signals.raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(Tag::other(Op::Signal, 0).encode());
+        self.push(entry);
+    }
+
     fn arm_recv(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
@@ -801,6 +829,14 @@ impl Ring {
             }
             // Commands are run at the end of the turn.
             Op::Wake => self.arm_wake(),
+            // A failed poll (cancelled as the ring ends) is not re-armed.
+            Op::Signal if result >= 0 => {
+                if let Some(signal) = self.signals.as_ref().and_then(SignalFd::drain) {
+                    worker.on_signal(signal);
+                }
+                self.arm_signals();
+            }
+            Op::Signal => {}
             // Cancel and the close of a refused socket need no follow-up.
             Op::Cancel | Op::CloseRefused => {}
         }

@@ -70,6 +70,8 @@ pub(crate) struct Worker<H: Handler> {
     clock: Clock,
     ticks: Ticks,
     shutdown: Option<Instant>,
+    /// A termination signal taken since the last turn ([`Self::on_signal`]).
+    signalled: Option<i32>,
     listening: bool,
     generation: u32,
     /// Scratch: subscribers of a publish, connections to flush.
@@ -150,6 +152,7 @@ impl<H: Handler> Worker<H> {
             clock: Clock::new(now, config.tick()),
             ticks: Ticks::new(&config),
             shutdown: None,
+            signalled: None,
             listening: true,
             generation: 0,
             keys: Vec::new(),
@@ -364,6 +367,13 @@ impl<H: Handler> Worker<H> {
         self.shared.counters.buffer_exhausted += 1;
     }
 
+    /// SIGTERM or SIGINT (`signal`) arrived, with
+    /// [`crate::Builder::shutdown_on_signals`]: at the end of this turn every
+    /// worker is told to shut down within the grace period.
+    pub fn on_signal(&mut self, signal: i32) {
+        self.signalled = Some(signal);
+    }
+
     /// The byte stream of `key` ended.
     pub fn on_hangup(&mut self, key: usize, hangup: Hangup) {
         if let Some(conn) = self.conns.get_mut(key) {
@@ -478,6 +488,7 @@ impl<H: Handler> Worker<H> {
     pub fn end_turn(&mut self, now: Instant, io: &mut impl Io) -> Turn {
         self.shared.now_ms = self.clock.millis(now);
         self.time_handshakes();
+        self.shut_down_on_signal(now);
         self.run_commands();
         self.advance(now);
         self.start_waiting_handshakes(io);
@@ -673,6 +684,26 @@ impl<H: Handler> Worker<H> {
         let tick = clock.now();
         for (_, conn) in conns.iter_mut() {
             timers::sweep(conn, tick, ticks, shared);
+        }
+    }
+
+    /// After [`Self::on_signal`]: the same shutdown as
+    /// [`crate::ServerHandle::shutdown`] would start, sent to every worker
+    /// (this one included, so that it runs with this turn's commands).
+    fn shut_down_on_signal(&mut self, now: Instant) {
+        let Some(signal) = self.signalled.take() else {
+            return;
+        };
+        let grace = self.shared.config.shutdown_on_signals.unwrap_or_default();
+        log::info!(
+            "ringws: signal {signal}, shutting down within {} ms",
+            grace.as_millis()
+        );
+        let deadline = now + grace;
+        if let Some(peers) = self.peers.get() {
+            for peer in peers {
+                peer.send(Command::Shutdown { deadline });
+            }
         }
     }
 
