@@ -354,7 +354,7 @@ impl Server {
         self,
         factory: F,
         inline: bool,
-    ) -> Result<(ServerHandle, Option<InlineWorker<F>>), StartError>
+    ) -> Result<(ServerHandle, Option<ReadyWorker<F>>), StartError>
     where
         H: Handler,
         F: Fn() -> H + Send + Sync + 'static,
@@ -413,7 +413,7 @@ impl Server {
                     Ok(backend) => {
                         let (mailbox, inbox) = command::queue(backend.waker());
                         let _ = ready_tx.send(Ok((index, mailbox)));
-                        inline_worker = Some(InlineWorker {
+                        inline_worker = Some(ReadyWorker {
                             seed,
                             backend,
                             inbox,
@@ -450,7 +450,7 @@ impl Server {
                     let _ = ready.send(Ok((index, mailbox)));
                     drop(ready);
                     barrier.wait();
-                    InlineWorker {
+                    ReadyWorker {
                         seed,
                         backend,
                         inbox,
@@ -518,14 +518,15 @@ struct WorkerSeed<F> {
     tls: Option<Arc<TlsConfigCell>>,
 }
 
-/// A worker set up and ready to run on the thread that holds it.
-struct InlineWorker<F> {
+/// A worker set up on the thread that will run it (the ring of an io_uring
+/// backend has that thread as its single issuer).
+struct ReadyWorker<F> {
     seed: WorkerSeed<F>,
     backend: Backend,
     inbox: command::Inbox,
 }
 
-impl<F> InlineWorker<F> {
+impl<F> ReadyWorker<F> {
     /// Runs the worker's loop until it has shut down.
     fn run<H: Handler>(self)
     where
