@@ -501,6 +501,10 @@ impl Server {
             // The inline worker (if it started) never runs: the others exit.
             drop(inline_worker);
             handle.shutdown(Duration::ZERO);
+            if inline {
+                // `shutdown` leaves the bridge to `run`, which does not get here.
+                handle.stop_bridge();
+            }
             return Err(StartError::Worker(e));
         }
         Ok((handle, inline_worker))
