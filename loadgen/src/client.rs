@@ -561,12 +561,14 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 }
             }
             let final_seq = live.final_seq.load(Ordering::Acquire);
+            // Settled: every connection open (no handshake, opening or closing,
+            // under way) and nothing it is owed outstanding.
             let settled = || {
                 conns.iter().all(|(_, c)| {
-                    c.tx.inflight.is_empty()
+                    c.phase == Phase::Open
+                        && c.tx.inflight.is_empty()
                         && !c.ping_outstanding
                         && (!broadcast
-                            || c.phase != Phase::Open
                             || (final_seq != u64::MAX
                                 && c.heard.is_some_and(|h| h.last >= final_seq)))
                 })
@@ -581,8 +583,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         } else {
             plan.connections
         };
-        // Churned connections are replaced at once (they count past the plan).
-        while started < plan.connections.min(due) + reopen && draining.is_none() {
+        // Churned connections are replaced at once (they count past the plan),
+        // the drain included: a churn just before the end still reopens, so the
+        // run ends with as many connections as it held.
+        while started < plan.connections.min(due) + reopen
+            && (draining.is_none() || ramp_done.is_some())
+        {
             started += 1;
             let source = plan
                 .sources
@@ -624,7 +630,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                             out_pos: 0,
                             inflight: VecDeque::new(),
                             next_variant: key as u32,
-                            stopped: false,
+                            // Opened in the drain: it holds, sends nothing.
+                            stopped: draining.is_some(),
                         },
                         ping_outstanding: false,
                         writable: false,
@@ -1145,6 +1152,9 @@ fn read_conn(
 }
 
 fn on_open(key: usize, conn: &mut Conn, plan: &Plan, schedule: &mut Schedule, now: Instant) {
+    if conn.tx.stopped {
+        return;
+    }
     match &plan.workload {
         Workload::Idle => {}
         Workload::Ping { every } => {

@@ -413,6 +413,33 @@ fn churn_closes_and_reopens_without_losing_anything() {
 }
 
 #[test]
+fn a_churn_just_before_the_end_still_reopens() {
+    let s = server();
+    let url = format!("ws://{}/", s.0.local_addr());
+    // Four connections churned every 100 ms, the last of them within a
+    // millisecond of the end: the run waits for their replacements to open
+    // (it used to end with them still connecting, short of 40, in most runs).
+    for _ in 0..3 {
+        let v = loadgen(&[
+            "hold",
+            "--url",
+            &url,
+            "-c",
+            "40",
+            "-d",
+            "1.0005",
+            "--ping-interval",
+            "0.2",
+            "--churn",
+            "100",
+        ]);
+        assert!(v["churned"].as_u64().unwrap() >= 20, "{v}");
+        assert_eq!(v["dropped"], 0, "{v}");
+        assert_eq!(v["live_at_end"], 40, "{v}");
+    }
+}
+
+#[test]
 fn compare_runs_the_scenario_on_each_server() {
     let (a, b) = (server(), server());
     let dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
