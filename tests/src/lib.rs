@@ -787,6 +787,25 @@ impl Drop for TestServer {
     }
 }
 
+/// `builder` listening on `127.0.0.1:0` with the test's transport (TLS with
+/// the test certificate, or plain).
+fn bind_for_transport(builder: Builder) -> Builder {
+    match transport::transport() {
+        Transport::Plain => builder.bind("127.0.0.1:0"),
+        Transport::Tls => builder.bind_tls("127.0.0.1:0").tls(pki().server.clone()),
+    }
+}
+
+/// The address a test connects to on the server of `handle` (whose TLS
+/// listeners the test's clients are told of).
+fn register_for_transport(handle: &ServerHandle) -> SocketAddr {
+    transport::register_tls(handle.tls_addrs());
+    match transport::transport() {
+        Transport::Tls => handle.tls_addrs()[0],
+        Transport::Plain => handle.local_addr(),
+    }
+}
+
 /// Starts a server on `127.0.0.1:0` with `backend` and 2 workers, after
 /// `configure` adjusted the builder; a TLS listener when the test runs over
 /// TLS ([`with_transport`]). Panics if it does not start.
@@ -799,20 +818,12 @@ where
     H: Handler,
     F: Fn() -> H + Send + Sync + 'static,
 {
-    let builder = Server::builder().backend(backend).workers(2);
-    let builder = match transport::transport() {
-        Transport::Plain => builder.bind("127.0.0.1:0"),
-        Transport::Tls => builder.bind_tls("127.0.0.1:0").tls(pki().server.clone()),
-    };
+    let builder = bind_for_transport(Server::builder().backend(backend).workers(2));
     let server = configure(builder)
         .build()
         .expect("valid test configuration");
     let handle = server.start(factory).expect("the server starts");
-    transport::register_tls(handle.tls_addrs());
-    let addr = match transport::transport() {
-        Transport::Tls => handle.tls_addrs()[0],
-        Transport::Plain => handle.local_addr(),
-    };
+    let addr = register_for_transport(&handle);
     let server = TestServer { handle, addr };
     assert_eq!(
         server.backend(),
@@ -862,13 +873,7 @@ where
     H: Handler,
     F: Fn() -> H + Send + Sync + 'static,
 {
-    let tls = transport::transport() == Transport::Tls;
-    let builder = Server::builder().backend(backend);
-    let builder = if tls {
-        builder.bind_tls("127.0.0.1:0").tls(pki().server.clone())
-    } else {
-        builder.bind("127.0.0.1:0")
-    };
+    let builder = bind_for_transport(Server::builder().backend(backend));
     let server = configure(builder)
         .build()
         .expect("valid test configuration");
@@ -887,12 +892,7 @@ where
     let (handle, tid) = started_rx
         .recv_timeout(TIMEOUT)
         .expect("Server::run calls started");
-    transport::register_tls(handle.tls_addrs());
-    let addr = if tls {
-        handle.tls_addrs()[0]
-    } else {
-        handle.local_addr()
-    };
+    let addr = register_for_transport(&handle);
     assert_eq!(handle.backend(), backend, "the server runs another backend");
     RunningServer {
         handle,
