@@ -26,9 +26,12 @@ fn setup(
     configure: impl FnOnce(Builder) -> Builder,
 ) -> (TestServer, Client, Events) {
     let (tx, events) = events();
+    // No auto-ping: the bystander idles through each attack, which on a loaded
+    // machine outlasts a ping interval (its ping, or the abort of a bystander
+    // that did not answer, is lifecycle.rs's business, not abuse's).
     let server = start(
         backend,
-        |b| configure(b.workers(1)),
+        |b| configure(b.workers(1).ping_interval(None)),
         move || Echo::reporting(tx.clone()).with_commands(),
     );
     let mut bystander = Client::connect(server.addr()).unwrap();
