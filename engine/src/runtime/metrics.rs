@@ -100,13 +100,16 @@ macro_rules! counters {
         pub(crate) struct Counters {
             $(pub $field: u64,)*
             /// Connections ended after `on_open`, by cause and by close code.
-            pub closed_by_cause: [u64; CAUSES.len()],
-            pub closed_by_code: [u64; CODES],
+            closed_by_cause: [u64; CAUSES.len()],
+            closed_by_code: [u64; CODES],
             /// Handshakes by duration bucket, and their total duration (ms).
-            pub handshakes: [u64; HANDSHAKE_BUCKETS_MS.len() + 1],
-            pub handshake_ms: u64,
+            handshakes: [u64; HANDSHAKE_BUCKETS_MS.len() + 1],
+            handshake_ms: u64,
             /// Statuses of upgrades refused this turn (rare: a list, not a table).
             pub rejected: Vec<u16>,
+            /// Whether a close or a handshake was counted since the last
+            /// publish: most turns have neither, and skip those tables.
+            tabled: bool,
         }
 
         /// A worker's figures, readable from any thread.
@@ -142,16 +145,18 @@ macro_rules! counters {
             pub fn publish(&self, connections: usize, c: &mut Counters) {
                 self.connections.store(connections as u64, Ordering::Relaxed);
                 $(add(&self.$field, &mut c.$field);)*
-                for (atomic, value) in self.closed_by_cause.iter().zip(&mut c.closed_by_cause) {
-                    add(atomic, value);
+                if std::mem::take(&mut c.tabled) {
+                    for (atomic, value) in self.closed_by_cause.iter().zip(&mut c.closed_by_cause) {
+                        add(atomic, value);
+                    }
+                    for (atomic, value) in self.closed_by_code.iter().zip(&mut c.closed_by_code) {
+                        add(atomic, value);
+                    }
+                    for (atomic, value) in self.handshakes.iter().zip(&mut c.handshakes) {
+                        add(atomic, value);
+                    }
+                    add(&self.handshake_ms, &mut c.handshake_ms);
                 }
-                for (atomic, value) in self.closed_by_code.iter().zip(&mut c.closed_by_code) {
-                    add(atomic, value);
-                }
-                for (atomic, value) in self.handshakes.iter().zip(&mut c.handshakes) {
-                    add(atomic, value);
-                }
-                add(&self.handshake_ms, &mut c.handshake_ms);
                 for status in c.rejected.drain(..) {
                     if let Some(slot) = usize::from(status).checked_sub(100).and_then(|i| self.rejected.get(i)) {
                         slot.fetch_add(1, Ordering::Relaxed);
@@ -204,12 +209,14 @@ impl Counters {
     pub fn closed(&mut self, code: u16, cause: CloseCause) {
         self.closed_by_cause[cause_index(cause)] += 1;
         self.closed_by_code[code_index(code)] += 1;
+        self.tabled = true;
     }
 
     /// A handshake took `ms` from accept to the 101.
     pub fn handshake(&mut self, ms: u64) {
         self.handshakes[bucket_index(ms)] += 1;
         self.handshake_ms += ms;
+        self.tabled = true;
     }
 }
 
