@@ -21,8 +21,9 @@ if [ ! -x "$peers/compare.sh" ]; then
 fi
 cargo build --release --locked -p ringws --example echo
 echo "compare: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(uname -r), $(date -u +%FT%TZ)"
-raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+# The raw lines stay (the matrix prints where) for reading later.
+mkdir -p target/compare
+raw=target/compare/raw-$(date -u +%Y%m%dT%H%M%SZ).txt
 OUT=$raw RINGWS_ECHO=target/release/examples/echo "$peers/compare.sh" "$@"
 python3 - "$raw" <<'PY'
 import sys, collections
