@@ -48,7 +48,8 @@ def figure(r):
         return None, why
     return v, ('%.0f B' % v if idle else '%.0f @%s' % (v, r.get('server_cpu', '?')))
 print('\nround by round (msgs per server-CPU-s @ server CPU; idle: bytes/conn), ratios within the round:')
-for (scenario, n) in sorted(rounds, key=lambda k: (list(dict.fromkeys(r['scenario'] for r in rows)).index(k[0]), k[1])):
+order = list(dict.fromkeys(r.get('scenario') for r in rows))
+for (scenario, n) in sorted(rounds, key=lambda k: (order.index(k[0]), k[1])):
     cells = {p: figure(rounds[(scenario, n)].get(p)) for p in peers}
     base = cells['uws'][0]
     out = []
