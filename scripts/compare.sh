@@ -25,6 +25,8 @@ echo "compare: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(uname 
 mkdir -p target/compare
 raw=target/compare/raw-$(date -u +%Y%m%dT%H%M%SZ).txt
 OUT=$raw RINGWS_ECHO=target/release/examples/echo "$peers/compare.sh" "$@"
+# No rounds run (ROUNDS=0): nothing to list.
+[ -s "$raw" ] || exit 0
 python3 - "$raw" <<'PY'
 import sys, collections
 rows = [dict(kv.split('=', 1) for kv in l.split() if '=' in kv) for l in open(sys.argv[1]) if l.strip()]
