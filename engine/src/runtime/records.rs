@@ -32,7 +32,8 @@ pub(crate) const MAX_OVERHEAD: usize = HEADER + EXPLICIT_NONCE + 1 + TAG;
 const TAG: usize = 16;
 const EXPLICIT_NONCE: usize = 8;
 
-const ALERT: u8 = 21;
+/// Content type of an alert record.
+pub(crate) const ALERT: u8 = 21;
 /// Content type of a handshake record (also the first byte a TLS client sends).
 pub(crate) const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
@@ -47,6 +48,7 @@ pub(crate) mod alert {
     pub const BAD_RECORD_MAC: u8 = 20;
     pub const RECORD_OVERFLOW: u8 = 22;
     pub const ILLEGAL_PARAMETER: u8 = 47;
+    pub const PROTOCOL_VERSION: u8 = 70;
     pub const DECODE_ERROR: u8 = 50;
     pub const INTERNAL_ERROR: u8 = 80;
     pub const USER_CANCELED: u8 = 90;
@@ -60,11 +62,17 @@ const FATAL: u8 = 2;
 /// connection is failed.
 const WARNINGS_ALLOWED: u8 = 4;
 const KEY_UPDATES_ALLOWED: u8 = 32;
+/// Empty records of data in a row, as OpenSSL allows: past it a peer is
+/// spending our CPU on nothing (an empty record is no data, so it refills no
+/// budget either).
+const EMPTY_RECORDS_ALLOWED: u8 = 32;
 
 /// Records of data up to this size are joined to the plaintext before them
 /// (moved down in the buffer) and delivered with it.
 const MERGE_MAX: usize = 4096;
 const RENEGOTIATIONS_ALLOWED: u8 = 1;
+/// Records kept back at a TLS 1.2 key's limit for the close frame and close_notify.
+pub(crate) const CLOSE_RESERVE: u64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -184,9 +192,19 @@ pub(crate) struct RecordLayer {
     tx_limit: u64,
     warnings_allowed: u8,
     key_updates_allowed: u8,
+    empty_records_allowed: u8,
     renegotiations_allowed: u8,
+    /// The peer asked for our KeyUpdate (update_requested): it goes out before
+    /// our next record of data, once however many requests came (RFC 8446
+    /// §4.6.3), so a peer that asks and never reads cannot grow the wire.
+    key_update_owed: bool,
+    /// TLS 1.2 came within [`CLOSE_RESERVE`] records of its key's limit: data
+    /// is sealed no more but for the close frame, which the reserve is for.
+    exhausted: bool,
     /// The peer's close_notify came: nothing after it is read.
     peer_closed: bool,
+    /// Our close_notify is sealed: nothing more is.
+    closed: bool,
 }
 
 impl std::fmt::Debug for RecordLayer {
@@ -227,8 +245,12 @@ impl RecordLayer {
             tx_limit,
             warnings_allowed: WARNINGS_ALLOWED,
             key_updates_allowed: KEY_UPDATES_ALLOWED,
+            empty_records_allowed: EMPTY_RECORDS_ALLOWED,
             renegotiations_allowed: RENEGOTIATIONS_ALLOWED,
+            key_update_owed: false,
+            exhausted: false,
             peer_closed: false,
+            closed: false,
         })
     }
 
@@ -269,10 +291,41 @@ impl RecordLayer {
         // Data opened before a failure is delivered too, as it came first
         // (with nothing to seal into: the session is ending).
         if let Some(run) = run {
-            let sealer = result.is_ok().then(|| self.sealer(wire));
+            let sealer = if result.is_ok() {
+                self.sealer(wire)
+            } else {
+                None
+            };
             up.deliver(&mut buf[run], sealer);
         }
+        if result.is_ok() && wire.is_empty() {
+            // Nothing waits for the socket: the KeyUpdate owed goes now.
+            self.answer_key_update(wire, up.pool())?;
+        }
         result
+    }
+
+    /// The peer asked for a KeyUpdate that is not sent yet.
+    pub fn owes_key_update(&self) -> bool {
+        self.key_update_owed
+    }
+
+    /// TLS 1.2 is within [`CLOSE_RESERVE`] records of its key's limit: the
+    /// connection should close (1001) while it still can say so.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    /// Sends the KeyUpdate owed, if any.
+    pub fn answer_key_update(
+        &mut self,
+        wire: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> Result<(), Fatal> {
+        if std::mem::take(&mut self.key_update_owed) && !self.closed {
+            self.update_tx(wire, pool)?;
+        }
+        Ok(())
     }
 
     /// The loop of [`Self::receive`]. Consecutive records of data are
@@ -298,8 +351,13 @@ impl RecordLayer {
             if body > self.max_body() {
                 return Err(Fatal::alert(alert::RECORD_OVERFLOW));
             }
+            // TLS 1.3 ignores the legacy version but for its major number;
+            // TLS 1.2 records carry the version negotiated (RFC 5246 §6.2.1).
             if header[1] != 3 {
                 return Err(Fatal::alert(alert::DECODE_ERROR));
+            }
+            if self.version == Version::Tls12 && header[2] != 3 {
+                return Err(Fatal::alert(alert::PROTOCOL_VERSION));
             }
             let end = pos + HEADER + body;
             if end > buf.len() {
@@ -313,9 +371,16 @@ impl RecordLayer {
             let plain = pos + HEADER + plain.start..pos + HEADER + plain.end;
             pos = end;
             if typ == APPLICATION_DATA {
+                if plain.is_empty() {
+                    self.empty_records_allowed = self
+                        .empty_records_allowed
+                        .checked_sub(1)
+                        .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
+                    continue;
+                }
                 self.key_updates_allowed = KEY_UPDATES_ALLOWED;
+                self.empty_records_allowed = EMPTY_RECORDS_ALLOWED;
                 match run {
-                    _ if plain.is_empty() => {}
                     Some(open) if plain.len() <= MERGE_MAX => {
                         let len = plain.len();
                         buf.copy_within(plain, open.end);
@@ -323,7 +388,7 @@ impl RecordLayer {
                     }
                     _ => {
                         if let Some(done) = run.replace(plain) {
-                            up.deliver(&mut buf[done], Some(self.sealer(wire)));
+                            up.deliver(&mut buf[done], self.sealer(wire));
                         }
                     }
                 }
@@ -331,7 +396,12 @@ impl RecordLayer {
             }
             // What came before a control record is delivered before it acts.
             if let Some(done) = run.take() {
-                up.deliver(&mut buf[done], Some(self.sealer(wire)));
+                up.deliver(&mut buf[done], self.sealer(wire));
+            }
+            // RFC 8446 §5.1 (and RFC 5246 §6.2.1): no zero-length fragments
+            // of any other type.
+            if plain.is_empty() {
+                return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE));
             }
             match typ {
                 ALERT => {
@@ -436,6 +506,8 @@ impl RecordLayer {
 
     /// An alert from the peer.
     fn alert(&mut self, plain: &[u8]) -> Result<Input, Fatal> {
+        // One alert per record, whole (RFC 8446 §5.1); a record of another
+        // length holds no alert we can decode (§6: decode_error).
         let &[level, description] = plain else {
             return Err(Fatal::alert(alert::DECODE_ERROR));
         };
@@ -509,10 +581,9 @@ impl RecordLayer {
                 .update_rx_secret()
                 .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
             self.rx = Direction::new(self.version, secrets, seq)?;
-            if request == 1 {
-                // update_requested: ours goes out before any more data.
-                self.update_tx(wire, pool)?;
-            }
+            // update_requested: ours goes out before any more data (once
+            // for many requests).
+            self.key_update_owed |= request == 1;
         }
         Ok(())
     }
@@ -536,12 +607,13 @@ impl RecordLayer {
             .ok_or(Fatal::alert(alert::INTERNAL_ERROR))
     }
 
-    /// Lends the sending half with the plaintext it opened (see [`Sealer`]).
-    fn sealer<'a>(&'a mut self, wire: &'a mut Outbox) -> Sealer<'a> {
-        Sealer {
+    /// Lends the sending half with the plaintext it opened (see [`Sealer`]),
+    /// unless nothing more may be sealed (our close_notify is out).
+    fn sealer<'a>(&'a mut self, wire: &'a mut Outbox) -> Option<Sealer<'a>> {
+        (!self.closed).then_some(Sealer {
             records: self,
             wire,
-        }
+        })
     }
 
     /// Before sealing a record: at the confidentiality limit, TLS 1.3 moves to
@@ -554,6 +626,20 @@ impl RecordLayer {
         match self.version {
             Version::Tls13 => self.update_tx(wire, pool).map(|()| true),
             Version::Tls12 => Err(Fatal(None)),
+        }
+    }
+
+    /// Records of data TLS 1.2 may still seal before it keeps the rest of its
+    /// key's life for the close frame and close_notify (unlimited on 1.3,
+    /// which moves to a new key).
+    fn data_records_left(&self) -> u64 {
+        match self.version {
+            Version::Tls13 => u64::MAX,
+            Version::Tls12 if self.exhausted => self.tx_limit.saturating_sub(self.tx.seq),
+            Version::Tls12 => self
+                .tx_limit
+                .saturating_sub(CLOSE_RESERVE)
+                .saturating_sub(self.tx.seq),
         }
     }
 
@@ -699,25 +785,51 @@ impl RecordLayer {
         }
     }
 
-    /// Seals the first `total` bytes of `slices` as application data.
+    /// Seals application data from the first `total` bytes of `slices`: the
+    /// bytes sealed, fewer than `total` only when a TLS 1.2 key nears its
+    /// limit ([`Self::exhausted`] is then set, and the connection should close
+    /// with the reserve left). After our close_notify nothing is sealed.
     pub fn seal_data(
         &mut self,
         slices: &[&[u8]],
         total: usize,
         wire: &mut Outbox,
         pool: &mut BufferPool,
-    ) -> Result<(), Fatal> {
-        self.seal_slices(APPLICATION_DATA, slices, total, wire, pool)
+    ) -> Result<usize, Fatal> {
+        if self.closed {
+            return Ok(0);
+        }
+        self.answer_key_update(wire, pool)?;
+        let room = usize::try_from(self.data_records_left())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(MAX_FRAGMENT);
+        let sealed = total.min(room);
+        if sealed < total {
+            if self.exhausted && sealed == 0 {
+                // The reserve is spent too: the session ends here.
+                return Err(Fatal(None));
+            }
+            self.exhausted = true;
+        }
+        if sealed > 0 {
+            self.seal_slices(APPLICATION_DATA, slices, sealed, wire, pool)?;
+        }
+        Ok(sealed)
     }
 
-    /// Seals our close_notify.
+    /// Seals our close_notify; nothing is sealed after it.
     pub fn close_notify(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
         self.seal(ALERT, &[WARNING, alert::CLOSE_NOTIFY], wire, pool)
     }
 
     /// Seals a fatal alert (best effort: the session is over either way).
     pub fn fatal_alert(&mut self, description: u8, wire: &mut Outbox, pool: &mut BufferPool) {
-        let _ = self.seal_one(ALERT, &[FATAL, description], wire, pool);
+        if !std::mem::replace(&mut self.closed, true) {
+            let _ = self.seal_one(ALERT, &[FATAL, description], wire, pool);
+        }
     }
 }
 
@@ -742,10 +854,15 @@ impl Sealer<'_> {
     /// key at its limit): the frame is then queued as any other, and the
     /// flush, meeting the same error, ends the session.
     pub fn seal(&mut self, parts: &[&[u8]], pool: &mut BufferPool) -> bool {
-        let total = parts.iter().map(|part| part.len()).sum();
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        // Whole or not at all: near a TLS 1.2 key's limit the frame is queued
+        // instead, and the flush asks for the close.
+        if self.records.data_records_left() < total.div_ceil(MAX_FRAGMENT) as u64 {
+            return false;
+        }
         self.records
             .seal_data(parts, total, self.wire, pool)
-            .is_ok()
+            .is_ok_and(|sealed| sealed == total)
     }
 
     /// Reborrowed for one callback, leaving it for the next.

@@ -22,7 +22,7 @@ use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 
 use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
-use super::records::{Fatal, HEADER, Input, RecordLayer, Sealer};
+use super::records::{Fatal, HEADER, Input, MAX_FRAGMENT, RecordLayer, Sealer, alert};
 use crate::types::TlsError;
 
 /// Most bytes held for a connection waiting for its handshake to start: a
@@ -86,8 +86,15 @@ pub(crate) struct Tls {
     /// A record cut by the end of a read (and, during the handshake, records
     /// rustls has not released yet); empty and unallocated otherwise.
     stash: Vec<u8>,
+    /// The front of `stash` rustls has seen and not released: it joins a
+    /// handshake message cut across records in place, so those bytes are no
+    /// longer records; the records after them are read from the wire.
+    fed: u32,
     /// Nothing received yet: the first byte tells TLS from plain text.
     fresh: bool,
+    /// rustls has written handshake records: from then on only it may write
+    /// an alert (TLS 1.3 encrypts them after the ServerHello).
+    spoke: bool,
     /// The handshake is complete: application data flows.
     established: bool,
     /// Our close_notify is queued (or can never be sent).
@@ -116,7 +123,9 @@ impl Tls {
             session: Session::Fresh(config),
             wire: Outbox::default(),
             stash: Vec::new(),
+            fed: 0,
             fresh: true,
+            spoke: false,
             established: false,
             close_notified: false,
             hand_over,
@@ -145,6 +154,18 @@ impl Tls {
         !self.fresh && !self.established && matches!(self.session, Session::Rustls(_))
     }
 
+    /// A TLS 1.2 session is near its key's record limit: the connection should
+    /// close (1001) while the records kept for that remain.
+    pub fn exhausted(&self) -> bool {
+        matches!(&self.session, Session::Records(records) if records.exhausted())
+    }
+
+    /// The peer asked for a KeyUpdate that waits for the wire to empty: a
+    /// flush with nothing else to send still calls [`Self::encrypt`].
+    pub fn owes_key_update(&self) -> bool {
+        matches!(&self.session, Session::Records(records) if records.owes_key_update())
+    }
+
     /// Nothing has been processed yet: the handshake has not started.
     pub fn unstarted(&self) -> bool {
         self.fresh
@@ -152,16 +173,27 @@ impl Tls {
 
     /// Keeps bytes that arrived before the handshake may start (the worker
     /// runs as many as it allows), for [`Self::take_held`]. False, keeping
-    /// nothing, if they are not the start of a handshake (refused at once
-    /// instead) or would take more than [`HOLD_MAX`] (started at once instead:
-    /// a waiting connection costs less than a running handshake).
+    /// nothing new, if they are not handshake records (refused when received
+    /// instead) or their messages would take more than [`HOLD_MAX`] (started
+    /// at once instead: a waiting connection costs less than a running
+    /// handshake).
+    ///
+    /// What is held is compacted as it comes: the payloads of whole records
+    /// joined into one record (a handshake message may be cut into records of
+    /// any size, down to one byte: RFC 8446 §5.1), so a ClientHello sent in
+    /// tiny records costs what it says, not six times more, and waits its turn
+    /// like any other.
     pub fn hold(&mut self, data: &[u8]) -> bool {
-        let first = self.stash.first().or(data.first());
-        if first != Some(&super::records::HANDSHAKE) || self.stash.len() + data.len() > HOLD_MAX {
-            return false;
+        let mut held = Vec::with_capacity(self.stash.len() + data.len());
+        held.extend_from_slice(&self.stash);
+        held.extend_from_slice(data);
+        match compact_handshake(&held) {
+            Some(compacted) => {
+                self.stash = compacted;
+                true
+            }
+            None => false,
         }
-        self.stash.extend_from_slice(data);
-        true
     }
 
     /// The bytes [`Self::hold`] kept, to be received now.
@@ -185,7 +217,7 @@ impl Tls {
         if data.is_empty() {
             return Ok(Received::Open);
         }
-        if std::mem::take(&mut self.fresh) && data[0] != super::records::HANDSHAKE {
+        if std::mem::take(&mut self.fresh) && !starts_like_a_handshake(data) {
             if looks_like_http(data) {
                 self.wire.push_copy(up.pool(), PLAIN_HTTP_REFUSAL, b"");
             }
@@ -202,65 +234,91 @@ impl Tls {
             }
         }
         while !self.stash.is_empty() {
-            let (taken, ready) = top_up(&mut self.stash, data).map_err(|e| self.malformed(e))?;
+            let fed = self.fed as usize;
+            let (taken, ready) = top_up(&mut self.stash, fed, data);
             data = &mut data[taken..];
+            if self.stash.len() > MAX_STASH {
+                // A handshake message that never ends (or is too long to be
+                // one), in records of any size.
+                return Err(self.malformed(alert::DECODE_ERROR, up.pool()));
+            }
             if !ready {
                 return Ok(Received::Open);
             }
             let mut stash = std::mem::take(&mut self.stash);
-            let (used, received) = self.process(&mut stash, plain, up)?;
+            let (used, received) = self.process(&mut stash, fed, plain, up)?;
             if received == Received::PeerClosed {
                 return Ok(received);
             }
             if used < stash.len() {
                 stash.drain(..used);
                 self.stash = stash;
+                if oversized(&self.stash[self.fed as usize..]) {
+                    // The session saw the header and did not refuse it.
+                    return Err(self.malformed(alert::RECORD_OVERFLOW, up.pool()));
+                }
+            } else {
+                // Nothing is kept between records.
+                self.fed = 0;
             }
-            // Else the stash is dropped: nothing is kept between records.
         }
         if data.is_empty() {
             return Ok(Received::Open);
         }
-        let (used, received) = self.process(data, plain, up)?;
+        let (used, received) = self.process(data, 0, plain, up)?;
         if received == Received::Open && used < data.len() {
             let rest = &data[used..];
             if rest.len() > MAX_STASH {
-                return Err(self.malformed(Malformed));
+                return Err(self.malformed(alert::DECODE_ERROR, up.pool()));
+            }
+            let fed = self.fed as usize;
+            if oversized(&rest[fed..]) {
+                return Err(self.malformed(alert::RECORD_OVERFLOW, up.pool()));
             }
             // Room for the whole cut record at once.
-            let mut stash = Vec::with_capacity(rest.len().max(first_record_len(rest)));
+            let cut = first_record_len(&rest[fed..]);
+            let mut stash = Vec::with_capacity(rest.len().max(fed + cut));
             stash.extend_from_slice(rest);
             self.stash = stash;
-            // A complete record that rustls did not take is held for the rest
-            // of a handshake message; a lone partial header is checked now.
-            walk(&self.stash).map_err(|e| self.malformed(e))?;
+        } else {
+            self.fed = 0;
         }
         Ok(received)
     }
 
     /// Runs the session over `buf` until it needs more input: returns the bytes
-    /// it is done with (the front of `buf`) and whether the peer closed.
+    /// it is done with (the front of `buf`) and whether the peer closed. The
+    /// first `fed` bytes are rustls's from an earlier call; the rest are
+    /// records as they came. Sets [`Self::fed`] for what is left.
     fn process(
         &mut self,
         buf: &mut [u8],
+        fed: usize,
         plain: &mut Vec<u8>,
         up: &mut impl Upper,
     ) -> Result<(usize, Received), TlsError> {
+        self.fed = 0;
         let mut used = 0;
         if let Session::Rustls(_) = self.session {
-            let (n, received, writable) = self.process_rustls(buf, plain, up)?;
+            let (n, limit, received, writable) = self.process_rustls(buf, fed, plain, up)?;
             used = n;
-            // The handshake is done and rustls holds nothing back (no complete
-            // record left, as when it joins a handshake message across
-            // records): our record layer takes over.
-            if received == Received::PeerClosed
-                || !writable
-                || !self.hand_over
-                || holds_a_record(&buf[used..])
-            {
+            // rustls keeps what it has not released; the rest is records.
+            self.fed = u32::try_from(limit - used).unwrap_or(u32::MAX);
+            // The handshake is done and rustls holds nothing back (as when it
+            // joins a handshake message across records): our record layer
+            // takes over, from the record after the client's Finished.
+            if received == Received::PeerClosed || !writable || !self.hand_over || limit > used {
                 return Ok((used, received));
             }
-            self.take_over()?;
+            self.take_over(up.pool())?;
+            if let Session::Rustls(_) = self.session {
+                // rustls keeps the session (a suite whose keys it does not
+                // export): it reads the rest as well.
+                let rest = &mut buf[used..];
+                let (n, limit, received, _) = self.process_rustls(rest, 0, plain, up)?;
+                self.fed = u32::try_from(limit - n).unwrap_or(u32::MAX);
+                return Ok((used + n, received));
+            }
         }
         let Self { session, wire, .. } = self;
         let Session::Records(records) = session else {
@@ -275,7 +333,24 @@ impl Tls {
     }
 
     /// Hands the session from rustls to our record layer.
-    fn take_over(&mut self) -> Result<(), TlsError> {
+    fn take_over(&mut self, pool: &mut BufferPool) -> Result<(), TlsError> {
+        if let Session::Rustls(conn) = &mut self.session {
+            // Whatever rustls still owes the wire goes first (its
+            // NewSessionTickets are out by now; this is belt and braces for
+            // any record it queued without asking).
+            if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
+                conn.process_tls_records(&mut []).state
+            {
+                seal_into(
+                    &mut self.wire,
+                    pool,
+                    4096,
+                    |out| encode.encode(out),
+                    encode_room,
+                )
+                .map_err(|()| TlsError::Handshake)?;
+            }
+        }
         let Session::Rustls(conn) = std::mem::replace(&mut self.session, Session::Over) else {
             return Ok(());
         };
@@ -316,48 +391,62 @@ impl Tls {
     }
 
     /// Runs rustls over `buf` until it needs more input: returns the bytes it
-    /// is done with (the front of `buf`), whether the peer closed, and whether
-    /// rustls got to sending application data (the handshake is done).
+    /// is done with (the front of `buf`), how far it has read (it keeps the
+    /// bytes between), whether the peer closed, and whether rustls got to
+    /// sending application data (the handshake is done).
+    ///
+    /// While our record layer is to take the session over, rustls is given
+    /// one whole record more at a time: it would otherwise go on past the
+    /// client's Finished and act on what follows itself (a KeyUpdate it
+    /// answers into a queue that the hand-over drops, and then every later
+    /// record of ours fails at the client). `buf[..fed]` is rustls's already.
     fn process_rustls(
         &mut self,
         buf: &mut [u8],
+        fed: usize,
         plain: &mut Vec<u8>,
         up: &mut impl Upper,
-    ) -> Result<(usize, Received, bool), TlsError> {
+    ) -> Result<(usize, usize, Received, bool), TlsError> {
         let mut used = 0;
+        let one_at_a_time = self.hand_over && !self.established;
+        let mut limit = next_limit(buf, fed, one_at_a_time);
         loop {
             let Self {
                 session,
                 wire,
                 established,
+                spoke,
                 ..
             } = self;
             let Session::Rustls(conn) = session else {
-                return Ok((used, Received::Open, false));
+                return Ok((used, limit, Received::Open, false));
             };
-            let status = conn.process_tls_records(&mut buf[used..]);
+            let status = conn.process_tls_records(&mut buf[used..limit]);
             let mut discard = status.discard;
             let mut stop = None;
             let mut writable = false;
             match status.state {
-                Err(_) => {
+                Err(error) => {
                     let kind = if *established {
                         TlsError::Record
                     } else {
                         TlsError::Handshake
                     };
                     used += discard;
-                    self.queue_alert(&mut buf[used..], up.pool());
+                    self.queue_alert(&mut buf[used..limit], &error, up.pool());
                     return Err(kind);
                 }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
                     *established = true;
                     while let Some(record) = traffic.next_record() {
-                        let Ok(record) = record else {
-                            drop(traffic);
-                            used += discard;
-                            self.queue_alert(&mut buf[used..], up.pool());
-                            return Err(TlsError::Record);
+                        let record = match record {
+                            Ok(record) => record,
+                            Err(error) => {
+                                drop(traffic);
+                                used += discard;
+                                self.queue_alert(&mut buf[used..limit], &error, up.pool());
+                                return Err(TlsError::Record);
+                            }
                         };
                         discard += record.discard;
                         plain.clear();
@@ -366,6 +455,7 @@ impl Tls {
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    *spoke = true;
                     seal_into(wire, up.pool(), 4096, |out| encode.encode(out), encode_room)
                         .map_err(|()| TlsError::Handshake)?;
                 }
@@ -377,7 +467,18 @@ impl Tls {
                     writable = true;
                     stop = Some(Received::Open);
                 }
-                Ok(ConnectionState::BlockedHandshake) => stop = Some(Received::Open),
+                Ok(ConnectionState::BlockedHandshake) => {
+                    let more = next_limit(buf, limit, one_at_a_time);
+                    if more > limit {
+                        // The next record, for the rest of a message.
+                        limit = more;
+                    } else if oversized(&buf[limit..]) {
+                        // Shown rustls, which refuses it with its alert.
+                        limit = buf.len().min(limit + HEADER);
+                    } else {
+                        stop = Some(Received::Open);
+                    }
+                }
                 // close_notify: nothing more comes; we may still send (a close
                 // reply, say) until our own close_notify.
                 Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
@@ -389,7 +490,7 @@ impl Tls {
             }
             used += discard;
             if let Some(received) = stop {
-                return Ok((used, received, writable));
+                return Ok((used, limit, received, writable));
             }
         }
     }
@@ -399,10 +500,15 @@ impl Tls {
     /// send no more application data (the handshake is not done, or the peer
     /// closed): the plaintext can then never go out.
     pub fn encrypt(&mut self, plain: &mut Outbox, pool: &mut BufferPool) -> Result<bool, TlsError> {
+        if self.close_notified {
+            // Nothing goes out after our close_notify (or an alert).
+            return Ok(false);
+        }
         let Self {
             session,
             wire,
             stash,
+            fed,
             ..
         } = self;
         let conn = match session {
@@ -417,22 +523,25 @@ impl Tls {
                     total += slice.len();
                 }
                 let total = total.min(ENCRYPT_BUDGET);
-                if total == 0 {
-                    return Ok(true);
+                let sealed = if total == 0 {
+                    records.answer_key_update(wire, pool).map(|()| 0)
+                } else {
+                    records.seal_data(&parts[..count], total, wire, pool)
+                };
+                match sealed {
+                    Ok(sealed) => plain.consume(pool, sealed),
+                    Err(fatal) => return Err(self.fail(fatal, pool)),
                 }
-                if let Err(fatal) = records.seal_data(&parts[..count], total, wire, pool) {
-                    return Err(self.fail(fatal, pool));
-                }
-                plain.consume(pool, total);
                 return Ok(true);
             }
             // Nothing was upgraded, so nothing can be queued.
             Session::Fresh(_) | Session::Over => return Ok(false),
         };
         for _ in 0..4 {
-            // rustls is handed the input it has not discarded (the stash,
-            // usually empty), as its unbuffered API requires of every call.
-            let status = conn.process_tls_records(stash);
+            // rustls is handed the input it has not discarded (the front of
+            // the stash, usually empty), as its unbuffered API requires of
+            // every call.
+            let status = conn.process_tls_records(&mut stash[..*fed as usize]);
             if status.discard > 0 {
                 return Err(TlsError::Record);
             }
@@ -481,6 +590,7 @@ impl Tls {
             session,
             wire,
             stash,
+            fed,
             ..
         } = self;
         let conn = match session {
@@ -488,7 +598,7 @@ impl Tls {
             Session::Records(records) => return records.close_notify(wire, pool).is_ok(),
             Session::Fresh(_) | Session::Over => return false,
         };
-        let status = conn.process_tls_records(stash);
+        let status = conn.process_tls_records(&mut stash[..*fed as usize]);
         if status.discard > 0 {
             return false;
         }
@@ -507,7 +617,7 @@ impl Tls {
 
     /// After rustls failed on `rest` (the input it has not discarded), the
     /// alert it owes the peer, if any, goes to the wire.
-    fn queue_alert(&mut self, rest: &mut [u8], pool: &mut BufferPool) {
+    fn queue_alert(&mut self, rest: &mut [u8], error: &rustls::Error, pool: &mut BufferPool) {
         self.close_notified = true;
         let Self { session, wire, .. } = self;
         let Session::Rustls(conn) = session else {
@@ -516,14 +626,39 @@ impl Tls {
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = conn.process_tls_records(rest).state
         {
             let _ = seal_into(wire, pool, 4096, |out| encode.encode(out), encode_room);
+            return;
+        }
+        // Some failures rustls leaves without an alert (a handshake message
+        // too long for it, say): before it has written anything, the alert
+        // goes in the clear, so that the peer learns why rather than waiting.
+        if !self.spoke {
+            let description = match error {
+                rustls::Error::InvalidMessage(_) => alert::DECODE_ERROR,
+                _ => alert::UNEXPECTED_MESSAGE,
+            };
+            plain_alert(wire, description, pool);
         }
     }
 
-    /// Bytes no TLS peer sends: the session is over, and rustls is not asked
-    /// for anything more (not even close_notify).
-    fn malformed(&mut self, _: Malformed) -> TlsError {
-        self.close_notified = true;
+    /// Bytes no TLS peer sends (a record longer than any may be, a
+    /// handshake message that never ends): the session is over, with the
+    /// alert `description` where one can still be sent: by our record layer,
+    /// or in the clear while rustls has written nothing (after its ServerHello
+    /// only rustls could, and it is not asked for anything more).
+    fn malformed(&mut self, description: u8, pool: &mut BufferPool) -> TlsError {
+        let already = std::mem::replace(&mut self.close_notified, true);
         self.stash = Vec::new();
+        self.fed = 0;
+        if !already {
+            match &mut self.session {
+                Session::Records(records) => records.fatal_alert(description, &mut self.wire, pool),
+                Session::Fresh(_) | Session::Rustls(_) if !self.spoke => {
+                    plain_alert(&mut self.wire, description, pool);
+                }
+                _ => {}
+            }
+        }
+        self.session = Session::Over;
         if self.established {
             TlsError::Record
         } else {
@@ -532,9 +667,12 @@ impl Tls {
     }
 }
 
-/// A record header no TLS peer sends (a length past the limit).
-#[derive(Debug, Clone, Copy)]
-struct Malformed;
+/// Queues a fatal alert in the clear, as only a handshake that has not sent
+/// its first flight may.
+fn plain_alert(wire: &mut Outbox, description: u8, pool: &mut BufferPool) {
+    let record = [super::records::ALERT, 3, 3, 0, 2, 2, description];
+    wire.push_copy(pool, &record, b"");
+}
 
 /// How the bytes of `buf` split into records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,35 +682,46 @@ enum Records {
     /// The last record lacks this many bytes (of its header, or of its body
     /// once the header is complete).
     Partial(usize),
+    /// A header announces more than any record may hold: the session refuses
+    /// it (with `record_overflow`) once it sees the header.
+    Oversized,
 }
 
-fn walk(buf: &[u8]) -> Result<Records, Malformed> {
+fn walk(buf: &[u8]) -> Records {
     let mut pos = 0;
     while pos < buf.len() {
         let rest = buf.len() - pos;
         if rest < HEADER {
-            return Ok(Records::Partial(HEADER - rest));
+            return Records::Partial(HEADER - rest);
         }
         let body = usize::from(u16::from_be_bytes([buf[pos + 3], buf[pos + 4]]));
         if body > MAX_BODY {
-            return Err(Malformed);
+            return Records::Oversized;
         }
         if rest < HEADER + body {
-            return Ok(Records::Partial(HEADER + body - rest));
+            return Records::Partial(HEADER + body - rest);
         }
         pos += HEADER + body;
     }
-    Ok(Records::Whole)
+    Records::Whole
 }
 
-/// Appends to `stash` from `data` until the stash ends on a record boundary
-/// with at least one more record: the bytes taken, and whether it got there
-/// (false: `data` ran out first).
-fn top_up(stash: &mut Vec<u8>, data: &[u8]) -> Result<(usize, bool), Malformed> {
+/// Whether the records of `buf` come to a header that announces more than
+/// any record may hold.
+fn oversized(buf: &[u8]) -> bool {
+    walk(buf) == Records::Oversized
+}
+
+/// Appends to `stash` from `data` until the records after its first `fed`
+/// bytes end on a record boundary with at least one more record (or come to
+/// an oversized header, for the session to refuse): the bytes taken, and
+/// whether it got there (false: `data` ran out first).
+fn top_up(stash: &mut Vec<u8>, fed: usize, data: &[u8]) -> (usize, bool) {
     let mut taken = 0;
     loop {
-        let missing = match walk(stash)? {
-            Records::Whole if taken > 0 => return Ok((taken, true)),
+        let missing = match walk(&stash[fed..]) {
+            Records::Oversized => return (taken, true),
+            Records::Whole if taken > 0 => return (taken, true),
             // Every record of the stash is complete but rustls wants more (a
             // handshake message spanning records): take the next record.
             Records::Whole => HEADER,
@@ -581,12 +730,33 @@ fn top_up(stash: &mut Vec<u8>, data: &[u8]) -> Result<(usize, bool), Malformed> 
         let take = missing.min(data.len() - taken);
         stash.extend_from_slice(&data[taken..taken + take]);
         taken += take;
-        if stash.len() > MAX_STASH {
-            return Err(Malformed);
+        if take < missing || stash.len() > MAX_STASH {
+            return (taken, false);
         }
-        if take < missing {
-            return Ok((taken, false));
+    }
+}
+
+/// The end of the records rustls may have next, from `from` in `buf`: the
+/// next whole record (`one`), or every whole record; `from` if none is whole.
+fn next_limit(buf: &[u8], from: usize, one: bool) -> usize {
+    let mut end = from;
+    while let Some(len) = whole_record_len(&buf[end..]) {
+        end += len;
+        if one {
+            break;
         }
+    }
+    end
+}
+
+/// The length of the record `buf` starts with if it is all there.
+fn whole_record_len(buf: &[u8]) -> Option<usize> {
+    match buf {
+        [_, _, _, a, b, ..] => {
+            let len = HEADER + usize::from(u16::from_be_bytes([*a, *b]));
+            (len - HEADER <= MAX_BODY && buf.len() >= len).then_some(len)
+        }
+        _ => None,
     }
 }
 
@@ -599,9 +769,62 @@ fn first_record_len(buf: &[u8]) -> usize {
     }
 }
 
-/// Whether `buf` holds at least one complete record.
-fn holds_a_record(buf: &[u8]) -> bool {
-    buf.len() >= HEADER && buf.len() >= HEADER + usize::from(u16::from_be_bytes([buf[3], buf[4]]))
+/// Whether `data` may start a TLS handshake: a handshake record, version 3.x,
+/// as far as the bytes go.
+fn starts_like_a_handshake(data: &[u8]) -> bool {
+    data.first() == Some(&super::records::HANDSHAKE) && data.get(1).is_none_or(|&major| major == 3)
+}
+
+/// Handshake records held before their handshake may start, compacted: the
+/// payloads of the whole records of `held` joined into its first record,
+/// then the bytes of a record still cut. `None` if they are not handshake
+/// records (type, version, a length from 1 to 2^14: RFC 8446 §5.1 allows no
+/// empty handshake fragment) or their payloads would pass [`HOLD_MAX`].
+fn compact_handshake(held: &[u8]) -> Option<Vec<u8>> {
+    fn header_ok(header: &[u8]) -> bool {
+        starts_like_a_handshake(header)
+            && match header {
+                [_, _, _, a, b, ..] => {
+                    let len = usize::from(u16::from_be_bytes([*a, *b]));
+                    (1..=MAX_FRAGMENT).contains(&len)
+                }
+                _ => true,
+            }
+    }
+    // The whole records joined: the first one's header, then every payload.
+    let mut joined: Vec<u8> = Vec::with_capacity(held.len().min(HEADER + HOLD_MAX));
+    let mut pos = 0;
+    while pos < held.len() {
+        let rest = &held[pos..];
+        if !header_ok(rest) {
+            return None;
+        }
+        let announced = first_record_len(rest).saturating_sub(HEADER);
+        if joined.len().saturating_sub(HEADER) + announced > HOLD_MAX {
+            return None;
+        }
+        let Some(len) = whole_record_len(rest) else {
+            // A record still cut: kept as it came, after the joined one.
+            let mut out = announce_length(joined);
+            out.extend_from_slice(rest);
+            return Some(out);
+        };
+        if joined.is_empty() {
+            joined.extend_from_slice(&rest[..HEADER]);
+        }
+        joined.extend_from_slice(&rest[HEADER..len]);
+        pos += len;
+    }
+    Some(announce_length(joined))
+}
+
+/// The header of the record `joined` announces what follows it.
+fn announce_length(mut joined: Vec<u8>) -> Vec<u8> {
+    if let Some(len) = joined.len().checked_sub(HEADER) {
+        // At most HOLD_MAX: fits 16 bits.
+        joined[3..HEADER].copy_from_slice(&(len as u16).to_be_bytes());
+    }
+    joined
 }
 
 /// The suites whose traffic keys rustls exports (the AEADs of
@@ -662,3 +885,7 @@ fn looks_like_http(data: &[u8]) -> bool {
 #[cfg(test)]
 #[path = "tls_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tls_conformance_tests.rs"]
+mod conformance_tests;

@@ -13,9 +13,9 @@ use crate::tls::TlsConfig;
 /// Collects what the TLS layer delivers; with `answer`, seals `answer` and
 /// then what it got back through the sealer lent with it.
 #[derive(Default)]
-struct Sink {
-    pool: BufferPool,
-    got: Vec<u8>,
+pub(super) struct Sink {
+    pub pool: BufferPool,
+    pub got: Vec<u8>,
     answer: Option<Vec<u8>>,
     /// The length of each delivery that came with a sealer.
     sealed_runs: Vec<usize>,
@@ -37,7 +37,7 @@ impl Upper for Sink {
     }
 }
 
-fn server_and_roots() -> (Arc<ServerConfig>, RootCertStore) {
+pub(super) fn server_and_roots() -> (Arc<ServerConfig>, RootCertStore) {
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let config = TlsConfig::from_pem(
         pair.cert.pem().as_bytes(),
@@ -64,15 +64,15 @@ fn client(
 }
 
 /// A server-side [`Tls`] and a rustls client, wired in memory.
-struct Pair {
-    server: Tls,
-    client: ClientConnection,
-    sink: Sink,
-    plain: Vec<u8>,
+pub(super) struct Pair {
+    pub server: Tls,
+    pub client: ClientConnection,
+    pub sink: Sink,
+    pub plain: Vec<u8>,
 }
 
 impl Pair {
-    fn new(versions: &[&'static SupportedProtocolVersion]) -> Self {
+    pub fn new(versions: &[&'static SupportedProtocolVersion]) -> Self {
         let (config, roots) = server_and_roots();
         Self {
             server: Tls::new(config),
@@ -83,7 +83,7 @@ impl Pair {
     }
 
     /// What the client has to send, as one byte string.
-    fn client_bytes(&mut self) -> Vec<u8> {
+    pub fn client_bytes(&mut self) -> Vec<u8> {
         let mut bytes = Vec::new();
         while self.client.wants_write() {
             self.client.write_tls(&mut bytes).unwrap();
@@ -92,7 +92,7 @@ impl Pair {
     }
 
     /// Feeds `bytes` to the server in reads of `step` bytes.
-    fn feed(&mut self, bytes: &mut [u8], step: usize) -> Result<Received, TlsError> {
+    pub fn feed(&mut self, bytes: &mut [u8], step: usize) -> Result<Received, TlsError> {
         let mut last = Ok(Received::Open);
         for chunk in bytes.chunks_mut(step) {
             last = self.server.receive(chunk, &mut self.plain, &mut self.sink);
@@ -103,13 +103,13 @@ impl Pair {
         last
     }
 
-    fn client_to_server(&mut self, step: usize) -> Result<Received, TlsError> {
+    pub fn client_to_server(&mut self, step: usize) -> Result<Received, TlsError> {
         let mut bytes = self.client_bytes();
         self.feed(&mut bytes, step)
     }
 
     /// The server's ciphertext, taken off its wire queue.
-    fn wire(&mut self) -> Vec<u8> {
+    pub fn wire(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         while !self.server.wire.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -125,7 +125,7 @@ impl Pair {
 
     /// Moves the server's ciphertext to the client; returns the plaintext the
     /// client read.
-    fn server_to_client(&mut self) -> Vec<u8> {
+    pub fn server_to_client(&mut self) -> Vec<u8> {
         let bytes = self.wire();
         let mut rest = &bytes[..];
         let mut out = Vec::new();
@@ -138,7 +138,7 @@ impl Pair {
         out
     }
 
-    fn handshake(&mut self, step: usize) {
+    pub fn handshake(&mut self, step: usize) {
         for _ in 0..8 {
             assert_eq!(self.client_to_server(step), Ok(Received::Open));
             self.server_to_client();
@@ -150,7 +150,7 @@ impl Pair {
     }
 }
 
-const VERSIONS: [&[&SupportedProtocolVersion]; 2] =
+pub(super) const VERSIONS: [&[&SupportedProtocolVersion]; 2] =
     [&[&rustls::version::TLS13], &[&rustls::version::TLS12]];
 
 #[test]
@@ -333,7 +333,7 @@ fn close_notify_ends_the_session_and_ours_is_sent_once() {
     assert!(p.client.received_close_notify_or_eof());
 }
 
-trait ClosedByPeer {
+pub(super) trait ClosedByPeer {
     fn received_close_notify_or_eof(&mut self) -> bool;
 }
 
@@ -426,7 +426,7 @@ use rustls::{CipherSuite, ConnectionTrafficSecrets};
 use super::super::records::MAX_FRAGMENT;
 
 /// The suites our record layer runs, by version.
-const SUITES: [(&SupportedProtocolVersion, CipherSuite); 6] = [
+pub(super) const SUITES: [(&SupportedProtocolVersion, CipherSuite); 6] = [
     (
         &rustls::version::TLS13,
         CipherSuite::TLS13_AES_128_GCM_SHA256,
@@ -455,7 +455,7 @@ const SUITES: [(&SupportedProtocolVersion, CipherSuite); 6] = [
 
 /// A rustls client that offers one version and one suite (and can export its
 /// secrets, for [`Raw`]).
-fn suite_client(
+pub(super) fn suite_client(
     roots: RootCertStore,
     version: &'static SupportedProtocolVersion,
     suite: CipherSuite,
@@ -473,7 +473,7 @@ fn suite_client(
 }
 
 impl Pair {
-    fn with_suite(version: &'static SupportedProtocolVersion, suite: CipherSuite) -> Self {
+    pub fn with_suite(version: &'static SupportedProtocolVersion, suite: CipherSuite) -> Self {
         let (config, roots) = server_and_roots();
         Self {
             server: Tls::new(config),
@@ -485,19 +485,14 @@ impl Pair {
 
     /// Handshaken, then the client's side taken over by [`Raw`], which writes
     /// records as it likes.
-    fn raw(version: &'static SupportedProtocolVersion, suite: CipherSuite) -> (Tls, Sink, Raw) {
+    pub fn raw(version: &'static SupportedProtocolVersion, suite: CipherSuite) -> (Tls, Sink, Raw) {
         let mut p = Self::with_suite(version, suite);
         p.handshake(1 << 20);
         p.server_to_client();
         let tls13 = version.version == rustls::ProtocolVersion::TLSv1_3;
         #[allow(deprecated)]
         let secrets = p.client.dangerous_extract_secrets().unwrap();
-        let raw = Raw {
-            tls13,
-            tx: RawDirection::new(secrets.tx, tls13),
-            rx: RawDirection::new(secrets.rx, tls13),
-        };
-        (p.server, p.sink, raw)
+        (p.server, p.sink, Raw::new(secrets, tls13))
     }
 }
 
@@ -551,13 +546,22 @@ fn aad12(seq: u64, typ: u8, len: usize) -> Vec<u8> {
 }
 
 /// The client's records, sealed and opened by the test.
-struct Raw {
+pub(super) struct Raw {
     tls13: bool,
     tx: RawDirection,
     rx: RawDirection,
 }
 
 impl Raw {
+    /// The client's side from the secrets rustls's client exported.
+    pub fn new(secrets: rustls::ExtractedSecrets, tls13: bool) -> Self {
+        Self {
+            tls13,
+            tx: RawDirection::new(secrets.tx, tls13),
+            rx: RawDirection::new(secrets.rx, tls13),
+        }
+    }
+
     /// One record of `typ` holding `plain` (TLS 1.3: then `padding` zeros).
     fn seal_padded(&mut self, typ: u8, plain: &[u8], padding: usize) -> Vec<u8> {
         let d = &mut self.tx;
@@ -592,12 +596,12 @@ impl Raw {
         record
     }
 
-    fn seal(&mut self, typ: u8, plain: &[u8]) -> Vec<u8> {
+    pub fn seal(&mut self, typ: u8, plain: &[u8]) -> Vec<u8> {
         self.seal_padded(typ, plain, 0)
     }
 
     /// The server's records: (content type, plaintext) each.
-    fn open_all(&mut self, mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    pub fn open_all(&mut self, mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         while bytes.len() >= 5 {
             let len = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
@@ -636,7 +640,7 @@ impl Raw {
 }
 
 /// Takes the server's wire queue off as bytes.
-fn take_wire(server: &mut Tls, pool: &mut BufferPool) -> Vec<u8> {
+pub(super) fn take_wire(server: &mut Tls, pool: &mut BufferPool) -> Vec<u8> {
     let mut out = Vec::new();
     while !server.wire.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -650,7 +654,7 @@ fn take_wire(server: &mut Tls, pool: &mut BufferPool) -> Vec<u8> {
     out
 }
 
-fn feed(server: &mut Tls, sink: &mut Sink, bytes: &[u8]) -> Result<Received, TlsError> {
+pub(super) fn feed(server: &mut Tls, sink: &mut Sink, bytes: &[u8]) -> Result<Received, TlsError> {
     server.receive(&mut bytes.to_vec(), &mut Vec::new(), sink)
 }
 
@@ -1012,15 +1016,25 @@ fn the_confidentiality_limit_moves_to_the_next_key_or_ends_tls12() {
     assert_eq!(p.server.records().unwrap().seqs().1, 3);
     assert_eq!(p.server_to_client(), [3; 5 * MAX_FRAGMENT]);
 
+    // TLS 1.2 cannot: it keeps the last records of the key for the close
+    // frame and close_notify, and asks for the close (see the conformance
+    // tests); past those, the session ends.
     let mut p = Pair::new(&[&rustls::version::TLS12]);
     p.handshake(1 << 20);
     let (_, tx) = p.server.records().unwrap().seqs();
     p.server.records().unwrap().set_tx_limit(tx + 1);
     let mut outbox = Outbox::default();
     outbox.push_copy(&mut p.sink.pool, &[3; 2 * MAX_FRAGMENT], b"");
+    assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
+    assert!(p.server.exhausted());
+    assert_eq!(outbox.len(), 2 * MAX_FRAGMENT, "nothing sealed");
+    // What is left of the key (one record here) is for the close frame.
+    assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
+    assert_eq!(outbox.len(), MAX_FRAGMENT);
     assert_eq!(
         p.server.encrypt(&mut outbox, &mut p.sink.pool),
-        Err(TlsError::Record)
+        Err(TlsError::Record),
+        "then the key's end"
     );
 }
 
