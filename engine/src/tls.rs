@@ -82,16 +82,26 @@ impl TlsConfig {
         SniBuilder::default()
     }
 
-    /// A configuration built by the application, used as it is but for
-    /// `enable_secret_extraction`, which is turned on (a copy of the
-    /// configuration is made if it was off): after the handshake, rustls hands
-    /// the traffic secrets to the engine's own record layer. A session on a
+    /// A configuration built by the application, used as it is but for three
+    /// settings, changed in a copy when they differ: `enable_secret_extraction`
+    /// is turned on, because after the handshake rustls hands the traffic
+    /// secrets to the engine's own record layer (ring's AEADs, sealing and
+    /// opening in place; rustls's record layer is not used after the
+    /// handshake); `max_early_data_size` is set to 0 and `send_half_rtt_data`
+    /// to false, because 0-RTT data and data sent before the client's Finished
+    /// would bypass that hand-over (and 0-RTT is replayable). A session on a
     /// suite whose keys rustls does not export (outside AES-GCM and
     /// ChaCha20-Poly1305) stays on rustls's record layer.
     pub fn from_rustls(config: impl Into<Arc<rustls::ServerConfig>>) -> Self {
         let mut server = config.into();
-        if !server.enable_secret_extraction {
-            Arc::make_mut(&mut server).enable_secret_extraction = true;
+        if !server.enable_secret_extraction
+            || server.max_early_data_size != 0
+            || server.send_half_rtt_data
+        {
+            let server = Arc::make_mut(&mut server);
+            server.enable_secret_extraction = true;
+            server.max_early_data_size = 0;
+            server.send_half_rtt_data = false;
         }
         Self { server }
     }

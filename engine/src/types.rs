@@ -224,6 +224,11 @@ pub enum TlsError {
     /// The byte stream ended inside a TLS record.
     #[error("stream ended inside a TLS record")]
     Truncated,
+    /// A TLS 1.2 key came near its record limit (AES-GCM's confidentiality
+    /// bound; TLS 1.2 has no key update): the connection was closed with 1001
+    /// and close_notify.
+    #[error("TLS 1.2 key at its record limit")]
+    KeyLimit,
 }
 
 /// The answer of [`crate::Handler::on_upgrade`].

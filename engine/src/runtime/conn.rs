@@ -485,6 +485,14 @@ impl<U> Link<U> {
         self.end(shared, finish, CloseCode::ABNORMAL, "", cause);
     }
 
+    /// The peer's close_notify (TLS): nothing more comes, as after an EOF, but
+    /// the stream still takes what is queued and then our close_notify (the
+    /// flush sends it before the socket closes, as for any graceful end).
+    pub fn closed_by_tls_peer(&mut self, shared: &mut Shared<U>) {
+        let cause = self.cause_or(CloseCause::Reset);
+        self.end(shared, Finish::Close, CloseCode::ABNORMAL, "", cause);
+    }
+
     /// The TLS layer failed: what is queued for the wire (rustls's alert, or
     /// the refusal of a plain HTTP request) goes out, then the socket closes.
     pub fn fail_tls(&mut self, shared: &mut Shared<U>, error: TlsError) {
@@ -527,6 +535,20 @@ impl<U> Link<U> {
     /// Queues the frame the session owes the peer (a pong, a close reply).
     pub fn reply(&mut self, shared: &mut Shared<U>, reply: &Reply<'_>) {
         let frame = shared.endpoint.reply(reply);
+        if matches!(reply, Reply::Pong(_))
+            && self.outbox.len() + frame.len() > shared.config.max_backpressure
+        {
+            // A peer that pings and does not read: its pongs would grow the
+            // queue without bound. (A close reply always goes: it is the last.)
+            shared.counters.dropped_sends += 1;
+            self.start_close(
+                shared,
+                CloseCode::POLICY_VIOLATION,
+                "backpressure: the peer does not read",
+                CloseCause::Backpressure,
+            );
+            return;
+        }
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.mark(&mut shared.flush);
         if matches!(reply, Reply::Pong(_)) {
@@ -534,8 +556,10 @@ impl<U> Link<U> {
         }
     }
 
-    /// Queues a ping or pong. Control frames bypass the backpressure limit: they
-    /// are tiny and keep the connection alive.
+    /// Queues a ping or pong. Control frames count against the backpressure
+    /// limit like any other (a peer that never reads must not grow the queue
+    /// with them), but do not close the connection: past the limit they are
+    /// dropped, and an unanswered ping times out as it would.
     pub fn send_control(
         &mut self,
         shared: &mut Shared<U>,
@@ -550,6 +574,11 @@ impl<U> Link<U> {
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         };
+        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+            self.stalled = true;
+            shared.counters.dropped_sends += 1;
+            return SendStatus::Dropped;
+        }
         self.outbox.push_frame(&mut shared.pool, &frame);
         self.mark(&mut shared.flush);
         match opcode {

@@ -71,8 +71,11 @@ const EMPTY_RECORDS_ALLOWED: u8 = 32;
 /// (moved down in the buffer) and delivered with it.
 const MERGE_MAX: usize = 4096;
 const RENEGOTIATIONS_ALLOWED: u8 = 1;
-/// Records kept back at a TLS 1.2 key's limit for the close frame and close_notify.
-pub(crate) const CLOSE_RESERVE: u64 = 8;
+/// Records before a TLS 1.2 key's limit at which the connection is asked to
+/// close (1001): what is queued then (bounded by the backpressure limit, far
+/// below a gibibyte), the close frame and close_notify still go out under the
+/// key. A sliver of AES-GCM's 2^24.5 records.
+pub(crate) const CLOSE_RESERVE: u64 = 1 << 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -198,8 +201,7 @@ pub(crate) struct RecordLayer {
     /// our next record of data, once however many requests came (RFC 8446
     /// §4.6.3), so a peer that asks and never reads cannot grow the wire.
     key_update_owed: bool,
-    /// TLS 1.2 came within [`CLOSE_RESERVE`] records of its key's limit: data
-    /// is sealed no more but for the close frame, which the reserve is for.
+    /// TLS 1.2 came within [`CLOSE_RESERVE`] records of its key's limit.
     exhausted: bool,
     /// The peer's close_notify came: nothing after it is read.
     peer_closed: bool,
@@ -629,20 +631,6 @@ impl RecordLayer {
         }
     }
 
-    /// Records of data TLS 1.2 may still seal before it keeps the rest of its
-    /// key's life for the close frame and close_notify (unlimited on 1.3,
-    /// which moves to a new key).
-    fn data_records_left(&self) -> u64 {
-        match self.version {
-            Version::Tls13 => u64::MAX,
-            Version::Tls12 if self.exhausted => self.tx_limit.saturating_sub(self.tx.seq),
-            Version::Tls12 => self
-                .tx_limit
-                .saturating_sub(CLOSE_RESERVE)
-                .saturating_sub(self.tx.seq),
-        }
-    }
-
     /// Ciphertext size of `n` bytes of plaintext, at most.
     pub fn sealed_len(n: usize) -> usize {
         n + n.div_ceil(MAX_FRAGMENT).max(1) * MAX_OVERHEAD
@@ -785,36 +773,26 @@ impl RecordLayer {
         }
     }
 
-    /// Seals application data from the first `total` bytes of `slices`: the
-    /// bytes sealed, fewer than `total` only when a TLS 1.2 key nears its
-    /// limit ([`Self::exhausted`] is then set, and the connection should close
-    /// with the reserve left). After our close_notify nothing is sealed.
+    /// Seals the first `total` bytes of `slices` as application data, after
+    /// the KeyUpdate owed, if any. Within [`CLOSE_RESERVE`] records of a TLS
+    /// 1.2 key's limit, [`Self::exhausted`] asks for the close. Nothing is
+    /// sealed after our close_notify.
     pub fn seal_data(
         &mut self,
         slices: &[&[u8]],
         total: usize,
         wire: &mut Outbox,
         pool: &mut BufferPool,
-    ) -> Result<usize, Fatal> {
+    ) -> Result<(), Fatal> {
         if self.closed {
-            return Ok(0);
+            return Err(Fatal(None));
         }
         self.answer_key_update(wire, pool)?;
-        let room = usize::try_from(self.data_records_left())
-            .unwrap_or(usize::MAX)
-            .saturating_mul(MAX_FRAGMENT);
-        let sealed = total.min(room);
-        if sealed < total {
-            if self.exhausted && sealed == 0 {
-                // The reserve is spent too: the session ends here.
-                return Err(Fatal(None));
-            }
-            self.exhausted = true;
+        self.seal_slices(APPLICATION_DATA, slices, total, wire, pool)?;
+        if self.version == Version::Tls12 {
+            self.exhausted |= self.tx.seq >= self.tx_limit.saturating_sub(CLOSE_RESERVE);
         }
-        if sealed > 0 {
-            self.seal_slices(APPLICATION_DATA, slices, sealed, wire, pool)?;
-        }
-        Ok(sealed)
+        Ok(())
     }
 
     /// Seals our close_notify; nothing is sealed after it.
@@ -854,15 +832,10 @@ impl Sealer<'_> {
     /// key at its limit): the frame is then queued as any other, and the
     /// flush, meeting the same error, ends the session.
     pub fn seal(&mut self, parts: &[&[u8]], pool: &mut BufferPool) -> bool {
-        let total: usize = parts.iter().map(|part| part.len()).sum();
-        // Whole or not at all: near a TLS 1.2 key's limit the frame is queued
-        // instead, and the flush asks for the close.
-        if self.records.data_records_left() < total.div_ceil(MAX_FRAGMENT) as u64 {
-            return false;
-        }
+        let total = parts.iter().map(|part| part.len()).sum();
         self.records
             .seal_data(parts, total, self.wire, pool)
-            .is_ok_and(|sealed| sealed == total)
+            .is_ok()
     }
 
     /// Reborrowed for one callback, leaving it for the next.

@@ -134,7 +134,7 @@ impl Tls {
 
     /// Our record layer, once it has the session.
     #[cfg(test)]
-    fn records(&mut self) -> Option<&mut RecordLayer> {
+    pub fn records(&mut self) -> Option<&mut RecordLayer> {
         match &mut self.session {
             Session::Records(records) => Some(records),
             _ => None,
@@ -155,7 +155,8 @@ impl Tls {
     }
 
     /// A TLS 1.2 session is near its key's record limit: the connection should
-    /// close (1001) while the records kept for that remain.
+    /// close (1001) while the records kept for that remain (TLS 1.3 moves to a
+    /// new key instead).
     pub fn exhausted(&self) -> bool {
         matches!(&self.session, Session::Records(records) if records.exhausted())
     }
@@ -524,14 +525,14 @@ impl Tls {
                 }
                 let total = total.min(ENCRYPT_BUDGET);
                 let sealed = if total == 0 {
-                    records.answer_key_update(wire, pool).map(|()| 0)
+                    records.answer_key_update(wire, pool)
                 } else {
                     records.seal_data(&parts[..count], total, wire, pool)
                 };
-                match sealed {
-                    Ok(sealed) => plain.consume(pool, sealed),
-                    Err(fatal) => return Err(self.fail(fatal, pool)),
+                if let Err(fatal) = sealed {
+                    return Err(self.fail(fatal, pool));
                 }
+                plain.consume(pool, total);
                 return Ok(true);
             }
             // Nothing was upgraded, so nothing can be queued.

@@ -376,7 +376,7 @@ fn tls12_near_its_record_limit_asks_for_a_close_and_can_still_send_it() {
     p.server
         .records()
         .unwrap()
-        .set_tx_limit(tx + 3 + CLOSE_RESERVE);
+        .set_tx_limit(tx + CLOSE_RESERVE + 3);
     let mut outbox = Outbox::default();
     outbox.push_copy(&mut p.sink.pool, &[3; 2 * MAX_FRAGMENT], b"");
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
@@ -384,12 +384,12 @@ fn tls12_near_its_record_limit_asks_for_a_close_and_can_still_send_it() {
     outbox.push_copy(&mut p.sink.pool, &[4; 2 * MAX_FRAGMENT], b"");
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
     assert!(p.server.exhausted(), "the worker closes with 1001");
-    // The close frame and close_notify still go out.
-    outbox.clear(&mut p.sink.pool);
+    // What was queued, the close frame and close_notify still go out.
     outbox.push_copy(&mut p.sink.pool, &[0x88, 2, 0x03, 0xe9], b"");
     assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
     assert!(p.server.close_notify(&mut p.sink.pool));
     let got = p.server_to_client();
+    assert_eq!(got.len(), 4 * MAX_FRAGMENT + 4);
     assert!(got.ends_with(&[0x88, 2, 0x03, 0xe9]));
     assert!(p.client.received_close_notify_or_eof());
 }
@@ -430,4 +430,18 @@ fn a_fragmented_client_hello_is_held_compacted_and_answered_when_its_turn_comes(
         assert!(!server.hold(bytes), "{bytes:?}");
         assert!(server.stash.is_empty());
     }
+}
+
+#[test]
+fn an_application_config_loses_early_data_and_half_rtt_data() {
+    let (config, _) = server_and_roots();
+    let mut own = (*config).clone();
+    own.max_early_data_size = 16 << 10;
+    own.send_half_rtt_data = true;
+    let own = Arc::new(own);
+    let tls = crate::tls::TlsConfig::from_rustls(own.clone());
+    assert_eq!(tls.rustls().max_early_data_size, 0);
+    assert!(!tls.rustls().send_half_rtt_data);
+    assert!(tls.rustls().enable_secret_extraction);
+    assert_eq!(own.max_early_data_size, 16 << 10, "the application's copy is left alone");
 }

@@ -306,8 +306,9 @@ impl<H: Handler> Worker<H> {
             let Plaintext { shared, conn, .. } = up;
             match received {
                 Ok(Received::Open) => {}
-                // The stream ended without a close frame, as an EOF would end it.
-                Ok(Received::PeerClosed) => conn.link.hang_up(shared, true),
+                // The stream ended without a close frame, as an EOF would end
+                // it; what is queued and our close_notify still go out.
+                Ok(Received::PeerClosed) => conn.link.closed_by_tls_peer(shared),
                 Err(error) => conn.link.fail_tls(shared, error),
             }
             if !tls.wire.is_empty() {
@@ -789,13 +790,23 @@ impl<H: Handler> Worker<H> {
             Some(tls) => {
                 // Encrypt only once the last ciphertext is out: while the
                 // socket is slow, frames wait in the outbox under its limit.
-                if tls.wire.is_empty() && !link.outbox.is_empty() {
+                if tls.wire.is_empty() && (!link.outbox.is_empty() || tls.owes_key_update()) {
                     match tls.encrypt(&mut link.outbox, &mut self.shared.pool) {
                         Ok(true) => {}
                         // No session to send on: these frames can never go out.
                         Ok(false) => link.outbox.clear(&mut self.shared.pool),
                         Err(error) => link.fail_tls(&mut self.shared, error),
                     }
+                }
+                if tls.exhausted() {
+                    // A TLS 1.2 key near its record limit: close while the
+                    // close frame and close_notify can still be sealed.
+                    link.start_close(
+                        &mut self.shared,
+                        CloseCode::GOING_AWAY,
+                        "TLS key limit",
+                        CloseCause::Tls(TlsError::KeyLimit),
+                    );
                 }
                 &mut tls.wire
             }

@@ -1417,6 +1417,67 @@ mod tls {
     }
 
     #[test]
+    fn a_peers_close_notify_gets_ours_back_before_the_socket_closes() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        let id = h.open_tls(&mut peer);
+        peer.tls.send_close_notify();
+        h.pump(&mut peer);
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(peer.tls.reader().read(&mut buf), Ok(0)),
+            "our close_notify came back"
+        );
+        assert!(h.socket(peer.key).closed);
+        assert!(
+            h.seen
+                .take()
+                .iter()
+                .any(|s| matches!(s, Seen::Close(closed, 1006, _, _) if *closed == id))
+        );
+    }
+
+    #[test]
+    fn a_tls12_key_near_its_record_limit_closes_with_1001_and_close_notify() {
+        let (mut h, roots) = harness();
+        let mut peer = h.accept_tls(&roots);
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+        peer.tls =
+            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let id = h.open_tls(&mut peer);
+        let records = h.worker.conns[peer.key]
+            .tls
+            .as_deref_mut()
+            .unwrap()
+            .records()
+            .unwrap();
+        let (_, tx) = records.seqs();
+        records.set_tx_limit(tx + crate::runtime::records::CLOSE_RESERVE + 1);
+        peer.tls
+            .writer()
+            .write_all(&text_frame("last words"))
+            .unwrap();
+        let got = h.pump(&mut peer);
+        // The echo, then the close frame under the records kept for it.
+        assert!(got.starts_with(b"\x81\x0alast words"), "{got:?}");
+        assert!(got.ends_with(b"\x88\x0f\x03\xe9TLS key limit"), "{got:?}");
+        assert!(h.seen.take().contains(&Seen::Message(id, "last words".into())));
+        peer.tls.writer().write_all(&client_close(1001)).unwrap();
+        h.pump(&mut peer);
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(peer.tls.reader().read(&mut buf), Ok(0)),
+            "close_notify"
+        );
+    }
+
+    #[test]
     fn plain_http_on_the_tls_listener_gets_400_and_is_closed() {
         let (mut h, roots) = harness();
         let peer = h.accept_tls(&roots);
