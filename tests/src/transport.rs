@@ -252,6 +252,22 @@ impl Stream {
         })
     }
 
+    /// A TLS stream from a connection whose first flight the test wrote itself
+    /// (cut into records as it likes): the handshake is completed here.
+    pub fn from_tls_parts(tcp: TcpStream, mut conn: ClientConnection) -> io::Result<Stream> {
+        conn.set_buffer_limit(None);
+        while conn.is_handshaking() {
+            conn.complete_io(&mut &tcp)?;
+        }
+        Ok(Stream {
+            tcp,
+            tls: Some(Arc::new(Mutex::new(TlsState {
+                conn,
+                cipher: Vec::new(),
+            }))),
+        })
+    }
+
     /// A second handle on the same connection (for a writer thread).
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(Stream {
@@ -337,6 +353,22 @@ impl Stream {
             conn.write_tls(&mut out).expect("into memory");
         }
         out
+    }
+
+    /// Asks the server for a KeyUpdate (TLS 1.3 KeyUpdate with
+    /// update_requested, moving our own key): queued, it goes out first with
+    /// the next [`Self::seal`] or write (TLS only).
+    pub fn request_key_update(&self) -> io::Result<()> {
+        let conn = &mut lock(self.tls.as_ref().expect("a TLS stream")).conn;
+        conn.refresh_traffic_keys()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    /// Whether the server's close_notify has been read (TLS only): after the
+    /// stream read its end, a clean TLS end rather than a bare FIN.
+    pub fn received_close_notify(&self) -> bool {
+        let conn = &mut lock(self.tls.as_ref().expect("a TLS stream")).conn;
+        matches!(conn.reader().read(&mut [0u8; 1]), Ok(0))
     }
 
     /// Aborts with a TCP RST (SO_LINGER 0, then close).

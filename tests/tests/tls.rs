@@ -209,6 +209,47 @@ fn handshakes_past_the_limit_wait_their_turn_and_complete(backend: BackendKind) 
     }
 }
 
+fn a_client_hello_in_one_byte_records_completes_the_handshake(backend: BackendKind) {
+    // One handshake at a time, and one already waiting: the fragmented hello
+    // is held (compacted) and then answered like any other.
+    let server = start(backend, |b| b.workers(1), Echo::new);
+    for per_record in [1usize, 20, 256] {
+        let tcp = raw_tcp(server.addr());
+        let mut conn =
+            ClientConnection::new(pki().client_with(None), "localhost".try_into().unwrap())
+                .unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let message = &hello[5..];
+        let mut records = Vec::new();
+        for chunk in message.chunks(per_record) {
+            records.extend_from_slice(&[22, 3, 1]);
+            records.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            records.extend_from_slice(chunk);
+        }
+        (&tcp).write_all(&records).unwrap();
+        // The rest of the handshake as usual, then a WebSocket over it.
+        let stream = Stream::from_tls_parts(tcp, conn).unwrap();
+        let mut client = Client::connect_over(stream, server.addr(), &ConnectOptions::default())
+            .unwrap_or_else(|e| panic!("records of {per_record}: {e}"));
+        still_echoes(&mut client, &format!("records of {per_record}"));
+    }
+}
+
+fn a_close_notify_is_answered_with_close_notify(backend: BackendKind) {
+    let server = start(backend, |b| b, Echo::new);
+    let mut client = Client::connect(server.addr()).unwrap();
+    still_echoes(&mut client, "before");
+    client.stream().close_notify().unwrap();
+    let _ = read_to_eof(client.stream());
+    assert!(
+        client.stream().received_close_notify(),
+        "the server's close_notify came before its FIN"
+    );
+    let mut bystander = Client::connect(server.addr()).unwrap();
+    still_echoes(&mut bystander, "unharmed");
+}
+
 fn close_notify_mid_message_and_cut_records_have_their_causes(backend: BackendKind) {
     let (tx, events) = events();
     let server = start(backend, |b| b, move || Echo::reporting(tx.clone()));
@@ -270,4 +311,6 @@ backend_tests! {
     unfinished_tls_handshakes_are_cut_by_the_handshake_timeout,
     handshakes_past_the_limit_wait_their_turn_and_complete,
     close_notify_mid_message_and_cut_records_have_their_causes,
+    a_close_notify_is_answered_with_close_notify,
+    a_client_hello_in_one_byte_records_completes_the_handshake,
 }

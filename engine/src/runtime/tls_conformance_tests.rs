@@ -443,5 +443,9 @@ fn an_application_config_loses_early_data_and_half_rtt_data() {
     assert_eq!(tls.rustls().max_early_data_size, 0);
     assert!(!tls.rustls().send_half_rtt_data);
     assert!(tls.rustls().enable_secret_extraction);
-    assert_eq!(own.max_early_data_size, 16 << 10, "the application's copy is left alone");
+    assert_eq!(
+        own.max_early_data_size,
+        16 << 10,
+        "the application's copy is left alone"
+    );
 }

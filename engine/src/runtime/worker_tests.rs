@@ -1467,7 +1467,11 @@ mod tls {
         // The echo, then the close frame under the records kept for it.
         assert!(got.starts_with(b"\x81\x0alast words"), "{got:?}");
         assert!(got.ends_with(b"\x88\x0f\x03\xe9TLS key limit"), "{got:?}");
-        assert!(h.seen.take().contains(&Seen::Message(id, "last words".into())));
+        assert!(
+            h.seen
+                .take()
+                .contains(&Seen::Message(id, "last words".into()))
+        );
         peer.tls.writer().write_all(&client_close(1001)).unwrap();
         h.pump(&mut peer);
         let mut buf = [0u8; 1];
