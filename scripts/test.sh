@@ -6,9 +6,12 @@
 # the load generator against an independent server (Python websockets); then
 # every test of the workspace, whose integration tests each run on both backends
 # (the Redis bridge's against real redis-servers and a 3-shard Redis Cluster,
-# installed here from the Debian packages when missing); then a 2-node cluster
-# behind nginx (scripts/cluster.sh --check); scripts/million.sh (each mode) and
-# scripts/soak.sh run small on debug builds. Before the tests: the metrics
+# installed here from the Debian packages when missing); then wss:// in headless
+# Chromium on both backends (scripts/browser.sh: 1 MiB of text and of binary
+# echoed, a close with a code and a reason, the certificate from a test CA;
+# Debian's chromium installed when missing); scripts/million.sh (each mode) and
+# scripts/soak.sh run small on debug builds; then a 2-node cluster behind nginx
+# (scripts/cluster.sh --check). Before the tests: the metrics
 # test's Prometheus parser (Python prometheus_client, from PyPI, in a venv under
 # target/), nginx with its stream module for the PROXY protocol test and the
 # cluster, and net.ipv4.tcp_migrate_req=1 for the restart test (per network
@@ -69,6 +72,9 @@ fi
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== wss:// in headless Chromium, both backends"
+bash scripts/browser.sh
 
 echo "== million.sh and soak.sh, small and unoptimized (the scripts work; no figures)"
 bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --out target/million/ci-hold
