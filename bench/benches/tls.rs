@@ -95,7 +95,7 @@ impl Buffered {
 }
 
 /// The unbuffered server: records processed where they lie, encrypted
-/// straight into the caller's buffer (as `runtime::tls` does).
+/// straight into the caller's buffer (as `transport::tls::session` does).
 struct Unbuffered(UnbufferedServerConnection);
 
 impl Unbuffered {

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::proto::handshake::HandshakeLimits;
-use crate::tls::TlsConfig;
+use crate::transport::tls::TlsConfig;
 use crate::types::RateLimit;
 
 /// Which kernel interface the workers use for I/O.

@@ -35,7 +35,7 @@ pub(crate) mod runtime;
 #[doc(hidden)]
 pub use runtime::send_bench;
 mod server;
-mod tls;
+mod transport;
 mod types;
 
 pub use config::{
@@ -47,7 +47,7 @@ pub use runtime::handler::{Handler, WebSocket};
 /// The rustls this crate is built with, for [`TlsConfig::from_rustls`].
 pub use rustls;
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};
-pub use tls::{SniBuilder, TlsConfig, TlsConfigError};
+pub use transport::tls::{SniBuilder, TlsConfig, TlsConfigError};
 pub use types::{
     CloseCause, ConnId, HttpRequest, HttpResponse, Message, PreparedMessage, RateLimit,
     RateLimitPolicy, SendStatus, TlsError, TokenBucket, Upgrade,

@@ -24,7 +24,7 @@ use crate::runtime::command::{self, Command, Mailbox};
 use crate::runtime::handler::Handler;
 use crate::runtime::metrics::{Format, Metrics, Source};
 use crate::runtime::worker::{Worker, WorkerStats};
-use crate::tls::{TlsConfig, TlsConfigCell};
+use crate::transport::tls::{TlsConfig, TlsConfigCell};
 use crate::types::{ConnId, Message, PreparedMessage, RateLimit};
 
 /// Why a server did not start.

@@ -14,9 +14,9 @@ use super::signals::SignalFd;
 
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
-use crate::runtime::outbox::{MAX_IOVECS, Outbox};
 use crate::runtime::seam::{FrameParts, Hangup, Io, Written};
 use crate::runtime::worker::{Worker, shrink_idle};
+use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
 /// Tokens above this are listeners and the waker; below are slab keys.
 const WAKER: Token = Token(usize::MAX);

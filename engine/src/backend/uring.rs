@@ -20,9 +20,9 @@ use super::signals::SignalFd;
 use crate::config::Config;
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
-use crate::runtime::outbox::{MAX_IOVECS, Outbox};
 use crate::runtime::seam::{FrameParts, Hangup, Io, Written, unsent};
 use crate::runtime::worker::{Worker, shrink_idle};
+use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
 /// What a completion belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,18 +15,18 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::outbox::Outbox;
 use super::ratelimit::Limiter;
-use super::records::Sealer;
 use super::seam::{FrameParts, Io, Written, unsent};
 use super::shared::{Closed, Shared};
-use super::tls::Tls;
 use crate::config::BackpressurePolicy;
 use crate::proto::close::CloseCode;
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
 use crate::proto::message::Decoder;
 use crate::proto::session::{Frame, Reply, Session};
+use crate::transport::outbox::Outbox;
+use crate::transport::tls::records::Sealer;
+use crate::transport::tls::session::Tls;
 use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus, TlsError};
 
 /// Smallest frame written from where it lies instead of copied into the send

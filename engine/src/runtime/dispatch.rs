@@ -4,13 +4,13 @@
 
 use super::conn::{Conn, Direct, Phase};
 use super::handler::Handler;
-use super::outbox::BufferPool;
 use super::ratelimit::Verdict;
-use super::records::Sealer;
 use super::shared::Shared;
-use super::tls::Upper;
 use super::{receive, upgrade};
 use crate::proto::session::InflateBuffer;
+use crate::transport::outbox::BufferPool;
+use crate::transport::tls::records::Sealer;
+use crate::transport::tls::session::Upper;
 
 /// Where a TLS connection's plaintext goes: the connection's phase.
 pub(crate) struct Plaintext<'a, H: Handler> {

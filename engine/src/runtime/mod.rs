@@ -18,17 +18,14 @@ pub(crate) mod deflate;
 pub(crate) mod dispatch;
 pub(crate) mod handler;
 pub(crate) mod metrics;
-pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod ratelimit;
 pub(crate) mod receive;
-pub(crate) mod records;
 pub(crate) mod seam;
 #[doc(hidden)]
 pub mod send_bench;
 pub(crate) mod shared;
 pub(crate) mod timers;
-pub(crate) mod tls;
 pub(crate) mod topics;
 pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -1,7 +1,7 @@
 //! The backend's half of the seam: what a worker asks of the sockets. The
 //! whole contract, both halves, is described in [`crate::backend`].
 
-use super::outbox::Outbox;
+use crate::transport::outbox::Outbox;
 
 /// What became of a write a worker asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@
 
 use std::io::{self, IoSlice, Write};
 
-use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use crate::proto::Role;
 use crate::proto::frame::OpCode;
 use crate::proto::session::{Endpoint, Session};
+use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
 
 /// One server-role connection's send side.
 #[derive(Debug)]

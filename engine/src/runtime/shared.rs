@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 pub(crate) use super::metrics::Counters;
 use super::metrics::Metrics;
-use super::outbox::BufferPool;
 use super::topics::Topics;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::session::Endpoint;
+use crate::transport::outbox::BufferPool;
 use crate::types::{CloseCause, ConnId, PreparedMessage};
 
 /// A connection that ended after `on_open`: what its `on_close` gets.

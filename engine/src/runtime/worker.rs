@@ -21,19 +21,19 @@ use super::metrics::Metrics;
 #[cfg(test)]
 use super::metrics::Source;
 pub(crate) use super::metrics::WorkerStats;
-use super::outbox::BufferPool;
 use super::pubsub;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks};
-use super::tls::{Received, Tls};
 use super::topics::Topics;
 use super::{deflate, receive};
 use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
-use crate::tls::TlsConfigCell;
+use crate::transport::outbox::BufferPool;
+use crate::transport::tls::TlsConfigCell;
+use crate::transport::tls::session::{Received, Tls};
 use crate::types::{CloseCause, ConnId, TlsError};
 
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue

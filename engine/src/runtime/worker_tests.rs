@@ -18,8 +18,8 @@ use crate::proto::message::{Decoder, DecoderConfig, Event as FrameEvent};
 use crate::proto::session::Session;
 use crate::runtime::bridge::tests::{Call, RecordingBridge};
 use crate::runtime::command::{self, Wake};
-use crate::runtime::outbox::Outbox;
 use crate::runtime::seam::FrameParts;
+use crate::transport::outbox::Outbox;
 use crate::types::{Message, PreparedMessage, RateLimit, RateLimitPolicy, SendStatus, Upgrade};
 
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
@@ -182,7 +182,7 @@ impl Io for FakeIo {
     }
 
     fn write(&mut self, key: usize, outbox: &mut Outbox) -> Written {
-        let mut slices = [std::io::IoSlice::new(&[]); crate::runtime::outbox::MAX_IOVECS];
+        let mut slices = [std::io::IoSlice::new(&[]); crate::transport::outbox::MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         let slices: Vec<&[u8]> = slices[..count].iter().map(|s| &**s).collect();
         self.sockets.entry(key).or_default().take(&slices)
@@ -1244,7 +1244,7 @@ mod tls {
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
     use super::*;
-    use crate::tls::{TlsConfig, TlsConfigCell};
+    use crate::transport::tls::{TlsConfig, TlsConfigCell};
     use crate::types::TlsError;
 
     /// A harness whose worker has a plain listener (0) and a TLS one (1), and
@@ -1458,7 +1458,7 @@ mod tls {
             .records()
             .unwrap();
         let (_, tx) = records.seqs();
-        records.set_tx_limit(tx + crate::runtime::records::CLOSE_RESERVE + 1);
+        records.set_tx_limit(tx + crate::transport::tls::records::CLOSE_RESERVE + 1);
         peer.tls
             .writer()
             .write_all(&text_frame("last words"))

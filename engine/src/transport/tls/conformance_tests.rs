@@ -439,7 +439,7 @@ fn an_application_config_loses_early_data_and_half_rtt_data() {
     own.max_early_data_size = 16 << 10;
     own.send_half_rtt_data = true;
     let own = Arc::new(own);
-    let tls = crate::tls::TlsConfig::from_rustls(own.clone());
+    let tls = crate::transport::tls::TlsConfig::from_rustls(own.clone());
     assert_eq!(tls.rustls().max_early_data_size, 0);
     assert!(!tls.rustls().send_half_rtt_data);
     assert!(tls.rustls().enable_secret_extraction);

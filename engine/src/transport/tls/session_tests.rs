@@ -8,7 +8,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
 
 use super::*;
-use crate::tls::TlsConfig;
+use crate::transport::tls::TlsConfig;
 
 /// Collects what the TLS layer delivers; with `answer`, seals `answer` and
 /// then what it got back through the sealer lent with it.
@@ -399,7 +399,7 @@ proptest::proptest! {
         let mut server = Tls::new(config);
         let mut sink = Sink::default();
         // A handshake record type first, so that input reaches rustls.
-        let mut bytes = vec![crate::runtime::records::HANDSHAKE];
+        let mut bytes = vec![crate::transport::tls::records::HANDSHAKE];
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&body);
         let mut rest = &mut bytes[..];

@@ -21,8 +21,8 @@ use rustls::CipherSuite;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 
-use super::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use super::records::{Fatal, HEADER, Input, MAX_FRAGMENT, RecordLayer, Sealer, alert};
+use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use crate::types::TlsError;
 
 /// Most bytes held for a connection waiting for its handshake to start: a
@@ -884,9 +884,9 @@ fn looks_like_http(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
+#[path = "session_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "tls_conformance_tests.rs"]
+#[path = "conformance_tests.rs"]
 mod conformance_tests;

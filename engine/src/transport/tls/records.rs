@@ -19,8 +19,8 @@ use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
-use super::outbox::{BufferPool, Outbox};
-use super::tls::Upper;
+use super::session::Upper;
+use crate::transport::outbox::{BufferPool, Outbox};
 
 /// A record header: content type, legacy version, length.
 pub(crate) const HEADER: usize = 5;
