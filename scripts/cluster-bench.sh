@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cross-node figures of README.md ("Several nodes"): redis-server and two
+# The cross-node figures of docs/PERFORMANCE.md ("Several nodes"): redis-server and two
 # chat nodes (release, --redis) on free loopback ports, then
 #   1. loadgen broadcast: SUBS subscribers spread over both nodes, one
 #      publisher on node 0 at RATE/s for SECONDS: deliveries per second and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wss:// against ws:// in one run, as README.md "wss:// (TLS)" quotes them: the
+# wss:// against ws:// in one run, as docs/TLS.md ("Figures") quotes them: the
 # echo example pinned to CPU 0 with one worker, the load generator (one thread)
 # on CPU 1, plain and TLS servers from the same build, loopback only, every run
 # bounded in time.
