@@ -8,37 +8,6 @@ use super::ratelimit::Verdict;
 use super::shared::Shared;
 use super::{receive, upgrade};
 use crate::proto::session::InflateBuffer;
-use crate::transport::outbox::BufferPool;
-use crate::transport::tls::records::Sealer;
-use crate::transport::tls::session::Upper;
-
-/// Where a TLS connection's plaintext goes: the connection's phase.
-pub(crate) struct Plaintext<'a, H: Handler> {
-    pub handler: &'a mut H,
-    pub shared: &'a mut Shared<H::Data>,
-    pub inflated: &'a mut InflateBuffer,
-    pub upgraded: &'a mut Vec<usize>,
-    pub conn: &'a mut Conn<H::Data>,
-}
-
-impl<H: Handler> Upper for Plaintext<'_, H> {
-    fn pool(&mut self) -> &mut BufferPool {
-        &mut self.shared.pool
-    }
-
-    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>) {
-        // No writes to the socket: every byte goes through the record layer.
-        deliver(
-            self.handler,
-            self.shared,
-            self.inflated,
-            self.upgraded,
-            self.conn,
-            plain,
-            sealer.map(Direct::Records),
-        );
-    }
-}
 
 /// Hands bytes (plaintext) to the phase of the connection.
 /// `upgraded` collects the connections whose upgrade it completed; `direct`

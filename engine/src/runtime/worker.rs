@@ -15,7 +15,7 @@ use slab::Slab;
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox, Mailbox};
 use super::conn::{Conn, Direct, Finish, Link, Phase, ProxyExpected, Timer};
-use super::dispatch::{Plaintext, deliver};
+use super::dispatch::deliver;
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
 #[cfg(test)]
@@ -33,7 +33,7 @@ use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
 use crate::transport::outbox::BufferPool;
 use crate::transport::tls::TlsConfigCell;
-use crate::transport::tls::session::{Received, Tls};
+use crate::transport::tls::session::{Step, Tls};
 use crate::types::{CloseCause, ConnId, TlsError};
 
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue
@@ -62,8 +62,11 @@ pub(crate) struct Worker<H: Handler> {
     inflated: InflateBuffer,
     /// The configuration new TLS connections start with (swapped by a reload).
     tls: Option<Arc<TlsConfigCell>>,
-    /// Scratch: the plaintext of one TLS record (so at most 16 KiB).
+    /// Scratch: the plaintext rustls hands out during a handshake (the
+    /// upgrade request behind the client's Finished).
     plain: Vec<u8>,
+    /// Scratch: where a TLS read's plaintext lies.
+    runs: Vec<std::ops::Range<usize>>,
     inbox: Inbox,
     peers: Peers,
     stats: Arc<WorkerStats>,
@@ -146,6 +149,7 @@ impl<H: Handler> Worker<H> {
             inflated: InflateBuffer::new(),
             tls,
             plain: Vec::new(),
+            runs: Vec::new(),
             inbox,
             peers,
             stats,
@@ -288,28 +292,50 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Ciphertext of connection `key` (its `tls` taken out of it) through the
-    /// record layer to the connection's phase; counts the handshakes running.
+    /// record layer to the connection's phase, step by step; counts the
+    /// handshakes running.
     fn receive_tls(&mut self, key: usize, mut tls: Box<Tls>, data: &mut [u8]) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Self {
+            conns,
+            handler,
+            shared,
+            inflated,
+            upgraded,
+            plain,
+            runs,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(key) else {
             return;
         };
         let running = tls.handshaking();
         if conn.link.phase() != Phase::Ended {
-            let mut up = Plaintext {
-                handler: &mut self.handler,
-                shared: &mut self.shared,
-                inflated: &mut self.inflated,
-                upgraded: &mut self.upgraded,
-                conn,
-            };
-            let received = tls.receive(data, &mut self.plain, &mut up);
-            let Plaintext { shared, conn, .. } = up;
-            match received {
-                Ok(Received::Open) => {}
-                // The stream ended without a close frame, as an EOF would end
-                // it; what is queued and our close_notify still go out.
-                Ok(Received::PeerClosed) => conn.link.closed_by_tls_peer(shared),
-                Err(error) => conn.link.fail_tls(shared, error),
+            let mut reader = tls.read(data, plain, runs);
+            loop {
+                match reader.next(&mut shared.pool) {
+                    Ok(Some(Step::Plaintext {
+                        bytes,
+                        runs,
+                        mut sealer,
+                    })) => {
+                        for run in runs {
+                            let direct = sealer.as_mut().map(|s| Direct::Records(s.reborrow()));
+                            let plaintext = &mut bytes[run.clone()];
+                            deliver(handler, shared, inflated, upgraded, conn, plaintext, direct);
+                        }
+                    }
+                    // The stream ended without a close frame, as an EOF would
+                    // end it; what is queued and our close_notify still go out.
+                    Ok(Some(Step::PeerClosed)) => {
+                        conn.link.closed_by_tls_peer(shared);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        conn.link.fail_tls(shared, error);
+                        break;
+                    }
+                }
             }
             if !tls.wire.is_empty() {
                 conn.link.mark(&mut shared.flush);

@@ -13,13 +13,14 @@
 //! This is the seam kTLS would use: the same secrets and sequence numbers go to
 //! `setsockopt(SOL_TLS, TLS_RX/TLS_TX)` instead of into [`Direction`].
 
+use std::ops::Range;
+
 use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rustls::crypto::cipher::AeadKey;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
-use super::session::Upper;
 use crate::transport::outbox::{BufferPool, Outbox};
 
 /// A record header: content type, legacy version, length.
@@ -274,35 +275,30 @@ impl RecordLayer {
         self.rx.seq = seq;
     }
 
-    /// Opens the whole records at the front of `buf` in place, handing each
-    /// record's application data to `deliver` (mutable: it lies in `buf`) and
-    /// answering control records into `wire`. Returns the bytes of the whole
-    /// records processed (what follows is a cut record) and whether the peer
-    /// closed (then nothing after its close_notify is read).
+    /// Opens the whole records at the front of `buf` in place and answers
+    /// control records into `wire`; the plaintext of the records of data is
+    /// left where it lies (mutable there) and its ranges appended to `runs`,
+    /// in order, for the caller to hand on (with [`Self::sealer`]). Returns
+    /// the bytes of the whole records processed (what follows is a cut record)
+    /// and whether the peer closed (then nothing after its close_notify is
+    /// read). On an error, `runs` still holds the data opened before it, which
+    /// came first.
     pub fn receive(
         &mut self,
         buf: &mut [u8],
         wire: &mut Outbox,
-        up: &mut impl Upper,
+        pool: &mut BufferPool,
+        runs: &mut Vec<Range<usize>>,
     ) -> Result<(usize, Input), Fatal> {
         if self.peer_closed {
             return Ok((buf.len(), Input::Closed));
         }
         let mut run = None;
-        let result = self.open_records(buf, wire, up, &mut run);
-        // Data opened before a failure is delivered too, as it came first
-        // (with nothing to seal into: the session is ending).
-        if let Some(run) = run {
-            let sealer = if result.is_ok() {
-                self.sealer(wire)
-            } else {
-                None
-            };
-            up.deliver(&mut buf[run], sealer);
-        }
+        let result = self.open_records(buf, wire, pool, runs, &mut run);
+        runs.extend(run);
         if result.is_ok() && wire.is_empty() {
             // Nothing waits for the socket: the KeyUpdate owed goes now.
-            self.answer_key_update(wire, up.pool())?;
+            self.answer_key_update(wire, pool)?;
         }
         result
     }
@@ -335,13 +331,14 @@ impl RecordLayer {
     /// tail of a frame cut by the client's 16 KiB records, or small messages):
     /// their plaintext is moved down over the tag and header between, so that
     /// the decoder gets the frame whole, in place, rather than gathering it in
-    /// its own buffer. `run` is what is opened and not yet delivered.
+    /// its own buffer. `run` is what is opened and not yet appended to `runs`.
     fn open_records(
         &mut self,
         buf: &mut [u8],
         wire: &mut Outbox,
-        up: &mut impl Upper,
-        run: &mut Option<std::ops::Range<usize>>,
+        pool: &mut BufferPool,
+        runs: &mut Vec<Range<usize>>,
+        run: &mut Option<Range<usize>>,
     ) -> Result<(usize, Input), Fatal> {
         let mut pos = 0;
         // Expanded at the first whole record, again after a KeyUpdate.
@@ -389,17 +386,13 @@ impl RecordLayer {
                         open.end += len;
                     }
                     _ => {
-                        if let Some(done) = run.replace(plain) {
-                            up.deliver(&mut buf[done], self.sealer(wire));
-                        }
+                        runs.extend(run.replace(plain));
                     }
                 }
                 continue;
             }
-            // What came before a control record is delivered before it acts.
-            if let Some(done) = run.take() {
-                up.deliver(&mut buf[done], self.sealer(wire));
-            }
+            // What came before a control record is handed on before it.
+            runs.extend(run.take());
             // RFC 8446 §5.1 (and RFC 5246 §6.2.1): no zero-length fragments
             // of any other type.
             if plain.is_empty() {
@@ -413,7 +406,7 @@ impl RecordLayer {
                     }
                 }
                 HANDSHAKE => {
-                    self.handshake(&buf[plain], wire, up.pool())?;
+                    self.handshake(&buf[plain], wire, pool)?;
                     // The rx key may have changed.
                     key = None;
                 }
@@ -611,7 +604,7 @@ impl RecordLayer {
 
     /// Lends the sending half with the plaintext it opened (see [`Sealer`]),
     /// unless nothing more may be sealed (our close_notify is out).
-    fn sealer<'a>(&'a mut self, wire: &'a mut Outbox) -> Option<Sealer<'a>> {
+    pub fn sealer<'a>(&'a mut self, wire: &'a mut Outbox) -> Option<Sealer<'a>> {
         (!self.closed).then_some(Sealer {
             records: self,
             wire,

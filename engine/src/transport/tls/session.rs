@@ -15,6 +15,7 @@
 //! read is again processed in place.
 
 use std::io::IoSlice;
+use std::ops::Range;
 use std::sync::Arc;
 
 use rustls::CipherSuite;
@@ -51,16 +52,6 @@ pub(crate) enum Received {
     /// The peer sent close_notify: nothing more comes, and rustls writes nothing
     /// more either.
     PeerClosed,
-}
-
-/// What the TLS layer hands its plaintext to (the worker: the upgrade or the
-/// frame decoder of the connection), and where its buffers come from.
-pub(crate) trait Upper {
-    /// The worker's send buffers (the wire queue's come from there too).
-    fn pool(&mut self) -> &mut BufferPool;
-    /// Decrypted bytes, in order; `sealer` is our record layer once it has
-    /// the session, for frames sent from the callbacks on them.
-    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>);
 }
 
 /// Who runs the session.
@@ -203,24 +194,40 @@ impl Tls {
         std::mem::take(&mut self.stash)
     }
 
-    /// Processes ciphertext received from the socket: handshake records are
-    /// answered into [`Self::wire`]; each record of application data is
-    /// decrypted in place and handed to `up` (during the handshake, rustls's
-    /// unbuffered API hands out an immutable slice, copied into `plain`, the
-    /// worker's scratch, as the decoder unmasks in place). On an error, the
-    /// alert owed to the peer is queued.
-    pub fn receive(
-        &mut self,
-        mut data: &mut [u8],
-        plain: &mut Vec<u8>,
-        up: &mut impl Upper,
-    ) -> Result<Received, TlsError> {
-        if data.is_empty() {
-            return Ok(Received::Open);
+    /// Reads ciphertext received from the socket: handshake records are
+    /// answered into [`Self::wire`], and what the peer's records held comes
+    /// back from [`Reader::next`], step by step, for the caller to hand on
+    /// (nothing here calls up). Records of data are opened in place in `data`
+    /// (or in the stash, for a record cut by the end of an earlier read);
+    /// during the handshake rustls's unbuffered API hands out immutable
+    /// slices, copied into `scratch` (the decoder unmasks in place). On an
+    /// error, the alert owed to the peer is queued.
+    pub fn read<'a>(
+        &'a mut self,
+        data: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        runs: &'a mut Vec<Range<usize>>,
+    ) -> Reader<'a> {
+        Reader {
+            tls: self,
+            data,
+            scratch,
+            runs,
+            stage: Stage::Start,
+            segment: Vec::new(),
+            in_stash: false,
+            fed: 0,
+            used: 0,
+            received: Received::Open,
+            failed: None,
         }
+    }
+
+    /// Checks the first bytes of a connection and starts rustls.
+    fn start(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<(), TlsError> {
         if std::mem::take(&mut self.fresh) && !starts_like_a_handshake(data) {
             if looks_like_http(data) {
-                self.wire.push_copy(up.pool(), PLAIN_HTTP_REFUSAL, b"");
+                self.wire.push_copy(pool, PLAIN_HTTP_REFUSAL, b"");
             }
             return Err(TlsError::NotTls);
         }
@@ -234,103 +241,113 @@ impl Tls {
                 }
             }
         }
-        while !self.stash.is_empty() {
-            let fed = self.fed as usize;
-            let (taken, ready) = top_up(&mut self.stash, fed, data);
-            data = &mut data[taken..];
-            if self.stash.len() > MAX_STASH {
-                // A handshake message that never ends (or is too long to be
-                // one), in records of any size.
-                return Err(self.malformed(alert::DECODE_ERROR, up.pool()));
-            }
-            if !ready {
-                return Ok(Received::Open);
-            }
-            let mut stash = std::mem::take(&mut self.stash);
-            let (used, received) = self.process(&mut stash, fed, plain, up)?;
-            if received == Received::PeerClosed {
-                return Ok(received);
-            }
-            if used < stash.len() {
-                stash.drain(..used);
-                self.stash = stash;
-                if oversized(&self.stash[self.fed as usize..]) {
-                    // The session saw the header and did not refuse it.
-                    return Err(self.malformed(alert::RECORD_OVERFLOW, up.pool()));
-                }
-            } else {
-                // Nothing is kept between records.
-                self.fed = 0;
-            }
-        }
-        if data.is_empty() {
-            return Ok(Received::Open);
-        }
-        let (used, received) = self.process(data, 0, plain, up)?;
-        if received == Received::Open && used < data.len() {
-            let rest = &data[used..];
-            if rest.len() > MAX_STASH {
-                return Err(self.malformed(alert::DECODE_ERROR, up.pool()));
-            }
-            let fed = self.fed as usize;
-            if oversized(&rest[fed..]) {
-                return Err(self.malformed(alert::RECORD_OVERFLOW, up.pool()));
-            }
-            // Room for the whole cut record at once.
-            let cut = first_record_len(&rest[fed..]);
-            let mut stash = Vec::with_capacity(rest.len().max(fed + cut));
-            stash.extend_from_slice(rest);
-            self.stash = stash;
-        } else {
-            self.fed = 0;
-        }
-        Ok(received)
+        Ok(())
     }
 
-    /// Runs the session over `buf` until it needs more input: returns the bytes
-    /// it is done with (the front of `buf`) and whether the peer closed. The
-    /// first `fed` bytes are rustls's from an earlier call; the rest are
-    /// records as they came. Sets [`Self::fed`] for what is left.
-    fn process(
+    /// Runs rustls over a segment (`buf`, whose first `fed` bytes it has seen)
+    /// and hands the session to our record layer when the handshake is done:
+    /// the bytes rustls is done with, and whether the peer closed. rustls's
+    /// plaintext is appended to `scratch`, its ranges to `runs`. Sets
+    /// [`Self::fed`] for what rustls keeps.
+    fn begin_segment(
         &mut self,
         buf: &mut [u8],
         fed: usize,
-        plain: &mut Vec<u8>,
-        up: &mut impl Upper,
+        scratch: &mut Vec<u8>,
+        runs: &mut Vec<Range<usize>>,
+        pool: &mut BufferPool,
     ) -> Result<(usize, Received), TlsError> {
         self.fed = 0;
-        let mut used = 0;
-        if let Session::Rustls(_) = self.session {
-            let (n, limit, received, writable) = self.process_rustls(buf, fed, plain, up)?;
-            used = n;
-            // rustls keeps what it has not released; the rest is records.
-            self.fed = u32::try_from(limit - used).unwrap_or(u32::MAX);
-            // The handshake is done and rustls holds nothing back (as when it
-            // joins a handshake message across records): our record layer
-            // takes over, from the record after the client's Finished.
-            if received == Received::PeerClosed || !writable || !self.hand_over || limit > used {
-                return Ok((used, received));
-            }
-            self.take_over(up.pool())?;
-            if let Session::Rustls(_) = self.session {
-                // rustls keeps the session (a suite whose keys it does not
-                // export): it reads the rest as well.
-                let rest = &mut buf[used..];
-                let (n, limit, received, _) = self.process_rustls(rest, 0, plain, up)?;
-                self.fed = u32::try_from(limit - n).unwrap_or(u32::MAX);
-                return Ok((used + n, received));
-            }
-        }
-        let Self { session, wire, .. } = self;
-        let Session::Records(records) = session else {
-            // Over: nothing more is read.
-            return Ok((buf.len(), Received::Open));
+        let Session::Rustls(_) = self.session else {
+            return Ok((0, Received::Open));
         };
-        match records.receive(&mut buf[used..], wire, up) {
-            Ok((n, Input::Open)) => Ok((used + n, Received::Open)),
-            Ok((n, Input::Closed)) => Ok((used + n, Received::PeerClosed)),
-            Err(fatal) => Err(self.fail(fatal, up.pool())),
+        let (used, limit, received, writable) =
+            self.process_rustls(buf, fed, scratch, runs, pool)?;
+        // rustls keeps what it has not released; the rest is records.
+        self.fed = u32::try_from(limit - used).unwrap_or(u32::MAX);
+        // The handshake is done and rustls holds nothing back (as when it
+        // joins a handshake message across records): our record layer takes
+        // over, from the record after the client's Finished.
+        if received == Received::PeerClosed || !writable || !self.hand_over || limit > used {
+            return Ok((used, received));
         }
+        self.take_over(pool)?;
+        if let Session::Rustls(_) = self.session {
+            // rustls keeps the session (a suite whose keys it does not
+            // export): it reads the rest as well.
+            let rest = &mut buf[used..];
+            let (n, limit, received, _) = self.process_rustls(rest, 0, scratch, runs, pool)?;
+            self.fed = u32::try_from(limit - n).unwrap_or(u32::MAX);
+            return Ok((used + n, received));
+        }
+        Ok((used, received))
+    }
+
+    /// Our record layer over the rest of a segment: the bytes it is done with
+    /// and whether the peer closed; the data it opened is in `runs`. On an
+    /// error `runs` holds what was opened before it.
+    fn records_segment(
+        &mut self,
+        buf: &mut [u8],
+        runs: &mut Vec<Range<usize>>,
+        pool: &mut BufferPool,
+    ) -> Result<(usize, Received), TlsError> {
+        let Self { session, wire, .. } = self;
+        let records = match session {
+            Session::Records(records) => records,
+            // Still rustls's: it has taken what it can.
+            Session::Fresh(_) | Session::Rustls(_) => return Ok((0, Received::Open)),
+            // Over: nothing more is read.
+            Session::Over => return Ok((buf.len(), Received::Open)),
+        };
+        match records.receive(buf, wire, pool, runs) {
+            Ok((n, Input::Open)) => Ok((n, Received::Open)),
+            Ok((n, Input::Closed)) => Ok((n, Received::PeerClosed)),
+            Err(fatal) => Err(self.fail(fatal, pool)),
+        }
+    }
+
+    /// After a segment: what the session did not take is kept for the next
+    /// read (a cut record, or records rustls holds).
+    fn end_segment(
+        &mut self,
+        segment: Option<Vec<u8>>,
+        data: &[u8],
+        used: usize,
+        pool: &mut BufferPool,
+    ) -> Result<(), TlsError> {
+        match segment {
+            Some(mut stash) => {
+                if used < stash.len() {
+                    stash.drain(..used);
+                    self.stash = stash;
+                    if oversized(&self.stash[self.fed as usize..]) {
+                        // The session saw the header and did not refuse it.
+                        return Err(self.malformed(alert::RECORD_OVERFLOW, pool));
+                    }
+                } else {
+                    // Nothing is kept between records.
+                    self.fed = 0;
+                }
+            }
+            None if used < data.len() => {
+                let rest = &data[used..];
+                if rest.len() > MAX_STASH {
+                    return Err(self.malformed(alert::DECODE_ERROR, pool));
+                }
+                let fed = self.fed as usize;
+                if oversized(&rest[fed..]) {
+                    return Err(self.malformed(alert::RECORD_OVERFLOW, pool));
+                }
+                // Room for the whole cut record at once.
+                let cut = first_record_len(&rest[fed..]);
+                let mut stash = Vec::with_capacity(rest.len().max(fed + cut));
+                stash.extend_from_slice(rest);
+                self.stash = stash;
+            }
+            None => self.fed = 0,
+        }
+        Ok(())
     }
 
     /// Hands the session from rustls to our record layer.
@@ -405,8 +422,9 @@ impl Tls {
         &mut self,
         buf: &mut [u8],
         fed: usize,
-        plain: &mut Vec<u8>,
-        up: &mut impl Upper,
+        scratch: &mut Vec<u8>,
+        runs: &mut Vec<Range<usize>>,
+        pool: &mut BufferPool,
     ) -> Result<(usize, usize, Received, bool), TlsError> {
         let mut used = 0;
         let one_at_a_time = self.hand_over && !self.established;
@@ -434,7 +452,7 @@ impl Tls {
                         TlsError::Handshake
                     };
                     used += discard;
-                    self.queue_alert(&mut buf[used..limit], &error, up.pool());
+                    self.queue_alert(&mut buf[used..limit], &error, pool);
                     return Err(kind);
                 }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
@@ -445,19 +463,19 @@ impl Tls {
                             Err(error) => {
                                 drop(traffic);
                                 used += discard;
-                                self.queue_alert(&mut buf[used..limit], &error, up.pool());
+                                self.queue_alert(&mut buf[used..limit], &error, pool);
                                 return Err(TlsError::Record);
                             }
                         };
                         discard += record.discard;
-                        plain.clear();
-                        plain.extend_from_slice(record.payload);
-                        up.deliver(plain, None);
+                        let start = scratch.len();
+                        scratch.extend_from_slice(record.payload);
+                        runs.push(start..scratch.len());
                     }
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     *spoke = true;
-                    seal_into(wire, up.pool(), 4096, |out| encode.encode(out), encode_room)
+                    seal_into(wire, pool, 4096, |out| encode.encode(out), encode_room)
                         .map_err(|()| TlsError::Handshake)?;
                 }
                 // The records are in the wire queue, which goes out in order at
@@ -664,6 +682,211 @@ impl Tls {
             TlsError::Record
         } else {
             TlsError::Handshake
+        }
+    }
+}
+
+/// What one read of a TLS connection gave, step by step ([`Tls::read`]).
+pub(crate) enum Step<'a> {
+    /// Plaintext: the ranges `runs` of `bytes`, in order (mutable where they
+    /// lie: the frame decoder unmasks in place). `sealer` is our record layer
+    /// once it has the session, lent for frames sent from the callbacks on
+    /// this plaintext (none during the handshake, or when the session is
+    /// failing: what was opened before the failure still came first).
+    Plaintext {
+        bytes: &'a mut [u8],
+        runs: &'a [Range<usize>],
+        sealer: Option<Sealer<'a>>,
+    },
+    /// close_notify: nothing more comes; we may still send (a close reply,
+    /// say) until our own close_notify.
+    PeerClosed,
+}
+
+/// Where a read stands: segment by segment (the stash while a record cut by an
+/// earlier read is completed, then the read itself), each first through
+/// rustls while it has the session, then through our record layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    NextSegment,
+    Records,
+    EndSegment,
+    Done,
+}
+
+/// One read of a TLS connection, taken step by step ([`Tls::read`]).
+pub(crate) struct Reader<'a> {
+    tls: &'a mut Tls,
+    /// The read not yet taken into a segment.
+    data: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+    runs: &'a mut Vec<Range<usize>>,
+    stage: Stage,
+    /// The stash, taken out while it is the segment.
+    segment: Vec<u8>,
+    in_stash: bool,
+    fed: usize,
+    /// How far the session is in the segment.
+    used: usize,
+    received: Received,
+    /// A failure that comes after the plaintext opened before it.
+    failed: Option<TlsError>,
+}
+
+impl Reader<'_> {
+    /// The next step, `None` once the read is used up (what is left of it is
+    /// kept for the next); an error ends the session, its alert queued.
+    pub fn next(&mut self, pool: &mut BufferPool) -> Result<Option<Step<'_>>, TlsError> {
+        loop {
+            match self.stage {
+                Stage::Done => return Ok(None),
+                Stage::Start => {
+                    if self.data.is_empty() {
+                        self.stage = Stage::Done;
+                        continue;
+                    }
+                    self.stage = Stage::Done;
+                    self.tls.start(self.data, pool)?;
+                    self.stage = Stage::NextSegment;
+                }
+                Stage::NextSegment => {
+                    if let Some(error) = self.failed.take() {
+                        self.stage = Stage::Done;
+                        return Err(error);
+                    }
+                    if !self.tls.stash.is_empty() {
+                        let fed = self.tls.fed as usize;
+                        let (taken, ready) = top_up(&mut self.tls.stash, fed, self.data);
+                        self.data = &mut std::mem::take(&mut self.data)[taken..];
+                        if self.tls.stash.len() > MAX_STASH {
+                            // A handshake message that never ends (or is too
+                            // long to be one), in records of any size.
+                            self.stage = Stage::Done;
+                            return Err(self.tls.malformed(alert::DECODE_ERROR, pool));
+                        }
+                        if !ready {
+                            self.stage = Stage::Done;
+                            continue;
+                        }
+                        self.segment = std::mem::take(&mut self.tls.stash);
+                        self.in_stash = true;
+                        self.fed = fed;
+                    } else if !self.data.is_empty() {
+                        self.in_stash = false;
+                        self.fed = 0;
+                    } else {
+                        self.stage = Stage::Done;
+                        continue;
+                    }
+                    self.scratch.clear();
+                    self.runs.clear();
+                    let Self {
+                        tls,
+                        data,
+                        scratch,
+                        runs,
+                        segment,
+                        ..
+                    } = self;
+                    let buf: &mut [u8] = if self.in_stash { segment } else { data };
+                    let begun = tls.begin_segment(buf, self.fed, scratch, runs, pool);
+                    let (used, received) = match begun {
+                        Ok(begun) => begun,
+                        Err(error) if self.runs.is_empty() => {
+                            self.stage = Stage::Done;
+                            return Err(error);
+                        }
+                        Err(error) => {
+                            self.failed = Some(error);
+                            (0, Received::Open)
+                        }
+                    };
+                    self.used = used;
+                    self.received = received;
+                    self.stage = if self.failed.is_some() {
+                        Stage::NextSegment
+                    } else {
+                        Stage::Records
+                    };
+                    if !self.runs.is_empty() {
+                        return Ok(Some(Step::Plaintext {
+                            bytes: &mut self.scratch[..],
+                            runs: &self.runs[..],
+                            sealer: None,
+                        }));
+                    }
+                }
+                Stage::Records => {
+                    self.stage = Stage::EndSegment;
+                    if self.received == Received::PeerClosed {
+                        continue;
+                    }
+                    self.runs.clear();
+                    let Self {
+                        tls,
+                        data,
+                        runs,
+                        segment,
+                        ..
+                    } = self;
+                    let buf: &mut [u8] = if self.in_stash { segment } else { data };
+                    let used = self.used;
+                    match tls.records_segment(&mut buf[used..], runs, pool) {
+                        Ok((n, received)) => {
+                            self.used += n;
+                            self.received = received;
+                        }
+                        Err(error) => self.failed = Some(error),
+                    }
+                    if self.failed.is_some() {
+                        self.stage = Stage::NextSegment;
+                    }
+                    if !self.runs.is_empty() {
+                        let Self {
+                            tls,
+                            data,
+                            runs,
+                            segment,
+                            failed,
+                            ..
+                        } = self;
+                        let buf: &mut [u8] = if self.in_stash { segment } else { data };
+                        let sealer = match (&mut tls.session, failed.is_none()) {
+                            (Session::Records(records), true) => records.sealer(&mut tls.wire),
+                            _ => None,
+                        };
+                        // The runs are relative to where the record layer began.
+                        for run in runs.iter_mut() {
+                            *run = run.start + used..run.end + used;
+                        }
+                        return Ok(Some(Step::Plaintext {
+                            bytes: buf,
+                            runs: &runs[..],
+                            sealer,
+                        }));
+                    }
+                }
+                Stage::EndSegment => {
+                    if self.received == Received::PeerClosed {
+                        self.stage = Stage::Done;
+                        return Ok(Some(Step::PeerClosed));
+                    }
+                    let segment = self.in_stash.then(|| std::mem::take(&mut self.segment));
+                    let was_stash = segment.is_some();
+                    if let Err(error) = self.tls.end_segment(segment, self.data, self.used, pool) {
+                        self.stage = Stage::Done;
+                        return Err(error);
+                    }
+                    if was_stash {
+                        self.stage = Stage::NextSegment;
+                    } else {
+                        // The read is used up (what is left, stashed).
+                        self.data = &mut [];
+                        self.stage = Stage::Done;
+                    }
+                }
+            }
         }
     }
 }
