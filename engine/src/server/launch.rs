@@ -1,0 +1,368 @@
+//! Starting a [`Server`]: its listeners, a backend and a worker per thread,
+//! and the [`ServerHandle`] that steers them ([`Server::start`], [`Server::run`]).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::handle::Inner;
+use super::{BridgeSlot, Builder, Server, ServerHandle, StartError};
+use crate::backend::epoll::EpollBackend;
+use crate::backend::signals::{self, SignalFd};
+use crate::backend::uring::UringBackend;
+use crate::backend::{self, Chosen};
+use crate::config::{BackendKind, Config, ConfigError};
+use crate::runtime::bridge::{LocalNode, NodeTopics};
+use crate::runtime::command::{self, Mailbox};
+use crate::runtime::handler::Handler;
+use crate::runtime::metrics::{Metrics, Source};
+use crate::runtime::worker::{Worker, WorkerStats};
+use crate::transport::tls::TlsConfigCell;
+
+impl Server {
+    /// A builder with every default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the workers. `factory` builds one handler per worker, on that
+    /// worker's thread, so handlers need not be `Send`.
+    pub fn start<H, F>(self, factory: F) -> Result<ServerHandle, StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        if self.config.shutdown_on_signals.is_some() {
+            return Err(StartError::Config(ConfigError::Invalid {
+                name: "shutdown_on_signals",
+                problem: "needs Server::run (start returns, so its caller waits for signals)",
+            }));
+        }
+        let (handle, _) = self.launch(factory, false)?;
+        Ok(handle)
+    }
+
+    /// Runs the server with worker 0 on the calling thread (the others on
+    /// threads of their own) and returns once it has shut down: by
+    /// [`ServerHandle::shutdown`] from another thread, or on SIGTERM or SIGINT
+    /// with [`Builder::shutdown_on_signals`]. `started` gets the handle once
+    /// every worker is ready, before worker 0 runs; clone it to steer the server
+    /// from elsewhere. With one worker and signals the whole server is one
+    /// thread: no thread of its own waits for signals, and a process of one
+    /// thread does not share its descriptor table, so each syscall skips a
+    /// reference count on the file it names.
+    pub fn run<H, F>(
+        self,
+        factory: F,
+        started: impl FnOnce(&ServerHandle),
+    ) -> Result<(), StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let previous = match self.config.shutdown_on_signals {
+            Some(_) => Some(signals::block().map_err(StartError::Worker)?),
+            None => None,
+        };
+        let result = self.launch(factory, true).map(|(handle, inline)| {
+            started(&handle);
+            if let Some(inline) = inline {
+                inline.run();
+            }
+            handle.join_threads();
+            handle.stop_bridge();
+        });
+        if let Some(previous) = previous {
+            signals::restore(previous);
+        }
+        result
+    }
+
+    /// Starts the workers: all on threads of their own, or with `inline`
+    /// worker 0 set up on the calling thread and handed back to run there.
+    fn launch<H, F>(
+        self,
+        factory: F,
+        inline: bool,
+    ) -> Result<(ServerHandle, Option<ReadyWorker<F>>), StartError>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let config = Arc::new(self.config);
+        let bridge = self.bridge.0;
+        let node = bridge.clone().map(|b| Arc::new(NodeTopics::new(b)));
+        let chosen = backend::choose(config.effective_backend()).map_err(StartError::Backend)?;
+        let listeners = bind_all(&config)?;
+        let local_addrs: Vec<SocketAddr> = listeners[0]
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<_, _>>()
+            .map_err(StartError::Worker)?;
+        let tls_addrs = local_addrs[config.addrs.len()..].to_vec();
+        let tls = config.tls.as_ref().map(|c| Arc::new(TlsConfigCell::new(c)));
+        let factory = Arc::new(factory);
+        let peers = Arc::new(OnceLock::new());
+        let stats: Arc<[Arc<WorkerStats>]> = (0..config.workers).map(|_| Arc::default()).collect();
+        let metrics = Arc::new(Metrics::new(Source {
+            backend: match chosen {
+                Chosen::Epoll => "epoll",
+                Chosen::Uring => "io_uring",
+            },
+            workers: stats.clone(),
+            mailboxes: peers.clone(),
+            handle_publishes: AtomicU64::new(0),
+        }));
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<(usize, Mailbox)>>();
+        // The spawned workers and the calling thread meet here.
+        let spawned = config.workers - usize::from(inline);
+        let barrier = Arc::new(Barrier::new(spawned + 1));
+        let mut threads = Vec::with_capacity(spawned);
+        let mut inline_worker = None;
+        for (index, worker_listeners) in listeners.into_iter().enumerate() {
+            let seed = WorkerSeed {
+                index,
+                config: config.clone(),
+                factory: factory.clone(),
+                peers: peers.clone(),
+                node: node.clone(),
+                metrics: metrics.clone(),
+                tls: tls.clone(),
+            };
+            if inline && index == 0 {
+                // Set up here now (the others wait at the barrier for the
+                // mailboxes, this one's included); run after the barrier.
+                let signals = config
+                    .shutdown_on_signals
+                    .map(|_| SignalFd::open())
+                    .transpose();
+                let opened = signals
+                    .and_then(|signals| open_backend(chosen, worker_listeners, &config, signals));
+                match opened {
+                    Ok(backend) => {
+                        let (mailbox, inbox) = command::queue(backend.waker());
+                        let _ = ready_tx.send(Ok((index, mailbox)));
+                        inline_worker = Some(ReadyWorker {
+                            seed,
+                            backend,
+                            inbox,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+                continue;
+            }
+            let ready = ready_tx.clone();
+            let barrier = barrier.clone();
+            let core = config
+                .pin_workers
+                .then(|| cores.get(index % cores.len().max(1)).copied())
+                .flatten();
+            let thread = std::thread::Builder::new()
+                .name(format!("ringws-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let backend = match open_backend(chosen, worker_listeners, &seed.config, None) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            // Still meet the others at the barrier, then leave.
+                            barrier.wait();
+                            return;
+                        }
+                    };
+                    let (mailbox, inbox) = command::queue(backend.waker());
+                    let _ = ready.send(Ok((index, mailbox)));
+                    drop(ready);
+                    barrier.wait();
+                    ReadyWorker {
+                        seed,
+                        backend,
+                        inbox,
+                    }
+                    .run();
+                })
+                .map_err(StartError::Worker)?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut mailboxes: Vec<Option<Mailbox>> = vec![None; config.workers];
+        let mut failure = None;
+        for _ in 0..config.workers {
+            match ready_rx.recv() {
+                Ok(Ok((index, mailbox))) => mailboxes[index] = Some(mailbox),
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(io::Error::other("worker exited during start")),
+            }
+        }
+        let mailboxes: Vec<Mailbox> = mailboxes.into_iter().flatten().collect();
+        let _ = peers.set(mailboxes.clone());
+        let mailboxes: Arc<[Mailbox]> = mailboxes.into();
+        // Before the workers run, so that `start` comes before any other call.
+        if let Some(bridge) = &bridge
+            && failure.is_none()
+        {
+            bridge.start(LocalNode::new(mailboxes.clone()));
+        }
+        barrier.wait();
+        let handle = ServerHandle {
+            inner: Arc::new(Inner {
+                backend: match chosen {
+                    Chosen::Epoll => BackendKind::Epoll,
+                    Chosen::Uring => BackendKind::IoUring,
+                },
+                mailboxes,
+                bridge: BridgeSlot(bridge),
+                threads: Mutex::new(threads),
+                stats,
+                metrics,
+                local_addrs,
+                tls_addrs,
+                tls,
+                inline,
+            }),
+        };
+        if let Some(e) = failure {
+            // The inline worker (if it started) never runs: the others exit.
+            drop(inline_worker);
+            handle.shutdown(Duration::ZERO);
+            if inline {
+                // `shutdown` leaves the bridge to `run`, which does not get here.
+                handle.stop_bridge();
+            }
+            return Err(StartError::Worker(e));
+        }
+        Ok((handle, inline_worker))
+    }
+}
+
+/// What a worker is made of: its index and what it shares with the others.
+struct WorkerSeed<F> {
+    index: usize,
+    config: Arc<Config>,
+    factory: Arc<F>,
+    peers: crate::runtime::worker::Peers,
+    node: Option<Arc<NodeTopics>>,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<TlsConfigCell>>,
+}
+
+/// A worker set up on the thread that will run it (the ring of an io_uring
+/// backend has that thread as its single issuer).
+struct ReadyWorker<F> {
+    seed: WorkerSeed<F>,
+    backend: Backend,
+    inbox: command::Inbox,
+}
+
+impl<F> ReadyWorker<F> {
+    /// Runs the worker's loop until it has shut down.
+    fn run<H: Handler>(self)
+    where
+        F: Fn() -> H,
+    {
+        let Self {
+            seed,
+            backend,
+            inbox,
+        } = self;
+        let index = seed.index;
+        let worker = Worker::new(
+            index,
+            (seed.factory)(),
+            seed.config,
+            inbox,
+            seed.peers,
+            seed.node,
+            seed.metrics,
+            seed.tls,
+            Instant::now(),
+        );
+        let result = match backend {
+            Backend::Epoll(b) => b.run(worker),
+            Backend::Uring(b) => b.run(worker),
+        };
+        if let Err(e) = result {
+            log::error!("worker {index} stopped: {e}");
+        }
+    }
+}
+/// A worker's backend, set up on the thread that runs it.
+enum Backend {
+    Epoll(EpollBackend),
+    Uring(Box<UringBackend>),
+}
+
+impl Backend {
+    fn waker(&self) -> Arc<dyn command::Wake> {
+        match self {
+            Backend::Epoll(b) => b.waker(),
+            Backend::Uring(b) => b.waker(),
+        }
+    }
+}
+
+/// Sets up a worker's backend on the calling thread (an io_uring ring's
+/// single issuer is the thread that sets it up).
+fn open_backend(
+    chosen: Chosen,
+    listeners: Vec<TcpListener>,
+    config: &Config,
+    signals: Option<SignalFd>,
+) -> io::Result<Backend> {
+    match chosen {
+        Chosen::Epoll => EpollBackend::new(listeners, signals).map(Backend::Epoll),
+        Chosen::Uring => {
+            UringBackend::new(listeners, config, signals).map(|b| Backend::Uring(Box::new(b)))
+        }
+    }
+}
+
+/// One listener per worker per address, all with SO_REUSEPORT on the same port,
+/// so the kernel spreads connections over the workers.
+fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..config.workers).map(|_| Vec::new()).collect();
+    for requested in config.listen_addrs() {
+        let mut addr = requested;
+        for listeners in per_worker.iter_mut() {
+            let listener = listen(addr, config.backlog)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            // Port 0: the first bind picked the port; the others share it.
+            addr = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+            listeners.push(listener);
+        }
+    }
+    Ok(per_worker)
+}
+
+fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+    socket.set_tcp_nodelay(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
