@@ -193,6 +193,11 @@ pub struct Config {
     /// handshake in flight is a few KiB, so a storm of connections costs at
     /// most this many of them. Default 1024.
     pub max_tls_handshakes: usize,
+    /// Upgrades a worker keeps waiting for a decision made later
+    /// ([`crate::Upgrade::defer`]); past it a deferred request is answered
+    /// 503. Each costs its request's copy and a slot until decided, timed
+    /// out (the handshake timeout) or abandoned by the client. Default 1024.
+    pub max_pending_upgrades: usize,
     /// Size of each worker's receive buffer. Default 64 KiB.
     pub recv_buffer_size: usize,
     /// Reads per connection per loop turn before others get their turn (epoll).
@@ -251,6 +256,7 @@ impl Default for Config {
             backpressure_policy: BackpressurePolicy::Close,
             max_connections_per_worker: 1_000_000,
             max_tls_handshakes: 1024,
+            max_pending_upgrades: 1024,
             recv_buffer_size: 64 << 10,
             read_budget: 4,
             uring_buffer_size: 256 << 10,
@@ -353,6 +359,11 @@ impl Config {
         check(
             self.max_tls_handshakes > 0,
             "max_tls_handshakes",
+            "must be positive",
+        )?;
+        check(
+            self.max_pending_upgrades > 0,
+            "max_pending_upgrades",
             "must be positive",
         )?;
         check(
@@ -498,7 +509,7 @@ mod tests {
     fn invalid_values_are_errors() {
         assert_eq!(Config::default().validate(), Err(ConfigError::NoAddress));
         type Breaks = fn(&mut Config);
-        let cases: [(&str, Breaks); 7] = [
+        let cases: [(&str, Breaks); 8] = [
             ("workers", |c| c.workers = 0),
             ("handshake_timeout", |c| {
                 c.handshake_timeout = Duration::ZERO
@@ -510,6 +521,7 @@ mod tests {
                 c.max_connections_per_worker = 0
             }),
             ("max_tls_handshakes", |c| c.max_tls_handshakes = 0),
+            ("max_pending_upgrades", |c| c.max_pending_upgrades = 0),
         ];
         for (name, breaks) in cases {
             let mut c = valid();

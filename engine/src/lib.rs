@@ -43,6 +43,7 @@ pub use config::{
 };
 pub use ipnet::IpNet;
 pub use runtime::bridge::{Bridge, LocalNode};
+pub use runtime::deferred::{PendingUpgrade, UpgradeError};
 pub use runtime::handler::{Handler, WebSocket};
 /// The rustls this crate is built with, for [`TlsConfig::from_rustls`].
 pub use rustls;

@@ -248,6 +248,9 @@ pub enum Upgrade<U> {
     },
     /// Refuse it with an HTTP response (e.g. 401 or 403).
     Reject(HttpResponse),
+    /// Decide later, on any thread: [`crate::Handler::on_upgrade_deferred`]
+    /// gets a [`crate::PendingUpgrade`] to complete (see [`Upgrade::defer`]).
+    Defer,
 }
 
 impl<U> Upgrade<U> {
@@ -275,6 +278,17 @@ impl<U> Upgrade<U> {
         Upgrade::Reject(HttpResponse::text(status, body))
     }
 
+    /// Decide later: the request is kept (the connection stays in its HTTP
+    /// phase, its handshake timeout running) and
+    /// [`crate::Handler::on_upgrade_deferred`] gets a
+    /// [`crate::PendingUpgrade`], `Send`, with an owned copy of the request,
+    /// which any thread completes with `accept`, `complete` or `reject`. At
+    /// most [`crate::Config::max_pending_upgrades`] per worker; past it the
+    /// request is answered 503.
+    pub fn defer() -> Self {
+        Upgrade::Defer
+    }
+
     /// Choose a subprotocol (it must be one the client offered, or the handshake
     /// fails with 500).
     pub fn protocol(mut self, name: &str) -> Self {
@@ -289,6 +303,7 @@ impl<U> Upgrade<U> {
         match &mut self {
             Upgrade::Accept { headers, .. } => headers.push((name.to_owned(), value.to_owned())),
             Upgrade::Reject(response) => response.headers.push((name.to_owned(), value.to_owned())),
+            Upgrade::Defer => {}
         }
         self
     }

@@ -36,6 +36,12 @@ pub(crate) enum Command {
     },
     /// Stop accepting, close everything, exit by the deadline.
     Shutdown { deadline: Instant },
+    /// A deferred upgrade's decision: an `Upgrade<U>` of the worker's handler
+    /// (see `deferred::decision`).
+    Decide {
+        id: ConnId,
+        decision: Box<dyn std::any::Any + Send>,
+    },
 }
 
 /// The sending side of a worker's command queue.

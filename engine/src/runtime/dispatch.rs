@@ -24,9 +24,8 @@ pub(crate) fn deliver<H: Handler>(
 ) {
     match conn.link.phase() {
         Phase::Handshake => {
-            let upgrades = shared.counters.upgraded;
-            upgrade::received(handler, shared, inflated, conn, data);
-            if shared.counters.upgraded != upgrades {
+            let outcome = upgrade::received(handler, shared, inflated, conn, data);
+            if outcome == upgrade::Outcome::Opened {
                 upgraded.push(conn.link.key());
             }
         }

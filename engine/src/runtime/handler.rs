@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use super::conn::{Direct, Link};
+use super::deferred::PendingUpgrade;
 use super::pubsub;
 use super::shared::Shared;
 use crate::proto::close::CloseCode;
@@ -29,6 +30,13 @@ pub trait Handler: 'static {
     /// data. `request` borrows the received bytes.
     fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr)
     -> Upgrade<Self::Data>;
+
+    /// `on_upgrade` returned [`Upgrade::defer`]: complete `pending` from any
+    /// thread (send it to a pool, ask another service, then `accept` or
+    /// `reject`). The default drops it, which answers 500.
+    fn on_upgrade_deferred(&mut self, pending: PendingUpgrade<Self::Data>) {
+        drop(pending);
+    }
 
     /// The connection is open.
     fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Data>) {

@@ -14,6 +14,7 @@
 pub(crate) mod bridge;
 pub(crate) mod command;
 pub(crate) mod conn;
+pub(crate) mod deferred;
 pub(crate) mod deflate;
 pub(crate) mod dispatch;
 pub(crate) mod handler;

@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
+use super::command::Mailbox;
 pub(crate) use super::metrics::Counters;
 use super::metrics::Metrics;
 use super::topics::Topics;
+use super::worker::Peers;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::DeflateConfig;
@@ -51,4 +53,21 @@ pub(crate) struct Shared<U> {
     pub metrics: Arc<Metrics>,
     /// Spare send buffers.
     pub pool: BufferPool,
+    /// Upgrades waiting for a deferred decision (at most
+    /// `max_pending_upgrades`).
+    pub pending_upgrades: usize,
+    /// Every worker's mailbox (this one's among them: a deferred decision
+    /// comes back through it), and this worker's index.
+    pub peers: Peers,
+    pub worker: usize,
+}
+
+impl<U> Shared<U> {
+    /// This worker's mailbox, once every worker has started.
+    pub fn mailbox(&self) -> Option<Mailbox> {
+        self.peers
+            .get()
+            .and_then(|peers| peers.get(self.worker))
+            .cloned()
+    }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Finish, Link, Phase, Timer};
 use super::shared::Shared;
+use super::upgrade;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::OpCode;
@@ -99,12 +100,15 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
     if timer.deadline_phase != link.phase() {
         timer.deadline_phase = link.phase();
         timer.deadline = now + ticks.close;
-        // The handshake clock is done with.
-        timer.ping_sent = Timer::NO_PING;
     }
     match link.phase() {
         Phase::Handshake => {
-            if now >= timer.deadline {
+            // A deferred upgrade still undecided gets 503; one whose decision
+            // is on its way waits for it.
+            if now >= timer.deadline
+                && !upgrade::expire(shared, link)
+                && link.pending_mut().is_none()
+            {
                 abort_silent(link, shared);
             }
         }

@@ -26,7 +26,7 @@ use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
 use super::timers::{self, Clock, Ticks};
 use super::topics::Topics;
-use super::{deflate, receive};
+use super::{deferred, deflate, receive, upgrade};
 use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
@@ -145,6 +145,9 @@ impl<H: Handler> Worker<H> {
                 metrics,
                 pool: BufferPool::default(),
                 config: config.clone(),
+                pending_upgrades: 0,
+                peers: peers.clone(),
+                worker: index,
             },
             inflated: InflateBuffer::new(),
             tls,
@@ -661,10 +664,22 @@ impl<H: Handler> Worker<H> {
             conns,
             shared,
             keys,
+            handler,
+            inflated,
+            upgraded,
             ..
         } = self;
         let mut shutdown = None;
         let count = inbox.drain(|command| match command {
+            Command::Decide { id, decision } => {
+                if let Some(conn) = conn_of(conns, id) {
+                    let upgrade = deferred::decision(decision);
+                    let outcome = upgrade::decided(handler, shared, inflated, conn, upgrade);
+                    if outcome == Some(upgrade::Outcome::Opened) {
+                        upgraded.push(id.key());
+                    }
+                }
+            }
             Command::Publish { topic, message } => {
                 pubsub::deliver(conns, shared, keys, &topic, &message);
             }

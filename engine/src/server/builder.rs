@@ -163,6 +163,8 @@ impl Builder {
         max_connections_per_worker: usize => max_connections_per_worker;
         /// TLS handshakes run at once per worker; later ones wait (default 1024).
         max_tls_handshakes: usize => max_tls_handshakes;
+        /// Upgrades waiting for a deferred decision per worker; past it 503 (default 1024).
+        max_pending_upgrades: usize => max_pending_upgrades;
         /// Per-worker receive buffer (default 64 KiB).
         recv_buffer_size: usize => recv_buffer_size;
         /// Reads per connection per turn (default 4).

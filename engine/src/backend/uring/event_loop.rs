@@ -15,9 +15,9 @@ use super::buffers::{BUFFER_GROUP, BufRing};
 use super::slots::{Delivery, Op, PeerName, SendBuf, Slot, Tag};
 use crate::backend::signals::SignalFd;
 use crate::runtime::handler::Handler;
-use crate::transport::outbox::MAX_IOVECS;
 use crate::runtime::seam::{Hangup, unsent};
 use crate::runtime::worker::{Worker, shrink_idle};
+use crate::transport::outbox::MAX_IOVECS;
 
 /// `SOCKET_URING_OP_GETSOCKOPT` of `<linux/io_uring.h>` (since Linux 6.7).
 const SOCKET_URING_OP_GETSOCKOPT: u32 = 2;

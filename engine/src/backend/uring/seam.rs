@@ -5,8 +5,8 @@ use io_uring::types::Fixed;
 
 use super::event_loop::Ring;
 use super::slots::{Op, Slot, Tag};
-use crate::transport::outbox::{MAX_IOVECS, Outbox};
 use crate::runtime::seam::{FrameParts, Io, Written};
+use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
 impl Io for Ring {
     fn writes_later(&self) -> bool {

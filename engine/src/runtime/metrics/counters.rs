@@ -147,6 +147,12 @@ macro_rules! counters {
 counters! {
     accepted => "ringws_accepted", "TCP connections accepted.";
     upgraded => "ringws_upgraded", "WebSocket upgrades accepted (101 sent).";
+    deferred => "ringws_upgrades_deferred", "Upgrades whose decision on_upgrade deferred (Upgrade::defer).";
+    deferred_accepted => "ringws_deferred_upgrades_accepted", "Deferred upgrades accepted (101 sent).";
+    deferred_rejected => "ringws_deferred_upgrades_rejected", "Deferred upgrades refused by the application (or dropped undecided: 500).";
+    deferred_expired => "ringws_deferred_upgrades_expired", "Deferred upgrades not decided within the handshake timeout (503 sent).";
+    deferred_gone => "ringws_deferred_upgrades_abandoned", "Deferred upgrades whose client went away (or the server stopped) first.";
+    deferred_refused => "ringws_deferred_upgrades_refused", "Deferred upgrades answered 503 at once: max_pending_upgrades reached, or the client sent too much before the decision.";
     messages_in => "ringws_messages_received", "Data messages received.";
     messages_out => "ringws_messages_sent", "Data messages queued for sending.";
     bytes_in => "ringws_received_bytes", "Bytes read from sockets.";
