@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): formatting, lints, docs; Autobahn
+# The project's test command (README.md): formatting, lints, docs, import
+# cycles between the engine's modules (scripts/module-cycles.py); Autobahn
 # |Testsuite sections 1-10 on both backends, over ws:// and wss:// (strict: only OK and INFORMATIONAL
 # pass, and the per-case results must equal tests/autobahn/expected-1-10.txt),
 # and 12-13 (permessage-deflate) in full on io_uring and in part on epoll;
@@ -31,6 +32,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+echo "== module cycles (the checker's self-test, then engine/src)"
+# Python 3's standard library only; any cycle fails.
+python3 scripts/module-cycles.py --self-test
+python3 scripts/module-cycles.py
 
 # Integration tests and the scale checks open thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -11,6 +11,9 @@ use std::time::Instant;
 use crate::proto::close::CloseCode;
 use crate::types::{ConnId, PreparedMessage};
 
+/// The mailboxes of all workers, set once every worker has started.
+pub(crate) type Peers = Arc<std::sync::OnceLock<Vec<Mailbox>>>;
+
 /// Wakes a worker blocked in its backend's wait.
 pub(crate) trait Wake: Send + Sync {
     fn wake(&self);

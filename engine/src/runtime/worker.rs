@@ -7,13 +7,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use super::bridge::NodeTopics;
-use super::command::{Command, Inbox, Mailbox};
+use super::command::{Command, Inbox};
 use super::conn::{Conn, Direct, Finish, Link, Phase, ProxyExpected, Timer};
 use super::dispatch::deliver;
 use super::handler::{Handler, WebSocket};
@@ -40,8 +40,7 @@ use crate::types::{CloseCause, ConnId, TlsError};
 /// more; the rest waits for the next turn.
 const FLUSH_ROUNDS: usize = 4;
 
-/// The mailboxes of all workers, set once every worker has started.
-pub(crate) type Peers = Arc<OnceLock<Vec<Mailbox>>>;
+pub(crate) use super::command::Peers;
 
 /// What the backend does after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
