@@ -11,22 +11,41 @@
 //! any node and each channel goes to its shard), `--stats SECONDS` (print the
 //! bridge's figures to stderr that often), `--no-announce` (no "joined" lines),
 //! `--metrics` (Prometheus metrics at `/metrics` on the same port),
-//! `--tls-cert FILE --tls-key FILE` (PEM: serve `wss://` instead).
+//! `--tls-cert FILE --tls-key FILE` (PEM: serve `wss://` instead),
+//! `--auth FILE` (only clients with a token may join: the file has one
+//! `TOKEN NICK` per line; the client sends `?token=TOKEN` or
+//! `Authorization: Bearer TOKEN`).
+//!
+//! With `--auth`, the upgrade is decided on another thread, as a real service
+//! would ask an identity service: `on_upgrade` defers it
+//! (`Upgrade::defer`), a pool of authenticator threads checks the token and
+//! accepts with the nickname it names, or refuses with 401. The worker goes on
+//! serving everyone else meanwhile.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{Handler, HttpRequest, HttpResponse, Message, Server, TlsConfig, Upgrade, WebSocket};
+use ringws::{
+    Handler, HttpRequest, HttpResponse, Message, PendingUpgrade, Server, TlsConfig, Upgrade,
+    WebSocket,
+};
 use ringws_redis::RedisBridge;
 
 const ROOM: &str = "chat";
+
+/// Authenticator threads in the pool of `--auth`.
+const AUTHENTICATORS: usize = 4;
 
 struct Chat {
     /// Publish "NICK joined" when someone joins (off for load tests: with N
     /// clients joining, that is N x N messages).
     announce: bool,
+    /// With `--auth`: where upgrades go to be decided.
+    authenticate: Option<Sender<PendingUpgrade<String>>>,
 }
 
 impl Handler for Chat {
@@ -34,11 +53,22 @@ impl Handler for Chat {
     type Data = String;
 
     fn on_upgrade(&mut self, request: &UpgradeRequest<'_>, peer: SocketAddr) -> Upgrade<String> {
+        if self.authenticate.is_some() {
+            // The token is checked on an authenticator thread.
+            return Upgrade::defer();
+        }
         let nick = request
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("nick=")))
             .map_or_else(|| peer.to_string(), str::to_owned);
         Upgrade::accept(nick)
+    }
+
+    fn on_upgrade_deferred(&mut self, pending: PendingUpgrade<String>) {
+        if let Some(authenticate) = &self.authenticate {
+            // If the pool is gone, the pending upgrade is dropped: 500.
+            let _ = authenticate.send(pending);
+        }
     }
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, String>) {
@@ -66,6 +96,63 @@ impl Handler for Chat {
     }
 }
 
+/// The token a client presents: `?token=` or `Authorization: Bearer`.
+fn token(pending: &PendingUpgrade<String>) -> Option<String> {
+    let from_query = pending
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    let from_header = pending
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
+    from_query.or(from_header).map(str::to_owned)
+}
+
+/// The pool that decides the deferred upgrades: each thread takes the next
+/// pending upgrade and accepts it with the nickname its token names.
+fn start_authenticators(tokens: HashMap<String, String>) -> Sender<PendingUpgrade<String>> {
+    let (tx, rx) = mpsc::channel::<PendingUpgrade<String>>();
+    let rx: Arc<Mutex<Receiver<PendingUpgrade<String>>>> = Arc::new(Mutex::new(rx));
+    let tokens = Arc::new(tokens);
+    for i in 0..AUTHENTICATORS {
+        let (rx, tokens) = (rx.clone(), tokens.clone());
+        std::thread::Builder::new()
+            .name(format!("chat-auth-{i}"))
+            .spawn(move || {
+                loop {
+                    let next = rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(pending)) = next else {
+                        return;
+                    };
+                    let nick = token(&pending).and_then(|t| tokens.get(&t).cloned());
+                    // A decision that comes after the handshake timeout (or
+                    // after the client left) is refused: nothing to do then.
+                    let _ = match nick {
+                        Some(nick) => pending.accept(nick),
+                        None => pending.reject(401, "unknown token\n"),
+                    };
+                }
+            })
+            .expect("an authenticator thread");
+    }
+    tx
+}
+
+/// `TOKEN NICK` per line; blank lines and `#` comments skipped.
+fn read_tokens(path: &str) -> Result<HashMap<String, String>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut tokens = HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (token, nick) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("{path}: expected `TOKEN NICK`, got {line:?}"))?;
+        tokens.insert(token.to_owned(), nick.trim().to_owned());
+    }
+    Ok(tokens)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Engine and bridge warnings (the io_uring fallback, Redis outages) on
     // stderr; RUST_LOG tunes it.
@@ -80,6 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut announce = true;
     let mut metrics = false;
     let (mut cert, mut key) = (None, None);
+    let mut auth: Option<String> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -95,9 +183,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("metrics") => metrics = true,
             Long("tls-cert") => cert = Some(parser.value()?.string()?),
             Long("tls-key") => key = Some(parser.value()?.string()?),
+            Long("auth") => auth = Some(parser.value()?.string()?),
             Long("help") => {
                 println!(
-                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics] [--tls-cert CERT.pem --tls-key KEY.pem]"
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics] [--tls-cert CERT.pem --tls-key KEY.pem] [--auth TOKENS]"
                 );
                 return Ok(());
             }
@@ -128,7 +217,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let handle = builder.build()?.start(move || Chat { announce })?;
+    let authenticate = match &auth {
+        Some(path) => Some(start_authenticators(read_tokens(path)?)),
+        None => None,
+    };
+    let handle = builder.build()?.start(move || Chat {
+        announce,
+        authenticate: authenticate.clone(),
+    })?;
     let scheme = if handle.tls_addrs().is_empty() {
         "ws"
     } else {
