@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
@@ -17,7 +18,7 @@ use crate::proto::handshake::UpgradeRequest;
 use crate::proto::message::{Decoder, DecoderConfig, Event as FrameEvent};
 use crate::proto::session::Session;
 use crate::runtime::bridge::tests::{Call, RecordingBridge};
-use crate::runtime::command::{self, Wake};
+use crate::runtime::command::{self, Mailbox, Wake};
 use crate::runtime::deferred::{PendingUpgrade, UpgradeError};
 use crate::runtime::seam::FrameParts;
 use crate::transport::outbox::Outbox;
