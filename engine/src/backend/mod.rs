@@ -14,7 +14,7 @@
 //! | `Worker::on_released(key)` | a socket the worker asked to close is gone and nothing of it is in flight |
 //! | `Worker::on_buffers_exhausted()` | io_uring: a receive ended with ENOBUFS (counted in the metrics) |
 //! | `Worker::on_signal(signal)` | worker 0 of `Server::run` with `shutdown_on_signals`: SIGTERM or SIGINT read from the signalfd the backend waits on (`signals::SignalFd`) |
-//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its rate limit (or a TLS handshake waiting to start) paused it |
+//! | `Worker::reading_paused(key)` | a query, not an event: a backend reading `key` in a loop stops once its read gate closed (its rate limit, or its TLS handshake waiting for a slot) |
 //! | `Worker::end_turn(now, io) -> Turn` | once per loop turn, after the events: see below |
 //!
 //! Time enters only through `end_turn(now, ..)`: the backend reads the clock,

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::deferred::Pending;
+use super::gate::Reasons;
 use super::ratelimit::Limiter;
 use super::seam::{FrameParts, Io, Written, unsent};
 use super::shared::{Closed, Shared};
@@ -184,6 +185,8 @@ pub(crate) struct Link<U> {
     data: Option<U>,
     /// A PROXY protocol header is still to be read (handshake only).
     pub proxy: ProxyExpected,
+    /// Why its reading is paused, if it is (see `gate`).
+    pub gate: Reasons,
     /// What only some phases hold, behind one pointer.
     extra: Option<Box<Extra>>,
 }
@@ -237,6 +240,7 @@ impl<U> Link<U> {
             local: None,
             data: None,
             proxy: ProxyExpected::No,
+            gate: Reasons::default(),
             extra: None,
         }
     }
@@ -407,11 +411,14 @@ impl<U> Link<U> {
         }
     }
 
-    /// Reading is paused by the rate limit.
+    /// Reading is paused: its gate is closed, or its rate limit was spent
+    /// this turn (the gate closes at the turn's end).
     pub fn reading_paused(&self) -> bool {
-        self.open_extra()
-            .and_then(|open| open.limiter.as_ref())
-            .is_some_and(Limiter::paused)
+        !self.gate.is_empty()
+            || self
+                .open_extra()
+                .and_then(|open| open.limiter.as_ref())
+                .is_some_and(Limiter::paused)
     }
 
     /// Puts the connection on the worker's flush list (once per turn).

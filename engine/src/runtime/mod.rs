@@ -17,6 +17,7 @@ pub(crate) mod conn;
 pub(crate) mod deferred;
 pub(crate) mod deflate;
 pub(crate) mod dispatch;
+pub(crate) mod gate;
 pub(crate) mod handler;
 pub(crate) mod metrics;
 pub(crate) mod pubsub;

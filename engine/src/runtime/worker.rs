@@ -5,7 +5,6 @@
 //! closes every loop turn the same way on both backends. Nothing in here is
 //! shared with another thread.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use super::bridge::NodeTopics;
 use super::command::{Command, Inbox};
 use super::conn::{Conn, Direct, Finish, Link, Phase, ProxyExpected, Timer};
 use super::dispatch::deliver;
+use super::gate::{ReadGate, Reasons};
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
 #[cfg(test)]
@@ -83,14 +83,11 @@ pub(crate) struct Worker<H: Handler> {
     stamping: Vec<usize>,
     /// Connections upgraded this turn, whose handshake time is taken at its end.
     upgraded: Vec<usize>,
-    /// Connections whose reading the rate limit paused.
-    paused: Vec<ConnId>,
+    /// The connections it does not read, and why.
+    gate: ReadGate,
     /// TLS handshakes running (see [`Tls::handshaking`]): at most
     /// `max_tls_handshakes`, but for those started past it (see [`Tls::hold`]).
     tls_handshakes: usize,
-    /// TLS connections whose first bytes are held until a handshake ends, in
-    /// arrival order; their reading is paused.
-    tls_waiting: VecDeque<ConnId>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -165,9 +162,8 @@ impl<H: Handler> Worker<H> {
             flushing: Vec::new(),
             stamping: Vec::new(),
             upgraded: Vec::new(),
-            paused: Vec::new(),
+            gate: ReadGate::default(),
             tls_handshakes: 0,
-            tls_waiting: VecDeque::new(),
         }
     }
 
@@ -269,24 +265,28 @@ impl<H: Handler> Worker<H> {
             );
         };
         // At the limit of handshakes running, a new one waits (its bytes held,
-        // its reading paused) for `start_waiting_handshakes`.
+        // its gate closed) for `start_waiting_handshakes`.
         let at_limit = self.tls_handshakes >= self.shared.config.max_tls_handshakes;
         if tls.unstarted() && (tls.mid_record() || at_limit) && conn.link.phase() != Phase::Ended {
-            let first = !tls.mid_record();
+            let link = &mut conn.link;
             if tls.hold(data) {
-                if first {
-                    self.tls_waiting.push_back(conn.link.id);
+                if self
+                    .gate
+                    .close(link.id, &mut link.gate, Reasons::HANDSHAKE_SLOT)
+                {
                     io.pause_reading(key);
                 }
                 conn.tls = Some(tls);
                 return;
             }
             // Not held (too much to hold, or not TLS): it starts now, after
-            // what was held (its entry in `tls_waiting` is skipped later).
+            // what was held (its entry in the gate's queue is dropped later).
             let mut held = tls.take_held();
             if !held.is_empty() {
                 held.extend_from_slice(data);
-                io.resume_reading(key);
+                if self.gate.open(&mut link.gate, Reasons::HANDSHAKE_SLOT) {
+                    io.resume_reading(key);
+                }
                 return self.receive_tls(key, tls, &mut held);
             }
         }
@@ -352,42 +352,68 @@ impl<H: Handler> Worker<H> {
         self.conns[key].tls = Some(tls);
     }
 
-    /// Starts the waiting TLS handshakes that the limit now allows: their held
-    /// bytes are received and their reading resumes.
+    /// Starts the waiting TLS handshakes that the limit now allows, oldest
+    /// first: their gates open and what they held re-enters.
     fn start_waiting_handshakes(&mut self, io: &mut impl Io) {
         while self.tls_handshakes < self.shared.config.max_tls_handshakes {
-            let Some(id) = self.tls_waiting.pop_front() else {
+            let Some(id) = self.gate.next(Reasons::HANDSHAKE_SLOT) else {
                 break;
             };
-            // Gone (a timeout, a reset) since: skipped.
+            // Gone (a timeout, a reset), or started at once since: skipped.
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            let Some(mut tls) = conn.tls.take_if(|tls| tls.unstarted()) else {
+            let link = &mut conn.link;
+            if !link.gate.contains(Reasons::HANDSHAKE_SLOT) {
                 continue;
-            };
-            let mut held = tls.take_held();
-            let paused = conn.link.reading_paused();
-            self.receive_tls(id.key(), tls, &mut held);
-            if !paused {
+            }
+            let resume = self.gate.open(&mut link.gate, Reasons::HANDSHAKE_SLOT);
+            self.reenter(id.key(), io);
+            if resume {
                 io.resume_reading(id.key());
             }
         }
-        if self.tls_waiting.is_empty() && self.tls_waiting.capacity() > 1024 {
-            self.tls_waiting.shrink_to(64);
+        self.gate.shrink();
+    }
+
+    /// What a connection read before its gate closed, through the path fresh
+    /// bytes take: the ciphertext held while its TLS handshake waited for a
+    /// slot goes through the record layer; the plaintext held while its rate
+    /// limit was spent goes to its frames (not back through `dispatch`: its
+    /// bytes were charged when they came).
+    fn reenter(&mut self, key: usize, io: &mut impl Io) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(mut tls) = conn.tls.take_if(|tls| tls.unstarted()) {
+            let mut held = tls.take_held();
+            return self.receive_tls(key, tls, &mut held);
+        }
+        let mut held = conn.link.take_held();
+        if !held.is_empty() && conn.link.reading_frames() {
+            // Over TLS, every byte goes through the record layer.
+            let direct = match conn.tls {
+                None => Some(Direct::socket(&mut *io as &mut dyn Io)),
+                Some(_) => None,
+            };
+            receive::frames(
+                &mut self.handler,
+                &mut self.shared,
+                &mut self.inflated,
+                conn,
+                &mut held,
+                direct,
+            );
         }
     }
 
-    /// Whether reading `key` is paused (by its rate limit, or while its TLS
-    /// handshake waits to start): a backend that reads in a loop stops there.
+    /// Whether reading `key` is paused (its gate is closed: its rate limit,
+    /// or its TLS handshake waiting to start): a backend that reads in a loop
+    /// stops there.
     pub fn reading_paused(&mut self, key: usize) -> bool {
-        self.conns.get(key).is_some_and(|conn| {
-            conn.link.reading_paused()
-                || conn
-                    .tls
-                    .as_ref()
-                    .is_some_and(|tls| tls.unstarted() && tls.mid_record())
-        })
+        self.conns
+            .get(key)
+            .is_some_and(|conn| conn.link.reading_paused())
     }
 
     /// The io_uring backend's provided receive buffers ran out (ENOBUFS): a
@@ -595,10 +621,12 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            if !self.paused.contains(&id) {
-                io.pause_reading(id.key());
-                self.paused.push(id);
+            let link = &mut conn.link;
+            if !link.gate.contains(Reasons::RATE_LIMIT) {
                 self.shared.counters.rate_limit_pauses += 1;
+                if self.gate.close(id, &mut link.gate, Reasons::RATE_LIMIT) {
+                    io.pause_reading(id.key());
+                }
             }
             if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
                 soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
@@ -608,52 +636,47 @@ impl<H: Handler> Worker<H> {
         soonest.map(|ms| Duration::from_millis(ms.max(1)))
     }
 
-    /// For each paused connection whose tokens are back: parses what it held,
-    /// then reads its socket again (unless that spent the tokens again).
-    /// Returns how long until the next one may resume.
+    /// For each connection paused by its rate limit whose tokens are back:
+    /// what it held re-enters, then its gate opens (unless that spent the
+    /// tokens again). Returns how long until the next one may resume.
     fn resume_paused(&mut self, io: &mut impl Io) -> Option<Duration> {
         let now = self.shared.now_ms;
         let mut soonest: Option<u64> = None;
-        let mut paused = std::mem::take(&mut self.paused);
-        paused.retain(|&id| {
-            let Some(conn) = conn_of(&mut self.conns, id) else {
-                // Gone: its key may belong to a new connection by now.
-                return false;
+        for _ in 0..self.gate.waiting(Reasons::RATE_LIMIT) {
+            let Some(id) = self.gate.next(Reasons::RATE_LIMIT) else {
+                break;
             };
+            // Gone: its key may belong to a new connection by now.
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            if !conn.link.gate.contains(Reasons::RATE_LIMIT) {
+                continue;
+            }
             // An ended connection has no limiter left: it is read again, so
             // that the peer's EOF is seen.
             if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
                 soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-                return true;
+                self.gate.requeue(Reasons::RATE_LIMIT, id);
+                continue;
             }
-            let mut held = conn.link.take_held();
-            if !held.is_empty() && conn.link.reading_frames() {
-                // Over TLS, every byte goes through the record layer.
-                let direct = match conn.tls {
-                    None => Some(Direct::socket(&mut *io as &mut dyn Io)),
-                    Some(_) => None,
-                };
-                receive::frames(
-                    &mut self.handler,
-                    &mut self.shared,
-                    &mut self.inflated,
-                    conn,
-                    &mut held,
-                    direct,
-                );
-            }
-            if conn.link.reading_paused() {
+            self.reenter(id.key(), io);
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            let link = &mut conn.link;
+            if link.limiter().is_some_and(|l| l.paused()) {
                 // Spent again on what it held: it stays paused.
-                if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                if let Some(wait) = link.limiter().and_then(|l| l.resume_after(now)) {
                     soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
                 }
-                return true;
+                self.gate.requeue(Reasons::RATE_LIMIT, id);
+                continue;
             }
-            io.resume_reading(id.key());
-            false
-        });
-        self.shared.pausing.retain(|id| !paused.contains(id));
-        self.paused = paused;
+            if self.gate.open(&mut link.gate, Reasons::RATE_LIMIT) {
+                io.resume_reading(id.key());
+            }
+        }
         soonest.map(Duration::from_millis)
     }
 

@@ -391,7 +391,8 @@ impl RecordLayer {
                 }
                 continue;
             }
-            // What came before a control record is handed on before it.
+            // A control record ends the run before it (runs are handed on in
+            // order once the read is done; the data came first).
             runs.extend(run.take());
             // RFC 8446 §5.1 (and RFC 5246 §6.2.1): no zero-length fragments
             // of any other type.
