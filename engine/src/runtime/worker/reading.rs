@@ -1,0 +1,191 @@
+//! What the worker reads and what waits: a TLS connection's ciphertext
+//! through its session, step by step, to the connection's phase; the TLS
+//! handshakes waiting for a slot; the read gate's pauses and resumes (rate
+//! limit, handshake slot); and what a paused connection held re-entering
+//! through one path.
+
+use super::*;
+
+impl<H: Handler> Worker<H> {
+    /// Ciphertext of connection `key` (its `tls` taken out of it) through the
+    /// record layer to the connection's phase, step by step; counts the
+    /// handshakes running.
+    pub(super) fn receive_tls(&mut self, key: usize, mut tls: Box<Tls>, data: &mut [u8]) {
+        let Self {
+            conns,
+            handler,
+            shared,
+            inflated,
+            upgraded,
+            plain,
+            runs,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let running = tls.handshaking();
+        if conn.link.phase() != Phase::Ended {
+            let mut reader = tls.read(data, plain, runs);
+            loop {
+                match reader.next(&mut shared.pool) {
+                    Ok(Some(Step::Plaintext {
+                        bytes,
+                        runs,
+                        mut sealer,
+                    })) => {
+                        for run in runs {
+                            let direct = sealer.as_mut().map(|s| Direct::Records(s.reborrow()));
+                            let plaintext = &mut bytes[run.clone()];
+                            deliver(handler, shared, inflated, upgraded, conn, plaintext, direct);
+                        }
+                    }
+                    // The stream ended without a close frame, as an EOF would
+                    // end it; what is queued and our close_notify still go out.
+                    Ok(Some(Step::PeerClosed)) => {
+                        conn.link.closed_by_tls_peer(shared);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        conn.link.fail_tls(shared, error);
+                        break;
+                    }
+                }
+            }
+            if !tls.wire.is_empty() {
+                conn.link.mark(&mut shared.flush);
+            }
+        }
+        match (running, tls.handshaking()) {
+            (false, true) => self.tls_handshakes += 1,
+            (true, false) => self.tls_handshakes -= 1,
+            _ => {}
+        }
+        // `conn` is still in the slab: only `on_released` takes it out.
+        self.conns[key].tls = Some(tls);
+    }
+
+    /// Starts the waiting TLS handshakes that the limit now allows, oldest
+    /// first: their gates open and what they held re-enters.
+    pub(super) fn start_waiting_handshakes(&mut self, io: &mut impl Io) {
+        while self.tls_handshakes < self.shared.config.max_tls_handshakes {
+            let Some(id) = self.gate.next(Reasons::HANDSHAKE_SLOT) else {
+                break;
+            };
+            // Gone (a timeout, a reset), or started at once since: skipped.
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            let link = &mut conn.link;
+            if !link.gate.contains(Reasons::HANDSHAKE_SLOT) {
+                continue;
+            }
+            let resume = self.gate.open(&mut link.gate, Reasons::HANDSHAKE_SLOT);
+            self.reenter(id.key(), io);
+            if resume {
+                io.resume_reading(id.key());
+            }
+        }
+        self.gate.shrink();
+    }
+
+    /// What a connection read before its gate closed, through the path fresh
+    /// bytes take: the ciphertext held while its TLS handshake waited for a
+    /// slot goes through the record layer; the plaintext held while its rate
+    /// limit was spent goes to its frames (not back through `dispatch`: its
+    /// bytes were charged when they came).
+    fn reenter(&mut self, key: usize, io: &mut impl Io) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(mut tls) = conn.tls.take_if(|tls| tls.unstarted()) {
+            let mut held = tls.take_held();
+            return self.receive_tls(key, tls, &mut held);
+        }
+        let mut held = conn.link.take_held();
+        if !held.is_empty() && conn.link.reading_frames() {
+            // Over TLS, every byte goes through the record layer.
+            let direct = match conn.tls {
+                None => Some(Direct::socket(&mut *io as &mut dyn Io)),
+                Some(_) => None,
+            };
+            receive::frames(
+                &mut self.handler,
+                &mut self.shared,
+                &mut self.inflated,
+                conn,
+                &mut held,
+                direct,
+            );
+        }
+    }
+
+    /// Asks the backend to stop reading the connections whose rate limit was
+    /// spent this turn; returns how long until the first may resume.
+    pub(super) fn apply_pauses(&mut self, io: &mut impl Io) -> Option<Duration> {
+        let now = self.shared.now_ms;
+        let mut soonest: Option<u64> = None;
+        for id in self.shared.pausing.drain(..) {
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            let link = &mut conn.link;
+            if !link.gate.contains(Reasons::RATE_LIMIT) {
+                self.shared.counters.rate_limit_pauses += 1;
+                if self.gate.close(id, &mut link.gate, Reasons::RATE_LIMIT) {
+                    io.pause_reading(id.key());
+                }
+            }
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+            }
+        }
+        // At least a millisecond: a zero wait would spin until the clock moves.
+        soonest.map(|ms| Duration::from_millis(ms.max(1)))
+    }
+
+    /// For each connection paused by its rate limit whose tokens are back:
+    /// what it held re-enters, then its gate opens (unless that spent the
+    /// tokens again). Returns how long until the next one may resume.
+    pub(super) fn resume_paused(&mut self, io: &mut impl Io) -> Option<Duration> {
+        let now = self.shared.now_ms;
+        let mut soonest: Option<u64> = None;
+        for _ in 0..self.gate.waiting(Reasons::RATE_LIMIT) {
+            let Some(id) = self.gate.next(Reasons::RATE_LIMIT) else {
+                break;
+            };
+            // Gone: its key may belong to a new connection by now.
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            if !conn.link.gate.contains(Reasons::RATE_LIMIT) {
+                continue;
+            }
+            // An ended connection has no limiter left: it is read again, so
+            // that the peer's EOF is seen.
+            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                self.gate.requeue(Reasons::RATE_LIMIT, id);
+                continue;
+            }
+            self.reenter(id.key(), io);
+            let Some(conn) = conn_of(&mut self.conns, id) else {
+                continue;
+            };
+            let link = &mut conn.link;
+            if link.limiter().is_some_and(|l| l.paused()) {
+                // Spent again on what it held: it stays paused.
+                if let Some(wait) = link.limiter().and_then(|l| l.resume_after(now)) {
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                self.gate.requeue(Reasons::RATE_LIMIT, id);
+                continue;
+            }
+            if self.gate.open(&mut link.gate, Reasons::RATE_LIMIT) {
+                io.resume_reading(id.key());
+            }
+        }
+        soonest.map(Duration::from_millis)
+    }
+}
