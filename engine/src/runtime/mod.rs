@@ -1,15 +1,18 @@
 //! Thread-per-core workers: each owns its connections, timers, topics and
 //! buffers; its backend drives it through [`worker::Worker`]'s entry points.
+//! The bytes a connection's socket carries are its transport's
+//! ([`crate::transport`]: the send queue, TLS) below this layer.
 //!
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
-//! HTTP phase), [`dispatch`] (received bytes to the phase), [`receive`] (frames to callbacks), [`conn`] (a connection's
-//! lifecycle and sends), [`outbox`] (its send queue), [`tls`] (the TLS
-//! transport between the backend's bytes and the rest; after the handshake its
-//! record layer is [`records`]), [`ratelimit`],
-//! [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub across nodes), [`deflate`],
-//! [`metrics`] (counters and their exposition), [`command`] (cross-thread), [`handler`] (the callback
-//! interface), [`shared`] (the worker state callbacks reach), [`seam`] (what the
-//! worker asks of its backend) and [`worker`] (the loop's entry points).
+//! HTTP phase, decided now or later: [`deferred`]), [`dispatch`] (received
+//! bytes to the phase), [`receive`] (frames to callbacks), [`conn`] (a
+//! connection's lifecycle and sends), [`gate`] (why its reading is paused),
+//! [`ratelimit`], [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub
+//! across nodes), [`deflate`], [`metrics`] (counters and their exposition),
+//! [`command`] (cross-thread), [`handler`] (the callback interface),
+//! [`shared`] (the worker state callbacks reach), [`seam`] (what the worker
+//! asks of its backend) and [`worker`] (the loop's entry points and the steps
+//! of a turn).
 
 pub(crate) mod bridge;
 pub(crate) mod command;

@@ -8,13 +8,12 @@
 //! Rust client): a [`Collector`] reads the atomics at each scrape, so nothing is
 //! registered per connection and the workers never wait for a scrape. That
 //! crate writes OpenMetrics only; the Prometheus text format (0.0.4) differs
-//! from it, for the metrics written here, in three things [`to_prometheus_text`]
+//! from it, for the metrics written here, in three things `exposition::to_prometheus_text`
 //! rewrites: a counter family is named after its `_total` sample, and there is
 //! no `# UNIT` nor `# EOF` line.
 
 //!
 //! [`Collector`]: prometheus_client::collector::Collector
-//! [`to_prometheus_text`]: exposition::to_prometheus_text
 
 mod counters;
 mod exposition;

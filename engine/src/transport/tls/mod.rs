@@ -3,6 +3,7 @@
 //! to our own record layer, [`records`]).
 
 pub(crate) mod config;
+pub(crate) mod framing;
 pub(crate) mod records;
 pub(crate) mod session;
 

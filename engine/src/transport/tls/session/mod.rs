@@ -22,19 +22,17 @@ use rustls::CipherSuite;
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 
-use super::records::{Fatal, HEADER, Input, MAX_FRAGMENT, RecordLayer, Sealer, alert};
+use super::framing::{
+    MAX_STASH, compact_handshake, first_record_len, next_limit, oversized, starts_like_a_handshake,
+};
+use super::records::{Fatal, HEADER, Input, RecordLayer, alert};
+
+mod reader;
+
 use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use crate::types::TlsError;
+pub(crate) use reader::Step;
 
-/// Most bytes held for a connection waiting for its handshake to start: a
-/// ClientHello (a few hundred bytes; ~1.8 KiB with a post-quantum key share).
-pub(crate) const HOLD_MAX: usize = 4 << 10;
-/// Largest record body a peer may send (TLS 1.2 allows 2 KiB of expansion over
-/// the 16 KiB of plaintext).
-const MAX_BODY: usize = (16 << 10) + 2048;
-/// Most bytes kept across reads: a handshake message may span records (rustls
-/// joins them in the buffer), up to 64 KiB, plus one record.
-const MAX_STASH: usize = (64 << 10) + HEADER + MAX_BODY;
 /// Most plaintext encrypted per flush, so that a connection's ciphertext queue
 /// stays small while its socket is slow (the rest waits in the outbox, where the
 /// backpressure limit sees it).
@@ -166,7 +164,7 @@ impl Tls {
     /// Keeps bytes that arrived before the handshake may start (the worker
     /// runs as many as it allows), for [`Self::take_held`]. False, keeping
     /// nothing new, if they are not handshake records (refused when received
-    /// instead) or their messages would take more than [`HOLD_MAX`] (started
+    /// instead) or their messages would take more than [`super::framing::HOLD_MAX`] (started
     /// at once instead: a waiting connection costs less than a running
     /// handshake).
     ///
@@ -192,35 +190,6 @@ impl Tls {
     pub fn take_held(&mut self) -> Vec<u8> {
         debug_assert!(self.fresh);
         std::mem::take(&mut self.stash)
-    }
-
-    /// Reads ciphertext received from the socket: handshake records are
-    /// answered into [`Self::wire`], and what the peer's records held comes
-    /// back from [`Reader::next`], step by step, for the caller to hand on
-    /// (nothing here calls up). Records of data are opened in place in `data`
-    /// (or in the stash, for a record cut by the end of an earlier read);
-    /// during the handshake rustls's unbuffered API hands out immutable
-    /// slices, copied into `scratch` (the decoder unmasks in place). On an
-    /// error, the alert owed to the peer is queued.
-    pub fn read<'a>(
-        &'a mut self,
-        data: &'a mut [u8],
-        scratch: &'a mut Vec<u8>,
-        runs: &'a mut Vec<Range<usize>>,
-    ) -> Reader<'a> {
-        Reader {
-            tls: self,
-            data,
-            scratch,
-            runs,
-            stage: Stage::Start,
-            segment: Vec::new(),
-            in_stash: false,
-            fed: 0,
-            used: 0,
-            received: Received::Open,
-            failed: None,
-        }
     }
 
     /// Checks the first bytes of a connection and starts rustls.
@@ -686,369 +655,11 @@ impl Tls {
     }
 }
 
-/// What one read of a TLS connection gave, step by step ([`Tls::read`]).
-pub(crate) enum Step<'a> {
-    /// Plaintext: the ranges `runs` of `bytes`, in order (mutable where they
-    /// lie: the frame decoder unmasks in place). `sealer` is our record layer
-    /// once it has the session, lent for frames sent from the callbacks on
-    /// this plaintext (none during the handshake, or when the session is
-    /// failing: what was opened before the failure still came first).
-    Plaintext {
-        bytes: &'a mut [u8],
-        runs: &'a [Range<usize>],
-        sealer: Option<Sealer<'a>>,
-    },
-    /// close_notify: nothing more comes; we may still send (a close reply,
-    /// say) until our own close_notify.
-    PeerClosed,
-}
-
-/// Where a read stands: segment by segment (the stash while a record cut by an
-/// earlier read is completed, then the read itself), each first through
-/// rustls while it has the session, then through our record layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Start,
-    NextSegment,
-    Records,
-    EndSegment,
-    Done,
-}
-
-/// One read of a TLS connection, taken step by step ([`Tls::read`]).
-pub(crate) struct Reader<'a> {
-    tls: &'a mut Tls,
-    /// The read not yet taken into a segment.
-    data: &'a mut [u8],
-    scratch: &'a mut Vec<u8>,
-    runs: &'a mut Vec<Range<usize>>,
-    stage: Stage,
-    /// The stash, taken out while it is the segment.
-    segment: Vec<u8>,
-    in_stash: bool,
-    fed: usize,
-    /// How far the session is in the segment.
-    used: usize,
-    received: Received,
-    /// A failure that comes after the plaintext opened before it.
-    failed: Option<TlsError>,
-}
-
-impl Reader<'_> {
-    /// The next step, `None` once the read is used up (what is left of it is
-    /// kept for the next); an error ends the session, its alert queued.
-    pub fn next(&mut self, pool: &mut BufferPool) -> Result<Option<Step<'_>>, TlsError> {
-        loop {
-            match self.stage {
-                Stage::Done => return Ok(None),
-                Stage::Start => {
-                    if self.data.is_empty() {
-                        self.stage = Stage::Done;
-                        continue;
-                    }
-                    self.stage = Stage::Done;
-                    self.tls.start(self.data, pool)?;
-                    self.stage = Stage::NextSegment;
-                }
-                Stage::NextSegment => {
-                    if let Some(error) = self.failed.take() {
-                        self.stage = Stage::Done;
-                        return Err(error);
-                    }
-                    if !self.tls.stash.is_empty() {
-                        let fed = self.tls.fed as usize;
-                        let (taken, ready) = top_up(&mut self.tls.stash, fed, self.data);
-                        self.data = &mut std::mem::take(&mut self.data)[taken..];
-                        if self.tls.stash.len() > MAX_STASH {
-                            // A handshake message that never ends (or is too
-                            // long to be one), in records of any size.
-                            self.stage = Stage::Done;
-                            return Err(self.tls.malformed(alert::DECODE_ERROR, pool));
-                        }
-                        if !ready {
-                            self.stage = Stage::Done;
-                            continue;
-                        }
-                        self.segment = std::mem::take(&mut self.tls.stash);
-                        self.in_stash = true;
-                        self.fed = fed;
-                    } else if !self.data.is_empty() {
-                        self.in_stash = false;
-                        self.fed = 0;
-                    } else {
-                        self.stage = Stage::Done;
-                        continue;
-                    }
-                    self.scratch.clear();
-                    self.runs.clear();
-                    let Self {
-                        tls,
-                        data,
-                        scratch,
-                        runs,
-                        segment,
-                        ..
-                    } = self;
-                    let buf: &mut [u8] = if self.in_stash { segment } else { data };
-                    let begun = tls.begin_segment(buf, self.fed, scratch, runs, pool);
-                    let (used, received) = match begun {
-                        Ok(begun) => begun,
-                        Err(error) if self.runs.is_empty() => {
-                            self.stage = Stage::Done;
-                            return Err(error);
-                        }
-                        Err(error) => {
-                            self.failed = Some(error);
-                            (0, Received::Open)
-                        }
-                    };
-                    self.used = used;
-                    self.received = received;
-                    self.stage = if self.failed.is_some() {
-                        Stage::NextSegment
-                    } else {
-                        Stage::Records
-                    };
-                    if !self.runs.is_empty() {
-                        return Ok(Some(Step::Plaintext {
-                            bytes: &mut self.scratch[..],
-                            runs: &self.runs[..],
-                            sealer: None,
-                        }));
-                    }
-                }
-                Stage::Records => {
-                    self.stage = Stage::EndSegment;
-                    if self.received == Received::PeerClosed {
-                        continue;
-                    }
-                    self.runs.clear();
-                    let Self {
-                        tls,
-                        data,
-                        runs,
-                        segment,
-                        ..
-                    } = self;
-                    let buf: &mut [u8] = if self.in_stash { segment } else { data };
-                    let used = self.used;
-                    match tls.records_segment(&mut buf[used..], runs, pool) {
-                        Ok((n, received)) => {
-                            self.used += n;
-                            self.received = received;
-                        }
-                        Err(error) => self.failed = Some(error),
-                    }
-                    if self.failed.is_some() {
-                        self.stage = Stage::NextSegment;
-                    }
-                    if !self.runs.is_empty() {
-                        let Self {
-                            tls,
-                            data,
-                            runs,
-                            segment,
-                            failed,
-                            ..
-                        } = self;
-                        let buf: &mut [u8] = if self.in_stash { segment } else { data };
-                        let sealer = match (&mut tls.session, failed.is_none()) {
-                            (Session::Records(records), true) => records.sealer(&mut tls.wire),
-                            _ => None,
-                        };
-                        // The runs are relative to where the record layer began.
-                        for run in runs.iter_mut() {
-                            *run = run.start + used..run.end + used;
-                        }
-                        return Ok(Some(Step::Plaintext {
-                            bytes: buf,
-                            runs: &runs[..],
-                            sealer,
-                        }));
-                    }
-                }
-                Stage::EndSegment => {
-                    if self.received == Received::PeerClosed {
-                        self.stage = Stage::Done;
-                        return Ok(Some(Step::PeerClosed));
-                    }
-                    let segment = self.in_stash.then(|| std::mem::take(&mut self.segment));
-                    let was_stash = segment.is_some();
-                    if let Err(error) = self.tls.end_segment(segment, self.data, self.used, pool) {
-                        self.stage = Stage::Done;
-                        return Err(error);
-                    }
-                    if was_stash {
-                        self.stage = Stage::NextSegment;
-                    } else {
-                        // The read is used up (what is left, stashed).
-                        self.data = &mut [];
-                        self.stage = Stage::Done;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Queues a fatal alert in the clear, as only a handshake that has not sent
 /// its first flight may.
 fn plain_alert(wire: &mut Outbox, description: u8, pool: &mut BufferPool) {
     let record = [super::records::ALERT, 3, 3, 0, 2, 2, description];
     wire.push_copy(pool, &record, b"");
-}
-
-/// How the bytes of `buf` split into records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Records {
-    /// They end on a record boundary.
-    Whole,
-    /// The last record lacks this many bytes (of its header, or of its body
-    /// once the header is complete).
-    Partial(usize),
-    /// A header announces more than any record may hold: the session refuses
-    /// it (with `record_overflow`) once it sees the header.
-    Oversized,
-}
-
-fn walk(buf: &[u8]) -> Records {
-    let mut pos = 0;
-    while pos < buf.len() {
-        let rest = buf.len() - pos;
-        if rest < HEADER {
-            return Records::Partial(HEADER - rest);
-        }
-        let body = usize::from(u16::from_be_bytes([buf[pos + 3], buf[pos + 4]]));
-        if body > MAX_BODY {
-            return Records::Oversized;
-        }
-        if rest < HEADER + body {
-            return Records::Partial(HEADER + body - rest);
-        }
-        pos += HEADER + body;
-    }
-    Records::Whole
-}
-
-/// Whether the records of `buf` come to a header that announces more than
-/// any record may hold.
-fn oversized(buf: &[u8]) -> bool {
-    walk(buf) == Records::Oversized
-}
-
-/// Appends to `stash` from `data` until the records after its first `fed`
-/// bytes end on a record boundary with at least one more record (or come to
-/// an oversized header, for the session to refuse): the bytes taken, and
-/// whether it got there (false: `data` ran out first).
-fn top_up(stash: &mut Vec<u8>, fed: usize, data: &[u8]) -> (usize, bool) {
-    let mut taken = 0;
-    loop {
-        let missing = match walk(&stash[fed..]) {
-            Records::Oversized => return (taken, true),
-            Records::Whole if taken > 0 => return (taken, true),
-            // Every record of the stash is complete but rustls wants more (a
-            // handshake message spanning records): take the next record.
-            Records::Whole => HEADER,
-            Records::Partial(missing) => missing,
-        };
-        let take = missing.min(data.len() - taken);
-        stash.extend_from_slice(&data[taken..taken + take]);
-        taken += take;
-        if take < missing || stash.len() > MAX_STASH {
-            return (taken, false);
-        }
-    }
-}
-
-/// The end of the records rustls may have next, from `from` in `buf`: the
-/// next whole record (`one`), or every whole record; `from` if none is whole.
-fn next_limit(buf: &[u8], from: usize, one: bool) -> usize {
-    let mut end = from;
-    while let Some(len) = whole_record_len(&buf[end..]) {
-        end += len;
-        if one {
-            break;
-        }
-    }
-    end
-}
-
-/// The length of the record `buf` starts with if it is all there.
-fn whole_record_len(buf: &[u8]) -> Option<usize> {
-    match buf {
-        [_, _, _, a, b, ..] => {
-            let len = HEADER + usize::from(u16::from_be_bytes([*a, *b]));
-            (len - HEADER <= MAX_BODY && buf.len() >= len).then_some(len)
-        }
-        _ => None,
-    }
-}
-
-/// The length of the record `buf` starts with, header included, once its
-/// header is there (0 before).
-fn first_record_len(buf: &[u8]) -> usize {
-    match buf {
-        [_, _, _, a, b, ..] => HEADER + usize::from(u16::from_be_bytes([*a, *b])).min(MAX_BODY),
-        _ => 0,
-    }
-}
-
-/// Whether `data` may start a TLS handshake: a handshake record, version 3.x,
-/// as far as the bytes go.
-fn starts_like_a_handshake(data: &[u8]) -> bool {
-    data.first() == Some(&super::records::HANDSHAKE) && data.get(1).is_none_or(|&major| major == 3)
-}
-
-/// Handshake records held before their handshake may start, compacted: the
-/// payloads of the whole records of `held` joined into its first record,
-/// then the bytes of a record still cut. `None` if they are not handshake
-/// records (type, version, a length from 1 to 2^14: RFC 8446 §5.1 allows no
-/// empty handshake fragment) or their payloads would pass [`HOLD_MAX`].
-fn compact_handshake(held: &[u8]) -> Option<Vec<u8>> {
-    fn header_ok(header: &[u8]) -> bool {
-        starts_like_a_handshake(header)
-            && match header {
-                [_, _, _, a, b, ..] => {
-                    let len = usize::from(u16::from_be_bytes([*a, *b]));
-                    (1..=MAX_FRAGMENT).contains(&len)
-                }
-                _ => true,
-            }
-    }
-    // The whole records joined: the first one's header, then every payload.
-    let mut joined: Vec<u8> = Vec::with_capacity(held.len().min(HEADER + HOLD_MAX));
-    let mut pos = 0;
-    while pos < held.len() {
-        let rest = &held[pos..];
-        if !header_ok(rest) {
-            return None;
-        }
-        let announced = first_record_len(rest).saturating_sub(HEADER);
-        if joined.len().saturating_sub(HEADER) + announced > HOLD_MAX {
-            return None;
-        }
-        let Some(len) = whole_record_len(rest) else {
-            // A record still cut: kept as it came, after the joined one.
-            let mut out = announce_length(joined);
-            out.extend_from_slice(rest);
-            return Some(out);
-        };
-        if joined.is_empty() {
-            joined.extend_from_slice(&rest[..HEADER]);
-        }
-        joined.extend_from_slice(&rest[HEADER..len]);
-        pos += len;
-    }
-    Some(announce_length(joined))
-}
-
-/// The header of the record `joined` announces what follows it.
-fn announce_length(mut joined: Vec<u8>) -> Vec<u8> {
-    if let Some(len) = joined.len().checked_sub(HEADER) {
-        // At most HOLD_MAX: fits 16 bits.
-        joined[3..HEADER].copy_from_slice(&(len as u16).to_be_bytes());
-    }
-    joined
 }
 
 /// The suites whose traffic keys rustls exports (the AEADs of
@@ -1107,9 +718,7 @@ fn looks_like_http(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "conformance_tests.rs"]
 mod conformance_tests;

@@ -9,6 +9,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVer
 
 use super::*;
 use crate::transport::tls::TlsConfig;
+use crate::transport::tls::records::Sealer;
 
 /// What the tests hand a read's plaintext to (the worker's dispatch does this
 /// in production).
