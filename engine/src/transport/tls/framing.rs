@@ -68,6 +68,9 @@ pub(crate) fn top_up(stash: &mut Vec<u8>, fed: usize, data: &[u8]) -> (usize, bo
             Records::Whole => HEADER,
             Records::Partial(missing) => missing,
         };
+        // Room for the rest of the record at once (a stash made for a cut
+        // header would otherwise grow by doubling up to twice the record).
+        stash.reserve_exact(missing);
         let take = missing.min(data.len() - taken);
         stash.extend_from_slice(&data[taken..taken + take]);
         taken += take;
