@@ -449,3 +449,24 @@ fn an_application_config_loses_early_data_and_half_rtt_data() {
         "the application's copy is left alone"
     );
 }
+
+#[test]
+fn a_record_cut_in_its_header_is_held_in_room_for_that_record_only() {
+    let (mut server, mut sink, mut raw) = Pair::raw(SUITES[0].0, SUITES[0].1);
+    let record = raw.seal(23, &[5; MAX_FRAGMENT]);
+    // Cut in its header, then in reads that would grow a vector by doubling
+    // past the record (9,000 bytes held, then 9,100: 18,000 of room).
+    let mut rest = &record[..];
+    for size in [3, 8997, 100, record.len()] {
+        let (chunk, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        assert_eq!(feed(&mut server, &mut sink, chunk), Ok(Received::Open));
+        assert!(
+            server.stash.capacity() <= record.len(),
+            "{} held for a record of {}",
+            server.stash.capacity(),
+            record.len()
+        );
+    }
+    assert_eq!(sink.got, [5; MAX_FRAGMENT]);
+}
