@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): formatting, lints, docs, import
+# The project's test command (README.md): formatting, lints (also of the
+# engine with its `fuzzing` feature, the TLS fuzz targets' harness), docs, import
 # cycles between the engine's modules (scripts/module-cycles.py); Autobahn
 # |Testsuite sections 1-10 on both backends, over ws:// and wss:// (strict: only OK and INFORMATIONAL
 # pass, and the per-case results must equal tests/autobahn/expected-1-10.txt),
@@ -10,7 +11,10 @@
 # installed here from the Debian packages when missing); then wss:// in headless
 # Chromium on both backends (scripts/browser.sh: 1 MiB of text and of binary
 # echoed, a close with a code and a reason, the certificate from a test CA;
-# Debian's chromium installed when missing); scripts/million.sh (each mode) and
+# Debian's chromium installed when missing); the TLS record layer's fuzz
+# targets (tls_records, tls_differential: their harness's tests, then 30 s each
+# through scripts/fuzz.sh, cargo-fuzz installed when missing; a crash fails);
+# scripts/million.sh (each mode) and
 # scripts/soak.sh run small on debug builds; then a 2-node cluster behind nginx
 # (scripts/cluster.sh --check). Before the tests: the metrics
 # test's Prometheus parser (Python prometheus_client, from PyPI, in a venv under
@@ -29,6 +33,7 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p ringws --all-targets --features fuzzing --locked -- -D warnings
 
 echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
@@ -81,6 +86,10 @@ cargo test --workspace --locked
 
 echo "== wss:// in headless Chromium, both backends"
 bash scripts/browser.sh
+
+echo "== fuzz: the TLS record layer's targets (their harness's own tests, then 30 s each)"
+cargo test -p ringws --features fuzzing --lib --locked fuzzing
+bash scripts/fuzz.sh 30 tls_records tls_differential
 
 echo "== million.sh and soak.sh, small and unoptimized (the scripts work; no figures)"
 bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --out target/million/ci-hold

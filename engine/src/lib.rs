@@ -30,6 +30,10 @@
 
 pub(crate) mod backend;
 mod config;
+/// The TLS fuzz targets' harness (feature `fuzzing`): not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proto;
 pub(crate) mod runtime;
 #[doc(hidden)]

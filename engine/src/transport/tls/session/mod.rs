@@ -27,6 +27,8 @@ use super::framing::{
 };
 use super::records::{Fatal, HEADER, Input, RecordLayer, alert};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod adapter;
 mod reader;
 
 use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};

@@ -7,52 +7,10 @@ use std::io::{IoSlice, Read, Write};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
 
+pub(super) use super::adapter::Upper;
 use super::*;
 use crate::transport::tls::TlsConfig;
 use crate::transport::tls::records::Sealer;
-
-/// What the tests hand a read's plaintext to (the worker's dispatch does this
-/// in production).
-pub(super) trait Upper {
-    fn pool(&mut self) -> &mut BufferPool;
-    fn deliver(&mut self, plain: &mut [u8], sealer: Option<Sealer<'_>>);
-}
-
-impl Tls {
-    /// Every step of one read handed to `up`, as the worker does: whether the
-    /// peer closed, or the error.
-    pub(super) fn receive(
-        &mut self,
-        data: &mut [u8],
-        scratch: &mut Vec<u8>,
-        up: &mut impl Upper,
-    ) -> Result<Received, TlsError> {
-        let mut runs = Vec::new();
-        let mut pool = std::mem::take(up.pool());
-        let mut reader = self.read(data, scratch, &mut runs);
-        let result = loop {
-            match reader.next(&mut pool) {
-                Ok(Some(Step::Plaintext {
-                    bytes,
-                    runs,
-                    mut sealer,
-                })) => {
-                    for run in runs {
-                        up.deliver(
-                            &mut bytes[run.clone()],
-                            sealer.as_mut().map(|s| s.reborrow()),
-                        );
-                    }
-                }
-                Ok(Some(Step::PeerClosed)) => break Ok(Received::PeerClosed),
-                Ok(None) => break Ok(Received::Open),
-                Err(error) => break Err(error),
-            }
-        };
-        *up.pool() = pool;
-        result
-    }
-}
 
 /// Collects what the TLS layer delivers; with `answer`, seals `answer` and
 /// then what it got back through the sealer lent with it.
