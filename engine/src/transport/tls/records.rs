@@ -544,6 +544,10 @@ impl RecordLayer {
                 .renegotiations_allowed
                 .checked_sub(1)
                 .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
+            if self.closed {
+                // Nothing is sealed after our close_notify, a refusal neither.
+                return Ok(());
+            }
             return self.seal(ALERT, &[WARNING, alert::NO_RENEGOTIATION], wire, pool);
         }
         let mut rest = plain;

@@ -470,3 +470,25 @@ fn a_record_cut_in_its_header_is_held_in_room_for_that_record_only() {
     }
     assert_eq!(sink.got, [5; MAX_FRAGMENT]);
 }
+
+#[test]
+fn after_our_close_notify_no_key_update_or_refusal_is_sealed() {
+    for (version, suite) in [SUITES[0], SUITES[3]] {
+        let (mut server, mut sink, mut raw) = Pair::raw(version, suite);
+        assert!(server.close_notify(&mut sink.pool));
+        let ours = take_wire(&mut server, &mut sink.pool);
+        assert_eq!(raw.open_all(&ours), [(21, vec![1, 0])], "{suite:?}");
+        // A KeyUpdate(update_requested), or a renegotiation attempt: taken,
+        // and nothing answers it.
+        let asked = if version.version == rustls::ProtocolVersion::TLSv1_3 {
+            raw.seal(22, &[24, 0, 0, 1, 1])
+        } else {
+            raw.seal(22, &[1, 0, 0, 0])
+        };
+        assert_eq!(feed(&mut server, &mut sink, &asked), Ok(Received::Open));
+        assert!(
+            server.wire.is_empty(),
+            "{suite:?}: sealed after close_notify"
+        );
+    }
+}
