@@ -97,8 +97,8 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
         // Quiet for a whole tick: its receive memory goes back.
         decoder.release_buffers();
     }
-    if timer.deadline_phase != link.phase() {
-        timer.deadline_phase = link.phase();
+    if link.deadline_phase != link.phase() {
+        link.deadline_phase = link.phase();
         timer.deadline = now + ticks.close;
     }
     match link.phase() {
