@@ -54,10 +54,22 @@ print(f"neutral: {name:<28} connected {r['connected']:>4}/{r['connections']:<4} 
 sys.exit(1 if bad or r["connected"] != r["connections"] else 0)
 PY
 }
-lg=target/release/loadgen
-$lg connect --url "$url" -c 200 -d 0.5 --json "$work/c.json" >/dev/null && check "connect 200" "$work/c.json"
-$lg echo --url "$url" -c 50 -k 2 -s 1 --size-max 20000 -d 2 --json "$work/e.json" >/dev/null && check "echo binary 50 x 2 in flight" "$work/e.json"
-$lg echo --url "$url" -c 20 --text -s 100 -d 2 --json "$work/t.json" >/dev/null && check "echo text 20" "$work/t.json"
-$lg echo --url "$url" -c 20 --rate 400 -d 2 --json "$work/o.json" >/dev/null && check "echo open loop 400/s" "$work/o.json"
-$lg hold --url "$url" -c 100 -d 2 --ping-interval 0.5 --json "$work/h.json" >/dev/null && check "hold 100, ping 2/s" "$work/h.json"
+lg=${CARGO_TARGET_DIR:-target}/release/loadgen
+# One check: the load generator's run, then its report. A run that fails (or
+# a load generator that is not there) fails the script: under `set -e` a
+# command on the left of `&&` would not.
+run() {
+  local name=$1 json=$2
+  shift 2
+  if ! "$lg" "$@" --json "$json" >/dev/null; then
+    echo "neutral: $name: the load generator failed"
+    exit 1
+  fi
+  check "$name" "$json"
+}
+run "connect 200" "$work/c.json" connect --url "$url" -c 200 -d 0.5
+run "echo binary 50 x 2 in flight" "$work/e.json" echo --url "$url" -c 50 -k 2 -s 1 --size-max 20000 -d 2
+run "echo text 20" "$work/t.json" echo --url "$url" -c 20 --text -s 100 -d 2
+run "echo open loop 400/s" "$work/o.json" echo --url "$url" -c 20 --rate 400 -d 2
+run "hold 100, ping 2/s" "$work/h.json" hold --url "$url" -c 100 -d 2 --ping-interval 0.5
 echo "neutral: all 5 checks against an independent server are clean"
