@@ -26,8 +26,11 @@ compiler, so it errs on the side of seeing an edge):
   `self`, `super` (repeated), then each segment that names a child module
   descends into it, so `super::x` is the sibling module `x` when `x` is one,
   and otherwise the parent itself (an item of the parent's own file). A
-  segment that a module imports (`use`, `pub use`) is followed to where it
-  comes from, so `crate::Builder` is `server::builder`, not the root.
+  segment that the crate root re-exports is followed to where it comes
+  from, so `crate::Builder` is `server::builder`, not the root; a name taken
+  from another module's re-export (`super::worker::Peers`, where `worker`
+  has `use super::command::Peers`) is an edge to that module, which the
+  path names, and a module's own imports are followed from where it stands.
   Paths into other crates (std, rustls, ...) are not edges.
 - A parent and its own children are not a cycle: a module's edges to its own
   descendants (declaring them, re-exporting them, using them) are dropped;
@@ -357,9 +360,15 @@ class Crate:
             m = self.modules[cur]
             if seg in m.children:
                 cur = child_name(cur, seg)
-            elif seg in m.imports:
+            elif seg in m.imports and cur == ROOT:
+                # The crate root's re-exports are the API: followed to the
+                # module that defines the item.
                 via = self.resolve(cur, m.imports[seg] + rest[i + 1:], depth + 1)
                 return via if via is not None else cur
+            elif seg in m.imports:
+                # Another module's re-export: naming it there depends on that
+                # module (what it chooses to re-export), not only on the source.
+                return cur
             else:
                 break
         return cur
@@ -538,6 +547,17 @@ class SelfTest(unittest.TestCase):
         code, out = self.run_check(src)
         self.assertEqual(code, 1, out)
         self.assertIn("\na -> b -> a\n", out)
+
+    def test_a_name_taken_from_a_siblings_re_export_depends_on_the_sibling(self):
+        src = self.crate({
+            "lib.rs": "mod a;\nmod b;\nmod c;\n",
+            "a.rs": "pub struct Alpha;\n",
+            "b.rs": "pub use super::a::Alpha;\nfn f() { crate::c::g(); }\n",
+            "c.rs": "use super::b::Alpha;\npub fn g() {}\n",
+        })
+        code, out = self.run_check(src)
+        self.assertEqual(code, 1, out)
+        self.assertIn("\nb -> c -> b\n", out)
 
     def test_inline_modules_count_as_their_file(self):
         src = self.crate({

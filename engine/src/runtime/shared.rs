@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use super::command::Mailbox;
+use super::command::{Mailbox, Peers};
 pub(crate) use super::metrics::Counters;
 use super::metrics::Metrics;
 use super::topics::Topics;
-use super::worker::Peers;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::DeflateConfig;

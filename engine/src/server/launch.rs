@@ -256,7 +256,7 @@ struct WorkerSeed<F> {
     index: usize,
     config: Arc<Config>,
     factory: Arc<F>,
-    peers: crate::runtime::worker::Peers,
+    peers: crate::runtime::command::Peers,
     node: Option<Arc<NodeTopics>>,
     metrics: Arc<Metrics>,
     tls: Option<Arc<TlsConfigCell>>,

@@ -47,7 +47,7 @@ use crate::types::{CloseCause, ConnId, TlsError};
 /// more; the rest waits for the next turn.
 const FLUSH_ROUNDS: usize = 4;
 
-pub(crate) use super::command::Peers;
+use super::command::Peers;
 
 /// What the backend does after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
