@@ -16,9 +16,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::deferred::Pending;
+pub(crate) use super::direct::Direct;
 use super::gate::Reasons;
+use super::peer::PeerAddr;
 use super::ratelimit::Limiter;
-use super::seam::{FrameParts, Io, Written, unsent};
+use super::seam::{FrameParts, Written, unsent};
 use super::shared::{Closed, Shared};
 use crate::config::BackpressurePolicy;
 use crate::proto::close::CloseCode;
@@ -27,7 +29,6 @@ use crate::proto::frame::OpCode;
 use crate::proto::message::Decoder;
 use crate::proto::session::{Frame, Reply, Session};
 use crate::transport::outbox::Outbox;
-use crate::transport::tls::records::Sealer;
 use crate::transport::tls::session::Tls;
 use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus, TlsError};
 
@@ -42,92 +43,6 @@ const MAX_HEADER: usize = 10;
 /// Largest frame sealed straight into the ciphertext queue: as much as one
 /// flush encrypts, so that the queue stays as small as a flush leaves it.
 const SEAL_MAX: usize = 256 << 10;
-
-/// Where a large frame sent from a callback on received data can go without
-/// first being copied into the send queue.
-pub(crate) enum Direct<'a> {
-    /// A plain connection's socket: written from where the frame lies.
-    Socket {
-        io: &'a mut dyn Io,
-        /// The message being delivered, framed as the server sends it, in
-        /// the receive buffer (`Decoder::decode_framed`): echoed, it goes out
-        /// in one plain write.
-        framed: Option<&'a [u8]>,
-    },
-    /// A TLS connection's record layer: sealed straight into its ciphertext
-    /// queue (the one copy TLS itself needs).
-    Records(Sealer<'a>),
-}
-
-impl<'a> Direct<'a> {
-    /// A plain connection's socket, with no message framed.
-    pub fn socket(io: &'a mut dyn Io) -> Self {
-        Direct::Socket { io, framed: None }
-    }
-
-    /// Reborrowed for one callback, leaving it for the next.
-    pub fn reborrow(&mut self) -> Direct<'_> {
-        match self {
-            Direct::Socket { io, framed } => Direct::Socket {
-                io: &mut **io,
-                framed: *framed,
-            },
-            Direct::Records(sealer) => Direct::Records(sealer.reborrow()),
-        }
-    }
-
-    /// Reborrowed for the callback on one message, which `framed` holds
-    /// framed for sending back if it can.
-    pub fn delivering<'b>(&'b mut self, framed: Option<&'b [u8]>) -> Direct<'b> {
-        match self {
-            Direct::Socket { io, .. } => Direct::Socket {
-                io: &mut **io,
-                framed,
-            },
-            Direct::Records(sealer) => Direct::Records(sealer.reborrow()),
-        }
-    }
-}
-
-/// A socket address in 24 bytes (a `SocketAddr` takes 32): the IPv4 address
-/// mapped into IPv6 form, the port and the scope; the flow label, which a
-/// server never uses, is not kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PeerAddr {
-    ip: [u8; 16],
-    scope_id: u32,
-    port: u16,
-    v6: bool,
-}
-
-impl From<SocketAddr> for PeerAddr {
-    fn from(addr: SocketAddr) -> Self {
-        match addr {
-            SocketAddr::V4(v4) => Self {
-                ip: v4.ip().to_ipv6_mapped().octets(),
-                scope_id: 0,
-                port: v4.port(),
-                v6: false,
-            },
-            SocketAddr::V6(v6) => Self {
-                ip: v6.ip().octets(),
-                scope_id: v6.scope_id(),
-                port: v6.port(),
-                v6: true,
-            },
-        }
-    }
-}
-
-impl From<PeerAddr> for SocketAddr {
-    fn from(peer: PeerAddr) -> Self {
-        let ip = std::net::Ipv6Addr::from(peer.ip);
-        match ip.to_ipv4_mapped() {
-            Some(v4) if !peer.v6 => SocketAddr::new(v4.into(), peer.port),
-            _ => std::net::SocketAddrV6::new(ip, peer.port, 0, peer.scope_id).into(),
-        }
-    }
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -937,29 +852,6 @@ impl<U> Conn<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn peer_addresses_survive_the_compact_form() {
-        for addr in [
-            "127.0.0.1:40000",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "[::1]:9001",
-            "[::ffff:10.0.0.1]:80",
-            "[2001:db8::7]:443",
-        ] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            assert_eq!(SocketAddr::from(PeerAddr::from(addr)), addr, "{addr}");
-        }
-        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
-            "fe80::1".parse().unwrap(),
-            8080,
-            0,
-            3,
-        ));
-        assert_eq!(SocketAddr::from(PeerAddr::from(scoped)), scoped);
-        assert_eq!(std::mem::size_of::<PeerAddr>(), 24);
-    }
 
     #[test]
     fn connection_state_is_small() {
