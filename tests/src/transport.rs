@@ -237,24 +237,15 @@ impl Stream {
         let tcp = tcp_stream(addr)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
-        // Tests send messages of many MiB in one write.
-        conn.set_buffer_limit(None);
-        while conn.is_handshaking() {
-            conn.complete_io(&mut &tcp)?;
-        }
-        Ok(Stream {
-            tcp,
-            tls: Some(Arc::new(Mutex::new(TlsState {
-                conn,
-                cipher: Vec::new(),
-            }))),
-        })
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Self::from_tls_parts(tcp, conn)
     }
 
-    /// A TLS stream from a connection whose first flight the test wrote itself
-    /// (cut into records as it likes): the handshake is completed here.
+    /// A TLS stream over `tcp` for `conn`, whose handshake is completed here
+    /// (the test may have written its first flight itself, cut into records
+    /// as it likes).
     pub fn from_tls_parts(tcp: TcpStream, mut conn: ClientConnection) -> io::Result<Stream> {
+        // Tests send messages of many MiB in one write.
         conn.set_buffer_limit(None);
         while conn.is_handshaking() {
             conn.complete_io(&mut &tcp)?;

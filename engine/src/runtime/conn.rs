@@ -500,9 +500,7 @@ impl<U> Link<U> {
     /// Queues the frame the session owes the peer (a pong, a close reply).
     pub fn reply(&mut self, shared: &mut Shared<U>, reply: &Reply<'_>) {
         let frame = shared.endpoint.reply(reply);
-        if matches!(reply, Reply::Pong(_))
-            && self.outbox.len() + frame.len() > shared.config.max_backpressure
-        {
+        if matches!(reply, Reply::Pong(_)) && self.past_limit(shared, frame.len()) {
             // A peer that pings and does not read: its pongs would grow the
             // queue without bound. (A close reply always goes: it is the last.)
             shared.counters.dropped_sends += 1;
@@ -539,7 +537,7 @@ impl<U> Link<U> {
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         };
-        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+        if self.past_limit(shared, frame.len()) {
             self.stalled = true;
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
@@ -579,7 +577,7 @@ impl<U> Link<U> {
         if compress {
             count_deflate(&mut shared.counters, payload.len(), &frame);
         }
-        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+        if self.past_limit(shared, frame.len()) {
             return self.refuse(shared);
         }
         // Only an uncompressed frame carries the caller's payload itself.
@@ -702,7 +700,7 @@ impl<U> Link<U> {
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         }
-        if self.outbox.len() + frame.len() > shared.config.max_backpressure {
+        if self.past_limit(shared, frame.len()) {
             return self.refuse(shared);
         }
         self.outbox.push_shared(&mut shared.pool, frame);
@@ -720,6 +718,12 @@ impl<U> Link<U> {
     /// Whether a data message can be sent now.
     fn can_send(&self) -> bool {
         self.session.can_send_data() && self.finish != Finish::Abort && self.phase != Phase::Ended
+    }
+
+    /// Whether `len` more bytes would take the send queue past the
+    /// backpressure limit (data, pings and the pongs owed alike).
+    fn past_limit(&self, shared: &Shared<U>, len: usize) -> bool {
+        self.outbox.len() + len > shared.config.max_backpressure
     }
 
     /// A send past the backpressure limit: dropped, and under the close policy

@@ -335,14 +335,12 @@ fn answer<H: Handler>(
             rate_limit,
         } => (data, protocol, headers, rate_limit),
         Upgrade::Reject(response) => {
-            shared.counters.rejected.push(response.status);
-            respond(link, shared, &response);
+            reject(link, shared, &response);
             return Outcome::Responded;
         }
         // A decision deferred again (only a completion can be): refused.
         Upgrade::Defer => {
-            shared.counters.rejected.push(500);
-            respond(
+            reject(
                 link,
                 shared,
                 &HttpResponse::text(500, "upgrade deferred twice\n"),
@@ -371,8 +369,7 @@ fn answer<H: Handler>(
             "upgrade of {} refused: the handler's answer is invalid: {e}",
             link.id
         );
-        shared.counters.rejected.push(500);
-        respond(
+        reject(
             link,
             shared,
             &HttpResponse::text(500, "invalid upgrade response\n"),
@@ -433,8 +430,13 @@ fn metrics_response<U>(shared: &Shared<U>, request: &HttpRequest<'_>) -> HttpRes
 
 /// Answers 503 Service Unavailable, and the connection ends after it.
 fn unavailable<U>(link: &mut Link<U>, shared: &mut Shared<U>, body: &str) {
-    shared.counters.rejected.push(503);
-    respond(link, shared, &HttpResponse::text(503, body));
+    reject(link, shared, &HttpResponse::text(503, body));
+}
+
+/// Refuses the upgrade with `response`, counted by its status.
+fn reject<U>(link: &mut Link<U>, shared: &mut Shared<U>, response: &HttpResponse) {
+    shared.counters.rejected.push(response.status);
+    respond(link, shared, response);
 }
 
 /// Answers an invalid request with its error's status.
