@@ -500,7 +500,9 @@ impl<U> Link<U> {
     /// Queues the frame the session owes the peer (a pong, a close reply).
     pub fn reply(&mut self, shared: &mut Shared<U>, reply: &Reply<'_>) {
         let frame = shared.endpoint.reply(reply);
-        if matches!(reply, Reply::Pong(_)) && self.past_limit(shared, frame.len()) {
+        if matches!(reply, Reply::Pong(_))
+            && self.past_limit(shared.config.max_backpressure, frame.len())
+        {
             // A peer that pings and does not read: its pongs would grow the
             // queue without bound. (A close reply always goes: it is the last.)
             shared.counters.dropped_sends += 1;
@@ -537,7 +539,7 @@ impl<U> Link<U> {
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         };
-        if self.past_limit(shared, frame.len()) {
+        if self.past_limit(shared.config.max_backpressure, frame.len()) {
             self.stalled = true;
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
@@ -577,7 +579,7 @@ impl<U> Link<U> {
         if compress {
             count_deflate(&mut shared.counters, payload.len(), &frame);
         }
-        if self.past_limit(shared, frame.len()) {
+        if self.past_limit(shared.config.max_backpressure, frame.len()) {
             return self.refuse(shared);
         }
         // Only an uncompressed frame carries the caller's payload itself.
@@ -700,7 +702,7 @@ impl<U> Link<U> {
             shared.counters.dropped_sends += 1;
             return SendStatus::Dropped;
         }
-        if self.past_limit(shared, frame.len()) {
+        if self.past_limit(shared.config.max_backpressure, frame.len()) {
             return self.refuse(shared);
         }
         self.outbox.push_shared(&mut shared.pool, frame);
@@ -722,8 +724,8 @@ impl<U> Link<U> {
 
     /// Whether `len` more bytes would take the send queue past the
     /// backpressure limit (data, pings and the pongs owed alike).
-    fn past_limit(&self, shared: &Shared<U>, len: usize) -> bool {
-        self.outbox.len() + len > shared.config.max_backpressure
+    fn past_limit(&self, max_backpressure: usize, len: usize) -> bool {
+        self.outbox.len() + len > max_backpressure
     }
 
     /// A send past the backpressure limit: dropped, and under the close policy
