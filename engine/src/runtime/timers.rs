@@ -24,9 +24,11 @@ pub(crate) struct Ticks {
 }
 
 impl Ticks {
-    /// The handshake deadline of a connection accepted at tick `now`.
+    /// The handshake deadline of a connection accepted during tick `now`:
+    /// the tick the accept fell in counts for nothing, so the deadline passes
+    /// no sooner than the whole timeout after the accept.
     pub fn handshake_deadline(&self, now: u32) -> u32 {
-        now + self.handshake
+        now + self.handshake + 1
     }
 
     pub fn new(config: &Config) -> Self {
@@ -64,10 +66,14 @@ impl Clock {
         self.now
     }
 
+    /// The tick that `now` falls in (the clock itself does not move).
+    pub fn tick_of(&self, now: Instant) -> u32 {
+        (now.saturating_duration_since(self.epoch).as_nanos() / self.tick.as_nanos()) as u32
+    }
+
     /// Moves to the tick of `now`; true if it is a new one.
     pub fn advance(&mut self, now: Instant) -> bool {
-        let tick =
-            (now.saturating_duration_since(self.epoch).as_nanos() / self.tick.as_nanos()) as u32;
+        let tick = self.tick_of(now);
         let moved = tick > self.now;
         self.now = self.now.max(tick);
         moved

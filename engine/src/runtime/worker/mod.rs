@@ -435,7 +435,7 @@ impl<H: Handler> Worker<H> {
     /// those whose tokens ran out, and publishes the counters.
     pub fn end_turn(&mut self, now: Instant, io: &mut impl Io) -> Turn {
         self.shared.now_ms = self.clock.millis(now);
-        self.time_handshakes();
+        self.time_handshakes(now);
         self.shut_down_on_signal(now);
         self.run_commands();
         self.advance(now);

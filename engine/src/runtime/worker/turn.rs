@@ -7,18 +7,23 @@ use super::*;
 impl<H: Handler> Worker<H> {
     /// Starts the handshake clock of the connections accepted this turn and
     /// stops it for those upgraded: durations at the resolution of a turn, from
-    /// the time the backend passes in.
-    pub(super) fn time_handshakes(&mut self) {
-        let now = self.shared.now_ms as u32;
+    /// the time the backend passes in. The handshake deadline is set here too:
+    /// the clock read at the accept is the previous turn's, a tick or more old
+    /// after a wait, and a deadline counted from it could cut the handshake
+    /// short of its timeout.
+    pub(super) fn time_handshakes(&mut self, now: Instant) {
+        let ms = self.shared.now_ms as u32;
+        let deadline = self.ticks.handshake_deadline(self.clock.tick_of(now));
         for key in self.stamping.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.timer.start_handshake_clock(now);
+                conn.timer.start_handshake_clock(ms);
+                conn.timer.deadline = deadline;
             }
         }
         for key in self.upgraded.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                let ms = conn.timer.handshake_ms(now);
-                self.shared.counters.handshake(u64::from(ms));
+                let took = conn.timer.handshake_ms(ms);
+                self.shared.counters.handshake(u64::from(took));
             }
         }
         shrink_idle(&mut self.stamping);

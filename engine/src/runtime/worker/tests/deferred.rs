@@ -92,9 +92,10 @@ fn a_deferred_upgrade_refused_gets_the_response_and_no_open() {
 fn an_undecided_upgrade_gets_503_at_the_handshake_timeout_and_a_late_decision_an_error() {
     let mut h = Harness::new(config());
     let (key, pending) = h.deferred();
-    h.run_for(1900);
+    h.run_for(1990);
     assert!(h.socket(key).wire.is_empty(), "still waiting");
-    h.run_for(200);
+    // Within a tick (500 ms) after the timeout.
+    h.run_for(510);
     let wire = String::from_utf8_lossy(&h.socket(key).wire).into_owned();
     assert!(wire.starts_with("HTTP/1.1 503"), "{wire}");
     assert!(h.socket(key).write_shut);

@@ -495,11 +495,36 @@ fn handshake_timeout_closes_a_silent_connection_without_callbacks() {
     let mut h = Harness::new(config());
     let key = h.accept();
     h.send_raw(key, b"GET /chat HTTP/1.1\r\nHost:");
-    h.run_for(1900);
+    h.run_for(1990);
     assert!(!h.socket(key).closed, "not before the deadline");
-    h.run_for(300);
+    // Within a tick (500 ms) after it.
+    h.run_for(510);
     assert!(h.socket(key).closed, "closed after {} ms", h.elapsed_ms());
     assert_eq!(h.seen.take(), []);
+}
+
+#[test]
+fn an_accept_after_a_wait_still_gets_the_whole_handshake_timeout() {
+    let mut h = Harness::new(config());
+    // The worker slept through most of two ticks (500 ms each): its clock
+    // still reads the tick of its last turn when the accept arrives.
+    h.now += Duration::from_millis(990);
+    let key = h.accept();
+    h.send_raw(key, b"GET /chat HTTP/1.1\r\nHost:");
+    let accepted = h.now;
+    while h.now - accepted < Duration::from_millis(1990) {
+        h.after(10);
+        assert!(
+            !h.socket(key).closed,
+            "cut {} ms after the accept, short of the 2 s timeout",
+            (h.now - accepted).as_millis()
+        );
+    }
+    h.run_for(520);
+    assert!(
+        h.socket(key).closed,
+        "closed within a tick after the timeout"
+    );
 }
 
 #[test]

@@ -199,9 +199,9 @@ fn proxy_slowloris_is_bounded_by_the_handshake_timeout() {
     let mut h = Harness::new(proxy_config(ProxyMode::Required, "127.0.0.0/8"));
     let key = h.accept();
     h.send_raw(key, b"PROXY TCP4 1");
-    h.run_for(1900);
+    h.run_for(1990);
     assert!(!h.socket(key).closed);
-    h.run_for(300);
+    h.run_for(510);
     assert!(h.socket(key).closed && h.socket(key).wire.is_empty());
 }
 
