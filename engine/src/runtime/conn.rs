@@ -1,5 +1,5 @@
-//! One connection: its life as explicit transitions between phases, its send
-//! queue, and the [`Link`] that callbacks act on.
+//! One WebSocket stream's life as explicit transitions between phases, its
+//! send queue, and the [`Link`] that callbacks act on.
 //!
 //! ```text
 //! Handshake --open--> Open --start_close--> Closing
@@ -17,7 +17,6 @@ use bytes::Bytes;
 
 use super::deferred::Pending;
 pub(crate) use super::direct::Direct;
-use super::gate::Reasons;
 use super::peer::PeerAddr;
 use super::ratelimit::Limiter;
 use super::seam::{FrameParts, Written, unsent};
@@ -26,10 +25,8 @@ use crate::config::BackpressurePolicy;
 use crate::proto::close::CloseCode;
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::OpCode;
-use crate::proto::message::Decoder;
 use crate::proto::session::{Frame, Reply, Session};
 use crate::transport::outbox::Outbox;
-use crate::transport::tls::session::Tls;
 use crate::types::{CloseCause, ConnId, PreparedMessage, SendStatus, TlsError};
 
 /// Smallest frame written from where it lies instead of copied into the send
@@ -100,8 +97,6 @@ pub(crate) struct Link<U> {
     data: Option<U>,
     /// A PROXY protocol header is still to be read (handshake only).
     pub proxy: ProxyExpected,
-    /// Why its reading is paused, if it is (see `gate`).
-    pub gate: Reasons,
     /// The phase its timer's deadline was set for (a new phase gets a new
     /// deadline): the timer's, kept here beside the phase, where a byte is
     /// free, so that the timer is four words.
@@ -159,7 +154,6 @@ impl<U> Link<U> {
             local: None,
             data: None,
             proxy: ProxyExpected::No,
-            gate: Reasons::default(),
             deadline_phase: Phase::Handshake,
             extra: None,
         }
@@ -331,14 +325,12 @@ impl<U> Link<U> {
         }
     }
 
-    /// Reading is paused: its gate is closed, or its rate limit was spent
-    /// this turn (the gate closes at the turn's end).
-    pub fn reading_paused(&self) -> bool {
-        !self.gate.is_empty()
-            || self
-                .open_extra()
-                .and_then(|open| open.limiter.as_ref())
-                .is_some_and(Limiter::paused)
+    /// Its rate limit was spent: what it receives waits (its socket's gate
+    /// closes at the turn's end).
+    pub fn rate_limited(&self) -> bool {
+        self.open_extra()
+            .and_then(|open| open.limiter.as_ref())
+            .is_some_and(Limiter::paused)
     }
 
     /// Puts the connection on the worker's flush list (once per turn).
@@ -772,109 +764,3 @@ fn count_deflate(counters: &mut super::shared::Counters, before: usize, frame: &
 /// A published frame compressed once per shared window (9..=15), reused for
 /// every subscriber that negotiated that window.
 pub(crate) type SharedFrames = [Option<Bytes>; 7];
-
-/// One connection's timer state; [`super::timers::sweep`] moves it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timer {
-    /// Tick of the last byte received.
-    pub last_rx: u32,
-    /// Tick at which the phase's deadline passes (handshake, close, end).
-    pub deadline: u32,
-    /// Tick of an auto-ping not yet answered by any frame, or
-    /// [`Self::NO_PING`].
-    pub ping_sent: u32,
-    /// The worker's time in ms (wrapping) when the connection was accepted,
-    /// for the handshake-duration metric (a deferred upgrade's wait included).
-    pub accepted_ms: u32,
-}
-
-impl Timer {
-    /// [`Timer::ping_sent`] when no auto-ping is outstanding.
-    pub const NO_PING: u32 = u32::MAX;
-
-    /// The timer of a connection accepted at tick `now`, whose handshake must
-    /// be done by tick `deadline`.
-    pub fn accepted(now: u32, deadline: u32) -> Self {
-        Self {
-            last_rx: now,
-            deadline,
-            ping_sent: Self::NO_PING,
-            accepted_ms: 0,
-        }
-    }
-
-    /// Bytes arrived at tick `now`: the peer is alive.
-    pub fn received(&mut self, now: u32) {
-        self.last_rx = now;
-        self.ping_sent = Self::NO_PING;
-    }
-
-    /// Starts the handshake clock at `ms` (worker time).
-    pub fn start_handshake_clock(&mut self, ms: u32) {
-        self.accepted_ms = ms;
-    }
-
-    /// Milliseconds from the accept to `ms`, for a connection just upgraded.
-    pub fn handshake_ms(&self, ms: u32) -> u32 {
-        ms.wrapping_sub(self.accepted_ms)
-    }
-}
-
-/// A connection in a worker's slab.
-#[derive(Debug)]
-pub(crate) struct Conn<U> {
-    pub link: Link<U>,
-    pub decoder: Decoder,
-    pub timer: Timer,
-    /// The TLS transport, on a TLS listener: one pointer for a plain connection.
-    pub tls: Option<Box<Tls>>,
-}
-
-impl<U> Conn<U> {
-    pub fn new(id: ConnId, peer: SocketAddr, timer: Timer, tls: Option<Box<Tls>>) -> Self {
-        Self {
-            link: Link::new(id, peer),
-            decoder: Decoder::new(),
-            timer,
-            tls,
-        }
-    }
-
-    /// The bytes the backend writes: the outbox itself, or over TLS the
-    /// ciphertext the outbox's frames were encrypted into.
-    pub fn wire(&mut self) -> &mut Outbox {
-        match self.tls.as_deref_mut() {
-            Some(tls) => &mut tls.wire,
-            None => &mut self.link.outbox,
-        }
-    }
-
-    /// Nothing is queued: no frame, no ciphertext.
-    pub fn drained(&self) -> bool {
-        self.link.outbox.is_empty() && self.tls.as_ref().is_none_or(|tls| tls.wire.is_empty())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_state_is_small() {
-        // The whole per-connection state of an idle connection, besides the
-        // kernel's socket; the goal is under 512 bytes including allocator
-        // overhead. It holds the TLS transport pointer (`Conn::tls`, `None` on
-        // a plain connection); the send queue's chunk list is boxed (pooled).
-        // The handshake clock has a field of its own (`Timer::accepted_ms`,
-        // no longer shared with the ping timer); the deadline's phase moved
-        // into the link's spare bytes to keep the timer at four words.
-        let size = std::mem::size_of::<Conn<()>>();
-        eprintln!(
-            "Conn<()> = {size} bytes, Link<()> = {}, Session = {}, Decoder = {}",
-            std::mem::size_of::<Link<()>>(),
-            std::mem::size_of::<Session>(),
-            std::mem::size_of::<Decoder>()
-        );
-        assert!(size <= 216, "{size}");
-    }
-}

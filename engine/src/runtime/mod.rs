@@ -5,8 +5,10 @@
 //!
 //! One module per concern, in the order of the data flow: [`upgrade`] (the
 //! HTTP phase, decided now or later: [`deferred`]), [`dispatch`] (received
-//! bytes to the phase), [`receive`] (frames to callbacks), [`conn`] (a
-//! connection's lifecycle and sends), [`gate`] (why its reading is paused),
+//! bytes to the phase), [`receive`] (frames to callbacks), [`socket`] (a
+//! socket: its transport, its read gate, the stream it carries), [`stream`]
+//! (a WebSocket stream: link, decoder, timers), [`conn`] (a stream's
+//! lifecycle and sends), [`gate`] (why a socket's reading is paused),
 //! [`ratelimit`], [`timers`], [`topics`], [`pubsub`], [`bridge`] (pub/sub
 //! across nodes), [`deflate`], [`metrics`] (counters and their exposition),
 //! [`command`] (cross-thread), [`handler`] (the callback interface),
@@ -32,6 +34,8 @@ pub(crate) mod seam;
 #[doc(hidden)]
 pub mod send_bench;
 pub(crate) mod shared;
+pub(crate) mod socket;
+pub(crate) mod stream;
 pub(crate) mod timers;
 pub(crate) mod topics;
 pub(crate) mod upgrade;

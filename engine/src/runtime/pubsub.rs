@@ -5,8 +5,9 @@
 
 use slab::Slab;
 
-use super::conn::{Conn, Link, SharedFrames};
+use super::conn::{Link, SharedFrames};
 use super::shared::Shared;
+use super::socket::Conn;
 use super::topics::Topics;
 use crate::types::{PreparedMessage, SendStatus};
 
@@ -58,7 +59,12 @@ pub(crate) fn deliver<U>(
     let mut compressed = SharedFrames::default();
     for &key in keys.iter() {
         if let Some(conn) = conns.get_mut(key as usize) {
-            if conn.link.send_prepared(shared, message, &mut compressed) != SendStatus::Dropped {
+            if conn
+                .stream
+                .link
+                .send_prepared(shared, message, &mut compressed)
+                != SendStatus::Dropped
+            {
                 shared.counters.deliveries += 1;
             }
         }

@@ -2,10 +2,11 @@
 //! handed to the protocol session, and its outcome to the handler's callbacks
 //! (with the pong or close reply queued first).
 
-use super::conn::{Conn, DIRECT_MIN, Direct, Finish, Link};
+use super::conn::{DIRECT_MIN, Direct, Finish, Link};
 use super::handler::{Handler, WebSocket};
 use super::ratelimit::Verdict;
 use super::shared::Shared;
+use super::stream::Stream;
 use crate::proto::close::CloseCode;
 use crate::proto::message::Event;
 use crate::proto::session::{Inbound, InflateBuffer};
@@ -22,11 +23,11 @@ pub(crate) fn frames<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     inflated: &mut InflateBuffer,
-    conn: &mut Conn<H::Data>,
+    stream: &mut Stream<H::Data>,
     data: &mut [u8],
     mut direct: Option<Direct<'_>>,
 ) {
-    let Conn { link, decoder, .. } = conn;
+    let Stream { link, decoder, .. } = stream;
     let config = *shared.endpoint.decoder_config(&link.session);
     // Only a plain socket writes a message framed in place, and only a large
     // one goes out from where it lies (`Link::send_message`).

@@ -38,6 +38,9 @@ pub(crate) struct Shared<U> {
     pub publishes: Vec<(Arc<str>, PreparedMessage)>,
     /// Connections with something to flush or finish this turn.
     pub flush: Vec<usize>,
+    /// Streams upgraded this turn (slab keys): their handshake's duration is
+    /// taken at the turn's end.
+    pub upgraded: Vec<usize>,
     /// Connections that ended this turn, to report to `on_close`.
     pub closed: Vec<Closed<U>>,
     pub counters: Counters,

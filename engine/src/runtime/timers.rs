@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Finish, Link, Phase, Timer};
+use super::conn::{Finish, Link, Phase};
 use super::shared::Shared;
+use super::stream::{Stream, Timer};
 use super::upgrade;
 use crate::config::Config;
 use crate::proto::close::CloseCode;
@@ -91,14 +92,20 @@ impl Clock {
     }
 }
 
-/// One connection's timers at tick `now`.
-pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut Shared<U>) {
-    let Conn {
+/// One stream's timers at tick `now`; `gated`: its socket's reading is
+/// paused.
+pub(crate) fn sweep<U>(
+    stream: &mut Stream<U>,
+    gated: bool,
+    now: u32,
+    ticks: &Ticks,
+    shared: &mut Shared<U>,
+) {
+    let Stream {
         link,
         decoder,
         timer,
-        ..
-    } = conn;
+    } = stream;
     if now.wrapping_sub(timer.last_rx) >= 2 {
         // Quiet for a whole tick: its receive memory goes back.
         decoder.release_buffers();
@@ -118,7 +125,7 @@ pub(crate) fn sweep<U>(conn: &mut Conn<U>, now: u32, ticks: &Ticks, shared: &mut
                 abort_silent(link, shared);
             }
         }
-        Phase::Open if link.reading_paused() => {
+        Phase::Open if gated || link.rate_limited() => {
             // We chose not to read it: whatever the peer sent waits in the
             // socket, so its silence proves nothing.
             timer.received(now);

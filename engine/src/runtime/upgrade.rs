@@ -6,7 +6,7 @@
 //! [`super::deferred`]); then the WebSocket frames that came behind the
 //! request. Each step says what became of the bytes ([`Outcome`]).
 
-use super::conn::{Conn, Finish, Link, ProxyExpected};
+use super::conn::{Finish, Link, ProxyExpected};
 use super::deferred::{self, HELD_MAX};
 use super::deflate;
 use super::handler::{Handler, WebSocket};
@@ -14,6 +14,7 @@ use super::metrics::Format;
 use super::ratelimit::Limiter;
 use super::receive;
 use super::shared::Shared;
+use super::stream::Stream;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::Negotiated;
 use crate::proto::handshake::{
@@ -45,15 +46,15 @@ pub(crate) fn received<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     inflated: &mut InflateBuffer,
-    conn: &mut Conn<H::Data>,
+    stream: &mut Stream<H::Data>,
     data: &mut [u8],
 ) -> Outcome {
-    if conn.link.pending_mut().is_some() {
-        return hold(shared, &mut conn.link, data);
+    if stream.link.pending_mut().is_some() {
+        return hold(shared, &mut stream.link, data);
     }
     // The common case has the whole request in one read, parsed where it lies;
     // otherwise it is gathered in the connection's stash.
-    let mut stash = conn.link.take_head();
+    let mut stash = stream.link.take_head();
     let buf: &mut [u8] = match stash.as_mut() {
         Some(head) => {
             head.extend_from_slice(data);
@@ -61,14 +62,14 @@ pub(crate) fn received<H: Handler>(
         }
         None => data,
     };
-    let start = match read_proxy_header(shared, &mut conn.link, buf) {
+    let start = match read_proxy_header(shared, &mut stream.link, buf) {
         ProxyRead::Done(consumed) => consumed,
         ProxyRead::Incomplete => {
             let head = match stash {
                 Some(head) => head,
                 None => data.to_vec(),
             };
-            conn.link.stash_head(head);
+            stream.link.stash_head(head);
             return Outcome::NeedMore;
         }
         ProxyRead::Refused => return Outcome::Responded,
@@ -77,7 +78,7 @@ pub(crate) fn received<H: Handler>(
     if rest.is_empty() {
         return Outcome::NeedMore;
     }
-    let Some((consumed, outcome)) = read_request(handler, shared, &mut conn.link, rest) else {
+    let Some((consumed, outcome)) = read_request(handler, shared, &mut stream.link, rest) else {
         let head = match stash {
             Some(mut head) => {
                 head.drain(..start);
@@ -85,17 +86,17 @@ pub(crate) fn received<H: Handler>(
             }
             None => data[start..].to_vec(),
         };
-        conn.link.stash_head(head);
+        stream.link.stash_head(head);
         return Outcome::NeedMore;
     };
     let behind = &mut rest[consumed..];
     if !behind.is_empty() {
         match outcome {
             // Frames that came with the request: read now (a rare case).
-            Outcome::Opened if conn.link.reading_frames() => {
-                receive::frames(handler, shared, inflated, conn, behind, None);
+            Outcome::Opened if stream.link.reading_frames() => {
+                receive::frames(handler, shared, inflated, stream, behind, None);
             }
-            Outcome::Deciding => return hold(shared, &mut conn.link, behind),
+            Outcome::Deciding => return hold(shared, &mut stream.link, behind),
             _ => {}
         }
     }
@@ -272,10 +273,10 @@ pub(crate) fn decided<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     inflated: &mut InflateBuffer,
-    conn: &mut Conn<H::Data>,
+    stream: &mut Stream<H::Data>,
     upgrade: Upgrade<H::Data>,
 ) -> Option<Outcome> {
-    let pending = conn.link.take_pending(shared)?;
+    let pending = stream.link.take_pending(shared)?;
     match upgrade {
         Upgrade::Accept { .. } => shared.counters.deferred_accepted += 1,
         _ => shared.counters.deferred_rejected += 1,
@@ -286,10 +287,10 @@ pub(crate) fn decided<H: Handler>(
         offered: &offered,
         negotiated: pending.negotiated.as_ref(),
     };
-    let outcome = answer(handler, shared, &mut conn.link, upgrade, &request);
+    let outcome = answer(handler, shared, &mut stream.link, upgrade, &request);
     let mut held = pending.held;
-    if outcome == Outcome::Opened && !held.is_empty() && conn.link.reading_frames() {
-        receive::frames(handler, shared, inflated, conn, &mut held, None);
+    if outcome == Outcome::Opened && !held.is_empty() && stream.link.reading_frames() {
+        receive::frames(handler, shared, inflated, stream, &mut held, None);
     }
     Some(outcome)
 }
@@ -382,6 +383,7 @@ fn answer<H: Handler>(
     let limit = rate_limit.unwrap_or(shared.config.rate_limit);
     link.set_limiter(Limiter::new(&limit, shared.now_ms));
     shared.counters.upgraded += 1;
+    shared.upgraded.push(link.key());
     handler.on_open(&mut WebSocket::new(link, shared));
     if shared.shutting_down {
         link.start_close(

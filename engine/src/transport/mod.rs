@@ -7,3 +7,241 @@
 
 pub(crate) mod outbox;
 pub(crate) mod tls;
+
+use std::ops::Range;
+
+use self::outbox::{BufferPool, Outbox};
+use self::tls::records::Sealer;
+use self::tls::session::{self, Tls};
+use crate::types::TlsError;
+
+/// A socket's transport: the bytes as they are, or a TLS session. One pointer;
+/// everything above it reads and writes through the same calls and never asks
+/// which it is.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    Plain,
+    Tls(Box<Tls>),
+}
+
+/// What one read gave, step by step ([`Transport::read`]).
+pub(crate) enum Step<'a> {
+    /// Bytes for the stream: the ranges `runs` of `bytes`, in order, mutable
+    /// where they lie (the frame decoder unmasks in place). `through` is where
+    /// a frame sent from the callbacks on them may go without first being
+    /// queued.
+    Plaintext {
+        bytes: &'a mut [u8],
+        runs: &'a [Range<usize>],
+        through: Through<'a>,
+    },
+    /// The peer ended its stream inside the transport (TLS close_notify):
+    /// nothing more comes; we may still send until our own goodbye.
+    PeerClosed,
+}
+
+/// Where a frame sent while received bytes are handed on may go at once.
+pub(crate) enum Through<'a> {
+    /// The socket itself: written from where the frame lies.
+    Socket,
+    /// The record layer: sealed from where it lies into the wire queue.
+    Records(Sealer<'a>),
+    /// Nowhere yet (a TLS handshake, a failing session): it is queued.
+    Queue,
+}
+
+/// Whether a transport's bytes may go on now, or wait for a handshake slot
+/// ([`Transport::admit`]).
+pub(crate) enum Admission {
+    /// Read them now.
+    Read,
+    /// Held until a slot frees: reading should pause.
+    Held,
+    /// Not held (too much, or not a handshake): what was held, with these
+    /// bytes after it, is read now.
+    ReadHeld(Vec<u8>),
+}
+
+/// What sealing the send queue into the wire gave ([`Transport::seal`]).
+pub(crate) enum Sealed {
+    /// The wire holds what there is to write.
+    Ready,
+    /// Nothing can be sent on this session any more: the queued frames never
+    /// will be.
+    Discard,
+    /// The session failed; its alert is queued.
+    Failed(TlsError),
+    /// A TLS 1.2 key is near its record limit: the stream should close while
+    /// the records kept for that remain.
+    KeyLimit,
+}
+
+impl Transport {
+    /// The transport of a socket accepted on a listener with `tls` (its
+    /// current certificate configuration), or none.
+    pub fn new(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Self {
+        match tls {
+            Some(config) => Transport::Tls(Box::new(Tls::new(config))),
+            None => Transport::Plain,
+        }
+    }
+
+    /// Takes bytes received from the socket and returns what they gave, step
+    /// by step ([`Reading::next`]). A TLS session answers handshake records
+    /// into its wire queue; `scratch` and `runs` are the worker's buffers.
+    pub fn read<'a>(
+        &'a mut self,
+        data: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+        runs: &'a mut Vec<Range<usize>>,
+    ) -> Reading<'a> {
+        match self {
+            Transport::Plain => {
+                runs.clear();
+                runs.push(0..data.len());
+                Reading::Plain(Some((data, runs)))
+            }
+            Transport::Tls(tls) => Reading::Tls(tls.read(data, scratch, runs)),
+        }
+    }
+
+    /// A transport with a handshake not yet started may have to wait for one
+    /// of the worker's handshake slots (`slot_free` says whether one is):
+    /// while it waits its bytes are held here.
+    pub fn admit(&mut self, data: &[u8], slot_free: bool) -> Admission {
+        let Transport::Tls(tls) = self else {
+            return Admission::Read;
+        };
+        if !tls.unstarted() || (!tls.mid_record() && slot_free) {
+            return Admission::Read;
+        }
+        if tls.hold(data) {
+            return Admission::Held;
+        }
+        let mut held = tls.take_held();
+        if held.is_empty() {
+            return Admission::Read;
+        }
+        held.extend_from_slice(data);
+        Admission::ReadHeld(held)
+    }
+
+    /// What [`Self::admit`] held, once a slot is free: to be read now.
+    pub fn take_held(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Transport::Tls(tls) if tls.unstarted() => Some(tls.take_held()),
+            _ => None,
+        }
+    }
+
+    /// A handshake is running (it holds one of the worker's slots).
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.handshaking())
+    }
+
+    /// The peer's stream stopped inside a record: a truncation attack, or a
+    /// broken peer, not an orderly end.
+    pub fn cut_short(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.mid_record() && !tls.unstarted())
+    }
+
+    /// Moves what `queue` holds towards the wire: over TLS, sealed into
+    /// records once the last ones are out (while the socket is slow, frames
+    /// wait in the queue under its limit); plain, the queue is the wire.
+    pub fn seal(&mut self, queue: &mut Outbox, pool: &mut BufferPool) -> Sealed {
+        let Transport::Tls(tls) = self else {
+            return Sealed::Ready;
+        };
+        if tls.wire.is_empty() && (!queue.is_empty() || tls.owes_key_update()) {
+            match tls.encrypt(queue, pool) {
+                Ok(true) => {}
+                Ok(false) => return Sealed::Discard,
+                Err(error) => return Sealed::Failed(error),
+            }
+        }
+        if tls.exhausted() {
+            return Sealed::KeyLimit;
+        }
+        Sealed::Ready
+    }
+
+    /// The bytes the socket writes: `queue` itself, or the TLS wire queue.
+    pub fn wire<'a>(&'a mut self, queue: &'a mut Outbox) -> &'a mut Outbox {
+        match self {
+            Transport::Plain => queue,
+            Transport::Tls(tls) => &mut tls.wire,
+        }
+    }
+
+    /// Bytes wait below the send queue (ciphertext not yet written).
+    pub fn pending(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if !tls.wire.is_empty())
+    }
+
+    /// Queues the transport's own goodbye before a graceful end (TLS
+    /// close_notify, once); true if there is one to write first.
+    pub fn goodbye(&mut self, pool: &mut BufferPool) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(tls) => tls.close_notify(pool),
+        }
+    }
+
+    /// The TLS session, if it is one.
+    #[cfg(test)]
+    pub fn tls(&self) -> Option<&Tls> {
+        match self {
+            Transport::Tls(tls) => Some(tls),
+            Transport::Plain => None,
+        }
+    }
+
+    /// The TLS session, if it is one.
+    #[cfg(test)]
+    pub fn tls_mut(&mut self) -> Option<&mut Tls> {
+        match self {
+            Transport::Tls(tls) => Some(tls),
+            Transport::Plain => None,
+        }
+    }
+
+    /// Where a frame sent outside a read may go at once: plain sockets write
+    /// from where it lies; over TLS it is queued (the record layer lends
+    /// itself only with the plaintext it opened).
+    pub fn direct(&self) -> bool {
+        matches!(self, Transport::Plain)
+    }
+}
+
+/// One read of a transport, step by step ([`Transport::read`]).
+pub(crate) enum Reading<'a> {
+    /// The bytes themselves, once.
+    Plain(Option<(&'a mut [u8], &'a mut Vec<Range<usize>>)>),
+    Tls(session::Reader<'a>),
+}
+
+impl Reading<'_> {
+    /// The next step, or `None` when the read is used up. An error ends the
+    /// read; over TLS its alert is queued.
+    pub fn next(&mut self, pool: &mut BufferPool) -> Result<Option<Step<'_>>, TlsError> {
+        match self {
+            Reading::Plain(once) => Ok(once.take().map(|(bytes, runs)| Step::Plaintext {
+                bytes,
+                runs: runs.as_slice(),
+                through: Through::Socket,
+            })),
+            Reading::Tls(reader) => Ok(reader.next(pool)?.map(|step| match step {
+                session::Step::Plaintext {
+                    bytes,
+                    runs,
+                    sealer,
+                } => Step::Plaintext {
+                    bytes,
+                    runs,
+                    through: sealer.map_or(Through::Queue, Through::Records),
+                },
+                session::Step::PeerClosed => Step::PeerClosed,
+            })),
+        }
+    }
+}

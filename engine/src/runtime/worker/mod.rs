@@ -20,7 +20,7 @@ mod turn;
 
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox};
-use super::conn::{Conn, Direct, Finish, Link, Phase, ProxyExpected, Timer};
+use super::conn::{Direct, Finish, Link, Phase, ProxyExpected};
 use super::dispatch::deliver;
 use super::gate::{ReadGate, Reasons};
 use super::handler::{Handler, WebSocket};
@@ -31,6 +31,8 @@ pub(crate) use super::metrics::WorkerStats;
 use super::pubsub;
 use super::seam::{Hangup, Io, Written};
 use super::shared::{Counters, Shared};
+use super::socket::Conn;
+use super::stream::Timer;
 use super::timers::{self, Clock, Ticks};
 use super::topics::Topics;
 use super::{deferred, deflate, receive, upgrade};
@@ -40,7 +42,7 @@ use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
 use crate::transport::outbox::BufferPool;
 use crate::transport::tls::TlsConfigCell;
-use crate::transport::tls::session::{Step, Tls};
+use crate::transport::{Admission, Sealed, Step, Through, Transport};
 use crate::types::{CloseCause, ConnId, TlsError};
 
 /// Flush rounds per turn: callbacks run while flushing (on_drain) may queue
@@ -88,12 +90,11 @@ pub(crate) struct Worker<H: Handler> {
     flushing: Vec<usize>,
     /// Connections accepted this turn, whose handshake clock starts at its end.
     stamping: Vec<usize>,
-    /// Connections upgraded this turn, whose handshake time is taken at its end.
-    upgraded: Vec<usize>,
     /// The connections it does not read, and why.
     gate: ReadGate,
-    /// TLS handshakes running (see [`Tls::handshaking`]): at most
-    /// `max_tls_handshakes`, but for those started past it (see [`Tls::hold`]).
+    /// TLS handshakes running (see [`Transport::handshaking`]): at most
+    /// `max_tls_handshakes`, but for those started past it (see
+    /// [`Transport::admit`]).
     tls_handshakes: usize,
 }
 
@@ -140,6 +141,7 @@ impl<H: Handler> Worker<H> {
                 topics: Topics::new(node),
                 publishes: Vec::new(),
                 flush: Vec::new(),
+                upgraded: Vec::new(),
                 closed: Vec::new(),
                 counters: Counters::default(),
                 now_ms: 0,
@@ -168,7 +170,6 @@ impl<H: Handler> Worker<H> {
             keys: Vec::new(),
             flushing: Vec::new(),
             stamping: Vec::new(),
-            upgraded: Vec::new(),
             gate: ReadGate::default(),
             tls_handshakes: 0,
         }
@@ -222,12 +223,10 @@ impl<H: Handler> Worker<H> {
                 (false, _) => ProxyExpected::Refused,
             },
         };
-        let tls = match &self.tls {
-            Some(cell) if self.shared.config.is_tls_listener(listener) => {
-                Some(Box::new(Tls::new(cell.current())))
-            }
+        let transport = Transport::new(match &self.tls {
+            Some(cell) if self.shared.config.is_tls_listener(listener) => Some(cell.current()),
             _ => None,
-        };
+        });
         self.generation = self.generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -239,65 +238,51 @@ impl<H: Handler> Worker<H> {
                 self.clock.now(),
                 self.ticks.handshake_deadline(self.clock.now()),
             ),
-            tls,
+            transport,
         ));
-        conn.link.proxy = proxy;
+        conn.stream.link.proxy = proxy;
         self.shared.counters.accepted += 1;
         self.stamping.push(key);
         Some(key)
     }
 
-    /// Bytes received on connection `key`. They are parsed in place: masked
+    /// Bytes received on socket `key`. They are parsed in place: masked
     /// payloads are unmasked inside `data`; over TLS, records are decrypted
-    /// inside it first. On a plain connection, callbacks may write a large
-    /// message through `io` from where it lies (`Io::write_frame`).
+    /// inside it first. On a plain socket, callbacks may write a large message
+    /// through `io` from where it lies (`Io::write_frame`). A transport whose
+    /// handshake must wait for a slot holds them instead, its gate closed,
+    /// until `start_waiting_handshakes`.
     pub fn on_data(&mut self, key: usize, data: &mut [u8], io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.timer.received(self.clock.now());
+        conn.stream.timer.received(self.clock.now());
         self.shared.counters.bytes_in += data.len() as u64;
-        let Some(mut tls) = conn.tls.take() else {
-            let (handler, shared, inflated) =
-                (&mut self.handler, &mut self.shared, &mut self.inflated);
-            let direct = Some(Direct::socket(io as &mut dyn Io));
-            return deliver(
-                handler,
-                shared,
-                inflated,
-                &mut self.upgraded,
-                conn,
-                data,
-                direct,
-            );
-        };
-        // At the limit of handshakes running, a new one waits (its bytes held,
-        // its gate closed) for `start_waiting_handshakes`.
-        let at_limit = self.tls_handshakes >= self.shared.config.max_tls_handshakes;
-        if tls.unstarted() && (tls.mid_record() || at_limit) && conn.link.phase() != Phase::Ended {
-            let link = &mut conn.link;
-            if tls.hold(data) {
-                if self
-                    .gate
-                    .close(link.id, &mut link.gate, Reasons::HANDSHAKE_SLOT)
-                {
-                    io.pause_reading(key);
+        if conn.stream.link.phase() != Phase::Ended {
+            let slot_free = self.tls_handshakes < self.shared.config.max_tls_handshakes;
+            let Conn { socket, stream } = conn;
+            match socket.transport.admit(data, slot_free) {
+                Admission::Read => {}
+                Admission::Held => {
+                    let id = stream.link.id;
+                    if self
+                        .gate
+                        .close(id, &mut socket.gate, Reasons::HANDSHAKE_SLOT)
+                    {
+                        io.pause_reading(key);
+                    }
+                    return;
                 }
-                conn.tls = Some(tls);
-                return;
-            }
-            // Not held (too much to hold, or not TLS): it starts now, after
-            // what was held (its entry in the gate's queue is dropped later).
-            let mut held = tls.take_held();
-            if !held.is_empty() {
-                held.extend_from_slice(data);
-                if self.gate.open(&mut link.gate, Reasons::HANDSHAKE_SLOT) {
-                    io.resume_reading(key);
+                // Its entry in the gate's queue is dropped when met.
+                Admission::ReadHeld(mut held) => {
+                    if self.gate.open(&mut socket.gate, Reasons::HANDSHAKE_SLOT) {
+                        io.resume_reading(key);
+                    }
+                    return self.receive(key, &mut held, io);
                 }
-                return self.receive_tls(key, tls, &mut held);
             }
         }
-        self.receive_tls(key, tls, data);
+        self.receive(key, data, io);
     }
 
     /// Whether reading `key` is paused (its gate is closed: its rate limit,
@@ -306,7 +291,7 @@ impl<H: Handler> Worker<H> {
     pub fn reading_paused(&mut self, key: usize) -> bool {
         self.conns
             .get(key)
-            .is_some_and(|conn| conn.link.reading_paused())
+            .is_some_and(|conn| conn.socket.gated() || conn.stream.link.rate_limited())
     }
 
     /// The io_uring backend's provided receive buffers ran out (ENOBUFS): a
@@ -326,15 +311,12 @@ impl<H: Handler> Worker<H> {
     pub fn on_hangup(&mut self, key: usize, hangup: Hangup) {
         if let Some(conn) = self.conns.get_mut(key) {
             let eof = hangup == Hangup::Eof;
-            if eof
-                && conn
-                    .tls
-                    .as_ref()
-                    .is_some_and(|tls| tls.mid_record() && !tls.unstarted())
-            {
-                conn.link.fail_tls(&mut self.shared, TlsError::Truncated);
+            if eof && conn.socket.transport.cut_short() {
+                conn.stream
+                    .link
+                    .fail_tls(&mut self.shared, TlsError::Truncated);
             } else {
-                conn.link.hang_up(&mut self.shared, eof);
+                conn.stream.link.hang_up(&mut self.shared, eof);
             }
         }
     }
@@ -342,8 +324,8 @@ impl<H: Handler> Worker<H> {
     /// The socket of `key` may take more after a write that left bytes behind.
     pub fn on_writable(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.drained() || conn.link.finish() != Finish::None {
-                conn.link.mark(&mut self.shared.flush);
+            if !conn.drained() || conn.stream.link.finish() != Finish::None {
+                conn.stream.link.mark(&mut self.shared.flush);
             }
         }
     }
@@ -357,7 +339,7 @@ impl<H: Handler> Worker<H> {
         };
         conn.wire().consume(&mut self.shared.pool, written);
         let drained = conn.drained();
-        let link = &mut conn.link;
+        let link = &mut conn.stream.link;
         self.shared.counters.bytes_out += written as u64;
         if blocked {
             link.stall(&mut self.shared.counters);
@@ -396,7 +378,8 @@ impl<H: Handler> Worker<H> {
         let (header, payload) = unsent;
         let short = !header.is_empty() || !payload.is_empty();
         if short {
-            conn.link
+            conn.stream
+                .link
                 .outbox
                 .push_front_copy(&mut self.shared.pool, header, payload);
         }
@@ -409,10 +392,10 @@ impl<H: Handler> Worker<H> {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
-        if conn.tls.as_ref().is_some_and(|tls| tls.handshaking()) {
+        if conn.socket.transport.handshaking() {
             self.tls_handshakes -= 1;
         }
-        let link = &mut conn.link;
+        let link = &mut conn.stream.link;
         if link.phase() != Phase::Ended {
             // The socket went away under an open connection.
             let cause = link.cause_or(CloseCause::Reset);
@@ -487,12 +470,15 @@ impl<H: Handler> Worker<H> {
 /// The open connection `id` still names, if any (the generation must match).
 fn open_link<U>(conns: &mut Slab<Conn<U>>, id: ConnId) -> Option<&mut Link<U>> {
     let conn = conns.get_mut(id.key())?;
-    (conn.link.id == id && conn.link.phase() == Phase::Open).then_some(&mut conn.link)
+    (conn.stream.link.id == id && conn.stream.link.phase() == Phase::Open)
+        .then_some(&mut conn.stream.link)
 }
 
 /// The connection `id` still names, in any phase.
 fn conn_of<U>(conns: &mut Slab<Conn<U>>, id: ConnId) -> Option<&mut Conn<U>> {
-    conns.get_mut(id.key()).filter(|conn| conn.link.id == id)
+    conns
+        .get_mut(id.key())
+        .filter(|conn| conn.stream.link.id == id)
 }
 
 /// Frees an empty list's memory if a burst made it large.

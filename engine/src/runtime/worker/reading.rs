@@ -1,5 +1,5 @@
-//! What the worker reads and what waits: a TLS connection's ciphertext
-//! through its session, step by step, to the connection's phase; the TLS
+//! What the worker reads and what waits: a socket's bytes through its
+//! transport, step by step, to its stream's phase; the TLS
 //! handshakes waiting for a slot; the read gate's pauses and resumes (rate
 //! limit, handshake slot); and what a paused connection held re-entering
 //! through one path.
@@ -7,63 +7,68 @@
 use super::*;
 
 impl<H: Handler> Worker<H> {
-    /// Ciphertext of connection `key` (its `tls` taken out of it) through the
-    /// record layer to the connection's phase, step by step; counts the
-    /// handshakes running.
-    pub(super) fn receive_tls(&mut self, key: usize, mut tls: Box<Tls>, data: &mut [u8]) {
+    /// Bytes received on socket `key` through its transport to its stream,
+    /// step by step (plain: the bytes themselves; TLS: what the records
+    /// opened); counts the handshakes running.
+    pub(super) fn receive(&mut self, key: usize, data: &mut [u8], io: &mut impl Io) {
         let Self {
             conns,
             handler,
             shared,
             inflated,
-            upgraded,
             plain,
             runs,
+            tls_handshakes,
             ..
         } = self;
-        let Some(conn) = conns.get_mut(key) else {
+        let Some(Conn { socket, stream }) = conns.get_mut(key) else {
             return;
         };
-        let running = tls.handshaking();
-        if conn.link.phase() != Phase::Ended {
-            let mut reader = tls.read(data, plain, runs);
-            loop {
-                match reader.next(&mut shared.pool) {
-                    Ok(Some(Step::Plaintext {
-                        bytes,
-                        runs,
-                        mut sealer,
-                    })) => {
-                        for run in runs {
-                            let direct = sealer.as_mut().map(|s| Direct::Records(s.reborrow()));
-                            let plaintext = &mut bytes[run.clone()];
-                            deliver(handler, shared, inflated, upgraded, conn, plaintext, direct);
-                        }
-                    }
-                    // The stream ended without a close frame, as an EOF would
-                    // end it; what is queued and our close_notify still go out.
-                    Ok(Some(Step::PeerClosed)) => {
-                        conn.link.closed_by_tls_peer(shared);
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        conn.link.fail_tls(shared, error);
-                        break;
+        if stream.link.phase() == Phase::Ended {
+            // After the close handshake, whatever the peer sends is discarded.
+            return;
+        }
+        let running = socket.transport.handshaking();
+        let gated = socket.gated();
+        let mut reading = socket.transport.read(data, plain, runs);
+        loop {
+            match reading.next(&mut shared.pool) {
+                Ok(Some(Step::Plaintext {
+                    bytes,
+                    runs,
+                    mut through,
+                })) => {
+                    for run in runs {
+                        let direct = match &mut through {
+                            Through::Socket => Some(Direct::socket(&mut *io as &mut dyn Io)),
+                            Through::Records(sealer) => Some(Direct::Records(sealer.reborrow())),
+                            Through::Queue => None,
+                        };
+                        let bytes = &mut bytes[run.clone()];
+                        deliver(handler, shared, inflated, stream, gated, bytes, direct);
                     }
                 }
-            }
-            if !tls.wire.is_empty() {
-                conn.link.mark(&mut shared.flush);
+                // The stream ended without a close frame, as an EOF would
+                // end it; what is queued and our close_notify still go out.
+                Ok(Some(Step::PeerClosed)) => {
+                    stream.link.closed_by_tls_peer(shared);
+                    break;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    stream.link.fail_tls(shared, error);
+                    break;
+                }
             }
         }
-        match (running, tls.handshaking()) {
-            (false, true) => self.tls_handshakes += 1,
-            (true, false) => self.tls_handshakes -= 1,
+        if socket.transport.pending() {
+            stream.link.mark(&mut shared.flush);
+        }
+        match (running, socket.transport.handshaking()) {
+            (false, true) => *tls_handshakes += 1,
+            (true, false) => *tls_handshakes -= 1,
             _ => {}
         }
-        // `conn` is still in the slab: only `on_released` takes it out.
-        self.conns[key].tls = Some(tls);
     }
 
     /// Starts the waiting TLS handshakes that the limit now allows, oldest
@@ -77,11 +82,12 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            let link = &mut conn.link;
-            if !link.gate.contains(Reasons::HANDSHAKE_SLOT) {
+            if !conn.socket.gate.contains(Reasons::HANDSHAKE_SLOT) {
                 continue;
             }
-            let resume = self.gate.open(&mut link.gate, Reasons::HANDSHAKE_SLOT);
+            let resume = self
+                .gate
+                .open(&mut conn.socket.gate, Reasons::HANDSHAKE_SLOT);
             self.reenter(id.key(), io);
             if resume {
                 io.resume_reading(id.key());
@@ -99,22 +105,23 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Some(mut tls) = conn.tls.take_if(|tls| tls.unstarted()) {
-            let mut held = tls.take_held();
-            return self.receive_tls(key, tls, &mut held);
+        if let Some(mut held) = conn.socket.transport.take_held() {
+            return self.receive(key, &mut held, io);
         }
-        let mut held = conn.link.take_held();
-        if !held.is_empty() && conn.link.reading_frames() {
-            // Over TLS, every byte goes through the record layer.
-            let direct = match conn.tls {
-                None => Some(Direct::socket(&mut *io as &mut dyn Io)),
-                Some(_) => None,
-            };
+        let mut held = conn.stream.link.take_held();
+        if !held.is_empty() && conn.stream.link.reading_frames() {
+            // Only a plain socket writes from where the bytes lie: over TLS,
+            // the record layer lends itself with what it opens, not later.
+            let direct = conn
+                .socket
+                .transport
+                .direct()
+                .then(|| Direct::socket(&mut *io as &mut dyn Io));
             receive::frames(
                 &mut self.handler,
                 &mut self.shared,
                 &mut self.inflated,
-                conn,
+                &mut conn.stream,
                 &mut held,
                 direct,
             );
@@ -130,14 +137,16 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            let link = &mut conn.link;
-            if !link.gate.contains(Reasons::RATE_LIMIT) {
+            if !conn.socket.gate.contains(Reasons::RATE_LIMIT) {
                 self.shared.counters.rate_limit_pauses += 1;
-                if self.gate.close(id, &mut link.gate, Reasons::RATE_LIMIT) {
+                if self
+                    .gate
+                    .close(id, &mut conn.socket.gate, Reasons::RATE_LIMIT)
+                {
                     io.pause_reading(id.key());
                 }
             }
-            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+            if let Some(wait) = conn.stream.link.limiter().and_then(|l| l.resume_after(now)) {
                 soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
             }
         }
@@ -159,12 +168,12 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            if !conn.link.gate.contains(Reasons::RATE_LIMIT) {
+            if !conn.socket.gate.contains(Reasons::RATE_LIMIT) {
                 continue;
             }
             // An ended connection has no limiter left: it is read again, so
             // that the peer's EOF is seen.
-            if let Some(wait) = conn.link.limiter().and_then(|l| l.resume_after(now)) {
+            if let Some(wait) = conn.stream.link.limiter().and_then(|l| l.resume_after(now)) {
                 soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
                 self.gate.requeue(Reasons::RATE_LIMIT, id);
                 continue;
@@ -173,8 +182,8 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
-            let link = &mut conn.link;
-            if link.limiter().is_some_and(|l| l.paused()) {
+            let link = &mut conn.stream.link;
+            if link.rate_limited() {
                 // Spent again on what it held: it stays paused.
                 if let Some(wait) = link.limiter().and_then(|l| l.resume_after(now)) {
                     soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
@@ -182,7 +191,7 @@ impl<H: Handler> Worker<H> {
                 self.gate.requeue(Reasons::RATE_LIMIT, id);
                 continue;
             }
-            if self.gate.open(&mut link.gate, Reasons::RATE_LIMIT) {
+            if self.gate.open(&mut conn.socket.gate, Reasons::RATE_LIMIT) {
                 io.resume_reading(id.key());
             }
         }

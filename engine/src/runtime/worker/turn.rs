@@ -16,18 +16,18 @@ impl<H: Handler> Worker<H> {
         let deadline = self.ticks.handshake_deadline(self.clock.tick_of(now));
         for key in self.stamping.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.timer.start_handshake_clock(ms);
-                conn.timer.deadline = deadline;
+                conn.stream.timer.start_handshake_clock(ms);
+                conn.stream.timer.deadline = deadline;
             }
         }
-        for key in self.upgraded.drain(..) {
+        for key in self.shared.upgraded.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                let took = conn.timer.handshake_ms(ms);
+                let took = conn.stream.timer.handshake_ms(ms);
                 self.shared.counters.handshake(u64::from(took));
             }
         }
         shrink_idle(&mut self.stamping);
-        shrink_idle(&mut self.upgraded);
+        shrink_idle(&mut self.shared.upgraded);
     }
 
     pub(super) fn run_commands(&mut self) {
@@ -38,7 +38,6 @@ impl<H: Handler> Worker<H> {
             keys,
             handler,
             inflated,
-            upgraded,
             ..
         } = self;
         let mut shutdown = None;
@@ -46,10 +45,7 @@ impl<H: Handler> Worker<H> {
             Command::Decide { id, decision } => {
                 if let Some(conn) = conn_of(conns, id) {
                     let upgrade = deferred::decision(decision);
-                    let outcome = upgrade::decided(handler, shared, inflated, conn, upgrade);
-                    if outcome == Some(upgrade::Outcome::Opened) {
-                        upgraded.push(id.key());
-                    }
+                    upgrade::decided(handler, shared, inflated, &mut conn.stream, upgrade);
                 }
             }
             Command::Publish { topic, message } => {
@@ -85,8 +81,9 @@ impl<H: Handler> Worker<H> {
         } = self;
         if self.shutdown.is_some_and(|deadline| now >= deadline) {
             for (_, conn) in conns.iter_mut() {
-                let code = conn.link.local_code();
-                conn.link
+                let code = conn.stream.link.local_code();
+                conn.stream
+                    .link
                     .end(shared, Finish::Abort, code, "", CloseCause::Shutdown);
             }
         }
@@ -97,7 +94,7 @@ impl<H: Handler> Worker<H> {
         shared.endpoint.release_buffers();
         let tick = clock.now();
         for (_, conn) in conns.iter_mut() {
-            timers::sweep(conn, tick, ticks, shared);
+            timers::sweep(&mut conn.stream, conn.socket.gated(), tick, ticks, shared);
         }
     }
 
@@ -129,7 +126,7 @@ impl<H: Handler> Worker<H> {
         let Self { conns, shared, .. } = self;
         shared.shutting_down = true;
         for (_, conn) in conns.iter_mut() {
-            let link = &mut conn.link;
+            let link = &mut conn.stream.link;
             match link.phase() {
                 // Its upgrade is still answered (then closed with 1001), or it
                 // is dropped at the deadline.

@@ -214,8 +214,9 @@ fn a_tls12_key_near_its_record_limit_closes_with_1001_and_close_notify() {
         .unwrap();
     let id = h.open_tls(&mut peer);
     let records = h.worker.conns[peer.key]
-        .tls
-        .as_deref_mut()
+        .socket
+        .transport
+        .tls_mut()
         .unwrap()
         .records()
         .unwrap();
@@ -440,8 +441,8 @@ fn large_frames_over_tls_are_sealed_from_where_they_lie_in_order() {
         h.send_raw(peer.key, &out);
         let conn = &h.worker.conns[peer.key];
         let in_outbox: usize = queued.iter().map(|m| echo(m).len()).sum();
-        assert_eq!(conn.link.outbox.len(), in_outbox, "{messages:?}");
-        let wire = conn.tls.as_ref().unwrap().wire.len();
+        assert_eq!(conn.stream.link.outbox.len(), in_outbox, "{messages:?}");
+        let wire = conn.socket.transport.tls().unwrap().wire.len();
         assert_eq!(wire > 20_000, sealed == 1, "ciphertext queued: {wire}");
         let got = h.pump(&mut peer);
         let want: Vec<u8> = messages.iter().flat_map(|m| echo(m)).collect();
@@ -465,12 +466,15 @@ fn a_slow_tls_socket_keeps_frames_in_the_outbox_under_the_limit() {
     h.send_raw(peer.key, &out);
     h.turn();
     let conn = &h.worker.conns[peer.key];
-    let wire = conn.tls.as_ref().unwrap().wire.len();
+    let wire = conn.socket.transport.tls().unwrap().wire.len();
     assert!(
         wire <= (256 << 10) + 64 * 30,
         "ciphertext is bounded: {wire}"
     );
-    assert!(conn.link.outbox.len() > 900_000, "the rest waits as frames");
+    assert!(
+        conn.stream.link.outbox.len() > 900_000,
+        "the rest waits as frames"
+    );
     h.io.sockets.get_mut(&peer.key).unwrap().room = None;
     h.worker.on_writable(peer.key);
     let got = h.pump(&mut peer);

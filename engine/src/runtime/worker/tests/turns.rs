@@ -281,13 +281,13 @@ fn a_split_message_s_buffer_is_reused_then_freed_when_quiet() {
     h.send_raw(key, second);
     h.turn();
     assert_eq!(h.seen.take(), [Seen::Message(id, text)]);
-    let held = h.worker.conns[key].decoder.buffered_bytes();
+    let held = h.worker.conns[key].stream.decoder.buffered_bytes();
     assert!(held >= 3000, "kept for the next split message: {held}");
     // A tick later it is still there; after a whole quiet tick it is gone.
     h.run_for(500);
-    assert!(h.worker.conns[key].decoder.buffered_bytes() > 0);
+    assert!(h.worker.conns[key].stream.decoder.buffered_bytes() > 0);
     h.run_for(1000);
-    assert_eq!(h.worker.conns[key].decoder.buffered_bytes(), 0);
+    assert_eq!(h.worker.conns[key].stream.decoder.buffered_bytes(), 0);
 }
 
 #[test]

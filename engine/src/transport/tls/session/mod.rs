@@ -33,7 +33,7 @@ mod reader;
 
 use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use crate::types::TlsError;
-pub(crate) use reader::Step;
+pub(crate) use reader::{Reader, Step};
 
 /// Most plaintext encrypted per flush, so that a connection's ciphertext queue
 /// stays small while its socket is slow (the rest waits in the outbox, where the
