@@ -11,8 +11,10 @@ use crate::proto::error::ProtocolError;
 use crate::proto::frame::{OpCode, encode_header};
 use crate::proto::handshake::RequestHead;
 
-/// A connection's identity: worker, slab slot and a generation, so an id held by
-/// a [`crate::ServerHandle`] never reaches a later connection in the same slot.
+/// A WebSocket's identity: it names the stream, not the socket under it (over
+/// HTTP/1.1 one socket carries one stream). Its worker, the stream's slot in
+/// that worker's slab and a generation, so an id held by a
+/// [`crate::ServerHandle`] never reaches a later WebSocket in the same slot.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub(crate) u64);
 

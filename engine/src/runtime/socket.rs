@@ -75,9 +75,10 @@ mod tests {
         // The whole per-connection state of an idle plain WebSocket, besides
         // the kernel's socket; the goal is under 512 bytes including allocator
         // overhead. The socket is its transport (one pointer: `Plain`, or the
-        // boxed TLS session) and its read gate (one byte, padded to a word:
-        // the split costs 8 bytes over the 216 of one flat struct, within the
-        // layering issue's 224); the stream its link, decoder and timer. The send queue's chunk list is boxed (pooled); the
+        // boxed TLS session) and its read gate (one byte, padded to a word);
+        // the stream its link, decoder and timer. To keep the split at the
+        // 216 bytes of the flat struct before it, why a connection started
+        // closing moved into the open phase's boxed state. The send queue's chunk list is boxed (pooled); the
         // handshake clock has a field of its own (`Timer::accepted_ms`); the
         // deadline's phase sits in the link's spare bytes so that the timer is
         // four words.
@@ -90,6 +91,6 @@ mod tests {
             std::mem::size_of::<Session>(),
             std::mem::size_of::<Decoder>()
         );
-        assert!(size <= 224, "{size}");
+        assert!(size <= 216, "{size}");
     }
 }

@@ -1,12 +1,13 @@
-//! One worker: its connections in a slab, its clock, topics and buffers, and
-//! the entry points its backend drives it through (see [`crate::backend`] for
-//! the contract). Each entry point hands the event to the module of its
-//! concern (upgrade, receive, timers, pubsub, commands); [`Worker::end_turn`]
-//! closes every loop turn the same way on both backends. Nothing in here is
-//! shared with another thread. Here: the state, the entry points and the turn;
-//! beside it, what a turn does in steps: [`reading`] (TLS reads, handshake
-//! slots, the read gate), [`flush`] (writes and finishes), [`turn`] (clock,
-//! commands, shutdown, reports, publishes).
+//! One worker: its sockets and their streams in a slab, its clock, topics and
+//! buffers, and the entry points its backend drives it through (see
+//! [`crate::backend`] for the contract). Each entry point hands the event to
+//! the module of its concern (the socket's transport, upgrade, receive,
+//! timers, pubsub, commands); [`Worker::end_turn`] closes every loop turn the
+//! same way on both backends. Nothing in here is shared with another thread.
+//! Here: the state, the read-side entry points and the turn; beside it:
+//! [`reading`] (a read through the transport, handshake slots, the read
+//! gate), [`flush`] (the write-side entry points, writes and finishes),
+//! [`turn`] (clock, commands, shutdown, reports, publishes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -319,72 +320,6 @@ impl<H: Handler> Worker<H> {
                 conn.stream.link.hang_up(&mut self.shared, eof);
             }
         }
-    }
-
-    /// The socket of `key` may take more after a write that left bytes behind.
-    pub fn on_writable(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.drained() || conn.stream.link.finish() != Finish::None {
-                conn.stream.link.mark(&mut self.shared.flush);
-            }
-        }
-    }
-
-    /// `written` bytes of `key`'s queue went out; `blocked` if the socket took
-    /// no more. Runs `on_drain` once a stalled queue empties, then finishes the
-    /// connection if it asked to be.
-    pub fn on_sent(&mut self, key: usize, written: usize, blocked: bool, io: &mut impl Io) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.wire().consume(&mut self.shared.pool, written);
-        let drained = conn.drained();
-        let link = &mut conn.stream.link;
-        self.shared.counters.bytes_out += written as u64;
-        if blocked {
-            link.stall(&mut self.shared.counters);
-            return;
-        }
-        if !drained {
-            // More than one write's worth of iovecs (or, over TLS, of plaintext
-            // to encrypt): go on next round.
-            link.mark(&mut self.shared.flush);
-            return;
-        }
-        if std::mem::take(&mut link.stalled) && link.phase() == Phase::Open {
-            self.handler
-                .on_drain(&mut WebSocket::new(link, &mut self.shared));
-            if !link.outbox.is_empty() {
-                return;
-            }
-        }
-        self.finish(key, io);
-    }
-
-    /// A frame the backend sent from where it lay (`Io::write_frame`) completed
-    /// with `written` bytes out; `unsent` (the rest of its header, then of its
-    /// payload) is copied to the front of the queue before the backend lets
-    /// go of it. Then as [`Self::on_sent`].
-    pub fn on_frame_sent(
-        &mut self,
-        key: usize,
-        written: usize,
-        unsent: (&[u8], &[u8]),
-        io: &mut impl Io,
-    ) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let (header, payload) = unsent;
-        let short = !header.is_empty() || !payload.is_empty();
-        if short {
-            conn.stream
-                .link
-                .outbox
-                .push_front_copy(&mut self.shared.pool, header, payload);
-        }
-        self.shared.counters.bytes_out += written as u64;
-        self.on_sent(key, 0, short, io);
     }
 
     /// The backend has closed the socket of `key`: forget the connection.

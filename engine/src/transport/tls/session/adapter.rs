@@ -1,6 +1,6 @@
 //! The shape the tests and the fuzz targets drive a session through: every
 //! step of a read handed to a callback ([`Upper`]), as the worker's
-//! `receive_tls` does with its own loop. Not built into the engine.
+//! `receive` does with its own loop. Not built into the engine.
 
 use super::{Received, Step, Tls};
 use crate::transport::outbox::BufferPool;
