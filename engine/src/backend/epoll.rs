@@ -266,11 +266,14 @@ impl Io for Sockets {
         let Some(Some(Stream { tcp: stream, .. })) = self.streams.get_mut(key) else {
             return Written::Failed;
         };
+        // The common case, a turn's frames staged together, goes by send(2)
+        // (no writev vector to import) and without filling a vector first.
+        if let Some(one) = outbox.as_one_slice() {
+            return outcome(stream.write(one), one.len());
+        }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let count = outbox.io_slices(&mut slices);
         let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-        // One slice (the common case: a turn's frames staged together) goes by
-        // send(2), which skips writev's vector import.
         let result = match &slices[..count] {
             [one] => stream.write(one),
             many => stream.write_vectored(many),

@@ -252,6 +252,20 @@ impl Outbox {
         }
     }
 
+    /// The queued bytes as one slice, when they lie in one piece (the staging
+    /// buffer, no chunk before it: a turn's small frames): a writer then needs
+    /// no vector of slices.
+    pub fn as_one_slice(&self) -> Option<&[u8]> {
+        if self
+            .chunks
+            .as_ref()
+            .is_some_and(|chunks| !chunks.is_empty())
+        {
+            return None;
+        }
+        Some(&self.staging[self.staging_sent as usize..])
+    }
+
     /// Fills `out` with slices of queued bytes, in order; returns how many.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
@@ -378,6 +392,24 @@ mod tests {
         assert_eq!(pool.spare.len(), 1);
         o.push_copy(&mut pool, b"", &[3; 10]);
         assert!(pool.spare.is_empty());
+    }
+
+    #[test]
+    fn staged_frames_are_one_slice_and_a_chunk_before_them_is_not() {
+        let mut pool = BufferPool::default();
+        let mut o = Outbox::default();
+        assert_eq!(o.as_one_slice(), Some(&b""[..]));
+        o.push_copy(&mut pool, b"h1", b"aaa");
+        o.push_copy(&mut pool, b"h2", b"bb");
+        assert_eq!(o.as_one_slice(), Some(&b"h1aaah2bb"[..]));
+        o.consume(&mut pool, 3);
+        assert_eq!(o.as_one_slice(), Some(&b"aah2bb"[..]));
+        // A shared frame is a chunk of its own: the bytes lie in two places.
+        o.push_shared(&mut pool, Bytes::from_static(b"SHARED"));
+        assert_eq!(o.as_one_slice(), None);
+        assert_eq!(drain(&mut o, &mut pool, 100), b"aah2bbSHARED");
+        o.push_copy(&mut pool, b"h3", b"c");
+        assert_eq!(o.as_one_slice(), Some(&b"h3c"[..]));
     }
 
     #[test]
