@@ -5,6 +5,7 @@
 //! the plain transport is the identity. The send queue both use is
 //! [`outbox`]. Nothing here knows about WebSocket, connections or workers.
 
+pub(crate) mod h2;
 pub(crate) mod outbox;
 pub(crate) mod tls;
 
