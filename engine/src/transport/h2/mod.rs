@@ -7,7 +7,9 @@
 //! Modules by what they own: `frame` (the wire format, error codes,
 //! settings), `hpack` (header blocks both ways, under our limits),
 //! `request` (a validated request), `streams` (stream states and windows),
-//! `budget` (abuse budgets), `reader` (reading, frame by frame). This file
+//! `budget` (abuse budgets), `reader` (reading, frame by frame: the
+//! preface, frame headers, DATA), `control` (the control frames), `headers`
+//! (header blocks). This file
 //! holds the connection and what the runtime calls to send.
 //!
 //! Memory is bounded whatever the peer sends: at most one frame's payload
@@ -24,7 +26,9 @@
 #![cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code, unused_imports))]
 
 mod budget;
+mod control;
 mod frame;
+mod headers;
 mod hpack;
 mod reader;
 mod request;
@@ -143,7 +147,7 @@ pub(crate) struct H2 {
     frame_buf: Vec<u8>,
     /// The header block being gathered (HEADERS + CONTINUATION).
     block: Vec<u8>,
-    pending_block: Option<reader::PendingBlock>,
+    pending_block: Option<headers::PendingBlock>,
     /// The peer's first SETTINGS came (the first frame must be one).
     got_settings: bool,
     /// The highest stream id whose request was handed on (GOAWAY's last id).

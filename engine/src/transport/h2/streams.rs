@@ -136,8 +136,10 @@ mod tests {
 
     #[test]
     fn closed_ids_are_derived_and_resets_remembered_in_a_bounded_ring() {
-        let mut s = Streams::default();
-        s.last_peer = 9;
+        let mut s = Streams {
+            last_peer: 9,
+            ..Streams::default()
+        };
         s.insert(9, Stream::new(1, 1, None));
         assert_eq!(s.find(9), Found::Open);
         assert_eq!(s.find(11), Found::Idle);

@@ -2,7 +2,10 @@
 
 use super::*;
 
-fn request_fields(evs: &[Ev]) -> (&str, Option<&str>, &[(String, Vec<u8>)]) {
+/// A request's fields, owned.
+type Fields = [(String, Vec<u8>)];
+
+fn request_fields(evs: &[Ev]) -> (&str, Option<&str>, &Fields) {
     match evs {
         [
             Ev::Request {
