@@ -23,7 +23,7 @@
 
 // Until the runtime drives it (RFC 8441 integration, in progress beside
 // this module), only the tests and the fuzz harness use the codec.
-#![cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code, unused_imports))]
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 mod budget;
 mod control;
