@@ -21,10 +21,6 @@
 //! bounded by the budgets ([`Settings::resets_per_second`],
 //! [`Settings::control_frames_per_second`]).
 
-// Until the runtime drives it (RFC 8441 integration, in progress beside
-// this module), only the tests and the fuzz harness use the codec.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod budget;
 mod control;
 mod frame;
@@ -344,6 +340,8 @@ impl H2 {
         moved
     }
 
+    // Used by the codec's tests and the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Our side of `stream` ends: END_STREAM (an empty DATA) if not sent
     /// yet. A stream without a response cannot end with DATA (HEADERS must
     /// come first): it is reset (CANCEL) instead.
@@ -492,11 +490,15 @@ impl H2 {
         frame::write_goaway(out, pool, self.last_accepted, code);
     }
 
+    // Used by the codec's tests and the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Streams open (not closed on both sides and not forgotten).
     pub fn open_streams(&self) -> usize {
         self.streams.len()
     }
 
+    // Used by the codec's tests and the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Bytes `stream` may send now (the smaller of its window and the
     /// connection's; 0 if it is gone or its side ended).
     pub fn send_capacity(&self, stream: u32) -> usize {

@@ -117,6 +117,13 @@ impl<'a> Reader<'a> {
     pub(super) fn new(h2: &'a mut H2, bytes: &'a mut [u8]) -> Self {
         Self { h2, bytes, pos: 0 }
     }
+
+    /// The codec, between events: what the caller does on an event (a
+    /// stream refused, DATA consumed) goes through it while the read goes on.
+    /// Its sending calls leave where the read stands as it is.
+    pub fn codec(&mut self) -> &mut H2 {
+        self.h2
+    }
 }
 
 impl Reader<'_> {

@@ -207,6 +207,7 @@ impl Request {
         self.method.map_or("", |s| self.text(s))
     }
 
+    #[cfg(test)]
     pub fn scheme(&self) -> Option<&str> {
         self.scheme.map(|s| self.text(s))
     }

@@ -125,6 +125,7 @@ impl Streams {
         self.map.values_mut()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Stream)> {
         self.map.iter().map(|(&id, s)| (id, s))
     }
