@@ -387,6 +387,9 @@ impl H2 {
         self.block = Vec::new();
         self.frame_buf = Vec::new();
         self.sent_goaway = true;
+        // After GOAWAY with an error the connection only closes: no stream
+        // sends anything more (the runtime ends them all).
+        self.streams.clear();
         frame::write_goaway(out, pool, self.last_accepted, error.code);
     }
 

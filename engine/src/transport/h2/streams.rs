@@ -121,6 +121,12 @@ impl Streams {
         self.map.len()
     }
 
+    /// Forgets every stream: the connection failed, nothing more is sent on
+    /// any of them.
+    pub(crate) fn clear(&mut self) {
+        self.map = HashMap::new();
+    }
+
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Stream> {
         self.map.values_mut()
     }

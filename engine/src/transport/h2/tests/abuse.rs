@@ -165,3 +165,23 @@ fn an_error_is_reported_once_and_memory_is_freed() {
     assert!(conn.sent().is_empty());
     assert_eq!(conn.h2.block.capacity(), 0);
 }
+
+#[test]
+fn after_a_connection_error_no_stream_sends_anything() {
+    let mut client = Client::new();
+    let mut conn = Conn::open(Settings::default());
+    conn.websocket(&mut client, 1);
+    conn.sent();
+    // A frame larger than our SETTINGS_MAX_FRAME_SIZE: FRAME_SIZE_ERROR.
+    let evs = conn.feed(&frame(kind::DATA, 0, 1, &vec![0; 16_385]));
+    assert_eq!(error(&evs).code, ErrorCode::FRAME_SIZE_ERROR);
+    assert_eq!(goaway(&conn.sent()), Some(ErrorCode::FRAME_SIZE_ERROR));
+    // The stream the runtime still has: nothing more goes out on it.
+    conn.respond(1, false);
+    let (moved, _) = conn.send(1, b"late", true, usize::MAX);
+    assert_eq!(moved, 0);
+    conn.h2
+        .reset(1, ErrorCode::CANCEL, &mut conn.out, &mut conn.pool);
+    conn.h2.release(1, &mut conn.out, &mut conn.pool);
+    assert!(conn.sent().is_empty());
+}
