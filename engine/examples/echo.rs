@@ -7,16 +7,24 @@
 //! 5000): `scripts/restart-demo.sh` restarts it under load. With
 //! `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` instead (and
 //! WebSockets over HTTP/2 by ALPN, RFC 8441); `--h2c` takes HTTP/2 by prior
-//! knowledge on the plain listener.
+//! knowledge on the plain listener. `--page FILE` serves that HTML file at
+//! `GET /` (any other plain request gets 404), so a browser can load a page
+//! from this server and open its WebSocket to the same origin
+//! (`scripts/browser.sh --http2`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use ringws::proto::handshake::UpgradeRequest;
 use ringws::{
-    BackendKind, DeflateMode, Handler, Http2, Message, Server, TlsConfig, Upgrade, WebSocket,
+    BackendKind, DeflateMode, Handler, Http2, HttpRequest, HttpResponse, Message, Server,
+    TlsConfig, Upgrade, WebSocket,
 };
 
-struct Echo;
+struct Echo {
+    /// `--page`: the HTML served at `GET /`.
+    page: Option<Arc<Vec<u8>>>,
+}
 
 impl Handler for Echo {
     type Data = ();
@@ -27,6 +35,22 @@ impl Handler for Echo {
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, message: Message<'_>) {
         ws.send(message);
+    }
+
+    fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
+        // Without --page, plain requests get the default 426 Upgrade Required.
+        let page = self.page.as_ref()?;
+        if request.method != "GET" || request.path != "/" {
+            return Some(HttpResponse::text(404, "not found\n"));
+        }
+        Some(HttpResponse {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "text/html; charset=utf-8".into()),
+                ("Cache-Control".into(), "no-store".into()),
+            ],
+            body: page.to_vec(),
+        })
     }
 }
 
@@ -46,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tls_cert: Option<String> = None;
     let mut tls_key: Option<String> = None;
     let mut h2c = false;
+    let mut page: Option<Arc<Vec<u8>>> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -82,9 +107,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("tls-cert") => tls_cert = Some(parser.value()?.string()?),
             Long("tls-key") => tls_key = Some(parser.value()?.string()?),
             Long("h2c") => h2c = true,
+            Long("page") => {
+                let path = parser.value()?.string()?;
+                let html = std::fs::read(&path).map_err(|e| format!("--page {path}: {e}"))?;
+                page = Some(Arc::new(html));
+            }
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c] [--page FILE.html]"
                 );
                 return Ok(());
             }
@@ -123,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .shutdown_on_signals(std::time::Duration::from_millis(grace_ms))
         .build()?;
     server.run(
-        || Echo,
+        move || Echo { page: page.clone() },
         |handle| {
             let scheme = if handle.tls_addrs().is_empty() {
                 "ws"

@@ -7,6 +7,11 @@ fixed port) and writes it to PORT_FILE once listening; serves PAGE.html at /
 (query strings are the page's business) and takes the page's report by
 POST /result, written to RESULT_FILE (whole, by rename, so the script never
 reads half of it). The first report wins. Runs until killed.
+
+In the HTTP/2 run the page comes from the echo server's https origin, and its
+report is a cross-origin POST here: a CORS-simple one (text/plain, so no
+preflight), answered with Access-Control-Allow-Origin so the page may read
+the answer. OPTIONS is answered too, should a browser preflight anyway.
 """
 
 import os
@@ -51,6 +56,16 @@ class Handler(BaseHTTPRequestHandler):
         if not os.path.exists(RESULT_FILE):
             write_whole(RESULT_FILE, body)
         self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+
+    def do_OPTIONS(self):
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "POST")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type")
+        self.send_header("Access-Control-Allow-Private-Network", "true")
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, format, *args):
