@@ -759,7 +759,8 @@ impl H2Client {
     // -----------------------------------------------------------------------
 
     /// Gathers what is written from now on until [`Self::uncork`], which
-    /// writes it at once (frames arriving together).
+    /// writes it at once (frames arriving together). A send that has to wait
+    /// for window writes what was gathered first.
     pub fn cork(&mut self) {
         self.corked.get_or_insert_with(Vec::new);
     }
@@ -780,6 +781,13 @@ impl H2Client {
             }
             None => (&self.stream).write_all(bytes),
         }
+    }
+
+    /// Writes what the client answers by itself (SETTINGS and PING ACKs,
+    /// WINDOW_UPDATEs). A failure is not the reading caller's: the server may
+    /// have closed the connection already, with frames still to be read.
+    fn write_auto(&mut self, bytes: &[u8]) {
+        let _ = self.write(bytes);
     }
 
     /// Writes bytes as they are.
@@ -1046,8 +1054,11 @@ impl H2Client {
             }
             let window = self.conn_send_window.min(self.state(stream).send_window);
             if window <= 0 {
-                if self.corked.is_some() {
-                    return Err(io::Error::other("out of window while corked"));
+                if let Some(corked) = &mut self.corked {
+                    // What was gathered goes now, so that the server can
+                    // grant more; gathering goes on after.
+                    let bytes = std::mem::take(corked);
+                    (&self.stream).write_all(&bytes)?;
                 }
                 if let Some(code) = self.reset_code(stream) {
                     return Err(io::Error::new(
@@ -1363,14 +1374,14 @@ impl H2Client {
                     self.server_settings.insert(id, value);
                 }
                 self.server_settings_seen = true;
-                self.send_frame(kind::SETTINGS, flag::ACK, 0, &[])?;
+                self.write_auto(&frame(kind::SETTINGS, flag::ACK, 0, &[]));
             }
             Event::Ping {
                 ack: false,
                 payload,
             } if self.auto_ping => {
                 let payload = *payload;
-                self.send_frame(kind::PING, flag::ACK, 0, &payload)?;
+                self.write_auto(&frame(kind::PING, flag::ACK, 0, &payload));
             }
             Event::WindowUpdate {
                 stream: 0,
@@ -1486,7 +1497,7 @@ impl H2Client {
                             &grant_stream.to_be_bytes(),
                         );
                     }
-                    self.write(&out)?;
+                    self.write_auto(&out);
                 }
             }
             _ => {}
