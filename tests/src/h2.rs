@@ -1126,6 +1126,23 @@ impl H2Client {
         self.send_ws(stream, OpCode::Close, &payload)
     }
 
+    /// Sends a close frame with this code and reason on `stream`, with
+    /// END_STREAM: our side of the stream ends with it (the reply to the
+    /// server's close, or [`Self::close_ws`]'s first step).
+    pub fn send_ws_close_end(&mut self, stream: u32, code: u16, reason: &str) -> io::Result<()> {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        let mut out = Vec::new();
+        write_frame(
+            &mut out,
+            true,
+            OpCode::Close,
+            &payload,
+            Some(self.keys.next_key()),
+        );
+        self.send_data(stream, &out, true)
+    }
+
     /// Sends a message compressed with permessage-deflate on `stream`, in
     /// `fragments` frames (RSV1 on the first only), as
     /// [`crate::Client::send_compressed`] does.
@@ -1671,17 +1688,7 @@ impl H2Client {
         code: u16,
         reason: &str,
     ) -> io::Result<Option<(u16, String)>> {
-        let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(reason.as_bytes());
-        let mut out = Vec::new();
-        write_frame(
-            &mut out,
-            true,
-            OpCode::Close,
-            &payload,
-            Some(self.keys.next_key()),
-        );
-        self.send_data(stream, &out, true)?;
+        self.send_ws_close_end(stream, code, reason)?;
         loop {
             match self.recv_ws(stream)? {
                 Msg::Close(close) => {
