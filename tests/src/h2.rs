@@ -640,6 +640,11 @@ impl H2Client {
         &self.stream
     }
 
+    /// Aborts the connection with a TCP RST (SO_LINGER 0, then close).
+    pub fn reset(self) {
+        self.stream.reset();
+    }
+
     /// The `:authority` sent.
     pub fn authority(&self) -> &str {
         &self.authority
