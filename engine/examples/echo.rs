@@ -5,12 +5,16 @@
 //! `--metrics` serves Prometheus metrics at `/metrics` on the same port. SIGTERM
 //! or SIGINT shut it down gracefully (close 1001, at most `--grace-ms`, default
 //! 5000): `scripts/restart-demo.sh` restarts it under load. With
-//! `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` instead.
+//! `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` instead (and
+//! WebSockets over HTTP/2 by ALPN, RFC 8441); `--h2c` takes HTTP/2 by prior
+//! knowledge on the plain listener.
 
 use std::net::SocketAddr;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{BackendKind, DeflateMode, Handler, Message, Server, TlsConfig, Upgrade, WebSocket};
+use ringws::{
+    BackendKind, DeflateMode, Handler, Http2, Message, Server, TlsConfig, Upgrade, WebSocket,
+};
 
 struct Echo;
 
@@ -41,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut uring_count: Option<u16> = None;
     let mut tls_cert: Option<String> = None;
     let mut tls_key: Option<String> = None;
+    let mut h2c = false;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -76,9 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("uring-buffer-count") => uring_count = Some(parser.value()?.parse()?),
             Long("tls-cert") => tls_cert = Some(parser.value()?.string()?),
             Long("tls-key") => tls_key = Some(parser.value()?.string()?),
+            Long("h2c") => h2c = true,
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c]"
                 );
                 return Ok(());
             }
@@ -92,7 +98,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (None, None) => Server::builder().bind((host.as_str(), port)),
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    builder = builder.workers(workers).backend(backend).deflate(deflate);
+    builder = builder
+        .workers(workers)
+        .backend(backend)
+        .deflate(deflate)
+        .http2(Http2 {
+            prior_knowledge: h2c,
+            ..Http2::default()
+        });
     if let Some(size) = uring_buffer {
         builder = builder.uring_buffer_size(size);
     }

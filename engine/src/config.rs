@@ -119,6 +119,68 @@ pub enum DeflateMode {
     },
 }
 
+/// HTTP/2 (RFC 9113) on the listeners, so that WebSockets can ride it as
+/// streams (RFC 8441, extended CONNECT) and plain routes answer over it: a
+/// browser that loads a page over HTTP/2 opens its `wss://` WebSockets on the
+/// same connection. The limits bound what one hostile connection can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    /// Offered by ALPN on the TLS listeners (`h2`, then `http/1.1`) where the
+    /// certificates' configuration is the engine's own ([`TlsConfig`] from PEM
+    /// or SNI); an application's `rustls::ServerConfig` keeps its own ALPN
+    /// list (with `h2` in it, HTTP/2 is served). Default on.
+    pub tls: bool,
+    /// Plain listeners take HTTP/2 by prior knowledge: a connection that
+    /// starts with the HTTP/2 preface (after its PROXY header, if any) speaks
+    /// HTTP/2 (`h2c`), for load balancers' hops. Default off.
+    pub prior_knowledge: bool,
+    /// Streams one connection may have open; beyond it a new stream is
+    /// refused (RST_STREAM REFUSED_STREAM). Default 100.
+    pub max_concurrent_streams: u32,
+    /// Each stream's receive window: what a peer may send on one stream
+    /// before we read it (a stream whose reading is paused by its rate limit
+    /// holds at most this). Default 65,535.
+    pub initial_window_size: u32,
+    /// The connection's receive window (all streams together). Default 1 MiB.
+    pub connection_window: u32,
+    /// Largest header list a request may carry (RFC 9113 size: name, value
+    /// and 32 per field). Default 16 KiB.
+    pub max_header_list_size: u32,
+    /// The HPACK dynamic table the peer may use for its requests. Default 4 KiB.
+    pub header_table_size: u32,
+    /// Streams reset (by the peer, or by us for its errors) per second, with
+    /// as large a burst; past it the connection gets GOAWAY
+    /// (ENHANCE_YOUR_CALM): the rapid-reset attack (CVE-2023-44487). Default 100.
+    pub resets_per_second: u32,
+    /// Frames that cost work and carry nothing (SETTINGS, PING, empty DATA,
+    /// empty CONTINUATION, PRIORITY, WINDOW_UPDATE) per second, with as large
+    /// a burst; past it GOAWAY (ENHANCE_YOUR_CALM). Default 1,000.
+    pub control_frames_per_second: u32,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            prior_knowledge: false,
+            max_concurrent_streams: 100,
+            initial_window_size: 65_535,
+            connection_window: 1 << 20,
+            max_header_list_size: 16 << 10,
+            header_table_size: 4096,
+            resets_per_second: 100,
+            control_frames_per_second: 1000,
+        }
+    }
+}
+
+impl Http2 {
+    /// Whether any listener speaks HTTP/2.
+    pub fn enabled(&self) -> bool {
+        self.tls || self.prior_knowledge
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -231,6 +293,9 @@ pub struct Config {
     /// [`crate::ServerHandle::shutdown`] does, with this grace period. Default
     /// none (the signals do what the process's dispositions say).
     pub shutdown_on_signals: Option<Duration>,
+    /// HTTP/2 and WebSockets over it (RFC 8441). Default: by ALPN on TLS
+    /// listeners, not on plain ones.
+    pub http2: Http2,
 }
 
 impl Default for Config {
@@ -268,6 +333,7 @@ impl Default for Config {
             rate_limit: RateLimit::none(),
             metrics_route: None,
             shutdown_on_signals: None,
+            http2: Http2::default(),
         }
     }
 }
@@ -406,6 +472,28 @@ impl Config {
                 .is_none_or(|p| p.starts_with('/') && !p.contains('?')),
             "metrics_route",
             "must be a path starting with / (no query)",
+        )?;
+        check(
+            (1..=1 << 20).contains(&self.http2.max_concurrent_streams),
+            "http2 max_concurrent_streams",
+            "must be 1 to 1,048,576",
+        )?;
+        check(
+            (1024..=(1 << 31) - 1).contains(&self.http2.initial_window_size)
+                && (65_535..=(1 << 31) - 1).contains(&self.http2.connection_window),
+            "http2 windows",
+            "must be 1 KiB (65,535 for the connection) to 2^31-1",
+        )?;
+        check(
+            (256..=1 << 20).contains(&self.http2.max_header_list_size)
+                && self.http2.header_table_size <= 1 << 16,
+            "http2 header limits",
+            "must be 256 B to 1 MiB (the table at most 64 KiB)",
+        )?;
+        check(
+            self.http2.resets_per_second > 0 && self.http2.control_frames_per_second > 0,
+            "http2 budgets",
+            "must be positive",
         )?;
         check(
             self.proxy.len() <= self.addrs.len(),

@@ -43,7 +43,8 @@ mod transport;
 mod types;
 
 pub use config::{
-    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, ProxyMode, ProxyProtocol,
+    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, Http2, ProxyMode,
+    ProxyProtocol,
 };
 pub use ipnet::IpNet;
 pub use runtime::bridge::{Bridge, LocalNode};

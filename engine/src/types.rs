@@ -348,16 +348,26 @@ pub struct HttpRequest<'a> {
 impl<'a> HttpRequest<'a> {
     /// The request of a parsed head.
     pub(crate) fn new(head: &RequestHead<'a>) -> Self {
-        let target = head.target();
+        Self::from_parts(head.method(), head.target(), head.headers())
+    }
+
+    /// A request from its method, target (path and query) and fields (over
+    /// HTTP/2: its `:method`, `:path`, and its fields with `host` from
+    /// `:authority`).
+    pub(crate) fn from_parts(
+        method: &'a str,
+        target: &'a str,
+        headers: &'a [httparse::Header<'a>],
+    ) -> Self {
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         };
         Self {
-            method: head.method(),
+            method,
             path,
             query,
-            headers: head.headers(),
+            headers,
         }
     }
 

@@ -10,14 +10,19 @@
 //!   what the record layer must accept.
 //! - `tls_differential`: rustls's client record layer against ours, both
 //!   ways, on every suite ours runs.
+//! - `h2_frames`: the server-side HTTP/2 codec (`transport::h2`), fed a
+//!   client's frames (built right, and raw) in reads cut anywhere while the
+//!   harness drives it as the runtime would, checked against its invariants.
 //!
 //! Each input makes a fresh handshake (rustls connections cannot be cloned),
 //! against a server configuration made once.
 
+mod h2;
 mod peer;
 mod tls_differential;
 mod tls_records;
 
+pub use h2::h2_frames;
 pub use tls_differential::tls_differential;
 pub use tls_records::tls_records;
 

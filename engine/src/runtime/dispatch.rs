@@ -42,6 +42,9 @@ pub(crate) fn deliver<H: Handler>(
                 receive::frames(handler, shared, inflated, stream, data, direct);
             }
         }
+        // A socket that became HTTP/2 in this read: the rest is its codec's,
+        // which it gets at the end of the read.
+        Phase::Carrier => stream.link.stash_more(data),
         // After the close handshake, whatever the peer sends is discarded.
         Phase::Ended => {}
     }

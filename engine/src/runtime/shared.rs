@@ -26,6 +26,19 @@ pub(crate) struct Closed<U> {
     pub cause: CloseCause,
 }
 
+/// The response head of a stream carried by an HTTP/2 socket (an accepted
+/// upgrade's 200, a route's or a refusal's status): queued here by the HTTP
+/// phase, which sees only the stream, and sent as a HEADERS frame by the
+/// worker, which reaches the socket, before any of the stream's DATA.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub id: ConnId,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The response has no body: the HEADERS frame ends the stream.
+    pub end: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared<U> {
     pub config: Arc<Config>,
@@ -43,6 +56,8 @@ pub(crate) struct Shared<U> {
     pub upgraded: Vec<usize>,
     /// Connections that ended this turn, to report to `on_close`.
     pub closed: Vec<Closed<U>>,
+    /// Response heads of carried streams, for their sockets' HTTP/2 codecs.
+    pub heads: Vec<Head>,
     pub counters: Counters,
     /// The worker's time in ms since it started, as of the last turn's end
     /// (for rate limits).

@@ -22,7 +22,14 @@ pub(crate) struct Ticks {
     ping: Option<u32>,
     pong: u32,
     close: u32,
+    /// How long an HTTP/2 socket carrying no stream stays open.
+    carrier_idle: u32,
 }
+
+/// How long an HTTP/2 socket carrying no stream stays open without an idle
+/// timeout: long enough for a page's scripts to open their WebSockets on the
+/// connection that loaded it.
+const CARRIER_IDLE: Duration = Duration::from_secs(60);
 
 impl Ticks {
     /// The handshake deadline of a connection accepted during tick `now`:
@@ -41,6 +48,7 @@ impl Ticks {
             ping: config.ping_interval.map(to_ticks),
             pong: to_ticks(config.pong_timeout),
             close: to_ticks(config.close_timeout),
+            carrier_idle: to_ticks(config.idle_timeout.unwrap_or(CARRIER_IDLE)),
         }
     }
 }
@@ -93,10 +101,11 @@ impl Clock {
 }
 
 /// One stream's timers at tick `now`; `gated`: its socket's reading is
-/// paused.
+/// paused; `carrying`: its socket carries HTTP/2 streams.
 pub(crate) fn sweep<U>(
     stream: &mut Stream<U>,
     gated: bool,
+    carrying: bool,
     now: u32,
     ticks: &Ticks,
     shared: &mut Shared<U>,
@@ -123,6 +132,19 @@ pub(crate) fn sweep<U>(
                 && link.pending_mut().is_none()
             {
                 abort_silent(link, shared);
+            }
+        }
+        Phase::Carrier => {
+            // Its streams have timers of their own; without any, a quiet
+            // HTTP/2 socket is ended (GOAWAY first).
+            if !carrying && now.wrapping_sub(timer.last_rx) >= ticks.carrier_idle {
+                link.end(
+                    shared,
+                    Finish::ShutdownWrite,
+                    CloseCode::ABNORMAL,
+                    "",
+                    CloseCause::Timeout,
+                );
             }
         }
         Phase::Open if gated || link.rate_limited() => {

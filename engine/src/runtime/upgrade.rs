@@ -4,25 +4,29 @@
 //! negotiated extension, a refusal, a plain route such as `/health` after the
 //! server's own metrics route, or a decision deferred to any thread:
 //! [`super::deferred`]); then the WebSocket frames that came behind the
-//! request. Each step says what became of the bytes ([`Outcome`]).
+//! request. Each step says what became of the bytes ([`Outcome`]). A socket
+//! that opens with the HTTP/2 preface becomes a carrier of streams instead;
+//! each of its streams comes back here with its request ([`requested`]), and
+//! is answered with a response head for its socket's codec rather than bytes.
 
-use super::conn::{Finish, Link, ProxyExpected};
+use super::conn::{Finish, Http, Link, ProxyExpected};
 use super::deferred::{self, HELD_MAX};
 use super::deflate;
 use super::handler::{Handler, WebSocket};
 use super::metrics::Format;
 use super::ratelimit::Limiter;
 use super::receive;
-use super::shared::Shared;
+use super::shared::{Head, Shared};
 use super::stream::Stream;
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::Negotiated;
 use crate::proto::handshake::{
-    HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, WriteError, parse_head,
+    HandshakeError, HeaderStorage, UpgradeRequest, WriteError, extended_connect, parse_head,
     write_accept_response, write_reject_response,
 };
 use crate::proto::proxy::{self, ProxyHeader, Start};
 use crate::proto::session::InflateBuffer;
+use crate::transport::h2::{PREFACE, Request};
 use crate::types::{CloseCause, HttpRequest, HttpResponse, Upgrade};
 
 /// What the HTTP phase made of the bytes it got.
@@ -37,6 +41,8 @@ pub(crate) enum Outcome {
     Opened,
     /// The decision was deferred: the connection waits for it.
     Deciding,
+    /// The socket speaks HTTP/2: it carries streams from now on.
+    Http2,
 }
 
 /// Bytes received during the handshake: the request is read from them (with
@@ -78,7 +84,37 @@ pub(crate) fn received<H: Handler>(
     if rest.is_empty() {
         return Outcome::NeedMore;
     }
-    let Some((consumed, outcome)) = read_request(handler, shared, &mut stream.link, rest) else {
+    let http = stream.link.http;
+    let preface = PREFACE.starts_with(&rest[..rest.len().min(PREFACE.len())]);
+    let read = match http {
+        Http::V1 | Http::V2Stream => read_request(handler, shared, &mut stream.link, rest),
+        // The preface, whole: the socket carries streams from here on, and
+        // its codec reads these bytes from the start.
+        _ if preface && rest.len() >= PREFACE.len() => {
+            shared.counters.http2_connections += 1;
+            stream.link.carry(rest.to_vec());
+            return Outcome::Http2;
+        }
+        _ if preface => None,
+        Http::V2Allowed => read_request(handler, shared, &mut stream.link, rest),
+        Http::V2Required => {
+            // It chose HTTP/2 by ALPN and does not speak it.
+            log::debug!(
+                "connection {} from {} closed: no HTTP/2 preface after ALPN h2",
+                stream.link.id,
+                stream.link.peer()
+            );
+            stream.link.end(
+                shared,
+                Finish::Abort,
+                CloseCode::ABNORMAL,
+                "",
+                CloseCause::Reset,
+            );
+            return Outcome::Responded;
+        }
+    };
+    let Some((consumed, outcome)) = read else {
         let head = match stash {
             Some(mut head) => {
                 head.drain(..start);
@@ -206,7 +242,7 @@ fn read_request<H: Handler>(
     let outcome = match head.upgrade() {
         Ok(request) => decide(handler, shared, link, &request),
         Err(HandshakeError::UpgradeRequired) => {
-            route(handler, shared, link, &head);
+            route(handler, shared, link, &HttpRequest::new(&head));
             Outcome::Responded
         }
         Err(error) => {
@@ -350,20 +386,36 @@ fn answer<H: Handler>(
         }
     };
     let extensions = request.negotiated.map(|n| n.header_value());
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let mut out = Vec::new();
-    let written = match protocol.as_deref() {
-        Some(p) if !(request.offered)(p) => Err(WriteError::ProtocolNotOffered(p.to_owned())),
-        _ => write_accept_response(
-            &mut out,
-            request.key,
+    let written = if link.carried() {
+        accept_carried(
+            link,
+            shared,
             protocol.as_deref(),
-            extensions.as_deref(),
-            &headers,
-        ),
+            extensions,
+            headers,
+            request,
+        )
+    } else {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut out = Vec::new();
+        let written = match protocol.as_deref() {
+            Some(p) if !(request.offered)(p) => Err(WriteError::ProtocolNotOffered(p.to_owned())),
+            _ => write_accept_response(
+                &mut out,
+                request.key,
+                protocol.as_deref(),
+                extensions.as_deref(),
+                &headers,
+            ),
+        };
+        if written.is_ok() {
+            link.outbox.push_copy(&mut shared.pool, &out, b"");
+            link.mark(&mut shared.flush);
+        }
+        written
     };
     if let Err(e) = written {
         log::warn!(
@@ -377,8 +429,6 @@ fn answer<H: Handler>(
         );
         return Outcome::Responded;
     }
-    link.outbox.push_copy(&mut shared.pool, &out, b"");
-    link.mark(&mut shared.flush);
     link.open(data, deflate::session(&shared.config, request.negotiated));
     let limit = rate_limit.unwrap_or(shared.config.rate_limit);
     link.set_limiter(Limiter::new(&limit, shared.now_ms));
@@ -396,21 +446,118 @@ fn answer<H: Handler>(
     Outcome::Opened
 }
 
+/// An accepted upgrade of a carried stream: its `200` head (RFC 8441 section
+/// 5: the subprotocol and extensions as over HTTP/1.1, no accept key) goes to
+/// its socket's codec.
+fn accept_carried<U>(
+    link: &mut Link<U>,
+    shared: &mut Shared<U>,
+    protocol: Option<&str>,
+    extensions: Option<String>,
+    headers: Vec<(String, String)>,
+    request: &Answering<'_>,
+) -> Result<(), WriteError> {
+    if let Some(p) = protocol {
+        if !(request.offered)(p) {
+            return Err(WriteError::ProtocolNotOffered(p.to_owned()));
+        }
+    }
+    let mut fields = Vec::with_capacity(headers.len() + 2);
+    if let Some(p) = protocol {
+        fields.push(("sec-websocket-protocol".to_owned(), p.to_owned()));
+    }
+    if let Some(e) = extensions {
+        fields.push(("sec-websocket-extensions".to_owned(), e));
+    }
+    fields.extend(headers);
+    shared.heads.push(Head {
+        id: link.id,
+        status: 200,
+        headers: fields,
+        end: false,
+    });
+    link.mark(&mut shared.flush);
+    Ok(())
+}
+
 /// A plain HTTP request: the metrics route if it is that, else the handler's
 /// route, else 426 Upgrade Required.
 fn route<H: Handler>(
     handler: &mut H,
     shared: &mut Shared<H::Data>,
     link: &mut Link<H::Data>,
-    head: &RequestHead<'_>,
+    request: &HttpRequest<'_>,
 ) {
-    let request = HttpRequest::new(head);
     if shared.config.metrics_route.as_deref() == Some(request.path) {
-        return respond(link, shared, &metrics_response(shared, &request));
+        return respond(link, shared, &metrics_response(shared, request));
     }
-    match handler.on_http(&request) {
+    match handler.on_http(request) {
         Some(response) => respond(link, shared, &response),
         None => refuse(link, shared, HandshakeError::UpgradeRequired),
+    }
+}
+
+/// A request on a stream carried by an HTTP/2 socket (validated by its
+/// codec): an extended CONNECT for `websocket` goes to `on_upgrade` as an
+/// HTTP/1.1 upgrade would (RFC 8441), anything else to the routes.
+/// `end_stream`: the request has no body (a WebSocket's must have one).
+pub(crate) fn requested<H: Handler>(
+    handler: &mut H,
+    shared: &mut Shared<H::Data>,
+    stream: &mut Stream<H::Data>,
+    request: &Request,
+    end_stream: bool,
+) -> Outcome {
+    let link = &mut stream.link;
+    // The fields as the HTTP/1.1 path sees them, `host` from `:authority`.
+    let authority = request.authority().unwrap_or("");
+    let mut fields: Vec<httparse::Header<'_>> = Vec::with_capacity(request.fields().count() + 1);
+    if request.field("host").is_none() && !authority.is_empty() {
+        fields.push(httparse::Header {
+            name: "host",
+            value: authority.as_bytes(),
+        });
+    }
+    fields.extend(
+        request
+            .fields()
+            .map(|(name, value)| httparse::Header { name, value }),
+    );
+    let path = request.path().unwrap_or("");
+    match (request.method(), request.protocol()) {
+        ("CONNECT", Some(protocol)) if protocol.eq_ignore_ascii_case("websocket") => {
+            if end_stream {
+                refuse(link, shared, HandshakeError::Malformed);
+                return Outcome::Responded;
+            }
+            match extended_connect(path, authority, &fields) {
+                Ok(upgrade) => {
+                    shared.counters.http2_websockets += 1;
+                    decide(handler, shared, link, &upgrade)
+                }
+                Err(error) => {
+                    refuse(link, shared, error);
+                    Outcome::Responded
+                }
+            }
+        }
+        ("CONNECT", _) => {
+            reject(
+                link,
+                shared,
+                &HttpResponse::text(501, "only CONNECT with :protocol websocket is served\n"),
+            );
+            Outcome::Responded
+        }
+        (method, _) => {
+            route(
+                handler,
+                shared,
+                link,
+                &HttpRequest::from_parts(method, path, &fields),
+            );
+            Outcome::Responded
+        }
     }
 }
 
@@ -444,13 +591,54 @@ fn reject<U>(link: &mut Link<U>, shared: &mut Shared<U>, response: &HttpResponse
 /// Answers an invalid request with its error's status.
 fn refuse<U>(link: &mut Link<U>, shared: &mut Shared<U>, error: HandshakeError) {
     shared.counters.rejected.push(error.status());
+    if link.carried() {
+        let mut response = HttpResponse::text(error.status(), &format!("{error}\n"));
+        if error.status() == 426 {
+            response
+                .headers
+                .push(("sec-websocket-version".into(), "13".into()));
+        }
+        return respond_carried(link, shared, &response);
+    }
     let mut out = Vec::new();
     error.write_response(&mut out);
     end_with(link, shared, &out);
 }
 
+/// A carried stream's response: its head to the socket's codec, its body
+/// (sent as DATA within the peer's windows) in its queue; the stream ends
+/// after it.
+fn respond_carried<U>(link: &mut Link<U>, shared: &mut Shared<U>, response: &HttpResponse) {
+    if !(200..=599).contains(&response.status) {
+        log::warn!(
+            "invalid HTTP response from the handler: status {}",
+            response.status
+        );
+        return respond_carried(link, shared, &HttpResponse::text(500, "invalid response\n"));
+    }
+    let mut headers = response.headers.clone();
+    headers.push(("content-length".into(), response.body.len().to_string()));
+    shared.heads.push(Head {
+        id: link.id,
+        status: response.status,
+        headers,
+        end: response.body.is_empty(),
+    });
+    link.outbox.push_copy(&mut shared.pool, &response.body, b"");
+    link.end(
+        shared,
+        Finish::ShutdownWrite,
+        CloseCode::ABNORMAL,
+        "",
+        CloseCause::Reset,
+    );
+}
+
 /// Answers with the handler's HTTP response (500 if it is invalid).
 fn respond<U>(link: &mut Link<U>, shared: &mut Shared<U>, response: &HttpResponse) {
+    if link.carried() {
+        return respond_carried(link, shared, response);
+    }
     let headers: Vec<(&str, &str)> = response
         .headers
         .iter()

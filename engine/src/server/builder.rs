@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::{BridgeSlot, Server};
 use crate::config::{
-    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, ProxyMode, ProxyProtocol,
+    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, Http2, ProxyMode,
+    ProxyProtocol,
 };
 use crate::runtime::bridge::Bridge;
 use crate::transport::tls::TlsConfig;
@@ -181,6 +182,10 @@ impl Builder {
         deflate_threshold: usize => deflate_threshold;
         /// Compression level 0..=9 (default 1).
         deflate_level: u32 => deflate_level;
+        /// HTTP/2 and WebSockets over it, RFC 8441 (default: by ALPN on TLS
+        /// listeners; by prior knowledge on plain ones with
+        /// `Http2 { prior_knowledge: true, .. }`).
+        http2: Http2 => http2;
     }
 
     /// With [`Server::run`]: SIGTERM and SIGINT shut the server down as

@@ -110,7 +110,10 @@ impl Server {
             .collect::<Result<_, _>>()
             .map_err(StartError::Worker)?;
         let tls_addrs = local_addrs[config.addrs.len()..].to_vec();
-        let tls = config.tls.as_ref().map(|c| Arc::new(TlsConfigCell::new(c)));
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|c| Arc::new(TlsConfigCell::new(c, config.http2.tls)));
         let factory = Arc::new(factory);
         let peers = Arc::new(OnceLock::new());
         let stats: Arc<[Arc<WorkerStats>]> = (0..config.workers).map(|_| Arc::default()).collect();

@@ -2,26 +2,40 @@
 //! the runtime. Sans-I/O byte transforms that never call up: the TLS session
 //! ([`tls`]) takes ciphertext and returns what it opened, step by step
 //! ([`tls::session::Step`]), and seals queued frames into its wire queue when asked;
-//! the plain transport is the identity. The send queue both use is
-//! [`outbox`]. Nothing here knows about WebSocket, connections or workers.
+//! the plain transport is the identity. HTTP/2 ([`h2`], carried by
+//! [`mux::Mux`]) sits on either and carries many streams on one socket. The
+//! send queue they all use is [`outbox`]. Nothing here knows about WebSocket,
+//! connections or workers.
 
+pub(crate) mod h2;
+pub(crate) mod mux;
 pub(crate) mod outbox;
 pub(crate) mod tls;
 
 use std::ops::Range;
 
+use self::mux::Mux;
 use self::outbox::{BufferPool, Outbox};
 use self::tls::records::Sealer;
 use self::tls::session::{self, Tls};
 use crate::types::TlsError;
 
-/// A socket's transport: the bytes as they are, or a TLS session. One pointer;
-/// everything above it reads and writes through the same calls and never asks
-/// which it is.
+/// A socket's transport: the bytes as they are, or a TLS session, either of
+/// them carrying HTTP/2 ([`Mux`]); or, for a stream carried by an HTTP/2
+/// socket, where it is carried. Everything above it reads and writes a
+/// socket through the same calls.
 #[derive(Debug)]
 pub(crate) enum Transport {
     Plain,
     Tls(Box<Tls>),
+    /// HTTP/2 over `Plain` or `Tls`: the socket carries streams.
+    Mux(Box<Mux>),
+    /// Not a socket: a stream carried by the HTTP/2 socket whose key is
+    /// `socket`, as its stream `stream`. Its bytes go through that socket.
+    Carried {
+        socket: u32,
+        stream: u32,
+    },
 }
 
 /// What one read gave, step by step ([`Transport::read`]).
@@ -34,6 +48,9 @@ pub(crate) enum Step<'a> {
         bytes: &'a mut [u8],
         runs: &'a [Range<usize>],
         through: Through<'a>,
+        /// The client chose HTTP/2 by ALPN: the bytes are an HTTP/2
+        /// connection.
+        http2: bool,
     },
     /// The peer ended its stream inside the transport (TLS close_notify):
     /// nothing more comes; we may still send until our own goodbye.
@@ -102,6 +119,9 @@ impl Transport {
                 Reading::Plain(Some((data, runs)))
             }
             Transport::Tls(tls) => Reading::Tls(tls.read(data, scratch, runs)),
+            Transport::Mux(mux) => mux.below.read(data, scratch, runs),
+            // Nothing is read from a carried stream: its socket reads.
+            Transport::Carried { .. } => Reading::Plain(None),
         }
     }
 
@@ -142,15 +162,49 @@ impl Transport {
     /// The peer's stream stopped inside a record: a truncation attack, or a
     /// broken peer, not an orderly end.
     pub fn cut_short(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.mid_record() && !tls.unstarted())
+        match self {
+            Transport::Tls(tls) => tls.mid_record() && !tls.unstarted(),
+            Transport::Mux(mux) => mux.below.cut_short(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP/2 socket carried by this transport, if it is one.
+    pub fn mux(&mut self) -> Option<&mut Mux> {
+        match self {
+            Transport::Mux(mux) => Some(mux),
+            _ => None,
+        }
+    }
+
+    /// An HTTP/2 socket with streams open on it.
+    pub fn carries_streams(&self) -> bool {
+        matches!(self, Transport::Mux(mux) if mux.carried() > 0)
+    }
+
+    /// Where a carried stream is carried: its socket's key and its stream id.
+    pub fn carrier(&self) -> Option<(usize, u32)> {
+        match *self {
+            Transport::Carried { socket, stream } => Some((socket as usize, stream)),
+            _ => None,
+        }
+    }
+
+    /// The socket now speaks HTTP/2 over what it spoke: `h2` (the codec, its
+    /// preface queued by the caller) carries its streams from here on.
+    pub fn carry(&mut self, h2: h2::H2) {
+        let below = std::mem::replace(self, Transport::Plain);
+        *self = Transport::Mux(Box::new(Mux::new(below, h2)));
     }
 
     /// Moves what `queue` holds towards the wire: over TLS, sealed into
     /// records once the last ones are out (while the socket is slow, frames
     /// wait in the queue under its limit); plain, the queue is the wire.
     pub fn seal(&mut self, queue: &mut Outbox, pool: &mut BufferPool) -> Sealed {
-        let Transport::Tls(tls) = self else {
-            return Sealed::Ready;
+        let tls = match self {
+            Transport::Tls(tls) => tls,
+            Transport::Mux(mux) => return mux.below.seal(queue, pool),
+            Transport::Plain | Transport::Carried { .. } => return Sealed::Ready,
         };
         if tls.wire.is_empty() && (!queue.is_empty() || tls.owes_key_update()) {
             match tls.encrypt(queue, pool) {
@@ -168,22 +222,28 @@ impl Transport {
     /// The bytes the socket writes: `queue` itself, or the TLS wire queue.
     pub fn wire<'a>(&'a mut self, queue: &'a mut Outbox) -> &'a mut Outbox {
         match self {
-            Transport::Plain => queue,
+            Transport::Plain | Transport::Carried { .. } => queue,
             Transport::Tls(tls) => &mut tls.wire,
+            Transport::Mux(mux) => mux.below.wire(queue),
         }
     }
 
     /// Bytes wait below the send queue (ciphertext not yet written).
     pub fn pending(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if !tls.wire.is_empty())
+        match self {
+            Transport::Tls(tls) => !tls.wire.is_empty(),
+            Transport::Mux(mux) => mux.below.pending(),
+            _ => false,
+        }
     }
 
     /// Queues the transport's own goodbye before a graceful end (TLS
     /// close_notify, once); true if there is one to write first.
     pub fn goodbye(&mut self, pool: &mut BufferPool) -> bool {
         match self {
-            Transport::Plain => false,
+            Transport::Plain | Transport::Carried { .. } => false,
             Transport::Tls(tls) => tls.close_notify(pool),
+            Transport::Mux(mux) => mux.below.goodbye(pool),
         }
     }
 
@@ -192,7 +252,7 @@ impl Transport {
     pub fn tls(&self) -> Option<&Tls> {
         match self {
             Transport::Tls(tls) => Some(tls),
-            Transport::Plain => None,
+            _ => None,
         }
     }
 
@@ -201,13 +261,14 @@ impl Transport {
     pub fn tls_mut(&mut self) -> Option<&mut Tls> {
         match self {
             Transport::Tls(tls) => Some(tls),
-            Transport::Plain => None,
+            _ => None,
         }
     }
 
     /// Where a frame sent outside a read may go at once: plain sockets write
     /// from where it lies; over TLS it is queued (the record layer lends
-    /// itself only with the plaintext it opened).
+    /// itself only with the plaintext it opened); a carried stream's frames
+    /// always go into DATA frames through its socket.
     pub fn direct(&self) -> bool {
         matches!(self, Transport::Plain)
     }
@@ -229,16 +290,19 @@ impl Reading<'_> {
                 bytes,
                 runs: runs.as_slice(),
                 through: Through::Socket,
+                http2: false,
             })),
             Reading::Tls(reader) => Ok(reader.next(pool)?.map(|step| match step {
                 session::Step::Plaintext {
                     bytes,
                     runs,
                     sealer,
+                    h2,
                 } => Step::Plaintext {
                     bytes,
                     runs,
                     through: sealer.map_or(Through::Queue, Through::Records),
+                    http2: h2,
                 },
                 session::Step::PeerClosed => Step::PeerClosed,
             })),

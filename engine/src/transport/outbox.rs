@@ -283,6 +283,25 @@ impl Outbox {
         count
     }
 
+    /// Appends a copy of the first `n` queued bytes (or all, if fewer) to
+    /// `dst`, across chunks, leaving the queue as it is: a caller that moves
+    /// them elsewhere (HTTP/2 DATA frames) then [`Self::consume`]s them.
+    /// Returns how many were copied.
+    pub fn copy_front(&self, n: usize, dst: &mut Vec<u8>) -> usize {
+        let mut left = n.min(self.len());
+        let chunks = self.chunks.iter().flat_map(|c| c.iter()).map(Chunk::bytes);
+        let staged = std::iter::once(&self.staging[self.staging_sent as usize..]);
+        for bytes in chunks.chain(staged) {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(bytes.len());
+            dst.extend_from_slice(&bytes[..take]);
+            left -= take;
+        }
+        n.min(self.len()) - left
+    }
+
     /// Forgets `n` bytes that were written, returning finished buffers to the
     /// pool; once empty, the outbox holds no memory.
     pub fn consume(&mut self, pool: &mut BufferPool, mut n: usize) {
@@ -410,6 +429,28 @@ mod tests {
         assert_eq!(drain(&mut o, &mut pool, 100), b"aah2bbSHARED");
         o.push_copy(&mut pool, b"h3", b"c");
         assert_eq!(o.as_one_slice(), Some(&b"h3c"[..]));
+    }
+
+    #[test]
+    fn copy_front_copies_across_chunks_without_consuming() {
+        let mut pool = BufferPool::default();
+        let mut o = Outbox::default();
+        o.push_copy(&mut pool, b"ab", b"c");
+        o.push_shared(&mut pool, Bytes::from_static(b"DEF"));
+        o.push_copy(&mut pool, b"gh", b"");
+        o.consume(&mut pool, 1);
+        let mut dst = b"x".to_vec();
+        assert_eq!(o.copy_front(5, &mut dst), 5);
+        assert_eq!(dst, b"xbcDEF");
+        assert_eq!(o.len(), 7);
+        let mut all = Vec::new();
+        assert_eq!(o.copy_front(100, &mut all), 7);
+        assert_eq!(all, b"bcDEFgh");
+        o.consume(&mut pool, 5);
+        let mut rest = Vec::new();
+        assert_eq!(o.copy_front(1, &mut rest), 1);
+        assert_eq!(rest, b"g");
+        assert_eq!(drain(&mut o, &mut pool, 100), b"gh");
     }
 
     #[test]

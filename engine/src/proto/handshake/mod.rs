@@ -71,8 +71,8 @@ mod server;
 pub use client::{ClientHandshake, ClientHandshakeError, ServerAccepted};
 pub use header::{ExtensionOffer, ExtensionParam, WriteError, parse_extensions};
 pub use server::{
-    HandshakeError, HeaderStorage, RequestHead, UpgradeRequest, parse_head, parse_request,
-    write_accept_response, write_reject_response,
+    HandshakeError, HeaderStorage, HttpVersion, RequestHead, UpgradeRequest, extended_connect,
+    parse_head, parse_request, write_accept_response, write_reject_response,
 };
 
 use base64::Engine as _;

@@ -177,6 +177,18 @@ pub struct UpgradeRequest<'a> {
     key: &'a str,
     origin: Option<&'a str>,
     headers: &'a [httparse::Header<'a>],
+    version: HttpVersion,
+}
+
+/// The HTTP that carried an upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455): the WebSocket
+    /// has the TCP connection (or TLS session) to itself.
+    Http11,
+    /// HTTP/2 extended `CONNECT` with `:protocol: websocket` (RFC 8441): the
+    /// WebSocket is one stream of an HTTP/2 connection that may carry others.
+    Http2,
 }
 
 /// A complete HTTP request head, parsed but not yet validated as an upgrade:
@@ -377,6 +389,69 @@ fn validate<'a>(
         key,
         origin,
         headers,
+        version: HttpVersion::Http11,
+    })
+}
+
+/// Applies RFC 8441 section 5 to an HTTP/2 extended CONNECT whose
+/// `:protocol` is `websocket`: `:path` is the target, `:authority` the host,
+/// `sec-websocket-version` must be 13; there is no key (the stream is the
+/// proof of the handshake). `headers` are the request's regular fields.
+///
+/// # Errors
+///
+/// UTF-8 of the fields exposed as text (400), `sec-websocket-version`
+/// missing or not 13 (426).
+pub fn extended_connect<'a>(
+    path: &'a str,
+    authority: &'a str,
+    headers: &'a [httparse::Header<'a>],
+) -> Result<UpgradeRequest<'a>, HandshakeError> {
+    let mut ws_version = None;
+    let mut origin = None;
+    for h in headers {
+        let Some(field) = Field::classify(h.name) else {
+            continue;
+        };
+        let text = || {
+            std::str::from_utf8(h.value)
+                .map(trim_ows)
+                .map_err(|_| HandshakeError::NonUtf8Header {
+                    name: field.lower_name(),
+                })
+        };
+        match field {
+            Field::Origin => origin = origin.or(Some(text()?)),
+            Field::Protocol | Field::Extensions => {
+                text()?;
+            }
+            Field::Version => {
+                let value = h.value.trim_ascii();
+                ws_version = match ws_version {
+                    Some(v) if v != value => Some(&b""[..]),
+                    _ => Some(value),
+                };
+            }
+            // HTTP/1.1's upgrade fields mean nothing here (the codec refuses
+            // the connection-specific ones); a key is not used.
+            Field::Host | Field::Upgrade | Field::Connection | Field::Key => {}
+        }
+    }
+    match ws_version {
+        None => return Err(HandshakeError::MissingVersion),
+        Some(v) if v != WEBSOCKET_VERSION.as_bytes() => {
+            return Err(HandshakeError::UnsupportedVersion);
+        }
+        Some(_) => {}
+    }
+    Ok(UpgradeRequest {
+        method: "CONNECT",
+        target: path,
+        host: authority,
+        key: "",
+        origin,
+        headers,
+        version: HttpVersion::Http2,
     })
 }
 
@@ -437,9 +512,15 @@ fn is_valid_key(key: &str) -> bool {
 }
 
 impl<'a> UpgradeRequest<'a> {
-    /// The request method (always `GET` once validated).
+    /// The request method: `GET` over HTTP/1.1, `CONNECT` over HTTP/2.
     pub fn method(&self) -> &'a str {
         self.method
+    }
+
+    /// Which HTTP carried the request: a WebSocket of its own connection
+    /// (HTTP/1.1), or a stream of an HTTP/2 connection (RFC 8441).
+    pub fn http_version(&self) -> HttpVersion {
+        self.version
     }
 
     /// The whole request target as sent, e.g. `/chat?room=1`.
@@ -459,7 +540,7 @@ impl<'a> UpgradeRequest<'a> {
         self.target.split_once('?').map(|(_, query)| query)
     }
 
-    /// The `Host` header value.
+    /// The `Host` header value (over HTTP/2, `:authority`).
     pub fn host(&self) -> &'a str {
         self.host
     }
@@ -470,7 +551,8 @@ impl<'a> UpgradeRequest<'a> {
         self.origin
     }
 
-    /// The `Sec-WebSocket-Key` header value (validated: base64 of 16 bytes).
+    /// The `Sec-WebSocket-Key` header value (validated: base64 of 16 bytes);
+    /// empty over HTTP/2, which has none.
     pub fn key(&self) -> &'a str {
         self.key
     }

@@ -35,6 +35,9 @@ pub(crate) use send::DIRECT_MIN;
 pub(crate) enum Phase {
     /// Reading the upgrade request.
     Handshake,
+    /// Not a WebSocket: the socket speaks HTTP/2 and carries streams (each a
+    /// connection of its own in the worker); it ends as any socket does.
+    Carrier,
     /// WebSocket open.
     Open,
     /// We sent a close frame and wait for the peer's.
@@ -85,6 +88,11 @@ pub(crate) struct Link<U> {
     data: Option<U>,
     /// A PROXY protocol header is still to be read (handshake only).
     pub proxy: ProxyExpected,
+    /// The HTTP it speaks: HTTP/1.1, or HTTP/2 (by prior knowledge or
+    /// ALPN) before its first request; or it is a stream carried by an
+    /// HTTP/2 socket, whose responses are HEADERS frames, not bytes in its
+    /// queue. One byte, where the link has one spare.
+    pub http: Http,
     /// The phase its timer's deadline was set for (a new phase gets a new
     /// deadline): the timer's, kept here beside the phase, where a byte is
     /// free, so that the timer is four words.
@@ -104,6 +112,20 @@ pub(crate) enum ProxyExpected {
     Required,
     /// An untrusted source on an optional listener: a header closes it.
     Refused,
+}
+
+/// The HTTP a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http {
+    /// HTTP/1.1 only.
+    V1,
+    /// The HTTP/2 preface makes it an HTTP/2 socket (prior knowledge, on a
+    /// plain listener); else HTTP/1.1.
+    V2Allowed,
+    /// The client chose HTTP/2 by ALPN: the preface must come.
+    V2Required,
+    /// A stream carried by an HTTP/2 socket.
+    V2Stream,
 }
 
 /// State a connection holds only in one phase, kept behind one pointer so that
@@ -144,6 +166,7 @@ impl<U> Link<U> {
             stalled: false,
             data: None,
             proxy: ProxyExpected::No,
+            http: Http::V1,
             deadline_phase: Phase::Handshake,
             extra: None,
         }
@@ -151,6 +174,11 @@ impl<U> Link<U> {
 
     pub fn key(&self) -> usize {
         self.id.key()
+    }
+
+    /// A stream carried by an HTTP/2 socket.
+    pub fn carried(&self) -> bool {
+        self.http == Http::V2Stream
     }
 
     /// The peer's address (the client's, after a PROXY header).
@@ -212,6 +240,24 @@ impl<U> Link<U> {
     /// Keeps the start of an upgrade request until more arrives.
     pub fn stash_head(&mut self, head: Vec<u8>) {
         self.extra = Some(Box::new(Extra::Head(head)));
+    }
+
+    /// Handshake -> Carrier: the socket speaks HTTP/2 from `start` (its
+    /// preface and what followed in the same read), which is kept for the
+    /// HTTP/2 codec the worker gives the socket at the end of the read.
+    pub fn carry(&mut self, start: Vec<u8>) {
+        debug_assert_eq!(self.phase, Phase::Handshake);
+        self.phase = Phase::Carrier;
+        self.stash_head(start);
+    }
+
+    /// Bytes of a socket that just became HTTP/2 in the same read: after
+    /// what [`Self::carry`] kept.
+    pub fn stash_more(&mut self, bytes: &[u8]) {
+        match self.extra.as_deref_mut() {
+            Some(Extra::Head(head)) => head.extend_from_slice(bytes),
+            _ => self.stash_head(bytes.to_vec()),
+        }
     }
 
     /// Waits for a deferred decision on its upgrade (see `deferred`).

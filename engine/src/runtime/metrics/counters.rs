@@ -174,6 +174,11 @@ counters! {
     buffer_exhausted => "ringws_uring_buffer_exhaustions", "io_uring receives stopped because the provided-buffer ring was empty (ENOBUFS).";
     rate_limit_pauses => "ringws_rate_limit_pauses", "Times reading a connection was paused by its rate limit.";
     proxy_refused => "ringws_proxy_refused", "Connections closed for a missing, malformed or untrusted PROXY protocol header.";
+    http2_connections => "ringws_http2_connections", "Connections that spoke HTTP/2 (by ALPN or prior knowledge).";
+    http2_streams => "ringws_http2_streams", "HTTP/2 streams opened by requests (WebSockets and plain routes).";
+    http2_websockets => "ringws_http2_websockets", "WebSocket upgrades requested over HTTP/2 streams (extended CONNECT, RFC 8441).";
+    http2_refused_streams => "ringws_http2_refused_streams", "HTTP/2 streams refused or reset by the server (limits, stream errors, a full worker).";
+    http2_errors => "ringws_http2_errors", "HTTP/2 connections ended by a connection error (GOAWAY with an error code).";
 }
 
 fn add(atomic: &AtomicU64, value: &mut u64) {

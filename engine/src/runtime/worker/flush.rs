@@ -5,6 +5,7 @@
 //! (after the transport's goodbye: TLS close_notify).
 
 use super::*;
+use crate::transport::h2::ErrorCode;
 
 impl<H: Handler> Worker<H> {
     /// The socket of `key` may take more after a write that left bytes behind.
@@ -44,6 +45,8 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         }
+        // An HTTP/2 socket's queue has room again: its streams go on.
+        self.wake_waiting(key);
         self.finish(key, io);
     }
 
@@ -78,6 +81,9 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if let Some((socket, stream)) = conn.socket.transport.carrier() {
+            return self.flush_carried(key, socket, stream);
+        }
         let Conn { socket, stream } = conn;
         let link = &mut stream.link;
         link.unmark();
@@ -126,6 +132,19 @@ impl<H: Handler> Worker<H> {
         };
         let finish = conn.stream.link.finish();
         let graceful = matches!(finish, Finish::ShutdownWrite | Finish::Close);
+        if graceful {
+            // An HTTP/2 socket says GOAWAY before its transport's goodbye.
+            if let Some(mux) = conn.socket.transport.mux() {
+                if !mux.h2.going_away() {
+                    mux.h2.go_away(
+                        ErrorCode::NO_ERROR,
+                        &mut conn.stream.link.outbox,
+                        &mut self.shared.pool,
+                    );
+                    return conn.stream.link.mark(&mut self.shared.flush);
+                }
+            }
+        }
         if graceful && conn.socket.transport.goodbye(&mut self.shared.pool) {
             return conn.stream.link.mark(&mut self.shared.flush);
         }

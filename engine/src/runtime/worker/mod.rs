@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+mod carrier;
 mod flush;
 mod reading;
 mod turn;
 
 use super::bridge::NodeTopics;
 use super::command::{Command, Inbox};
-use super::conn::{Direct, Finish, Link, Phase, ProxyExpected};
-use super::dispatch::deliver;
+use super::conn::{Direct, Finish, Http, Link, Phase, ProxyExpected};
+use super::dispatch::{self, deliver};
 use super::gate::{ReadGate, Reasons};
 use super::handler::{Handler, WebSocket};
 use super::metrics::Metrics;
@@ -41,6 +42,7 @@ use crate::config::Config;
 use crate::proto::Role;
 use crate::proto::close::CloseCode;
 use crate::proto::session::{Endpoint, InflateBuffer};
+use crate::transport::mux::Mux;
 use crate::transport::outbox::BufferPool;
 use crate::transport::tls::TlsConfigCell;
 use crate::transport::{Admission, Sealed, Step, Through, Transport};
@@ -144,6 +146,7 @@ impl<H: Handler> Worker<H> {
                 flush: Vec::new(),
                 upgraded: Vec::new(),
                 closed: Vec::new(),
+                heads: Vec::new(),
                 counters: Counters::default(),
                 now_ms: 0,
                 shutting_down: false,
@@ -224,8 +227,9 @@ impl<H: Handler> Worker<H> {
                 (false, _) => ProxyExpected::Refused,
             },
         };
+        let tls = self.shared.config.is_tls_listener(listener);
         let transport = Transport::new(match &self.tls {
-            Some(cell) if self.shared.config.is_tls_listener(listener) => Some(cell.current()),
+            Some(cell) if tls => Some(cell.current()),
             _ => None,
         });
         self.generation = self.generation.wrapping_add(1);
@@ -242,6 +246,9 @@ impl<H: Handler> Worker<H> {
             transport,
         ));
         conn.stream.link.proxy = proxy;
+        if !tls && self.shared.config.http2.prior_knowledge {
+            conn.stream.link.http = Http::V2Allowed;
+        }
         self.shared.counters.accepted += 1;
         self.stamping.push(key);
         Some(key)
@@ -319,6 +326,14 @@ impl<H: Handler> Worker<H> {
             } else {
                 conn.stream.link.hang_up(&mut self.shared, eof);
             }
+            // The streams an HTTP/2 socket carried cannot outlive its bytes.
+            if let Some(mux) = conn.socket.transport.mux() {
+                for child in mux.streams.keys().collect::<Vec<_>>() {
+                    if let Some(conn) = self.conns.get_mut(child) {
+                        conn.stream.link.hang_up(&mut self.shared, false);
+                    }
+                }
+            }
         }
     }
 
@@ -343,6 +358,13 @@ impl<H: Handler> Worker<H> {
             );
         }
         link.outbox.clear(&mut self.shared.pool);
+        // A carried stream leaves its socket's codec; an HTTP/2 socket's
+        // streams go with it.
+        if let Some((socket, stream)) = conn.socket.transport.carrier() {
+            self.forget_carried(socket, stream);
+        } else if let Some(mux) = conn.socket.transport.mux() {
+            self.release_carried_by(mux);
+        }
     }
 
     /// Ends a loop turn, the same on every backend: times the handshakes,
@@ -366,6 +388,7 @@ impl<H: Handler> Worker<H> {
         for _ in 0..FLUSH_ROUNDS {
             self.report_closed();
             self.pump();
+            self.send_heads();
             let mut flushing = std::mem::take(&mut self.flushing);
             flushing.clear();
             std::mem::swap(&mut flushing, &mut self.shared.flush);

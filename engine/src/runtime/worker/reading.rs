@@ -11,6 +11,13 @@ impl<H: Handler> Worker<H> {
     /// step by step (plain: the bytes themselves; TLS: what the records
     /// opened); counts the handshakes running.
     pub(super) fn receive(&mut self, key: usize, data: &mut [u8], io: &mut impl Io) {
+        if self
+            .conns
+            .get_mut(key)
+            .is_some_and(|conn| conn.socket.transport.mux().is_some())
+        {
+            return self.read_carrier(key, data, false);
+        }
         let Self {
             conns,
             handler,
@@ -37,7 +44,11 @@ impl<H: Handler> Worker<H> {
                     bytes,
                     runs,
                     mut through,
+                    http2,
                 })) => {
+                    if http2 && stream.link.phase() == Phase::Handshake {
+                        stream.link.http = Http::V2Required;
+                    }
                     for run in runs {
                         let direct = match &mut through {
                             Through::Socket => Some(Direct::socket(&mut *io as &mut dyn Io)),
@@ -68,6 +79,10 @@ impl<H: Handler> Worker<H> {
             (false, true) => *tls_handshakes += 1,
             (true, false) => *tls_handshakes -= 1,
             _ => {}
+        }
+        // The preface came: from here on the socket carries HTTP/2 streams.
+        if stream.link.phase() == Phase::Carrier {
+            self.carry(key);
         }
     }
 
@@ -133,23 +148,27 @@ impl<H: Handler> Worker<H> {
     pub(super) fn apply_pauses(&mut self, io: &mut impl Io) -> Option<Duration> {
         let now = self.shared.now_ms;
         let mut soonest: Option<u64> = None;
-        for id in self.shared.pausing.drain(..) {
+        let mut pausing = std::mem::take(&mut self.shared.pausing);
+        for id in pausing.drain(..) {
             let Some(conn) = conn_of(&mut self.conns, id) else {
                 continue;
             };
+            let wait = conn.stream.link.limiter().and_then(|l| l.resume_after(now));
+            if let Some(wait) = wait {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+            }
             if !conn.socket.gate.contains(Reasons::RATE_LIMIT) {
                 self.shared.counters.rate_limit_pauses += 1;
                 if self
                     .gate
                     .close(id, &mut conn.socket.gate, Reasons::RATE_LIMIT)
+                    && !self.gate_carried(id.key(), true)
                 {
                     io.pause_reading(id.key());
                 }
             }
-            if let Some(wait) = conn.stream.link.limiter().and_then(|l| l.resume_after(now)) {
-                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-            }
         }
+        self.shared.pausing = pausing;
         // At least a millisecond: a zero wait would spin until the clock moves.
         soonest.map(|ms| Duration::from_millis(ms.max(1)))
     }
@@ -191,7 +210,9 @@ impl<H: Handler> Worker<H> {
                 self.gate.requeue(Reasons::RATE_LIMIT, id);
                 continue;
             }
-            if self.gate.open(&mut conn.socket.gate, Reasons::RATE_LIMIT) {
+            if self.gate.open(&mut conn.socket.gate, Reasons::RATE_LIMIT)
+                && !self.gate_carried(id.key(), false)
+            {
                 io.resume_reading(id.key());
             }
         }

@@ -94,7 +94,9 @@ impl<H: Handler> Worker<H> {
         shared.endpoint.release_buffers();
         let tick = clock.now();
         for (_, conn) in conns.iter_mut() {
-            timers::sweep(&mut conn.stream, conn.socket.gated(), tick, ticks, shared);
+            let carrying = conn.socket.transport.carries_streams();
+            let gated = conn.socket.gated();
+            timers::sweep(&mut conn.stream, gated, carrying, tick, ticks, shared);
         }
     }
 
@@ -125,12 +127,15 @@ impl<H: Handler> Worker<H> {
         self.shutdown = Some(deadline);
         let Self { conns, shared, .. } = self;
         shared.shutting_down = true;
-        for (_, conn) in conns.iter_mut() {
+        let mut carriers = Vec::new();
+        for (key, conn) in conns.iter_mut() {
             let link = &mut conn.stream.link;
             match link.phase() {
                 // Its upgrade is still answered (then closed with 1001), or it
                 // is dropped at the deadline.
                 Phase::Handshake => {}
+                // GOAWAY: no new stream; it ends when its streams have.
+                Phase::Carrier => carriers.push(key),
                 Phase::Open => link.start_close(
                     shared,
                     CloseCode::GOING_AWAY,
@@ -139,6 +144,9 @@ impl<H: Handler> Worker<H> {
                 ),
                 Phase::Closing | Phase::Ended => {}
             }
+        }
+        for key in carriers {
+            self.go_away(key);
         }
     }
 

@@ -43,13 +43,17 @@ pub enum TlsConfigError {
 /// certificates chosen by the name the client asks for ([`Self::sni`]), or from
 /// a `rustls::ServerConfig` ([`Self::from_rustls`], used as it is but for
 /// secret extraction, turned on: set its ALPN to `http/1.1` if the clients
-/// offer ALPN). The first three offer TLS 1.3 and 1.2 with the `ring`
-/// provider, ALPN `http/1.1`, and session resumption by rustls's defaults (a
+/// offer ALPN, with `h2` first for HTTP/2). The first three offer TLS 1.3 and
+/// 1.2 with the `ring` provider, ALPN `h2` (unless [`crate::Http2::tls`] is
+/// off) then `http/1.1`, and session resumption by rustls's defaults (a
 /// session cache and TLS 1.3 tickets). rustls runs the handshake; the engine's
 /// own record layer runs the session after it.
 #[derive(Clone)]
 pub struct TlsConfig {
     pub(crate) server: Arc<rustls::ServerConfig>,
+    /// The ALPN list is the engine's own (`http/1.1`), to which the server
+    /// adds `h2` when HTTP/2 is on; an application's list is left as it is.
+    own_alpn: bool,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -103,7 +107,10 @@ impl TlsConfig {
             server.max_early_data_size = 0;
             server.send_half_rtt_data = false;
         }
-        Self { server }
+        Self {
+            server,
+            own_alpn: false,
+        }
     }
 
     /// The rustls configuration new handshakes use.
@@ -122,6 +129,7 @@ impl TlsConfig {
         server.enable_secret_extraction = true;
         Ok(Self {
             server: Arc::new(server),
+            own_alpn: true,
         })
     }
 }
@@ -257,18 +265,39 @@ impl ResolvesServerCert for ByName {
 /// accepted connection reads it once (connections keep the one they started
 /// with).
 #[derive(Debug)]
-pub(crate) struct TlsConfigCell(RwLock<Arc<rustls::ServerConfig>>);
+pub(crate) struct TlsConfigCell {
+    current: RwLock<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 is offered by ALPN (`h2` before `http/1.1`) on the engine's own
+    /// configurations.
+    h2: bool,
+}
 
 impl TlsConfigCell {
-    pub fn new(config: &TlsConfig) -> Self {
-        Self(RwLock::new(config.server.clone()))
+    pub fn new(config: &TlsConfig, h2: bool) -> Self {
+        Self {
+            current: RwLock::new(Self::served(config, h2)),
+            h2,
+        }
     }
 
     pub fn current(&self) -> Arc<rustls::ServerConfig> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn replace(&self, config: &TlsConfig) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = config.server.clone();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Self::served(config, self.h2);
+    }
+
+    /// The rustls configuration handshakes use: with `h2` first in the ALPN
+    /// list where the list is the engine's and HTTP/2 is on.
+    fn served(config: &TlsConfig, h2: bool) -> Arc<rustls::ServerConfig> {
+        let mut server = config.server.clone();
+        if h2 && config.own_alpn {
+            Arc::make_mut(&mut server).alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        server
     }
 }

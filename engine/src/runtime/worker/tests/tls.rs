@@ -31,7 +31,7 @@ fn harness_with(tweak: impl FnOnce(&mut Config)) -> (Harness, RootCertStore) {
     config.tls = Some(tls.clone());
     tweak(&mut config);
     let mut h = Harness::new(config);
-    h.worker.tls = Some(Arc::new(TlsConfigCell::new(&tls)));
+    h.worker.tls = Some(Arc::new(TlsConfigCell::new(&tls, false)));
     (h, roots)
 }
 

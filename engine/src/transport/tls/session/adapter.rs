@@ -36,6 +36,7 @@ impl Tls {
                     bytes,
                     runs,
                     mut sealer,
+                    ..
                 })) => {
                     for run in runs {
                         up.deliver(

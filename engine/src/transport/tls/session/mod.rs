@@ -93,6 +93,9 @@ pub(crate) struct Tls {
     /// The configuration lets rustls export the traffic secrets, so our record
     /// layer takes over after the handshake.
     hand_over: bool,
+    /// The client chose HTTP/2 by ALPN (`h2`): the plaintext is an HTTP/2
+    /// connection (known once the handshake is over).
+    h2: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -120,7 +123,14 @@ impl Tls {
             established: false,
             close_notified: false,
             hand_over,
+            h2: false,
         }
+    }
+
+    /// The client chose HTTP/2 by ALPN (known once the handshake is over and
+    /// our record layer has the session).
+    pub fn h2(&self) -> bool {
+        self.h2
     }
 
     /// Our record layer, once it has the session.
@@ -343,6 +353,7 @@ impl Tls {
         let Session::Rustls(conn) = std::mem::replace(&mut self.session, Session::Over) else {
             return Ok(());
         };
+        self.h2 = conn.alpn_protocol() == Some(b"h2");
         if !conn
             .negotiated_cipher_suite()
             .is_some_and(|s| exportable(s.suite()))

@@ -54,6 +54,8 @@ pub(crate) enum Step<'a> {
         bytes: &'a mut [u8],
         runs: &'a [Range<usize>],
         sealer: Option<Sealer<'a>>,
+        /// The client chose HTTP/2 by ALPN: the plaintext is HTTP/2.
+        h2: bool,
     },
     /// close_notify: nothing more comes; we may still send (a close reply,
     /// say) until our own close_notify.
@@ -171,6 +173,7 @@ impl Reader<'_> {
                             bytes: &mut self.scratch[..],
                             runs: &self.runs[..],
                             sealer: None,
+                            h2: self.tls.h2(),
                         }));
                     }
                 }
@@ -209,6 +212,7 @@ impl Reader<'_> {
                             ..
                         } = self;
                         let buf: &mut [u8] = if self.in_stash { segment } else { data };
+                        let h2 = tls.h2;
                         let sealer = match (&mut tls.session, failed.is_none()) {
                             (Session::Records(records), true) => records.sealer(&mut tls.wire),
                             _ => None,
@@ -221,6 +225,7 @@ impl Reader<'_> {
                             bytes: buf,
                             runs: &runs[..],
                             sealer,
+                            h2,
                         }));
                     }
                 }
