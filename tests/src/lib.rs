@@ -23,6 +23,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 pub use ringws;
+pub mod h2;
 pub mod transport;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
@@ -1227,7 +1228,8 @@ pub struct ConnState {
 /// (else 401); `/bad-protocol` accepts with a subprotocol nobody offered (the
 /// server must answer 500); `/unlimited` lifts the server's rate limit for that
 /// connection. Elsewhere, `chat.v2` is chosen if offered, and every
-/// 101 carries `X-Ringws-Test: yes`. Plain HTTP: `GET /health` answers 200 `ok`.
+/// 101 carries `X-Ringws-Test: yes`. Plain HTTP: `GET /health` answers 200 `ok`,
+/// `GET /bytes/N` 200 with the `N` bytes of [`pattern_bytes`].
 ///
 /// With [`with_commands`](Self::with_commands), text messages starting with `!`
 /// are commands instead of being echoed:
@@ -1353,6 +1355,12 @@ pub fn flood_payload(seq: u64, size: usize) -> Vec<u8> {
     payload
 }
 
+/// The body of [`Echo`]'s `GET /bytes/N`: `N` bytes, byte `i` being
+/// `i % 251` (a prime, so that no power-of-two chunking lines up with it).
+pub fn pattern_bytes(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
 /// The upgrade routes of [`Echo`].
 fn route_upgrade(request: &UpgradeRequest<'_>) -> Upgrade<ConnState> {
     let data = ConnState {
@@ -1453,6 +1461,14 @@ impl Handler for Echo {
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
-        (request.path == "/health").then(|| HttpResponse::text(200, "ok\n"))
+        if request.path == "/health" {
+            return Some(HttpResponse::text(200, "ok\n"));
+        }
+        let size: usize = request.path.strip_prefix("/bytes/")?.parse().ok()?;
+        Some(HttpResponse {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body: pattern_bytes(size),
+        })
     }
 }

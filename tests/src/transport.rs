@@ -76,6 +76,8 @@ pub struct Pki {
     /// A client configuration that trusts the CA (TLS 1.3 and 1.2, ALPN
     /// `http/1.1`).
     pub client: Arc<ClientConfig>,
+    /// The same, offering ALPN `h2` only (HTTP/2 clients, [`Stream::connect_h2`]).
+    pub client_h2: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -114,13 +116,27 @@ impl Pki {
         let ca = params.self_signed(&ca_key).expect("the CA certificate");
         let server_cert = issue(&ca, &ca_key, &["localhost", "127.0.0.1"], "ringws test");
         let client = Arc::new(client_config(roots(&ca), None));
+        let client_h2 = Arc::new(with_alpn(client_config(roots(&ca), None), &[b"h2"]));
         Self {
             ca,
             ca_key,
             server: server_cert.config(),
             server_cert,
             client,
+            client_h2,
         }
+    }
+
+    /// The CA's certificate in PEM, for clients outside this process (a
+    /// Python client's `cafile`).
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A client configuration trusting the CA that offers these ALPN
+    /// protocols (none: no ALPN extension).
+    pub fn client_alpn(&self, protocols: &[&[u8]]) -> Arc<ClientConfig> {
+        Arc::new(with_alpn(client_config(roots(&self.ca), None), protocols))
     }
 
     /// A certificate for these names (DNS names or IP addresses), signed by
@@ -183,6 +199,11 @@ fn client_config(
     config
 }
 
+fn with_alpn(mut config: ClientConfig, protocols: &[&[u8]]) -> ClientConfig {
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
 /// The test run's PKI, made on first use.
 pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
@@ -224,6 +245,26 @@ impl Stream {
                 tcp: tcp_stream(addr)?,
                 tls: None,
             })
+        }
+    }
+
+    /// Connects for HTTP/2: with TLS offering ALPN `h2` only (and checks the
+    /// server chose it) if `addr` is a test server's TLS listener, else plain
+    /// (for a listener taking HTTP/2 by prior knowledge).
+    pub fn connect_h2(addr: SocketAddr) -> io::Result<Stream> {
+        if !speaks_tls(addr) {
+            return Self::connect(addr);
+        }
+        let stream = Self::connect_tls(addr, pki().client_h2.clone(), "localhost")?;
+        match stream.alpn_protocol() {
+            Some(p) if p == b"h2" => Ok(stream),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server chose ALPN {:?}, not h2",
+                    other.map(|p| String::from_utf8_lossy(&p).into_owned())
+                ),
+            )),
         }
     }
 
