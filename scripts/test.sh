@@ -21,7 +21,10 @@
 # target/), nginx with its stream module for the PROXY protocol test and the
 # cluster, and net.ipv4.tcp_migrate_req=1 for the restart test (per network
 # namespace; the test is skipped with the reason where it cannot be set).
-# Every integration test runs over both transports (plain, TLS).
+# Every integration test runs over both transports (plain, TLS); the HTTP/2
+# ones (tests/tests/http2*.rs) by prior knowledge and by ALPN h2, one of them
+# against an independent client (Python's h2: 1,000 WebSocket streams on one
+# connection).
 # Exits non-zero on the first failure.
 #
 # SKIP_PYTHON=1 skips the two steps that need Python 3 and PyPI.
@@ -69,13 +72,16 @@ if [ "${SKIP_PYTHON:-0}" != 1 ]; then
   bash scripts/neutral.sh
 fi
 
-echo "== test dependencies: redis-server, redis-tools, nginx, Prometheus parser, tcp_migrate_req"
+echo "== test dependencies: redis-server, redis-tools, nginx, Prometheus parser, Python h2, tcp_migrate_req"
 # The Redis bridge's tests start their own redis-servers (and a Redis Cluster,
 # made with redis-cli from redis-tools); cluster.sh and the PROXY protocol test
 # need nginx (the latter with its stream module).
 bash scripts/apt-install.sh redis-server redis-tools nginx libnginx-mod-stream
 RINGWS_METRICS_PYTHON="$(bash scripts/metrics-parser.sh)"
 export RINGWS_METRICS_PYTHON
+# The independent HTTP/2 client (Python's h2, from PyPI) of tests/tests/http2_python.rs.
+RINGWS_H2_PYTHON="$(bash scripts/h2-python.sh)"
+export RINGWS_H2_PYTHON
 if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" = 0 ]; then
   echo 1 > /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null \
     || sudo -n sysctl -qw net.ipv4.tcp_migrate_req=1 2>/dev/null || true
