@@ -3,6 +3,7 @@
 
 mod client;
 mod embedded;
+mod h2;
 mod plot;
 mod procs;
 mod report;

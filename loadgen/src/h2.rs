@@ -1,0 +1,674 @@
+//! The client side of HTTP/2 (RFC 9113) as far as WebSockets over its streams
+//! need it (RFC 8441), without I/O: [`H2`] is one connection's protocol state.
+//! It writes what it sends into [`H2::out`] (the preface and SETTINGS, SETTINGS
+//! and PING ACKs, HEADERS, DATA framed within both send windows,
+//! WINDOW_UPDATE, RST_STREAM) and turns the bytes read, cut anywhere, into
+//! [`Event`]s. DATA payloads are handed out in place, a piece at a time as
+//! they arrive (no frame is gathered, no payload copied); only the small
+//! control frames and header blocks are gathered.
+//!
+//! The extended CONNECT's header block is made once per target
+//! ([`connect_block`]: literal fields without indexing, so it changes no HPACK
+//! state and is valid on every connection); the server's header blocks are
+//! decoded with `loona-hpack`'s decoder.
+
+use loona_hpack::Decoder as HpackDecoder;
+
+/// The client connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Every window's size until SETTINGS or WINDOW_UPDATE say otherwise.
+pub const DEFAULT_WINDOW: u32 = 65_535;
+const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// Our receive windows, per stream and for the connection (Chrome's): large,
+/// so that our WINDOW_UPDATEs are rare (a server counts them against its
+/// budget of control frames) and never what limits the server's sending.
+pub const STREAM_WINDOW: u32 = 6 << 20;
+pub const CONNECTION_WINDOW: u32 = 15 << 20;
+/// The largest frame either side may send until SETTINGS_MAX_FRAME_SIZE (we
+/// never raise ours).
+const MAX_FRAME: usize = 16_384;
+const HEAD: usize = 9;
+
+mod kind {
+    pub const DATA: u8 = 0x0;
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const PUSH_PROMISE: u8 = 0x5;
+    pub const PING: u8 = 0x6;
+    pub const GOAWAY: u8 = 0x7;
+    pub const WINDOW_UPDATE: u8 = 0x8;
+    pub const CONTINUATION: u8 = 0x9;
+}
+
+mod flag {
+    pub const END_STREAM: u8 = 0x1;
+    pub const ACK: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    pub const PADDED: u8 = 0x8;
+    pub const PRIORITY: u8 = 0x20;
+}
+
+mod setting {
+    pub const ENABLE_PUSH: u16 = 0x2;
+    pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    pub const MAX_FRAME_SIZE: u16 = 0x5;
+    pub const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+}
+
+/// RST_STREAM's CANCEL: a stream we give up on.
+pub const CANCEL: u32 = 0x8;
+
+/// The name of an HTTP/2 error code, for messages.
+pub fn error_name(code: u32) -> &'static str {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("unknown")
+}
+
+/// Why the server's bytes cannot be read on: the connection is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Error(pub &'static str);
+
+impl std::fmt::Display for H2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// What the server's bytes said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The server's first SETTINGS (acknowledged): streams may be opened.
+    Ready,
+    /// A later SETTINGS changed every stream's send window by this much.
+    StreamWindow(i64),
+    /// A header block of `stream` is complete: [`H2::response`] decodes it.
+    Headers { stream: u32, end_stream: bool },
+    /// DATA payload of `stream`, a piece of one frame (a frame's payload may
+    /// come in several). `flow` is what it used of the receive windows: the
+    /// connection's is credited here, the caller credits the stream's with
+    /// [`H2::credit`]. `end_stream`: the frame's last piece, with END_STREAM.
+    Data {
+        stream: u32,
+        data: &'a mut [u8],
+        flow: u32,
+        end_stream: bool,
+    },
+    Reset { stream: u32, code: u32 },
+    /// `stream`'s send window grew.
+    WindowUpdate { stream: u32, increment: u32 },
+    /// The connection's send window grew.
+    ConnectionWindow,
+    GoAway { last_stream: u32, code: u32 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FrameHead {
+    len: usize,
+    kind: u8,
+    flags: u8,
+    stream: u32,
+}
+
+/// Where the reader is in the server's bytes.
+#[derive(Debug)]
+enum Reading {
+    /// A frame header, `have` bytes of it so far.
+    Head { bytes: [u8; HEAD], have: usize },
+    /// A PADDED DATA frame's pad length byte.
+    PadLength { head: FrameHead },
+    /// A DATA frame's payload: `left` bytes to hand out, then `pad` to skip;
+    /// `owed` of the window used by the pad length and padding, reported with
+    /// the next piece.
+    Data {
+        stream: u32,
+        left: usize,
+        pad: usize,
+        owed: u32,
+        end_stream: bool,
+    },
+    /// Bytes to skip (DATA padding).
+    Skip { left: usize },
+    /// Any other frame's payload, gathered into `H2::payload`.
+    Other { head: FrameHead, left: usize },
+}
+
+/// The server's response to an extended CONNECT.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// `sec-websocket-extensions`, if any.
+    pub extensions: Option<String>,
+}
+
+/// One HTTP/2 connection's protocol state, client side.
+pub struct H2 {
+    /// Bytes to send, in order; the caller writes them out.
+    pub out: Vec<u8>,
+    reading: Reading,
+    payload: Vec<u8>,
+    /// The header block being gathered, and whether CONTINUATION is awaited
+    /// (its stream and END_STREAM).
+    block: Vec<u8>,
+    continuation: Option<(u32, bool)>,
+    decoder: HpackDecoder<'static>,
+    got_settings: bool,
+    /// The server's SETTINGS.
+    pub max_streams: u32,
+    pub connect_protocol: bool,
+    peer_initial_window: u32,
+    peer_max_frame: usize,
+    /// What we may still send on the connection.
+    send_window: i64,
+    /// DATA received and not yet credited back, connection-wide.
+    conn_unacked: u32,
+    next_stream: u32,
+}
+
+impl std::fmt::Debug for H2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2")
+            .field("out", &self.out.len())
+            .field("reading", &self.reading)
+            .field("send_window", &self.send_window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for H2 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    let len = (len as u32).to_be_bytes();
+    let stream = (stream & MAX_WINDOW as u32).to_be_bytes();
+    out.extend_from_slice(&[
+        len[1], len[2], len[3], kind, flags, stream[0], stream[1], stream[2], stream[3],
+    ]);
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl H2 {
+    pub fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            reading: Reading::Head {
+                bytes: [0; HEAD],
+                have: 0,
+            },
+            payload: Vec::new(),
+            block: Vec::new(),
+            continuation: None,
+            decoder: HpackDecoder::new(),
+            got_settings: false,
+            max_streams: u32::MAX,
+            connect_protocol: false,
+            peer_initial_window: DEFAULT_WINDOW,
+            peer_max_frame: MAX_FRAME,
+            send_window: i64::from(DEFAULT_WINDOW),
+            conn_unacked: 0,
+            next_stream: 1,
+        }
+    }
+
+    /// Queues the preface, our SETTINGS (no push, our stream window) and the
+    /// connection window's growth.
+    pub fn start(&mut self) {
+        self.out.extend_from_slice(PREFACE);
+        head(&mut self.out, 12, kind::SETTINGS, 0, 0);
+        for (id, value) in [
+            (setting::ENABLE_PUSH, 0),
+            (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+        ] {
+            self.out.extend_from_slice(&id.to_be_bytes());
+            self.out.extend_from_slice(&value.to_be_bytes());
+        }
+        self.window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW);
+    }
+
+    /// The send window of a stream opened now.
+    pub fn initial_window(&self) -> i64 {
+        i64::from(self.peer_initial_window)
+    }
+
+    /// Opens the next stream with this header block (HEADERS, CONTINUATION
+    /// past the server's frame size; not END_STREAM) and returns its id.
+    pub fn open(&mut self, block: &[u8]) -> u32 {
+        let stream = self.next_stream;
+        self.next_stream += 2;
+        let mut chunks = block.chunks(self.peer_max_frame).peekable();
+        let mut kind = kind::HEADERS;
+        loop {
+            let chunk = chunks.next().unwrap_or(&[]);
+            let last = chunks.peek().is_none();
+            let flags = if last { flag::END_HEADERS } else { 0 };
+            head(&mut self.out, chunk.len(), kind, flags, stream);
+            self.out.extend_from_slice(chunk);
+            kind = kind::CONTINUATION;
+            if last {
+                return stream;
+            }
+        }
+    }
+
+    /// Frames as much of `src` as DATA on `stream` as its send `window`, the
+    /// connection's and the server's frame size allow; returns how much.
+    pub fn data(&mut self, stream: u32, window: &mut i64, src: &[u8]) -> usize {
+        let mut sent = 0;
+        while sent < src.len() {
+            let room = (*window).min(self.send_window).max(0) as usize;
+            let n = (src.len() - sent).min(room).min(self.peer_max_frame);
+            if n == 0 {
+                break;
+            }
+            head(&mut self.out, n, kind::DATA, 0, stream);
+            self.out.extend_from_slice(&src[sent..sent + n]);
+            sent += n;
+            *window -= n as i64;
+            self.send_window -= n as i64;
+        }
+        sent
+    }
+
+    /// Ends our side of `stream` (an empty DATA with END_STREAM).
+    pub fn end_stream(&mut self, stream: u32) {
+        head(&mut self.out, 0, kind::DATA, flag::END_STREAM, stream);
+    }
+
+    pub fn reset(&mut self, stream: u32, code: u32) {
+        head(&mut self.out, 4, kind::RST_STREAM, 0, stream);
+        self.out.extend_from_slice(&code.to_be_bytes());
+    }
+
+    fn window_update(&mut self, stream: u32, increment: u32) {
+        head(&mut self.out, 4, kind::WINDOW_UPDATE, 0, stream);
+        self.out.extend_from_slice(&increment.to_be_bytes());
+    }
+
+    /// Credits back `stream`'s window once half of it is used (`unacked`:
+    /// what it received since its last WINDOW_UPDATE).
+    pub fn credit(&mut self, stream: u32, unacked: &mut u32) {
+        if *unacked >= STREAM_WINDOW / 2 {
+            self.window_update(stream, *unacked);
+            *unacked = 0;
+        }
+    }
+
+    /// Decodes the last header block ([`Event::Headers`]).
+    pub fn response(&mut self) -> Result<Response, H2Error> {
+        let mut response = Response::default();
+        let block = std::mem::take(&mut self.block);
+        let decoded = self.decoder.decode_with_cb(&block, |name, value| {
+            if &name[..] == b":status" {
+                response.status = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+            } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+                response.extensions = Some(String::from_utf8_lossy(&value).into_owned());
+            }
+        });
+        self.block = block;
+        self.block.clear();
+        decoded.map_err(|_| H2Error("HPACK: the server's header block does not decode"))?;
+        Ok(response)
+    }
+
+    /// The next event in `input` (which it advances), `None` once every byte
+    /// of it is taken.
+    pub fn next<'a>(&mut self, input: &mut &'a mut [u8]) -> Result<Option<Event<'a>>, H2Error> {
+        loop {
+            if input.is_empty() {
+                // A DATA frame's pieces are all handed out: one without data
+                // still reports its end or its padding.
+                if let Reading::Data {
+                    stream,
+                    left: 0,
+                    pad,
+                    owed,
+                    end_stream,
+                } = self.reading
+                    && (end_stream || owed > 0)
+                {
+                    self.reading = Reading::Skip { left: pad };
+                    return Ok(Some(Event::Data {
+                        stream,
+                        data: &mut [],
+                        flow: owed,
+                        end_stream,
+                    }));
+                }
+                return Ok(None);
+            }
+            match &mut self.reading {
+                Reading::Head { bytes, have } => {
+                    let n = (HEAD - *have).min(input.len());
+                    bytes[*have..*have + n].copy_from_slice(&input[..n]);
+                    *have += n;
+                    *input = &mut std::mem::take(input)[n..];
+                    if *have < HEAD {
+                        continue;
+                    }
+                    let b = *bytes;
+                    let head = FrameHead {
+                        len: (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]),
+                        kind: b[3],
+                        flags: b[4],
+                        stream: u32_at(&b, 5) & MAX_WINDOW as u32,
+                    };
+                    if let Some(event) = self.begin(head)? {
+                        return Ok(Some(event));
+                    }
+                }
+                Reading::PadLength { head } => {
+                    let head = *head;
+                    let pad = usize::from(input[0]);
+                    *input = &mut std::mem::take(input)[1..];
+                    if pad >= head.len {
+                        return Err(H2Error("DATA padding past its frame"));
+                    }
+                    self.reading = Reading::Data {
+                        stream: head.stream,
+                        left: head.len - 1 - pad,
+                        pad,
+                        owed: 1 + pad as u32,
+                        end_stream: head.flags & flag::END_STREAM != 0,
+                    };
+                }
+                Reading::Data {
+                    stream,
+                    left,
+                    pad,
+                    owed,
+                    end_stream,
+                } => {
+                    let n = (*left).min(input.len());
+                    let (data, rest) = std::mem::take(input).split_at_mut(n);
+                    *input = rest;
+                    *left -= n;
+                    let event = Event::Data {
+                        stream: *stream,
+                        data,
+                        flow: n as u32 + std::mem::take(owed),
+                        end_stream: *end_stream && *left == 0,
+                    };
+                    if *left == 0 {
+                        self.reading = Reading::Skip { left: *pad };
+                    }
+                    return Ok(Some(event));
+                }
+                Reading::Skip { left } => {
+                    let n = (*left).min(input.len());
+                    *left -= n;
+                    *input = &mut std::mem::take(input)[n..];
+                    if *left == 0 {
+                        self.reading = Reading::Head {
+                            bytes: [0; HEAD],
+                            have: 0,
+                        };
+                    }
+                }
+                Reading::Other { head, left } => {
+                    let head = *head;
+                    let n = (*left).min(input.len());
+                    self.payload.extend_from_slice(&input[..n]);
+                    *left -= n;
+                    *input = &mut std::mem::take(input)[n..];
+                    if *left == 0 {
+                        self.reading = Reading::Head {
+                            bytes: [0; HEAD],
+                            have: 0,
+                        };
+                        let payload = std::mem::take(&mut self.payload);
+                        let event = self.control(head, &payload);
+                        self.payload = payload;
+                        self.payload.clear();
+                        if let Some(event) = event? {
+                            return Ok(Some(event));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A frame header read: what follows it.
+    fn begin(&mut self, head: FrameHead) -> Result<Option<Event<'static>>, H2Error> {
+        if head.len > MAX_FRAME {
+            return Err(H2Error("a frame larger than SETTINGS_MAX_FRAME_SIZE"));
+        }
+        if self.continuation.is_some() && head.kind != kind::CONTINUATION {
+            return Err(H2Error("a header block interrupted"));
+        }
+        if head.kind != kind::DATA {
+            self.payload.clear();
+            self.reading = Reading::Other {
+                head,
+                left: head.len,
+            };
+            if head.len == 0 {
+                // Nothing to gather: handle it at once.
+                self.reading = Reading::Head {
+                    bytes: [0; HEAD],
+                    have: 0,
+                };
+                return self.control(head, &[]);
+            }
+            return Ok(None);
+        }
+        if head.stream == 0 {
+            return Err(H2Error("DATA on stream 0"));
+        }
+        // The connection's window is credited back at once, batched.
+        self.conn_unacked += head.len as u32;
+        if self.conn_unacked >= CONNECTION_WINDOW / 2 {
+            let n = std::mem::take(&mut self.conn_unacked);
+            self.window_update(0, n);
+        }
+        let end_stream = head.flags & flag::END_STREAM != 0;
+        if head.flags & flag::PADDED != 0 {
+            if head.len == 0 {
+                return Err(H2Error("PADDED DATA without its pad length"));
+            }
+            self.reading = Reading::PadLength { head };
+            return Ok(None);
+        }
+        self.reading = Reading::Data {
+            stream: head.stream,
+            left: head.len,
+            pad: 0,
+            owed: 0,
+            end_stream,
+        };
+        Ok(None)
+    }
+
+    /// A whole frame other than DATA.
+    fn control(&mut self, head: FrameHead, p: &[u8]) -> Result<Option<Event<'static>>, H2Error> {
+        match head.kind {
+            kind::SETTINGS => {
+                if head.flags & flag::ACK != 0 {
+                    return Ok(None);
+                }
+                if head.len % 6 != 0 {
+                    return Err(H2Error("SETTINGS length not a multiple of 6"));
+                }
+                let mut delta = 0;
+                for param in p.chunks_exact(6) {
+                    let value = u32_at(param, 2);
+                    match u16::from_be_bytes([param[0], param[1]]) {
+                        setting::MAX_CONCURRENT_STREAMS => self.max_streams = value,
+                        setting::INITIAL_WINDOW_SIZE => {
+                            delta += i64::from(value) - i64::from(self.peer_initial_window);
+                            self.peer_initial_window = value;
+                        }
+                        setting::MAX_FRAME_SIZE => self.peer_max_frame = value as usize,
+                        setting::ENABLE_CONNECT_PROTOCOL => self.connect_protocol = value == 1,
+                        _ => {}
+                    }
+                }
+                head_ack(&mut self.out, kind::SETTINGS, &[]);
+                if !std::mem::replace(&mut self.got_settings, true) {
+                    return Ok(Some(Event::Ready));
+                }
+                Ok((delta != 0).then_some(Event::StreamWindow(delta)))
+            }
+            kind::PING => {
+                if head.len != 8 {
+                    return Err(H2Error("PING not 8 bytes"));
+                }
+                if head.flags & flag::ACK == 0 {
+                    head_ack(&mut self.out, kind::PING, p);
+                }
+                Ok(None)
+            }
+            kind::HEADERS => {
+                let mut p = p;
+                let mut pad = 0;
+                if head.flags & flag::PADDED != 0 {
+                    pad = usize::from(*p.first().ok_or(H2Error("HEADERS padding"))?);
+                    p = &p[1..];
+                }
+                if head.flags & flag::PRIORITY != 0 {
+                    p = p.get(5..).ok_or(H2Error("HEADERS priority"))?;
+                }
+                let p = p
+                    .get(..p.len().wrapping_sub(pad))
+                    .ok_or(H2Error("HEADERS padding past its frame"))?;
+                self.block.clear();
+                self.block.extend_from_slice(p);
+                let end_stream = head.flags & flag::END_STREAM != 0;
+                if head.flags & flag::END_HEADERS == 0 {
+                    self.continuation = Some((head.stream, end_stream));
+                    return Ok(None);
+                }
+                Ok(Some(Event::Headers {
+                    stream: head.stream,
+                    end_stream,
+                }))
+            }
+            kind::CONTINUATION => {
+                let Some((stream, end_stream)) = self.continuation else {
+                    return Err(H2Error("CONTINUATION without HEADERS"));
+                };
+                if stream != head.stream {
+                    return Err(H2Error("CONTINUATION on another stream"));
+                }
+                self.block.extend_from_slice(p);
+                if head.flags & flag::END_HEADERS == 0 {
+                    return Ok(None);
+                }
+                self.continuation = None;
+                Ok(Some(Event::Headers { stream, end_stream }))
+            }
+            kind::RST_STREAM if head.len == 4 => Ok(Some(Event::Reset {
+                stream: head.stream,
+                code: u32_at(p, 0),
+            })),
+            kind::WINDOW_UPDATE if head.len == 4 => {
+                let increment = u32_at(p, 0) & MAX_WINDOW as u32;
+                if head.stream != 0 {
+                    return Ok(Some(Event::WindowUpdate {
+                        stream: head.stream,
+                        increment,
+                    }));
+                }
+                self.send_window += i64::from(increment);
+                if self.send_window > MAX_WINDOW {
+                    return Err(H2Error("connection window past 2^31-1"));
+                }
+                Ok(Some(Event::ConnectionWindow))
+            }
+            kind::GOAWAY if head.len >= 8 => Ok(Some(Event::GoAway {
+                last_stream: u32_at(p, 0) & MAX_WINDOW as u32,
+                code: u32_at(p, 4),
+            })),
+            kind::RST_STREAM | kind::WINDOW_UPDATE | kind::GOAWAY => {
+                Err(H2Error("a control frame of the wrong size"))
+            }
+            kind::PUSH_PROMISE => Err(H2Error("PUSH_PROMISE with push disabled")),
+            // PRIORITY and unknown types are ignored (RFC 9113 §4.1).
+            _ => Ok(None),
+        }
+    }
+}
+
+/// An ACK (SETTINGS, PING) carrying `payload`.
+fn head_ack(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    head(out, payload.len(), kind, flag::ACK, 0);
+    out.extend_from_slice(payload);
+}
+
+/// An HPACK integer with an `n`-bit prefix, the first byte's other bits `high`.
+fn integer(out: &mut Vec<u8>, high: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(high | value as u8);
+        return;
+    }
+    out.push(high | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    integer(out, 0, 7, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The extended CONNECT of a WebSocket (RFC 8441 §4) to `path` on
+/// `authority`, as literal fields without indexing (names from the static
+/// table where it has them, no Huffman coding): it leaves both HPACK tables
+/// as they are, so the same bytes open every stream of every connection.
+pub fn connect_block(https: bool, authority: &str, path: &str, extensions: Option<&str>) -> Vec<u8> {
+    let mut block = Vec::new();
+    // Static table names: 2 :method, 6 :scheme, 4 :path, 1 :authority.
+    for (index, value) in [
+        (2, "CONNECT"),
+        (6, if https { "https" } else { "http" }),
+        (4, path),
+        (1, authority),
+    ] {
+        integer(&mut block, 0, 4, index);
+        string(&mut block, value);
+    }
+    let mut fields = vec![(":protocol", "websocket"), ("sec-websocket-version", "13")];
+    if let Some(offer) = extensions {
+        fields.push(("sec-websocket-extensions", offer));
+    }
+    for (name, value) in fields {
+        block.push(0);
+        string(&mut block, name);
+        string(&mut block, value);
+    }
+    block
+}
+
+#[cfg(test)]
+#[path = "h2_tests.rs"]
+mod tests;
