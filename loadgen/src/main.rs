@@ -137,6 +137,37 @@ pub(crate) struct Common {
     /// addresses are split between them).
     #[arg(long, default_value_t = 1)]
     procs: usize,
+    /// Open the WebSockets as streams of HTTP/2 connections (RFC 8441):
+    /// ws:// by prior knowledge (the server must take HTTP/2 on its plain
+    /// port), wss:// by ALPN h2 (a server that picks otherwise fails). -c
+    /// counts WebSockets, --ramp opens WebSockets (streams) per second.
+    #[arg(long)]
+    http2: bool,
+    /// With --http2: WebSockets per TCP connection (-c 1000
+    /// --streams-per-conn 100: 10 connections). Streams past the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100 by default) wait for one to end.
+    #[arg(long, default_value_t = 100, requires = "http2")]
+    streams_per_conn: usize,
+}
+
+impl Common {
+    /// WebSockets per TCP connection.
+    pub(crate) fn per_conn(&self) -> usize {
+        if self.http2 { self.streams_per_conn } else { 1 }
+    }
+}
+
+/// Part `i` of `parts` of `total` WebSockets, `per_conn` to a TCP connection:
+/// the TCP connections are what is split (as evenly as can be), each part
+/// taking the WebSockets of its own.
+pub(crate) fn share_of(total: usize, per_conn: usize, parts: usize, i: usize) -> usize {
+    let per_conn = per_conn.max(1);
+    let parts = parts.max(1);
+    let tcp = total.div_ceil(per_conn);
+    let mine = tcp / parts + usize::from(i < tcp % parts);
+    let before = i * (tcp / parts) + i.min(tcp % parts);
+    let upto = |n: usize| (n * per_conn).min(total);
+    upto(before + mine) - upto(before)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -222,6 +253,13 @@ struct BenchArgs {
     /// Serve and drive wss:// (a self-signed certificate made at start).
     #[arg(long)]
     tls: bool,
+    /// Every scenario's WebSockets as streams of HTTP/2 connections (the
+    /// embedded server takes HTTP/2 by prior knowledge, and by ALPN with --tls).
+    #[arg(long)]
+    http2: bool,
+    /// With --http2: WebSockets per TCP connection.
+    #[arg(long, default_value_t = 100, requires = "http2")]
+    streams_per_conn: usize,
 }
 
 /// In a `compare --procs` child: which of the servers it runs against.
@@ -327,6 +365,14 @@ impl Scenario {
         }
         if !(c.churn.is_finite() && (0.0..=100.0).contains(&c.churn)) {
             return Err("--churn must be a percentage, 0 to 100".into());
+        }
+        if c.http2 && c.streams_per_conn == 0 {
+            return Err("--streams-per-conn must be at least 1".into());
+        }
+        if c.http2 && c.churn > 0.0 {
+            return Err("--churn is not supported with --http2 (a churned stream would \
+                        have to reopen on its own connection): run it over HTTP/1.1"
+                .into());
         }
         match self {
             Scenario::Hold(h) if !positive(h.ping_interval) => {
@@ -549,7 +595,7 @@ fn tls_target(target: &Target, c: &Common) -> Result<tls::TlsTarget> {
     let name = ringws::rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host}: {e}"))?;
     Ok(tls::TlsTarget {
-        config: tls::client_config(c.insecure, c.ca.as_deref(), c.resume)?,
+        config: tls::client_config(c.insecure, c.ca.as_deref(), c.resume, c.http2)?,
         name,
     })
 }
@@ -584,10 +630,14 @@ fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcom
     if targets.len() > 1 && !matches!(workload, Workload::Broadcast { .. }) {
         return Err("only broadcast takes several --url".into());
     }
-    let threads = c
+    let mut threads = c
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    if c.http2 {
+        // Every thread drives whole HTTP/2 connections.
+        threads = threads.min(c.connections.div_ceil(c.per_conn())).max(1);
+    }
     let sources = parse_sources(&c.sources)?;
     let live = Arc::new(Live::default());
     let epoch = procs::epoch();
@@ -601,7 +651,7 @@ fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcom
     let rss_before = pid.and_then(report::rss_bytes);
     let mut handles = Vec::new();
     for t in 0..threads {
-        let share = c.connections / threads + usize::from(t < c.connections % threads);
+        let share = share_of(c.connections, c.per_conn(), threads, t);
         let workload = match (&workload, t) {
             // One publisher in all: the first connection of thread 0 (of the
             // first process).
@@ -638,6 +688,7 @@ fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcom
             hold: Duration::from_secs_f64(c.duration),
             connect_timeout: Duration::from_secs_f64(c.connect_timeout),
             churn: c.churn / 100.0,
+            http2: c.http2.then_some(c.per_conn()),
             deadline,
             epoch,
         };
@@ -684,6 +735,7 @@ fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcom
         rss: rss_before.zip(rss_held),
         elapsed: epoch.elapsed(),
         fanout: None,
+        http2: c.http2.then_some(c.per_conn()),
     })
 }
 
@@ -728,8 +780,13 @@ fn bench(b: &BenchArgs) -> Result<()> {
     let server = embedded::start(backend, b.server_workers, b.tls)?;
     let addr: SocketAddr = server.local_addr();
     let scheme = if b.tls { "wss" } else { "ws" };
+    let over = if b.http2 {
+        format!(", over HTTP/2 ({} streams per connection)", b.streams_per_conn)
+    } else {
+        String::new()
+    };
     println!(
-        "ringws bench: embedded {scheme} server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
+        "ringws bench: embedded {scheme} server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario{over}",
         b.server_workers,
         server.backend(),
         b.threads,
@@ -753,6 +810,8 @@ fn bench(b: &BenchArgs) -> Result<()> {
         plot: None,
         procs: 1,
         deflate: false,
+        http2: b.http2,
+        streams_per_conn: b.streams_per_conn.max(1),
     };
     let payload = |size: usize| Payload {
         size,

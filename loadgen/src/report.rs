@@ -22,6 +22,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Broadcast: how to judge and show the fan-out.
     pub fanout: Option<FanoutCheck>,
+    /// `--http2`: the WebSockets per TCP connection asked for.
+    pub http2: Option<usize>,
 }
 
 /// What a `broadcast` run reports beyond the table.
@@ -94,6 +96,9 @@ impl Outcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some(line) = self.carried_line() {
+            println!("{line}");
+        }
         if !r.tls_handshake.is_empty() {
             println!(
                 "connect+TLS handshake: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -176,6 +181,25 @@ impl Outcome {
             Some(Err(why)) => Err(why.into()),
             _ => Ok(()),
         }
+    }
+
+    /// The TCP connections that carried the WebSockets.
+    pub fn tcp_connections(&self) -> u64 {
+        match self.http2 {
+            Some(_) => self.report.h2_connections,
+            None => self.report.connected,
+        }
+    }
+
+    /// `--http2`: how many TCP connections carried the WebSockets.
+    fn carried_line(&self) -> Option<String> {
+        let per = self.http2?;
+        let r = &self.report;
+        Some(format!(
+            "{} WebSockets over {} HTTP/2 connections ({per} streams per connection asked for)",
+            thousands(r.connected),
+            thousands(self.tcp_connections())
+        ))
     }
 
     /// The fan-out figures, local (the publisher's node) and across nodes, and
@@ -327,6 +351,9 @@ impl Outcome {
             "seconds": self.seconds,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "connected": r.connected,
+            "transport": if self.http2.is_some() { "h2" } else { "http/1.1" },
+            "tcp_connections": self.tcp_connections(),
+            "streams_per_connection": self.http2.unwrap_or(1),
             "failures": FAILURES.iter().zip(r.failures).map(|((_, n), c)| (n.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
             "handshake_ms": {
                 "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
@@ -478,6 +505,19 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 pub fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -544,6 +584,7 @@ mod tests {
             rss,
             elapsed: Duration::from_secs(3),
             fanout: None,
+            http2: None,
         }
     }
 
@@ -586,6 +627,26 @@ mod tests {
         assert_eq!(second[6], "x3.00");
         assert_eq!(second[9], "3");
         assert_eq!(second[10], "-");
+    }
+
+    #[test]
+    fn http2_runs_say_how_many_tcp_connections_carried_them() {
+        let mut o = outcome("echo", 0, &[], None);
+        o.report.connected = 1000;
+        assert_eq!(o.carried_line(), None);
+        assert_eq!(o.to_json()["tcp_connections"], 1000);
+        o.http2 = Some(100);
+        o.report.h2_connections = 10;
+        assert_eq!(
+            o.carried_line().unwrap(),
+            "1,000 WebSockets over 10 HTTP/2 connections (100 streams per connection asked for)"
+        );
+        let v = o.to_json();
+        assert_eq!(v["tcp_connections"], 10);
+        assert_eq!(v["transport"], "h2");
+        assert_eq!(v["streams_per_connection"], 100);
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
     }
 
     #[test]
