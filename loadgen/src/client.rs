@@ -443,4 +443,3 @@ impl Report {
         let _ = self.rec.latency.record(v);
     }
 }
-

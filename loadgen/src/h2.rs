@@ -99,7 +99,10 @@ pub enum Event<'a> {
     /// A later SETTINGS changed every stream's send window by this much.
     StreamWindow(i64),
     /// A header block of `stream` is complete: [`H2::response`] decodes it.
-    Headers { stream: u32, end_stream: bool },
+    Headers {
+        stream: u32,
+        end_stream: bool,
+    },
     /// DATA payload of `stream`, a piece of one frame (a frame's payload may
     /// come in several). `flow` is what it used of the receive windows: the
     /// connection's is credited here, the caller credits the stream's with
@@ -110,12 +113,21 @@ pub enum Event<'a> {
         flow: u32,
         end_stream: bool,
     },
-    Reset { stream: u32, code: u32 },
+    Reset {
+        stream: u32,
+        code: u32,
+    },
     /// `stream`'s send window grew.
-    WindowUpdate { stream: u32, increment: u32 },
+    WindowUpdate {
+        stream: u32,
+        increment: u32,
+    },
     /// The connection's send window grew.
     ConnectionWindow,
-    GoAway { last_stream: u32, code: u32 },
+    GoAway {
+        last_stream: u32,
+        code: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -372,7 +384,9 @@ impl H2 {
                     }
                     let b = *bytes;
                     let head = FrameHead {
-                        len: (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]),
+                        len: (usize::from(b[0]) << 16)
+                            | (usize::from(b[1]) << 8)
+                            | usize::from(b[2]),
                         kind: b[3],
                         flags: b[4],
                         stream: u32_at(&b, 5) & MAX_WINDOW as u32,
@@ -511,7 +525,7 @@ impl H2 {
                 if head.flags & flag::ACK != 0 {
                     return Ok(None);
                 }
-                if head.len % 6 != 0 {
+                if !head.len.is_multiple_of(6) {
                     return Err(H2Error("SETTINGS length not a multiple of 6"));
                 }
                 let mut delta = 0;
@@ -645,7 +659,12 @@ fn string(out: &mut Vec<u8>, s: &str) {
 /// `authority`, as literal fields without indexing (names from the static
 /// table where it has them, no Huffman coding): it leaves both HPACK tables
 /// as they are, so the same bytes open every stream of every connection.
-pub fn connect_block(https: bool, authority: &str, path: &str, extensions: Option<&str>) -> Vec<u8> {
+pub fn connect_block(
+    https: bool,
+    authority: &str,
+    path: &str,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let mut block = Vec::new();
     // Static table names: 2 :method, 6 :scheme, 4 :path, 1 :authority.
     for (index, value) in [

@@ -12,7 +12,8 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 fn frames(mut bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
     let mut all = Vec::new();
     while !bytes.is_empty() {
-        let len = (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
+        let len =
+            (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
         all.push((
             bytes[3],
             bytes[4],
@@ -234,8 +235,14 @@ fn data_out_respects_both_windows_and_the_frame_size() {
     h2.reset(7, CANCEL);
     let f = frames(&h2.out);
     assert_eq!(f[0].3.len(), 10);
-    assert_eq!((f[1].0, f[1].1, f[1].2, f[1].3.len()), (kind::DATA, 1, 5, 0));
-    assert_eq!((f[2].0, f[2].2, u32_at(&f[2].3, 0)), (kind::RST_STREAM, 7, 8));
+    assert_eq!(
+        (f[1].0, f[1].1, f[1].2, f[1].3.len()),
+        (kind::DATA, 1, 5, 0)
+    );
+    assert_eq!(
+        (f[2].0, f[2].2, u32_at(&f[2].3, 0)),
+        (kind::RST_STREAM, 7, 8)
+    );
 }
 
 #[test]
@@ -250,12 +257,7 @@ fn connect_block_decodes_to_the_extended_connect() {
             .decode(&block)
             .unwrap()
             .into_iter()
-            .map(|(n, v)| {
-                (
-                    String::from_utf8(n).unwrap(),
-                    String::from_utf8(v).unwrap(),
-                )
-            })
+            .map(|(n, v)| (String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()))
             .collect();
         let mut want = vec![
             (":method", "CONNECT"),
@@ -284,7 +286,10 @@ fn headers_open_streams_in_order_with_continuation_when_large() {
     assert_eq!(h2.open(&block), 3);
     let f = frames(&h2.out);
     assert_eq!(f.len(), 2);
-    assert_eq!((f[0].0, f[0].1, f[0].2), (kind::HEADERS, flag::END_HEADERS, 1));
+    assert_eq!(
+        (f[0].0, f[0].1, f[0].2),
+        (kind::HEADERS, flag::END_HEADERS, 1)
+    );
     assert_eq!(f[1].2, 3);
     assert_eq!(f[0].3, block);
     h2.out.clear();
@@ -292,7 +297,10 @@ fn headers_open_streams_in_order_with_continuation_when_large() {
     assert_eq!(h2.open(&big), 5);
     let f = frames(&h2.out);
     assert_eq!((f[0].0, f[0].1), (kind::HEADERS, 0));
-    assert_eq!((f[1].0, f[1].1, f[1].3.len()), (kind::CONTINUATION, flag::END_HEADERS, 10));
+    assert_eq!(
+        (f[1].0, f[1].1, f[1].3.len()),
+        (kind::CONTINUATION, flag::END_HEADERS, 10)
+    );
 }
 
 #[test]

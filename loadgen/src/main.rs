@@ -370,9 +370,11 @@ impl Scenario {
             return Err("--streams-per-conn must be at least 1".into());
         }
         if c.http2 && c.churn > 0.0 {
-            return Err("--churn is not supported with --http2 (a churned stream would \
+            return Err(
+                "--churn is not supported with --http2 (a churned stream would \
                         have to reopen on its own connection): run it over HTTP/1.1"
-                .into());
+                    .into(),
+            );
         }
         match self {
             Scenario::Hold(h) if !positive(h.ping_interval) => {
@@ -781,7 +783,10 @@ fn bench(b: &BenchArgs) -> Result<()> {
     let addr: SocketAddr = server.local_addr();
     let scheme = if b.tls { "wss" } else { "ws" };
     let over = if b.http2 {
-        format!(", over HTTP/2 ({} streams per connection)", b.streams_per_conn)
+        format!(
+            ", over HTTP/2 ({} streams per connection)",
+            b.streams_per_conn
+        )
     } else {
         String::new()
     };

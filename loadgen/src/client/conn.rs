@@ -9,8 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::Poll;
+use mio::net::TcpStream;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
 use ringws::proto::deflate::{self, DeflateConfig};
@@ -293,6 +293,9 @@ pub(super) fn read_conn(
             return false;
         };
         let read = tcp.sock.read(buf);
+        // rustls hands out about one record a read: a short read is no sign
+        // that the socket is drained (edge-triggered, it must be).
+        let tls = tcp.sock.tls.is_some();
         if tcp.sock.tls_finished() {
             // The same clock reading as the upgrade's, so the upgrade is the rest.
             let _ = report
@@ -350,7 +353,7 @@ pub(super) fn read_conn(
         if flush(conn).is_err() || closed {
             return false;
         }
-        if n < buf.len() {
+        if n < buf.len() && !tls {
             return true;
         }
     }
@@ -365,7 +368,10 @@ pub(super) fn tls_failed(e: &io::Error) {
 /// The session of a WebSocket the server accepted with `extension` as its
 /// answer: with `--deflate`, the one negotiated (`None`: compression was
 /// asked for and not granted).
-pub(super) fn accept_deflate(plan: &Plan, extension: Option<ExtensionOffer<'_>>) -> Option<Session> {
+pub(super) fn accept_deflate(
+    plan: &Plan,
+    extension: Option<ExtensionOffer<'_>>,
+) -> Option<Session> {
     if !plan.targets[0].deflate {
         return Some(Session::new());
     }

@@ -113,7 +113,7 @@ impl Links {
         source: Option<IpAddr>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(usize, Link), Failure> {
-        if index % self.per_conn == 0 {
+        if index.is_multiple_of(self.per_conn) {
             let node = (ctx.plan.first_target + self.opened) % ctx.plan.targets.len();
             self.opened += 1;
             self.current = self.connect(node, source, ctx);
@@ -241,7 +241,8 @@ impl Links {
                     say(&SAID, || {
                         format!(
                             "--http2: the server chose {} by ALPN, not h2: it does not serve HTTP/2 over TLS",
-                            alpn.map_or("nothing".into(), |p| String::from_utf8_lossy(p).into_owned())
+                            alpn.map_or("nothing".into(), |p| String::from_utf8_lossy(p)
+                                .into_owned())
                         )
                     });
                     return Err(Failure::BadStatus);
@@ -258,6 +259,16 @@ impl Links {
                 }
                 Err(_) => return Err(Failure::Reset),
             };
+            if !c.ready && buf[..n].starts_with(b"HTTP/1.") {
+                static SAID: Once = Once::new();
+                say(&SAID, || {
+                    "--http2: the server answered the HTTP/2 preface in HTTP/1.1: it does not \
+                     take HTTP/2 by prior knowledge on this port (ringws: Http2 { prior_knowledge: \
+                     true, .. }; the echo example: --h2c)"
+                        .into()
+                });
+                return Err(Failure::BadStatus);
+            }
             let mut input = &mut buf[..n];
             loop {
                 let event = match c.h2.next(&mut input) {
@@ -265,13 +276,17 @@ impl Links {
                     Ok(None) => break,
                     Err(e) => {
                         static SAID: Once = Once::new();
-                        say(&SAID, || format!("--http2: the server's HTTP/2 is wrong: {e}"));
+                        say(&SAID, || {
+                            format!("--http2: the server's HTTP/2 is wrong: {e}")
+                        });
                         return Err(Failure::Other);
                     }
                 };
                 on_frame(c, event, conns, &self.blocks, self.per_conn, ctx)?;
             }
-            if n < buf.len() {
+            // rustls hands out about one record a read: only WouldBlock
+            // says the socket is drained.
+            if n < buf.len() && c.sock.tls.is_none() {
                 break;
             }
         }
@@ -416,7 +431,10 @@ fn on_frame(
             if ws.phase != Phase::Upgrading {
                 return Ok(());
             }
-            let extension = response.extensions.as_deref().and_then(|v| parse_extensions(v).next());
+            let extension = response
+                .extensions
+                .as_deref()
+                .and_then(|v| parse_extensions(v).next());
             let session = match response.status {
                 200 if !end_stream => accept_deflate(ctx.plan, extension),
                 _ => None,

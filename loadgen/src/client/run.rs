@@ -444,4 +444,3 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     }
     Ok(())
 }
-

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Schedule, Tx};
-use super::{BROADCAST_MARK, BROADCAST_MIN, Heard, Live, MEASURED_PROBE, Payloads, Plan, Report, Workload};
+use super::{
+    BROADCAST_MARK, BROADCAST_MIN, Heard, Live, MEASURED_PROBE, Payloads, Plan, Report, Workload,
+};
 use crate::series;
 
 /// The payload variant of a connection's `n`th message: a mix of the counter
@@ -26,7 +28,13 @@ pub(super) fn send_echo(tx: &mut Tx, payloads: &Payloads, intended: Instant) {
     tx.inflight.push_back((variant as u32, intended));
 }
 
-pub(super) fn on_open(key: usize, conn: &mut Conn, plan: &Plan, schedule: &mut Schedule, now: Instant) {
+pub(super) fn on_open(
+    key: usize,
+    conn: &mut Conn,
+    plan: &Plan,
+    schedule: &mut Schedule,
+    now: Instant,
+) {
     if conn.tx.stopped {
         return;
     }
@@ -87,7 +95,13 @@ fn probe(payload: &[u8], binary: bool) -> Option<(u64, u64, bool)> {
     Some((sent, word & !MEASURED_PROBE, word & MEASURED_PROBE != 0))
 }
 
-pub(super) fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: bool, report: &mut Report) {
+pub(super) fn on_message(
+    tx: &mut Tx,
+    rx: &mut Rx<'_>,
+    payload: &[u8],
+    binary: bool,
+    report: &mut Report,
+) {
     let (plan, live, now) = (rx.plan, rx.live, rx.now);
     let probe = probe(payload, binary);
     if matches!(plan.workload, Workload::Broadcast { .. }) && probe.is_none() {
@@ -159,4 +173,3 @@ pub(super) fn on_message(tx: &mut Tx, rx: &mut Rx<'_>, payload: &[u8], binary: b
         _ => {}
     }
 }
-
