@@ -13,6 +13,7 @@
 
 mod conn;
 mod h2conn;
+mod h2streams;
 mod run;
 mod workload;
 
