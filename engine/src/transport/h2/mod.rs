@@ -116,6 +116,11 @@ const MAX_CONTINUATIONS: u32 = 32;
 /// Buffers larger than this are freed once used, so that an idle connection
 /// holds little.
 const KEEP_BUFFER: usize = 4096;
+/// DATA payloads at least this long move from a stream's queue to the
+/// socket's by handing over buffers (`Outbox::move_front`), shorter ones are
+/// copied behind their frame header: below it, a copy costs less than a
+/// buffer of its own for the header and one more slice in the write.
+const MOVE_FROM: usize = 4096;
 
 /// One server-side HTTP/2 connection.
 #[derive(Debug)]
@@ -320,11 +325,18 @@ impl H2 {
                 flags: if fin { flag::END_STREAM } else { 0 },
                 stream,
             };
-            out.append_with(pool, frame::HEADER_LEN + len, |buf| {
-                buf.extend_from_slice(&head.encode());
-                queue.copy_front(len, buf);
-            });
-            queue.consume(pool, len);
+            if len >= MOVE_FROM {
+                out.append_with(pool, frame::HEADER_LEN, |buf| {
+                    buf.extend_from_slice(&head.encode());
+                });
+                queue.move_front(pool, len, out);
+            } else {
+                out.append_with(pool, frame::HEADER_LEN + len, |buf| {
+                    buf.extend_from_slice(&head.encode());
+                    queue.copy_front(len, buf);
+                });
+                queue.consume(pool, len);
+            }
             moved += len;
             if fin {
                 s.local_closed = true;

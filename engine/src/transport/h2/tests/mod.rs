@@ -4,6 +4,7 @@
 
 mod abuse;
 mod flow;
+mod joining;
 mod reading;
 mod requests;
 

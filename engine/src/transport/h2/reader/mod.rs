@@ -10,6 +10,8 @@ use super::streams::Found as Place;
 use super::{BLOCK_SLACK, H2, KEEP_BUFFER, PREFACE, Request};
 use crate::transport::outbox::{BufferPool, Outbox};
 
+mod join;
+
 /// Where reading stands between reads.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum State {
@@ -111,11 +113,19 @@ pub(crate) struct Reader<'a> {
     h2: &'a mut H2,
     bytes: &'a mut [u8],
     pos: usize,
+    /// What the step after a DATA payload gave when it was not more of the
+    /// same stream's DATA (see [`Reader::join_data`]): the next to return.
+    after_data: Option<Result<Option<Found>, H2Error>>,
 }
 
 impl<'a> Reader<'a> {
     pub(super) fn new(h2: &'a mut H2, bytes: &'a mut [u8]) -> Self {
-        Self { h2, bytes, pos: 0 }
+        Self {
+            h2,
+            bytes,
+            pos: 0,
+            after_data: None,
+        }
     }
 
     /// The codec, between events: what the caller does on an event (a
@@ -141,7 +151,16 @@ impl Reader<'_> {
             return Err(error);
         }
         self.h2.now_ms = now_ms;
-        let found = match self.step(out, pool, now_ms) {
+        let step = match self.after_data.take() {
+            Some(step) => step,
+            None => self.step(out, pool, now_ms).and_then(|found| match found {
+                Some(Found::Data { stream, start, end }) => {
+                    Ok(Some(self.join_data(stream, start, end, out, pool, now_ms)))
+                }
+                other => Ok(other),
+            }),
+        };
+        let found = match step {
             Ok(found) => found,
             Err(error) => {
                 self.h2.fail(error, out, pool);
