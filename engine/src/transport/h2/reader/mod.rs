@@ -153,11 +153,11 @@ impl Reader<'_> {
         self.h2.now_ms = now_ms;
         let step = match self.after_data.take() {
             Some(step) => step,
-            None => self.step(out, pool, now_ms).and_then(|found| match found {
+            None => self.step(out, pool, now_ms).map(|found| match found {
                 Some(Found::Data { stream, start, end }) => {
-                    Ok(Some(self.join_data(stream, start, end, out, pool, now_ms)))
+                    Some(self.join_data(stream, start, end, out, pool, now_ms))
                 }
-                other => Ok(other),
+                other => other,
             }),
         };
         let found = match step {
