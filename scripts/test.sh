@@ -16,7 +16,9 @@
 # scripts/fuzz.sh, run by hand);
 # scripts/million.sh (each mode) and
 # scripts/soak.sh run small on debug builds; then a 2-node cluster behind nginx
-# (scripts/cluster.sh --check). Before the tests: the metrics
+# (scripts/cluster.sh --check); then HAProxy in front carrying 200 WebSockets
+# to ringws over HTTP/2, RFC 8441, on both backends (scripts/haproxy-h2.sh
+# --check: Debian's haproxy installed when missing). Before the tests: the metrics
 # test's Prometheus parser (Python prometheus_client, from PyPI, in a venv under
 # target/), nginx with its stream module for the PROXY protocol test and the
 # cluster, and net.ipv4.tcp_migrate_req=1 for the restart test (per network
@@ -110,3 +112,5 @@ bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 -
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"
 bash scripts/cluster.sh 2 --check --debug
+echo "== HAProxy in front, WebSockets carried to ringws over HTTP/2 (RFC 8441), both backends"
+bash scripts/haproxy-h2.sh --check --debug

@@ -1,12 +1,15 @@
 //! The server `bench` measures: ringws in this process, on a free loopback port.
 //! Path `/chat` joins the broadcast room (binary messages are published to it);
-//! every other path echoes.
+//! every other path echoes. HTTP/1.1 and HTTP/2 (prior knowledge on the plain
+//! port, ALPN h2 with TLS) both serve WebSockets.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
-use ringws::{BackendKind, Handler, Message, Server, ServerHandle, TlsConfig, Upgrade, WebSocket};
+use ringws::{
+    BackendKind, Handler, Http2, Message, Server, ServerHandle, TlsConfig, Upgrade, WebSocket,
+};
 
 pub const ROOM: &str = "chat";
 
@@ -57,6 +60,12 @@ pub fn start(
         .workers(workers)
         .backend(backend)
         .ping_interval(Some(Duration::from_secs(60)))
+        // WebSockets over HTTP/2 (`--http2`): by ALPN on TLS, by prior
+        // knowledge on the plain port (HTTP/1.1 is served there as ever).
+        .http2(Http2 {
+            prior_knowledge: true,
+            ..Http2::default()
+        })
         .build()?;
     Ok(server.start(|| Bench)?)
 }

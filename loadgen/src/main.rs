@@ -1,23 +1,26 @@
 //! `loadgen`: drives any `ws://` server with many connections and tells the truth
 //! about latency. See `loadgen --help`.
 
+mod bench;
 mod client;
 mod embedded;
+mod h2;
 mod plot;
 mod procs;
 mod report;
+mod scenario;
 mod series;
 mod tls;
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use client::{Live, Payloads, Plan, Report, Target, Workload};
+use bench::{BenchArgs, bench};
+use client::Workload;
+pub(crate) use scenario::parse_sources;
+use scenario::{echo_workload, parse_urls, scenario};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -136,6 +139,37 @@ pub(crate) struct Common {
     /// addresses are split between them).
     #[arg(long, default_value_t = 1)]
     procs: usize,
+    /// Open the WebSockets as streams of HTTP/2 connections (RFC 8441):
+    /// ws:// by prior knowledge (the server must take HTTP/2 on its plain
+    /// port), wss:// by ALPN h2 (a server that picks otherwise fails). -c
+    /// counts WebSockets, --ramp opens WebSockets (streams) per second.
+    #[arg(long)]
+    http2: bool,
+    /// With --http2: WebSockets per TCP connection (-c 1000
+    /// --streams-per-conn 100: 10 connections). Streams past the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (100 by default) wait for one to end.
+    #[arg(long, default_value_t = 100, requires = "http2")]
+    streams_per_conn: usize,
+}
+
+impl Common {
+    /// WebSockets per TCP connection.
+    pub(crate) fn per_conn(&self) -> usize {
+        if self.http2 { self.streams_per_conn } else { 1 }
+    }
+}
+
+/// Part `i` of `parts` of `total` WebSockets, `per_conn` to a TCP connection:
+/// the TCP connections are what is split (as evenly as can be), each part
+/// taking the WebSockets of its own.
+pub(crate) fn share_of(total: usize, per_conn: usize, parts: usize, i: usize) -> usize {
+    let per_conn = per_conn.max(1);
+    let parts = parts.max(1);
+    let tcp = total.div_ceil(per_conn);
+    let mine = tcp / parts + usize::from(i < tcp % parts);
+    let before = i * (tcp / parts) + i.min(tcp % parts);
+    let upto = |n: usize| (n * per_conn).min(total);
+    upto(before + mine) - upto(before)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -193,34 +227,6 @@ struct BroadcastArgs {
     /// (e.g. redis-server's PID); repeatable.
     #[arg(long)]
     cpu_pid: Vec<u32>,
-}
-
-#[derive(Args, Debug, Clone)]
-struct BenchArgs {
-    /// Backend of the embedded server: auto, io_uring, epoll.
-    #[arg(long, default_value = "auto")]
-    backend: String,
-    /// Server worker threads.
-    #[arg(long, default_value_t = 1)]
-    server_workers: usize,
-    /// Client threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Seconds per scenario.
-    #[arg(short = 'd', long, default_value_t = 5.0)]
-    duration: f64,
-    /// Write every figure as JSON to this file.
-    #[arg(long)]
-    json: Option<String>,
-    /// Draw the latency distributions into this SVG file.
-    #[arg(long)]
-    plot: Option<String>,
-    /// Multiply every scenario's connection count (e.g. 0.1 for a quick run).
-    #[arg(long, default_value_t = 1.0)]
-    scale: f64,
-    /// Serve and drive wss:// (a self-signed certificate made at start).
-    #[arg(long)]
-    tls: bool,
 }
 
 /// In a `compare --procs` child: which of the servers it runs against.
@@ -326,6 +332,16 @@ impl Scenario {
         }
         if !(c.churn.is_finite() && (0.0..=100.0).contains(&c.churn)) {
             return Err("--churn must be a percentage, 0 to 100".into());
+        }
+        if c.http2 && c.streams_per_conn == 0 {
+            return Err("--streams-per-conn must be at least 1".into());
+        }
+        if c.http2 && c.churn > 0.0 {
+            return Err(
+                "--churn is not supported with --http2 (a churned stream would \
+                        have to reopen on its own connection): run it over HTTP/1.1"
+                    .into(),
+            );
         }
         match self {
             Scenario::Hold(h) if !positive(h.ping_interval) => {
@@ -503,317 +519,9 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn parse_urls(urls: &[String]) -> Result<Vec<(Target, bool)>> {
-    if urls.is_empty() {
-        return Err("no --url".into());
-    }
-    urls.iter().map(|u| parse_url(u)).collect()
-}
-
-/// The target of `url`, and whether it is `wss://`.
-fn parse_url(url: &str) -> Result<(Target, bool)> {
-    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
-        (Some(rest), _) => (rest, false),
-        (_, Some(rest)) => (rest, true),
-        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported").into()),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {authority}"))?;
-    Ok((
-        Target {
-            deflate: false,
-            addr,
-            host: authority.to_owned(),
-            path: path.to_owned(),
-            tls: None,
-        },
-        secure,
-    ))
-}
-
-/// The TLS side of a `wss://` target: the server name is the URL's host.
-fn tls_target(target: &Target, c: &Common) -> Result<tls::TlsTarget> {
-    let host = match target.host.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => target.host.as_str(),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ringws::rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("{host}: {e}"))?;
-    Ok(tls::TlsTarget {
-        config: tls::client_config(c.insecure, c.ca.as_deref(), c.resume)?,
-        name,
-    })
-}
-
-pub(crate) fn parse_sources(spec: &Option<String>) -> Result<Vec<IpAddr>> {
-    let Some(spec) = spec else {
-        return Ok(Vec::new());
-    };
-    let (first, last) = spec.split_once('-').unwrap_or((spec, spec));
-    let first: std::net::Ipv4Addr = first.parse()?;
-    let last: std::net::Ipv4Addr = last.parse()?;
-    if !first.is_loopback() || !last.is_loopback() || u32::from(last) < u32::from(first) {
-        return Err("sources must be a loopback range like 127.0.0.1-127.0.0.32".into());
-    }
-    Ok((u32::from(first)..=u32::from(last))
-        .map(|ip| IpAddr::from(std::net::Ipv4Addr::from(ip)))
-        .collect())
-}
-
-/// Runs one scenario over its threads, with a progress display, and merges the
-/// threads' reports.
-fn scenario(name: &str, c: &Common, workload: Workload) -> Result<report::Outcome> {
-    let pid = c.server_pid;
-    let mut targets = Vec::new();
-    for (mut target, secure) in parse_urls(&c.url)? {
-        target.deflate = c.deflate;
-        if secure {
-            target.tls = Some(tls_target(&target, c)?);
-        }
-        targets.push(target);
-    }
-    if targets.len() > 1 && !matches!(workload, Workload::Broadcast { .. }) {
-        return Err("only broadcast takes several --url".into());
-    }
-    let threads = c
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let sources = parse_sources(&c.sources)?;
-    let live = Arc::new(Live::default());
-    let epoch = procs::epoch();
-    let ramp_secs = if c.ramp > 0.0 {
-        c.connections as f64 / c.ramp
-    } else {
-        0.0
-    };
-    let deadline =
-        epoch + Duration::from_secs_f64(ramp_secs + c.duration + c.connect_timeout + 30.0);
-    let rss_before = pid.and_then(report::rss_bytes);
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let share = c.connections / threads + usize::from(t < c.connections % threads);
-        let workload = match (&workload, t) {
-            // One publisher in all: the first connection of thread 0 (of the
-            // first process).
-            (
-                Workload::Broadcast {
-                    publishers,
-                    rate,
-                    size,
-                },
-                0,
-            ) => Workload::Broadcast {
-                publishers: *publishers,
-                rate: *rate,
-                size: *size,
-            },
-            (Workload::Broadcast { rate, size, .. }, _) => Workload::Broadcast {
-                publishers: 0,
-                rate: *rate,
-                size: *size,
-            },
-            (w, _) => w.clone(),
-        };
-        let plan = Plan {
-            targets: targets.clone(),
-            first_target: t,
-            connections: share,
-            ramp_rate: if c.ramp > 0.0 {
-                c.ramp / threads as f64
-            } else {
-                f64::INFINITY
-            },
-            sources: sources.clone(),
-            workload,
-            hold: Duration::from_secs_f64(c.duration),
-            connect_timeout: Duration::from_secs_f64(c.connect_timeout),
-            churn: c.churn / 100.0,
-            deadline,
-            epoch,
-        };
-        let live = live.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("loadgen-{t}"))
-                .spawn(move || client::run(plan, live))?,
-        );
-    }
-    let progress = report::Progress::new(name, c.connections as u64);
-    // The server's memory while every connection is held, sampled to the end
-    // (the last sample is the settled state: bursts of the ramp are over).
-    let mut rss_held = None;
-    let mut ramp = Vec::new();
-    while !handles.iter().all(|h| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(100));
-        progress.update(&live);
-        ramp.push((
-            epoch.elapsed().as_secs_f64(),
-            live.open.load(Ordering::Relaxed),
-        ));
-        if let Some(rss) = pid.and_then(report::rss_bytes) {
-            rss_held = Some(rss);
-        }
-    }
-    progress.finish();
-    let mut total: Option<Report> = None;
-    for h in handles {
-        let r = h.join().map_err(|_| "client thread panicked")?;
-        match &mut total {
-            Some(t) => t.merge(&r),
-            None => total = Some(r),
-        }
-    }
-    let mut total = total.ok_or("no threads")?;
-    total.ramp = ramp;
-    live.stop.store(true, Ordering::Relaxed);
-    Ok(report::Outcome {
-        name: name.to_owned(),
-        connections: c.connections,
-        seconds: c.duration,
-        report: total,
-        rss: rss_before.zip(rss_held),
-        elapsed: epoch.elapsed(),
-        fanout: None,
-    })
-}
-
 /// What a broadcast run checks and samples besides the scenario.
 #[derive(Debug)]
 struct Check {
     allow_loss: bool,
     cpu_pids: Vec<u32>,
-}
-
-fn echo_workload(e: &EchoArgs) -> Workload {
-    let max = e
-        .payload
-        .size_max
-        .unwrap_or(e.payload.size)
-        .max(e.payload.size);
-    // A range of sizes gets 64 of them (16 where they are large), each
-    // connection picking among them at random.
-    let variants = if max > e.payload.size && max <= 64 << 10 {
-        64
-    } else {
-        16
-    };
-    let payloads = Arc::new(Payloads::new(
-        e.payload.size,
-        max,
-        e.payload.text,
-        variants,
-        e.common.deflate,
-    ));
-    let rate = e.rate.map(|r| r / e.common.connections.max(1) as f64);
-    Workload::Echo {
-        in_flight: e.in_flight.max(1),
-        rate,
-        payloads,
-    }
-}
-
-/// The main job: the embedded server under the standard scenarios.
-fn bench(b: &BenchArgs) -> Result<()> {
-    let backend = ringws::BackendKind::parse(&b.backend).ok_or("unknown backend")?;
-    let server = embedded::start(backend, b.server_workers, b.tls)?;
-    let addr: SocketAddr = server.local_addr();
-    let scheme = if b.tls { "wss" } else { "ws" };
-    println!(
-        "ringws bench: embedded {scheme} server on {addr} ({} worker(s), backend {}), {} client thread(s), {} s per scenario",
-        b.server_workers,
-        server.backend(),
-        b.threads,
-        b.duration
-    );
-    let scaled = |n: usize| ((n as f64 * b.scale).round() as usize).max(1);
-    let common = |connections: usize, path: &str| Common {
-        url: vec![format!("{scheme}://{addr}{path}")],
-        insecure: b.tls,
-        ca: None,
-        resume: false,
-        connections: scaled(connections),
-        ramp: 0.0,
-        duration: b.duration,
-        threads: Some(b.threads),
-        sources: None,
-        connect_timeout: 10.0,
-        churn: 0.0,
-        server_pid: None,
-        json: None,
-        plot: None,
-        procs: 1,
-        deflate: false,
-    };
-    let payload = |size: usize| Payload {
-        size,
-        size_max: None,
-        text: false,
-    };
-    let mut outcomes = Vec::new();
-    outcomes.push(scenario(
-        &format!("connect {}", scaled(2000)),
-        &Common {
-            duration: 0.5,
-            ..common(2000, "/")
-        },
-        Workload::Idle,
-    )?);
-    for (conns, size) in [(100, 20), (1000, 20), (100, 16 * 1024)] {
-        let e = EchoArgs {
-            common: common(conns, "/"),
-            payload: payload(size),
-            in_flight: 1,
-            rate: None,
-        };
-        let mut o = scenario(
-            &format!("echo {conns} x {}", report::size(size)),
-            &e.common,
-            echo_workload(&e),
-        )?;
-        o.name = format!("echo {} conns x {}", scaled(conns), report::size(size));
-        outcomes.push(o);
-    }
-    let e = EchoArgs {
-        common: common(1000, "/"),
-        payload: payload(20),
-        in_flight: 1,
-        rate: Some(20_000.0),
-    };
-    let open_loop = format!("echo open-loop {} conns @ 20k/s", scaled(1000));
-    outcomes.push(scenario(&open_loop, &e.common, echo_workload(&e))?);
-    let bc = Scenario::Broadcast(BroadcastArgs {
-        common: common(1000, "/chat"),
-        rate: 100.0,
-        size: 64,
-        allow_loss: false,
-        cpu_pid: Vec::new(),
-    });
-    let mut o = bc.run_here()?;
-    o.name = format!("broadcast {} subs @ 100/s", scaled(1000));
-    outcomes.push(o);
-    let h = Scenario::Hold(HoldArgs {
-        common: common(5000, "/"),
-        ping_interval: 1.0,
-    });
-    let mut o = h.run_here()?;
-    o.name = format!("hold {} conns, ping 1/s", scaled(5000));
-    outcomes.push(o);
-    server.shutdown(Duration::from_secs(2));
-    report::table(&outcomes);
-    if let Some(path) = &b.json {
-        report::write_json(path, &outcomes)?;
-    }
-    if let Some(path) = &b.plot {
-        plot::draw(path, &outcomes)?;
-    }
-    Ok(())
 }

@@ -88,7 +88,7 @@ impl Child {
 pub fn share(c: &mut Common, child: Option<&Child>) {
     let Some(child) = child else { return };
     let (i, n) = (child.index, child.count.max(1));
-    c.connections = c.connections / n + usize::from(i < c.connections % n);
+    c.connections = crate::share_of(c.connections, c.per_conn(), n, i);
     c.ramp /= n as f64;
     if let Some(spec) = &c.sources
         && let Ok(all) = crate::parse_sources(&Some(spec.clone()))
@@ -237,6 +237,8 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
         "ramp": r.ramp,
         "ramp_secs": r.ramp_secs,
         "churned": r.churned,
+        "h2_connections": r.h2_connections,
+        "http2": o.http2,
         "series": r.series.iter().map(Sample::to_child_json).collect::<Vec<_>>(),
         "fanout": {
             "published_total": r.fanout.published_total,
@@ -282,6 +284,7 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.dropped = n("dropped");
     report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
     report.churned = n("churned");
+    report.h2_connections = n("h2_connections");
     report.series = v["series"]
         .as_array()
         .into_iter()
@@ -320,5 +323,6 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
         rss,
         elapsed: Duration::from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0)),
         fanout: None,
+        http2: v["http2"].as_u64().map(|n| n as usize),
     })
 }

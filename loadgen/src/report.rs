@@ -22,6 +22,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Broadcast: how to judge and show the fan-out.
     pub fanout: Option<FanoutCheck>,
+    /// `--http2`: the WebSockets per TCP connection asked for.
+    pub http2: Option<usize>,
 }
 
 /// What a `broadcast` run reports beyond the table.
@@ -94,6 +96,9 @@ impl Outcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some(line) = self.carried_line() {
+            println!("{line}");
+        }
         if !r.tls_handshake.is_empty() {
             println!(
                 "connect+TLS handshake: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -176,6 +181,25 @@ impl Outcome {
             Some(Err(why)) => Err(why.into()),
             _ => Ok(()),
         }
+    }
+
+    /// The TCP connections that carried the WebSockets.
+    pub fn tcp_connections(&self) -> u64 {
+        match self.http2 {
+            Some(_) => self.report.h2_connections,
+            None => self.report.connected,
+        }
+    }
+
+    /// `--http2`: how many TCP connections carried the WebSockets.
+    fn carried_line(&self) -> Option<String> {
+        let per = self.http2?;
+        let r = &self.report;
+        Some(format!(
+            "{} WebSockets over {} HTTP/2 connections ({per} streams per connection asked for)",
+            thousands(r.connected),
+            thousands(self.tcp_connections())
+        ))
     }
 
     /// The fan-out figures, local (the publisher's node) and across nodes, and
@@ -327,6 +351,9 @@ impl Outcome {
             "seconds": self.seconds,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "connected": r.connected,
+            "transport": if self.http2.is_some() { "h2" } else { "http/1.1" },
+            "tcp_connections": self.tcp_connections(),
+            "streams_per_connection": self.http2.unwrap_or(1),
             "failures": FAILURES.iter().zip(r.failures).map(|((_, n), c)| (n.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
             "handshake_ms": {
                 "p50": (!r.handshake.is_empty()).then(|| r.handshake.value_at_quantile(0.5) as f64 / 1000.0),
@@ -478,6 +505,19 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 pub fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -526,75 +566,5 @@ impl Progress {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(name: &str, messages: u64, latencies: &[u64], rss: Option<(u64, u64)>) -> Outcome {
-        let mut report = Report::empty();
-        report.connected = 10;
-        report.messages = messages;
-        for &v in latencies {
-            report.latency.record(v).unwrap();
-        }
-        Outcome {
-            name: name.to_owned(),
-            connections: 10,
-            seconds: 2.0,
-            report,
-            rss,
-            elapsed: Duration::from_secs(3),
-            fanout: None,
-        }
-    }
-
-    fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
-        table
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
-            .split_whitespace()
-            .collect()
-    }
-
-    #[test]
-    fn compare_table_rates_against_the_first_server() {
-        let a = outcome(
-            "ringws",
-            2000,
-            &[1000, 1000, 3000],
-            Some((1 << 20, (1 << 20) + 5000)),
-        );
-        let mut b = outcome("other-server", 1000, &[2000, 2000, 9000], None);
-        b.report.mismatches = 2;
-        b.report.dropped = 1;
-        let table = compare_table("echo", &[a, b]);
-        assert!(table.starts_with("compare: echo on 2 servers\n"), "{table}");
-        let header = row(&table, "server");
-        assert_eq!(header[..4], ["server", "conns", "rate/s", "rate"]);
-        let first = row(&table, "ringws");
-        // 2000 messages over 2 s; x1.00 against itself; p99 3 ms; 500 bytes each.
-        assert_eq!(first[1], "10");
-        assert_eq!(first[2], "1000");
-        assert_eq!(first[3], "x1.00");
-        assert_eq!(first[5], "3.001");
-        assert_eq!(first[6], "x1.00");
-        assert_eq!(first[9], "0");
-        assert_eq!(first[10], "500");
-        let second = row(&table, "other-server");
-        assert_eq!(second[2], "500");
-        assert_eq!(second[3], "x0.50");
-        assert_eq!(second[6], "x3.00");
-        assert_eq!(second[9], "3");
-        assert_eq!(second[10], "-");
-    }
-
-    #[test]
-    fn compare_table_without_latency_shows_dashes() {
-        let table = compare_table(
-            "connect",
-            &[outcome("a", 0, &[], None), outcome("b", 0, &[], None)],
-        );
-        let a = row(&table, "a ");
-        assert_eq!(a[4..9], ["-", "-", "-", "-", "-"]);
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

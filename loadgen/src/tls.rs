@@ -55,11 +55,13 @@ fn provider() -> Arc<CryptoProvider> {
 /// The client configuration: trust `ca` (a PEM file), or nothing at all with
 /// `insecure` (any certificate is accepted: for self-signed test servers);
 /// with `resume`, connections resume earlier sessions (TLS 1.3 tickets, 1.2
-/// session ids) where the server allows.
+/// session ids) where the server allows. ALPN offers `h2` alone with
+/// `http2` (`--http2`: a server that picks otherwise fails), else `http/1.1`.
 pub fn client_config(
     insecure: bool,
     ca: Option<&str>,
     resume: bool,
+    http2: bool,
 ) -> Result<Arc<ClientConfig>, Box<dyn std::error::Error>> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
@@ -79,7 +81,11 @@ pub fn client_config(
             return Err("wss:// needs --ca FILE (the server's CA, PEM) or --insecure".into());
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // Full handshakes unless asked: the connections of a run share this
     // configuration, and with it rustls's session cache.
     if !resume {

@@ -1,0 +1,544 @@
+//! One WebSocket's state (what the scenarios drive), the socket it or its
+//! HTTP/2 connection reads and writes, and the HTTP/1.1 path: connect,
+//! upgrade, read and decode, send.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::Poll;
+use mio::net::TcpStream;
+use ringws::proto::Role;
+use ringws::proto::close::CloseCode;
+use ringws::proto::deflate::{self, DeflateConfig};
+use ringws::proto::handshake::{ClientHandshake, ExtensionOffer};
+use ringws::proto::message::Decoder;
+use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
+use ringws::rustls::ClientConnection;
+use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+
+use super::workload::{on_message, on_open};
+use super::{DEFLATE_OFFER, Failure, Heard, LEVEL, Live, Plan, Report, Target, classify};
+use crate::series;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// HTTP/1.1: connecting; HTTP/2: waiting for its stream to open.
+    Connecting,
+    /// The upgrade (or extended CONNECT) is sent, its answer awaited.
+    Upgrading,
+    Open,
+    /// Closed by us on purpose (`--churn`) at this time; awaiting the
+    /// server's close.
+    Closing(Instant),
+}
+
+/// One WebSocket: all the scenarios see of it, and what carries it.
+pub(super) struct Conn {
+    /// Tells this connection from an earlier one under the same slab key.
+    pub(super) serial: u32,
+    pub(super) phase: Phase,
+    pub(super) started: Instant,
+    pub(super) decoder: Decoder,
+    /// The protocol after the upgrade: pongs, the close reply, the outgoing
+    /// frames, and with permessage-deflate the decompressor (its compressor is
+    /// never made: compressed frames are precomputed).
+    pub(super) session: Session,
+    pub(super) tx: Tx,
+    pub(super) ping_outstanding: bool,
+    /// Its failure was already counted.
+    pub(super) reported: bool,
+    /// Index of its target: 0 is the publisher's node.
+    pub(super) node: usize,
+    /// Broadcast probes received.
+    pub(super) heard: Option<Heard>,
+    /// The server closed it with 1001 (going away).
+    pub(super) going_away: bool,
+    pub(super) link: Link,
+}
+
+/// What carries a WebSocket.
+pub(super) enum Link {
+    /// HTTP/1.1: a TCP connection of its own.
+    Tcp(Tcp),
+    /// HTTP/2: a stream of one of the thread's HTTP/2 connections.
+    Stream(StreamLink),
+}
+
+/// An HTTP/1.1 WebSocket's connection.
+pub(super) struct Tcp {
+    pub(super) sock: Sock,
+    pub(super) handshake: Option<Box<ClientHandshake>>,
+    pub(super) head: Vec<u8>,
+}
+
+/// An HTTP/2 WebSocket's stream.
+#[derive(Debug)]
+pub(super) struct StreamLink {
+    /// Its connection's key.
+    pub(super) conn: usize,
+    /// The stream id, 0 until the stream is opened.
+    pub(super) id: u32,
+    /// What it may still send (the server's stream window).
+    pub(super) window: i64,
+    /// DATA received since its last WINDOW_UPDATE.
+    pub(super) unacked: u32,
+}
+
+/// A TCP connection, with TLS over it for `wss://`.
+pub(super) struct Sock {
+    pub(super) stream: TcpStream,
+    /// `wss://`: the TLS session over `stream`; what is written and read is
+    /// plaintext.
+    pub(super) tls: Option<Box<ClientConnection>>,
+    /// The TLS handshake is done (and timed).
+    pub(super) tls_done: bool,
+    pub(super) writable: bool,
+}
+
+impl Sock {
+    pub(super) fn new(stream: TcpStream, tls: Option<Box<ClientConnection>>) -> Self {
+        Self {
+            stream,
+            tls,
+            tls_done: false,
+            writable: false,
+        }
+    }
+
+    /// Reads plaintext; `Ok(0)` is the end of the stream.
+    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            Some(tls) => crate::tls::read(tls, &mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    /// Whether the TLS handshake has just finished (once).
+    pub(super) fn tls_finished(&mut self) -> bool {
+        if !self.tls_done && self.tls.as_ref().is_some_and(|tls| !tls.is_handshaking()) {
+            self.tls_done = true;
+            return true;
+        }
+        false
+    }
+
+    /// Writes `out[*pos..]` as far as the socket takes it (TLS takes all).
+    pub(super) fn write(&mut self, out: &mut Vec<u8>, pos: &mut usize) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            // rustls takes all of it; its ciphertext goes out as the socket allows.
+            if *pos < out.len() {
+                crate::tls::write(tls, &mut self.stream, &out[*pos..])?;
+            } else {
+                crate::tls::flush(tls, &mut self.stream)?;
+            }
+            out.clear();
+            *pos = 0;
+            return Ok(());
+        }
+        while *pos < out.len() {
+            match self.stream.write(&out[*pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => *pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.clear();
+        *pos = 0;
+        Ok(())
+    }
+
+    /// The connect's outcome: `Ok(false)` while under way.
+    pub(super) fn connected(&mut self) -> io::Result<bool> {
+        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The sending side of a connection.
+pub(super) struct Tx {
+    pub(super) out: Vec<u8>,
+    pub(super) out_pos: usize,
+    /// (payload variant, intended send time) of echoes awaited, oldest first.
+    pub(super) inflight: VecDeque<(u32, Instant)>,
+    pub(super) next_variant: u32,
+    /// The measured phase is over: answer nothing more.
+    pub(super) stopped: bool,
+}
+
+/// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
+pub(super) type Schedule = BinaryHeap<Reverse<(Instant, usize, u32)>>;
+
+impl Conn {
+    /// A WebSocket about to be opened over `link`.
+    pub(super) fn new(serial: u32, key: usize, node: usize, stopped: bool, link: Link) -> Self {
+        Self {
+            serial,
+            phase: Phase::Connecting,
+            started: Instant::now(),
+            decoder: Decoder::new(),
+            session: Session::new(),
+            tx: Tx {
+                out: Vec::new(),
+                out_pos: 0,
+                inflight: VecDeque::new(),
+                next_variant: key as u32,
+                stopped,
+            },
+            ping_outstanding: false,
+            reported: false,
+            node,
+            heard: None,
+            going_away: false,
+            link,
+        }
+    }
+}
+
+pub(super) fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(ip) = source {
+        // Spread over source addresses: each has its own ~28k ephemeral ports.
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// The HTTP/1.1 connect's outcome: once connected, the upgrade request is
+/// queued. `false`: it failed (and is counted).
+pub(super) fn finish_connect(
+    conn: &mut Conn,
+    target: &Target,
+    report: &mut Report,
+    live: &Live,
+) -> bool {
+    let Link::Tcp(tcp) = &mut conn.link else {
+        return false;
+    };
+    match tcp.sock.connected() {
+        Ok(true) => {}
+        Ok(false) => return true,
+        Err(e) => {
+            report.fail(classify(&e), live);
+            conn.reported = true;
+            return false;
+        }
+    }
+    let handshake = match ClientHandshake::new(&target.host, &target.path).and_then(|h| {
+        if target.deflate {
+            h.extensions(DEFLATE_OFFER)
+        } else {
+            Ok(h)
+        }
+    }) {
+        Ok(h) => h,
+        Err(_) => {
+            report.fail(Failure::Other, live);
+            conn.reported = true;
+            return false;
+        }
+    };
+    handshake.write_request(&mut conn.tx.out);
+    tcp.handshake = Some(Box::new(handshake));
+    conn.phase = Phase::Upgrading;
+    true
+}
+
+/// Writes what an HTTP/1.1 WebSocket has to send.
+pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
+    match &mut conn.link {
+        Link::Tcp(tcp) => tcp.sock.write(&mut conn.tx.out, &mut conn.tx.out_pos),
+        Link::Stream(_) => Ok(()),
+    }
+}
+
+/// Reads an HTTP/1.1 WebSocket's socket: the upgrade's answer, then frames.
+/// `false`: it is done (closed, failed).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn read_conn(
+    key: usize,
+    conn: &mut Conn,
+    buf: &mut [u8],
+    endpoint: &mut Endpoint,
+    inflated: &mut InflateBuffer,
+    plan: &Plan,
+    report: &mut Report,
+    live: &Live,
+    schedule: &mut Schedule,
+    now: Instant,
+) -> bool {
+    loop {
+        let Link::Tcp(tcp) = &mut conn.link else {
+            return false;
+        };
+        let read = tcp.sock.read(buf);
+        // rustls hands out about one record a read: a short read is no sign
+        // that the socket is drained (edge-triggered, it must be).
+        let tls = tcp.sock.tls.is_some();
+        if tcp.sock.tls_finished() {
+            // The same clock reading as the upgrade's, so the upgrade is the rest.
+            let _ = report
+                .tls_handshake
+                .record((now - conn.started).as_micros().max(1) as u64);
+        }
+        let n = match read {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // rustls refused the session (a certificate not trusted, say):
+            // said once, counted as "other".
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && !tcp.sock.tls_done => {
+                tls_failed(&e);
+                report.fail(Failure::Other, live);
+                conn.reported = true;
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let mut data = &mut buf[..n];
+        if conn.phase == Phase::Upgrading {
+            tcp.head.extend_from_slice(data);
+            let Some(handshake) = tcp.handshake.as_ref() else {
+                return false;
+            };
+            let (session, consumed) = match handshake.parse_response(&tcp.head) {
+                Ok(Some((accepted, consumed))) => {
+                    (accept_deflate(plan, accepted.extensions().next()), consumed)
+                }
+                Ok(None) => continue,
+                Err(_) => (None, 0),
+            };
+            let Some(session) = session else {
+                report.fail(Failure::BadStatus, live);
+                conn.reported = true;
+                return false;
+            };
+            let leftover = tcp.head.len() - consumed;
+            tcp.handshake = None;
+            tcp.head = Vec::new();
+            conn.session = session;
+            opened(key, conn, plan, report, live, schedule, now);
+            if flush(conn).is_err() {
+                return false;
+            }
+            if leftover == 0 {
+                continue;
+            }
+            // Frames right behind the 101: decode them from the read buffer.
+            data = &mut buf[n - leftover..n];
+        }
+        let closed = receive(conn, data, endpoint, inflated, plan, report, live, now);
+        if flush(conn).is_err() || closed {
+            return false;
+        }
+        if n < buf.len() && !tls {
+            return true;
+        }
+    }
+}
+
+/// Says once that TLS failed.
+pub(super) fn tls_failed(e: &io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("loadgen: TLS failed: {e}"));
+}
+
+/// The session of a WebSocket the server accepted with `extension` as its
+/// answer: with `--deflate`, the one negotiated (`None`: compression was
+/// asked for and not granted).
+pub(super) fn accept_deflate(
+    plan: &Plan,
+    extension: Option<ExtensionOffer<'_>>,
+) -> Option<Session> {
+    if !plan.targets[0].deflate {
+        return Some(Session::new());
+    }
+    let config = DeflateConfig {
+        no_context_takeover: true,
+        ..DeflateConfig::default()
+    };
+    let negotiated = deflate::client_accept(&extension?, &config).ok()?;
+    Some(Session::with_deflate(Role::Client, &negotiated, LEVEL))
+}
+
+/// The WebSocket is open (upgraded, or its stream answered 200): counted,
+/// and its workload starts.
+pub(super) fn opened(
+    key: usize,
+    conn: &mut Conn,
+    plan: &Plan,
+    report: &mut Report,
+    live: &Live,
+    schedule: &mut Schedule,
+    now: Instant,
+) {
+    conn.phase = Phase::Open;
+    report.connected += 1;
+    report.ramp_secs = (now - plan.epoch).as_secs_f64();
+    live.open.fetch_add(1, Ordering::Relaxed);
+    let took = ((now - conn.started).as_micros() as u64).clamp(series::LOW, series::HIGH);
+    let _ = report.handshake.record(took);
+    report.rec.now.connects += 1;
+    report.rec.open += 1;
+    let _ = report.rec.handshake.record(took);
+    on_open(key, conn, plan, schedule, now);
+}
+
+/// Decodes the server's bytes of an open WebSocket and answers them (into
+/// `tx.out`); `true`: it is closed (the server's close answered, or an
+/// error told).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn receive(
+    conn: &mut Conn,
+    data: &mut [u8],
+    endpoint: &mut Endpoint,
+    inflated: &mut InflateBuffer,
+    plan: &Plan,
+    report: &mut Report,
+    live: &Live,
+    now: Instant,
+) -> bool {
+    let mut pos = 0;
+    let mut closed = false;
+    let mut conn_going_away = false;
+    let Conn {
+        decoder,
+        session,
+        tx,
+        ping_outstanding,
+        node,
+        heard,
+        ..
+    } = &mut *conn;
+    let mut rx = super::workload::Rx {
+        node: *node,
+        heard,
+        plan,
+        live,
+        now,
+    };
+    let config = *endpoint.decoder_config(session);
+    while pos < data.len() {
+        let received = match decoder.decode(&config, &mut data[pos..]) {
+            Ok((used, event)) => {
+                pos += used;
+                let Some(event) = event else { continue };
+                session.receive(endpoint, inflated, event)
+            }
+            Err(e) => Err(e),
+        };
+        let received = match received {
+            Ok(received) => received,
+            Err(e) => {
+                // Tell the server why, then drop the connection.
+                if let Some(close) = session.close(endpoint, e.close_code(), "") {
+                    close.write_to(&mut tx.out);
+                }
+                closed = true;
+                break;
+            }
+        };
+        // The pong of a ping, the reply to the server's close.
+        if let Some(reply) = &received.reply {
+            endpoint.reply(reply).write_to(&mut tx.out);
+        }
+        match received.inbound {
+            Inbound::Text(t) => on_message(tx, &mut rx, t.as_bytes(), false, report),
+            Inbound::Binary(b) => on_message(tx, &mut rx, b, true, report),
+            Inbound::Pong(stamp) => {
+                *ping_outstanding = false;
+                report.pongs += 1;
+                report.rec.now.pongs += 1;
+                // Our pings carry their send time (µs since the epoch).
+                if let Ok(sent) = <[u8; 8]>::try_from(stamp) {
+                    let at = (now - plan.epoch).as_micros() as u64;
+                    let rtt = at.saturating_sub(u64::from_be_bytes(sent));
+                    let rtt = rtt.clamp(series::LOW, series::HIGH);
+                    let _ = report.pong_latency.record(rtt);
+                    let _ = report.rec.latency.record(rtt);
+                }
+            }
+            Inbound::Ping(_) => {}
+            // Nothing is decoded after a close: answered, the connection ends.
+            Inbound::Close { code, .. } => {
+                conn_going_away = code == CloseCode::GOING_AWAY;
+                closed = true;
+                break;
+            }
+        }
+    }
+    inflated.release();
+    endpoint.release_buffers();
+    conn.decoder.release_buffers();
+    conn.going_away |= conn_going_away;
+    closed
+}
+
+/// Ends an HTTP/1.1 WebSocket: its socket is closed.
+pub(super) fn close_conn(
+    conns: &mut slab::Slab<Conn>,
+    key: usize,
+    poll: &Poll,
+    report: &mut Report,
+    live: &Live,
+) {
+    if let Some(mut conn) = conns.try_remove(key) {
+        if let Link::Tcp(tcp) = &mut conn.link {
+            let _ = poll.registry().deregister(&mut tcp.sock.stream);
+        }
+        closed(&conn, Failure::Reset, report, live);
+    }
+}
+
+/// Counts a WebSocket that ended: by its phase (one not yet open and not
+/// yet counted failed for `why`).
+pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live) {
+    match conn.phase {
+        Phase::Open if conn.going_away => {
+            report.going_away += 1;
+            report.going_away_unanswered += conn.tx.inflight.len() as u64;
+            live.open.fetch_sub(1, Ordering::Relaxed);
+            report.rec.open = report.rec.open.saturating_sub(1);
+        }
+        Phase::Open => {
+            report.dropped += 1;
+            report.rec.now.dropped += 1;
+            report.lost += conn.tx.inflight.len() as u64;
+            live.open.fetch_sub(1, Ordering::Relaxed);
+            report.rec.open = report.rec.open.saturating_sub(1);
+        }
+        // A churned connection: closed by us, answered by the server's close
+        // (the echoes it owed came before that, so none should be left).
+        Phase::Closing(_) => {
+            report.churned += 1;
+            report.rec.now.churned += 1;
+            report.lost += conn.tx.inflight.len() as u64;
+            live.open.fetch_sub(1, Ordering::Relaxed);
+            report.rec.open = report.rec.open.saturating_sub(1);
+        }
+        _ if !conn.reported => report.fail(why, live),
+        _ => {}
+    }
+}

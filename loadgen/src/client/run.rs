@@ -1,0 +1,446 @@
+//! The run loop of one client thread: the ramp, readiness events, scheduled
+//! sends, timeouts, churn, the measured window, the drain and the end.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use ringws::proto::Role;
+use ringws::proto::close::CloseCode;
+use ringws::proto::frame::OpCode;
+use ringws::proto::session::{Endpoint, InflateBuffer};
+
+use super::conn::{
+    Conn, Link, Phase, Schedule, Sock, Tcp, close_conn, finish_connect, flush, open_socket,
+    read_conn,
+};
+use super::h2conn::{Ctx, Links};
+use super::workload::send_echo;
+use super::{
+    BROADCAST_MARK, BROADCAST_MIN, Failure, LEVEL, Live, MAX_MESSAGE, MEASURED_PROBE, Plan, Report,
+    Workload, classify,
+};
+
+const READ_BUF: usize = 64 * 1024;
+
+/// How long the answers still in flight at the end may take.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs one thread's plan to its end.
+pub fn run(plan: Plan, live: Arc<Live>) -> Report {
+    let mut report = Report::new();
+    if let Err(e) = run_inner(&plan, &live, &mut report) {
+        eprintln!("loadgen: client thread failed: {e}");
+    }
+    report.rec.roll(plan.epoch.elapsed().as_secs());
+    report.series = std::mem::take(&mut report.rec).finish();
+    report
+}
+
+fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut conns: slab::Slab<Conn> = slab::Slab::with_capacity(plan.connections);
+    let mut buf = vec![0u8; READ_BUF];
+    // Shared by this thread's sessions: decoder rules, compression scratch, mask keys.
+    let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
+    // Where compressed server messages are inflated.
+    let mut inflated = InflateBuffer::new();
+    // Scheduled sends (open loop) and pings: (due, key).
+    let mut schedule: Schedule = BinaryHeap::new();
+    // Each connection's serial: a slab key is reused after a close, so what
+    // was scheduled for the old connection must not fire for the new one.
+    let mut next_serial = 0u32;
+    let ramp_start = Instant::now();
+    let mut started = 0usize;
+    let mut ramp_done: Option<Instant> = None;
+    let mut last_sample = Instant::now();
+    let mut next_source = 0usize;
+    let mut draining: Option<Instant> = None;
+    // --churn: connections closed on purpose and to be opened anew, the
+    // fraction of one still owed, and where the next pick starts.
+    let mut reopen = 0usize;
+    let mut churn_owed = 0f64;
+    let mut churn_cursor = 0usize;
+    // --http2: the connections carrying the WebSockets (a mio token is one
+    // of them then).
+    let mut links = plan.http2.map(|per_conn| Links::new(plan, per_conn));
+    // What handling an HTTP/2 connection needs of this thread.
+    macro_rules! ctx {
+        ($now:expr) => {
+            Ctx {
+                plan,
+                report: &mut *report,
+                live,
+                endpoint: &mut endpoint,
+                inflated: &mut inflated,
+                schedule: &mut schedule,
+                poll: &poll,
+                now: $now,
+            }
+        };
+    }
+
+    loop {
+        let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
+        if now >= plan.deadline || live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(done) = ramp_done {
+            let end = done + plan.hold;
+            if now >= end {
+                report.measuring = false;
+            }
+            // A broadcast subscriber thread keeps reading until the publisher
+            // has stopped (in another process, it cannot know: two drains).
+            let (broadcast, publisher) = match plan.workload {
+                Workload::Broadcast { publishers, .. } => (true, publishers > 0),
+                _ => (false, false),
+            };
+            let may_stop = !broadcast
+                || publisher
+                || live.final_seq.load(Ordering::Acquire) != u64::MAX
+                || now >= end + 2 * DRAIN;
+            if now >= end && may_stop && draining.is_none() {
+                if publisher {
+                    let last = report.fanout.published_total.wrapping_sub(1);
+                    live.final_seq.store(last, Ordering::Release);
+                }
+                // Stop sending; give the answers in flight a moment to arrive.
+                draining = Some(now + DRAIN);
+                schedule.clear();
+                for (_, conn) in conns.iter_mut() {
+                    conn.tx.stopped = true;
+                }
+            }
+            let final_seq = live.final_seq.load(Ordering::Acquire);
+            // Settled: every connection open (no handshake, opening or closing,
+            // under way) and nothing it is owed outstanding.
+            let settled = || {
+                conns.iter().all(|(_, c)| {
+                    c.phase == Phase::Open
+                        && c.tx.inflight.is_empty()
+                        && !c.ping_outstanding
+                        && (!broadcast
+                            || (final_seq != u64::MAX
+                                && c.heard.is_some_and(|h| h.last >= final_seq)))
+                })
+            };
+            if draining.is_some_and(|d| now >= d || settled()) {
+                break;
+            }
+        }
+        // Ramp: start the connections that are due.
+        let due = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
+            ((now - ramp_start).as_secs_f64() * plan.ramp_rate) as usize + 1
+        } else {
+            plan.connections
+        };
+        // Churned connections are replaced at once (they count past the plan),
+        // the drain included: a churn just before the end still reopens, so the
+        // run ends with as many connections as it held.
+        while started < plan.connections.min(due) + reopen
+            && (draining.is_none() || ramp_done.is_some())
+        {
+            started += 1;
+            let source = plan
+                .sources
+                .get(next_source % plan.sources.len().max(1))
+                .copied();
+            next_source += 1;
+            // Opened in the drain: it holds, sends nothing.
+            let stopped = draining.is_some();
+            next_serial = next_serial.wrapping_add(1);
+            if let Some(links) = links.as_mut() {
+                let key = conns.vacant_key();
+                let mut ctx = ctx!(now);
+                match links.add(started - 1, key, source, &mut ctx) {
+                    Ok((node, link)) => {
+                        let Link::Stream(s) = &link else {
+                            unreachable!("a stream")
+                        };
+                        let on = s.conn;
+                        conns.insert(Conn::new(next_serial, key, node, stopped, link));
+                        links.start_waiting(on, &mut conns);
+                    }
+                    Err(why) => report.fail(why, live),
+                }
+                continue;
+            }
+            let node = (plan.first_target + started - 1) % plan.targets.len();
+            match open_socket(plan.targets[node].addr, source) {
+                Ok(mut stream) => {
+                    let entry = conns.vacant_entry();
+                    let key = entry.key();
+                    poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let tls = match plan.targets[node].tls.as_ref().map(|t| t.connection()) {
+                        Some(Ok(tls)) => Some(Box::new(tls)),
+                        Some(Err(e)) => {
+                            report.fail(classify(&e), live);
+                            continue;
+                        }
+                        None => None,
+                    };
+                    let link = Link::Tcp(Tcp {
+                        sock: Sock::new(stream, tls),
+                        handshake: None,
+                        head: Vec::new(),
+                    });
+                    entry.insert(Conn::new(next_serial, key, node, stopped, link));
+                }
+                Err(e) => report.fail(classify(&e), live),
+            }
+        }
+
+        let mut timeout = Duration::from_millis(50);
+        if let Some(Reverse((at, _, _))) = schedule.peek() {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        if started < plan.connections && plan.ramp_rate.is_finite() {
+            timeout = timeout.min(Duration::from_millis(5));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(e);
+        }
+        let now = Instant::now();
+        report.rec.roll((now - plan.epoch).as_secs());
+        for event in events.iter() {
+            let key = event.token().0;
+            if let Some(links) = links.as_mut() {
+                let mut ctx = ctx!(now);
+                links.on_event(key, event, &mut conns, &mut buf, &mut ctx);
+                continue;
+            }
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            let mut ok = true;
+            if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
+                let target = &plan.targets[conn.node];
+                ok = finish_connect(conn, target, report, live);
+            }
+            if ok && event.is_writable() {
+                if let Link::Tcp(tcp) = &mut conn.link {
+                    tcp.sock.writable = true;
+                }
+                ok = flush(conn).is_ok();
+            }
+            if ok && (event.is_readable() || event.is_read_closed()) {
+                ok = read_conn(
+                    key,
+                    conn,
+                    &mut buf,
+                    &mut endpoint,
+                    &mut inflated,
+                    plan,
+                    report,
+                    live,
+                    &mut schedule,
+                    now,
+                );
+            }
+            if !ok {
+                close_conn(&mut conns, key, &poll, report, live);
+            }
+        }
+        // Scheduled work: open-loop sends, pings, publishes.
+        while let Some(&Reverse((at, key, serial))) = schedule.peek() {
+            if at > now {
+                break;
+            }
+            schedule.pop();
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if conn.phase != Phase::Open || conn.serial != serial {
+                continue;
+            }
+            match &plan.workload {
+                Workload::Echo {
+                    rate: Some(rate),
+                    payloads,
+                    ..
+                } => {
+                    send_echo(&mut conn.tx, payloads, at);
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
+                }
+                Workload::Ping { every } => {
+                    if conn.ping_outstanding {
+                        report.missed_pongs += 1;
+                        report.rec.now.missed += 1;
+                    }
+                    let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+                    if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
+                        ping.write_to(&mut conn.tx.out);
+                    }
+                    conn.ping_outstanding = true;
+                    report.pings += 1;
+                    report.rec.now.pings += 1;
+                    schedule.push(Reverse((at + *every, key, serial)));
+                }
+                Workload::Broadcast { rate, size, .. } => {
+                    let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
+                    payload[..8]
+                        .copy_from_slice(&((now - plan.epoch).as_micros() as u64).to_be_bytes());
+                    let word = report.fanout.published_total
+                        | if report.measuring { MEASURED_PROBE } else { 0 };
+                    payload[8..16].copy_from_slice(&word.to_be_bytes());
+                    payload[16..20].copy_from_slice(BROADCAST_MARK);
+                    report.fanout.published_total += 1;
+                    report.rec.now.published += 1;
+                    conn.session
+                        .message(&mut endpoint, OpCode::Binary, &payload, false)
+                        .write_to(&mut conn.tx.out);
+                    if report.measuring {
+                        report.published += 1;
+                    }
+                    schedule.push(Reverse((
+                        at + Duration::from_secs_f64(1.0 / rate),
+                        key,
+                        serial,
+                    )));
+                }
+                _ => {}
+            }
+            if let Some(links) = links.as_mut() {
+                links.send(key, &mut conns, &mut ctx!(now));
+            } else if flush(conn).is_err() {
+                close_conn(&mut conns, key, &poll, report, live);
+            }
+        }
+        // Every 100 ms (scans of all connections stay off the per-event path):
+        // connect and upgrade timeouts, the end of the ramp, a ramp sample.
+        if now - last_sample >= Duration::from_millis(100) {
+            last_sample = now;
+            let expired: Vec<usize> = conns
+                .iter()
+                .filter(|(_, c)| match c.phase {
+                    Phase::Connecting | Phase::Upgrading => now - c.started > plan.connect_timeout,
+                    Phase::Closing(since) => now - since > plan.connect_timeout,
+                    Phase::Open => false,
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for key in expired {
+                if let Some(links) = links.as_mut() {
+                    links.expire(key, &mut conns, &mut ctx!(now));
+                    continue;
+                }
+                let Some(mut conn) = conns.try_remove(key) else {
+                    continue;
+                };
+                if let Link::Tcp(tcp) = &mut conn.link {
+                    let _ = poll.registry().deregister(&mut tcp.sock.stream);
+                }
+                if matches!(conn.phase, Phase::Closing(_)) {
+                    // The server never answered our close: the connection is lost.
+                    report.dropped += 1;
+                    report.rec.now.dropped += 1;
+                    report.lost += conn.tx.inflight.len() as u64;
+                    live.open.fetch_sub(1, Ordering::Relaxed);
+                    report.rec.open = report.rec.open.saturating_sub(1);
+                } else {
+                    report.fail(Failure::Timeout, live);
+                }
+            }
+            // --churn: close a share of the open connections (a closing
+            // handshake each: what they were owed still arrives) and open as
+            // many anew.
+            if plan.churn > 0.0 && ramp_done.is_some() && draining.is_none() {
+                churn_owed += plan.churn * plan.connections as f64 * 0.1;
+                let n = churn_owed as usize;
+                churn_owed -= n as f64;
+                let picked: Vec<usize> = conns
+                    .iter()
+                    .filter(|(k, c)| *k >= churn_cursor && c.phase == Phase::Open)
+                    .chain(
+                        conns
+                            .iter()
+                            .filter(|(k, c)| *k < churn_cursor && c.phase == Phase::Open),
+                    )
+                    .map(|(k, _)| k)
+                    .take(n)
+                    .collect();
+                for key in picked {
+                    let Some(conn) = conns.get_mut(key) else {
+                        continue;
+                    };
+                    churn_cursor = key + 1;
+                    if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
+                        close.write_to(&mut conn.tx.out);
+                    }
+                    conn.phase = Phase::Closing(now);
+                    conn.tx.stopped = true;
+                    reopen += 1;
+                    if flush(conn).is_err() {
+                        // Broken before the close went out: lost, not churned.
+                        conn.phase = Phase::Open;
+                        close_conn(&mut conns, key, &poll, report, live);
+                    }
+                }
+            }
+            let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count();
+            if ramp_done.is_none() && started >= plan.connections && open == conns.len() {
+                ramp_done = Some(now);
+                report.measuring = true;
+            }
+        }
+    }
+
+    // The end: count the living, close everyone politely.
+    let broadcast = matches!(plan.workload, Workload::Broadcast { .. });
+    for (_, conn) in conns.iter_mut() {
+        if let Phase::Closing(_) = conn.phase {
+            // Churned, its close not answered by the end.
+            report.lost += conn.tx.inflight.len() as u64;
+            continue;
+        }
+        if conn.phase != Phase::Open {
+            continue;
+        }
+        if broadcast {
+            let f = &mut report.fanout;
+            match conn.heard {
+                Some(h) => {
+                    if conn.node == 0 {
+                        f.heard_local += 1;
+                        f.gap_local = f.gap_local.max(h.gap);
+                    } else {
+                        f.heard_remote += 1;
+                        f.gap_remote = f.gap_remote.max(h.gap);
+                    }
+                    f.sum_first += h.first;
+                    f.sum_distinct += h.distinct;
+                }
+                None => f.silent += 1,
+            }
+        }
+        report.lost += conn.tx.inflight.len() as u64;
+        if !conn.ping_outstanding {
+            report.live_at_end += 1;
+        }
+        if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
+            close.write_to(&mut conn.tx.out);
+        }
+        let _ = flush(conn);
+    }
+    if let Some(links) = links.as_mut() {
+        links.flush_all(&mut conns);
+    }
+    Ok(())
+}
