@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use h2_support::{
     CLIENT_WINDOW, DATA, END_HEADERS, END_STREAM, Encoder, H2, HEADERS, Ours, STREAMS, WS_REQUEST,
-    Wrote, echo_read, frame, open_streams, wrote,
+    Wrote, data_by_stream, echo_read, echo_replies, frame, open_streams, wrote,
 };
 
 /// Most rounds on one connection before it is rebuilt (untimed).
@@ -72,17 +72,26 @@ fn echo_h2(input: &[u8]) -> H2 {
     h2
 }
 
+/// A decoder for a server's header blocks (a connection's: blocks decoded
+/// in order).
+fn hpack() -> loona_hpack::Decoder<'static> {
+    loona_hpack::Decoder::new()
+}
+
 /// Both servers' output over setup and `rounds` rounds, parsed.
 fn check(name: &str, ours: &[u8], h2: &[u8]) {
-    let ours = wrote(ours, &mut loona_hpack::Decoder::new());
-    let h2 = wrote(h2, &mut loona_hpack::Decoder::new());
+    let ours = wrote(ours, &mut hpack());
+    let h2 = wrote(h2, &mut hpack());
     println!("{name}: ours wrote {ours:?}");
     println!("{name}: h2   wrote {h2:?}");
     assert_eq!(ours.data_bytes, h2.data_bytes, "{name}: DATA bytes");
     assert_eq!(ours.end_streams, h2.end_streams, "{name}: END_STREAMs");
     assert_eq!(ours.status_200, h2.status_200, "{name}: 200s");
     for w in [&ours, &h2] {
-        assert!(w.other_status == 0 && w.resets == 0 && w.goaways == 0, "{name}");
+        assert!(
+            w.other_status == 0 && w.resets == 0 && w.goaways == 0,
+            "{name}"
+        );
     }
 }
 
@@ -91,32 +100,29 @@ fn echo(c: &mut Criterion) {
     for (name, payload) in [("20B", 20usize), ("16KiB", 16_376)] {
         let input = echo_read(payload);
         let reply = payload + if payload < 126 { 2 } else { 4 };
-        let per_conn = (u64::from(CLIENT_WINDOW) / (u64::from(STREAMS) * reply as u64) - 1)
-            .min(MAX_ROUNDS);
-        // The same DATA out of both: three rounds, checked.
+        let per_conn =
+            (u64::from(CLIENT_WINDOW) / (u64::from(STREAMS) * reply as u64) - 1).min(MAX_ROUNDS);
+        // The same bytes out of both, and the right ones: each stream's
+        // payload back on it, unmasked, once a round (three rounds checked).
+        let expected = echo_replies(payload, 1);
         let mut ours = echo_ours(&input);
         let mut h2 = echo_h2(&input);
-        let mut outputs = Vec::new();
         for _ in 0..3 {
             ours.sink.keep = Some(Vec::new());
             h2.io.0.borrow_mut().sink.keep = Some(Vec::new());
             ours.round();
             h2.again();
-            let o = wrote(&ours.sink.keep.take().unwrap(), &mut loona_hpack::Decoder::new());
-            let h = wrote(
-                &h2.io.0.borrow_mut().sink.keep.take().unwrap(),
-                &mut loona_hpack::Decoder::new(),
-            );
-            outputs.push((o, h));
+            let o = ours.sink.keep.take().unwrap();
+            let h = h2.io.0.borrow_mut().sink.keep.take().unwrap();
+            assert!(data_by_stream(&o) == expected, "{name}: ours' DATA");
+            assert!(data_by_stream(&h) == expected, "{name}: h2's DATA");
+            let (o, h) = (wrote(&o, &mut hpack()), wrote(&h, &mut hpack()));
+            assert_eq!(o.data_bytes, STREAMS as usize * reply, "{name}: ours");
+            assert_eq!(h.data_bytes, STREAMS as usize * reply, "{name}: h2");
+            assert!(o.resets + o.goaways + h.resets + h.goaways == 0, "{name}");
+            println!("echo/{name}: a round: ours wrote {o:?}");
+            println!("echo/{name}: a round: h2   wrote {h:?}");
         }
-        for (o, h) in &outputs {
-            let expected = STREAMS as usize * reply;
-            assert_eq!(o.data_bytes, expected, "{name}: ours' DATA");
-            assert_eq!(h.data_bytes, expected, "{name}: h2's DATA");
-            assert!(o.resets + o.goaways + h.resets + h.goaways == 0);
-        }
-        println!("echo/{name}: per round ours {:?}", outputs[2].0);
-        println!("echo/{name}: per round h2   {:?}", outputs[2].1);
         group.throughput(Throughput::Elements(u64::from(STREAMS)));
         group.bench_function(BenchmarkId::new("ours", name), |b| {
             b.iter_custom(|iters| timed(iters, per_conn, || echo_ours(&input), Ours::round))
@@ -219,10 +225,7 @@ fn open(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (name, indexed) in [("indexed", true), ("literal", false)] {
         let oc = OpenClose::new(indexed);
-        println!(
-            "open/{name}: HEADERS block of {} bytes",
-            oc.open.len() - 9
-        );
+        println!("open/{name}: HEADERS block of {} bytes", oc.open.len() - 9);
         // Checked: 200 and END_STREAM for each, both ways, nothing left open.
         let mut ours = open_ours(&oc);
         let mut h2 = open_h2(&oc);
@@ -235,17 +238,24 @@ fn open(c: &mut Criterion) {
         let o = ours.server.sink.keep.take().unwrap();
         let h = h2.server.io.0.borrow_mut().sink.keep.take().unwrap();
         check(&format!("open/{name}"), &o, &h);
-        let w: Wrote = wrote(&o, &mut loona_hpack::Decoder::new());
+        let w: Wrote = wrote(&o, &mut hpack());
         assert_eq!((w.status_200, w.end_streams), (10, 10));
         assert_eq!(ours.server.carrier.carried(), 0);
         assert_eq!(h2.server.streams.len(), 0);
         group.bench_function(BenchmarkId::new("ours", name), |b| {
             b.iter_custom(|iters| {
-                timed(iters, u64::MAX, || open_ours(&oc), |s| open_close_ours(&oc, s))
+                timed(
+                    iters,
+                    u64::MAX,
+                    || open_ours(&oc),
+                    |s| open_close_ours(&oc, s),
+                )
             })
         });
         group.bench_function(BenchmarkId::new("h2", name), |b| {
-            b.iter_custom(|iters| timed(iters, u64::MAX, || open_h2(&oc), |s| open_close_h2(&oc, s)))
+            b.iter_custom(|iters| {
+                timed(iters, u64::MAX, || open_h2(&oc), |s| open_close_h2(&oc, s))
+            })
         });
     }
     group.finish();

@@ -9,9 +9,12 @@
 //! stream, DATA handed on where it lies and credited back at once
 //! (`consumed`); then the response heads (`send_heads`), then each stream
 //! that queued something is moved into DATA frames within the peer's windows
-//! (`flush_carried`). [`Carrier::drain`] writes the socket's queue as the
-//! epoll backend does. What the WebSocket layer would do with a request or a
-//! payload is the caller's: it sees [`Seen`] and answers through [`Answer`].
+//! (`flush_carried`); a stream the socket's queue has no room for waits
+//! (`Mux::waiting`). [`Carrier::drain`] writes the socket's queue as the
+//! epoll backend does and, each time it empties, flushes the waiting streams
+//! again (`wake_waiting`). What the WebSocket layer would do with a request
+//! or a payload is the caller's: it sees [`Seen`] and answers through
+//! [`Answer`].
 
 use std::io::IoSlice;
 
@@ -33,6 +36,14 @@ pub struct Limits {
 /// streams.
 #[derive(Debug, Default)]
 pub struct Pool(BufferPool);
+
+impl Pool {
+    /// The worker's timer tick: spare buffers beyond what was out at once
+    /// are freed (twice in a row leaves an idle worker none).
+    pub fn trim(&mut self) {
+        self.0.trim();
+    }
+}
 
 /// What a read gave one stream.
 #[derive(Debug)]
@@ -122,6 +133,8 @@ pub struct Carrier {
     heads: Vec<u32>,
     /// Streams with something to flush.
     flush: Vec<usize>,
+    /// Streams the socket's queue (or the peer's windows) held back.
+    waiting: Vec<usize>,
 }
 
 impl Carrier {
@@ -142,6 +155,7 @@ impl Carrier {
             carried: Slab::new(),
             heads: Vec::new(),
             flush: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -167,6 +181,7 @@ impl Carrier {
             carried,
             heads,
             flush,
+            waiting,
         } = self;
         let pool = &mut pool.0;
         let mut reader = h2.read(bytes);
@@ -244,6 +259,9 @@ impl Carrier {
                     if let Some(key) = streams.remove(stream) {
                         let mut gone = carried.remove(key);
                         gone.queue.clear(pool);
+                        // Its key may be reused: nothing may flush it now.
+                        flush.retain(|&k| k != key);
+                        waiting.retain(|&k| k != key);
                         let mut answer = Answer {
                             carried: None,
                             pool,
@@ -254,49 +272,83 @@ impl Carrier {
                         app(Seen::Reset { stream }, &mut answer);
                     }
                 }
-                // Streams held back by the windows would be flushed again.
-                Some(Event::Window { .. } | Event::GoAway { .. }) => {}
+                // The windows opened: what they held back is flushed again.
+                Some(Event::Window { .. }) => {
+                    for key in waiting.drain(..) {
+                        if let Some(c) = carried.get_mut(key)
+                            && !c.marked
+                        {
+                            c.marked = true;
+                            flush.push(key);
+                        }
+                    }
+                }
+                Some(Event::GoAway { .. }) => {}
             }
         }
         // send_heads
         for stream in heads.drain(..) {
             h2.respond(stream, 200, &[], false, out, pool);
         }
-        // flush_carried, for each stream marked
-        for key in flush.drain(..) {
-            let Some(c) = carried.get_mut(key) else {
-                continue;
-            };
-            c.marked = false;
-            let room = CARRIER_QUEUE.saturating_sub(out.len());
-            h2.send_data(c.stream, &mut c.queue, c.ending, out, pool, room);
-            if c.ending && c.queue.is_empty() {
-                // Released: the codec forgets it (RST_STREAM if the peer
-                // may still send).
-                let stream = c.stream;
-                streams.remove(stream);
-                carried.remove(key);
-                h2.release(stream, out, pool);
-            }
-        }
+        self.flush_marked(pool);
         Ok(())
     }
 
+    /// `flush_carried`, for each stream marked: its queue into DATA frames
+    /// within the windows and the room left in the socket's queue; what is
+    /// left waits. A stream ended and sent is released.
+    fn flush_marked(&mut self, pool: &mut BufferPool) {
+        for key in self.flush.drain(..) {
+            let Some(c) = self.carried.get_mut(key) else {
+                continue;
+            };
+            c.marked = false;
+            let room = CARRIER_QUEUE.saturating_sub(self.out.len());
+            self.h2
+                .send_data(c.stream, &mut c.queue, c.ending, &mut self.out, pool, room);
+            if !c.queue.is_empty() {
+                if !self.waiting.contains(&key) {
+                    self.waiting.push(key);
+                }
+            } else if c.ending {
+                // Released: the codec forgets it (RST_STREAM if the peer
+                // may still send).
+                let stream = c.stream;
+                self.streams.remove(stream);
+                self.carried.remove(key);
+                self.h2.release(stream, &mut self.out, pool);
+            }
+        }
+    }
+
     /// Writes the socket's queue to `sink` as the epoll backend's write
-    /// does (its slices, then consumed), until empty; returns the bytes.
+    /// does (its slices, then consumed); each time it is empty, the streams
+    /// it held back are flushed into it again (`on_sent`'s `wake_waiting`),
+    /// until nothing is left. Returns the bytes written.
     pub fn drain(&mut self, pool: &mut Pool, sink: &mut impl FnMut(&[u8])) -> usize {
         let mut total = 0;
-        while !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = self.out.io_slices(&mut slices);
-            let mut n = 0;
-            for slice in &slices[..count] {
-                sink(slice);
-                n += slice.len();
+        loop {
+            while !self.out.is_empty() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.out.io_slices(&mut slices);
+                let mut n = 0;
+                for slice in &slices[..count] {
+                    sink(slice);
+                    n += slice.len();
+                }
+                self.out.consume(&mut pool.0, n);
+                total += n;
             }
-            self.out.consume(&mut pool.0, n);
-            total += n;
+            if self.waiting.is_empty() {
+                return total;
+            }
+            for key in self.waiting.drain(..) {
+                if let Some(c) = self.carried.get_mut(key) {
+                    c.marked = true;
+                    self.flush.push(key);
+                }
+            }
+            self.flush_marked(&mut pool.0);
         }
-        total
     }
 }

@@ -24,9 +24,9 @@ pub(crate) mod deflate;
 pub(crate) mod direct;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
-pub(crate) mod handler;
 #[doc(hidden)]
 pub mod h2_bench;
+pub(crate) mod handler;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod pubsub;
