@@ -37,6 +37,8 @@ pub mod fuzzing;
 pub mod proto;
 pub(crate) mod runtime;
 #[doc(hidden)]
+pub use runtime::h2_bench;
+#[doc(hidden)]
 pub use runtime::send_bench;
 mod server;
 mod transport;

@@ -24,6 +24,8 @@ pub(crate) mod deflate;
 pub(crate) mod direct;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
+#[doc(hidden)]
+pub mod h2_bench;
 pub(crate) mod handler;
 pub(crate) mod metrics;
 pub(crate) mod peer;
