@@ -9,11 +9,11 @@
 #                       target/release/loadgen: cargo build --release -p ringws
 #                       --example echo -p ringws-loadgen --bin loadgen)
 #        DUR            echo: seconds per run (default 8)
-#        CAP            echo: the server's CPU quota in CPUs (default 0.3; 0 for
+#        CAP            echo: the server's CPU quota in CPUs (default 0.15; 0 for
 #                       none). With one connection carrying 100 streams the
 #                       server does far less per message than the client, so
 #                       uncapped it idles between the client's writes; held to
-#                       0.3 CPU it has work waiting in every cell (saturated:
+#                       0.15 CPU it has work waiting in every cell (saturated:
 #                       its CPU share near the quota, printed per cell).
 #        IDLE           idle: WebSockets held (default 10000)
 #        OPENS          open: HTTP/1.1 connections opened (default 10000)
@@ -36,7 +36,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 ROUNDS=${1:-3}; WHAT=${2:-echo idle open}; BACKENDS=${3:-io_uring epoll}
 ECHO=${ECHO:-target/release/examples/echo}; LOADGEN=${LOADGEN:-target/release/loadgen}
-DUR=${DUR:-8}; CAP=${CAP:-0.3}; IDLE=${IDLE:-10000}; OPENS=${OPENS:-10000}; OPENS_H2=${OPENS_H2:-50000}
+DUR=${DUR:-8}; CAP=${CAP:-0.15}; IDLE=${IDLE:-10000}; OPENS=${OPENS:-10000}; OPENS_H2=${OPENS_H2:-50000}
 for bin in "$ECHO" "$LOADGEN"; do
   [ -x "$bin" ] || { echo "h2-figures: $bin missing (cargo build --release -p ringws --example echo -p ringws-loadgen)" >&2; exit 2; }
 done
@@ -90,7 +90,7 @@ cap() {
 }
 # The server's CPU time in nanoseconds (every thread's, from schedstat: finer
 # than /proc/PID/stat's 10 ms ticks, which a run of stream opens fits in a few of).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'; }
 slab_kib() { awk 'NR > 2 {s += $3 * $4} END {printf "%d\n", s / 1024}' /proc/slabinfo 2>/dev/null || echo 0; }
 # The load generator's flags for a transport: h1, h2x1 (100 streams on one
 # connection per 100 WebSockets), h2x100 (one stream per connection).
