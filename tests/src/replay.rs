@@ -54,6 +54,21 @@ pub fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A client frame without a mask (RFC 6455 section 5.1: the server fails
+/// the WebSocket).
+pub fn unmasked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame(true, 0, opcode, payload);
+    let at = match payload.len() {
+        n if n < 126 => 2,
+        n if n <= 0xffff => 4,
+        _ => 10,
+    };
+    out[1] &= 0x7f;
+    out.splice(at..at + 4, []);
+    out[at..].copy_from_slice(payload);
+    out
+}
+
 /// A final frame with no RSV bit.
 fn fin(opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame(true, 0, opcode, payload)
@@ -294,6 +309,18 @@ fn reserved(cases: &mut Vec<Case>) {
         vec![Msg::Text("before".into())],
         1002,
     ));
+    cases.push(Case::fails(
+        "3.9 unmasked text",
+        vec![unmasked(op::TEXT, b"naked")],
+        vec![],
+        1002,
+    ));
+    cases.push(Case::fails(
+        "3.10 echo, then an unmasked binary of 200 bytes",
+        vec![fin(op::TEXT, b"masked"), unmasked(op::BINARY, &bytes(200))],
+        vec![Msg::Text("masked".into())],
+        1002,
+    ));
     for opcode in (3..8).chain(11..16) {
         cases.push(Case::fails(
             &format!("4.{opcode} reserved opcode {opcode}"),
@@ -351,6 +378,25 @@ fn fragments(cases: &mut Vec<Case>) {
         "5.5 fragments of one byte each",
         frames,
         vec![Msg::Text(text.into())],
+    ));
+    // A megabyte in 16 fragments of 64 KiB, a ping after each: the stream's
+    // window (65,535 bytes) is credited many times within one message.
+    let data = bytes(1 << 20);
+    let mut frames = Vec::new();
+    let mut pongs = Vec::new();
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        let opcode = if i == 0 { op::BINARY } else { op::CONT };
+        frames.push(frame(i == 15, 0, opcode, chunk));
+        if i < 15 {
+            frames.push(fin(op::PING, &[i as u8]));
+            pongs.push(Msg::Pong(vec![i as u8]));
+        }
+    }
+    pongs.push(Msg::Binary(data));
+    cases.push(Case::clean(
+        "5.12 a megabyte in 16 fragments, pings between",
+        frames,
+        pongs,
     ));
     cases.push(Case::fails(
         "5.6 continuation without a start",
