@@ -1095,6 +1095,17 @@ impl H2Client {
         }
     }
 
+    /// Sends `data` on `stream` in DATA frames of at most `size` bytes each
+    /// (fewer where the windows or the server's frame size cut them), without
+    /// END_STREAM: a WebSocket frame cut at chosen offsets.
+    pub fn send_data_in(&mut self, stream: u32, data: &[u8], size: usize) -> io::Result<()> {
+        assert!(size > 0, "DATA frames of at least one byte");
+        for piece in data.chunks(size) {
+            self.send_data(stream, piece, false)?;
+        }
+        Ok(())
+    }
+
     /// Sends one masked WebSocket frame on `stream` (FIN set).
     pub fn send_ws(&mut self, stream: u32, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
         self.send_ws_frame(stream, true, opcode, payload)

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use ringws;
 pub mod h2;
+pub mod replay;
 pub mod transport;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
