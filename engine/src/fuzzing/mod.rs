@@ -13,16 +13,20 @@
 //! - `h2_frames`: the server-side HTTP/2 codec (`transport::h2`), fed a
 //!   client's frames (built right, and raw) in reads cut anywhere while the
 //!   harness drives it as the runtime would, checked against its invariants.
+//! - `hpack_decode`: our HPACK decoder against loona-hpack's (differential),
+//!   and our header-list limits on the same blocks.
 //!
 //! Each input makes a fresh handshake (rustls connections cannot be cloned),
 //! against a server configuration made once.
 
 mod h2;
+mod hpack;
 mod peer;
 mod tls_differential;
 mod tls_records;
 
 pub use h2::h2_frames;
+pub use hpack::hpack_decode;
 pub use tls_differential::tls_differential;
 pub use tls_records::tls_records;
 

@@ -25,9 +25,9 @@ mod budget;
 mod control;
 mod frame;
 mod headers;
-mod hpack;
+pub(crate) mod hpack;
 mod reader;
-mod request;
+pub(crate) mod request;
 mod streams;
 #[cfg(test)]
 mod tests;
