@@ -39,6 +39,18 @@ pub(crate) enum Command {
     },
     /// Stop accepting, close everything, exit by the deadline.
     Shutdown { deadline: Instant },
+    /// A live hand-over begins: hand every open connection to `out`'s sink
+    /// (see `runtime::handover`), then stop.
+    HandOver(crate::runtime::handover::HandOut),
+    /// The hand-over failed (the new process went away): keep serving what
+    /// is left, as before it.
+    HandOverFailed,
+    /// A connection handed over by the old process: its socket and its
+    /// snapshot's bytes, to serve from now on.
+    Adopt {
+        fd: std::os::fd::OwnedFd,
+        state: Vec<u8>,
+    },
     /// A deferred upgrade's decision: an `Upgrade<U>` of the worker's handler
     /// (see `deferred::decision`).
     Decide {

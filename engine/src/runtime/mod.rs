@@ -25,6 +25,7 @@ pub(crate) mod direct;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
 pub(crate) mod handler;
+pub(crate) mod handover;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod pubsub;

@@ -64,6 +64,17 @@ pub(crate) trait Io {
 
     /// Stops accepting new connections (shutdown has begun).
     fn stop_accepting(&mut self);
+
+    /// Takes the socket of `key` out of the backend without closing it (a
+    /// live hand-over): nothing of it is read or written here any more, and
+    /// nothing of it is in flight. `None` where the backend cannot (the
+    /// worker then closes the connection with 1012).
+    fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd>;
+
+    /// Serves `fd`, a connected socket another process handed over, as
+    /// `key`, reading it from the next turn on (what arrived before is in
+    /// it). False if the backend cannot (the descriptor is closed).
+    fn adopt(&mut self, key: usize, fd: std::os::fd::OwnedFd) -> bool;
 }
 
 /// What of a frame (`header`, then `payload`) is left after `written` bytes.

@@ -194,4 +194,16 @@ impl Io for Ring {
         // The in-flight accepts hold their own reference until cancelled.
         self.listeners.clear();
     }
+
+    /// Not here: a connection's socket is a direct descriptor with a
+    /// multishot receive armed and provided buffers held; a hand-over closes
+    /// it with 1012 (docs/HANDOVER.md).
+    fn detach(&mut self, _key: usize) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+
+    /// Not here: see [`Self::detach`].
+    fn adopt(&mut self, _key: usize, _fd: std::os::fd::OwnedFd) -> bool {
+        false
+    }
 }

@@ -504,6 +504,18 @@ impl<U> Link<U> {
         );
     }
 
+    /// A connection handed over whose data the application refused: our
+    /// close frame (1012) after what it had queued, then the end. It was
+    /// never opened here, so nothing is reported.
+    pub fn fail_handover(&mut self, shared: &mut Shared<U>) {
+        let code = CloseCode::SERVICE_RESTART;
+        let reason = "service restart";
+        if let Some(frame) = self.session.close(&mut shared.endpoint, code, reason) {
+            self.outbox.push_frame(&mut shared.pool, &frame);
+        }
+        self.end(shared, Finish::ShutdownWrite, code, reason, CloseCause::Shutdown);
+    }
+
     /// Aborts at once, without a close frame.
     pub fn terminate(&mut self, shared: &mut Shared<U>) {
         let cause = self.cause_or(CloseCause::Terminated);

@@ -17,6 +17,7 @@ use slab::Slab;
 
 mod carrier;
 mod flush;
+mod handover;
 mod reading;
 mod turn;
 
@@ -99,6 +100,10 @@ pub(crate) struct Worker<H: Handler> {
     /// `max_tls_handshakes`, but for those started past it (see
     /// [`Transport::admit`]).
     tls_handshakes: usize,
+    /// A live hand-over under way (the old process's side).
+    handing: Option<super::handover::HandOut>,
+    /// Connections handed over by the old process, served at the turn's end.
+    adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>)>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -176,6 +181,8 @@ impl<H: Handler> Worker<H> {
             stamping: Vec::new(),
             gate: ReadGate::default(),
             tls_handshakes: 0,
+            handing: None,
+            adopting: Vec::new(),
         }
     }
 
@@ -379,6 +386,8 @@ impl<H: Handler> Worker<H> {
         self.shut_down_on_signal(now);
         self.run_commands();
         self.advance(now);
+        self.adopt_queued(io);
+        self.hand_over_some(now, io);
         self.start_waiting_handshakes(io);
         let resume = self.resume_paused(io);
         if self.listening && self.shutdown.is_some() {

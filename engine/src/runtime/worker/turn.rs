@@ -38,9 +38,12 @@ impl<H: Handler> Worker<H> {
             keys,
             handler,
             inflated,
+            adopting,
             ..
         } = self;
         let mut shutdown = None;
+        let mut hand_over = None;
+        let mut failed = false;
         let count = inbox.drain(|command| match command {
             Command::Decide { id, decision } => {
                 if let Some(conn) = conn_of(conns, id) {
@@ -62,8 +65,17 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Command::Shutdown { deadline } => shutdown = Some(deadline),
+            Command::HandOver(out) => hand_over = Some(out),
+            Command::HandOverFailed => failed = true,
+            Command::Adopt { fd, state } => adopting.push((fd, state)),
         });
         shared.counters.commands += count;
+        if let Some(out) = hand_over {
+            self.begin_hand_over(out);
+        }
+        if failed {
+            self.hand_over_failed();
+        }
         if let Some(deadline) = shutdown {
             self.begin_shutdown(deadline);
         }

@@ -1,0 +1,322 @@
+//! A live hand-over's worker entry points (`docs/HANDOVER.md`). The old
+//! process's side: each turn, every open connection at a frame boundary is
+//! taken out of the slab and its backend (its socket not closed: from then
+//! on this process never reads or writes it) and sent with its snapshot to
+//! the hand-over thread; one that cannot be carried is closed with 1012.
+//! The new process's side: a connection that arrives is rebuilt from its
+//! snapshot, given to the backend, and served on: what it had queued goes
+//! out first, and what the peer sent meanwhile is still in its socket.
+
+use std::os::fd::OwnedFd;
+
+use super::*;
+use crate::proto::session::Session;
+use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
+use crate::runtime::handover::{HandOut, Outgoing, wire};
+use crate::runtime::ratelimit::Limiter;
+
+/// Connections handed over per turn: the others are served in between.
+const PER_TURN: usize = 512;
+
+/// What became of one connection this turn.
+enum Carry {
+    /// Handed over (or closed with 1012, or not ours to hand: closing).
+    Settled,
+    /// Not at a point where it can go yet (mid-frame, its queue full, its
+    /// handshake under way): the next turn looks again.
+    Wait,
+}
+
+impl<H: Handler> Worker<H> {
+    /// A hand-over begins (the new process has the listeners): accepting
+    /// stops at this turn's end, and every turn until `out.deadline` hands
+    /// what it can over.
+    pub(super) fn begin_hand_over(&mut self, out: HandOut) {
+        if self.handing.is_some() || self.shutdown.is_some() {
+            // Already stopping: nothing is handed over.
+            let _ = out.sink.send(Outgoing::Done {
+                worker: self.index,
+                handed: 0,
+                refused: 0,
+            });
+            return;
+        }
+        // The loop ends once the slab is empty; what is left past the
+        // deadline is closed with 1001, and aborted a close timeout later.
+        self.shutdown = Some(out.deadline + self.shared.config.close_timeout);
+        self.handing = Some(out);
+    }
+
+    /// The new process went away mid-way: serve what is left as before (no
+    /// longer accepting: the listening sockets live on in the hand-over
+    /// thread, for the next new process).
+    pub(super) fn hand_over_failed(&mut self) {
+        if self.handing.take().is_some() {
+            self.shutdown = None;
+            log::warn!(
+                "ringws: worker {}: hand-over failed; serving the {} connections left",
+                self.index,
+                self.conns.len()
+            );
+        }
+    }
+
+    /// One turn of a hand-over: as many connections as can go, then `Done`
+    /// once none is left to wait for; past the deadline, 1001 for the rest.
+    pub(super) fn hand_over_some(&mut self, now: Instant, io: &mut impl Io) {
+        let Some(out) = &self.handing else {
+            return;
+        };
+        if now >= out.deadline {
+            let waiting = self.conns.len();
+            self.finish_hand_over();
+            if waiting > 0 {
+                log::warn!(
+                    "ringws: worker {}: hand-over deadline passed; closing the {waiting} connections left with 1001",
+                    self.index
+                );
+            }
+            self.shutdown = None;
+            self.begin_shutdown(now + self.shared.config.close_timeout);
+            return;
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        let mut handed = 0;
+        let mut waiting = false;
+        for key in keys {
+            if handed == PER_TURN {
+                waiting = true;
+                break;
+            }
+            match self.hand_over_one(key, io) {
+                Carry::Settled => handed += 1,
+                Carry::Wait => waiting = true,
+            }
+        }
+        if !waiting {
+            self.finish_hand_over();
+        }
+    }
+
+    /// Tells the hand-over thread this worker has nothing more for it; an
+    /// HTTP/2 socket left gets GOAWAY (its streams were closed with 1012).
+    fn finish_hand_over(&mut self) {
+        let Some(out) = self.handing.take() else {
+            return;
+        };
+        let _ = out.sink.send(Outgoing::Done {
+            worker: self.index,
+            handed: out.handed,
+            refused: out.refused,
+        });
+        let carriers: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stream.link.phase() == Phase::Carrier)
+            .map(|(key, _)| key)
+            .collect();
+        for key in carriers {
+            self.go_away(key);
+        }
+    }
+
+    /// Hands connection `key` over if it can go now.
+    fn hand_over_one(&mut self, key: usize, io: &mut impl Io) -> Carry {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Carry::Settled;
+        };
+        let link = &mut conn.stream.link;
+        match link.phase() {
+            Phase::Handshake => return Carry::Wait,
+            // Ending here anyway, or an HTTP/2 socket (its streams decide).
+            Phase::Closing | Phase::Ended | Phase::Carrier => return Carry::Settled,
+            Phase::Open => {}
+        }
+        if link.carried() {
+            return self.refuse(key, "a WebSocket over HTTP/2 (RFC 8441)");
+        }
+        if !matches!(conn.socket.transport, Transport::Plain) {
+            return self.refuse(key, "TLS (its record layer's state is not carried)");
+        }
+        let deflate = match link.session.deflate_carry() {
+            Ok(deflate) => deflate,
+            Err(reason) => return self.refuse(key, reason),
+        };
+        if !conn.stream.decoder.is_idle()
+            || conn.stream.decoder.close_received()
+            || conn.socket.gated()
+            || link.rate_limited()
+            || link.outbox.len() > MAX_OUTBOX
+        {
+            return Carry::Wait;
+        }
+        let now_ms = self.shared.now_ms;
+        let limiter = match link.limiter().map(|l| l.carry(now_ms)) {
+            Some(None) => return Carry::Wait,
+            Some(Some(state)) => Some(state),
+            None => None,
+        };
+        let Some(data) = self.handler.on_handover_out(link.id, link.data()) else {
+            return self.refuse(
+                key,
+                "the application does not carry its data (Handler::on_handover_out)",
+            );
+        };
+        let topics = link
+            .topics()
+            .iter()
+            .filter_map(|&id| self.shared.topics.name(id).map(str::to_owned))
+            .collect();
+        let tick_ms = self.shared.config.tick().as_millis() as u32;
+        let now = self.clock.now();
+        let timer = conn.stream.timer;
+        let mut outbox = Vec::with_capacity(link.outbox.len());
+        link.outbox.copy_front(link.outbox.len(), &mut outbox);
+        let snapshot = Snapshot {
+            peer: link.peer(),
+            deflate,
+            outbox,
+            stalled: link.stalled,
+            silent_ms: now.wrapping_sub(timer.last_rx).saturating_mul(tick_ms),
+            ping_ms: (timer.ping_sent != Timer::NO_PING)
+                .then(|| now.wrapping_sub(timer.ping_sent).saturating_mul(tick_ms)),
+            limiter,
+            topics,
+            data,
+        };
+        if let Err(e) = wire::fits(&snapshot) {
+            return self.refuse(key, &e.to_string());
+        }
+        let Some(fd) = io.detach(key) else {
+            return self.refuse(key, "this backend cannot hand its sockets over (io_uring)");
+        };
+        // The socket is no longer this process's: forget the connection
+        // without closing it or reporting it to on_close.
+        let mut conn = self.conns.remove(key);
+        let link = &mut conn.stream.link;
+        let ids = link.take_topics();
+        self.shared.topics.leave_all(ids, key);
+        link.outbox.clear(&mut self.shared.pool);
+        self.shared.counters.handover_out += 1;
+        if let Some(out) = &mut self.handing {
+            out.handed += 1;
+            let _ = out.sink.send(Outgoing::Conn {
+                fd,
+                state: wire::encode(&snapshot),
+            });
+        }
+        Carry::Settled
+    }
+
+    /// Closes `key` with 1012 (service restart): it cannot be carried.
+    fn refuse(&mut self, key: usize, reason: &str) -> Carry {
+        if let Some(conn) = self.conns.get_mut(key) {
+            let link = &mut conn.stream.link;
+            log::info!("ringws: hand-over: {:?} closed with 1012: {reason}", link.id);
+            let mut text = format!("restart: {reason}");
+            text.truncate(crate::proto::close::MAX_CLOSE_REASON);
+            link.start_close(
+                &mut self.shared,
+                CloseCode::SERVICE_RESTART,
+                &text,
+                CloseCause::Shutdown,
+            );
+            self.shared.counters.handover_refused += 1;
+            if let Some(out) = &mut self.handing {
+                out.refused += 1;
+            }
+        }
+        Carry::Settled
+    }
+
+    /// Connections handed over by the old process, served from this turn's
+    /// end on (see [`Self::adopt_one`]).
+    pub(super) fn adopt_queued(&mut self, io: &mut impl Io) {
+        for (fd, state) in std::mem::take(&mut self.adopting) {
+            self.adopt_one(fd, &state, io);
+        }
+    }
+
+    /// Rebuilds one connection from `bytes` and serves `fd` as it. One that
+    /// cannot be served is closed: with 1012 after what it had queued when
+    /// the application refuses it, aborted when its snapshot is bad (its
+    /// byte stream's position is unknown) or the worker is full.
+    fn adopt_one(&mut self, fd: OwnedFd, bytes: &[u8], io: &mut impl Io) {
+        let snapshot = wire::decode(bytes);
+        let limiter = match &snapshot {
+            Ok(s) => match s.limiter {
+                None => Ok(None),
+                Some(l) => Limiter::carried(l, self.shared.now_ms)
+                    .map(Some)
+                    .ok_or("rate limiter out of range"),
+            },
+            Err(_) => Ok(None),
+        };
+        if self.conns.len() >= self.shared.config.max_connections_per_worker {
+            self.shared.counters.handover_refused += 1;
+            log::warn!("ringws: hand-over: a connection arrived at a full worker; aborted");
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let key = self.conns.vacant_entry().key();
+        let id = ConnId::new(self.index, key, self.generation);
+        let now = self.clock.now();
+        let tick_ms = (self.shared.config.tick().as_millis() as u32).max(1);
+        let peer = snapshot
+            .as_ref()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.peer);
+        let mut conn = Conn::new(id, peer, Timer::accepted(now, now), Transport::Plain);
+        let failure = match (&snapshot, limiter) {
+            (Err(e), _) => Some(format!("bad snapshot: {e}")),
+            (Ok(_), Err(e)) => Some(format!("bad snapshot: {e}")),
+            (Ok(s), Ok(limiter)) => match self.handler.on_handover_in(id, &s.data) {
+                None => {
+                    let stream = &mut conn.stream;
+                    stream.link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
+                    stream.link.fail_handover(&mut self.shared);
+                    Some("the application refused its data (Handler::on_handover_in)".into())
+                }
+                Some(data) => {
+                    let stream = &mut conn.stream;
+                    stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
+                    if let Some(ms) = s.ping_ms {
+                        stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
+                    }
+                    let link = &mut stream.link;
+                    link.open(data, Session::carried(s.deflate));
+                    link.deadline_phase = Phase::Open;
+                    link.stalled = s.stalled;
+                    link.set_limiter(limiter);
+                    if !s.outbox.is_empty() {
+                        link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
+                        link.mark(&mut self.shared.flush);
+                    }
+                    None
+                }
+            },
+        };
+        if snapshot.is_err() {
+            conn.stream.link.terminate(&mut self.shared);
+        }
+        self.conns.insert(conn);
+        if !io.adopt(key, fd) {
+            // The descriptor is closed; nothing of it reached the peer.
+            self.conns.remove(key);
+            self.shared.counters.handover_refused += 1;
+            log::warn!("ringws: hand-over: the backend cannot serve a connection handed over");
+            return;
+        }
+        if let Some(reason) = failure {
+            self.shared.counters.handover_refused += 1;
+            log::warn!("ringws: hand-over: {id:?} closed: {reason}");
+            return;
+        }
+        if let Ok(s) = &snapshot {
+            let link = &mut self.conns[key].stream.link;
+            for topic in &s.topics {
+                pubsub::join(&mut self.shared.topics, link, topic);
+            }
+        }
+        self.shared.counters.handover_in += 1;
+    }
+}
