@@ -34,6 +34,7 @@ mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod handover;
 pub mod proto;
 pub(crate) mod runtime;
 #[doc(hidden)]

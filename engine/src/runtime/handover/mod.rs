@@ -35,6 +35,9 @@ pub(crate) struct HandOut {
     pub sink: Sender<Outgoing>,
     /// After it, what is left is closed with 1001 as a shutdown does.
     pub deadline: Instant,
+    /// The new process can take connections over (else each is closed with
+    /// 1012: its backend cannot serve them).
+    pub adopts: bool,
     pub handed: u64,
     pub refused: u64,
 }

@@ -51,7 +51,14 @@ impl<H: Handler> Worker<H> {
     /// longer accepting: the listening sockets live on in the hand-over
     /// thread, for the next new process).
     pub(super) fn hand_over_failed(&mut self) {
-        if self.handing.take().is_some() {
+        if let Some(out) = self.handing.take() {
+            // The hand-over thread counts every worker out before it gives
+            // back what it still held.
+            let _ = out.sink.send(Outgoing::Done {
+                worker: self.index,
+                handed: out.handed,
+                refused: out.refused,
+            });
             self.shutdown = None;
             log::warn!(
                 "ringws: worker {}: hand-over failed; serving the {} connections left",
@@ -137,6 +144,12 @@ impl<H: Handler> Worker<H> {
         }
         if !matches!(conn.socket.transport, Transport::Plain) {
             return self.refuse(key, "TLS (its record layer's state is not carried)");
+        }
+        if self.handing.as_ref().is_some_and(|out| !out.adopts) {
+            return self.refuse(
+                key,
+                "the new process cannot take connections over (its backend is io_uring)",
+            );
         }
         let deflate = match link.session.deflate_carry() {
             Ok(deflate) => deflate,
