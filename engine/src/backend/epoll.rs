@@ -356,10 +356,11 @@ impl Io for Sockets {
             return false;
         }
         let mut tcp = TcpStream::from_std(tcp);
-        if let Err(e) =
-            self.registry
-                .register(&mut tcp, Token(key), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = self.registry.register(
+            &mut tcp,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             log::warn!("cannot register a connection handed over: {e}");
             return false;
         }

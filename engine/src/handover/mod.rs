@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-pub(crate) use new::{Taken, take_over};
+pub(crate) use new::{Asked, Taken, take_over};
 pub(crate) use old::Old;
 pub(crate) use proto::ListenerSlot;
 

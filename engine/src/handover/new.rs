@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use super::old::Old;
-use super::proto::{ListenerSlot, MAJOR, MINOR, Message, ProtoError};
+use super::proto::{ListenerSlot, MAJOR, MINOR, Message, ProtoError, VERSION_REFUSAL};
 use super::unix;
 use crate::config::Handover;
 use crate::runtime::command::{Command, Mailbox};
@@ -24,17 +24,24 @@ pub(crate) struct Taken {
     listeners: Vec<(ListenerSlot, OwnedFd)>,
 }
 
+/// What asking the running process gave.
+#[derive(Debug)]
+pub(crate) enum Asked {
+    /// Nobody listens on the control socket: this is the first process.
+    Nobody,
+    /// It speaks another major version: it shuts down (1001), and this
+    /// process binds its own listening sockets beside it.
+    OtherVersion(String),
+    /// Its listening sockets, and its connections to come.
+    Taken(Taken),
+}
+
 /// Asks the process listening on the control socket for its listening
-/// sockets. `None` when nobody listens there or it refused (then this
-/// process binds its own, beside it); an error when the peer is another
-/// user or speaks nonsense.
-pub(crate) fn take_over(
-    config: &Handover,
-    nonce: &[u8],
-    adopts: bool,
-) -> io::Result<Option<Taken>> {
+/// sockets. An error when the peer is another user, refuses the nonce,
+/// or speaks nonsense.
+pub(crate) fn take_over(config: &Handover, nonce: &[u8], adopts: bool) -> io::Result<Asked> {
     let Some(control) = unix::connect(&config.socket)? else {
-        return Ok(None);
+        return Ok(Asked::Nobody);
     };
     if !unix::same_user(&control)? {
         return Err(io::Error::new(
@@ -52,18 +59,21 @@ pub(crate) fn take_over(
     unix::send(&control, &hello.encode(), &[])?;
     let (bytes, fds) = unix::recv(&control)?;
     match Message::decode(&bytes) {
-        Ok(Message::Listeners(slots)) if slots.len() == fds.len() => Ok(Some(Taken {
+        Ok(Message::Listeners(slots)) if slots.len() == fds.len() => Ok(Asked::Taken(Taken {
             control,
             listeners: slots.into_iter().zip(fds).collect(),
         })),
-        Ok(Message::Refused(reason)) => {
-            log::warn!("ringws: the running process refused the hand-over: {reason}");
-            Ok(None)
+        Ok(Message::Refused(reason)) if reason.starts_with(VERSION_REFUSAL) => {
+            Ok(Asked::OtherVersion(reason))
         }
-        Err(ProtoError::Gone) => {
-            log::warn!("ringws: the running process went away during the hand-over");
-            Ok(None)
-        }
+        Ok(Message::Refused(reason)) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the running process refused the hand-over: {reason}"),
+        )),
+        Err(ProtoError::Gone) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the running process went away during the hand-over",
+        )),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("hand-over: unexpected answer {other:?}"),
@@ -79,7 +89,9 @@ impl Taken {
             .into_iter()
             .partition(|(slot, _)| usize::from(slot.index) == index);
         self.listeners = rest;
-        mine.into_iter().map(|(_, fd)| TcpListener::from(fd)).collect()
+        mine.into_iter()
+            .map(|(_, fd)| TcpListener::from(fd))
+            .collect()
     }
 
     /// Listening sockets no configured address of this process takes.

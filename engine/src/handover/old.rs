@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use super::proto::{self, ListenerSlot, MAJOR, MINOR, Message};
+use super::proto::{self, ListenerSlot, MAJOR, MINOR, Message, VERSION_REFUSAL};
 use super::unix;
 use crate::config::Handover;
 use crate::runtime::command::{Command, Mailbox};
@@ -114,13 +114,17 @@ impl Old {
         }
         if major != MAJOR {
             let reason = format!(
-                "hand-over protocol {major}.{minor}; this process speaks {MAJOR}.{MINOR}"
+                "{VERSION_REFUSAL} hand-over protocol {major}.{minor}; this process speaks {MAJOR}.{MINOR}"
             );
             log::warn!("ringws: hand-over refused ({reason}); shutting down with 1001 instead");
             let _ = unix::send(peer, &Message::Refused(reason).encode(), &[]);
             let deadline = Instant::now() + self.config.deadline;
             for mailbox in self.mailboxes.iter() {
                 mailbox.send(Command::Shutdown { deadline });
+            }
+            // The new process listens on the control socket from now on.
+            if let Some(fd) = listener.take() {
+                unix::unlisten(&self.config.socket, fd);
             }
             return Ok(Served::Finished);
         }
@@ -191,7 +195,9 @@ impl Old {
                     handed: h,
                     refused: r,
                 } => {
-                    log::debug!("ringws: hand-over: worker {worker} done ({h} handed over, {r} closed with 1012)");
+                    log::debug!(
+                        "ringws: hand-over: worker {worker} done ({h} handed over, {r} closed with 1012)"
+                    );
                     done += 1;
                     handed += h;
                     refused += r;

@@ -24,6 +24,10 @@ use thiserror::Error;
 pub(crate) const MAJOR: u16 = 1;
 pub(crate) const MINOR: u16 = 0;
 
+/// How a refusal for another major version begins (the new process then
+/// starts beside the old one, which shuts down with 1001).
+pub(crate) const VERSION_REFUSAL: &str = "version:";
+
 /// The longest nonce read from the nonce file.
 pub(crate) const MAX_NONCE: usize = 4096;
 
@@ -207,15 +211,21 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Result<u16, ProtoError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
     }
 
     fn u32(&mut self) -> Result<u32, ProtoError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, ProtoError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
 }
 
@@ -239,8 +249,14 @@ mod tests {
             },
             Message::Refused("protocol version 2".into()),
             Message::Listeners(vec![
-                ListenerSlot { tls: false, index: 0 },
-                ListenerSlot { tls: true, index: 1 },
+                ListenerSlot {
+                    tls: false,
+                    index: 0,
+                },
+                ListenerSlot {
+                    tls: true,
+                    index: 1,
+                },
             ]),
             Message::Ready,
             Message::Batch(vec![vec![1, 2, 3], vec![]]),
@@ -265,7 +281,10 @@ mod tests {
         assert_eq!(Message::decode(&[4, 0]), Err(ProtoError::Trailing(1)));
         let mut long_nonce = vec![1, 1, 0, 0, 0, 0];
         long_nonce.extend_from_slice(&((MAX_NONCE + 1) as u16).to_le_bytes());
-        assert_eq!(Message::decode(&long_nonce), Err(ProtoError::TooLong("nonce")));
+        assert_eq!(
+            Message::decode(&long_nonce),
+            Err(ProtoError::TooLong("nonce"))
+        );
     }
 
     #[test]

@@ -42,11 +42,17 @@ fn socket() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Listens on `socket` (a stale path left by a process that died is
-/// replaced: a live one was asked first, by [`connect`]).
+/// Listens on `socket`. A path left by a process that died is replaced; one
+/// a live process listens on is not (`AddrInUse`).
 pub(crate) fn listen(socket_name: &str) -> io::Result<OwnedFd> {
     let addr = address(socket_name)?;
-    if !socket_name.starts_with('@') {
+    if !socket_name.starts_with('@') && std::fs::symlink_metadata(socket_name).is_ok() {
+        if connect(socket_name)?.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process listens on the hand-over socket",
+            ));
+        }
         let _ = std::fs::remove_file(socket_name);
     }
     let fd = socket()?;
@@ -78,7 +84,10 @@ pub(crate) fn connect(socket_name: &str) -> io::Result<Option<OwnedFd>> {
 
 /// Waits up to `timeout` for a connection on `listener`; `None` on timeout.
 pub(crate) fn accept(listener: &OwnedFd, timeout: Duration) -> io::Result<Option<OwnedFd>> {
-    let mut fds = [rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN)];
+    let mut fds = [rustix::event::PollFd::new(
+        listener,
+        rustix::event::PollFlags::IN,
+    )];
     let timeout = rustix::event::Timespec::try_from(timeout).map_err(io::Error::other)?;
     match rustix::event::poll(&mut fds, Some(&timeout)) {
         Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(None),
@@ -107,16 +116,25 @@ pub(crate) fn set_timeout(fd: &OwnedFd, timeout: Option<Duration>) -> io::Result
 /// Sends `bytes` with `fds` as one message.
 pub(crate) fn send(fd: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS || bytes.len() > MAX_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message too large",
+        ));
     }
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("descriptors do not fit the control buffer"));
+        return Err(io::Error::other(
+            "descriptors do not fit the control buffer",
+        ));
     }
     let sent = loop {
-        match rustix::net::sendmsg(fd, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL)
-        {
+        match rustix::net::sendmsg(
+            fd,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
             Err(rustix::io::Errno::INTR) => continue,
             other => break other?,
         }
@@ -152,7 +170,10 @@ pub(crate) fn recv(fd: &OwnedFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
             fds.extend(received);
         }
     }
-    if got.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+    if got
+        .flags
+        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "control message cut short",

@@ -326,7 +326,9 @@ impl Session {
                     level: own.level,
                 })
             }
-            (Some(_), _) => Err("permessage-deflate with context takeover (its windows are not carried)"),
+            (Some(_), _) => {
+                Err("permessage-deflate with context takeover (its windows are not carried)")
+            }
         }
     }
 

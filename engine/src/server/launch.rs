@@ -18,7 +18,7 @@ use crate::backend::signals::{self, SignalFd};
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
 use crate::config::{BackendKind, Config, ConfigError, Handover};
-use crate::handover::{self, Control, ListenerSlot, Old, Taken};
+use crate::handover::{self, Asked, Control, ListenerSlot, Old, Taken};
 use crate::runtime::bridge::{LocalNode, NodeTopics};
 use crate::runtime::command::{self, Mailbox};
 use crate::runtime::handler::Handler;
@@ -263,7 +263,11 @@ impl Server {
             let control = prepared
                 .spawn(kept, handle.inner.mailboxes.clone())
                 .map_err(StartError::Handover)?;
-            *handle.inner.handover.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
+            *handle
+                .inner
+                .handover
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(control);
         }
         Ok((handle, inline_worker))
     }
@@ -373,11 +377,20 @@ fn prepare_handover(
     let nonce = handover::read_nonce(&h.nonce_file).map_err(StartError::Handover)?;
     // Only the epoll backend adopts connections; io_uring takes the
     // listening sockets and the old process closes its connections with 1012.
-    let taken =
+    let asked =
         handover::take_over(h, &nonce, chosen == Chosen::Epoll).map_err(StartError::Handover)?;
-    let bound = match taken {
-        Some(_) => None,
-        None => Some(handover::listen(&h.socket).map_err(StartError::Handover)?),
+    let (taken, bound) = match asked {
+        Asked::Taken(taken) => (Some(taken), None),
+        Asked::Nobody => (
+            None,
+            Some(handover::listen(&h.socket).map_err(StartError::Handover)?),
+        ),
+        // The old process is shutting down: the thread binds the control
+        // socket once it is free.
+        Asked::OtherVersion(reason) => {
+            log::warn!("ringws: no hand-over ({reason}); starting beside the running process");
+            (None, None)
+        }
     };
     Ok(Some(PreparedHandover {
         config: h.clone(),
@@ -472,7 +485,9 @@ fn bind_all(
         }
     }
     if let Some(left) = taken.map(|t| t.leftover()).filter(|&n| n > 0) {
-        log::warn!("ringws: {left} listening sockets handed over for addresses this process does not have are closed");
+        log::warn!(
+            "ringws: {left} listening sockets handed over for addresses this process does not have are closed"
+        );
     }
     Ok(per_worker)
 }

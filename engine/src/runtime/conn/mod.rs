@@ -513,7 +513,13 @@ impl<U> Link<U> {
         if let Some(frame) = self.session.close(&mut shared.endpoint, code, reason) {
             self.outbox.push_frame(&mut shared.pool, &frame);
         }
-        self.end(shared, Finish::ShutdownWrite, code, reason, CloseCause::Shutdown);
+        self.end(
+            shared,
+            Finish::ShutdownWrite,
+            code,
+            reason,
+            CloseCause::Shutdown,
+        );
     }
 
     /// Aborts at once, without a close frame.

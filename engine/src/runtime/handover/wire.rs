@@ -293,7 +293,11 @@ mod tests {
     fn every_cut_is_refused_without_a_panic() {
         let bytes = encode(&sample());
         for cut in 0..bytes.len() {
-            assert_eq!(decode(&bytes[..cut]), Err(WireError::Truncated), "cut at {cut}");
+            assert_eq!(
+                decode(&bytes[..cut]),
+                Err(WireError::Truncated),
+                "cut at {cut}"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);

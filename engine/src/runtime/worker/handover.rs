@@ -225,7 +225,10 @@ impl<H: Handler> Worker<H> {
     fn refuse(&mut self, key: usize, reason: &str) -> Carry {
         if let Some(conn) = self.conns.get_mut(key) {
             let link = &mut conn.stream.link;
-            log::info!("ringws: hand-over: {:?} closed with 1012: {reason}", link.id);
+            log::info!(
+                "ringws: hand-over: {:?} closed with 1012: {reason}",
+                link.id
+            );
             let mut text = format!("restart: {reason}");
             text.truncate(crate::proto::close::MAX_CLOSE_REASON);
             link.start_close(
@@ -285,7 +288,10 @@ impl<H: Handler> Worker<H> {
             (Ok(s), Ok(limiter)) => match self.handler.on_handover_in(id, &s.data) {
                 None => {
                     let stream = &mut conn.stream;
-                    stream.link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
+                    stream
+                        .link
+                        .outbox
+                        .push_copy(&mut self.shared.pool, &[], &s.outbox);
                     stream.link.fail_handover(&mut self.shared);
                     Some("the application refused its data (Handler::on_handover_in)".into())
                 }

@@ -1,0 +1,403 @@
+//! Live restarts (docs/HANDOVER.md): a second server started with the same
+//! hand-over socket and nonce takes the first one's listening sockets and
+//! open connections; clients that keep echoing through it see no close and
+//! no lost, duplicated or reordered message, their per-connection data and
+//! topic subscriptions travel along, and both processes' descriptors are
+//! all accounted for afterwards. What cannot be carried (io_uring's direct
+//! descriptors, TLS, permessage-deflate with context takeover, data the
+//! application does not carry) is closed with 1012 and counted. Both
+//! "processes" run in this test process: the kernel passes descriptors
+//! between two servers of one process as between two processes.
+//!
+//! The tests of this file run one at a time: they count the process's
+//! descriptors.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use ringws::proto::close::CloseCode;
+use ringws::proto::deflate::DeflateConfig;
+use ringws::proto::handshake::UpgradeRequest;
+use ringws::{
+    BackendKind, Builder, ConnId, DeflateMode, Handler, Message, Portable, Upgrade, WebSocket,
+};
+use ringws_tests::{
+    Client, ConnectOptions, Msg, Transport, backend_tests, start, transport, wait_until,
+};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Echoes; counts each connection's messages in its data; `!count` answers
+/// the count, `!sub T` subscribes to T. Carries its data when `carry`.
+#[derive(Clone, Copy)]
+struct Counting {
+    carry: bool,
+}
+
+impl Handler for Counting {
+    type Data = u64;
+
+    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: SocketAddr) -> Upgrade<u64> {
+        Upgrade::accept(0)
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, u64>, message: Message<'_>) {
+        *ws.data_mut() += 1;
+        match message {
+            Message::Text("!count") => {
+                let count = ws.data().to_string();
+                ws.send_text(&count);
+            }
+            Message::Text(text) if text.starts_with("!sub ") => {
+                ws.subscribe(&text[5..]);
+                ws.send_text("subscribed");
+            }
+            other => {
+                ws.send(other);
+            }
+        }
+    }
+
+    fn on_handover_out(&mut self, _: ConnId, data: &u64) -> Option<Vec<u8>> {
+        self.carry.then(|| data.to_bytes())
+    }
+
+    fn on_handover_in(&mut self, _: ConnId, bytes: &[u8]) -> Option<u64> {
+        u64::from_bytes(bytes)
+    }
+}
+
+/// The control socket's name and the nonce file of one test.
+struct Rendezvous {
+    socket: String,
+    nonce: PathBuf,
+}
+
+impl Rendezvous {
+    fn new(secret: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let nonce = std::env::temp_dir().join(format!("ringws-handover-{pid}-{n}.nonce"));
+        std::fs::write(&nonce, secret).unwrap();
+        std::fs::set_permissions(&nonce, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Self {
+            socket: format!("@ringws-handover-test-{pid}-{n}"),
+            nonce,
+        }
+    }
+
+    fn configure(&self, builder: Builder) -> Builder {
+        builder
+            .handover(&self.socket, &self.nonce)
+            .handover_deadline(std::time::Duration::from_secs(10))
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.nonce);
+    }
+}
+
+/// The counter `name` (`ringws_..._total`) as the server last published it.
+fn metric(server: &ringws::ServerHandle, name: &str) -> u64 {
+    let prefix = format!("{name}_total{{");
+    server
+        .metrics()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&prefix)
+                .and_then(|rest| rest.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// What a client saw while it echoed: round trips, and how it ended.
+#[derive(Debug, Default)]
+struct Seen {
+    rounds: AtomicUsize,
+    /// The first thing that was not the echo of what was sent.
+    failure: Mutex<Option<String>>,
+    /// The close code it got, if the server closed it.
+    closed: Mutex<Option<u16>>,
+}
+
+/// Echoes numbered messages (compressed ones with `deflate`) until `stop`,
+/// each answer checked against what was sent; then hands the client back.
+fn echo_loop(
+    mut client: Client,
+    id: usize,
+    deflate: bool,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Seen>,
+) -> Option<Client> {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        // Long enough for the server to compress its echo.
+        let text = format!("client {id} message {seq} {}", "x".repeat(80));
+        let sent = if deflate {
+            client.send_compressed(true, text.as_bytes(), 1)
+        } else {
+            client.send_text(&text)
+        };
+        if let Err(e) = sent {
+            *seen.failure.lock().unwrap() = Some(format!("send {seq}: {e}"));
+            return None;
+        }
+        match client.recv() {
+            Ok(Msg::Text(echo)) if echo == text => {
+                seen.rounds.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Msg::Close(close)) => {
+                let code = close.map(|(code, _)| code);
+                *seen.closed.lock().unwrap() = code;
+                let _ = client.close(code.unwrap_or(1000), "");
+                return None;
+            }
+            other => {
+                *seen.failure.lock().unwrap() = Some(format!("message {seq}: {other:?}"));
+                return None;
+            }
+        }
+    }
+    Some(client)
+}
+
+/// The setups a case runs.
+struct Case {
+    deflate_server: DeflateMode,
+    deflate_client: Option<DeflateConfig>,
+    carry: bool,
+    /// The connections survive (else each is closed with 1012).
+    survive: bool,
+}
+
+fn run(backend: BackendKind, case: Case) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = env_logger::builder().is_test(true).try_init();
+    let fds_before = open_fds();
+    let meet = Rendezvous::new("the shared secret");
+    let handler = Counting { carry: case.carry };
+    let server = |meet: &Rendezvous| {
+        let mode = case.deflate_server;
+        start(
+            backend,
+            |b| meet.configure(b).deflate(mode).ping_interval(None),
+            move || handler,
+        )
+    };
+    let old = server(&meet);
+    let addr = old.addr();
+    let clients = 8;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = Vec::new();
+    let mut seens = Vec::new();
+    for id in 0..clients {
+        let options = ConnectOptions {
+            deflate: case.deflate_client,
+            ..ConnectOptions::default()
+        };
+        let mut client = Client::connect_opts(addr, &options).unwrap();
+        client.send_text("!sub news").unwrap();
+        client.expect_text("subscribed");
+        let deflate = client.deflate().is_some();
+        let (stop, seen) = (stop.clone(), Arc::new(Seen::default()));
+        seens.push(seen.clone());
+        let t = ringws_tests::transport::transport();
+        loops.push(thread::spawn(move || {
+            ringws_tests::with_transport(t, || echo_loop(client, id, deflate, stop, seen))
+        }));
+    }
+    wait_until("every client echoing", || {
+        seens.iter().all(|s| s.rounds.load(Ordering::Relaxed) >= 5)
+    });
+    // The new process: the same configuration, port 0 included.
+    let new = server(&meet);
+    assert_eq!(
+        new.addr(),
+        addr,
+        "the new server took the listening sockets over"
+    );
+    // The old one exits once everything is handed over or closed.
+    old.join();
+    let handed = metric(&old, "ringws_handover_out");
+    let refused = metric(&old, "ringws_handover_refused");
+    if case.survive {
+        assert_eq!((handed, refused), (clients as u64, 0));
+        wait_until("the new server counts them", || {
+            metric(&new, "ringws_handover_in") == clients as u64
+        });
+        // Echoing on, on the new server.
+        let after: Vec<usize> = seens
+            .iter()
+            .map(|s| s.rounds.load(Ordering::Relaxed))
+            .collect();
+        wait_until("every client echoing on the new server", || {
+            seens
+                .iter()
+                .zip(&after)
+                .all(|(s, &a)| s.rounds.load(Ordering::Relaxed) >= a + 5)
+        });
+    } else {
+        assert_eq!((handed, refused), (0, clients as u64));
+        wait_until("every client closed", || {
+            seens
+                .iter()
+                .all(|s| s.closed.lock().unwrap().is_some() || s.failure.lock().unwrap().is_some())
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut survivors = Vec::new();
+    for (l, seen) in loops.into_iter().zip(&seens) {
+        let client = l.join().unwrap();
+        if case.survive {
+            assert_eq!(
+                *seen.failure.lock().unwrap(),
+                None,
+                "lost, duplicated or reordered"
+            );
+            assert_eq!(*seen.closed.lock().unwrap(), None, "closed");
+            survivors.push((
+                client.expect("still open"),
+                seen.rounds.load(Ordering::Relaxed),
+            ));
+        } else {
+            assert_eq!(
+                *seen.closed.lock().unwrap(),
+                Some(CloseCode::SERVICE_RESTART.0)
+            );
+        }
+    }
+    // Its data travelled (every message counted, "!sub" included), and its
+    // subscription: a publish on the new server reaches it.
+    for (client, rounds) in &mut survivors {
+        client.send_text("!count").unwrap();
+        client.expect_text(&(*rounds as u64 + 2).to_string());
+    }
+    if case.survive {
+        new.publish("news", Message::Text("extra"));
+        for (client, _) in &mut survivors {
+            client.expect_text("extra");
+        }
+    }
+    // New connections are served by the new process.
+    let mut late = Client::connect(addr).unwrap();
+    late.send_text("late").unwrap();
+    late.expect_text("late");
+    drop(late);
+    drop(survivors);
+    drop(old);
+    drop(new);
+    wait_until("every descriptor closed", || open_fds() <= fds_before);
+}
+
+fn carried(backend: BackendKind) -> bool {
+    backend == BackendKind::Epoll && transport::transport() == Transport::Plain
+}
+
+fn live_connections_survive_a_hand_over(backend: BackendKind) {
+    run(
+        backend,
+        Case {
+            deflate_server: DeflateMode::Off,
+            deflate_client: None,
+            carry: true,
+            survive: carried(backend),
+        },
+    );
+}
+
+fn permessage_deflate_without_context_takeover_is_carried(backend: BackendKind) {
+    run(
+        backend,
+        Case {
+            deflate_server: DeflateMode::Shared,
+            deflate_client: Some(DeflateConfig::default()),
+            carry: true,
+            survive: carried(backend),
+        },
+    );
+}
+
+fn context_takeover_is_closed_with_1012(backend: BackendKind) {
+    run(
+        backend,
+        Case {
+            deflate_server: DeflateMode::Dedicated { window_bits: 12 },
+            deflate_client: Some(DeflateConfig::default()),
+            carry: true,
+            survive: false,
+        },
+    );
+}
+
+fn data_the_application_does_not_carry_is_closed_with_1012(backend: BackendKind) {
+    run(
+        backend,
+        Case {
+            deflate_server: DeflateMode::Off,
+            deflate_client: None,
+            carry: false,
+            survive: false,
+        },
+    );
+}
+
+/// A new server without the nonce is refused: it starts beside the old one
+/// (SO_REUSEPORT), and the old one keeps its connections.
+fn a_wrong_nonce_is_refused(backend: BackendKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let meet = Rendezvous::new("right");
+    let handler = Counting { carry: true };
+    let old = start(backend, |b| meet.configure(b), move || handler);
+    let mut client = Client::connect(old.addr()).unwrap();
+    let wrong = Rendezvous {
+        socket: meet.socket.clone(),
+        nonce: Rendezvous::new("wrong").nonce.clone(),
+    };
+    std::fs::write(&wrong.nonce, "wrong").unwrap();
+    std::fs::set_permissions(&wrong.nonce, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let result = ringws::Server::builder()
+        .bind("127.0.0.1:0")
+        .backend(backend)
+        .handover(&wrong.socket, &wrong.nonce)
+        .build()
+        .unwrap()
+        .start(move || handler);
+    // Refused, it binds its own (the control socket is the old one's: taken).
+    assert!(
+        result.is_err(),
+        "the control socket is still the old server's"
+    );
+    client.send_text("still here").unwrap();
+    client.expect_text("still here");
+    assert_eq!(metric(&old, "ringws_handover_out"), 0);
+    // A nonce file others may read is refused at start.
+    std::fs::set_permissions(&wrong.nonce, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let result = ringws::Server::builder()
+        .bind("127.0.0.1:0")
+        .backend(backend)
+        .handover("@ringws-handover-unused", &wrong.nonce)
+        .build()
+        .unwrap()
+        .start(move || handler);
+    assert!(matches!(result, Err(ringws::StartError::Handover(_))));
+}
+
+backend_tests! {
+    live_connections_survive_a_hand_over,
+    permessage_deflate_without_context_takeover_is_carried,
+    context_takeover_is_closed_with_1012,
+    data_the_application_does_not_carry_is_closed_with_1012,
+    a_wrong_nonce_is_refused,
+}
