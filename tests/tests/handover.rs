@@ -401,3 +401,103 @@ backend_tests! {
     data_the_application_does_not_carry_is_closed_with_1012,
     a_wrong_nonce_is_refused,
 }
+
+/// Connects to the control socket as a new process would, takes the
+/// listening sockets (discarded: received without room for them, the kernel
+/// closes them), says it is ready and stops reading: the old process's
+/// first batch fails as if the new process had died.
+fn dying_new_process(socket: &str, nonce: &[u8]) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let name = socket.strip_prefix('@').expect("an abstract name");
+    // SAFETY: a plain socket(2) call; the descriptor is owned below.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(raw >= 0);
+    // SAFETY: `raw` is a new descriptor nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, byte) in addr.sun_path[1..].iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+    let connected = unsafe { libc::connect(raw, (&raw const addr).cast(), len as libc::socklen_t) };
+    assert_eq!(connected, 0, "{}", std::io::Error::last_os_error());
+    let mut hello = vec![1, 1, 0, 0, 0, 1];
+    hello.extend_from_slice(&(nonce.len() as u16).to_le_bytes());
+    hello.extend_from_slice(nonce);
+    let send = |bytes: &[u8]| {
+        // SAFETY: `bytes` is valid for its length.
+        let n = unsafe { libc::send(raw, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        assert_eq!(n, bytes.len() as isize);
+    };
+    send(&hello);
+    let mut buf = [0u8; 4096];
+    // SAFETY: `buf` is valid for its length.
+    let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert!(n > 0 && buf[0] == 3, "the listeners came");
+    // SAFETY: a plain shutdown(2) of the descriptor owned above.
+    assert_eq!(unsafe { libc::shutdown(raw, libc::SHUT_RD) }, 0);
+    send(&[4]);
+    fd
+}
+
+/// A new process that goes away mid-way leaves the old one serving every
+/// connection it had not sent yet; a later new process takes them all.
+#[test]
+fn a_new_process_that_dies_mid_way_leaves_the_old_one_serving() {
+    let backend = BackendKind::Epoll;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = env_logger::builder().is_test(true).try_init();
+    let meet = Rendezvous::new("the shared secret");
+    let handler = Counting { carry: true };
+    let old = start(backend, |b| meet.configure(b), move || handler);
+    let addr = old.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seens: Vec<Arc<Seen>> = (0..4).map(|_| Arc::new(Seen::default())).collect();
+    let loops: Vec<_> = seens
+        .iter()
+        .enumerate()
+        .map(|(id, seen)| {
+            let client = Client::connect(addr).unwrap();
+            let (stop, seen) = (stop.clone(), seen.clone());
+            thread::spawn(move || echo_loop(client, id, false, stop, seen))
+        })
+        .collect();
+    let rounds_at_least = |n: usize| seens.iter().all(|s| s.rounds.load(Ordering::Relaxed) >= n);
+    wait_until("every client echoing", || rounds_at_least(5));
+    let dying = dying_new_process(&meet.socket, b"the shared secret");
+    // Each connection was let go, the batch failed, and it was taken back.
+    wait_until("the connections taken back", || {
+        metric(&old, "ringws_handover_in") == 4
+    });
+    assert_eq!(metric(&old, "ringws_handover_out"), 4);
+    let now: usize = seens
+        .iter()
+        .map(|s| s.rounds.load(Ordering::Relaxed))
+        .min()
+        .unwrap();
+    wait_until("echoing on, on the old server", || rounds_at_least(now + 5));
+    drop(dying);
+    // The next new process takes the listening sockets (kept for it) and
+    // every connection.
+    let new = start(backend, |b| meet.configure(b), move || handler);
+    assert_eq!(new.addr(), addr);
+    old.join();
+    wait_until("the new server has them", || {
+        metric(&new, "ringws_handover_in") == 4
+    });
+    let now: usize = seens
+        .iter()
+        .map(|s| s.rounds.load(Ordering::Relaxed))
+        .min()
+        .unwrap();
+    wait_until("echoing on, on the new server", || rounds_at_least(now + 5));
+    stop.store(true, Ordering::Relaxed);
+    for (l, seen) in loops.into_iter().zip(&seens) {
+        assert!(l.join().unwrap().is_some(), "{seen:?}");
+        assert_eq!(*seen.failure.lock().unwrap(), None);
+        assert_eq!(*seen.closed.lock().unwrap(), None);
+    }
+}

@@ -218,6 +218,11 @@ impl Old {
         if let Err(e) = unix::send(peer, &done.encode(), &[]) {
             log::warn!("ringws: hand-over: the last message did not go: {e}");
         }
+        // Nothing can come back now: the workers end once what they still
+        // hold (closing with 1012) is gone.
+        for mailbox in self.mailboxes.iter() {
+            mailbox.send(Command::HandOverDone);
+        }
         log::info!(
             "ringws: hand-over done in {} ms: {handed} connections handed over, {refused} closed with 1012",
             started.elapsed().as_millis()

@@ -45,6 +45,8 @@ pub(crate) enum Command {
     /// The hand-over failed (the new process went away): keep serving what
     /// is left, as before it.
     HandOverFailed,
+    /// The new process has everything: end once what is left is gone.
+    HandOverDone,
     /// A connection handed over by the old process: its socket and its
     /// snapshot's bytes, to serve from now on.
     Adopt {

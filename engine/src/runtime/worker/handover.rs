@@ -30,7 +30,9 @@ enum Carry {
 impl<H: Handler> Worker<H> {
     /// A hand-over begins (the new process has the listeners): accepting
     /// stops at this turn's end, and every turn until `out.deadline` hands
-    /// what it can over.
+    /// what it can over. The worker stays until the hand-over thread says
+    /// the new process has everything ([`Self::hand_over_done`]): until then
+    /// a failure can still bring connections back to it.
     pub(super) fn begin_hand_over(&mut self, out: HandOut) {
         if self.handing.is_some() || self.shutdown.is_some() {
             // Already stopping: nothing is handed over.
@@ -41,16 +43,24 @@ impl<H: Handler> Worker<H> {
             });
             return;
         }
-        // The loop ends once the slab is empty; what is left past the
-        // deadline is closed with 1001, and aborted a close timeout later.
-        self.shutdown = Some(out.deadline + self.shared.config.close_timeout);
+        self.handing_off = Some(out.deadline);
         self.handing = Some(out);
+    }
+
+    /// The new process has everything: the worker ends once what it still
+    /// holds (closing with 1012, or left past the deadline) is gone.
+    pub(super) fn hand_over_done(&mut self) {
+        if let Some(deadline) = self.handing_off {
+            let grace = self.shared.config.close_timeout;
+            self.shutdown.get_or_insert(deadline + grace);
+        }
     }
 
     /// The new process went away mid-way: serve what is left as before (no
     /// longer accepting: the listening sockets live on in the hand-over
     /// thread, for the next new process).
     pub(super) fn hand_over_failed(&mut self) {
+        self.handing_off = None;
         if let Some(out) = self.handing.take() {
             // The hand-over thread counts every worker out before it gives
             // back what it still held.
@@ -59,7 +69,6 @@ impl<H: Handler> Worker<H> {
                 handed: out.handed,
                 refused: out.refused,
             });
-            self.shutdown = None;
             log::warn!(
                 "ringws: worker {}: hand-over failed; serving the {} connections left",
                 self.index,
@@ -83,7 +92,6 @@ impl<H: Handler> Worker<H> {
                     self.index
                 );
             }
-            self.shutdown = None;
             self.begin_shutdown(now + self.shared.config.close_timeout);
             return;
         }

@@ -102,6 +102,8 @@ pub(crate) struct Worker<H: Handler> {
     tls_handshakes: usize,
     /// A live hand-over under way (the old process's side).
     handing: Option<super::handover::HandOut>,
+    /// A hand-over began (accepting stops) and has not failed: its deadline.
+    handing_off: Option<Instant>,
     /// Connections handed over by the old process, served at the turn's end.
     adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>)>,
 }
@@ -182,6 +184,7 @@ impl<H: Handler> Worker<H> {
             gate: ReadGate::default(),
             tls_handshakes: 0,
             handing: None,
+            handing_off: None,
             adopting: Vec::new(),
         }
     }
@@ -390,7 +393,7 @@ impl<H: Handler> Worker<H> {
         self.hand_over_some(now, io);
         self.start_waiting_handshakes(io);
         let resume = self.resume_paused(io);
-        if self.listening && self.shutdown.is_some() {
+        if self.listening && (self.shutdown.is_some() || self.handing_off.is_some()) {
             io.stop_accepting();
             self.listening = false;
         }

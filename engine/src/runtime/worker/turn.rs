@@ -44,6 +44,7 @@ impl<H: Handler> Worker<H> {
         let mut shutdown = None;
         let mut hand_over = None;
         let mut failed = false;
+        let mut done = false;
         let count = inbox.drain(|command| match command {
             Command::Decide { id, decision } => {
                 if let Some(conn) = conn_of(conns, id) {
@@ -67,6 +68,7 @@ impl<H: Handler> Worker<H> {
             Command::Shutdown { deadline } => shutdown = Some(deadline),
             Command::HandOver(out) => hand_over = Some(out),
             Command::HandOverFailed => failed = true,
+            Command::HandOverDone => done = true,
             Command::Adopt { fd, state } => adopting.push((fd, state)),
         });
         shared.counters.commands += count;
@@ -75,6 +77,9 @@ impl<H: Handler> Worker<H> {
         }
         if failed {
             self.hand_over_failed();
+        }
+        if done {
+            self.hand_over_done();
         }
         if let Some(deadline) = shutdown {
             self.begin_shutdown(deadline);
