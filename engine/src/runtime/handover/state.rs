@@ -7,12 +7,16 @@
 //! (only where no window is kept between messages), the send queue not yet
 //! written, the timers (as milliseconds before the hand-over), the rate
 //! limiter's buckets, the topics (by name: the new process subscribes
-//! again, its bridge too) and the application's bytes for its data.
+//! again, its bridge too), the application's bytes for its data, and over
+//! TLS our record layer's keys, IVs and sequence numbers both ways (with the
+//! next keys of one KeyUpdate each way, for TLS 1.3) and its ciphertext not
+//! yet written.
 
 use std::net::SocketAddr;
 
 use crate::proto::session::DeflateCarry;
 use crate::runtime::ratelimit::CarriedLimiter;
+use crate::transport::CarriedRecords;
 
 /// The largest send queue carried; a fuller one waits for the socket to
 /// take some (or for the deadline).
@@ -20,8 +24,8 @@ pub(crate) const MAX_OUTBOX: usize = 128 << 10;
 /// The largest application data carried.
 pub(crate) const MAX_DATA: usize = 64 << 10;
 /// Most topics per connection, and the longest name.
-pub(crate) const MAX_TOPICS: usize = 1024;
-pub(crate) const MAX_TOPIC_LEN: usize = 1024;
+pub(crate) const MAX_TOPICS: usize = 256;
+pub(crate) const MAX_TOPIC_LEN: usize = 256;
 
 /// One connection, ready to travel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,4 +44,7 @@ pub(crate) struct Snapshot {
     pub topics: Vec<String>,
     /// What `Handler::on_handover_out` made of the connection's data.
     pub data: Vec<u8>,
+    /// Over TLS: the record layer's state, and the ciphertext not yet
+    /// written (it goes before what `outbox` is sealed into).
+    pub tls: Option<(CarriedRecords, Vec<u8>)>,
 }

@@ -16,6 +16,10 @@
 //! topics:  u16 count, each u16 length + UTF-8
 //! data:    u32 length + bytes
 //! outbox:  u32 length + bytes
+//! tls:     u8 0|1; then u8 1.3?, rx and tx directions, next rx and next tx
+//!          (each u8 0|1, then a direction), u64 tx limit, 4 x u8 budgets,
+//!          u32 length + ciphertext not yet written
+//!          direction: u8 suite, u8 key length + key, 12 bytes IV, u64 seq
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,6 +27,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::state::{MAX_DATA, MAX_OUTBOX, MAX_TOPIC_LEN, MAX_TOPICS, Snapshot};
 use crate::proto::session::DeflateCarry;
 use crate::runtime::ratelimit::CarriedLimiter;
+use crate::transport::CarriedRecords;
+use crate::transport::tls::records::CarriedDirection;
 
 /// The record layout's version; a record of another is refused.
 pub(crate) const RECORD_VERSION: u8 = 1;
@@ -92,7 +98,57 @@ pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(bytes);
     }
+    match &s.tls {
+        None => out.push(0),
+        Some((records, wire)) => {
+            out.push(1);
+            out.push(u8::from(records.tls13));
+            put_direction(&mut out, &records.rx);
+            put_direction(&mut out, &records.tx);
+            for next in [&records.next_rx, &records.next_tx] {
+                match next {
+                    None => out.push(0),
+                    Some(d) => {
+                        out.push(1);
+                        put_direction(&mut out, d);
+                    }
+                }
+            }
+            out.extend_from_slice(&records.tx_limit.to_le_bytes());
+            out.extend_from_slice(&records.allowances);
+            out.extend_from_slice(&(wire.len() as u32).to_le_bytes());
+            out.extend_from_slice(wire);
+        }
+    }
     out
+}
+
+fn put_direction(out: &mut Vec<u8>, d: &CarriedDirection) {
+    out.push(d.suite);
+    out.push(d.key.len() as u8);
+    out.extend_from_slice(&d.key);
+    out.extend_from_slice(&d.iv);
+    out.extend_from_slice(&d.seq.to_le_bytes());
+}
+
+fn direction(r: &mut Reader<'_>) -> Result<CarriedDirection, WireError> {
+    let suite = r.u8()?;
+    if !(1..=3).contains(&suite) {
+        return Err(WireError::Invalid("cipher suite"));
+    }
+    let len = usize::from(r.u8()?);
+    if len > 32 {
+        return Err(WireError::TooLong("key"));
+    }
+    let key = r.take(len)?.to_vec();
+    let iv = r.array::<12>()?;
+    let seq = u64::from_le_bytes(r.array()?);
+    Ok(CarriedDirection {
+        suite,
+        key,
+        iv,
+        seq,
+    })
 }
 
 /// Whether `snapshot` fits the bounds [`decode`] checks (the old process
@@ -109,6 +165,12 @@ pub(crate) fn fits(s: &Snapshot) -> Result<(), WireError> {
     }
     if s.outbox.len() > MAX_OUTBOX {
         return Err(WireError::TooLong("send queue"));
+    }
+    if s.tls
+        .as_ref()
+        .is_some_and(|(_, wire)| wire.len() > MAX_OUTBOX)
+    {
+        return Err(WireError::TooLong("TLS send queue"));
     }
     Ok(())
 }
@@ -231,6 +293,35 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     }
     let data = r.bytes(MAX_DATA, "application data")?;
     let outbox = r.bytes(MAX_OUTBOX, "send queue")?;
+    let tls = if r.flag("tls")? {
+        let tls13 = r.flag("TLS version")?;
+        let rx = direction(&mut r)?;
+        let tx = direction(&mut r)?;
+        let mut next = [None, None];
+        for slot in &mut next {
+            if r.flag("next keys")? {
+                *slot = Some(direction(&mut r)?);
+            }
+        }
+        let [next_rx, next_tx] = next;
+        let tx_limit = u64::from_le_bytes(r.array()?);
+        let allowances = r.array::<4>()?;
+        let wire = r.bytes(MAX_OUTBOX, "TLS send queue")?;
+        Some((
+            CarriedRecords {
+                tls13,
+                rx,
+                tx,
+                next_rx,
+                next_tx,
+                tx_limit,
+                allowances,
+            },
+            wire,
+        ))
+    } else {
+        None
+    };
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
@@ -244,6 +335,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
         limiter,
         topics,
         data,
+        tls,
     })
 }
 
@@ -270,6 +362,33 @@ mod tests {
             }),
             topics: vec!["news".into(), "ünï".into()],
             data: b"user 7".to_vec(),
+            tls: Some((
+                CarriedRecords {
+                    tls13: true,
+                    rx: CarriedDirection {
+                        suite: 1,
+                        key: vec![7; 16],
+                        iv: [1; 12],
+                        seq: 9,
+                    },
+                    tx: CarriedDirection {
+                        suite: 1,
+                        key: vec![8; 16],
+                        iv: [2; 12],
+                        seq: 11,
+                    },
+                    next_rx: None,
+                    next_tx: Some(CarriedDirection {
+                        suite: 1,
+                        key: vec![9; 16],
+                        iv: [3; 12],
+                        seq: 0,
+                    }),
+                    tx_limit: 1 << 20,
+                    allowances: [4, 32, 32, 1],
+                },
+                vec![23, 3, 3, 0, 1, 0],
+            )),
         }
     }
 
@@ -284,6 +403,7 @@ mod tests {
             ping_ms: None,
             stalled: false,
             topics: vec![],
+            tls: None,
             ..s
         };
         assert_eq!(decode(&encode(&plain)), Ok(plain));

@@ -14,6 +14,7 @@ use crate::proto::session::Session;
 use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, wire};
 use crate::runtime::ratelimit::Limiter;
+use crate::transport::NotNow;
 
 /// Connections handed over per turn: the others are served in between.
 const PER_TURN: usize = 512;
@@ -150,9 +151,6 @@ impl<H: Handler> Worker<H> {
         if link.carried() {
             return self.refuse(key, "a WebSocket over HTTP/2 (RFC 8441)");
         }
-        if !matches!(conn.socket.transport, Transport::Plain) {
-            return self.refuse(key, "TLS (its record layer's state is not carried)");
-        }
         if self.handing.as_ref().is_some_and(|out| !out.adopts) {
             return self.refuse(
                 key,
@@ -177,6 +175,21 @@ impl<H: Handler> Worker<H> {
             Some(Some(state)) => Some(state),
             None => None,
         };
+        // Over TLS this derives the next keys of a KeyUpdate: the last
+        // check before the application is asked.
+        let tls = match conn.socket.transport.hand_over() {
+            Ok(tls) => tls,
+            Err(NotNow::Wait) => return Carry::Wait,
+            Err(NotNow::Refuse(reason)) => return self.refuse(key, reason),
+        };
+        if tls
+            .as_ref()
+            .is_some_and(|(_, wire)| wire.len() > MAX_OUTBOX)
+        {
+            // Its ciphertext queue is full: once the socket takes some.
+            return Carry::Wait;
+        }
+        let link = &mut conn.stream.link;
         let Some(data) = self.handler.on_handover_out(link.id, link.data()) else {
             return self.refuse(
                 key,
@@ -204,6 +217,7 @@ impl<H: Handler> Worker<H> {
             limiter,
             topics,
             data,
+            tls,
         };
         if let Err(e) = wire::fits(&snapshot) {
             return self.refuse(key, &e.to_string());
@@ -289,10 +303,24 @@ impl<H: Handler> Worker<H> {
         let peer = snapshot
             .as_ref()
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.peer);
-        let mut conn = Conn::new(id, peer, Timer::accepted(now, now), Transport::Plain);
+        let transport = match &snapshot {
+            Ok(s) => Transport::handed_over(
+                s.tls.as_ref().map(|(records, wire)| (records, &wire[..])),
+                &mut self.shared.pool,
+            ),
+            Err(_) => Ok(Transport::Plain),
+        };
+        let (transport, bad_tls) = match transport {
+            Ok(transport) => (transport, None),
+            Err(e) => (Transport::Plain, Some(e)),
+        };
+        let mut conn = Conn::new(id, peer, Timer::accepted(now, now), transport);
         let failure = match (&snapshot, limiter) {
             (Err(e), _) => Some(format!("bad snapshot: {e}")),
             (Ok(_), Err(e)) => Some(format!("bad snapshot: {e}")),
+            (Ok(_), Ok(_)) if bad_tls.is_some() => {
+                Some(format!("bad snapshot: {}", bad_tls.unwrap_or_default()))
+            }
             (Ok(s), Ok(limiter)) => match self.handler.on_handover_in(id, &s.data) {
                 None => {
                     let stream = &mut conn.stream;
@@ -322,7 +350,7 @@ impl<H: Handler> Worker<H> {
                 }
             },
         };
-        if snapshot.is_err() {
+        if snapshot.is_err() || bad_tls.is_some() {
             conn.stream.link.terminate(&mut self.shared);
         }
         self.conns.insert(conn);
