@@ -70,7 +70,7 @@ start_echo() { # LOG
   pids+=("$!")
 }
 start_chat() { # LOG
-  RUST_LOG=ringws=info "$target/examples/chat" --port "$chat_port" --workers 2 --no-announce \
+  RUST_LOG=ringws=info RINGWS_BACKEND="$backend" "$target/examples/chat" --port "$chat_port" --workers 2 --no-announce \
     --handover "$chat_sock" "$work/nonce" "${tls_args[@]}" > "$1" 2>&1 &
   pids+=("$!")
 }

@@ -105,6 +105,11 @@ impl Taken {
     pub fn receive(self, mailboxes: Arc<[Mailbox]>, old: Old) {
         let Taken { control, .. } = self;
         let result = receive(&control, &mailboxes);
+        // Every connection that came is in a mailbox ahead of this: read
+        // them all from now on.
+        for mailbox in mailboxes.iter() {
+            mailbox.send(Command::HandOverComplete);
+        }
         match result {
             Ok((handed, refused, adopted)) => log::info!(
                 "ringws: hand-over received: {adopted} connections ({handed} handed over, {refused} closed with 1012 by the old process)"
@@ -130,7 +135,11 @@ fn receive(control: &OwnedFd, mailboxes: &[Mailbox]) -> io::Result<(u64, u64, u6
                     let mailbox = &mailboxes[next % mailboxes.len()];
                     next += 1;
                     adopted += 1;
-                    mailbox.send(Command::Adopt { fd, state });
+                    mailbox.send(Command::Adopt {
+                        fd,
+                        state,
+                        hold: true,
+                    });
                 }
             }
             Ok(Message::Done { handed, refused }) => return Ok((handed, refused, adopted)),

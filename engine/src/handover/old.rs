@@ -23,7 +23,7 @@ use super::proto::{self, ListenerSlot, MAJOR, MINOR, Message, VERSION_REFUSAL};
 use super::unix;
 use crate::config::Handover;
 use crate::runtime::command::{Command, Mailbox};
-use crate::runtime::handover::{HandOut, Outgoing};
+use crate::runtime::handover::{HandOut, Outgoing, Stage};
 
 /// How often the thread looks at its stop flag while idle.
 const POLL: Duration = Duration::from_millis(100);
@@ -157,6 +157,7 @@ impl Old {
                 sink: sink.clone(),
                 deadline,
                 adopts,
+                stage: Stage::Pausing,
                 handed: 0,
                 refused: 0,
             }));
@@ -164,7 +165,7 @@ impl Old {
         drop(sink);
         let workers = self.mailboxes.len();
         let mut batch = Batch::default();
-        let (mut done, mut handed, mut refused) = (0, 0, 0);
+        let (mut done, mut paused, mut handed, mut refused) = (0, 0, 0, 0);
         let mut failed = false;
         while done < workers {
             let item = if batch.is_empty() || failed {
@@ -188,6 +189,17 @@ impl Old {
                     batch.push(fd, state);
                     if !failed && batch.full() {
                         failed = !self.flush(peer, &mut batch);
+                    }
+                }
+                Outgoing::Paused { worker } => {
+                    log::debug!("ringws: hand-over: worker {worker} paused");
+                    paused += 1;
+                    if paused == workers {
+                        // Every worker has stopped reading, and what they
+                        // published before is in the mailboxes ahead of this.
+                        for mailbox in self.mailboxes.iter() {
+                            mailbox.send(Command::HandOverGo);
+                        }
                     }
                 }
                 Outgoing::Done {
@@ -260,7 +272,11 @@ impl Old {
         let states = std::mem::take(&mut batch.states);
         for (i, (fd, state)) in batch.fds.drain(..).zip(states).enumerate() {
             let mailbox = &self.mailboxes[i % self.mailboxes.len()];
-            mailbox.send(Command::Adopt { fd, state });
+            mailbox.send(Command::Adopt {
+                fd,
+                state,
+                hold: false,
+            });
         }
         batch.bytes = 0;
     }

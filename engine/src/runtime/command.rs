@@ -47,11 +47,20 @@ pub(crate) enum Command {
     HandOverFailed,
     /// The new process has everything: end once what is left is gone.
     HandOverDone,
+    /// Every worker has paused: hand the connections over.
+    HandOverGo,
+    /// The new process: every connection handed over has arrived; read them
+    /// (until then they are held, so that nothing is published before every
+    /// subscriber is here).
+    HandOverComplete,
     /// A connection handed over by the old process: its socket and its
     /// snapshot's bytes, to serve from now on.
     Adopt {
         fd: std::os::fd::OwnedFd,
         state: Vec<u8>,
+        /// Not read until `HandOverComplete` (the new process); a connection
+        /// taken back after a failure is read at once.
+        hold: bool,
     },
     /// A deferred upgrade's decision: an `Upgrade<U>` of the worker's handler
     /// (see `deferred::decision`).

@@ -19,6 +19,11 @@ use std::time::Instant;
 pub(crate) enum Outgoing {
     /// One connection: its socket and its snapshot's bytes ([`wire`]).
     Conn { fd: OwnedFd, state: Vec<u8> },
+    /// This worker has stopped reading every connection it can hand over
+    /// (the switch is atomic for pub/sub: once every worker is paused and
+    /// the publishes in flight between them are delivered, nothing is
+    /// published here any more).
+    Paused { worker: usize },
     /// This worker has nothing more to hand over (its connections are all
     /// handed over, closed, or the deadline passed): `handed` went, `refused`
     /// were closed with 1012.
@@ -27,6 +32,17 @@ pub(crate) enum Outgoing {
         handed: u64,
         refused: u64,
     },
+}
+
+/// The steps of a worker's hand-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Stopping to read its connections (each at a frame boundary).
+    Pausing,
+    /// Paused; waits for `Command::HandOverGo` (every worker paused).
+    Paused,
+    /// Handing its connections over.
+    Going,
 }
 
 /// A worker's hand-over in progress (the old process's side).
@@ -38,6 +54,8 @@ pub(crate) struct HandOut {
     /// The new process can take connections over (else each is closed with
     /// 1012: its backend cannot serve them).
     pub adopts: bool,
+    /// Where it is: pausing, paused (waiting for every worker), handing.
+    pub stage: Stage,
     pub handed: u64,
     pub refused: u64,
 }

@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use super::*;
 use crate::proto::session::Session;
 use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
-use crate::runtime::handover::{HandOut, Outgoing, wire};
+use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
 use crate::transport::NotNow;
 
@@ -37,6 +37,7 @@ impl<H: Handler> Worker<H> {
     pub(super) fn begin_hand_over(&mut self, out: HandOut) {
         if self.handing.is_some() || self.shutdown.is_some() {
             // Already stopping: nothing is handed over.
+            let _ = out.sink.send(Outgoing::Paused { worker: self.index });
             let _ = out.sink.send(Outgoing::Done {
                 worker: self.index,
                 handed: 0,
@@ -46,6 +47,13 @@ impl<H: Handler> Worker<H> {
         }
         self.handing_off = Some(out.deadline);
         self.handing = Some(out);
+    }
+
+    /// Every worker has paused: hand the connections over.
+    pub(super) fn hand_over_go(&mut self) {
+        if let Some(out) = &mut self.handing {
+            out.stage = Stage::Going;
+        }
     }
 
     /// The new process has everything: the worker ends once what it still
@@ -62,6 +70,7 @@ impl<H: Handler> Worker<H> {
     /// thread, for the next new process).
     pub(super) fn hand_over_failed(&mut self) {
         self.handing_off = None;
+        self.release_holds = true;
         if let Some(out) = self.handing.take() {
             // The hand-over thread counts every worker out before it gives
             // back what it still held.
@@ -93,8 +102,12 @@ impl<H: Handler> Worker<H> {
                     self.index
                 );
             }
+            self.release_holds = true;
             self.begin_shutdown(now + self.shared.config.close_timeout);
             return;
+        }
+        if out.stage != Stage::Going {
+            return self.hold_still(io);
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let mut handed = 0;
@@ -111,6 +124,41 @@ impl<H: Handler> Worker<H> {
         }
         if !waiting {
             self.finish_hand_over();
+        }
+    }
+
+    /// Stops reading every open connection at a frame boundary (those in the
+    /// middle of one are read on until they reach one), then tells the
+    /// hand-over thread, once.
+    fn hold_still(&mut self, io: &mut impl Io) {
+        for (key, conn) in self.conns.iter_mut() {
+            let stream = &conn.stream;
+            if stream.link.phase() == Phase::Open
+                && !stream.link.carried()
+                && stream.decoder.is_idle()
+                && ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER)
+            {
+                io.pause_reading(key);
+            }
+        }
+        if let Some(out) = &mut self.handing
+            && out.stage == Stage::Pausing
+        {
+            out.stage = Stage::Paused;
+            let _ = out.sink.send(Outgoing::Paused { worker: self.index });
+        }
+    }
+
+    /// Reads again every connection a hand-over held still: in the new
+    /// process once everything has arrived, in the old one after a failure.
+    pub(super) fn release_held(&mut self, io: &mut impl Io) {
+        if !std::mem::take(&mut self.release_holds) {
+            return;
+        }
+        for (key, conn) in self.conns.iter_mut() {
+            if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
+                io.resume_reading(key);
+            }
         }
     }
 
@@ -149,21 +197,22 @@ impl<H: Handler> Worker<H> {
             Phase::Open => {}
         }
         if link.carried() {
-            return self.refuse(key, "a WebSocket over HTTP/2 (RFC 8441)");
+            return self.refuse(io, key, "a WebSocket over HTTP/2 (RFC 8441)");
         }
         if self.handing.as_ref().is_some_and(|out| !out.adopts) {
             return self.refuse(
+                io,
                 key,
                 "the new process cannot take connections over (its backend is io_uring)",
             );
         }
         let deflate = match link.session.deflate_carry() {
             Ok(deflate) => deflate,
-            Err(reason) => return self.refuse(key, reason),
+            Err(reason) => return self.refuse(io, key, reason),
         };
         if !conn.stream.decoder.is_idle()
             || conn.stream.decoder.close_received()
-            || conn.socket.gated()
+            || !conn.socket.gate.without(Reasons::HANDOVER).is_empty()
             || link.rate_limited()
             || link.outbox.len() > MAX_OUTBOX
         {
@@ -180,7 +229,7 @@ impl<H: Handler> Worker<H> {
         let tls = match conn.socket.transport.hand_over() {
             Ok(tls) => tls,
             Err(NotNow::Wait) => return Carry::Wait,
-            Err(NotNow::Refuse(reason)) => return self.refuse(key, reason),
+            Err(NotNow::Refuse(reason)) => return self.refuse(io, key, reason),
         };
         if tls
             .as_ref()
@@ -192,6 +241,7 @@ impl<H: Handler> Worker<H> {
         let link = &mut conn.stream.link;
         let Some(data) = self.handler.on_handover_out(link.id, link.data()) else {
             return self.refuse(
+                io,
                 key,
                 "the application does not carry its data (Handler::on_handover_out)",
             );
@@ -220,10 +270,14 @@ impl<H: Handler> Worker<H> {
             tls,
         };
         if let Err(e) = wire::fits(&snapshot) {
-            return self.refuse(key, &e.to_string());
+            return self.refuse(io, key, &e.to_string());
         }
         let Some(fd) = io.detach(key) else {
-            return self.refuse(key, "this backend cannot hand its sockets over (io_uring)");
+            return self.refuse(
+                io,
+                key,
+                "this backend cannot hand its sockets over (io_uring)",
+            );
         };
         // The socket is no longer this process's: forget the connection
         // without closing it or reporting it to on_close.
@@ -244,8 +298,12 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Closes `key` with 1012 (service restart): it cannot be carried.
-    fn refuse(&mut self, key: usize, reason: &str) -> Carry {
+    fn refuse(&mut self, io: &mut impl Io, key: usize, reason: &str) -> Carry {
         if let Some(conn) = self.conns.get_mut(key) {
+            // Read again: the peer's close reply is awaited.
+            if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
+                io.resume_reading(key);
+            }
             let link = &mut conn.stream.link;
             log::info!(
                 "ringws: hand-over: {:?} closed with 1012: {reason}",
@@ -270,8 +328,8 @@ impl<H: Handler> Worker<H> {
     /// Connections handed over by the old process, served from this turn's
     /// end on (see [`Self::adopt_one`]).
     pub(super) fn adopt_queued(&mut self, io: &mut impl Io) {
-        for (fd, state) in std::mem::take(&mut self.adopting) {
-            self.adopt_one(fd, &state, io);
+        for (fd, state, hold) in std::mem::take(&mut self.adopting) {
+            self.adopt_one(fd, &state, hold, io);
         }
     }
 
@@ -279,7 +337,7 @@ impl<H: Handler> Worker<H> {
     /// cannot be served is closed: with 1012 after what it had queued when
     /// the application refuses it, aborted when its snapshot is bad (its
     /// byte stream's position is unknown) or the worker is full.
-    fn adopt_one(&mut self, fd: OwnedFd, bytes: &[u8], io: &mut impl Io) {
+    fn adopt_one(&mut self, fd: OwnedFd, bytes: &[u8], hold: bool, io: &mut impl Io) {
         let snapshot = wire::decode(bytes);
         let limiter = match &snapshot {
             Ok(s) => match s.limiter {
@@ -366,11 +424,14 @@ impl<H: Handler> Worker<H> {
             log::warn!("ringws: hand-over: {id:?} closed: {reason}");
             return;
         }
+        let conn = &mut self.conns[key];
         if let Ok(s) = &snapshot {
-            let link = &mut self.conns[key].stream.link;
             for topic in &s.topics {
-                pubsub::join(&mut self.shared.topics, link, topic);
+                pubsub::join(&mut self.shared.topics, &mut conn.stream.link, topic);
             }
+        }
+        if hold && ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
+            io.pause_reading(key);
         }
         self.shared.counters.handover_in += 1;
     }

@@ -105,7 +105,9 @@ pub(crate) struct Worker<H: Handler> {
     /// A hand-over began (accepting stops) and has not failed: its deadline.
     handing_off: Option<Instant>,
     /// Connections handed over by the old process, served at the turn's end.
-    adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>)>,
+    adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>, bool)>,
+    /// Read the connections a hand-over held still, at the turn's end.
+    release_holds: bool,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -186,6 +188,7 @@ impl<H: Handler> Worker<H> {
             handing: None,
             handing_off: None,
             adopting: Vec::new(),
+            release_holds: false,
         }
     }
 
@@ -390,6 +393,7 @@ impl<H: Handler> Worker<H> {
         self.run_commands();
         self.advance(now);
         self.adopt_queued(io);
+        self.release_held(io);
         self.hand_over_some(now, io);
         self.start_waiting_handshakes(io);
         let resume = self.resume_paused(io);

@@ -45,6 +45,8 @@ impl<H: Handler> Worker<H> {
         let mut hand_over = None;
         let mut failed = false;
         let mut done = false;
+        let mut go = false;
+        let mut complete = false;
         let count = inbox.drain(|command| match command {
             Command::Decide { id, decision } => {
                 if let Some(conn) = conn_of(conns, id) {
@@ -69,7 +71,9 @@ impl<H: Handler> Worker<H> {
             Command::HandOver(out) => hand_over = Some(out),
             Command::HandOverFailed => failed = true,
             Command::HandOverDone => done = true,
-            Command::Adopt { fd, state } => adopting.push((fd, state)),
+            Command::HandOverGo => go = true,
+            Command::HandOverComplete => complete = true,
+            Command::Adopt { fd, state, hold } => adopting.push((fd, state, hold)),
         });
         shared.counters.commands += count;
         if let Some(out) = hand_over {
@@ -80,6 +84,12 @@ impl<H: Handler> Worker<H> {
         }
         if done {
             self.hand_over_done();
+        }
+        if go {
+            self.hand_over_go();
+        }
+        if complete {
+            self.release_holds = true;
         }
         if let Some(deadline) = shutdown {
             self.begin_shutdown(deadline);
