@@ -12,15 +12,18 @@
 # which the hand-over's pause falls in).
 #
 #   bash scripts/restart-demo.sh --live [--debug] [--backend epoll|io_uring]
-#        [--tls] [--deflate] [--hold N] [--secs S]
+#        [--tls] [--deflate] [--hold N] [--secs S] [--warmup S] [--ping S]
 #
 # --hold N: connections of `loadgen hold` (default 1000; the hand-over time
 # is for these plus the others, ~500); raise the fd limit first for large N
-# (ulimit -n). On io_uring the connections cannot be carried yet: they are
+# (ulimit -n), and give them time to connect: --warmup S (default 2) is how
+# long after the load starts the new processes start, --secs S (default 6)
+# how long the loads run; --ping S (default 0.5) is the hold's ping interval
+# (loadgen counts a pong missed when the next ping is due first). On io_uring the connections cannot be carried yet: they are
 # closed with 1012 (the demo then fails, and says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile=release backend=epoll tls=0 deflate=0 hold=1000 secs=6
+profile=release backend=epoll tls=0 deflate=0 hold=1000 secs=6 warmup=2 ping=0.5
 while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
     --deflate) deflate=1 ;;
     --hold) hold=$2; shift ;;
     --secs) secs=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
+    --ping) ping=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -92,10 +97,10 @@ lg() { # NAME ARGS...
 lgs=()
 lg echo-closed echo --url "$echo_url" -c 200 "${lg_deflate[@]}"
 lg echo-open echo --url "$echo_url" -c 100 -r 2000 "${lg_deflate[@]}"
-lg hold hold --url "$echo_url" -c "$hold" --ramp 0 --ping-interval 0.5
+lg hold hold --url "$echo_url" -c "$hold" --ramp 0 --ping-interval "$ping"
 lg broadcast broadcast --url "$chat_url" -c 100 -r 50
 # Every connection open and busy, then the restart.
-sleep 2
+sleep "$warmup"
 start_echo "$work/new-echo.log"; new_echo=${pids[-1]}
 start_chat "$work/new-chat.log"; new_chat=${pids[-1]}
 wait_listening "$work/new-echo.log"; wait_listening "$work/new-chat.log"
