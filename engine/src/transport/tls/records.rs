@@ -206,6 +206,9 @@ impl Drop for KeyBytes {
 }
 
 /// Where the next traffic keys of a KeyUpdate come from (TLS 1.3).
+// Boxed whole where it is kept (`RecordLayer::schedule`): the layer pays a
+// pointer either way.
+#[allow(clippy::large_enum_variant)]
 enum Schedule {
     /// rustls's key schedule.
     Rustls(KernelConnection<ServerConnectionData>),
