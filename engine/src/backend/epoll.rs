@@ -15,7 +15,7 @@ use super::signals::SignalFd;
 
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
-use crate::runtime::seam::{FrameParts, Hangup, Io, Written};
+use crate::runtime::seam::{FrameParts, Hangup, Io, Prepared, Written};
 use crate::runtime::worker::{Worker, shrink_idle};
 use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
@@ -334,6 +334,14 @@ impl Io for Sockets {
         for listener in self.listeners.iter_mut().filter_map(Option::take) {
             let mut listener = listener;
             let _ = self.registry.deregister(&mut listener);
+        }
+    }
+
+    /// Nothing is in flight on a readiness backend.
+    fn prepare_detach(&mut self, key: usize) -> Prepared {
+        match self.streams.get(key) {
+            Some(Some(_)) => Prepared::Ready,
+            _ => Prepared::Never,
         }
     }
 

@@ -106,7 +106,7 @@ impl Server {
         let bridge = self.bridge.0;
         let node = bridge.clone().map(|b| Arc::new(NodeTopics::new(b)));
         let chosen = backend::choose(config.effective_backend()).map_err(StartError::Backend)?;
-        let mut handover = prepare_handover(&config, chosen)?;
+        let mut handover = prepare_handover(&config)?;
         let listeners = bind_all(&config, handover.as_mut().and_then(|h| h.taken.as_mut()))?;
         let kept = match &handover {
             Some(_) => keep_listeners(&config, &listeners).map_err(StartError::Handover)?,
@@ -367,18 +367,14 @@ struct PreparedHandover {
 /// With [`Builder::handover`](super::Builder::handover): reads the nonce,
 /// and takes over from the process listening on the control socket, or
 /// binds it when nobody does.
-fn prepare_handover(
-    config: &Config,
-    chosen: Chosen,
-) -> Result<Option<PreparedHandover>, StartError> {
+fn prepare_handover(config: &Config) -> Result<Option<PreparedHandover>, StartError> {
     let Some(h) = &config.handover else {
         return Ok(None);
     };
     let nonce = handover::read_nonce(&h.nonce_file).map_err(StartError::Handover)?;
-    // Only the epoll backend adopts connections; io_uring takes the
-    // listening sockets and the old process closes its connections with 1012.
-    let asked =
-        handover::take_over(h, &nonce, chosen == Chosen::Epoll).map_err(StartError::Handover)?;
+    // Both backends take connections over (io_uring into a part of its
+    // fixed-file table kept for them).
+    let asked = handover::take_over(h, &nonce, true).map_err(StartError::Handover)?;
     let (taken, bound) = match asked {
         Asked::Taken(taken) => (Some(taken), None),
         Asked::Nobody => (

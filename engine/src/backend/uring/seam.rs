@@ -5,7 +5,7 @@ use io_uring::types::Fixed;
 
 use super::event_loop::Ring;
 use super::slots::{Op, Slot, Tag};
-use crate::runtime::seam::{FrameParts, Io, Written};
+use crate::runtime::seam::{FrameParts, Io, Prepared, Written};
 use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
 impl Io for Ring {
@@ -195,15 +195,17 @@ impl Io for Ring {
         self.listeners.clear();
     }
 
-    /// Not here: a connection's socket is a direct descriptor with a
-    /// multishot receive armed and provided buffers held; a hand-over closes
-    /// it with 1012 (docs/HANDOVER.md).
-    fn detach(&mut self, _key: usize) -> Option<std::os::fd::OwnedFd> {
-        None
+    /// A regular descriptor installed for the direct one, once the
+    /// receive is cancelled and nothing is in flight (`uring/handover.rs`).
+    fn prepare_detach(&mut self, key: usize) -> Prepared {
+        self.prepare_leaving(key)
     }
 
-    /// Not here: see [`Self::detach`].
-    fn adopt(&mut self, _key: usize, _fd: std::os::fd::OwnedFd) -> bool {
-        false
+    fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd> {
+        self.leave(key)
+    }
+
+    fn adopt(&mut self, key: usize, fd: std::os::fd::OwnedFd) -> bool {
+        self.take(key, fd)
     }
 }

@@ -18,10 +18,14 @@ pub(super) enum Op {
     Wake,
     Cancel,
     Signal,
+    /// A regular descriptor installed for a connection about to leave.
+    Install,
+    /// The direct descriptor of a connection that left.
+    CloseDetached,
 }
 
 impl Op {
-    pub(super) const ALL: [Op; 10] = [
+    pub(super) const ALL: [Op; 12] = [
         Op::Accept,
         Op::PeerName,
         Op::Recv,
@@ -32,6 +36,8 @@ impl Op {
         Op::Wake,
         Op::Cancel,
         Op::Signal,
+        Op::Install,
+        Op::CloseDetached,
     ];
 
     pub(super) fn from_u8(value: u8) -> Option<Self> {
@@ -135,6 +141,8 @@ impl Slot {
     pub(super) const CLOSING: u8 = 1 << 4;
     pub(super) const CLOSE_SUBMITTED: u8 = 1 << 5;
     pub(super) const CLOSED: u8 = 1 << 6;
+    /// A regular descriptor is being installed for it (a hand-over).
+    pub(super) const INSTALLING: u8 = 1 << 7;
 
     /// Whether any of `states` is set.
     pub(super) fn is(&self, state: u8) -> bool {

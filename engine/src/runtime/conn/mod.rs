@@ -357,6 +357,11 @@ impl<U> Link<U> {
         self.open_extra_mut().held.extend_from_slice(bytes);
     }
 
+    /// Whether bytes read while its reading was paused wait to be parsed.
+    pub fn holds_bytes(&self) -> bool {
+        self.open_extra().is_some_and(|open| !open.held.is_empty())
+    }
+
     /// Takes the bytes held back by the rate limit.
     pub fn take_held(&mut self) -> Vec<u8> {
         match self.extra.as_deref_mut() {

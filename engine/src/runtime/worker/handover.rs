@@ -14,6 +14,7 @@ use crate::proto::session::Session;
 use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
+use crate::runtime::seam::Prepared;
 use crate::transport::NotNow;
 
 /// Connections handed over per turn: the others are served in between.
@@ -109,6 +110,9 @@ impl<H: Handler> Worker<H> {
         if out.stage != Stage::Going {
             return self.hold_still(io);
         }
+        // Those that were mid-frame when the others stopped, once at a
+        // boundary.
+        self.gate_idle(io);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let mut handed = 0;
         let mut waiting = false;
@@ -131,21 +135,46 @@ impl<H: Handler> Worker<H> {
     /// middle of one are read on until they reach one), then tells the
     /// hand-over thread, once.
     fn hold_still(&mut self, io: &mut impl Io) {
-        for (key, conn) in self.conns.iter_mut() {
-            let stream = &conn.stream;
-            if stream.link.phase() == Phase::Open
-                && !stream.link.carried()
-                && stream.decoder.is_idle()
-                && ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER)
-            {
-                io.pause_reading(key);
-            }
-        }
+        self.gate_idle(io);
         if let Some(out) = &mut self.handing
             && out.stage == Stage::Pausing
         {
             out.stage = Stage::Paused;
             let _ = out.sink.send(Outgoing::Paused { worker: self.index });
+        }
+    }
+
+    /// Stops reading each open connection at a frame boundary; one that
+    /// read on past its pause (a completion backend delivers what it had
+    /// received) and is in the middle of a frame now is read to the next.
+    fn gate_idle(&mut self, io: &mut impl Io) {
+        let mut reopen = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let stream = &conn.stream;
+            if stream.link.phase() != Phase::Open || stream.link.carried() {
+                continue;
+            }
+            if stream.decoder.is_idle() && !stream.link.holds_bytes() {
+                if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
+                    io.pause_reading(key);
+                }
+            } else if conn.socket.gate.contains(Reasons::HANDOVER) {
+                reopen.push(key);
+            }
+        }
+        for key in reopen {
+            self.reopen(key, io);
+        }
+    }
+
+    /// Reads `key` again: what it received while held is parsed first.
+    fn reopen(&mut self, key: usize, io: &mut impl Io) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
+            io.resume_reading(key);
+            self.reenter(key, io);
         }
     }
 
@@ -155,10 +184,14 @@ impl<H: Handler> Worker<H> {
         if !std::mem::take(&mut self.release_holds) {
             return;
         }
-        for (key, conn) in self.conns.iter_mut() {
-            if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
-                io.resume_reading(key);
-            }
+        let held: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.socket.gate.contains(Reasons::HANDOVER))
+            .map(|(key, _)| key)
+            .collect();
+        for key in held {
+            self.reopen(key, io);
         }
     }
 
@@ -211,7 +244,9 @@ impl<H: Handler> Worker<H> {
             Err(reason) => return self.refuse(io, key, reason),
         };
         if !conn.stream.decoder.is_idle()
+            || link.holds_bytes()
             || conn.stream.decoder.close_received()
+            || !conn.socket.gate.contains(Reasons::HANDOVER)
             || !conn.socket.gate.without(Reasons::HANDOVER).is_empty()
             || link.rate_limited()
             || link.outbox.len() > MAX_OUTBOX
@@ -223,6 +258,16 @@ impl<H: Handler> Worker<H> {
             Some(None) => return Carry::Wait,
             Some(Some(state)) => Some(state),
             None => None,
+        };
+        match io.prepare_detach(key) {
+            Prepared::Ready => {}
+            Prepared::Later => return Carry::Wait,
+            Prepared::Never => {
+                return self.refuse(io, key, "its socket cannot leave the backend");
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Carry::Settled;
         };
         // Over TLS this derives the next keys of a KeyUpdate: the last
         // check before the application is asked.
@@ -299,11 +344,9 @@ impl<H: Handler> Worker<H> {
 
     /// Closes `key` with 1012 (service restart): it cannot be carried.
     fn refuse(&mut self, io: &mut impl Io, key: usize, reason: &str) -> Carry {
+        // Read again: the peer's close reply is awaited.
+        self.reopen(key, io);
         if let Some(conn) = self.conns.get_mut(key) {
-            // Read again: the peer's close reply is awaited.
-            if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
-                io.resume_reading(key);
-            }
             let link = &mut conn.stream.link;
             log::info!(
                 "ringws: hand-over: {:?} closed with 1012: {reason}",

@@ -243,6 +243,10 @@ impl Io for FakeIo {
         self.stopped_accepting = true;
     }
 
+    fn prepare_detach(&mut self, _key: usize) -> crate::runtime::seam::Prepared {
+        crate::runtime::seam::Prepared::Ready
+    }
+
     /// A descriptor standing for the socket: /dev/null.
     fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd> {
         self.sockets.entry(key).or_default().detached = true;
