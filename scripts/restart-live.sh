@@ -137,4 +137,10 @@ for path in sys.argv[1:]:
 print("RESULT:", "no client noticed the restart" if bad == 0 else f"{bad} failures")
 sys.exit(1 if bad else 0)
 PY
+if [ "$status" != 0 ]; then
+  for log in old-echo new-echo old-chat new-chat; do
+    echo "== $log.log (warnings)"
+    grep -v INFO "$work/$log.log" | tail -20
+  done
+fi
 exit $status

@@ -3,7 +3,7 @@
 //! leaves, once its receive is cancelled and nothing of it is in flight, the
 //! kernel installs a regular descriptor for it (`IORING_OP_FIXED_FD_INSTALL`),
 //! which is what goes; the direct one is then closed. A connection taken
-//! over is registered into a part of the fixed-file table the kernel does
+//! over is registered into the half of the fixed-file table the kernel does
 //! not allocate accepted sockets from (`IORING_REGISTER_FILE_ALLOC_RANGE`).
 
 use std::collections::HashMap;
@@ -43,12 +43,14 @@ pub(super) struct Handover {
 }
 
 impl Handover {
-    /// Keeps the last quarter of a fixed-file table of `table` entries for
+    /// Keeps the upper half of a fixed-file table of `table` entries for
     /// connections taken over; the kernel allocates accepted sockets from
     /// the rest. Without the kernel's support, nothing is kept (a connection
-    /// handed to this ring is then refused).
+    /// handed to this ring is then refused). The table is as large as
+    /// RLIMIT_NOFILE's hard limit allows (up to `max_connections_per_worker`
+    /// + 64), so a worker takes over at most half of that.
     pub(super) fn reserve(ring: &IoUring, table: u32) -> Self {
-        let ours = table / 4;
+        let ours = table / 2;
         if ours == 0 {
             return Self::default();
         }

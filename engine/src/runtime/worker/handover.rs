@@ -17,8 +17,9 @@ use crate::runtime::ratelimit::Limiter;
 use crate::runtime::seam::Prepared;
 use crate::transport::NotNow;
 
-/// Connections handed over per turn: the others are served in between.
-const PER_TURN: usize = 512;
+/// Connections handed over per turn (the others wait, held still, for the
+/// next): bounds a turn's length.
+const PER_TURN: usize = 4096;
 
 /// What became of one connection this turn.
 enum Carry {
