@@ -234,11 +234,7 @@ impl<H: Handler> Worker<H> {
             return self.refuse(io, key, "a WebSocket over HTTP/2 (RFC 8441)");
         }
         if self.handing.as_ref().is_some_and(|out| !out.adopts) {
-            return self.refuse(
-                io,
-                key,
-                "the new process cannot take connections over (its backend is io_uring)",
-            );
+            return self.refuse(io, key, "the new process cannot take connections over");
         }
         let deflate = match link.session.deflate_carry() {
             Ok(deflate) => deflate,
