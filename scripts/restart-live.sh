@@ -19,8 +19,9 @@
 # (ulimit -n), and give them time to connect: --warmup S (default 2) is how
 # long after the load starts the new processes start, --secs S (default 6)
 # how long the loads run; --ping S (default 0.5) is the hold's ping interval
-# (loadgen counts a pong missed when the next ping is due first). On io_uring the connections cannot be carried yet: they are
-# closed with 1012 (the demo then fails, and says so).
+# (loadgen counts a pong missed when the next ping is due first). On
+# io_uring a worker takes over at most half of its fixed-file table (the
+# hard RLIMIT_NOFILE): raise it above twice the connections per worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release backend=epoll tls=0 deflate=0 hold=1000 secs=6 warmup=2 ping=0.5
