@@ -48,7 +48,7 @@ pub(super) struct Ring {
     /// The first submission failure; the loop stops with it.
     pub(super) error: Option<io::Error>,
     /// A live hand-over's slots and descriptors.
-    pub(super) handover: super::handover::Handover,
+    pub(super) handover: super::slots::Handover,
 }
 
 impl Ring {

@@ -6,107 +6,14 @@
 //! over is registered into the half of the fixed-file table the kernel does
 //! not allocate accepted sockets from (`IORING_REGISTER_FILE_ALLOC_RANGE`).
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use io_uring::IoUring;
 use io_uring::opcode;
 use io_uring::types::Fixed;
 
 use super::event_loop::Ring;
 use super::slots::{Op, Slot, Tag};
 use crate::runtime::seam::Prepared;
-
-/// `IORING_REGISTER_FILE_ALLOC_RANGE` of `<linux/io_uring.h>` (Linux 6.0).
-const IORING_REGISTER_FILE_ALLOC_RANGE: libc::c_long = 25;
-
-/// `struct io_uring_file_index_range`.
-#[repr(C)]
-struct FileIndexRange {
-    off: u32,
-    len: u32,
-    resv: u64,
-}
-
-/// The hand-over's part of the ring: the fixed-file slots kept for
-/// connections taken over, and the regular descriptors installed for those
-/// about to leave.
-#[derive(Debug, Default)]
-pub(super) struct Handover {
-    /// Slots `base..end` are ours (none when equal).
-    base: u32,
-    end: u32,
-    next: u32,
-    free: Vec<u32>,
-    /// By slab key.
-    installed: HashMap<usize, OwnedFd>,
-}
-
-impl Handover {
-    /// Keeps the upper half of a fixed-file table of `table` entries for
-    /// connections taken over; the kernel allocates accepted sockets from
-    /// the rest. Without the kernel's support, nothing is kept (a connection
-    /// handed to this ring is then refused). The table is as large as
-    /// RLIMIT_NOFILE's hard limit allows (up to `max_connections_per_worker`
-    /// + 64), so a worker takes over at most half of that.
-    pub(super) fn reserve(ring: &IoUring, table: u32) -> Self {
-        let ours = table / 2;
-        if ours == 0 {
-            return Self::default();
-        }
-        let range = FileIndexRange {
-            off: 0,
-            len: table - ours,
-            resv: 0,
-        };
-        // SAFETY: io_uring_register with the ring's own descriptor and a
-        // pointer to a live io_uring_file_index_range, as the kernel expects
-        // for this opcode (nr_args 0); it only reads the struct.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                ring.as_raw_fd(),
-                IORING_REGISTER_FILE_ALLOC_RANGE,
-                &raw const range,
-                0,
-            )
-        };
-        if ret < 0 {
-            log::debug!(
-                "io_uring: no file allocation range ({}); connections cannot be taken over",
-                std::io::Error::last_os_error()
-            );
-            return Self::default();
-        }
-        Self {
-            base: table - ours,
-            end: table,
-            next: table - ours,
-            ..Self::default()
-        }
-    }
-
-    fn alloc(&mut self) -> Option<u32> {
-        self.free.pop().or_else(|| {
-            (self.next < self.end).then(|| {
-                self.next += 1;
-                self.next - 1
-            })
-        })
-    }
-
-    /// A slot closed: ours again if it was ours.
-    pub(super) fn give_back(&mut self, fixed: u32) {
-        if (self.base..self.end).contains(&fixed) {
-            self.free.push(fixed);
-        }
-    }
-
-    /// The connection at `key` is gone: a descriptor installed for it closes.
-    pub(super) fn forget(&mut self, key: usize) {
-        self.installed.remove(&key);
-    }
-}
 
 impl Ring {
     /// Makes connection `key` ready to leave: its receive must be cancelled

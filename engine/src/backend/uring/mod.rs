@@ -45,7 +45,7 @@ pub(crate) struct UringBackend {
     // Field order is drop order: the ring goes before the memory it uses.
     ring: IoUring,
     buffers: BufRing,
-    handover: handover::Handover,
+    handover: slots::Handover,
     listeners: Vec<TcpListener>,
     wake: Arc<EventFd>,
     wake_buf: Box<u64>,
@@ -92,7 +92,7 @@ impl UringBackend {
                 Err(e) => return Err(e),
             }
         }
-        let handover = handover::Handover::reserve(&ring, table);
+        let handover = slots::Handover::reserve(&ring, table);
         let buffers = BufRing::new(&ring, config.uring_buffer_count, config.uring_buffer_size)?;
         // SAFETY: eventfd returns a new descriptor or -1, checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
