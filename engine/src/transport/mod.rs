@@ -185,6 +185,12 @@ impl Transport {
         matches!(self, Transport::Tls(tls) if tls.handshaking())
     }
 
+    /// A TLS record is cut by the end of a read (its start held): not a
+    /// point where a live hand-over can take the connection.
+    pub fn mid_record(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.mid_record())
+    }
+
     /// The peer's stream stopped inside a record: a truncation attack, or a
     /// broken peer, not an orderly end.
     pub fn cut_short(&self) -> bool {

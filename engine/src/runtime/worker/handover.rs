@@ -155,7 +155,10 @@ impl<H: Handler> Worker<H> {
             if stream.link.phase() != Phase::Open || stream.link.carried() {
                 continue;
             }
-            if stream.decoder.is_idle() && !stream.link.holds_bytes() {
+            if stream.decoder.is_idle()
+                && !stream.link.holds_bytes()
+                && !conn.socket.transport.mid_record()
+            {
                 if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
                     io.pause_reading(key);
                 }
