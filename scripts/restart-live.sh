@@ -132,7 +132,9 @@ for path in sys.argv[1:]:
                 f"missed pongs {r['missed_pongs']}, messages {r['messages']}, pings {r['pings']}, "
                 f"worst delay {worst} ms")
         if fanout:
-            line += f", silent subscribers {fanout.get('silent')}"
+            line += (f", broadcast missing {fanout.get('missing')}, duplicated or out of order "
+                     f"{fanout.get('out_of_order')}, silent subscribers {fanout.get('silent')}")
+            bad += fanout.get("missing", 0) + fanout.get("out_of_order", 0) + fanout.get("silent", 0)
         print(line)
         bad += sum(f.values()) + r["lost"] + r["mismatches"] + closes + r["missed_pongs"]
 print("RESULT:", "no client noticed the restart" if bad == 0 else f"{bad} failures")

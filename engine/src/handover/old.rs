@@ -158,6 +158,8 @@ impl Old {
                 deadline,
                 adopts,
                 stage: Stage::Pausing,
+                // A quarter of the deadline, at most a second.
+                patience: started + (self.config.deadline / 4).min(Duration::from_secs(1)),
                 handed: 0,
                 refused: 0,
             }));

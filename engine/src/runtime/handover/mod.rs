@@ -56,6 +56,8 @@ pub(crate) struct HandOut {
     pub adopts: bool,
     /// Where it is: pausing, paused (waiting for every worker), handing.
     pub stage: Stage,
+    /// How long pausing waits for connections in the middle of a frame.
+    pub patience: Instant,
     pub handed: u64,
     pub refused: u64,
 }

@@ -109,11 +109,11 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if out.stage != Stage::Going {
-            return self.hold_still(io);
+            return self.hold_still(now, io);
         }
         // Those that were mid-frame when the others stopped, once at a
         // boundary.
-        self.gate_idle(io);
+        let _ = self.gate_idle(io);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let mut handed = 0;
         let mut waiting = false;
@@ -134,11 +134,15 @@ impl<H: Handler> Worker<H> {
 
     /// Stops reading every open connection at a frame boundary (those in the
     /// middle of one are read on until they reach one), then tells the
-    /// hand-over thread, once.
-    fn hold_still(&mut self, io: &mut impl Io) {
-        self.gate_idle(io);
+    /// hand-over thread, once: when every one is held, or once `out.patience`
+    /// has passed (a connection whose frame does not end is left to the
+    /// deadline; a message it completes after the others have gone is
+    /// published here only).
+    fn hold_still(&mut self, now: Instant, io: &mut impl Io) {
+        let all = self.gate_idle(io);
         if let Some(out) = &mut self.handing
             && out.stage == Stage::Pausing
+            && (all || now >= out.patience)
         {
             out.stage = Stage::Paused;
             let _ = out.sink.send(Outgoing::Paused { worker: self.index });
@@ -148,7 +152,7 @@ impl<H: Handler> Worker<H> {
     /// Stops reading each open connection at a frame boundary; one that
     /// read on past its pause (a completion backend delivers what it had
     /// received) and is in the middle of a frame now is read to the next.
-    fn gate_idle(&mut self, io: &mut impl Io) {
+    fn gate_idle(&mut self, io: &mut impl Io) -> bool {
         let mut reopen = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             let stream = &conn.stream;
@@ -162,13 +166,16 @@ impl<H: Handler> Worker<H> {
                 if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
                     io.pause_reading(key);
                 }
-            } else if conn.socket.gate.contains(Reasons::HANDOVER) {
+            } else {
+                // Read on to its next boundary (reopened if held).
                 reopen.push(key);
             }
         }
+        let all = reopen.is_empty();
         for key in reopen {
             self.reopen(key, io);
         }
+        all
     }
 
     /// Reads `key` again: what it received while held is parsed first.
@@ -176,7 +183,9 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER) {
+        if conn.socket.gate.contains(Reasons::HANDOVER)
+            && self.gate.open(&mut conn.socket.gate, Reasons::HANDOVER)
+        {
             io.resume_reading(key);
             self.reenter(key, io);
         }

@@ -429,7 +429,11 @@ impl<H: Handler> Worker<H> {
         shrink_idle(&mut self.flushing);
         shrink_idle(&mut self.shared.flush);
         let left = !self.shared.flush.is_empty() || !self.shared.publishes.is_empty();
-        let tick = self.clock.until_next_tick(now);
+        let mut tick = self.clock.until_next_tick(now);
+        if self.handing.is_some() {
+            // A hand-over's pause and deadline are looked at every few ms.
+            tick = tick.min(Duration::from_millis(5));
+        }
         Turn {
             wait: if left {
                 Duration::ZERO
