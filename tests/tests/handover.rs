@@ -401,14 +401,13 @@ backend_tests! {
     data_the_application_does_not_carry_is_closed_with_1012,
     a_wrong_nonce_is_refused,
     the_deadline_closes_what_is_left_with_1001,
+    another_major_version_is_refused_and_the_old_one_closes_with_1001,
 }
 
-/// Connects to the control socket as a new process would, takes the
-/// listening sockets (discarded: received without room for them, the kernel
-/// closes them), says it is ready and stops reading: the old process's
-/// first batch fails as if the new process had died.
-fn dying_new_process(socket: &str, nonce: &[u8]) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
+/// Connects to the control socket as a new process of protocol `major`
+/// would and says hello: the socket and the first answer's bytes.
+fn hello(socket: &str, nonce: &[u8], major: u16) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
     let name = socket.strip_prefix('@').expect("an abstract name");
     // SAFETY: a plain socket(2) call; the descriptor is owned below.
     let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
@@ -425,23 +424,64 @@ fn dying_new_process(socket: &str, nonce: &[u8]) -> std::os::fd::OwnedFd {
     // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
     let connected = unsafe { libc::connect(raw, (&raw const addr).cast(), len as libc::socklen_t) };
     assert_eq!(connected, 0, "{}", std::io::Error::last_os_error());
-    let mut hello = vec![1, 1, 0, 0, 0, 1];
+    let mut hello = vec![1];
+    hello.extend_from_slice(&major.to_le_bytes());
+    hello.extend_from_slice(&[0, 0, 1]);
     hello.extend_from_slice(&(nonce.len() as u16).to_le_bytes());
     hello.extend_from_slice(nonce);
-    let send = |bytes: &[u8]| {
-        // SAFETY: `bytes` is valid for its length.
-        let n = unsafe { libc::send(raw, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
-        assert_eq!(n, bytes.len() as isize);
-    };
-    send(&hello);
+    send(&fd, &hello);
     let mut buf = [0u8; 4096];
-    // SAFETY: `buf` is valid for its length.
-    let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    assert!(n > 0 && buf[0] == 3, "the listeners came");
+    // SAFETY: `buf` is valid for its length. Descriptors that come with the
+    // message (the listening sockets) find no room: the kernel closes them.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert!(n > 0, "an answer");
+    (fd, buf[..n as usize].to_vec())
+}
+
+fn send(fd: &std::os::fd::OwnedFd, bytes: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `bytes` is valid for its length.
+    let n = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    assert_eq!(n, bytes.len() as isize);
+}
+
+/// Takes the listening sockets as a new process would, says it is ready and
+/// stops reading: the old process's first batch fails as if the new process
+/// had died.
+fn dying_new_process(socket: &str, nonce: &[u8]) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let (fd, answer) = hello(socket, nonce, 1);
+    assert_eq!(answer[0], 3, "the listeners came");
     // SAFETY: a plain shutdown(2) of the descriptor owned above.
-    assert_eq!(unsafe { libc::shutdown(raw, libc::SHUT_RD) }, 0);
-    send(&[4]);
+    assert_eq!(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) }, 0);
+    send(&fd, &[4]);
     fd
+}
+
+/// A new process of another major protocol version is refused, and the old
+/// one falls back to a plain restart: 1001 to every connection, then it ends.
+fn another_major_version_is_refused_and_the_old_one_closes_with_1001(backend: BackendKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let meet = Rendezvous::new("the shared secret");
+    let handler = Counting { carry: true };
+    let old = start(backend, |b| meet.configure(b), move || handler);
+    let mut client = Client::connect(old.addr()).unwrap();
+    let (_fd, answer) = hello(&meet.socket, b"the shared secret", 2);
+    assert_eq!(answer[0], 2, "refused");
+    let reason = String::from_utf8_lossy(&answer[3..]).into_owned();
+    assert!(reason.starts_with("version:"), "{reason}");
+    assert_eq!(client.expect_close(1001), "server shutdown");
+    client.close(1001, "").unwrap();
+    drop(client);
+    old.join();
+    assert_eq!(metric(&old, "ringws_handover_out"), 0);
 }
 
 /// A new process that goes away mid-way leaves the old one serving every
