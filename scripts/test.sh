@@ -116,8 +116,8 @@ bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 -
 
 echo "== live restarts, small and unoptimized: connections handed to a new process under load, both backends, ws and wss+deflate"
 for backend in epoll io_uring; do
-  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4
-  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --tls --deflate
+  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2
+  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2 --tls --deflate
 done
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"

@@ -140,9 +140,18 @@ impl<H: Handler> Worker<H> {
     /// published here only).
     fn hold_still(&mut self, now: Instant, io: &mut impl Io) {
         let all = self.gate_idle(io);
+        let ready = self
+            .handing
+            .as_ref()
+            .is_some_and(|out| out.stage == Stage::Pausing && (all || now >= out.patience));
+        if ready {
+            // What this turn's callbacks published goes out first (to the
+            // other workers' mailboxes too), ahead of the `HandOverGo` the
+            // last `Paused` brings: no subscriber leaves before it.
+            self.pump();
+        }
         if let Some(out) = &mut self.handing
-            && out.stage == Stage::Pausing
-            && (all || now >= out.patience)
+            && ready
         {
             out.stage = Stage::Paused;
             let _ = out.sink.send(Outgoing::Paused { worker: self.index });
@@ -382,6 +391,15 @@ impl<H: Handler> Worker<H> {
     pub(super) fn adopt_queued(&mut self, io: &mut impl Io) {
         for (fd, state, hold) in std::mem::take(&mut self.adopting) {
             self.adopt_one(fd, &state, hold, io);
+        }
+        for (topic, message) in std::mem::take(&mut self.behind_adoptions) {
+            pubsub::deliver(
+                &mut self.conns,
+                &mut self.shared,
+                &mut self.keys,
+                &topic,
+                &message,
+            );
         }
     }
 

@@ -108,6 +108,9 @@ pub(crate) struct Worker<H: Handler> {
     adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>, bool)>,
     /// Read the connections a hand-over held still, at the turn's end.
     release_holds: bool,
+    /// Publishes from other workers that came behind connections to adopt:
+    /// delivered once those are in.
+    behind_adoptions: Vec<(Arc<str>, crate::types::PreparedMessage)>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -189,6 +192,7 @@ impl<H: Handler> Worker<H> {
             handing_off: None,
             adopting: Vec::new(),
             release_holds: false,
+            behind_adoptions: Vec::new(),
         }
     }
 

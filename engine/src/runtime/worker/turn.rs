@@ -39,6 +39,7 @@ impl<H: Handler> Worker<H> {
             handler,
             inflated,
             adopting,
+            behind_adoptions,
             ..
         } = self;
         let mut shutdown = None;
@@ -53,6 +54,11 @@ impl<H: Handler> Worker<H> {
                     let upgrade = deferred::decision(decision);
                     upgrade::decided(handler, shared, inflated, &mut conn.stream, upgrade);
                 }
+            }
+            // Behind a connection handed over (adopted at the end of this
+            // step): it is one of the subscribers, so it waits for it.
+            Command::Publish { topic, message } if !adopting.is_empty() => {
+                behind_adoptions.push((topic, message));
             }
             Command::Publish { topic, message } => {
                 pubsub::deliver(conns, shared, keys, &topic, &message);
