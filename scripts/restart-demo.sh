@@ -10,8 +10,16 @@
 # mismatched echoes and 0 dropped connections (a 1001 close is counted apart).
 #
 #   bash scripts/restart-demo.sh [--debug]    (--debug: unoptimized builds)
+#
+# --live: a live restart instead (docs/HANDOVER.md): scripts/restart-live.sh,
+# where the new process takes the old one's connections and no client is
+# closed (its options follow --live).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--live" ]; then
+  shift
+  exec bash scripts/restart-live.sh "$@"
+fi
 profile=release
 [ "${1:-}" = "--debug" ] && profile=debug
 flag=$([ "$profile" = release ] && echo --release || true)

@@ -15,7 +15,11 @@
 # harness's tests; every target of engine/fuzz compiles; fuzzing proper is
 # scripts/fuzz.sh, run by hand);
 # scripts/million.sh (each mode) and
-# scripts/soak.sh run small on debug builds; then a 2-node cluster behind nginx
+# scripts/soak.sh run small on debug builds; live restarts
+# (scripts/restart-demo.sh --live: connections handed over to a new process
+# under load, both backends, ws and wss with permessage-deflate; the
+# integration test tests/tests/handover.rs runs with the workspace's tests);
+# then a 2-node cluster behind nginx
 # (scripts/cluster.sh --check); then HAProxy in front carrying 200 WebSockets
 # to ringws over HTTP/2, RFC 8441, on both backends (scripts/haproxy-h2.sh
 # --check: Debian's haproxy installed when missing). Before the tests: the metrics
@@ -109,6 +113,12 @@ bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode echo --ev
 # are a large share of the server's RSS; the real bound is the full soak's.)
 bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --rss-tolerance 50 \
   --debug --tune no --out target/soak/ci
+
+echo "== live restarts, small and unoptimized: connections handed to a new process under load, both backends, ws and wss+deflate"
+for backend in epoll io_uring; do
+  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2
+  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2 --tls --deflate
+done
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"
 bash scripts/cluster.sh 2 --check --debug

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use ringws::proto::handshake::UpgradeRequest;
 use ringws::{
-    Handler, HttpRequest, HttpResponse, Message, PendingUpgrade, Server, TlsConfig, Upgrade,
-    WebSocket,
+    Handler, HttpRequest, HttpResponse, Message, PendingUpgrade, Portable, Server, TlsConfig,
+    Upgrade, WebSocket,
 };
 use ringws_redis::RedisBridge;
 
@@ -77,6 +77,15 @@ impl Handler for Chat {
             let joined = format!("{} joined", ws.data());
             ws.publish(ROOM, Message::Text(&joined));
         }
+    }
+
+    /// A live restart (`--handover`): the nickname travels.
+    fn on_handover_out(&mut self, _id: ringws::ConnId, nick: &String) -> Option<Vec<u8>> {
+        Some(nick.to_bytes())
+    }
+
+    fn on_handover_in(&mut self, _id: ringws::ConnId, bytes: &[u8]) -> Option<String> {
+        String::from_bytes(bytes)
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, String>, message: Message<'_>) {
@@ -168,6 +177,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut metrics = false;
     let (mut cert, mut key) = (None, None);
     let mut auth: Option<String> = None;
+    let mut handover: Option<(String, String)> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -184,9 +194,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("tls-cert") => cert = Some(parser.value()?.string()?),
             Long("tls-key") => key = Some(parser.value()?.string()?),
             Long("auth") => auth = Some(parser.value()?.string()?),
+            // A live restart (docs/HANDOVER.md): --handover SOCKET NONCE_FILE.
+            Long("handover") => {
+                handover = Some((parser.value()?.string()?, parser.value()?.string()?))
+            }
             Long("help") => {
                 println!(
-                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics] [--tls-cert CERT.pem --tls-key KEY.pem] [--auth TOKENS]"
+                    "chat [--host 127.0.0.1] [--port 9002] [--workers N] [--redis URL [--prefix P] [--sharded]] [--stats SECONDS] [--no-announce] [--metrics] [--tls-cert CERT.pem --tls-key KEY.pem] [--auth TOKENS] [--handover SOCKET NONCE_FILE]"
                 );
                 return Ok(());
             }
@@ -204,6 +218,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if metrics {
         // Prometheus scrapes http://HOST:PORT/metrics.
         builder = builder.metrics_route("/metrics");
+    }
+    let live = handover.is_some();
+    if let Some((socket, nonce)) = &handover {
+        builder = builder.handover(socket, nonce);
     }
     let bridge = match &redis {
         Some(url) => {
@@ -239,6 +257,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "chat: listening on {scheme}://{}; topic {ROOM:?}",
             handle.local_addr()
         ),
+    }
+    if live {
+        // Until a new process has taken everything over.
+        handle.join();
+        println!("chat: handed over");
+        return Ok(());
     }
     loop {
         match (stats_every, &bridge) {

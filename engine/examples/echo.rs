@@ -10,14 +10,17 @@
 //! knowledge on the plain listener. `--page FILE` serves that HTML file at
 //! `GET /` (any other plain request gets 404), so a browser can load a page
 //! from this server and open its WebSocket to the same origin
-//! (`scripts/browser.sh --http2`).
+//! (`scripts/browser.sh --http2`). `--handover SOCKET --nonce FILE` turns on
+//! live restarts (`docs/HANDOVER.md`): a second echo started with the same
+//! two takes this one's listening sockets and open connections, and this one
+//! exits (`scripts/restart-demo.sh --live`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ringws::proto::handshake::UpgradeRequest;
 use ringws::{
-    BackendKind, DeflateMode, Handler, Http2, HttpRequest, HttpResponse, Message, Server,
+    BackendKind, DeflateMode, Handler, Http2, HttpRequest, HttpResponse, Message, Portable, Server,
     TlsConfig, Upgrade, WebSocket,
 };
 
@@ -35,6 +38,15 @@ impl Handler for Echo {
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, message: Message<'_>) {
         ws.send(message);
+    }
+
+    /// Nothing is kept beside a connection: it travels as no bytes.
+    fn on_handover_out(&mut self, _id: ringws::ConnId, data: &()) -> Option<Vec<u8>> {
+        Some(data.to_bytes())
+    }
+
+    fn on_handover_in(&mut self, _id: ringws::ConnId, bytes: &[u8]) -> Option<()> {
+        <()>::from_bytes(bytes)
     }
 
     fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
@@ -71,6 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tls_key: Option<String> = None;
     let mut h2c = false;
     let mut page: Option<Arc<Vec<u8>>> = None;
+    let mut handover: Option<String> = None;
+    let mut nonce: Option<String> = None;
+    let mut handover_ms: Option<u64> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -107,6 +122,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("tls-cert") => tls_cert = Some(parser.value()?.string()?),
             Long("tls-key") => tls_key = Some(parser.value()?.string()?),
             Long("h2c") => h2c = true,
+            Long("handover") => handover = Some(parser.value()?.string()?),
+            Long("nonce") => nonce = Some(parser.value()?.string()?),
+            Long("handover-deadline-ms") => handover_ms = Some(parser.value()?.parse()?),
             Long("page") => {
                 let path = parser.value()?.string()?;
                 let html = std::fs::read(&path).map_err(|e| format!("--page {path}: {e}"))?;
@@ -114,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c] [--page FILE.html]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c] [--page FILE.html] [--handover SOCKET --nonce FILE [--handover-deadline-ms MS]]"
                 );
                 return Ok(());
             }
@@ -145,6 +163,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if metrics {
         // Prometheus scrapes http://HOST:PORT/metrics.
         builder = builder.metrics_route("/metrics");
+    }
+    match (&handover, &nonce) {
+        (Some(socket), Some(nonce)) => {
+            builder = builder.handover(socket, nonce);
+            if let Some(ms) = handover_ms {
+                builder = builder.handover_deadline(std::time::Duration::from_millis(ms));
+            }
+        }
+        (None, None) => {}
+        _ => return Err("--handover and --nonce go together".into()),
     }
     // SIGTERM and SIGINT: a graceful shutdown (close 1001, at most the grace),
     // read by worker 0 beside its sockets, so with one worker the server is

@@ -296,6 +296,25 @@ pub struct Config {
     /// HTTP/2 and WebSockets over it (RFC 8441). Default: by ALPN on TLS
     /// listeners, not on plain ones.
     pub http2: Http2,
+    /// Live restarts: hand the listeners and the open connections over to a
+    /// new process ([`Handover`], `docs/HANDOVER.md`). Default off.
+    pub handover: Option<Handover>,
+}
+
+/// Where and how two processes of the same server meet to hand connections
+/// over ([`crate::Builder::handover`], `docs/HANDOVER.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The control socket: a filesystem path, or an abstract name (Linux)
+    /// written with a leading `@`. The running process listens on it; a new
+    /// one connects to it at start.
+    pub socket: String,
+    /// A file both processes read (and nobody else may): its bytes are the
+    /// shared secret the new process proves it holds.
+    pub nonce_file: std::path::PathBuf,
+    /// How long the old process hands connections over; what is left then
+    /// is closed with 1001 as a plain shutdown does. Default 10 s.
+    pub deadline: Duration,
 }
 
 impl Default for Config {
@@ -334,6 +353,7 @@ impl Default for Config {
             metrics_route: None,
             shutdown_on_signals: None,
             http2: Http2::default(),
+            handover: None,
         }
     }
 }

@@ -34,6 +34,7 @@ mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod handover;
 pub mod proto;
 pub(crate) mod runtime;
 #[doc(hidden)]
@@ -45,13 +46,13 @@ mod transport;
 mod types;
 
 pub use config::{
-    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, Http2, ProxyMode,
+    BackendKind, BackpressurePolicy, Config, ConfigError, DeflateMode, Handover, Http2, ProxyMode,
     ProxyProtocol,
 };
 pub use ipnet::IpNet;
 pub use runtime::bridge::{Bridge, LocalNode};
 pub use runtime::deferred::{PendingUpgrade, UpgradeError};
-pub use runtime::handler::{Handler, WebSocket};
+pub use runtime::handler::{Handler, Portable, WebSocket};
 /// The rustls this crate is built with, for [`TlsConfig::from_rustls`].
 pub use rustls;
 pub use server::{Builder, Server, ServerHandle, StartError, Stats};

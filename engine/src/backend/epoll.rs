@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener as StdListener};
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use super::signals::SignalFd;
 
 use crate::runtime::command::Wake;
 use crate::runtime::handler::Handler;
-use crate::runtime::seam::{FrameParts, Hangup, Io, Written};
+use crate::runtime::seam::{FrameParts, Hangup, Io, Prepared, Written};
 use crate::runtime::worker::{Worker, shrink_idle};
 use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
@@ -334,6 +335,49 @@ impl Io for Sockets {
             let mut listener = listener;
             let _ = self.registry.deregister(&mut listener);
         }
+    }
+
+    /// Nothing is in flight on a readiness backend.
+    fn prepare_detach(&mut self, key: usize) -> Prepared {
+        match self.streams.get(key) {
+            Some(Some(_)) => Prepared::Ready,
+            _ => Prepared::Never,
+        }
+    }
+
+    /// Deregisters the socket and hands its descriptor out: a read or write
+    /// event still on its way finds no stream at `key` and is dropped.
+    fn detach(&mut self, key: usize) -> Option<OwnedFd> {
+        let mut stream = self.streams.get_mut(key).and_then(Option::take)?;
+        let _ = self.registry.deregister(&mut stream.tcp);
+        let fd = stream.tcp.into_raw_fd();
+        // SAFETY: `into_raw_fd` gave up the descriptor it owned; nothing
+        // else owns or closes it.
+        Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+
+    /// Registers a connected socket as `key` and reads it next turn: bytes
+    /// that arrived before the registration raise no edge of their own.
+    fn adopt(&mut self, key: usize, fd: OwnedFd) -> bool {
+        let tcp = std::net::TcpStream::from(fd);
+        if tcp.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut tcp = TcpStream::from_std(tcp);
+        if let Err(e) = self.registry.register(
+            &mut tcp,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a connection handed over: {e}");
+            return false;
+        }
+        if self.streams.len() <= key {
+            self.streams.resize_with(key + 1, || None);
+        }
+        self.streams[key] = Some(Stream { tcp, paused: false });
+        self.resumed.push((key, true));
+        true
     }
 }
 

@@ -35,7 +35,12 @@
 //! except what was received before the pause; whatever arrived meanwhile,
 //! EOF included, is delivered after the resume); `stop_accepting()` (close the
 //! listeners, so that with `net.ipv4.tcp_migrate_req` their queued connections
-//! move to another process on the port).
+//! move to another process on the port); for a live hand-over
+//! (`docs/HANDOVER.md`), `prepare_detach(key)` (`Ready`, or `Later` while
+//! something of it is in flight; io_uring installs a regular descriptor for
+//! the direct one then), `detach(key)` (the socket leaves the backend
+//! unclosed: nothing of it is read or written there again) and `adopt(key,
+//! fd)` (a connected socket another process handed over).
 //!
 //! # A loop turn, the same on both backends
 //!

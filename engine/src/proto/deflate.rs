@@ -278,6 +278,12 @@ pub struct Decompressor {
 }
 
 impl Decompressor {
+    /// Whether the peer resets its compressor after each message (no
+    /// context takeover): then this one keeps nothing between messages.
+    pub fn resets(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// A decompressor for a peer that may use any window up to 15 bits.
     pub fn new(no_context_takeover: bool) -> Self {
         Self {

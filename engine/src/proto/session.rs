@@ -290,7 +290,68 @@ impl Default for Session {
     }
 }
 
+/// What of a session's permessage-deflate another process can take over
+/// (a live hand-over): a session that keeps no window between messages
+/// carries only its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeflateCarry {
+    /// No permessage-deflate.
+    Off,
+    /// On the endpoint's shared codecs, with our compressor's window.
+    Shared(u8),
+    /// On codecs of its own that reset after every message both ways.
+    Own {
+        /// Our compressor's window, 9..=15.
+        window: u8,
+        /// Its level, 0..=9.
+        level: u32,
+    },
+}
+
 impl Session {
+    /// Its permessage-deflate as another process can take it over, or why
+    /// it cannot: a context kept between messages (a 32 KiB window per
+    /// direction) is not carried. Only a session whose close handshake has
+    /// not begun is carried.
+    pub fn deflate_carry(&self) -> Result<DeflateCarry, &'static str> {
+        if self.close.close_sent() || self.close.close_received() {
+            return Err("its close handshake has begun");
+        }
+        match (&self.own, self.shared_window) {
+            (None, 0) => Ok(DeflateCarry::Off),
+            (None, window) => Ok(DeflateCarry::Shared(window)),
+            (Some(own), _) if own.no_context_takeover && own.decompressor.resets() => {
+                Ok(DeflateCarry::Own {
+                    window: own.window,
+                    level: own.level,
+                })
+            }
+            (Some(_), _) => {
+                Err("permessage-deflate with context takeover (its windows are not carried)")
+            }
+        }
+    }
+
+    /// The session another process carried over (see
+    /// [`Self::deflate_carry`]), for the server role.
+    pub fn carried(carry: DeflateCarry) -> Self {
+        match carry {
+            DeflateCarry::Off => Self::new(),
+            DeflateCarry::Shared(window) => Self::with_shared_deflate(window),
+            DeflateCarry::Own { window, level } => Self {
+                close: CloseHandshake::new(),
+                shared_window: 0,
+                own: Some(Box::new(OwnCodecs {
+                    compressor: None,
+                    window: window.clamp(9, 15),
+                    level: level.min(9),
+                    no_context_takeover: true,
+                    decompressor: Decompressor::new(true),
+                })),
+            },
+        }
+    }
+
     /// A session without extensions.
     pub fn new() -> Self {
         Self {

@@ -39,6 +39,29 @@ pub(crate) enum Command {
     },
     /// Stop accepting, close everything, exit by the deadline.
     Shutdown { deadline: Instant },
+    /// A live hand-over begins: hand every open connection to `out`'s sink
+    /// (see `runtime::handover`), then stop.
+    HandOver(crate::runtime::handover::HandOut),
+    /// The hand-over failed (the new process went away): keep serving what
+    /// is left, as before it.
+    HandOverFailed,
+    /// The new process has everything: end once what is left is gone.
+    HandOverDone,
+    /// Every worker has paused: hand the connections over.
+    HandOverGo,
+    /// The new process: every connection handed over has arrived; read them
+    /// (until then they are held, so that nothing is published before every
+    /// subscriber is here).
+    HandOverComplete,
+    /// A connection handed over by the old process: its socket and its
+    /// snapshot's bytes, to serve from now on.
+    Adopt {
+        fd: std::os::fd::OwnedFd,
+        state: Vec<u8>,
+        /// Not read until `HandOverComplete` (the new process); a connection
+        /// taken back after a failure is read at once.
+        hold: bool,
+    },
     /// A deferred upgrade's decision: an `Upgrade<U>` of the worker's handler
     /// (see `deferred::decision`).
     Decide {

@@ -23,6 +23,9 @@ impl Reasons {
     pub const RATE_LIMIT: Self = Self(1);
     /// Its TLS handshake waits for a slot (`max_tls_handshakes`).
     pub const HANDSHAKE_SLOT: Self = Self(2);
+    /// A live hand-over holds it still (`runtime::handover`): no queue, the
+    /// hand-over lifts it from every connection at once.
+    pub const HANDOVER: Self = Self(4);
 
     /// Read: no reason holds it.
     pub fn is_empty(self) -> bool {
@@ -31,6 +34,11 @@ impl Reasons {
 
     pub fn contains(self, reason: Self) -> bool {
         self.0 & reason.0 != 0
+    }
+
+    /// The reasons other than `reason`.
+    pub fn without(self, reason: Self) -> Self {
+        Self(self.0 & !reason.0)
     }
 
     fn queue(reason: Self) -> usize {
@@ -56,6 +64,14 @@ impl ReadGate {
             reasons.0 |= reason.0;
             self.waiting[Reasons::queue(reason)].push_back(id);
         }
+        was_open
+    }
+
+    /// Closes it for `reason` without queueing it (a reason lifted from every
+    /// connection at once): true if it was open.
+    pub fn close_unqueued(reasons: &mut Reasons, reason: Reasons) -> bool {
+        let was_open = reasons.is_empty();
+        reasons.0 |= reason.0;
         was_open
     }
 

@@ -74,11 +74,92 @@ pub trait Handler: 'static {
         let _ = (id, data, code, reason, cause);
     }
 
+    /// A live hand-over (`docs/HANDOVER.md`) is taking connection `id` to a
+    /// new process: return the bytes the new process's
+    /// [`on_handover_in`](Self::on_handover_in) rebuilds `data` from (see
+    /// [`Portable`]). The connection then leaves this process without
+    /// `on_close`; its data is dropped here. The default, `None`, carries
+    /// nothing: the connection is closed with 1012 (service restart) and
+    /// `on_close` follows as for any close.
+    fn on_handover_out(&mut self, id: ConnId, data: &Self::Data) -> Option<Vec<u8>> {
+        let _ = (id, data);
+        None
+    }
+
+    /// A connection handed over by the old process arrived, now named `id`:
+    /// its data, rebuilt from what the old process's
+    /// [`on_handover_out`](Self::on_handover_out) made of it. It is open
+    /// already: no `on_open` follows, and `on_close` comes at its end. `None`
+    /// refuses it: it is closed with 1012 (the default).
+    fn on_handover_in(&mut self, id: ConnId, bytes: &[u8]) -> Option<Self::Data> {
+        let _ = (id, bytes);
+        None
+    }
+
     /// A plain HTTP request (no WebSocket upgrade). Return a response to serve a
     /// route such as `/health`, or `None` for the default 426 Upgrade Required.
     fn on_http(&mut self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
         let _ = request;
         None
+    }
+}
+
+/// Per-connection data that can travel to another process in a live
+/// hand-over: as bytes and back. A handler whose data implements it carries
+/// it with two lines:
+///
+/// ```
+/// # use ringws::{ConnId, Portable};
+/// # struct H;
+/// # impl H {
+/// fn on_handover_out(&mut self, _id: ConnId, data: &String) -> Option<Vec<u8>> {
+///     Some(data.to_bytes())
+/// }
+/// fn on_handover_in(&mut self, _id: ConnId, bytes: &[u8]) -> Option<String> {
+///     String::from_bytes(bytes)
+/// }
+/// # }
+/// ```
+pub trait Portable: Sized {
+    /// The bytes another process rebuilds it from.
+    fn to_bytes(&self) -> Vec<u8>;
+    /// Rebuilt from [`Self::to_bytes`]'s bytes; `None` if they are not.
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Portable for () {
+    fn to_bytes(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.is_empty().then_some(())
+    }
+}
+
+impl Portable for Vec<u8> {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.clone()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(bytes.to_vec())
+    }
+}
+
+impl Portable for String {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+impl Portable for u64 {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
     }
 }
 

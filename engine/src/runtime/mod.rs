@@ -27,6 +27,7 @@ pub(crate) mod gate;
 #[doc(hidden)]
 pub mod h2_bench;
 pub(crate) mod handler;
+pub(crate) mod handover;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod pubsub;

@@ -177,6 +177,69 @@ impl Limiter {
     }
 }
 
+/// A limiter as another process takes it over (a live hand-over): each
+/// bucket's rate, capacity and tokens (thousandths), the policy and whether
+/// it tripped; the refill clock is the new worker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CarriedLimiter {
+    /// `[rate, cap, tokens]` of the message and the byte bucket.
+    pub messages: Option<[i64; 3]>,
+    pub bytes: Option<[i64; 3]>,
+    pub close_policy: bool,
+    pub tripped: bool,
+}
+
+/// The most a carried bucket's numbers may be (a validated limit's bound).
+const CARRIED_MAX: i64 = (1 << 40) * MILLI;
+
+impl Limiter {
+    /// Its state at `now_ms`, for another process; `None` while paused (what
+    /// it holds is not carried: the hand-over waits until it resumes).
+    pub fn carry(&mut self, now_ms: u64) -> Option<CarriedLimiter> {
+        self.refill(now_ms);
+        if self.paused {
+            return None;
+        }
+        let bucket = |b: &Bucket| [b.rate, b.cap, b.tokens];
+        Some(CarriedLimiter {
+            messages: self.messages.as_ref().map(bucket),
+            bytes: self.bytes.as_ref().map(bucket),
+            close_policy: self.policy == RateLimitPolicy::Close,
+            tripped: self.tripped,
+        })
+    }
+
+    /// The limiter another process carried over, refilled from `now_ms`;
+    /// `None` if its numbers are out of range (never from a valid limit).
+    pub fn carried(state: CarriedLimiter, now_ms: u64) -> Option<Self> {
+        let bucket = |b: Option<[i64; 3]>| -> Result<Option<Bucket>, ()> {
+            match b {
+                None => Ok(None),
+                Some([rate, cap, tokens])
+                    if (1..=CARRIED_MAX).contains(&rate)
+                        && (0..=CARRIED_MAX).contains(&cap)
+                        && (-CARRIED_MAX..=cap).contains(&tokens) =>
+                {
+                    Ok(Some(Bucket { rate, cap, tokens }))
+                }
+                Some(_) => Err(()),
+            }
+        };
+        Some(Self {
+            messages: bucket(state.messages).ok()?,
+            bytes: bucket(state.bytes).ok()?,
+            policy: if state.close_policy {
+                RateLimitPolicy::Close
+            } else {
+                RateLimitPolicy::Pause
+            },
+            last_ms: now_ms,
+            paused: false,
+            tripped: state.tripped,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +284,23 @@ mod tests {
         assert_eq!(l.bytes(6, 2), Verdict::Close, "one byte back after 1 ms");
         assert_eq!(l.bytes(10_000, 1), Verdict::Discard, "tripped for good");
         assert_eq!(l.message(10_000), Verdict::Discard);
+    }
+
+    #[test]
+    fn a_carried_limiter_keeps_its_tokens() {
+        let limit = RateLimit::none().messages(10, 3);
+        let mut l = Limiter::new(&limit, 0).unwrap();
+        assert_eq!(l.message(0), Verdict::Within);
+        assert_eq!(l.message(0), Verdict::Within);
+        let state = l.carry(0).unwrap();
+        // Another worker whose clock reads 5,000 ms: one token left, not three.
+        let mut m = Limiter::carried(state, 5_000).unwrap();
+        assert_eq!(m.hold(5_000), None);
+        assert_eq!(m.message(5_000), Verdict::Within);
+        assert_eq!(m.hold(5_000), Some(true));
+        let mut bad = state;
+        bad.messages = Some([0, 1, 1]);
+        assert!(Limiter::carried(bad, 0).is_none(), "a zero rate is refused");
     }
 
     #[test]

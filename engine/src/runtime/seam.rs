@@ -64,6 +64,31 @@ pub(crate) trait Io {
 
     /// Stops accepting new connections (shutdown has begun).
     fn stop_accepting(&mut self);
+
+    /// Gets the socket of `key` ready to leave (a live hand-over), its
+    /// reading paused: `Ready` when [`detach`](Self::detach) can take it now,
+    /// `Later` while something of it is in flight (the worker asks again next
+    /// turn), `Never` if it cannot go.
+    fn prepare_detach(&mut self, key: usize) -> Prepared;
+
+    /// Takes the socket of `key` out of the backend without closing it (a
+    /// live hand-over), after [`prepare_detach`](Self::prepare_detach) said
+    /// `Ready`: nothing of it is read or written here any more. `None` if it
+    /// cannot (the worker then closes the connection with 1012).
+    fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd>;
+
+    /// Serves `fd`, a connected socket another process handed over, as
+    /// `key`, reading it from the next turn on (what arrived before is in
+    /// it). False if the backend cannot (the descriptor is closed).
+    fn adopt(&mut self, key: usize, fd: std::os::fd::OwnedFd) -> bool;
+}
+
+/// Whether a socket can leave the backend now ([`Io::prepare_detach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    Ready,
+    Later,
+    Never,
 }
 
 /// What of a frame (`header`, then `payload`) is left after `written` bytes.

@@ -40,6 +40,11 @@ impl Topics {
         self.node.as_deref()
     }
 
+    /// The name of topic `id`, if it exists.
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.topics.get(id as usize).map(|t| &*t.name)
+    }
+
     pub fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
     }

@@ -203,6 +203,42 @@ impl Builder {
         self
     }
 
+    /// Live restarts (`docs/HANDOVER.md`): this process listens on the Unix
+    /// socket `socket` (a path, or an abstract name written `@name`) for its
+    /// successor; started while another process of the server listens
+    /// there, it takes over that one's listening sockets and open
+    /// connections instead of binding. Both must be given the same
+    /// `nonce_file` (readable by their user only). The hand-over's deadline
+    /// is [`Builder::handover_deadline`].
+    pub fn handover(mut self, socket: &str, nonce_file: impl Into<std::path::PathBuf>) -> Self {
+        let deadline = self
+            .config
+            .handover
+            .as_ref()
+            .map_or(Duration::from_secs(10), |h| h.deadline);
+        self.config.handover = Some(crate::config::Handover {
+            socket: socket.to_owned(),
+            nonce_file: nonce_file.into(),
+            deadline,
+        });
+        self
+    }
+
+    /// How long a hand-over may take before the old process closes what is
+    /// left with 1001 (default 10 s; needs [`Builder::handover`] first).
+    pub fn handover_deadline(mut self, deadline: Duration) -> Self {
+        match self.config.handover.as_mut() {
+            Some(h) => h.deadline = deadline,
+            None => {
+                self.error.get_or_insert(ConfigError::Invalid {
+                    name: "handover_deadline",
+                    problem: "needs Builder::handover first",
+                });
+            }
+        }
+        self
+    }
+
     /// Largest upgrade request head in bytes (default 8 KiB; 431 beyond).
     pub fn max_handshake_bytes(mut self, bytes: usize) -> Self {
         self.config.handshake_limits.max_bytes = bytes;

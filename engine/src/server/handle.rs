@@ -32,6 +32,8 @@ pub(super) struct Inner {
     ///
     /// [`Server::run`]: crate::Server::run
     pub(super) inline: bool,
+    /// The live hand-over's thread, if configured.
+    pub(super) handover: Mutex<Option<crate::handover::Control>>,
 }
 
 /// Steers a running server from any thread.
@@ -154,7 +156,30 @@ impl ServerHandle {
         }
         self.join_threads();
         if !self.inner.inline {
+            self.stop_handover();
             self.stop_bridge();
+        }
+    }
+
+    /// Waits until every worker (on a thread of its own) has exited: after a
+    /// [`shutdown`](Self::shutdown) from elsewhere, or once a live hand-over
+    /// (`docs/HANDOVER.md`) has taken or closed every connection; then stops
+    /// the hand-over thread.
+    pub fn join(&self) {
+        self.join_threads();
+        self.stop_handover();
+    }
+
+    /// Stops the hand-over thread, if any.
+    pub(super) fn stop_handover(&self) {
+        let control = self
+            .inner
+            .handover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut control) = control {
+            control.stop();
         }
     }
 

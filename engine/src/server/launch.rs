@@ -3,7 +3,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicU64;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use crate::backend::epoll::EpollBackend;
 use crate::backend::signals::{self, SignalFd};
 use crate::backend::uring::UringBackend;
 use crate::backend::{self, Chosen};
-use crate::config::{BackendKind, Config, ConfigError};
+use crate::config::{BackendKind, Config, ConfigError, Handover};
+use crate::handover::{self, Asked, Control, ListenerSlot, Old, Taken};
 use crate::runtime::bridge::{LocalNode, NodeTopics};
 use crate::runtime::command::{self, Mailbox};
 use crate::runtime::handler::Handler;
@@ -80,6 +82,7 @@ impl Server {
                 inline.run();
             }
             handle.join_threads();
+            handle.stop_handover();
             handle.stop_bridge();
         });
         if let Some(previous) = previous {
@@ -103,7 +106,12 @@ impl Server {
         let bridge = self.bridge.0;
         let node = bridge.clone().map(|b| Arc::new(NodeTopics::new(b)));
         let chosen = backend::choose(config.effective_backend()).map_err(StartError::Backend)?;
-        let listeners = bind_all(&config)?;
+        let mut handover = prepare_handover(&config)?;
+        let listeners = bind_all(&config, handover.as_mut().and_then(|h| h.taken.as_mut()))?;
+        let kept = match &handover {
+            Some(_) => keep_listeners(&config, &listeners).map_err(StartError::Handover)?,
+            None => Vec::new(),
+        };
         let local_addrs: Vec<SocketAddr> = listeners[0]
             .iter()
             .map(|l| l.local_addr())
@@ -238,6 +246,7 @@ impl Server {
                 tls_addrs,
                 tls,
                 inline,
+                handover: Mutex::new(None),
             }),
         };
         if let Some(e) = failure {
@@ -249,6 +258,16 @@ impl Server {
                 handle.stop_bridge();
             }
             return Err(StartError::Worker(e));
+        }
+        if let Some(prepared) = handover {
+            let control = prepared
+                .spawn(kept, handle.inner.mailboxes.clone())
+                .map_err(StartError::Handover)?;
+            *handle
+                .inner
+                .handover
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(control);
         }
         Ok((handle, inline_worker))
     }
@@ -336,14 +355,116 @@ fn open_backend(
     }
 }
 
+/// A live hand-over being set up: the nonce, and what a running process
+/// handed over (`None`: nobody to take over; the control socket is bound).
+struct PreparedHandover {
+    config: Handover,
+    nonce: Vec<u8>,
+    taken: Option<Taken>,
+    bound: Option<OwnedFd>,
+}
+
+/// With [`Builder::handover`](super::Builder::handover): reads the nonce,
+/// and takes over from the process listening on the control socket, or
+/// binds it when nobody does.
+fn prepare_handover(config: &Config) -> Result<Option<PreparedHandover>, StartError> {
+    let Some(h) = &config.handover else {
+        return Ok(None);
+    };
+    let nonce = handover::read_nonce(&h.nonce_file).map_err(StartError::Handover)?;
+    // Both backends take connections over (io_uring into a part of its
+    // fixed-file table kept for them).
+    let asked = handover::take_over(h, &nonce, true).map_err(StartError::Handover)?;
+    let (taken, bound) = match asked {
+        Asked::Taken(taken) => (Some(taken), None),
+        Asked::Nobody => (
+            None,
+            Some(handover::listen(&h.socket).map_err(StartError::Handover)?),
+        ),
+        // The old process is shutting down: the thread binds the control
+        // socket once it is free.
+        Asked::OtherVersion(reason) => {
+            log::warn!("ringws: no hand-over ({reason}); starting beside the running process");
+            (None, None)
+        }
+    };
+    Ok(Some(PreparedHandover {
+        config: h.clone(),
+        nonce,
+        taken,
+        bound,
+    }))
+}
+
+impl PreparedHandover {
+    /// Starts the hand-over thread: receiving what the old process hands
+    /// over first, if anything, then listening for the next new process.
+    fn spawn(
+        self,
+        listeners: Vec<(ListenerSlot, OwnedFd)>,
+        mailboxes: Arc<[Mailbox]>,
+    ) -> io::Result<Control> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let old = Old {
+            config: self.config,
+            nonce: self.nonce,
+            listeners,
+            mailboxes: mailboxes.clone(),
+            stop: stop.clone(),
+        };
+        match (self.taken, self.bound) {
+            (Some(taken), _) => Control::spawn(stop, move || taken.receive(mailboxes, old)),
+            (None, bound) => Control::spawn(stop, move || old.run(bound)),
+        }
+    }
+}
+
+/// A copy of every listening socket for the hand-over thread, in the order
+/// the protocol sends them (by address, then by worker).
+fn keep_listeners(
+    config: &Config,
+    listeners: &[Vec<TcpListener>],
+) -> io::Result<Vec<(ListenerSlot, OwnedFd)>> {
+    let mut kept = Vec::new();
+    for index in 0..config.addrs.len() + config.tls_addrs.len() {
+        for worker in listeners {
+            let slot = ListenerSlot {
+                tls: index >= config.addrs.len(),
+                index: index as u16,
+            };
+            kept.push((slot, OwnedFd::from(worker[index].try_clone()?)));
+        }
+    }
+    Ok(kept)
+}
+
 /// One listener per worker per address, all with SO_REUSEPORT on the same port,
-/// so the kernel spreads connections over the workers.
-fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
+/// so the kernel spreads connections over the workers. Those a running process
+/// handed over (`taken`) come first; more workers than it had bind beside them.
+fn bind_all(
+    config: &Config,
+    mut taken: Option<&mut Taken>,
+) -> Result<Vec<Vec<TcpListener>>, StartError> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..config.workers).map(|_| Vec::new()).collect();
-    for requested in config.listen_addrs() {
+    for (index, requested) in config.listen_addrs().enumerate() {
+        let mut handed = taken
+            .as_deref_mut()
+            .map(|t| t.listeners_of(index))
+            .unwrap_or_default();
         let mut addr = requested;
+        if let Some(first) = handed.front() {
+            addr = first
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+        }
         for listeners in per_worker.iter_mut() {
-            let listener = listen(addr, config.backlog)
+            let listener = match handed.pop_front() {
+                Some(listener) => listener,
+                None => listen(addr, config.backlog)
+                    .map_err(|source| StartError::Listen { addr, source })?,
+            };
+            listener
+                .set_nonblocking(true)
                 .map_err(|source| StartError::Listen { addr, source })?;
             // Port 0: the first bind picked the port; the others share it.
             addr = listener
@@ -351,6 +472,18 @@ fn bind_all(config: &Config) -> Result<Vec<Vec<TcpListener>>, StartError> {
                 .map_err(|source| StartError::Listen { addr, source })?;
             listeners.push(listener);
         }
+        if !handed.is_empty() {
+            // Without net.ipv4.tcp_migrate_req, what is queued on them is reset.
+            log::warn!(
+                "ringws: {} listening sockets handed over beyond this process's workers are closed",
+                handed.len()
+            );
+        }
+    }
+    if let Some(left) = taken.map(|t| t.leftover()).filter(|&n| n > 0) {
+        log::warn!(
+            "ringws: {left} listening sockets handed over for addresses this process does not have are closed"
+        );
     }
     Ok(per_worker)
 }

@@ -34,6 +34,10 @@ pub enum StartError {
     /// A worker failed to start.
     #[error("worker failed to start: {0}")]
     Worker(io::Error),
+    /// The live hand-over's control socket or nonce file
+    /// ([`Builder::handover`]) failed.
+    #[error("live hand-over: {0}")]
+    Handover(io::Error),
 }
 
 /// A configured server, not yet running.

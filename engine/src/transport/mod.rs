@@ -16,7 +16,9 @@ use std::ops::Range;
 
 use self::mux::Mux;
 use self::outbox::{BufferPool, Outbox};
+pub(crate) use self::tls::records::CarriedRecords;
 use self::tls::records::Sealer;
+pub(crate) use self::tls::session::NotNow;
 use self::tls::session::{self, Tls};
 use crate::types::TlsError;
 
@@ -103,6 +105,30 @@ impl Transport {
         }
     }
 
+    /// What a live hand-over carries of it: nothing for a plain socket; over
+    /// TLS the record layer's state and the ciphertext not yet written (see
+    /// `tls::session::carry`); an HTTP/2 socket or stream cannot go.
+    pub fn hand_over(&mut self) -> Result<Option<(CarriedRecords, Vec<u8>)>, NotNow> {
+        match self {
+            Transport::Plain => Ok(None),
+            Transport::Tls(tls) => tls.carry().map(Some),
+            Transport::Mux(_) | Transport::Carried { .. } => {
+                Err(NotNow::Refuse("a WebSocket over HTTP/2 (RFC 8441)"))
+            }
+        }
+    }
+
+    /// The transport a live hand-over carried over (see [`Self::hand_over`]).
+    pub fn handed_over(
+        tls: Option<(&CarriedRecords, &[u8])>,
+        pool: &mut BufferPool,
+    ) -> Result<Self, &'static str> {
+        Ok(match tls {
+            None => Transport::Plain,
+            Some((records, wire)) => Transport::Tls(Box::new(Tls::carried(records, wire, pool)?)),
+        })
+    }
+
     /// Takes bytes received from the socket and returns what they gave, step
     /// by step ([`Reading::next`]). A TLS session answers handshake records
     /// into its wire queue; `scratch` and `runs` are the worker's buffers.
@@ -157,6 +183,12 @@ impl Transport {
     /// A handshake is running (it holds one of the worker's slots).
     pub fn handshaking(&self) -> bool {
         matches!(self, Transport::Tls(tls) if tls.handshaking())
+    }
+
+    /// A TLS record is cut by the end of a read (its start held): not a
+    /// point where a live hand-over can take the connection.
+    pub fn mid_record(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.mid_record())
     }
 
     /// The peer's stream stopped inside a record: a truncation attack, or a

@@ -47,6 +47,8 @@ pub(super) struct Ring {
     pub(super) delivering: Option<Delivery>,
     /// The first submission failure; the loop stops with it.
     pub(super) error: Option<io::Error>,
+    /// A live hand-over's slots and descriptors.
+    pub(super) handover: super::slots::Handover,
 }
 
 impl Ring {
@@ -210,12 +212,14 @@ impl Ring {
                 self.arm_signals();
             }
             Op::Signal => {}
+            Op::Install => self.installed(key, tag.generation, result),
+            Op::CloseDetached => self.handover.give_back(tag.index),
             // Cancel and the close of a refused socket need no follow-up.
             Op::Cancel | Op::CloseRefused => {}
         }
     }
 
-    fn live_slot(&mut self, key: usize, generation: u32) -> Option<&mut Slot> {
+    pub(super) fn live_slot(&mut self, key: usize, generation: u32) -> Option<&mut Slot> {
         self.slots
             .get_mut(key)
             .filter(|s| s.generation & Tag::GENERATION_MASK == generation)
@@ -475,7 +479,10 @@ impl Ring {
             return;
         };
         let done = slot.states & (Slot::CLOSING | Slot::CLOSED | Slot::RECEIVING | Slot::SHUTTING);
-        if done == Slot::CLOSING | Slot::CLOSED && slot.send == 0 {
+        if done == Slot::CLOSING | Slot::CLOSED && slot.send == 0 && !slot.is(Slot::INSTALLING) {
+            self.handover.give_back(slot.fixed);
+            self.handover.forget(key);
+            let slot = &mut self.slots[key];
             *slot = Slot {
                 generation: slot.generation.wrapping_add(1) & Tag::GENERATION_MASK,
                 ..Slot::default()

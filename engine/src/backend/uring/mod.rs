@@ -6,6 +6,7 @@
 
 mod buffers;
 mod event_loop;
+mod handover;
 mod probe;
 mod seam;
 mod slots;
@@ -44,6 +45,7 @@ pub(crate) struct UringBackend {
     // Field order is drop order: the ring goes before the memory it uses.
     ring: IoUring,
     buffers: BufRing,
+    handover: slots::Handover,
     listeners: Vec<TcpListener>,
     wake: Arc<EventFd>,
     wake_buf: Box<u64>,
@@ -90,6 +92,7 @@ impl UringBackend {
                 Err(e) => return Err(e),
             }
         }
+        let handover = slots::Handover::reserve(&ring, table);
         let buffers = BufRing::new(&ring, config.uring_buffer_count, config.uring_buffer_size)?;
         // SAFETY: eventfd returns a new descriptor or -1, checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -101,6 +104,7 @@ impl UringBackend {
         Ok(Self {
             ring,
             buffers,
+            handover,
             listeners,
             wake,
             wake_buf: Box::new(0),
@@ -117,6 +121,7 @@ impl UringBackend {
         let Self {
             ring,
             buffers,
+            handover,
             listeners,
             wake,
             wake_buf,
@@ -146,6 +151,7 @@ impl UringBackend {
             rearm: Vec::new(),
             delivering: None,
             error: None,
+            handover,
         };
         let result = io.run(&mut worker, &mut buffers);
         drop(wake);

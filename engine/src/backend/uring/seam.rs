@@ -5,7 +5,7 @@ use io_uring::types::Fixed;
 
 use super::event_loop::Ring;
 use super::slots::{Op, Slot, Tag};
-use crate::runtime::seam::{FrameParts, Io, Written};
+use crate::runtime::seam::{FrameParts, Io, Prepared, Written};
 use crate::transport::outbox::{MAX_IOVECS, Outbox};
 
 impl Io for Ring {
@@ -193,5 +193,19 @@ impl Io for Ring {
         }
         // The in-flight accepts hold their own reference until cancelled.
         self.listeners.clear();
+    }
+
+    /// A regular descriptor installed for the direct one, once the
+    /// receive is cancelled and nothing is in flight (`uring/handover.rs`).
+    fn prepare_detach(&mut self, key: usize) -> Prepared {
+        self.prepare_leaving(key)
+    }
+
+    fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd> {
+        self.leave(key)
+    }
+
+    fn adopt(&mut self, key: usize, fd: std::os::fd::OwnedFd) -> bool {
+        self.take(key, fd)
     }
 }

@@ -1,6 +1,13 @@
 //! What the ring knows of each operation in flight: the tag a completion
 //! carries, a connection's slot (its states and its send), the send and peer-name
-//! buffers the kernel reads or fills, and the received data being delivered.
+//! buffers the kernel reads or fills, the received data being delivered, and
+//! the fixed-file slots a live hand-over keeps for connections taken over
+//! ([`Handover`]; its operations are `uring/handover.rs`).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use io_uring::IoUring;
 
 use crate::transport::outbox::MAX_IOVECS;
 
@@ -18,10 +25,14 @@ pub(super) enum Op {
     Wake,
     Cancel,
     Signal,
+    /// A regular descriptor installed for a connection about to leave.
+    Install,
+    /// The direct descriptor of a connection that left.
+    CloseDetached,
 }
 
 impl Op {
-    pub(super) const ALL: [Op; 10] = [
+    pub(super) const ALL: [Op; 12] = [
         Op::Accept,
         Op::PeerName,
         Op::Recv,
@@ -32,6 +43,8 @@ impl Op {
         Op::Wake,
         Op::Cancel,
         Op::Signal,
+        Op::Install,
+        Op::CloseDetached,
     ];
 
     pub(super) fn from_u8(value: u8) -> Option<Self> {
@@ -135,6 +148,8 @@ impl Slot {
     pub(super) const CLOSING: u8 = 1 << 4;
     pub(super) const CLOSE_SUBMITTED: u8 = 1 << 5;
     pub(super) const CLOSED: u8 = 1 << 6;
+    /// A regular descriptor is being installed for it (a hand-over).
+    pub(super) const INSTALLING: u8 = 1 << 7;
 
     /// Whether any of `states` is set.
     pub(super) fn is(&self, state: u8) -> bool {
@@ -163,6 +178,97 @@ pub(super) struct PeerName {
     /// The listener (its index in `Config::listen_addrs`) that accepted it.
     pub(super) listener: usize,
     pub(super) addr: libc::sockaddr_storage,
+}
+
+/// `IORING_REGISTER_FILE_ALLOC_RANGE` of `<linux/io_uring.h>` (Linux 6.0).
+const IORING_REGISTER_FILE_ALLOC_RANGE: libc::c_long = 25;
+
+/// `struct io_uring_file_index_range`.
+#[repr(C)]
+struct FileIndexRange {
+    off: u32,
+    len: u32,
+    resv: u64,
+}
+
+/// The hand-over's part of the ring: the fixed-file slots kept for
+/// connections taken over, and the regular descriptors installed for those
+/// about to leave.
+#[derive(Debug, Default)]
+pub(super) struct Handover {
+    /// Slots `base..end` are ours (none when equal).
+    base: u32,
+    end: u32,
+    next: u32,
+    free: Vec<u32>,
+    /// By slab key.
+    pub(super) installed: HashMap<usize, OwnedFd>,
+}
+
+impl Handover {
+    /// Keeps the upper half of a fixed-file table of `table` entries for
+    /// connections taken over; the kernel allocates accepted sockets from
+    /// the rest. Without the kernel's support, nothing is kept (a connection
+    /// handed to this ring is then refused). The table is as large as
+    /// RLIMIT_NOFILE's hard limit allows (up to `max_connections_per_worker`
+    /// + 64), so a worker takes over at most half of that.
+    pub(super) fn reserve(ring: &IoUring, table: u32) -> Self {
+        let ours = table / 2;
+        if ours == 0 {
+            return Self::default();
+        }
+        let range = FileIndexRange {
+            off: 0,
+            len: table - ours,
+            resv: 0,
+        };
+        // SAFETY: io_uring_register with the ring's own descriptor and a
+        // pointer to a live io_uring_file_index_range, as the kernel expects
+        // for this opcode (nr_args 0); it only reads the struct.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring.as_raw_fd(),
+                IORING_REGISTER_FILE_ALLOC_RANGE,
+                &raw const range,
+                0,
+            )
+        };
+        if ret < 0 {
+            log::debug!(
+                "io_uring: no file allocation range ({}); connections cannot be taken over",
+                std::io::Error::last_os_error()
+            );
+            return Self::default();
+        }
+        Self {
+            base: table - ours,
+            end: table,
+            next: table - ours,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn alloc(&mut self) -> Option<u32> {
+        self.free.pop().or_else(|| {
+            (self.next < self.end).then(|| {
+                self.next += 1;
+                self.next - 1
+            })
+        })
+    }
+
+    /// A slot closed: ours again if it was ours.
+    pub(super) fn give_back(&mut self, fixed: u32) {
+        if (self.base..self.end).contains(&fixed) {
+            self.free.push(fixed);
+        }
+    }
+
+    /// The connection at `key` is gone: a descriptor installed for it closes.
+    pub(super) fn forget(&mut self, key: usize) {
+        self.installed.remove(&key);
+    }
 }
 
 #[cfg(test)]

@@ -357,6 +357,11 @@ impl<U> Link<U> {
         self.open_extra_mut().held.extend_from_slice(bytes);
     }
 
+    /// Whether bytes read while its reading was paused wait to be parsed.
+    pub fn holds_bytes(&self) -> bool {
+        self.open_extra().is_some_and(|open| !open.held.is_empty())
+    }
+
     /// Takes the bytes held back by the rate limit.
     pub fn take_held(&mut self) -> Vec<u8> {
         match self.extra.as_deref_mut() {
@@ -501,6 +506,24 @@ impl<U> Link<U> {
             CloseCode::ABNORMAL,
             &error.to_string(),
             cause,
+        );
+    }
+
+    /// A connection handed over whose data the application refused: our
+    /// close frame (1012) after what it had queued, then the end. It was
+    /// never opened here, so nothing is reported.
+    pub fn fail_handover(&mut self, shared: &mut Shared<U>) {
+        let code = CloseCode::SERVICE_RESTART;
+        let reason = "service restart";
+        if let Some(frame) = self.session.close(&mut shared.endpoint, code, reason) {
+            self.outbox.push_frame(&mut shared.pool, &frame);
+        }
+        self.end(
+            shared,
+            Finish::ShutdownWrite,
+            code,
+            reason,
+            CloseCause::Shutdown,
         );
     }
 

@@ -179,6 +179,9 @@ counters! {
     http2_websockets => "ringws_http2_websockets", "WebSocket upgrades requested over HTTP/2 streams (extended CONNECT, RFC 8441).";
     http2_refused_streams => "ringws_http2_refused_streams", "HTTP/2 streams refused or reset by the server (limits, stream errors, a full worker).";
     http2_errors => "ringws_http2_errors", "HTTP/2 connections ended by a connection error (GOAWAY with an error code).";
+    handover_out => "ringws_handover_out", "Connections handed over live to a new process (docs/HANDOVER.md).";
+    handover_in => "ringws_handover_in", "Connections taken over live from an old process.";
+    handover_refused => "ringws_handover_refused", "Connections a hand-over could not carry, closed with 1012 (service restart); the reason is logged.";
 }
 
 fn add(atomic: &AtomicU64, value: &mut u64) {

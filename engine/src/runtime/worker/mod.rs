@@ -17,6 +17,7 @@ use slab::Slab;
 
 mod carrier;
 mod flush;
+mod handover;
 mod reading;
 mod turn;
 
@@ -99,6 +100,17 @@ pub(crate) struct Worker<H: Handler> {
     /// `max_tls_handshakes`, but for those started past it (see
     /// [`Transport::admit`]).
     tls_handshakes: usize,
+    /// A live hand-over under way (the old process's side).
+    handing: Option<super::handover::HandOut>,
+    /// A hand-over began (accepting stops) and has not failed: its deadline.
+    handing_off: Option<Instant>,
+    /// Connections handed over by the old process, served at the turn's end.
+    adopting: Vec<(std::os::fd::OwnedFd, Vec<u8>, bool)>,
+    /// Read the connections a hand-over held still, at the turn's end.
+    release_holds: bool,
+    /// Publishes from other workers that came behind connections to adopt:
+    /// delivered once those are in.
+    behind_adoptions: Vec<(Arc<str>, crate::types::PreparedMessage)>,
 }
 
 impl<H: Handler> std::fmt::Debug for Worker<H> {
@@ -176,6 +188,11 @@ impl<H: Handler> Worker<H> {
             stamping: Vec::new(),
             gate: ReadGate::default(),
             tls_handshakes: 0,
+            handing: None,
+            handing_off: None,
+            adopting: Vec::new(),
+            release_holds: false,
+            behind_adoptions: Vec::new(),
         }
     }
 
@@ -379,9 +396,12 @@ impl<H: Handler> Worker<H> {
         self.shut_down_on_signal(now);
         self.run_commands();
         self.advance(now);
+        self.adopt_queued(io);
+        self.release_held(io);
+        self.hand_over_some(now, io);
         self.start_waiting_handshakes(io);
         let resume = self.resume_paused(io);
-        if self.listening && self.shutdown.is_some() {
+        if self.listening && (self.shutdown.is_some() || self.handing_off.is_some()) {
             io.stop_accepting();
             self.listening = false;
         }
@@ -413,7 +433,11 @@ impl<H: Handler> Worker<H> {
         shrink_idle(&mut self.flushing);
         shrink_idle(&mut self.shared.flush);
         let left = !self.shared.flush.is_empty() || !self.shared.publishes.is_empty();
-        let tick = self.clock.until_next_tick(now);
+        let mut tick = self.clock.until_next_tick(now);
+        if self.handing.is_some() {
+            // A hand-over's pause and deadline are looked at every few ms.
+            tick = tick.min(Duration::from_millis(5));
+        }
         Turn {
             wait: if left {
                 Duration::ZERO

@@ -116,7 +116,7 @@ impl<H: Handler> Worker<H> {
     /// slot goes through the record layer; the plaintext held while its rate
     /// limit was spent goes to its frames (not back through `dispatch`: its
     /// bytes were charged when they came).
-    fn reenter(&mut self, key: usize, io: &mut impl Io) {
+    pub(super) fn reenter(&mut self, key: usize, io: &mut impl Io) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };

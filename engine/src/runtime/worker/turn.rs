@@ -38,15 +38,27 @@ impl<H: Handler> Worker<H> {
             keys,
             handler,
             inflated,
+            adopting,
+            behind_adoptions,
             ..
         } = self;
         let mut shutdown = None;
+        let mut hand_over = None;
+        let mut failed = false;
+        let mut done = false;
+        let mut go = false;
+        let mut complete = false;
         let count = inbox.drain(|command| match command {
             Command::Decide { id, decision } => {
                 if let Some(conn) = conn_of(conns, id) {
                     let upgrade = deferred::decision(decision);
                     upgrade::decided(handler, shared, inflated, &mut conn.stream, upgrade);
                 }
+            }
+            // Behind a connection handed over (adopted at the end of this
+            // step): it is one of the subscribers, so it waits for it.
+            Command::Publish { topic, message } if !adopting.is_empty() => {
+                behind_adoptions.push((topic, message));
             }
             Command::Publish { topic, message } => {
                 pubsub::deliver(conns, shared, keys, &topic, &message);
@@ -62,8 +74,29 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Command::Shutdown { deadline } => shutdown = Some(deadline),
+            Command::HandOver(out) => hand_over = Some(out),
+            Command::HandOverFailed => failed = true,
+            Command::HandOverDone => done = true,
+            Command::HandOverGo => go = true,
+            Command::HandOverComplete => complete = true,
+            Command::Adopt { fd, state, hold } => adopting.push((fd, state, hold)),
         });
         shared.counters.commands += count;
+        if let Some(out) = hand_over {
+            self.begin_hand_over(out);
+        }
+        if failed {
+            self.hand_over_failed();
+        }
+        if done {
+            self.hand_over_done();
+        }
+        if go {
+            self.hand_over_go();
+        }
+        if complete {
+            self.release_holds = true;
+        }
         if let Some(deadline) = shutdown {
             self.begin_shutdown(deadline);
         }

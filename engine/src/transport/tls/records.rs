@@ -16,12 +16,14 @@
 use std::ops::Range;
 
 use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use rustls::crypto::cipher::AeadKey;
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
 use crate::transport::outbox::{BufferPool, Outbox};
+
+mod carry;
+pub(crate) use carry::{CarriedDirection, CarriedRecords};
 
 /// A record header: content type, legacy version, length.
 pub(crate) const HEADER: usize = 5;
@@ -110,7 +112,7 @@ pub(crate) enum Input {
 /// holds 32 bytes of key rather than 544 of expanded AES and GHASH tables.
 struct Direction {
     algorithm: &'static aead::Algorithm,
-    key: AeadKey,
+    key: KeyBytes,
     iv: [u8; NONCE_LEN],
     /// TLS 1.2 AES-GCM: the nonce is the iv's first 4 bytes (the salt) and 8
     /// explicit bytes, sent in each record.
@@ -135,7 +137,7 @@ impl Direction {
             .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
         Ok(Self {
             algorithm,
-            key,
+            key: KeyBytes::new(key.as_ref()),
             iv,
             explicit_nonce: gcm && version == Version::Tls12,
             seq,
@@ -144,7 +146,7 @@ impl Direction {
 
     /// The expanded AEAD key.
     fn expand(&self) -> Result<LessSafeKey, Fatal> {
-        UnboundKey::new(self.algorithm, self.key.as_ref())
+        UnboundKey::new(self.algorithm, self.key.bytes())
             .map(LessSafeKey::new)
             .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))
     }
@@ -171,6 +173,53 @@ impl Direction {
     }
 }
 
+/// A traffic key's bytes (at most 32), zeroed when dropped.
+struct KeyBytes {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl KeyBytes {
+    fn new(key: &[u8]) -> Self {
+        let mut bytes = [0; 32];
+        let len = key.len().min(32);
+        bytes[..len].copy_from_slice(&key[..len]);
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        for byte in &mut self.bytes {
+            // SAFETY: a write through a valid, aligned reference to a byte
+            // this struct owns; volatile so that the zeroing is not elided.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+    }
+}
+
+/// Where the next traffic keys of a KeyUpdate come from (TLS 1.3).
+// Boxed whole where it is kept (`RecordLayer::schedule`): the layer pays a
+// pointer either way.
+#[allow(clippy::large_enum_variant)]
+enum Schedule {
+    /// rustls's key schedule.
+    Rustls(KernelConnection<ServerConnectionData>),
+    /// A session handed over by another process: the keys after one
+    /// KeyUpdate each way, derived there (a second one ends the session).
+    Carried {
+        rx: Option<Direction>,
+        tx: Option<Direction>,
+    },
+}
+
 /// The additional data of a TLS 1.2 record: sequence number, type, version,
 /// plaintext length.
 fn tls12_aad(seq: u64, typ: u8, len: usize) -> [u8; 13] {
@@ -190,7 +239,7 @@ pub(crate) struct RecordLayer {
     tx: Direction,
     /// TLS 1.3: rustls's key schedule, which derives the next traffic keys of a
     /// KeyUpdate (`None` on TLS 1.2, which has no KeyUpdate).
-    schedule: Option<Box<KernelConnection<ServerConnectionData>>>,
+    schedule: Option<Box<Schedule>>,
     /// RecordLayer sealed under one key before it is replaced (TLS 1.3) or the
     /// session closed (TLS 1.2): the suite's confidentiality limit.
     tx_limit: u64,
@@ -244,7 +293,7 @@ impl RecordLayer {
             version,
             rx: Direction::new(version, rx, rx_seq)?,
             tx: Direction::new(version, tx, tx_seq)?,
-            schedule: (version == Version::Tls13).then(|| Box::new(schedule)),
+            schedule: (version == Version::Tls13).then(|| Box::new(Schedule::Rustls(schedule))),
             tx_limit,
             warnings_allowed: WARNINGS_ALLOWED,
             key_updates_allowed: KEY_UPDATES_ALLOWED,
@@ -576,11 +625,7 @@ impl RecordLayer {
                 .key_updates_allowed
                 .checked_sub(1)
                 .ok_or(Fatal::alert(alert::UNEXPECTED_MESSAGE))?;
-            let (seq, secrets) = self
-                .schedule()?
-                .update_rx_secret()
-                .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
-            self.rx = Direction::new(self.version, secrets, seq)?;
+            self.rx = self.next_rx()?;
             // update_requested: ours goes out before any more data (once
             // for many requests).
             self.key_update_owed |= request == 1;
@@ -592,19 +637,42 @@ impl RecordLayer {
     /// switches to the next one.
     fn update_tx(&mut self, wire: &mut Outbox, pool: &mut BufferPool) -> Result<(), Fatal> {
         self.seal_one(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], wire, pool)?;
-        let (seq, secrets) = self
-            .schedule()?
-            .update_tx_secret()
-            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
-        self.tx = Direction::new(self.version, secrets, seq)?;
+        self.tx = self.next_tx()?;
         Ok(())
     }
 
-    /// rustls's key schedule, for a KeyUpdate (TLS 1.3 only).
-    fn schedule(&mut self) -> Result<&mut KernelConnection<ServerConnectionData>, Fatal> {
-        self.schedule
-            .as_deref_mut()
-            .ok_or(Fatal::alert(alert::INTERNAL_ERROR))
+    /// The receiving keys after a KeyUpdate (TLS 1.3 only).
+    fn next_rx(&mut self) -> Result<Direction, Fatal> {
+        let version = self.version;
+        match self.schedule.as_deref_mut() {
+            Some(Schedule::Rustls(schedule)) => {
+                let (seq, secrets) = schedule
+                    .update_rx_secret()
+                    .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+                Direction::new(version, secrets, seq)
+            }
+            Some(Schedule::Carried { rx, .. }) => {
+                rx.take().ok_or(Fatal::alert(alert::INTERNAL_ERROR))
+            }
+            None => Err(Fatal::alert(alert::INTERNAL_ERROR)),
+        }
+    }
+
+    /// The sending keys after a KeyUpdate (TLS 1.3 only).
+    fn next_tx(&mut self) -> Result<Direction, Fatal> {
+        let version = self.version;
+        match self.schedule.as_deref_mut() {
+            Some(Schedule::Rustls(schedule)) => {
+                let (seq, secrets) = schedule
+                    .update_tx_secret()
+                    .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
+                Direction::new(version, secrets, seq)
+            }
+            Some(Schedule::Carried { tx, .. }) => {
+                tx.take().ok_or(Fatal::alert(alert::INTERNAL_ERROR))
+            }
+            None => Err(Fatal::alert(alert::INTERNAL_ERROR)),
+        }
     }
 
     /// Lends the sending half with the plaintext it opened (see [`Sealer`]),

@@ -146,6 +146,9 @@ struct FakeSocket {
     /// Pauses and resumes asked for.
     pauses: usize,
     resumes: usize,
+    /// Handed over (`detach`), or taken over (`adopt`).
+    detached: bool,
+    adopted: bool,
 }
 
 /// A readiness backend that writes into memory.
@@ -238,6 +241,21 @@ impl Io for FakeIo {
 
     fn stop_accepting(&mut self) {
         self.stopped_accepting = true;
+    }
+
+    fn prepare_detach(&mut self, _key: usize) -> crate::runtime::seam::Prepared {
+        crate::runtime::seam::Prepared::Ready
+    }
+
+    /// A descriptor standing for the socket: /dev/null.
+    fn detach(&mut self, key: usize) -> Option<std::os::fd::OwnedFd> {
+        self.sockets.entry(key).or_default().detached = true;
+        std::fs::File::open("/dev/null").ok().map(Into::into)
+    }
+
+    fn adopt(&mut self, key: usize, _fd: std::os::fd::OwnedFd) -> bool {
+        self.sockets.entry(key).or_default().adopted = true;
+        true
     }
 }
 

@@ -29,10 +29,12 @@ use super::records::{Fatal, HEADER, Input, RecordLayer, alert};
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod adapter;
+mod carry;
 mod reader;
 
 use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
 use crate::types::TlsError;
+pub(crate) use carry::NotNow;
 pub(crate) use reader::{Reader, Step};
 
 /// Most plaintext encrypted per flush, so that a connection's ciphertext queue

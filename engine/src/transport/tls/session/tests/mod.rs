@@ -420,6 +420,7 @@ proptest::proptest! {
     }
 }
 
+mod carry;
 mod record_layer;
 
 pub(super) use record_layer::{Raw, SUITES, feed, take_wire};
