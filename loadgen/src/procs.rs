@@ -98,6 +98,13 @@ pub fn share(c: &mut Common, child: Option<&Child>) {
         let b = ((i + 1) * all.len() / n).clamp(a + 1, all.len());
         c.sources = Some(format!("{}-{}", all[a], all[b - 1]));
     }
+    // The cores shared among the processes: a thread per core in all, not
+    // per process (more threads than cores only wake more often, each
+    // with less to do per wakeup).
+    if c.threads.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        c.threads = Some((cores / n).max(1));
+    }
     c.procs = 1;
     c.json = None;
     c.plot = None;

@@ -31,32 +31,40 @@ pub(super) enum Phase {
     /// The upgrade (or extended CONNECT) is sent, its answer awaited.
     Upgrading,
     Open,
-    /// Closed by us on purpose (`--churn`) at this time; awaiting the
-    /// server's close.
-    Closing(Instant),
+    /// Closed by us on purpose (`--churn`); awaiting the server's close (its
+    /// deadline is in the thread's [`Deadlines`]).
+    Closing,
 }
 
 /// One WebSocket: all the scenarios see of it, and what carries it.
+///
+/// A million of these live in the load generator, so an idle one holds no
+/// heap memory and only what every connection needs is inline: what is
+/// needed only for a while (the upgrade, a frame split across reads, bytes
+/// the socket did not take, broadcast bookkeeping) is boxed or allocated
+/// then and freed after (`conn_size` in the tests keeps the size in check).
 pub(super) struct Conn {
     /// Tells this connection from an earlier one under the same slab key.
     pub(super) serial: u32,
     pub(super) phase: Phase,
+    pub(super) ping_outstanding: bool,
+    /// Its failure was already counted.
+    pub(super) reported: bool,
+    /// The server closed it with 1001 (going away).
+    pub(super) going_away: bool,
+    /// Index of its target: 0 is the publisher's node.
+    pub(super) node: u16,
     pub(super) started: Instant,
-    pub(super) decoder: Decoder,
+    /// Receive state between reads: `None` while no frame is split across
+    /// reads (nearly always), and the thread's spare decoder decodes.
+    pub(super) decoder: Option<Box<Decoder>>,
     /// The protocol after the upgrade: pongs, the close reply, the outgoing
     /// frames, and with permessage-deflate the decompressor (its compressor is
     /// never made: compressed frames are precomputed).
     pub(super) session: Session,
     pub(super) tx: Tx,
-    pub(super) ping_outstanding: bool,
-    /// Its failure was already counted.
-    pub(super) reported: bool,
-    /// Index of its target: 0 is the publisher's node.
-    pub(super) node: usize,
-    /// Broadcast probes received.
-    pub(super) heard: Option<Heard>,
-    /// The server closed it with 1001 (going away).
-    pub(super) going_away: bool,
+    /// Broadcast probes received (boxed: only subscribers have it).
+    pub(super) heard: Option<Box<Heard>>,
     pub(super) link: Link,
 }
 
@@ -71,7 +79,13 @@ pub(super) enum Link {
 /// An HTTP/1.1 WebSocket's connection.
 pub(super) struct Tcp {
     pub(super) sock: Sock,
-    pub(super) handshake: Option<Box<ClientHandshake>>,
+    /// While upgrading: the request's key and the answer read so far.
+    pub(super) upgrade: Option<Box<Upgrade>>,
+}
+
+/// The upgrade under way: freed once answered.
+pub(super) struct Upgrade {
+    pub(super) handshake: ClientHandshake,
     pub(super) head: Vec<u8>,
 }
 
@@ -171,8 +185,9 @@ impl Sock {
 
 /// The sending side of a connection.
 pub(super) struct Tx {
+    /// Bytes to send: empty, with no allocation, once they are all written.
     pub(super) out: Vec<u8>,
-    pub(super) out_pos: usize,
+    pub(super) out_pos: u32,
     /// (payload variant, intended send time) of echoes awaited, oldest first.
     pub(super) inflight: VecDeque<(u32, Instant)>,
     pub(super) next_variant: u32,
@@ -180,8 +195,19 @@ pub(super) struct Tx {
     pub(super) stopped: bool,
 }
 
+impl Tx {
+    /// Frees the send buffer once everything in it is written, so that an
+    /// idle connection holds none.
+    pub(super) fn release_if_sent(&mut self) {
+        if self.out_pos as usize >= self.out.len() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+    }
+}
+
 /// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
-pub(super) type Schedule = BinaryHeap<Reverse<(Instant, usize, u32)>>;
+pub(super) type Schedule = BinaryHeap<Reverse<(Instant, u32, u32)>>;
 
 impl Conn {
     /// A WebSocket about to be opened over `link`.
@@ -189,8 +215,12 @@ impl Conn {
         Self {
             serial,
             phase: Phase::Connecting,
+            ping_outstanding: false,
+            reported: false,
+            going_away: false,
+            node: node as u16,
             started: Instant::now(),
-            decoder: Decoder::new(),
+            decoder: None,
             session: Session::new(),
             tx: Tx {
                 out: Vec::new(),
@@ -199,22 +229,26 @@ impl Conn {
                 next_variant: key as u32,
                 stopped,
             },
-            ping_outstanding: false,
-            reported: false,
-            node,
             heard: None,
-            going_away: false,
             link,
         }
     }
 }
 
 pub(super) fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
+    // Non-blocking from the start: no fcntl calls after.
+    let socket = RawSocket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_tcp_nodelay(true)?;
     if let Some(ip) = source {
         // Spread over source addresses: each has its own ~28k ephemeral ports.
+        // The port is picked by connect, not by bind: bind would search the
+        // address's whole port space for one free for any destination, for
+        // every connection.
+        bind_address_no_port(&socket);
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     match socket.connect(&addr.into()) {
@@ -223,6 +257,24 @@ pub(super) fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Resul
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): a bind to port 0 leaves the port to
+/// connect. Where it is refused, bind picks the port as before.
+fn bind_address_no_port(socket: &RawSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&on`, a live
+    // c_int, on a socket this function borrows.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// The HTTP/1.1 connect's outcome: once connected, the upgrade request is
@@ -260,7 +312,10 @@ pub(super) fn finish_connect(
         }
     };
     handshake.write_request(&mut conn.tx.out);
-    tcp.handshake = Some(Box::new(handshake));
+    tcp.upgrade = Some(Box::new(Upgrade {
+        handshake,
+        head: Vec::new(),
+    }));
     conn.phase = Phase::Upgrading;
     true
 }
@@ -268,7 +323,16 @@ pub(super) fn finish_connect(
 /// Writes what an HTTP/1.1 WebSocket has to send.
 pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
     match &mut conn.link {
-        Link::Tcp(tcp) => tcp.sock.write(&mut conn.tx.out, &mut conn.tx.out_pos),
+        Link::Tcp(tcp) => {
+            if conn.tx.out.is_empty() {
+                return Ok(());
+            }
+            let mut pos = conn.tx.out_pos as usize;
+            let written = tcp.sock.write(&mut conn.tx.out, &mut pos);
+            conn.tx.out_pos = pos as u32;
+            conn.tx.release_if_sent();
+            written
+        }
         Link::Stream(_) => Ok(()),
     }
 }
@@ -281,7 +345,7 @@ pub(super) fn read_conn(
     conn: &mut Conn,
     buf: &mut [u8],
     endpoint: &mut Endpoint,
-    inflated: &mut InflateBuffer,
+    scratch: &mut RxScratch,
     plan: &Plan,
     report: &mut Report,
     live: &Live,
@@ -319,15 +383,27 @@ pub(super) fn read_conn(
         };
         let mut data = &mut buf[..n];
         if conn.phase == Phase::Upgrading {
-            tcp.head.extend_from_slice(data);
-            let Some(handshake) = tcp.handshake.as_ref() else {
+            let Some(upgrade) = tcp.upgrade.as_mut() else {
                 return false;
             };
-            let (session, consumed) = match handshake.parse_response(&tcp.head) {
+            // Most answers come whole in one read: parsed where they were read.
+            let head: &[u8] = if upgrade.head.is_empty() {
+                data
+            } else {
+                upgrade.head.extend_from_slice(data);
+                &upgrade.head
+            };
+            let head_len = head.len();
+            let (session, consumed) = match upgrade.handshake.parse_response(head) {
                 Ok(Some((accepted, consumed))) => {
                     (accept_deflate(plan, accepted.extensions().next()), consumed)
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    if upgrade.head.is_empty() {
+                        upgrade.head.extend_from_slice(data);
+                    }
+                    continue;
+                }
                 Err(_) => (None, 0),
             };
             let Some(session) = session else {
@@ -335,9 +411,8 @@ pub(super) fn read_conn(
                 conn.reported = true;
                 return false;
             };
-            let leftover = tcp.head.len() - consumed;
-            tcp.handshake = None;
-            tcp.head = Vec::new();
+            let leftover = head_len - consumed;
+            tcp.upgrade = None;
             conn.session = session;
             opened(key, conn, plan, report, live, schedule, now);
             if flush(conn).is_err() {
@@ -349,7 +424,7 @@ pub(super) fn read_conn(
             // Frames right behind the 101: decode them from the read buffer.
             data = &mut buf[n - leftover..n];
         }
-        let closed = receive(conn, data, endpoint, inflated, plan, report, live, now);
+        let closed = receive(conn, data, endpoint, scratch, plan, report, live, now);
         if flush(conn).is_err() || closed {
             return false;
         }
@@ -406,6 +481,19 @@ pub(super) fn opened(
     on_open(key, conn, plan, schedule, now);
 }
 
+/// What one thread's WebSockets use in turn while decoding.
+#[derive(Default)]
+pub(super) struct RxScratch {
+    /// Where compressed server messages are inflated.
+    pub(super) inflated: InflateBuffer,
+    /// The decoder of every connection that has no frame split across reads:
+    /// idle between reads, so one serves them all.
+    pub(super) decoder: Decoder,
+}
+
+/// Reassembly buffer the thread's spare decoder keeps between reads.
+const SPARE_DECODER_KEEP: usize = 64 << 10;
+
 /// Decodes the server's bytes of an open WebSocket and answers them (into
 /// `tx.out`); `true`: it is closed (the server's close answered, or an
 /// error told).
@@ -414,7 +502,7 @@ pub(super) fn receive(
     conn: &mut Conn,
     data: &mut [u8],
     endpoint: &mut Endpoint,
-    inflated: &mut InflateBuffer,
+    scratch: &mut RxScratch,
     plan: &Plan,
     report: &mut Report,
     live: &Live,
@@ -423,8 +511,16 @@ pub(super) fn receive(
     let mut pos = 0;
     let mut closed = false;
     let mut conn_going_away = false;
+    let mut own = conn.decoder.take();
+    let RxScratch {
+        inflated,
+        decoder: spare,
+    } = scratch;
+    let decoder: &mut Decoder = match own.as_deref_mut() {
+        Some(d) => d,
+        None => spare,
+    };
     let Conn {
-        decoder,
         session,
         tx,
         ping_outstanding,
@@ -433,7 +529,7 @@ pub(super) fn receive(
         ..
     } = &mut *conn;
     let mut rx = super::workload::Rx {
-        node: *node,
+        node: usize::from(*node),
         heard,
         plan,
         live,
@@ -491,7 +587,20 @@ pub(super) fn receive(
     }
     inflated.release();
     endpoint.release_buffers();
-    conn.decoder.release_buffers();
+    // A frame split across reads keeps its decoder with the connection;
+    // otherwise it goes back to being the thread's.
+    match own {
+        Some(mut d) if d.is_idle() => {
+            d.release_buffers();
+            drop(d);
+        }
+        Some(d) => conn.decoder = Some(d),
+        None if !closed && !spare.is_idle() => {
+            conn.decoder = Some(Box::new(std::mem::take(spare)));
+        }
+        None if spare.close_received() => *spare = Decoder::new(),
+        None => spare.trim_buffers(SPARE_DECODER_KEEP),
+    }
     conn.going_away |= conn_going_away;
     closed
 }
@@ -531,7 +640,7 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
         }
         // A churned connection: closed by us, answered by the server's close
         // (the echoes it owed came before that, so none should be left).
-        Phase::Closing(_) => {
+        Phase::Closing => {
             report.churned += 1;
             report.rec.now.churned += 1;
             report.lost += conn.tx.inflight.len() as u64;
@@ -540,5 +649,27 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
         }
         _ if !conn.reported => report.fail(why, live),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A million of these are held at once: what each costs is kept in check.
+    #[test]
+    fn conn_size() {
+        let sizes = [
+            ("Conn", size_of::<Conn>()),
+            ("slab entry", size_of::<slab::Slab<Conn>>()),
+            ("Decoder", size_of::<Decoder>()),
+            ("Session", size_of::<Session>()),
+            ("Tx", size_of::<Tx>()),
+            ("Link", size_of::<Link>()),
+            ("Phase", size_of::<Phase>()),
+            ("Instant", size_of::<Instant>()),
+        ];
+        eprintln!("{sizes:?}");
+        assert!(size_of::<Conn>() <= 192, "{sizes:?}");
     }
 }
