@@ -15,6 +15,7 @@ mod conn;
 mod h2conn;
 mod h2streams;
 mod run;
+mod wheel;
 mod workload;
 
 pub use run::run;

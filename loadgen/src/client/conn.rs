@@ -7,7 +7,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Poll;
 use mio::net::TcpStream;
@@ -20,6 +20,7 @@ use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 use ringws::rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 
+use super::wheel::PingWheel;
 use super::workload::{on_message, on_open};
 use super::{DEFLATE_OFFER, Failure, Heard, LEVEL, Live, Plan, Report, Target, classify};
 use crate::series;
@@ -206,8 +207,66 @@ impl Tx {
     }
 }
 
-/// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
-pub(super) type Schedule = BinaryHeap<Reverse<(Instant, u32, u32)>>;
+/// What is due later: open-loop sends and publishes in a heap of (due, slab
+/// key, serial), pings in a wheel.
+pub(super) struct Schedule {
+    pub(super) heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    pub(super) pings: Option<PingWheel>,
+}
+
+impl Schedule {
+    /// Empty, with a ping wheel for pings `every` so often.
+    pub(super) fn new(every: Option<Duration>, start: Instant) -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            pings: every.map(|every| PingWheel::new(every, start)),
+        }
+    }
+
+    /// When the next scheduled thing is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        let heap = self.heap.peek().map(|Reverse((at, _, _))| *at);
+        let pings = self.pings.as_ref().and_then(|w| w.next_due());
+        match (heap, pings) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.heap.clear();
+        if let Some(w) = &mut self.pings {
+            w.clear();
+        }
+    }
+}
+
+/// Sends `bytes` now: straight from `bytes` when nothing is queued before
+/// them (plain TCP), so a ping costs no buffer; whatever the socket does not
+/// take is queued.
+pub(super) fn send_now(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    if let Link::Tcp(tcp) = &mut conn.link
+        && conn.tx.out.is_empty()
+        && tcp.sock.tls.is_none()
+    {
+        let written = match tcp.sock.stream.write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tcp.sock.writable = false;
+                0
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        if written < bytes.len() {
+            conn.tx.out.extend_from_slice(&bytes[written..]);
+            conn.tx.out_pos = 0;
+        }
+        return Ok(());
+    }
+    conn.tx.out.extend_from_slice(bytes);
+    flush(conn)
+}
 
 impl Conn {
     /// A WebSocket about to be opened over `link`.

@@ -2,7 +2,7 @@
 //! sends, timeouts, churn, the measured window, the drain and the end.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +16,7 @@ use ringws::proto::session::Endpoint;
 
 use super::conn::{
     Conn, Link, Phase, RxScratch, Schedule, Sock, Tcp, close_conn, finish_connect, flush,
-    open_socket, read_conn,
+    open_socket, read_conn, send_now,
 };
 use super::h2conn::{Ctx, Links};
 use super::workload::send_echo;
@@ -53,7 +53,14 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // Connect + upgrade and closing deadlines, oldest first.
     let mut deadlines = Deadlines::default();
     // Scheduled sends (open loop) and pings: (due, key).
-    let mut schedule: Schedule = BinaryHeap::new();
+    let every = match plan.workload {
+        Workload::Ping { every } => Some(every),
+        _ => None,
+    };
+    let mut schedule = Schedule::new(every, Instant::now());
+    // The pings due now (reused), and one ping's bytes.
+    let mut due_pings: Vec<(u32, u32)> = Vec::new();
+    let mut ping_frame: Vec<u8> = Vec::with_capacity(16);
     // Each connection's serial: a slab key is reused after a close, so what
     // was scheduled for the old connection must not fire for the new one.
     let mut next_serial = 0u32;
@@ -205,7 +212,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         }
 
         let mut timeout = Duration::from_millis(50);
-        if let Some(Reverse((at, _, _))) = schedule.peek() {
+        if let Some(at) = schedule.next_due() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if started < plan.connections && plan.ramp_rate.is_finite() {
@@ -257,12 +264,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 close_conn(&mut conns, key, &poll, report, live);
             }
         }
-        // Scheduled work: open-loop sends, pings, publishes.
-        while let Some(&Reverse((at, key, serial))) = schedule.peek() {
+        // Scheduled work: open-loop sends, publishes.
+        while let Some(&Reverse((at, key, serial))) = schedule.heap.peek() {
             if at > now {
                 break;
             }
-            schedule.pop();
+            schedule.heap.pop();
             let key = key as usize;
             let Some(conn) = conns.get_mut(key) else {
                 continue;
@@ -277,25 +284,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     ..
                 } => {
                     send_echo(&mut conn.tx, payloads, at);
-                    schedule.push(Reverse((
+                    schedule.heap.push(Reverse((
                         at + Duration::from_secs_f64(1.0 / rate),
                         key as u32,
                         serial,
                     )));
-                }
-                Workload::Ping { every } => {
-                    if conn.ping_outstanding {
-                        report.missed_pongs += 1;
-                        report.rec.now.missed += 1;
-                    }
-                    let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
-                    if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
-                        ping.write_to(&mut conn.tx.out);
-                    }
-                    conn.ping_outstanding = true;
-                    report.pings += 1;
-                    report.rec.now.pings += 1;
-                    schedule.push(Reverse((at + *every, key as u32, serial)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
                     let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
@@ -313,7 +306,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     if report.measuring {
                         report.published += 1;
                     }
-                    schedule.push(Reverse((
+                    schedule.heap.push(Reverse((
                         at + Duration::from_secs_f64(1.0 / rate),
                         key as u32,
                         serial,
@@ -326,6 +319,40 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             } else if flush(conn).is_err() {
                 close_conn(&mut conns, key, &poll, report, live);
             }
+        }
+        // Pings: those of the ticks due, together.
+        // (The wheel is taken out meanwhile: an HTTP/2 send borrows the schedule.)
+        if let (Some(mut wheel), Some(every)) = (schedule.pings.take(), every) {
+            wheel.take_due(now, &mut due_pings);
+            let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+            for &(key, serial) in &due_pings {
+                let key = key as usize;
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                if conn.phase != Phase::Open || conn.serial != serial {
+                    continue;
+                }
+                if conn.ping_outstanding {
+                    report.missed_pongs += 1;
+                    report.rec.now.missed += 1;
+                }
+                ping_frame.clear();
+                if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
+                    ping.write_to(&mut ping_frame);
+                }
+                conn.ping_outstanding = true;
+                report.pings += 1;
+                report.rec.now.pings += 1;
+                wheel.push(now + every, key as u32, serial);
+                if let Some(links) = links.as_mut() {
+                    conn.tx.out.extend_from_slice(&ping_frame);
+                    links.send(key, &mut conns, &mut ctx!(now));
+                } else if send_now(conn, &ping_frame).is_err() {
+                    close_conn(&mut conns, key, &poll, report, live);
+                }
+            }
+            schedule.pings = Some(wheel);
         }
         // Every 100 ms: connect, upgrade and closing timeouts, churn, the end
         // of the ramp. Nothing here visits every connection while they are

@@ -43,7 +43,9 @@ pub(super) fn on_open(
         Workload::Ping { every } => {
             // Spread the first pings over one interval.
             let offset = every.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key as u32, conn.serial)));
+            if let Some(wheel) = &mut schedule.pings {
+                wheel.push(now + offset, key as u32, conn.serial);
+            }
         }
         Workload::Echo {
             in_flight,
@@ -59,13 +61,15 @@ pub(super) fn on_open(
         } => {
             let period = Duration::from_secs_f64(1.0 / rate);
             let offset = period.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key as u32, conn.serial)));
+            schedule
+                .heap
+                .push(Reverse((now + offset, key as u32, conn.serial)));
         }
         Workload::Broadcast {
             publishers, rate, ..
         } => {
             if key < *publishers {
-                schedule.push(Reverse((
+                schedule.heap.push(Reverse((
                     now + Duration::from_secs_f64(1.0 / rate),
                     key as u32,
                     conn.serial,
