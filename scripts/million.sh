@@ -257,6 +257,9 @@ cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/n
 # itself (a command substitution would be a subshell with its own).
 children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
 hz=$(getconf CLK_TCK)
+# Private (anonymous) resident KiB of a process: its own heap and stacks, not
+# the binary's pages that every process of it shares.
+anon_kib() { local v; v=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 server_cpu0=$(cpu_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
@@ -267,19 +270,21 @@ loadgen_pid=$!
 # Samples every second while the load generator runs; the one with the most
 # TCP sockets is the held state.
 (
-  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks"
+  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib"
   start=$(date +%s)
   while kill -0 "$loadgen_pid" 2>/dev/null; do
     kids=$(ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true)
     [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
     lg=$(rss_kib "$loadgen_pid")
     lg_cpu=$(cpu_ticks "$loadgen_pid")
+    lg_anon=$(anon_kib "$loadgen_pid")
     for pid in $kids; do
       lg=$((lg + $(rss_kib "$pid")))
       lg_cpu=$((lg_cpu + $(cpu_ticks "$pid")))
+      lg_anon=$((lg_anon + $(anon_kib "$pid")))
     done
     read -r tcp mem < <(sockstat)
-    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu"
+    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu $lg_anon"
     sleep 1
   done
 ) > "$out/samples.txt" &
@@ -323,8 +328,8 @@ except Exception as e:
 rows = []
 for line in open(f"{out}/samples.txt").read().split("\n")[1:]:
     f = line.split()
-    if len(f) >= 9:
-        rows.append(list(map(int, f[:9])))
+    if len(f) >= 10:
+        rows.append(list(map(int, f[:10])))
 # The held state: the last sample in the middle of the hold (every connection
 # open, the ramp's bursts over, the closing not begun).
 mid = r["ramp_s"] + duration / 2
@@ -371,7 +376,7 @@ if rss and conn:
     lines.append(f"server memory    RSS {mib(rss['before'])} before, {mib(rss['held'])} held: "
                  f"{rss['bytes_per_connection']:,.0f} bytes per connection (user space)")
 if held and conn:
-    t, tcp, mem, used, srss, lrss, slab, _, _ = held
+    t, tcp, mem, used, srss, lrss, slab, _, _, lanon = held
     # Both ends of every connection are sockets of this machine.
     k = max(mem - tcpmem0, 0) * 4096
     lines.append(f"kernel TCP mem   {k / conn:,.0f} bytes per connection, {k / (2 * conn):,.0f} per socket "
@@ -382,7 +387,9 @@ if held and conn:
     lines.append(f"machine memory   {mib(used * 1024)} in use (MemTotal - MemAvailable), "
                  f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
     lines.append(f"load generator   {mib(lrss * 1024)} RSS over {procs} processes: "
-                 f"{lrss * 1024 / conn:,.0f} bytes per connection")
+                 f"{lrss * 1024 / conn:,.0f} bytes per connection; anonymous (heap, no shared "
+                 f"binary pages) {lanon / 1024:.1f} MiB: {lanon * 1024 / conn:,.0f} bytes per connection, "
+                 f"the {procs + 1} processes' fixed part included")
 lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
              f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
 # Per phase, from the per-second CPU samples (both sides' ticks): the ramp

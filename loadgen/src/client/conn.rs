@@ -720,7 +720,7 @@ mod tests {
     fn conn_size() {
         let sizes = [
             ("Conn", size_of::<Conn>()),
-            ("slab entry", size_of::<slab::Slab<Conn>>()),
+            ("Tcp", size_of::<Tcp>()),
             ("Decoder", size_of::<Decoder>()),
             ("Session", size_of::<Session>()),
             ("Tx", size_of::<Tx>()),
@@ -729,6 +729,8 @@ mod tests {
             ("Instant", size_of::<Instant>()),
         ];
         eprintln!("{sizes:?}");
-        assert!(size_of::<Conn>() <= 192, "{sizes:?}");
+        // 168 on x86_64 (Linux): the slab holds this much per connection, and the
+        // rest of a held connection is an 8-byte ping wheel entry.
+        assert!(size_of::<Conn>() <= 176, "{sizes:?}");
     }
 }
