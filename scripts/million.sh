@@ -414,6 +414,11 @@ if hold_a and hold_b and hold_b[0] - hold_a[0] >= 5 and conn:
 if mode == "broadcast" and r["messages"]:
     lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "
                  f"load generator {loadgen_cpu * 1e6 / max(r['messages'], 1):.2f} us (whole run over the window's deliveries)")
+lg = r.get("load_generator")
+if lg:
+    lines.append(f"bottleneck       load generator {'YES: ' + lg['bottleneck'] if lg['bottleneck'] else 'no'} "
+                 f"(busiest thread {100 * lg['busiest_thread_cpu']:.0f}% of a core; {lg['late_sends']:,} of "
+                 f"{lg['scheduled_sends']:,} scheduled sends > 100 ms late, latest {lg['max_lag_ms']:.1f} ms)")
 if rc != 0:
     lines.append(f"load generator exit status {rc}: {open(f'{out}/loadgen.log').read().strip().splitlines()[-1:]}")
     ok = False

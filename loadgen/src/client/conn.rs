@@ -1,26 +1,21 @@
-//! One WebSocket's state (what the scenarios drive), the socket it or its
-//! HTTP/2 connection reads and writes, and the HTTP/1.1 path: connect,
-//! upgrade, read and decode, send.
+//! One WebSocket's state (what the scenarios drive) and the HTTP/1.1 path:
+//! connect, upgrade, read and decode, send (the socket is in `sock`).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Poll;
-use mio::net::TcpStream;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
 use ringws::proto::deflate::{self, DeflateConfig};
 use ringws::proto::handshake::{ClientHandshake, ExtensionOffer};
 use ringws::proto::message::Decoder;
 use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
-use ringws::rustls::ClientConnection;
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 
-use super::wheel::PingWheel;
+pub(super) use super::sock::{Sock, open_socket, tls_failed};
+pub(super) use super::wheel::Schedule;
 use super::workload::{on_message, on_open};
 use super::{DEFLATE_OFFER, Failure, Heard, LEVEL, Live, Plan, Report, Target, classify};
 use crate::series;
@@ -103,87 +98,6 @@ pub(super) struct StreamLink {
     pub(super) unacked: u32,
 }
 
-/// A TCP connection, with TLS over it for `wss://`.
-pub(super) struct Sock {
-    pub(super) stream: TcpStream,
-    /// `wss://`: the TLS session over `stream`; what is written and read is
-    /// plaintext.
-    pub(super) tls: Option<Box<ClientConnection>>,
-    /// The TLS handshake is done (and timed).
-    pub(super) tls_done: bool,
-    pub(super) writable: bool,
-}
-
-impl Sock {
-    pub(super) fn new(stream: TcpStream, tls: Option<Box<ClientConnection>>) -> Self {
-        Self {
-            stream,
-            tls,
-            tls_done: false,
-            writable: false,
-        }
-    }
-
-    /// Reads plaintext; `Ok(0)` is the end of the stream.
-    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
-            Some(tls) => crate::tls::read(tls, &mut self.stream, buf),
-            None => self.stream.read(buf),
-        }
-    }
-
-    /// Whether the TLS handshake has just finished (once).
-    pub(super) fn tls_finished(&mut self) -> bool {
-        if !self.tls_done && self.tls.as_ref().is_some_and(|tls| !tls.is_handshaking()) {
-            self.tls_done = true;
-            return true;
-        }
-        false
-    }
-
-    /// Writes `out[*pos..]` as far as the socket takes it (TLS takes all).
-    pub(super) fn write(&mut self, out: &mut Vec<u8>, pos: &mut usize) -> io::Result<()> {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            // rustls takes all of it; its ciphertext goes out as the socket allows.
-            if *pos < out.len() {
-                crate::tls::write(tls, &mut self.stream, &out[*pos..])?;
-            } else {
-                crate::tls::flush(tls, &mut self.stream)?;
-            }
-            out.clear();
-            *pos = 0;
-            return Ok(());
-        }
-        while *pos < out.len() {
-            match self.stream.write(&out[*pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => *pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.clear();
-        *pos = 0;
-        Ok(())
-    }
-
-    /// The connect's outcome: `Ok(false)` while under way.
-    pub(super) fn connected(&mut self) -> io::Result<bool> {
-        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-            return Err(e);
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// The sending side of a connection.
 pub(super) struct Tx {
     /// Bytes to send: empty, with no allocation, once they are all written.
@@ -203,40 +117,6 @@ impl Tx {
         if self.out_pos as usize >= self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
-        }
-    }
-}
-
-/// What is due later: open-loop sends and publishes in a heap of (due, slab
-/// key, serial), pings in a wheel.
-pub(super) struct Schedule {
-    pub(super) heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    pub(super) pings: Option<PingWheel>,
-}
-
-impl Schedule {
-    /// Empty, with a ping wheel for pings `every` so often.
-    pub(super) fn new(every: Option<Duration>, start: Instant) -> Self {
-        Self {
-            heap: BinaryHeap::new(),
-            pings: every.map(|every| PingWheel::new(every, start)),
-        }
-    }
-
-    /// When the next scheduled thing is due.
-    pub(super) fn next_due(&self) -> Option<Instant> {
-        let heap = self.heap.peek().map(|Reverse((at, _, _))| *at);
-        let pings = self.pings.as_ref().and_then(|w| w.next_due());
-        match (heap, pings) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    pub(super) fn clear(&mut self) {
-        self.heap.clear();
-        if let Some(w) = &mut self.pings {
-            w.clear();
         }
     }
 }
@@ -291,48 +171,6 @@ impl Conn {
             heard: None,
             link,
         }
-    }
-}
-
-pub(super) fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    // Non-blocking from the start: no fcntl calls after.
-    let socket = RawSocket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_tcp_nodelay(true)?;
-    if let Some(ip) = source {
-        // Spread over source addresses: each has its own ~28k ephemeral ports.
-        // The port is picked by connect, not by bind: bind would search the
-        // address's whole port space for one free for any destination, for
-        // every connection.
-        bind_address_no_port(&socket);
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-    }
-    match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
-}
-
-/// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): a bind to port 0 leaves the port to
-/// connect. Where it is refused, bind picks the port as before.
-fn bind_address_no_port(socket: &RawSocket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&on`, a live
-    // c_int, on a socket this function borrows.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 
@@ -491,12 +329,6 @@ pub(super) fn read_conn(
             return true;
         }
     }
-}
-
-/// Says once that TLS failed.
-pub(super) fn tls_failed(e: &io::Error) {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| eprintln!("loadgen: TLS failed: {e}"));
 }
 
 /// The session of a WebSocket the server accepted with `extension` as its

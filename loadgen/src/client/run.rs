@@ -33,9 +33,12 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Runs one thread's plan to its end.
 pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     let mut report = Report::new();
+    let (wall, cpu) = (Instant::now(), thread_cpu());
     if let Err(e) = run_inner(&plan, &live, &mut report) {
         eprintln!("loadgen: client thread failed: {e}");
     }
+    report.self_load.busiest_thread =
+        (thread_cpu() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9);
     report.rec.roll(plan.epoch.elapsed().as_secs());
     report.series = std::mem::take(&mut report.rec).finish();
     report
@@ -270,6 +273,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 break;
             }
             schedule.heap.pop();
+            report.self_load.sent(now.saturating_duration_since(at));
             let key = key as usize;
             let Some(conn) = conns.get_mut(key) else {
                 continue;
@@ -323,7 +327,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         // Pings: those of the ticks due, together.
         // (The wheel is taken out meanwhile: an HTTP/2 send borrows the schedule.)
         if let (Some(mut wheel), Some(every)) = (schedule.pings.take(), every) {
-            wheel.take_due(now, &mut due_pings);
+            if let Some(due) = wheel.take_due(now, &mut due_pings) {
+                let lag = now.saturating_duration_since(due);
+                for _ in 0..due_pings.len() {
+                    report.self_load.sent(lag);
+                }
+            }
             let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
             for &(key, serial) in &due_pings {
                 let key = key as usize;
@@ -532,4 +541,15 @@ impl Deadlines {
         }
         expired
     }
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

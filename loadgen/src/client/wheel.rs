@@ -6,7 +6,43 @@
 //! one wakeup. A ping's round trip is timed from its send time, which it
 //! carries, so the tick's rounding does not show in the figures.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+/// What is due later: open-loop sends and publishes in a heap of (due, slab
+/// key, serial), pings in a wheel.
+pub(super) struct Schedule {
+    pub(super) heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    pub(super) pings: Option<PingWheel>,
+}
+
+impl Schedule {
+    /// Empty, with a ping wheel for pings `every` so often.
+    pub(super) fn new(every: Option<Duration>, start: Instant) -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            pings: every.map(|every| PingWheel::new(every, start)),
+        }
+    }
+
+    /// When the next scheduled thing is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        let heap = self.heap.peek().map(|Reverse((at, _, _))| *at);
+        let pings = self.pings.as_ref().and_then(|w| w.next_due());
+        match (heap, pings) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.heap.clear();
+        if let Some(w) = &mut self.pings {
+            w.clear();
+        }
+    }
+}
 
 /// Ticks per ping interval: the wheel's resolution, within
 /// [`MIN_TICK`]..=[`MAX_TICK`].
@@ -69,18 +105,29 @@ impl PingWheel {
     }
 
     /// Moves what is due by `now` into `due` (emptied first), in tick order
-    /// (unless more than one turn late).
-    pub(super) fn take_due(&mut self, now: Instant, due: &mut Vec<(u32, u32)>) {
+    /// (unless more than one turn late); the time the earliest of them was
+    /// due, if any.
+    pub(super) fn take_due(&mut self, now: Instant, due: &mut Vec<(u32, u32)>) -> Option<Instant> {
         due.clear();
+        if self.len == 0 {
+            self.cursor = self.cursor.max(self.tick_of(now) + 1);
+            return None;
+        }
         let last = self.tick_of(now);
         let n = self.slots.len() as u64;
         // Past one turn, every slot is due: one turn is enough.
         let first = self.cursor.max((last + 1).saturating_sub(n));
+        let mut earliest = None;
         for t in first..=last {
-            due.append(&mut self.slots[(t % n) as usize]);
+            let slot = &mut self.slots[(t % n) as usize];
+            if !slot.is_empty() && earliest.is_none() {
+                earliest = Some(self.start + self.tick * t as u32);
+            }
+            due.append(slot);
         }
         self.cursor = self.cursor.max(last + 1);
         self.len -= due.len();
+        earliest
     }
 
     /// Forgets every entry (the drain: no more pings).
