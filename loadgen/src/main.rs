@@ -504,6 +504,9 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
         outcomes.push(outcome);
     }
     print!("{}", report::compare_table(a.scenario.name(), &outcomes));
+    for o in &outcomes {
+        println!("{}: {}", o.name, o.report.self_load.line());
+    }
     let c = a.scenario.common();
     if let Some(path) = &c.json {
         report::write_json(path, &outcomes)?;
