@@ -39,6 +39,8 @@
 #   --out DIR            where logs, JSON, the plot and samples go (default
 #                        target/million/<mode>-<N>-<time>)
 #   --no-build           use the release binaries as they are
+#   --loadgen PATH       this load-generator binary instead of the one built (a
+#                        saved copy, to compare before and after in one sitting)
 #   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +67,7 @@ tune=${TUNE:-yes}
 out=${OUT:-}
 build=${BUILD:-1}
 profile=${PROFILE:-release}
+loadgen_override=${LOADGEN:-}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -85,6 +88,7 @@ while [ $# -gt 0 ]; do
     --tune) tune=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
     --no-build) build=0 ;;
+    --loadgen) loadgen_override=${2:?}; shift ;;
     --debug) profile=debug ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -161,7 +165,7 @@ if [ "$build" = 1 ]; then
 fi
 server_bin=$bin/examples/echo
 [ "$mode" = broadcast ] && server_bin=$bin/examples/chat
-loadgen=$bin/loadgen
+loadgen=${loadgen_override:-$bin/loadgen}
 { [ -x "$server_bin" ] && [ -x "$loadgen" ]; } || die "no $profile binaries in $bin (drop --no-build)"
 
 out=${out:-$target_dir/million/$mode-$n-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -253,6 +257,9 @@ cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/n
 # itself (a command substitution would be a subshell with its own).
 children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
 hz=$(getconf CLK_TCK)
+# Private (anonymous) resident KiB of a process: its own heap and stacks, not
+# the binary's pages that every process of it shares.
+anon_kib() { local v; v=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 server_cpu0=$(cpu_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
@@ -263,15 +270,21 @@ loadgen_pid=$!
 # Samples every second while the load generator runs; the one with the most
 # TCP sockets is the held state.
 (
-  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib"
+  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib"
   start=$(date +%s)
   while kill -0 "$loadgen_pid" 2>/dev/null; do
     kids=$(ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true)
     [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
     lg=$(rss_kib "$loadgen_pid")
-    for pid in $kids; do lg=$((lg + $(rss_kib "$pid"))); done
+    lg_cpu=$(cpu_ticks "$loadgen_pid")
+    lg_anon=$(anon_kib "$loadgen_pid")
+    for pid in $kids; do
+      lg=$((lg + $(rss_kib "$pid")))
+      lg_cpu=$((lg_cpu + $(cpu_ticks "$pid")))
+      lg_anon=$((lg_anon + $(anon_kib "$pid")))
+    done
     read -r tcp mem < <(sockstat)
-    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib)"
+    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu $lg_anon"
     sleep 1
   done
 ) > "$out/samples.txt" &
@@ -298,13 +311,14 @@ stop_pid "$sampler_pid" 3
 sampler_pid=
 
 python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
-  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" <<'PY'
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" <<'PY'
 import json, sys
 out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
 duration = float(sys.argv[12])
 run_secs, server_cpu, loadgen_cpu = map(float, sys.argv[13:16])
 cores = int(sys.argv[16])
+hz = int(sys.argv[17])
 try:
     r = json.load(open(f"{out}/loadgen.json"))[0]
 except Exception as e:
@@ -314,8 +328,8 @@ except Exception as e:
 rows = []
 for line in open(f"{out}/samples.txt").read().split("\n")[1:]:
     f = line.split()
-    if len(f) >= 7:
-        rows.append(list(map(int, f[:7])))
+    if len(f) >= 10:
+        rows.append(list(map(int, f[:10])))
 # The held state: the last sample in the middle of the hold (every connection
 # open, the ramp's bursts over, the closing not begun).
 mid = r["ramp_s"] + duration / 2
@@ -362,7 +376,7 @@ if rss and conn:
     lines.append(f"server memory    RSS {mib(rss['before'])} before, {mib(rss['held'])} held: "
                  f"{rss['bytes_per_connection']:,.0f} bytes per connection (user space)")
 if held and conn:
-    t, tcp, mem, used, srss, lrss, slab = held
+    t, tcp, mem, used, srss, lrss, slab, _, _, lanon = held
     # Both ends of every connection are sockets of this machine.
     k = max(mem - tcpmem0, 0) * 4096
     lines.append(f"kernel TCP mem   {k / conn:,.0f} bytes per connection, {k / (2 * conn):,.0f} per socket "
@@ -373,12 +387,38 @@ if held and conn:
     lines.append(f"machine memory   {mib(used * 1024)} in use (MemTotal - MemAvailable), "
                  f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
     lines.append(f"load generator   {mib(lrss * 1024)} RSS over {procs} processes: "
-                 f"{lrss * 1024 / conn:,.0f} bytes per connection")
+                 f"{lrss * 1024 / conn:,.0f} bytes per connection; anonymous (heap, no shared "
+                 f"binary pages) {lanon / 1024:.1f} MiB: {lanon * 1024 / conn:,.0f} bytes per connection, "
+                 f"the {procs + 1} processes' fixed part included")
 lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
              f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
+# Per phase, from the per-second CPU samples (both sides' ticks): the ramp
+# (start to the last connection open) over the connections opened, and the
+# hold (from 2 s after the ramp to 1 s before its end) over the connection-minutes held.
+def at(t):
+    before = [x for x in rows if x[0] <= t]
+    return before[-1] if before else None
+ramp_end = at(r["ramp_s"] + 1)
+hold_a, hold_b = at(r["ramp_s"] + 2), at(r["ramp_s"] + duration - 1)
+if rows and ramp_end and conn:
+    s_us = (ramp_end[7] - rows[0][7]) / hz * 1e6 / conn
+    l_us = (ramp_end[8] - rows[0][8]) / hz * 1e6 / conn
+    lines.append(f"CPU per opened   server {s_us:,.1f} us, load generator {l_us:,.1f} us per connection "
+                 f"(connect + upgrade; {ramp_end[0]} s of ramp)")
+if hold_a and hold_b and hold_b[0] - hold_a[0] >= 5 and conn:
+    minutes = conn * (hold_b[0] - hold_a[0]) / 60
+    s_us = (hold_b[7] - hold_a[7]) / hz * 1e6 / minutes
+    l_us = (hold_b[8] - hold_a[8]) / hz * 1e6 / minutes
+    lines.append(f"CPU per held     server {s_us:,.1f} us, load generator {l_us:,.1f} us per connection-minute "
+                 f"({hold_b[0] - hold_a[0]} s of hold, {hold_a[0]}-{hold_b[0]} s)")
 if mode == "broadcast" and r["messages"]:
     lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "
                  f"load generator {loadgen_cpu * 1e6 / max(r['messages'], 1):.2f} us (whole run over the window's deliveries)")
+lg = r.get("load_generator")
+if lg:
+    lines.append(f"bottleneck       load generator {'YES: ' + lg['bottleneck'] if lg['bottleneck'] else 'no'} "
+                 f"(busiest thread {100 * lg['busiest_thread_cpu']:.0f}% of a core; {lg['late_sends']:,} of "
+                 f"{lg['scheduled_sends']:,} scheduled sends > 100 ms late, latest {lg['max_lag_ms']:.1f} ms)")
 if rc != 0:
     lines.append(f"load generator exit status {rc}: {open(f'{out}/loadgen.log').read().strip().splitlines()[-1:]}")
     ok = False

@@ -144,6 +144,9 @@ pub(crate) fn bench(b: &BenchArgs) -> Result<()> {
     outcomes.push(o);
     server.shutdown(Duration::from_secs(2));
     report::table(&outcomes);
+    for o in &outcomes {
+        println!("{}: {}", o.name, o.report.self_load.line());
+    }
     if let Some(path) = &b.json {
         report::write_json(path, &outcomes)?;
     }

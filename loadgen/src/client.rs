@@ -15,6 +15,8 @@ mod conn;
 mod h2conn;
 mod h2streams;
 mod run;
+mod sock;
+mod wheel;
 mod workload;
 
 pub use run::run;
@@ -262,6 +264,8 @@ pub struct Report {
     /// Connections closed and reopened on purpose (`--churn`), each after a
     /// full closing handshake.
     pub churned: u64,
+    /// Whether the load generator itself kept up.
+    pub self_load: SelfLoad,
     /// `--http2`: the TCP connections that carried at least one WebSocket.
     pub h2_connections: u64,
     /// Per-second samples of the whole run (ramp and drain included).
@@ -271,6 +275,79 @@ pub struct Report {
     /// Inside the measured window (after the ramp, before the drain): only then
     /// are messages and latencies counted.
     measuring: bool,
+}
+
+/// Whether the load generator was the bottleneck: its busiest thread's CPU
+/// (a thread near a whole core cannot go faster) and how late its scheduled
+/// sends (pings, open-loop echoes, publishes) went out (a schedule slipping
+/// means it, or the machine under it, could not keep up).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SelfLoad {
+    /// CPU time over wall time of the busiest client thread (1.0: a core).
+    pub busiest_thread: f64,
+    /// Scheduled sends, and those sent more than [`LATE`] after they were due.
+    pub scheduled: u64,
+    pub late: u64,
+    /// The latest a scheduled send went out, µs after it was due.
+    pub max_lag_us: u64,
+}
+
+/// A scheduled send this late counts as the schedule slipping.
+pub const LATE: Duration = Duration::from_millis(100);
+
+impl SelfLoad {
+    pub fn merge(&mut self, o: &SelfLoad) {
+        self.busiest_thread = self.busiest_thread.max(o.busiest_thread);
+        self.scheduled += o.scheduled;
+        self.late += o.late;
+        self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
+    }
+
+    /// A scheduled send, `lag` after it was due.
+    pub(crate) fn sent(&mut self, lag: Duration) {
+        self.scheduled += 1;
+        if lag > LATE {
+            self.late += 1;
+        }
+        self.max_lag_us = self.max_lag_us.max(lag.as_micros() as u64);
+    }
+
+    /// Why the load generator was the bottleneck, if it was: a thread at
+    /// 90% of a core or more, or more than 1% of the scheduled sends late.
+    pub fn bottleneck(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.busiest_thread >= 0.9 {
+            why.push(format!(
+                "its busiest thread used {:.0}% of a core",
+                100.0 * self.busiest_thread
+            ));
+        }
+        if self.late * 100 > self.scheduled {
+            why.push(format!(
+                "{} of {} scheduled sends went out more than {} ms late",
+                self.late,
+                self.scheduled,
+                LATE.as_millis()
+            ));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+
+    /// One line for the summary.
+    pub fn line(&self) -> String {
+        let figures = format!(
+            "busiest thread {:.0}% of a core; {} of {} scheduled sends more than {} ms late (latest {:.1} ms)",
+            100.0 * self.busiest_thread,
+            self.late,
+            self.scheduled,
+            LATE.as_millis(),
+            self.max_lag_us as f64 / 1000.0
+        );
+        match self.bottleneck() {
+            Some(why) => format!("load generator: the BOTTLENECK ({why}): {figures}"),
+            None => format!("load generator: not the bottleneck: {figures}"),
+        }
+    }
 }
 
 /// Broadcast figures: deliveries and latency on the publisher's node
@@ -391,6 +468,7 @@ impl Report {
             ramp_secs: 0.0,
             fanout: Fanout::new(),
             churned: 0,
+            self_load: SelfLoad::default(),
             h2_connections: 0,
             series: Vec::new(),
             rec: Recorder::default(),
@@ -423,6 +501,7 @@ impl Report {
         self.ramp_secs = self.ramp_secs.max(other.ramp_secs);
         self.fanout.merge(&other.fanout);
         self.churned += other.churned;
+        self.self_load.merge(&other.self_load);
         self.h2_connections += other.h2_connections;
         series::merge(&mut self.series, &other.series);
     }

@@ -105,7 +105,8 @@ pub(crate) struct Common {
     /// Seconds to run after the ramp.
     #[arg(short = 'd', long, default_value_t = 5.0)]
     duration: f64,
-    /// Client threads (default: available cores).
+    /// Client threads (default: available cores; with --procs, the cores
+    /// shared among the processes, at least one each).
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Source addresses: a range like 127.0.0.1-127.0.0.32 (loopback only), to
@@ -503,6 +504,9 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
         outcomes.push(outcome);
     }
     print!("{}", report::compare_table(a.scenario.name(), &outcomes));
+    for o in &outcomes {
+        println!("{}: {}", o.name, o.report.self_load.line());
+    }
     let c = a.scenario.common();
     if let Some(path) = &c.json {
         report::write_json(path, &outcomes)?;

@@ -98,6 +98,13 @@ pub fn share(c: &mut Common, child: Option<&Child>) {
         let b = ((i + 1) * all.len() / n).clamp(a + 1, all.len());
         c.sources = Some(format!("{}-{}", all[a], all[b - 1]));
     }
+    // The cores shared among the processes: a thread per core in all, not
+    // per process (more threads than cores only wake more often, each
+    // with less to do per wakeup).
+    if c.threads.is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        c.threads = Some((cores / n).max(1));
+    }
     c.procs = 1;
     c.json = None;
     c.plot = None;
@@ -212,7 +219,13 @@ fn hist_from_json(v: &Value) -> Histogram<u64> {
 /// A child's result, complete enough to merge.
 pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
     let r = &o.report;
-    let value = json!({
+    let self_load = json!({
+        "busiest_thread": r.self_load.busiest_thread,
+        "scheduled": r.self_load.scheduled,
+        "late": r.self_load.late,
+        "max_lag_us": r.self_load.max_lag_us,
+    });
+    let mut value = json!({
         "name": o.name,
         "connections": o.connections,
         "seconds": o.seconds,
@@ -256,6 +269,8 @@ pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
             "gap_remote": r.fanout.gap_remote,
         },
     });
+    // Apart: one more key would take json! past its recursion limit.
+    value["self_load"] = self_load;
     std::fs::write(&child.json, serde_json::to_vec(&value)?)?;
     Ok(())
 }
@@ -284,6 +299,13 @@ fn read_child(path: &PathBuf) -> Result<Outcome> {
     report.dropped = n("dropped");
     report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
     report.churned = n("churned");
+    let s = &v["self_load"];
+    report.self_load = crate::client::SelfLoad {
+        busiest_thread: s["busiest_thread"].as_f64().unwrap_or(0.0),
+        scheduled: s["scheduled"].as_u64().unwrap_or(0),
+        late: s["late"].as_u64().unwrap_or(0),
+        max_lag_us: s["max_lag_us"].as_u64().unwrap_or(0),
+    };
     report.h2_connections = n("h2_connections");
     report.series = v["series"]
         .as_array()

@@ -174,6 +174,7 @@ impl Outcome {
                 per
             );
         }
+        println!("{}", r.self_load.line());
         if let Some(path) = json_path {
             write_json(path, std::slice::from_ref(&self))?;
         }
@@ -388,6 +389,13 @@ impl Outcome {
             "ramp": r.ramp,
             "ramp_s": r.ramp_secs,
             "churned": r.churned,
+            "load_generator": {
+                "bottleneck": r.self_load.bottleneck(),
+                "busiest_thread_cpu": r.self_load.busiest_thread,
+                "scheduled_sends": r.self_load.scheduled,
+                "late_sends": r.self_load.late,
+                "max_lag_ms": r.self_load.max_lag_us as f64 / 1000.0,
+            },
             "fanout": self.fanout.as_ref().map(|check| self.fanout_json(check)),
             "series": r.series.iter().map(Sample::to_json).collect::<Vec<_>>(),
         })

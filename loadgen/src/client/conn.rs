@@ -1,25 +1,21 @@
-//! One WebSocket's state (what the scenarios drive), the socket it or its
-//! HTTP/2 connection reads and writes, and the HTTP/1.1 path: connect,
-//! upgrade, read and decode, send.
+//! One WebSocket's state (what the scenarios drive) and the HTTP/1.1 path:
+//! connect, upgrade, read and decode, send (the socket is in `sock`).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mio::Poll;
-use mio::net::TcpStream;
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
 use ringws::proto::deflate::{self, DeflateConfig};
 use ringws::proto::handshake::{ClientHandshake, ExtensionOffer};
 use ringws::proto::message::Decoder;
 use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
-use ringws::rustls::ClientConnection;
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 
+pub(super) use super::sock::{Sock, open_socket, tls_failed};
+pub(super) use super::wheel::Schedule;
 use super::workload::{on_message, on_open};
 use super::{DEFLATE_OFFER, Failure, Heard, LEVEL, Live, Plan, Report, Target, classify};
 use crate::series;
@@ -31,32 +27,40 @@ pub(super) enum Phase {
     /// The upgrade (or extended CONNECT) is sent, its answer awaited.
     Upgrading,
     Open,
-    /// Closed by us on purpose (`--churn`) at this time; awaiting the
-    /// server's close.
-    Closing(Instant),
+    /// Closed by us on purpose (`--churn`); awaiting the server's close (its
+    /// deadline is in the thread's [`Deadlines`]).
+    Closing,
 }
 
 /// One WebSocket: all the scenarios see of it, and what carries it.
+///
+/// A million of these live in the load generator, so an idle one holds no
+/// heap memory and only what every connection needs is inline: what is
+/// needed only for a while (the upgrade, a frame split across reads, bytes
+/// the socket did not take, broadcast bookkeeping) is boxed or allocated
+/// then and freed after (`conn_size` in the tests keeps the size in check).
 pub(super) struct Conn {
     /// Tells this connection from an earlier one under the same slab key.
     pub(super) serial: u32,
     pub(super) phase: Phase,
+    pub(super) ping_outstanding: bool,
+    /// Its failure was already counted.
+    pub(super) reported: bool,
+    /// The server closed it with 1001 (going away).
+    pub(super) going_away: bool,
+    /// Index of its target: 0 is the publisher's node.
+    pub(super) node: u16,
     pub(super) started: Instant,
-    pub(super) decoder: Decoder,
+    /// Receive state between reads: `None` while no frame is split across
+    /// reads (nearly always), and the thread's spare decoder decodes.
+    pub(super) decoder: Option<Box<Decoder>>,
     /// The protocol after the upgrade: pongs, the close reply, the outgoing
     /// frames, and with permessage-deflate the decompressor (its compressor is
     /// never made: compressed frames are precomputed).
     pub(super) session: Session,
     pub(super) tx: Tx,
-    pub(super) ping_outstanding: bool,
-    /// Its failure was already counted.
-    pub(super) reported: bool,
-    /// Index of its target: 0 is the publisher's node.
-    pub(super) node: usize,
-    /// Broadcast probes received.
-    pub(super) heard: Option<Heard>,
-    /// The server closed it with 1001 (going away).
-    pub(super) going_away: bool,
+    /// Broadcast probes received (boxed: only subscribers have it).
+    pub(super) heard: Option<Box<Heard>>,
     pub(super) link: Link,
 }
 
@@ -71,7 +75,13 @@ pub(super) enum Link {
 /// An HTTP/1.1 WebSocket's connection.
 pub(super) struct Tcp {
     pub(super) sock: Sock,
-    pub(super) handshake: Option<Box<ClientHandshake>>,
+    /// While upgrading: the request's key and the answer read so far.
+    pub(super) upgrade: Option<Box<Upgrade>>,
+}
+
+/// The upgrade under way: freed once answered.
+pub(super) struct Upgrade {
+    pub(super) handshake: ClientHandshake,
     pub(super) head: Vec<u8>,
 }
 
@@ -88,91 +98,11 @@ pub(super) struct StreamLink {
     pub(super) unacked: u32,
 }
 
-/// A TCP connection, with TLS over it for `wss://`.
-pub(super) struct Sock {
-    pub(super) stream: TcpStream,
-    /// `wss://`: the TLS session over `stream`; what is written and read is
-    /// plaintext.
-    pub(super) tls: Option<Box<ClientConnection>>,
-    /// The TLS handshake is done (and timed).
-    pub(super) tls_done: bool,
-    pub(super) writable: bool,
-}
-
-impl Sock {
-    pub(super) fn new(stream: TcpStream, tls: Option<Box<ClientConnection>>) -> Self {
-        Self {
-            stream,
-            tls,
-            tls_done: false,
-            writable: false,
-        }
-    }
-
-    /// Reads plaintext; `Ok(0)` is the end of the stream.
-    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
-            Some(tls) => crate::tls::read(tls, &mut self.stream, buf),
-            None => self.stream.read(buf),
-        }
-    }
-
-    /// Whether the TLS handshake has just finished (once).
-    pub(super) fn tls_finished(&mut self) -> bool {
-        if !self.tls_done && self.tls.as_ref().is_some_and(|tls| !tls.is_handshaking()) {
-            self.tls_done = true;
-            return true;
-        }
-        false
-    }
-
-    /// Writes `out[*pos..]` as far as the socket takes it (TLS takes all).
-    pub(super) fn write(&mut self, out: &mut Vec<u8>, pos: &mut usize) -> io::Result<()> {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            // rustls takes all of it; its ciphertext goes out as the socket allows.
-            if *pos < out.len() {
-                crate::tls::write(tls, &mut self.stream, &out[*pos..])?;
-            } else {
-                crate::tls::flush(tls, &mut self.stream)?;
-            }
-            out.clear();
-            *pos = 0;
-            return Ok(());
-        }
-        while *pos < out.len() {
-            match self.stream.write(&out[*pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => *pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.clear();
-        *pos = 0;
-        Ok(())
-    }
-
-    /// The connect's outcome: `Ok(false)` while under way.
-    pub(super) fn connected(&mut self) -> io::Result<bool> {
-        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-            return Err(e);
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// The sending side of a connection.
 pub(super) struct Tx {
+    /// Bytes to send: empty, with no allocation, once they are all written.
     pub(super) out: Vec<u8>,
-    pub(super) out_pos: usize,
+    pub(super) out_pos: u32,
     /// (payload variant, intended send time) of echoes awaited, oldest first.
     pub(super) inflight: VecDeque<(u32, Instant)>,
     pub(super) next_variant: u32,
@@ -180,8 +110,43 @@ pub(super) struct Tx {
     pub(super) stopped: bool,
 }
 
-/// Scheduled sends (open loop), pings and publishes: (due, slab key, serial).
-pub(super) type Schedule = BinaryHeap<Reverse<(Instant, usize, u32)>>;
+impl Tx {
+    /// Frees the send buffer once everything in it is written, so that an
+    /// idle connection holds none.
+    pub(super) fn release_if_sent(&mut self) {
+        if self.out_pos as usize >= self.out.len() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+    }
+}
+
+/// Sends `bytes` now: straight from `bytes` when nothing is queued before
+/// them (plain TCP), so a ping costs no buffer; whatever the socket does not
+/// take is queued.
+pub(super) fn send_now(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    if let Link::Tcp(tcp) = &mut conn.link
+        && conn.tx.out.is_empty()
+        && tcp.sock.tls.is_none()
+    {
+        let written = match tcp.sock.stream.write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tcp.sock.writable = false;
+                0
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        if written < bytes.len() {
+            conn.tx.out.extend_from_slice(&bytes[written..]);
+            conn.tx.out_pos = 0;
+        }
+        return Ok(());
+    }
+    conn.tx.out.extend_from_slice(bytes);
+    flush(conn)
+}
 
 impl Conn {
     /// A WebSocket about to be opened over `link`.
@@ -189,8 +154,12 @@ impl Conn {
         Self {
             serial,
             phase: Phase::Connecting,
+            ping_outstanding: false,
+            reported: false,
+            going_away: false,
+            node: node as u16,
             started: Instant::now(),
-            decoder: Decoder::new(),
+            decoder: None,
             session: Session::new(),
             tx: Tx {
                 out: Vec::new(),
@@ -199,30 +168,10 @@ impl Conn {
                 next_variant: key as u32,
                 stopped,
             },
-            ping_outstanding: false,
-            reported: false,
-            node,
             heard: None,
-            going_away: false,
             link,
         }
     }
-}
-
-pub(super) fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    socket.set_tcp_nodelay(true)?;
-    if let Some(ip) = source {
-        // Spread over source addresses: each has its own ~28k ephemeral ports.
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-    }
-    match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
 }
 
 /// The HTTP/1.1 connect's outcome: once connected, the upgrade request is
@@ -260,7 +209,10 @@ pub(super) fn finish_connect(
         }
     };
     handshake.write_request(&mut conn.tx.out);
-    tcp.handshake = Some(Box::new(handshake));
+    tcp.upgrade = Some(Box::new(Upgrade {
+        handshake,
+        head: Vec::new(),
+    }));
     conn.phase = Phase::Upgrading;
     true
 }
@@ -268,7 +220,16 @@ pub(super) fn finish_connect(
 /// Writes what an HTTP/1.1 WebSocket has to send.
 pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
     match &mut conn.link {
-        Link::Tcp(tcp) => tcp.sock.write(&mut conn.tx.out, &mut conn.tx.out_pos),
+        Link::Tcp(tcp) => {
+            if conn.tx.out.is_empty() {
+                return Ok(());
+            }
+            let mut pos = conn.tx.out_pos as usize;
+            let written = tcp.sock.write(&mut conn.tx.out, &mut pos);
+            conn.tx.out_pos = pos as u32;
+            conn.tx.release_if_sent();
+            written
+        }
         Link::Stream(_) => Ok(()),
     }
 }
@@ -281,7 +242,7 @@ pub(super) fn read_conn(
     conn: &mut Conn,
     buf: &mut [u8],
     endpoint: &mut Endpoint,
-    inflated: &mut InflateBuffer,
+    scratch: &mut RxScratch,
     plan: &Plan,
     report: &mut Report,
     live: &Live,
@@ -319,15 +280,27 @@ pub(super) fn read_conn(
         };
         let mut data = &mut buf[..n];
         if conn.phase == Phase::Upgrading {
-            tcp.head.extend_from_slice(data);
-            let Some(handshake) = tcp.handshake.as_ref() else {
+            let Some(upgrade) = tcp.upgrade.as_mut() else {
                 return false;
             };
-            let (session, consumed) = match handshake.parse_response(&tcp.head) {
+            // Most answers come whole in one read: parsed where they were read.
+            let head: &[u8] = if upgrade.head.is_empty() {
+                data
+            } else {
+                upgrade.head.extend_from_slice(data);
+                &upgrade.head
+            };
+            let head_len = head.len();
+            let (session, consumed) = match upgrade.handshake.parse_response(head) {
                 Ok(Some((accepted, consumed))) => {
                     (accept_deflate(plan, accepted.extensions().next()), consumed)
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    if upgrade.head.is_empty() {
+                        upgrade.head.extend_from_slice(data);
+                    }
+                    continue;
+                }
                 Err(_) => (None, 0),
             };
             let Some(session) = session else {
@@ -335,9 +308,8 @@ pub(super) fn read_conn(
                 conn.reported = true;
                 return false;
             };
-            let leftover = tcp.head.len() - consumed;
-            tcp.handshake = None;
-            tcp.head = Vec::new();
+            let leftover = head_len - consumed;
+            tcp.upgrade = None;
             conn.session = session;
             opened(key, conn, plan, report, live, schedule, now);
             if flush(conn).is_err() {
@@ -349,7 +321,7 @@ pub(super) fn read_conn(
             // Frames right behind the 101: decode them from the read buffer.
             data = &mut buf[n - leftover..n];
         }
-        let closed = receive(conn, data, endpoint, inflated, plan, report, live, now);
+        let closed = receive(conn, data, endpoint, scratch, plan, report, live, now);
         if flush(conn).is_err() || closed {
             return false;
         }
@@ -357,12 +329,6 @@ pub(super) fn read_conn(
             return true;
         }
     }
-}
-
-/// Says once that TLS failed.
-pub(super) fn tls_failed(e: &io::Error) {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| eprintln!("loadgen: TLS failed: {e}"));
 }
 
 /// The session of a WebSocket the server accepted with `extension` as its
@@ -406,6 +372,19 @@ pub(super) fn opened(
     on_open(key, conn, plan, schedule, now);
 }
 
+/// What one thread's WebSockets use in turn while decoding.
+#[derive(Default)]
+pub(super) struct RxScratch {
+    /// Where compressed server messages are inflated.
+    pub(super) inflated: InflateBuffer,
+    /// The decoder of every connection that has no frame split across reads:
+    /// idle between reads, so one serves them all.
+    pub(super) decoder: Decoder,
+}
+
+/// Reassembly buffer the thread's spare decoder keeps between reads.
+const SPARE_DECODER_KEEP: usize = 64 << 10;
+
 /// Decodes the server's bytes of an open WebSocket and answers them (into
 /// `tx.out`); `true`: it is closed (the server's close answered, or an
 /// error told).
@@ -414,7 +393,7 @@ pub(super) fn receive(
     conn: &mut Conn,
     data: &mut [u8],
     endpoint: &mut Endpoint,
-    inflated: &mut InflateBuffer,
+    scratch: &mut RxScratch,
     plan: &Plan,
     report: &mut Report,
     live: &Live,
@@ -423,8 +402,16 @@ pub(super) fn receive(
     let mut pos = 0;
     let mut closed = false;
     let mut conn_going_away = false;
+    let mut own = conn.decoder.take();
+    let RxScratch {
+        inflated,
+        decoder: spare,
+    } = scratch;
+    let decoder: &mut Decoder = match own.as_deref_mut() {
+        Some(d) => d,
+        None => spare,
+    };
     let Conn {
-        decoder,
         session,
         tx,
         ping_outstanding,
@@ -433,7 +420,7 @@ pub(super) fn receive(
         ..
     } = &mut *conn;
     let mut rx = super::workload::Rx {
-        node: *node,
+        node: usize::from(*node),
         heard,
         plan,
         live,
@@ -491,7 +478,20 @@ pub(super) fn receive(
     }
     inflated.release();
     endpoint.release_buffers();
-    conn.decoder.release_buffers();
+    // A frame split across reads keeps its decoder with the connection;
+    // otherwise it goes back to being the thread's.
+    match own {
+        Some(mut d) if d.is_idle() => {
+            d.release_buffers();
+            drop(d);
+        }
+        Some(d) => conn.decoder = Some(d),
+        None if !closed && !spare.is_idle() => {
+            conn.decoder = Some(Box::new(std::mem::take(spare)));
+        }
+        None if spare.close_received() => *spare = Decoder::new(),
+        None => spare.trim_buffers(SPARE_DECODER_KEEP),
+    }
     conn.going_away |= conn_going_away;
     closed
 }
@@ -531,7 +531,7 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
         }
         // A churned connection: closed by us, answered by the server's close
         // (the echoes it owed came before that, so none should be left).
-        Phase::Closing(_) => {
+        Phase::Closing => {
             report.churned += 1;
             report.rec.now.churned += 1;
             report.lost += conn.tx.inflight.len() as u64;
@@ -540,5 +540,29 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
         }
         _ if !conn.reported => report.fail(why, live),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A million of these are held at once: what each costs is kept in check.
+    #[test]
+    fn conn_size() {
+        let sizes = [
+            ("Conn", size_of::<Conn>()),
+            ("Tcp", size_of::<Tcp>()),
+            ("Decoder", size_of::<Decoder>()),
+            ("Session", size_of::<Session>()),
+            ("Tx", size_of::<Tx>()),
+            ("Link", size_of::<Link>()),
+            ("Phase", size_of::<Phase>()),
+            ("Instant", size_of::<Instant>()),
+        ];
+        eprintln!("{sizes:?}");
+        // 168 on x86_64 (Linux): the slab holds this much per connection, and the
+        // rest of a held connection is an 8-byte ping wheel entry.
+        assert!(size_of::<Conn>() <= 176, "{sizes:?}");
     }
 }

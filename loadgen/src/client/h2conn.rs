@@ -18,9 +18,9 @@ use std::sync::Once;
 use std::time::Instant;
 
 use mio::{Interest, Poll, Token};
-use ringws::proto::session::{Endpoint, InflateBuffer};
+use ringws::proto::session::Endpoint;
 
-use super::conn::{self, Conn, Link, Schedule, Sock, StreamLink};
+use super::conn::{self, Conn, Link, RxScratch, Schedule, Sock, StreamLink};
 use super::h2streams::{detach, on_frame, open_waiting, pump, pump_all};
 use super::{DEFLATE_OFFER, Failure, Live, Plan, Report, classify};
 use crate::h2::{self, H2};
@@ -58,7 +58,7 @@ pub(super) struct Ctx<'a> {
     pub(super) report: &'a mut Report,
     pub(super) live: &'a Live,
     pub(super) endpoint: &'a mut Endpoint,
-    pub(super) inflated: &'a mut InflateBuffer,
+    pub(super) scratch: &'a mut RxScratch,
     pub(super) schedule: &'a mut Schedule,
     pub(super) poll: &'a Poll,
     pub(super) now: Instant,
@@ -139,7 +139,7 @@ impl Links {
             let node = conns
                 .get(c.waiting.front().copied().unwrap_or(GONE))
                 .map_or(0, |w| w.node);
-            open_waiting(c, conns, &self.blocks[node]);
+            open_waiting(c, conns, &self.blocks[usize::from(node)]);
             let _ = flush(c);
         }
     }

@@ -51,7 +51,7 @@ pub(super) fn on_frame(
                 .front()
                 .and_then(|k| conns.get(*k))
                 .map_or(0, |w| w.node);
-            open_waiting(c, conns, &blocks[node]);
+            open_waiting(c, conns, &blocks[usize::from(node)]);
         }
         Event::StreamWindow(delta) => {
             for &k in &c.streams {
@@ -128,14 +128,14 @@ pub(super) fn on_frame(
             if !end_stream {
                 c.h2.credit(stream, &mut s.unacked);
             }
-            let open = matches!(ws.phase, Phase::Open | Phase::Closing(_));
+            let open = matches!(ws.phase, Phase::Open | Phase::Closing);
             let (plan, live, now) = (ctx.plan, ctx.live, ctx.now);
             let closed = open
                 && receive(
                     ws,
                     data,
                     ctx.endpoint,
-                    ctx.inflated,
+                    ctx.scratch,
                     plan,
                     ctx.report,
                     live,
@@ -145,7 +145,7 @@ pub(super) fn on_frame(
             if closed || end_stream {
                 // Our side ends too, after what is queued (the close's
                 // reply); what the window holds back is given up.
-                let queued = ws.tx.out_pos < ws.tx.out.len();
+                let queued = (ws.tx.out_pos as usize) < ws.tx.out.len();
                 if queued {
                     c.h2.reset(stream, h2::CANCEL);
                 } else {
@@ -250,14 +250,12 @@ pub(super) fn pump(ws: &mut Conn, h2: &mut H2) {
         return;
     };
     let tx = &mut ws.tx;
-    if s.id == 0 || tx.out_pos == tx.out.len() {
+    let pos = tx.out_pos as usize;
+    if s.id == 0 || pos == tx.out.len() {
         return;
     }
-    tx.out_pos += h2.data(s.id, &mut s.window, &tx.out[tx.out_pos..]);
-    if tx.out_pos == tx.out.len() {
-        tx.out.clear();
-        tx.out_pos = 0;
-    }
+    tx.out_pos += h2.data(s.id, &mut s.window, &tx.out[pos..]) as u32;
+    tx.release_if_sent();
 }
 
 pub(super) fn pump_all(c: &mut H2Conn, conns: &mut slab::Slab<Conn>) {

@@ -2,7 +2,7 @@
 //! sends, timeouts, churn, the measured window, the drain and the end.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,11 +12,11 @@ use mio::{Events, Interest, Poll, Token};
 use ringws::proto::Role;
 use ringws::proto::close::CloseCode;
 use ringws::proto::frame::OpCode;
-use ringws::proto::session::{Endpoint, InflateBuffer};
+use ringws::proto::session::Endpoint;
 
 use super::conn::{
-    Conn, Link, Phase, Schedule, Sock, Tcp, close_conn, finish_connect, flush, open_socket,
-    read_conn,
+    Conn, Link, Phase, RxScratch, Schedule, Sock, Tcp, close_conn, finish_connect, flush,
+    open_socket, read_conn, send_now,
 };
 use super::h2conn::{Ctx, Links};
 use super::workload::send_echo;
@@ -33,9 +33,12 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Runs one thread's plan to its end.
 pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     let mut report = Report::new();
+    let (wall, cpu) = (Instant::now(), thread_cpu());
     if let Err(e) = run_inner(&plan, &live, &mut report) {
         eprintln!("loadgen: client thread failed: {e}");
     }
+    report.self_load.busiest_thread =
+        (thread_cpu() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9);
     report.rec.roll(plan.epoch.elapsed().as_secs());
     report.series = std::mem::take(&mut report.rec).finish();
     report
@@ -48,10 +51,19 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUF];
     // Shared by this thread's sessions: decoder rules, compression scratch, mask keys.
     let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
-    // Where compressed server messages are inflated.
-    let mut inflated = InflateBuffer::new();
+    // Inflation and the decoder of every connection between reads.
+    let mut scratch = RxScratch::default();
+    // Connect + upgrade and closing deadlines, oldest first.
+    let mut deadlines = Deadlines::default();
     // Scheduled sends (open loop) and pings: (due, key).
-    let mut schedule: Schedule = BinaryHeap::new();
+    let every = match plan.workload {
+        Workload::Ping { every } => Some(every),
+        _ => None,
+    };
+    let mut schedule = Schedule::new(every, Instant::now());
+    // The pings due now (reused), and one ping's bytes.
+    let mut due_pings: Vec<(u32, u32)> = Vec::new();
+    let mut ping_frame: Vec<u8> = Vec::with_capacity(16);
     // Each connection's serial: a slab key is reused after a close, so what
     // was scheduled for the old connection must not fire for the new one.
     let mut next_serial = 0u32;
@@ -77,7 +89,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 report: &mut *report,
                 live,
                 endpoint: &mut endpoint,
-                inflated: &mut inflated,
+                scratch: &mut scratch,
                 schedule: &mut schedule,
                 poll: &poll,
                 now: $now,
@@ -128,7 +140,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         && !c.ping_outstanding
                         && (!broadcast
                             || (final_seq != u64::MAX
-                                && c.heard.is_some_and(|h| h.last >= final_seq)))
+                                && c.heard.as_ref().is_some_and(|h| h.last >= final_seq)))
                 })
             };
             if draining.is_some_and(|d| now >= d || settled()) {
@@ -166,6 +178,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         };
                         let on = s.conn;
                         conns.insert(Conn::new(next_serial, key, node, stopped, link));
+                        deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                         links.start_waiting(on, &mut conns);
                     }
                     Err(why) => report.fail(why, live),
@@ -192,17 +205,17 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     };
                     let link = Link::Tcp(Tcp {
                         sock: Sock::new(stream, tls),
-                        handshake: None,
-                        head: Vec::new(),
+                        upgrade: None,
                     });
                     entry.insert(Conn::new(next_serial, key, node, stopped, link));
+                    deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                 }
                 Err(e) => report.fail(classify(&e), live),
             }
         }
 
         let mut timeout = Duration::from_millis(50);
-        if let Some(Reverse((at, _, _))) = schedule.peek() {
+        if let Some(at) = schedule.next_due() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if started < plan.connections && plan.ramp_rate.is_finite() {
@@ -227,7 +240,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             };
             let mut ok = true;
             if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
-                let target = &plan.targets[conn.node];
+                let target = &plan.targets[conn.node as usize];
                 ok = finish_connect(conn, target, report, live);
             }
             if ok && event.is_writable() {
@@ -242,7 +255,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     conn,
                     &mut buf,
                     &mut endpoint,
-                    &mut inflated,
+                    &mut scratch,
                     plan,
                     report,
                     live,
@@ -254,12 +267,14 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 close_conn(&mut conns, key, &poll, report, live);
             }
         }
-        // Scheduled work: open-loop sends, pings, publishes.
-        while let Some(&Reverse((at, key, serial))) = schedule.peek() {
+        // Scheduled work: open-loop sends, publishes.
+        while let Some(&Reverse((at, key, serial))) = schedule.heap.peek() {
             if at > now {
                 break;
             }
-            schedule.pop();
+            schedule.heap.pop();
+            report.self_load.sent(now.saturating_duration_since(at));
+            let key = key as usize;
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
@@ -273,25 +288,11 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     ..
                 } => {
                     send_echo(&mut conn.tx, payloads, at);
-                    schedule.push(Reverse((
+                    schedule.heap.push(Reverse((
                         at + Duration::from_secs_f64(1.0 / rate),
-                        key,
+                        key as u32,
                         serial,
                     )));
-                }
-                Workload::Ping { every } => {
-                    if conn.ping_outstanding {
-                        report.missed_pongs += 1;
-                        report.rec.now.missed += 1;
-                    }
-                    let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
-                    if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
-                        ping.write_to(&mut conn.tx.out);
-                    }
-                    conn.ping_outstanding = true;
-                    report.pings += 1;
-                    report.rec.now.pings += 1;
-                    schedule.push(Reverse((at + *every, key, serial)));
                 }
                 Workload::Broadcast { rate, size, .. } => {
                     let mut payload = vec![b'x'; (*size).max(BROADCAST_MIN)];
@@ -309,9 +310,9 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     if report.measuring {
                         report.published += 1;
                     }
-                    schedule.push(Reverse((
+                    schedule.heap.push(Reverse((
                         at + Duration::from_secs_f64(1.0 / rate),
-                        key,
+                        key as u32,
                         serial,
                     )));
                 }
@@ -323,19 +324,51 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 close_conn(&mut conns, key, &poll, report, live);
             }
         }
-        // Every 100 ms (scans of all connections stay off the per-event path):
-        // connect and upgrade timeouts, the end of the ramp, a ramp sample.
+        // Pings: those of the ticks due, together.
+        // (The wheel is taken out meanwhile: an HTTP/2 send borrows the schedule.)
+        if let (Some(mut wheel), Some(every)) = (schedule.pings.take(), every) {
+            if let Some(due) = wheel.take_due(now, &mut due_pings) {
+                let lag = now.saturating_duration_since(due);
+                for _ in 0..due_pings.len() {
+                    report.self_load.sent(lag);
+                }
+            }
+            let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+            for &(key, serial) in &due_pings {
+                let key = key as usize;
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                if conn.phase != Phase::Open || conn.serial != serial {
+                    continue;
+                }
+                if conn.ping_outstanding {
+                    report.missed_pongs += 1;
+                    report.rec.now.missed += 1;
+                }
+                ping_frame.clear();
+                if let Some(ping) = conn.session.control(&mut endpoint, OpCode::Ping, &stamp) {
+                    ping.write_to(&mut ping_frame);
+                }
+                conn.ping_outstanding = true;
+                report.pings += 1;
+                report.rec.now.pings += 1;
+                wheel.push(now + every, key as u32, serial);
+                if let Some(links) = links.as_mut() {
+                    conn.tx.out.extend_from_slice(&ping_frame);
+                    links.send(key, &mut conns, &mut ctx!(now));
+                } else if send_now(conn, &ping_frame).is_err() {
+                    close_conn(&mut conns, key, &poll, report, live);
+                }
+            }
+            schedule.pings = Some(wheel);
+        }
+        // Every 100 ms: connect, upgrade and closing timeouts, churn, the end
+        // of the ramp. Nothing here visits every connection while they are
+        // held: the deadlines are a queue in time order.
         if now - last_sample >= Duration::from_millis(100) {
             last_sample = now;
-            let expired: Vec<usize> = conns
-                .iter()
-                .filter(|(_, c)| match c.phase {
-                    Phase::Connecting | Phase::Upgrading => now - c.started > plan.connect_timeout,
-                    Phase::Closing(since) => now - since > plan.connect_timeout,
-                    Phase::Open => false,
-                })
-                .map(|(k, _)| k)
-                .collect();
+            let expired = deadlines.expired(now, &conns);
             for key in expired {
                 if let Some(links) = links.as_mut() {
                     links.expire(key, &mut conns, &mut ctx!(now));
@@ -347,7 +380,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 if let Link::Tcp(tcp) = &mut conn.link {
                     let _ = poll.registry().deregister(&mut tcp.sock.stream);
                 }
-                if matches!(conn.phase, Phase::Closing(_)) {
+                if conn.phase == Phase::Closing {
                     // The server never answered our close: the connection is lost.
                     report.dropped += 1;
                     report.rec.now.dropped += 1;
@@ -384,7 +417,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
                         close.write_to(&mut conn.tx.out);
                     }
-                    conn.phase = Phase::Closing(now);
+                    conn.phase = Phase::Closing;
+                    deadlines.push(now + plan.connect_timeout, key, conn.serial, true);
                     conn.tx.stopped = true;
                     reopen += 1;
                     if flush(conn).is_err() {
@@ -394,10 +428,19 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     }
                 }
             }
-            let open = conns.iter().filter(|(_, c)| c.phase == Phase::Open).count();
-            if ramp_done.is_none() && started >= plan.connections && open == conns.len() {
+            // Once all are started, until all are open: a scan, but only
+            // for the last handshakes of the ramp.
+            if ramp_done.is_none()
+                && started >= plan.connections
+                && conns.iter().all(|(_, c)| c.phase == Phase::Open)
+            {
                 ramp_done = Some(now);
                 report.measuring = true;
+                // What the handshakes used (their requests, answers and keys,
+                // all freed by now) goes back to the system rather than
+                // staying resident for the whole hold.
+                // SAFETY: malloc_trim only returns free heap pages.
+                unsafe { libc::malloc_trim(0) };
             }
         }
     }
@@ -405,7 +448,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // The end: count the living, close everyone politely.
     let broadcast = matches!(plan.workload, Workload::Broadcast { .. });
     for (_, conn) in conns.iter_mut() {
-        if let Phase::Closing(_) = conn.phase {
+        if conn.phase == Phase::Closing {
             // Churned, its close not answered by the end.
             report.lost += conn.tx.inflight.len() as u64;
             continue;
@@ -415,7 +458,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         }
         if broadcast {
             let f = &mut report.fanout;
-            match conn.heard {
+            match conn.heard.as_deref() {
                 Some(h) => {
                     if conn.node == 0 {
                         f.heard_local += 1;
@@ -443,4 +486,70 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         links.flush_all(&mut conns);
     }
     Ok(())
+}
+
+/// When connections time out: connect + upgrade (`closing` false) or the
+/// server's answer to our close (`closing` true). Every deadline is the same
+/// timeout after the moment it is pushed, so pushing keeps the queue in time
+/// order and the expired ones are at its front.
+#[derive(Default)]
+struct Deadlines {
+    queue: VecDeque<Deadline>,
+}
+
+struct Deadline {
+    at: Instant,
+    key: u32,
+    serial: u32,
+    closing: bool,
+}
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, key: usize, serial: u32, closing: bool) {
+        self.queue.push_back(Deadline {
+            at,
+            key: key as u32,
+            serial,
+            closing,
+        });
+    }
+
+    /// The connections whose deadline has passed and that are still where
+    /// it applies (opening, or closing); the others' deadlines are dropped.
+    fn expired(&mut self, now: Instant, conns: &slab::Slab<Conn>) -> Vec<usize> {
+        let mut expired = Vec::new();
+        while let Some(d) = self.queue.front() {
+            if d.at >= now {
+                break;
+            }
+            let key = d.key as usize;
+            if let Some(c) = conns.get(key)
+                && c.serial == d.serial
+                && match c.phase {
+                    Phase::Connecting | Phase::Upgrading => !d.closing,
+                    Phase::Closing => d.closing,
+                    Phase::Open => false,
+                }
+            {
+                expired.push(key);
+            }
+            self.queue.pop_front();
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            // Held connections keep no deadline memory.
+            self.queue = VecDeque::new();
+        }
+        expired
+    }
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

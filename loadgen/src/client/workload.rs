@@ -43,7 +43,9 @@ pub(super) fn on_open(
         Workload::Ping { every } => {
             // Spread the first pings over one interval.
             let offset = every.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key, conn.serial)));
+            if let Some(wheel) = &mut schedule.pings {
+                wheel.push(now + offset, key as u32, conn.serial);
+            }
         }
         Workload::Echo {
             in_flight,
@@ -59,15 +61,17 @@ pub(super) fn on_open(
         } => {
             let period = Duration::from_secs_f64(1.0 / rate);
             let offset = period.mul_f64((key % 1000) as f64 / 1000.0);
-            schedule.push(Reverse((now + offset, key, conn.serial)));
+            schedule
+                .heap
+                .push(Reverse((now + offset, key as u32, conn.serial)));
         }
         Workload::Broadcast {
             publishers, rate, ..
         } => {
             if key < *publishers {
-                schedule.push(Reverse((
+                schedule.heap.push(Reverse((
                     now + Duration::from_secs_f64(1.0 / rate),
-                    key,
+                    key as u32,
                     conn.serial,
                 )));
             }
@@ -78,7 +82,7 @@ pub(super) fn on_open(
 /// What a received message is judged by, besides the connection's send side.
 pub(super) struct Rx<'a> {
     pub(super) node: usize,
-    pub(super) heard: &'a mut Option<Heard>,
+    pub(super) heard: &'a mut Option<Box<Heard>>,
     pub(super) plan: &'a Plan,
     pub(super) live: &'a Live,
     pub(super) now: Instant,
@@ -130,6 +134,10 @@ pub(super) fn on_message(
             report.record_latency((now - intended).as_micros() as u64);
             if rate.is_none() && !tx.stopped {
                 send_echo(tx, payloads, now);
+            } else if tx.inflight.is_empty() {
+                // Open loop: nothing awaited until the next send, so no
+                // memory held for it either.
+                tx.inflight = Default::default();
             }
         }
         Workload::Broadcast { .. } => {
@@ -150,13 +158,13 @@ pub(super) fn on_message(
             }
             match rx.heard {
                 None => {
-                    *rx.heard = Some(Heard {
+                    *rx.heard = Some(Box::new(Heard {
                         first: seq,
                         last: seq,
                         distinct: 1,
                         at: now,
                         gap: 0,
-                    });
+                    }));
                 }
                 Some(h) => {
                     if seq <= h.last {
