@@ -177,7 +177,8 @@ pub(crate) fn share_of(total: usize, per_conn: usize, parts: usize, i: usize) ->
 struct HoldArgs {
     #[command(flatten)]
     common: Common,
-    /// Seconds between pings on each connection.
+    /// Seconds between pings on each connection (pings are due on ticks of
+    /// 1/1024 of this, at least 1 ms).
     #[arg(long, default_value_t = 1.0)]
     ping_interval: f64,
 }

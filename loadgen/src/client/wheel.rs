@@ -44,11 +44,10 @@ impl Schedule {
     }
 }
 
-/// Ticks per ping interval: the wheel's resolution, within
-/// [`MIN_TICK`]..=[`MAX_TICK`].
+/// Ticks per ping interval: the wheel's resolution (so at most this many
+/// slots, whatever the interval), but no tick shorter than [`MIN_TICK`].
 const TICKS_PER_INTERVAL: u32 = 1024;
 const MIN_TICK: Duration = Duration::from_millis(1);
-const MAX_TICK: Duration = Duration::from_millis(50);
 
 pub(super) struct PingWheel {
     tick: Duration,
@@ -64,7 +63,7 @@ pub(super) struct PingWheel {
 impl PingWheel {
     /// A wheel for pings every `every` (no entry is ever further ahead).
     pub(super) fn new(every: Duration, start: Instant) -> Self {
-        let tick = (every / TICKS_PER_INTERVAL).clamp(MIN_TICK, MAX_TICK);
+        let tick = (every / TICKS_PER_INTERVAL).max(MIN_TICK);
         // One interval ahead, rounded up, and the current tick.
         let slots = (every.as_nanos() / tick.as_nanos()) as usize + 2;
         Self {
