@@ -28,7 +28,7 @@ pub(super) enum Phase {
     Upgrading,
     Open,
     /// Closed by us on purpose (`--churn`); awaiting the server's close (its
-    /// deadline is in the thread's [`Deadlines`]).
+    /// deadline is in the thread's `Deadlines` (in `run.rs`)).
     Closing,
 }
 
