@@ -13,6 +13,7 @@
 #
 #   bash scripts/restart-demo.sh --live [--debug] [--backend epoll|io_uring]
 #        [--tls] [--deflate] [--hold N] [--secs S] [--warmup S] [--ping S]
+#        [--workers W] [--procs P] [--ramp R]
 #
 # --hold N: connections of `loadgen hold` (default 1000; the hand-over time
 # is for these plus the others, ~500); raise the fd limit first for large N
@@ -21,10 +22,19 @@
 # how long the loads run; --ping S (default 0.5) is the hold's ping interval
 # (loadgen counts a pong missed when the next ping is due first). On
 # io_uring a worker takes over at most half of its fixed-file table (the
-# hard RLIMIT_NOFILE): raise it above twice the connections per worker.
+# hard RLIMIT_NOFILE): raise it above twice the connections per worker, or
+# give each echo server more workers: --workers W (default 2). --procs P
+# spreads the hold's connections over P load-generator processes (each under
+# the fd limit), --ramp R opens them at R per second (default 0: at once).
+# 100,000 held connections on a box whose fd limit is 20,000 per process:
+#   --backend io_uring --hold 100000 --workers 12 --procs 6 --ramp 20000
+#   --warmup 12 --secs 20 --ping 5
+# The worst delay is printed twice: over the seconds the hand-over spans (the
+# pause clients saw) and over the rest of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release backend=epoll tls=0 deflate=0 hold=1000 secs=6 warmup=2 ping=0.5
+workers=2 procs=1 ramp=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
@@ -35,6 +45,9 @@ while [ $# -gt 0 ]; do
     --secs) secs=$2; shift ;;
     --warmup) warmup=$2; shift ;;
     --ping) ping=$2; shift ;;
+    --workers) workers=$2; shift ;;
+    --procs) procs=$2; shift ;;
+    --ramp) ramp=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -70,7 +83,7 @@ chat_url="$scheme://127.0.0.1:$chat_port/?nick=lg"
 echo_sock="@ringws-live-echo-$$" chat_sock="@ringws-live-chat-$$"
 
 start_echo() { # LOG
-  RUST_LOG=ringws=info "$target/examples/echo" --port "$echo_port" --workers 2 --backend "$backend" \
+  RUST_LOG=ringws=info "$target/examples/echo" --port "$echo_port" --workers "$workers" --backend "$backend" \
     --handover "$echo_sock" --nonce "$work/nonce" --handover-deadline-ms 10000 \
     "${tls_args[@]}" "${deflate_args[@]}" > "$1" 2>&1 &
   pids+=("$!")
@@ -96,18 +109,25 @@ lg() { # NAME ARGS...
   pids+=("$!"); lgs+=("$!")
 }
 lgs=()
+now() { date +%s.%N; }
+launched=$(now)
 lg echo-closed echo --url "$echo_url" -c 200 "${lg_deflate[@]}"
 lg echo-open echo --url "$echo_url" -c 100 -r 2000 "${lg_deflate[@]}"
-lg hold hold --url "$echo_url" -c "$hold" --ramp 0 --ping-interval "$ping"
+# Past one source address's ephemeral ports, the hold comes from a loopback range.
+hold_sources=()
+[ "$hold" -gt 20000 ] && hold_sources=(--sources 127.0.5.1-127.0.5.100)
+lg hold hold --url "$echo_url" -c "$hold" --ramp "$ramp" --procs "$procs" --ping-interval "$ping" "${hold_sources[@]}"
 lg broadcast broadcast --url "$chat_url" -c 100 -r 50
 # Every connection open and busy, then the restart.
 sleep "$warmup"
+handover_began=$(now)
 start_echo "$work/new-echo.log"; new_echo=${pids[-1]}
 start_chat "$work/new-chat.log"; new_chat=${pids[-1]}
 wait_listening "$work/new-echo.log"; wait_listening "$work/new-chat.log"
 echo "new echo pid $new_echo, new chat pid $new_chat: taking over"
 wait "$old_echo" || true
 wait "$old_chat" || true
+handover_ended=$(now)
 echo "old echo: $(grep -h 'hand-over done' "$work/old-echo.log" | sed 's/.*ringws: //')"
 echo "old chat: $(grep -h 'hand-over done' "$work/old-chat.log" | sed 's/.*ringws: //')"
 
@@ -118,19 +138,30 @@ for run in echo-closed echo-open hold broadcast; do
   echo "== loadgen $run"
   cat "$work/$run.log"
 done
-python3 - "$work"/echo-closed.json "$work"/echo-open.json "$work"/hold.json "$work"/broadcast.json <<'PY' || status=1
-import json, sys
+python3 - "$launched" "$handover_began" "$handover_ended" "$work"/echo-closed.json "$work"/echo-open.json "$work"/hold.json "$work"/broadcast.json <<'PY' || status=1
+import json, math, sys
+launched, began, ended = map(float, sys.argv[1:4])
+# The seconds of each run's series (since its start, about `launched`) that
+# the hand-over spans, from the new processes' start to the old ones' exit;
+# a delayed reply is counted in the second it arrives, so one more.
+first, last = math.floor(began - launched), math.ceil(ended - launched) + 1
+print(f"hand-over from {began - launched:.2f} s to {ended - launched:.2f} s of the run")
+def worst(samples):
+    ms = [s["latency_ms"]["max"] for s in samples if s["latency_ms"]["max"] is not None]
+    return max(ms) if ms else None
 bad = 0
-for path in sys.argv[1:]:
+for path in sys.argv[4:]:
     for r in json.load(open(path)):
         f = r["failures"]
         closes = r["dropped"] + r.get("going_away", 0)
         fanout = r.get("fanout") or {}
-        worst = (r.get("latency_ms") or {}).get("max")
+        series = r.get("series") or []
+        during = worst([s for s in series if first <= s["t"] <= last])
+        elsewhere = worst([s for s in series if not first <= s["t"] <= last])
         line = (f"{r['scenario']}: connected {r['connected']}, closed {closes}, "
                 f"failed connects {sum(f.values())}, lost {r['lost']}, mismatched {r['mismatches']}, "
                 f"missed pongs {r['missed_pongs']}, messages {r['messages']}, pings {r['pings']}, "
-                f"worst delay {worst} ms")
+                f"worst delay during the hand-over {during} ms (elsewhere {elsewhere} ms)")
         if fanout:
             line += (f", broadcast missing {fanout.get('missing')}, duplicated or out of order "
                      f"{fanout.get('out_of_order')}, silent subscribers {fanout.get('silent')}")
