@@ -115,29 +115,32 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
         .map(|(i, a)| {
             let stream = a.stream.try_clone();
             let ticks = ticks.clone();
-            std::thread::spawn(move || match stream {
-                Ok(stream) => follow(stream, i, &ticks, started),
-                Err(e) => End::Failed {
-                    why: e.to_string(),
-                    at: started.elapsed(),
-                },
+            let addr = a.addr.clone();
+            std::thread::spawn(move || {
+                let end = match stream {
+                    Ok(stream) => follow(stream, i, &ticks, started),
+                    Err(e) => End::Failed {
+                        why: e.to_string(),
+                        at: started.elapsed(),
+                    },
+                };
+                // Said as it happens: the others go on.
+                if let End::Failed { why, at } = &end {
+                    eprintln!(
+                        "loadgen: agent {addr} failed {:.1} s into the run: {why}; the others go on",
+                        at.as_secs_f64()
+                    );
+                }
+                end
             })
         })
         .collect();
     let mut rss_held = None;
-    let mut said = vec![false; n];
     let mut last_line = Instant::now();
     while !readers.iter().all(|r| r.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
         if let Some(rss) = c.server_pid.and_then(report::rss_bytes) {
             rss_held = Some(rss);
-        }
-        // An agent's end is said as it happens: the others go on.
-        for (i, r) in readers.iter().enumerate() {
-            if r.is_finished() && !said[i] {
-                said[i] = true;
-                eprintln!("loadgen: agent {} has ended its part", agents[i].addr);
-            }
         }
         if last_line.elapsed() >= Duration::from_secs(5) {
             last_line = Instant::now();
