@@ -170,7 +170,10 @@ fn session(mut stream: TcpStream) -> Result<()> {
     stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
     let hello = wire::receive(&mut stream, MAX_CONTROL)?;
     if hello["type"] != "hello" {
-        return refuse(&mut stream, format!("expected hello, got {}", hello["type"]));
+        return refuse(
+            &mut stream,
+            format!("expected hello, got {}", hello["type"]),
+        );
     }
     if hello["version"].as_u64() != Some(PROTOCOL) {
         let why = format!(
@@ -192,7 +195,12 @@ fn session(mut stream: TcpStream) -> Result<()> {
                 &json!({"type": "pong", "id": m["id"], "agent_ns": wire::realtime_ns()}),
             )?,
             Some("plan") => break m,
-            _ => return refuse(&mut stream, format!("expected ping or plan, got {}", m["type"])),
+            _ => {
+                return refuse(
+                    &mut stream,
+                    format!("expected ping or plan, got {}", m["type"]),
+                );
+            }
         }
     };
     let plan = match Plan::from_json(&plan) {
@@ -227,9 +235,7 @@ fn run(mut stream: TcpStream, plan: Plan) -> Result<()> {
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
     let part = format!("{}/{}", plan.index, plan.count);
-    let Plan {
-        scenario, args, ..
-    } = plan;
+    let Plan { scenario, args, .. } = plan;
     let started = Instant::now();
     let runner = std::thread::spawn(move || {
         scenario

@@ -90,7 +90,9 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
                 agent.planned = m["connections"].as_u64().unwrap_or(0) as usize;
             }
             Ok(m) if m["type"] == "error" => {
-                return Err(format!("agent {}: refused the plan: {}", agent.addr, m["message"]).into());
+                return Err(
+                    format!("agent {}: refused the plan: {}", agent.addr, m["message"]).into(),
+                );
             }
             Ok(m) => return Err(format!("agent {}: answered {}", agent.addr, m["type"]).into()),
             Err(why) => return Err(format!("agent {}: {why}", agent.addr).into()),
@@ -210,7 +212,9 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
         write_json(path, &total, &agents, &parts, &ends)?;
     }
     let json_written = total.finish(&None);
-    println!("agents: {n}, clock offsets NTP-style (agent minus controller, best of {PINGS} round trips)");
+    println!(
+        "agents: {n}, clock offsets NTP-style (agent minus controller, best of {PINGS} round trips)"
+    );
     for ((agent, part), end) in agents.iter().zip(&parts).zip(&ends) {
         println!("  {}", agent_line(agent, part.as_ref(), end));
     }
@@ -238,7 +242,9 @@ fn connect(addr: &str) -> std::result::Result<Agent, String> {
     let io = |e: std::io::Error| wire::describe(&e);
     stream.set_nodelay(true).map_err(io)?;
     stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
+    stream
+        .set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(io)?;
     wire::send(&mut stream, &json!({"type": "hello", "version": PROTOCOL})).map_err(io)?;
     let hello = wire::receive(&mut stream, MAX_CONTROL)?;
     if hello["type"] == "error" {
@@ -337,11 +343,8 @@ fn agent_line(agent: &Agent, part: Option<&Outcome>, end: &End) -> String {
     match (part, end) {
         (Some(o), _) => {
             let r = &o.report;
-            let errors = r.failures.iter().sum::<u64>()
-                + r.mismatches
-                + r.lost
-                + r.dropped
-                + r.missed_pongs;
+            let errors =
+                r.failures.iter().sum::<u64>() + r.mismatches + r.lost + r.dropped + r.missed_pongs;
             let p99 = if r.latency.is_empty() {
                 &r.handshake
             } else {

@@ -503,7 +503,10 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
         .into());
     }
     if !a.scenario.common().agents.is_empty() {
-        return Err("compare: --agents is not supported; run the scenario with --agents once per server".into());
+        return Err(
+            "compare: --agents is not supported; run the scenario with --agents once per server"
+                .into(),
+        );
     }
     if a.scenario.common().server_pid.is_some() {
         return Err(

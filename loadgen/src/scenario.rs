@@ -3,8 +3,8 @@
 //! merged.
 
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{self, Live, Payloads, Plan, Report, Target, Workload};

@@ -50,8 +50,8 @@ pub fn receive(r: &mut impl Read, max: u32) -> Result<Value, String> {
     }
     let mut body = vec![0; len as usize];
     r.read_exact(&mut body).map_err(|e| describe(&e))?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| format!("sent a message that is not JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("sent a message that is not JSON: {e}"))?;
     if !value.is_object() {
         return Err("sent a message that is not a JSON object".into());
     }
@@ -226,7 +226,8 @@ pub fn outcome_from_json(v: &Value) -> Outcome {
         report,
         rss,
         // Checked: an agent's answer comes over the network.
-        elapsed: Duration::try_from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0)).unwrap_or_default(),
+        elapsed: Duration::try_from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0))
+            .unwrap_or_default(),
         fanout: None,
         http2: v["http2"].as_u64().map(|n| n as usize),
     }
