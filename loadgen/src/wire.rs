@@ -78,7 +78,7 @@ pub fn realtime_ns() -> i64 {
     };
     // SAFETY: clock_gettime writes one timespec into the struct it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 pub fn hist_to_json(h: &Histogram<u64>) -> Value {
@@ -230,5 +230,83 @@ pub fn outcome_from_json(v: &Value) -> Outcome {
             .unwrap_or_default(),
         fanout: None,
         http2: v["http2"].as_u64().map(|n| n as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let mut buf = Vec::new();
+        send(&mut buf, &json!({"type": "ping", "id": 3})).unwrap();
+        send(&mut buf, &json!({"type": "tick", "t": 1})).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(receive(&mut r, MAX_CONTROL).unwrap()["id"], 3);
+        assert_eq!(receive(&mut r, MAX_CONTROL).unwrap()["t"], 1);
+        let closed = receive(&mut r, MAX_CONTROL).unwrap_err();
+        assert_eq!(closed, "closed the connection");
+    }
+
+    #[test]
+    fn garbage_and_long_messages_are_refused_unread() {
+        // An HTTP request's first four bytes read as a length of ~1.2 GB.
+        let mut http = &b"GET / HTTP/1.1\r\n\r\n"[..];
+        let e = receive(&mut http, MAX_CONTROL).unwrap_err();
+        assert!(e.contains("more than the 1048576 allowed"), "{e}");
+        let mut not_json = &framed(b"hello")[..];
+        assert!(
+            receive(&mut not_json, MAX_CONTROL)
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        let mut not_object = &framed(b"[1, 2]")[..];
+        assert!(
+            receive(&mut not_object, MAX_CONTROL)
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        // Cut short: the length promised more than came.
+        let mut short = &framed(b"{\"type\": \"hello\"}")[..10];
+        assert_eq!(
+            receive(&mut short, MAX_CONTROL).unwrap_err(),
+            "closed the connection"
+        );
+    }
+
+    #[test]
+    fn outcome_survives_the_wire() {
+        let mut report = Report::empty();
+        report.connected = 7;
+        report.messages = 1000;
+        report.latency.record(1234).unwrap();
+        report.latency.record(99_000).unwrap();
+        let o = Outcome {
+            name: "echo".into(),
+            connections: 7,
+            seconds: 3.0,
+            report,
+            rss: Some((1, 2)),
+            elapsed: Duration::from_millis(3500),
+            fanout: None,
+            http2: None,
+        };
+        let back = outcome_from_json(&outcome_to_json(&o));
+        assert_eq!(back.report.connected, 7);
+        assert_eq!(back.report.messages, 1000);
+        assert_eq!(back.report.latency.len(), 2);
+        assert_eq!(back.report.latency.max(), o.report.latency.max());
+        assert_eq!(back.rss, Some((1, 2)));
+        // A hostile elapsed time does not panic.
+        let bad = outcome_from_json(&json!({"elapsed_s": -1.0, "connected": 1}));
+        assert_eq!(bad.elapsed, Duration::ZERO);
+        assert_eq!(bad.report.connected, 1);
     }
 }
