@@ -41,11 +41,19 @@
 #   --no-build           use the release binaries as they are
 #   --loadgen PATH       this load-generator binary instead of the one built (a
 #                        saved copy, to compare before and after in one sitting)
+#   --hosts K            K client hosts: network namespaces (scripts/lib/netns.sh),
+#                        each with its own address and a `loadgen agent`; the server
+#                        in a namespace of its own, the load generator as their
+#                        controller (--agents); --procs is then per host and no
+#                        --sources are used (each host has one address: at most
+#                        ~28,000 connections a host). Needs root.
 #   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/procs.sh
 . scripts/lib/procs.sh million
+# shellcheck source=scripts/lib/netns.sh
+. scripts/lib/netns.sh
 
 
 n=${N:-1000000}
@@ -68,6 +76,7 @@ out=${OUT:-}
 build=${BUILD:-1}
 profile=${PROFILE:-release}
 loadgen_override=${LOADGEN:-}
+hosts=${HOSTS:-0}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -90,6 +99,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --loadgen) loadgen_override=${2:?}; shift ;;
     --debug) profile=debug ;;
+    --hosts) hosts=${2:?}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) n=$1 ;;
@@ -107,6 +117,11 @@ case "$backend" in io_uring|epoll) ;; *) die "--backend is io_uring or epoll, no
 case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
 case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
 positive "$n" || die "N must be a whole number of connections, not '$n'"
+is_uint "$hosts" || die "--hosts must be a whole number, not '$hosts'"
+if [ "$hosts" -gt 0 ]; then
+  why=$(netns_check)
+  [ -z "$why" ] || die "--hosts needs network namespaces: $why"
+fi
 for v in ramp duration ping_interval rate every connect_timeout; do
   is_num "${!v}" || die "--${v//_/-} must be a number, not '${!v}'"
 done
@@ -139,21 +154,31 @@ fi
 if [ "$backend" = epoll ] && [ $((n + 200)) -gt "$fd_soft" ]; then
   die "epoll: the server holds one fd per connection and the fd limit is $fd_soft; use --backend io_uring"
 fi
-procs=${procs:-$(((n + per_proc - 1) / per_proc))}
+# With --hosts, each host's share: its processes are the agent's.
+per_host=$n
+[ "$hosts" -gt 0 ] && per_host=$(((n + hosts - 1) / hosts))
+procs=${procs:-$(((per_host + per_proc - 1) / per_proc))}
 for v in workers procs; do
   positive "${!v}" || die "--$v must be a positive whole number"
 done
-[ $(((n + procs - 1) / procs)) -lt "$fd_soft" ] \
-  || die "$procs load-generator processes cannot hold $n connections under the fd limit $fd_soft"
+[ $(((per_host + procs - 1) / procs)) -lt "$fd_soft" ] \
+  || die "$procs load-generator processes cannot hold $per_host connections under the fd limit $fd_soft"
 
 # Ports: each source address has the ephemeral range to itself.
 read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
 first=${sources%-*}; last=${sources#*-}
 ip_num() { local IFS=.; read -r a b c d <<<"$1"; echo $(((a << 24) + (b << 16) + (c << 8) + d)); }
 n_sources=$(($(ip_num "$last") - $(ip_num "$first") + 1))
-[ "$n_sources" -ge "$procs" ] || die "--sources has $n_sources addresses for $procs processes: give at least one each"
-ports=$((n_sources * (port_hi - port_lo + 1)))
-[ "$ports" -ge $((n + n / 10)) ] || die "--sources $sources gives $ports ports for $n connections (port range $port_lo-$port_hi); widen it"
+if [ "$hosts" -gt 0 ]; then
+  # One address per host, against one server address: a new namespace's
+  # default port range (32768-60999) is each host's.
+  [ $((per_host + per_host / 10)) -le 28232 ] \
+    || die "--hosts $hosts: $per_host connections per host, more than one address's ~28,000 ports; use more hosts"
+else
+  [ "$n_sources" -ge "$procs" ] || die "--sources has $n_sources addresses for $procs processes: give at least one each"
+  ports=$((n_sources * (port_hi - port_lo + 1)))
+  [ "$ports" -ge $((n + n / 10)) ] || die "--sources $sources gives $ports ports for $n connections (port range $port_lo-$port_hi); widen it"
+fi
 
 target_dir=${CARGO_TARGET_DIR:-target}
 bin=$target_dir/$profile
@@ -183,33 +208,52 @@ read -r port_lo port_hi < /proc/sys/net/ipv4/ip_local_port_range
 server_pid=
 loadgen_pid=
 sampler_pid=
-# The load generator's --procs children, recorded while it runs.
+# --hosts: the agents (each a load-generator process in its host's namespace).
+agent_pids=()
+# The load generator's --procs children (of the agents too, with --hosts),
+# recorded while it runs.
 children() {
-  if [ -n "$loadgen_pid" ]; then ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true; fi
+  local p
+  for p in $loadgen_pid "${agent_pids[@]}"; do
+    ps -o pid= --ppid "$p" 2>/dev/null | tr -d ' ' || true
+  done
 }
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   [ -n "$sampler_pid" ] && stop_pid "$sampler_pid" 2
-  if [ -n "$loadgen_pid" ] && kill -0 "$loadgen_pid" 2>/dev/null; then
-    local kids
-    kids=$(children)
-    stop_pid "$loadgen_pid" 5
-    for pid in $kids $(cat "$out/loadgen-children" 2>/dev/null || true); do
-      # Only our own processes: still the load generator binary.
-      [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" = "$(readlink -f "$loadgen")" ] && stop_pid "$pid" 5
-    done
-  fi
+  local kids
+  kids=$(children)
+  [ -n "$loadgen_pid" ] && stop_pid "$loadgen_pid" 5
+  for pid in "${agent_pids[@]}"; do stop_pid "$pid" 5; done
+  for pid in $kids $(cat "$out/loadgen-children" 2>/dev/null || true); do
+    # Only our own processes: still the load generator binary.
+    [ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" = "$(readlink -f "$loadgen")" ] && stop_pid "$pid" 5
+  done
   stop_pid "$server_pid" 20
+  netns_down
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# Where the server runs: here on loopback, or (--hosts) in its namespace,
+# on every address of it.
+in_server=()
+server_host=127.0.0.1
+server_addr=127.0.0.1
+if [ "$hosts" -gt 0 ]; then
+  netns_up "$hosts"
+  in_server=(ip netns exec "$NETNS_SERVER")
+  server_host=0.0.0.0
+  server_addr=$NETNS_SERVER_ADDR
+  port=9001
+else
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+fi
 case "$mode" in
-  broadcast) "$server_bin" --port "$port" --workers "$workers" --no-announce > "$out/server.log" 2>&1 & ;;
-  *) "$server_bin" --port "$port" --workers "$workers" --backend "$backend" > "$out/server.log" 2>&1 & ;;
+  broadcast) "${in_server[@]}" "$server_bin" --host "$server_host" --port "$port" --workers "$workers" --no-announce > "$out/server.log" 2>&1 & ;;
+  *) "${in_server[@]}" "$server_bin" --host "$server_host" --port "$port" --workers "$workers" --backend "$backend" > "$out/server.log" 2>&1 & ;;
 esac
 server_pid=$!
 for ((i = 0; i < 300; i++)); do
@@ -219,9 +263,31 @@ for ((i = 0; i < 300; i++)); do
 done
 grep -q listening "$out/server.log" || die "server did not listen within 30 s: $(cat "$out/server.log")"
 server_line=$(grep listening "$out/server.log" | head -1)
+agent_list=
+if [ "$hosts" -gt 0 ]; then
+  for ((i = 0; i < hosts; i++)); do
+    ip netns exec "${NETNS_HOSTS[i]}" "$loadgen" agent --listen "${NETNS_ADDRS[i]}:7700" > "$out/agent$((i + 1)).log" 2>&1 &
+    agent_pids+=($!)
+    agent_list+="${agent_list:+,}${NETNS_ADDRS[i]}:7700"
+  done
+  for ((i = 0; i < hosts; i++)); do
+    wait_for_line "$out/agent$((i + 1)).log" listening 30 "${agent_pids[i]}" \
+      || die "agent $((i + 1)) did not listen: $(cat "$out/agent$((i + 1)).log")"
+  done
+fi
 
 # Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
-sockstat() { awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat; }
+# TCP sockets in use and TCP memory pages; with --hosts, the sockets of the
+# server's and every host's namespace (the memory is the kernel's, for all).
+sockstat() {
+  if [ "$hosts" -gt 0 ]; then
+    local p
+    for p in "$server_pid" "${agent_pids[@]}"; do cat "/proc/$p/net/sockstat" 2>/dev/null || true; done \
+      | awk '/^TCP:/ {n += $3; m = $NF} END {print n + 0, m + 0}'
+  else
+    awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat
+  fi
+}
 mem_used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
 # Kernel slab memory in KiB (every cache: socket, inode, file and TCP objects
 # among them); 0 where /proc/slabinfo is not readable.
@@ -232,9 +298,14 @@ used0=$(mem_used_kib)
 slab0=$(slab_kib)
 server_rss0=$(rss_kib "$server_pid")
 
-url="ws://127.0.0.1:$port/"
+url="ws://$server_addr:$port/"
 common=(-c "$n" --procs "$procs" --ramp "$ramp" -d "$duration" --connect-timeout "$connect_timeout"
-  --sources "$sources" --server-pid "$server_pid" --json "$out/loadgen.json" --plot "$out/loadgen.svg")
+  --server-pid "$server_pid" --json "$out/loadgen.json" --plot "$out/loadgen.svg")
+if [ "$hosts" -gt 0 ]; then
+  common+=(--agents "$agent_list")
+else
+  common+=(--sources "$sources")
+fi
 case "$mode" in
   hold) args=(hold --url "$url" "${common[@]}" --ping-interval "$ping_interval") ;;
   broadcast) args=(broadcast --url "$url" "${common[@]}" --rate "$rate" --size "$size") ;;
@@ -247,7 +318,12 @@ ramp_s=$(python3 -c "print(int($n / $ramp) + 1)")
 # at most); this bound is past that.
 bound=$((ramp_s + ${duration%.*} + ${connect_timeout%.*} + 120))
 echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid $server_pid: ${server_line#*: }"
-echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
+if [ "$hosts" -gt 0 ]; then
+  echo "million: $hosts client hosts (network namespaces ${NETNS_HOSTS[*]}, agents $agent_list, pids ${agent_pids[*]}); server in $NETNS_SERVER at $server_addr"
+  echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes per host (<= $(((per_host + procs - 1) / procs)) each)"
+else
+  echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
+fi
 echo "million: $loadgen ${args[*]}"
 echo "million: ramp about ${ramp_s} s at $ramp/s, then ${duration} s; at most $bound s; output in $out"
 # CPU seconds (user + system) of a process so far, from /proc/PID/stat.
@@ -264,7 +340,7 @@ server_cpu0=$(cpu_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
 run_start=$(date +%s.%N)
-"$loadgen" "${args[@]}" > "$out/loadgen.log" 2>&1 &
+"${in_server[@]}" "$loadgen" "${args[@]}" > "$out/loadgen.log" 2>&1 &
 loadgen_pid=$!
 
 # Samples every second while the load generator runs; the one with the most
@@ -273,12 +349,12 @@ loadgen_pid=$!
   echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib"
   start=$(date +%s)
   while kill -0 "$loadgen_pid" 2>/dev/null; do
-    kids=$(ps -o pid= --ppid "$loadgen_pid" 2>/dev/null | tr -d ' ' || true)
+    kids=$(children)
     [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
     lg=$(rss_kib "$loadgen_pid")
     lg_cpu=$(cpu_ticks "$loadgen_pid")
     lg_anon=$(anon_kib "$loadgen_pid")
-    for pid in $kids; do
+    for pid in $kids "${agent_pids[@]}"; do
       lg=$((lg + $(rss_kib "$pid")))
       lg_cpu=$((lg_cpu + $(cpu_ticks "$pid")))
       lg_anon=$((lg_anon + $(anon_kib "$pid")))
@@ -305,13 +381,19 @@ fi
 loadgen_rc=$status
 run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
 server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
+# The agents' CPU counts once they are reaped (their own children's with it).
+for pid in "${agent_pids[@]}"; do
+  stop_pid "$pid" 5
+  wait "$pid" 2>/dev/null || true
+done
+agent_pids=()
 times > "$out/times.after"
 loadgen_cpu=$(python3 -c "print($(children_cpu "$out/times.after") - $children_cpu0)")
 stop_pid "$sampler_pid" 3
 sampler_pid=
 
 python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
-  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" <<'PY'
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" "$hosts" <<'PY'
 import json, sys
 out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
@@ -319,6 +401,7 @@ duration = float(sys.argv[12])
 run_secs, server_cpu, loadgen_cpu = map(float, sys.argv[13:16])
 cores = int(sys.argv[16])
 hz = int(sys.argv[17])
+hosts = int(sys.argv[18])
 try:
     r = json.load(open(f"{out}/loadgen.json"))[0]
 except Exception as e:
@@ -386,10 +469,12 @@ if held and conn:
         lines.append(f"kernel slab      {s / conn:,.0f} bytes per connection ({mib(s)} more in /proc/slabinfo)")
     lines.append(f"machine memory   {mib(used * 1024)} in use (MemTotal - MemAvailable), "
                  f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
-    lines.append(f"load generator   {mib(lrss * 1024)} RSS over {procs} processes: "
+    # With --hosts: the controller, and each agent with its children.
+    lg_procs = hosts * (procs + (procs > 1)) + 1 if hosts else procs + 1
+    lines.append(f"load generator   {mib(lrss * 1024)} RSS over {lg_procs if hosts else procs} processes: "
                  f"{lrss * 1024 / conn:,.0f} bytes per connection; anonymous (heap, no shared "
                  f"binary pages) {lanon / 1024:.1f} MiB: {lanon * 1024 / conn:,.0f} bytes per connection, "
-                 f"the {procs + 1} processes' fixed part included")
+                 f"the {lg_procs} processes' fixed part included")
 lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
              f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
 # Per phase, from the per-second CPU samples (both sides' ticks): the ramp
@@ -419,10 +504,19 @@ if lg:
     lines.append(f"bottleneck       load generator {'YES: ' + lg['bottleneck'] if lg['bottleneck'] else 'no'} "
                  f"(busiest thread {100 * lg['busiest_thread_cpu']:.0f}% of a core; {lg['late_sends']:,} of "
                  f"{lg['scheduled_sends']:,} scheduled sends > 100 ms late, latest {lg['max_lag_ms']:.1f} ms)")
+for a in r.get("agents") or []:
+    how = "ok" if a["status"] == "ok" else f"FAILED {a['failed_after_s']:.1f} s in: {a['error']}"
+    lines.append(f"client host      {a['address']}: {a['connections_planned']:,} connections asked, clock offset "
+                 f"{a['clock_offset_ms']:+.3f} ms (round trip {a['round_trip_ms']:.3f} ms): {how}")
+    ok = ok and a["status"] == "ok"
 if rc != 0:
     lines.append(f"load generator exit status {rc}: {open(f'{out}/loadgen.log').read().strip().splitlines()[-1:]}")
     ok = False
-print(f"== million: {mode}, {n:,} connections, {workers} server workers, {procs} load-generator processes")
+if hosts:
+    print(f"== million: {mode}, {n:,} connections, {workers} server workers, {hosts} client hosts "
+          f"(network namespaces, an agent each), {procs} load-generator processes per host")
+else:
+    print(f"== million: {mode}, {n:,} connections, {workers} server workers, {procs} load-generator processes")
 for l in lines:
     print("  " + l)
 print(f"  files            {out}/ (loadgen.json with per-second samples, loadgen.svg, samples.txt, logs)")

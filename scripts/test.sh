@@ -15,7 +15,9 @@
 # harness's tests; every target of engine/fuzz compiles; fuzzing proper is
 # scripts/fuzz.sh, run by hand);
 # scripts/million.sh (each mode) and
-# scripts/soak.sh run small on debug builds; live restarts
+# scripts/soak.sh run small on debug builds; `loadgen --agents` over network
+# namespaces (scripts/agents.sh: 2 client hosts, the merged report, an agent
+# killed mid-run; skipped with the reason where namespaces cannot be made); live restarts
 # (scripts/restart-demo.sh --live: connections handed over to a new process
 # under load, both backends, ws and wss with permessage-deflate; the
 # integration test tests/tests/handover.rs runs with the workspace's tests);
@@ -113,6 +115,9 @@ bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode echo --ev
 # are a large share of the server's RSS; the real bound is the full soak's.)
 bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --rss-tolerance 50 \
   --debug --tune no --out target/soak/ci
+
+echo "== loadgen --agents: client hosts as network namespaces, an agent killed mid-run"
+bash scripts/agents.sh
 
 echo "== live restarts, small and unoptimized: connections handed to a new process under load, both backends, ws and wss+deflate"
 for backend in epoll io_uring; do

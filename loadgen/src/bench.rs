@@ -87,6 +87,7 @@ pub(crate) fn bench(b: &BenchArgs) -> Result<()> {
         deflate: false,
         http2: b.http2,
         streams_per_conn: b.streams_per_conn.max(1),
+        agents: Vec::new(),
     };
     let payload = |size: usize| Payload {
         size,

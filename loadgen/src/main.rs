@@ -1,6 +1,8 @@
 //! `loadgen`: drives any `ws://` server with many connections and tells the truth
 //! about latency. See `loadgen --help`.
 
+mod agent;
+mod agents;
 mod bench;
 mod client;
 mod embedded;
@@ -11,7 +13,9 @@ mod report;
 mod scenario;
 mod series;
 mod tls;
+mod wire;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
@@ -43,6 +47,9 @@ enum Command {
     Compare(CompareArgs),
     /// Start the embedded ringws server and run the standard scenarios.
     Bench(BenchArgs),
+    /// Serve controllers on a client host: run the share of a scenario that a
+    /// `loadgen <scenario> --agents HOST:PORT,...` sends, one session at a time.
+    Agent(agent::AgentArgs),
 }
 
 /// The scenarios, on their own or under `compare`.
@@ -151,6 +158,11 @@ pub(crate) struct Common {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (100 by default) wait for one to end.
     #[arg(long, default_value_t = 100, requires = "http2")]
     streams_per_conn: usize,
+    /// Run on these client hosts (`loadgen agent --listen` on each), split
+    /// evenly (the remainder to the first): HOST:PORT,HOST:PORT. --url is as
+    /// the agents reach the server; --procs is each agent's processes.
+    #[arg(long, value_delimiter = ',')]
+    agents: Vec<String>,
 }
 
 impl Common {
@@ -261,6 +273,7 @@ fn main() {
             }
         }
         Command::Bench(b) => bench(&b),
+        Command::Agent(a) => agent::serve(&a),
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");
@@ -296,19 +309,30 @@ impl Scenario {
         }
     }
 
-    /// Narrows it to a `--procs` child's share (connections, rates, sources).
+    /// Narrows it to a `--procs` child's share (connections, rates, sources);
+    /// the child of an agent takes its agent's part first.
     fn share(&mut self, child: Option<&procs::Child>) {
+        let Some(child) = child else { return };
+        if let Some((i, n)) = agent::part_from_env() {
+            self.share_part(i, n);
+        }
+        self.share_part(child.index, child.count);
+        procs::child_settings(self.common_mut(), child);
+    }
+
+    /// Narrows it to part `i` of `n`: connections, ramp, sources, the
+    /// open-loop rate (the whole run's: each part takes its share) and the
+    /// broadcast publisher (one in all: in the first part).
+    fn share_part(&mut self, i: usize, n: usize) {
         let total = self.common().connections;
-        procs::share(self.common_mut(), child);
+        procs::share_part(self.common_mut(), i, n);
         match self {
-            // The open-loop rate is the whole run's: each process takes its share.
             Scenario::Echo(e) => {
                 if let Some(rate) = e.rate.as_mut() {
                     *rate *= e.common.connections as f64 / total.max(1) as f64;
                 }
             }
-            // One publisher in all: in the first process.
-            Scenario::Broadcast(b) if child.is_some_and(|c| c.index != 0) => b.rate = 0.0,
+            Scenario::Broadcast(b) if i != 0 => b.rate = 0.0,
             _ => {}
         }
     }
@@ -394,21 +418,34 @@ impl Scenario {
         }
     }
 
-    /// Runs it here or over `--procs` children (with `env` added to theirs),
-    /// with the broadcast's exactly-once check and CPU samples attached.
-    fn measure(&self, env: &[(&str, String)]) -> Result<report::Outcome> {
+    /// Runs it here or over `--procs` children (started with the scenario's
+    /// arguments `args` and `env` added to their environment), with the
+    /// broadcast's exactly-once check and CPU samples attached.
+    fn measure(&self, args: &[OsString], env: &[(&str, String)]) -> Result<report::Outcome> {
         let c = self.common();
-        let check = self.check();
-        let pids = check.as_ref().map_or(&[][..], |k| &k.cpu_pids[..]);
-        let cpu_before: Vec<_> = pids.iter().map(|&p| report::cpu_seconds(p)).collect();
+        let cpu = self.cpu_before();
         let mut outcome = if c.procs > 1 {
-            procs::run_children(self.name(), c, env)?
+            procs::run_children(self.name(), c, args, env)?
         } else {
             self.run_here()?
         };
-        if let Some(check) = &check {
+        self.attach_check(&mut outcome, cpu);
+        Ok(outcome)
+    }
+
+    /// The CPU seconds of the broadcast's `--cpu-pid`s before the run.
+    fn cpu_before(&self) -> Vec<Option<f64>> {
+        let check = self.check();
+        let pids = check.as_ref().map_or(&[][..], |k| &k.cpu_pids[..]);
+        pids.iter().map(|&p| report::cpu_seconds(p)).collect()
+    }
+
+    /// A broadcast's exactly-once check and the CPU its `--cpu-pid`s used
+    /// since `cpu_before`.
+    fn attach_check(&self, outcome: &mut report::Outcome, cpu_before: Vec<Option<f64>>) {
+        if let Some(check) = self.check() {
             outcome.fanout = Some(report::FanoutCheck {
-                nodes: c.url.len(),
+                nodes: self.common().url.len(),
                 allow_loss: check.allow_loss,
                 cpu: check
                     .cpu_pids
@@ -418,7 +455,6 @@ impl Scenario {
                     .collect(),
             });
         }
-        Ok(outcome)
     }
 }
 
@@ -432,7 +468,11 @@ fn run_scenario(mut s: Scenario, child: Option<procs::Child>) -> Result<()> {
         let outcome = s.run_here()?;
         return procs::write_child(&child, &outcome);
     }
-    let outcome = s.measure(&[])?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if !s.common().agents.is_empty() {
+        return agents::run(&s, &args);
+    }
+    let outcome = s.measure(&args, &[])?;
     let c = s.common();
     if let Some(path) = &c.plot {
         plot::draw(path, std::slice::from_ref(&outcome))?;
@@ -461,6 +501,12 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
             a.urls.len()
         )
         .into());
+    }
+    if !a.scenario.common().agents.is_empty() {
+        return Err(
+            "compare: --agents is not supported; run the scenario with --agents once per server"
+                .into(),
+        );
     }
     if a.scenario.common().server_pid.is_some() {
         return Err(
@@ -497,7 +543,8 @@ fn compare(a: CompareArgs, child: Option<procs::Child>) -> Result<()> {
         let s = for_target(i);
         let label = a.label.get(i).cloned().unwrap_or_else(|| a.urls[i].clone());
         eprintln!("loadgen compare: {} against {label} ...", s.name());
-        let mut outcome = s.measure(&[(COMPARE_TARGET, i.to_string())])?;
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        let mut outcome = s.measure(&args, &[(COMPARE_TARGET, i.to_string())])?;
         outcome.name = label;
         if let Err(why) = outcome.verdict() {
             failed.push(format!("{}: {why}", outcome.name));

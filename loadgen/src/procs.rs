@@ -3,17 +3,13 @@
 //! addresses), their results merged. A child learns its part from the
 //! environment and writes its full result, histograms included, as JSON.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use serde_json::{Value, json};
-
 use crate::Common;
-use crate::client::{FAILURES, Report};
 use crate::report::Outcome;
-use crate::series::Sample;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -84,10 +80,10 @@ impl Child {
     }
 }
 
-/// Narrows the options to a child's share.
-pub fn share(c: &mut Common, child: Option<&Child>) {
-    let Some(child) = child else { return };
-    let (i, n) = (child.index, child.count.max(1));
+/// Narrows the options to part `i` of `n` (a `--procs` child's, an agent's):
+/// its connections, ramp and source addresses.
+pub fn share_part(c: &mut Common, i: usize, n: usize) {
+    let n = n.max(1);
     c.connections = crate::share_of(c.connections, c.per_conn(), n, i);
     c.ramp /= n as f64;
     if let Some(spec) = &c.sources
@@ -98,6 +94,12 @@ pub fn share(c: &mut Common, child: Option<&Child>) {
         let b = ((i + 1) * all.len() / n).clamp(a + 1, all.len());
         c.sources = Some(format!("{}-{}", all[a], all[b - 1]));
     }
+}
+
+/// What a child runs with besides its part: its share of the cores, no
+/// children of its own, no files (the parent writes them).
+pub fn child_settings(c: &mut Common, child: &Child) {
+    let n = child.count.max(1);
     // The cores shared among the processes: a thread per core in all, not
     // per process (more threads than cores only wake more often, each
     // with less to do per wakeup).
@@ -110,9 +112,33 @@ pub fn share(c: &mut Common, child: Option<&Child>) {
     c.plot = None;
 }
 
-/// Runs `c.procs` children with this process's own arguments (and `env`
+/// Adds another part's result (a child's, an agent's) to `m`: histograms,
+/// counters and per-second samples add up; ramps sample by sample.
+pub fn merge(m: &mut Outcome, outcome: &Outcome) {
+    m.report.merge(&outcome.report);
+    // Ramps are sampled every 100 ms from each part's start: add them up
+    // sample by sample.
+    for (i, &(t, n)) in outcome.report.ramp.iter().enumerate() {
+        match m.report.ramp.get_mut(i) {
+            Some(slot) => slot.1 += n,
+            None => m.report.ramp.push((t, n)),
+        }
+    }
+    m.connections += outcome.connections;
+    m.rss = match (m.rss, outcome.rss) {
+        (Some((b1, h1)), Some((b2, h2))) => Some((b1.min(b2), h1.max(h2))),
+        (a, b) => a.or(b),
+    };
+}
+
+/// Runs `c.procs` children with the scenario's arguments `args` (and `env`
 /// added to their environment) and merges them.
-pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Outcome> {
+pub fn run_children(
+    name: &str,
+    c: &Common,
+    args: &[OsString],
+    env: &[(&str, String)],
+) -> Result<Outcome> {
     let exe = std::env::current_exe()?;
     let dir = std::env::temp_dir().join(format!("loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -122,7 +148,7 @@ pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Ou
     for i in 0..c.procs {
         let json = dir.join(format!("child-{i}.json"));
         let spawned = Command::new(&exe)
-            .args(std::env::args_os().skip(1))
+            .args(args)
             .env(CHILD, format!("{i}/{}", c.procs))
             .env(CHILD_JSON, &json)
             .env(EPOCH, epoch_ns.to_string())
@@ -170,22 +196,7 @@ pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Ou
         };
         match &mut merged {
             None => merged = Some(outcome),
-            Some(m) => {
-                m.report.merge(&outcome.report);
-                // Ramps are sampled every 100 ms from each child's start: add them up
-                // sample by sample.
-                for (i, &(t, n)) in outcome.report.ramp.iter().enumerate() {
-                    match m.report.ramp.get_mut(i) {
-                        Some(slot) => slot.1 += n,
-                        None => m.report.ramp.push((t, n)),
-                    }
-                }
-                m.connections += outcome.connections;
-                m.rss = match (m.rss, outcome.rss) {
-                    (Some((b1, h1)), Some((b2, h2))) => Some((b1.min(b2), h1.max(h2))),
-                    (a, b) => a.or(b),
-                };
-            }
+            Some(m) => merge(m, &outcome),
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -198,153 +209,14 @@ pub fn run_children(name: &str, c: &Common, env: &[(&str, String)]) -> Result<Ou
     Ok(outcome)
 }
 
-fn hist_to_json(h: &Histogram<u64>) -> Value {
-    Value::Array(
-        h.iter_recorded()
-            .map(|v| json!([v.value_iterated_to(), v.count_at_value()]))
-            .collect(),
-    )
-}
-
-fn hist_from_json(v: &Value) -> Histogram<u64> {
-    let mut h = crate::series::histogram();
-    for pair in v.as_array().into_iter().flatten() {
-        if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
-            let _ = h.record_n(value.max(1), count);
-        }
-    }
-    h
-}
-
 /// A child's result, complete enough to merge.
 pub fn write_child(child: &Child, o: &Outcome) -> Result<()> {
-    let r = &o.report;
-    let self_load = json!({
-        "busiest_thread": r.self_load.busiest_thread,
-        "scheduled": r.self_load.scheduled,
-        "late": r.self_load.late,
-        "max_lag_us": r.self_load.max_lag_us,
-    });
-    let mut value = json!({
-        "name": o.name,
-        "connections": o.connections,
-        "seconds": o.seconds,
-        "elapsed_s": o.elapsed.as_secs_f64(),
-        "rss": o.rss,
-        "connected": r.connected,
-        "failures": r.failures,
-        "handshake": hist_to_json(&r.handshake),
-        "tls_handshake": hist_to_json(&r.tls_handshake),
-        "latency": hist_to_json(&r.latency),
-        "pong_latency": hist_to_json(&r.pong_latency),
-        "messages": r.messages,
-        "bytes": r.bytes,
-        "mismatches": r.mismatches,
-        "lost": r.lost,
-        "pings": r.pings,
-        "pongs": r.pongs,
-        "published": r.published,
-        "missed_pongs": r.missed_pongs,
-        "live_at_end": r.live_at_end,
-        "dropped": r.dropped,
-        "ramp": r.ramp,
-        "ramp_secs": r.ramp_secs,
-        "churned": r.churned,
-        "h2_connections": r.h2_connections,
-        "http2": o.http2,
-        "series": r.series.iter().map(Sample::to_child_json).collect::<Vec<_>>(),
-        "fanout": {
-            "published_total": r.fanout.published_total,
-            "latency_local": hist_to_json(&r.fanout.latency_local),
-            "latency_remote": hist_to_json(&r.fanout.latency_remote),
-            "messages_local": r.fanout.messages_local,
-            "messages_remote": r.fanout.messages_remote,
-            "heard_local": r.fanout.heard_local,
-            "heard_remote": r.fanout.heard_remote,
-            "silent": r.fanout.silent,
-            "sum_first": r.fanout.sum_first,
-            "sum_distinct": r.fanout.sum_distinct,
-            "out_of_order": r.fanout.out_of_order,
-            "gap_local": r.fanout.gap_local,
-            "gap_remote": r.fanout.gap_remote,
-        },
-    });
-    // Apart: one more key would take json! past its recursion limit.
-    value["self_load"] = self_load;
+    let value = crate::wire::outcome_to_json(o);
     std::fs::write(&child.json, serde_json::to_vec(&value)?)?;
     Ok(())
 }
 
 fn read_child(path: &PathBuf) -> Result<Outcome> {
-    let v: Value = serde_json::from_slice(&std::fs::read(path)?)?;
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    let mut report = Report::empty();
-    report.connected = n("connected");
-    for (i, slot) in report.failures.iter_mut().enumerate().take(FAILURES.len()) {
-        *slot = v["failures"][i].as_u64().unwrap_or(0);
-    }
-    report.handshake = hist_from_json(&v["handshake"]);
-    report.tls_handshake = hist_from_json(&v["tls_handshake"]);
-    report.latency = hist_from_json(&v["latency"]);
-    report.pong_latency = hist_from_json(&v["pong_latency"]);
-    report.messages = n("messages");
-    report.bytes = n("bytes");
-    report.mismatches = n("mismatches");
-    report.lost = n("lost");
-    report.pings = n("pings");
-    report.pongs = n("pongs");
-    report.published = n("published");
-    report.missed_pongs = n("missed_pongs");
-    report.live_at_end = n("live_at_end");
-    report.dropped = n("dropped");
-    report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
-    report.churned = n("churned");
-    let s = &v["self_load"];
-    report.self_load = crate::client::SelfLoad {
-        busiest_thread: s["busiest_thread"].as_f64().unwrap_or(0.0),
-        scheduled: s["scheduled"].as_u64().unwrap_or(0),
-        late: s["late"].as_u64().unwrap_or(0),
-        max_lag_us: s["max_lag_us"].as_u64().unwrap_or(0),
-    };
-    report.h2_connections = n("h2_connections");
-    report.series = v["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Sample::from_child_json)
-        .collect();
-    let f = &v["fanout"];
-    let fan = |k: &str| f[k].as_u64().unwrap_or(0);
-    report.fanout.published_total = fan("published_total");
-    report.fanout.latency_local = hist_from_json(&f["latency_local"]);
-    report.fanout.latency_remote = hist_from_json(&f["latency_remote"]);
-    report.fanout.messages_local = fan("messages_local");
-    report.fanout.messages_remote = fan("messages_remote");
-    report.fanout.heard_local = fan("heard_local");
-    report.fanout.heard_remote = fan("heard_remote");
-    report.fanout.silent = fan("silent");
-    report.fanout.sum_first = fan("sum_first");
-    report.fanout.sum_distinct = fan("sum_distinct");
-    report.fanout.out_of_order = fan("out_of_order");
-    report.fanout.gap_local = fan("gap_local");
-    report.fanout.gap_remote = fan("gap_remote");
-    report.ramp = v["ramp"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_u64()?)))
-        .collect();
-    let rss = v["rss"]
-        .as_array()
-        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
-    Ok(Outcome {
-        name: v["name"].as_str().unwrap_or("").to_owned(),
-        connections: n("connections") as usize,
-        seconds: v["seconds"].as_f64().unwrap_or(1.0),
-        report,
-        rss,
-        elapsed: Duration::from_secs_f64(v["elapsed_s"].as_f64().unwrap_or(0.0)),
-        fanout: None,
-        http2: v["http2"].as_u64().map(|n| n as usize),
-    })
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    Ok(crate::wire::outcome_from_json(&v))
 }

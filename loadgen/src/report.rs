@@ -343,7 +343,7 @@ impl Outcome {
         })
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let r = &self.report;
         let pct = |q: f64| self.percentile_ms(q);
         json!({

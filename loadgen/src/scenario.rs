@@ -3,12 +3,16 @@
 //! merged.
 
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{self, Live, Payloads, Plan, Report, Target, Workload};
 use crate::{Common, EchoArgs, Result, procs, report, share_of, tls};
+
+/// The counters of the run going on in this process, for an agent's
+/// per-second ticks to its controller (None before the first run).
+pub(crate) static LIVE: Mutex<Option<Arc<Live>>> = Mutex::new(None);
 
 pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<(Target, bool)>> {
     if urls.is_empty() {
@@ -100,6 +104,7 @@ pub(crate) fn scenario(name: &str, c: &Common, workload: Workload) -> Result<rep
     }
     let sources = parse_sources(&c.sources)?;
     let live = Arc::new(Live::default());
+    *LIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
     let epoch = procs::epoch();
     let ramp_secs = if c.ramp > 0.0 {
         c.connections as f64 / c.ramp

@@ -1,0 +1,407 @@
+//! `--agents HOST:PORT,...`: the controller's side. It connects to every
+//! agent (`loadgen agent`), measures each one's clock offset, sends each its
+//! part of the plan with one start instant (in the agent's own clock), reads
+//! their ticks while they run and merges their results into one report,
+//! one `--json` and one plot, the total and each agent. An agent that dies
+//! or goes silent is reported (which, when, why) and the others go on; the
+//! exit status says it.
+
+use std::ffi::OsString;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::report::{self, Outcome};
+use crate::wire::{self, MAX_CONTROL, MAX_RESULT, PROTOCOL};
+use crate::{Result, Scenario, plot, procs};
+
+/// Connecting to an agent and each of its answers before the run.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An agent ticks every second while it runs: this long without a word and
+/// it is taken for dead.
+const SILENCE: Duration = Duration::from_secs(15);
+/// Round trips to measure an agent's clock offset; the one with the
+/// smallest round trip is kept.
+const PINGS: u64 = 5;
+/// From sending the plans to the start: time for every agent to get its
+/// plan and parse it, added to the longest round trip.
+const LEAD: Duration = Duration::from_secs(1);
+
+/// One agent, connected.
+struct Agent {
+    addr: String,
+    stream: TcpStream,
+    /// Its clock minus ours, ns (NTP-style, from the best round trip).
+    offset_ns: i64,
+    /// That round trip, ns.
+    rtt_ns: i64,
+    /// The connections it was asked for.
+    planned: usize,
+}
+
+/// How an agent's part ended.
+enum End {
+    /// Its result, as sent (parsed twice: its own line and the total).
+    Result(Value),
+    /// It reported an error, closed the connection or went silent, `at`
+    /// after the start.
+    Failed { why: String, at: Duration },
+}
+
+/// An agent's last tick, for the progress lines.
+#[derive(Clone, Default)]
+struct Tick {
+    t: u64,
+    open: Option<u64>,
+}
+
+/// Runs `s` on its `--agents` and reports; fails when an agent failed (the
+/// others' results are reported all the same) or the run's verdict does.
+pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
+    let c = s.common();
+    let n = c.agents.len();
+    let mut agents = Vec::with_capacity(n);
+    for addr in &c.agents {
+        agents.push(connect(addr).map_err(|e| format!("agent {addr}: {e}"))?);
+    }
+    let longest_rtt = agents.iter().map(|a| a.rtt_ns).max().unwrap_or(0);
+    let start_ns = wire::realtime_ns() + LEAD.as_nanos() as i64 + 2 * longest_rtt;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or("--agents: the arguments must be UTF-8 to be sent")?;
+    for (i, agent) in agents.iter_mut().enumerate() {
+        let plan = json!({
+            "type": "plan",
+            "args": args,
+            "index": i,
+            "count": n,
+            "procs": c.procs,
+            "start_at_ns": start_ns + agent.offset_ns,
+        });
+        let answer = wire::send(&mut agent.stream, &plan)
+            .map_err(|e| wire::describe(&e))
+            .and_then(|()| wire::receive(&mut agent.stream, MAX_CONTROL));
+        match answer {
+            Ok(m) if m["type"] == "accepted" => {
+                agent.planned = m["connections"].as_u64().unwrap_or(0) as usize;
+            }
+            Ok(m) if m["type"] == "error" => {
+                return Err(
+                    format!("agent {}: refused the plan: {}", agent.addr, m["message"]).into(),
+                );
+            }
+            Ok(m) => return Err(format!("agent {}: answered {}", agent.addr, m["type"]).into()),
+            Err(why) => return Err(format!("agent {}: {why}", agent.addr).into()),
+        }
+    }
+    eprintln!(
+        "loadgen: {} over {n} agents, starting in {:.1} s",
+        s.name(),
+        (start_ns - wire::realtime_ns()) as f64 / 1e9
+    );
+    let wait = start_ns - wire::realtime_ns();
+    if wait > 0 {
+        std::thread::sleep(Duration::from_nanos(wait as u64));
+    }
+    let started = Instant::now();
+    let rss_before = c.server_pid.and_then(report::rss_bytes);
+    let cpu = s.cpu_before();
+    let ticks = Arc::new(Mutex::new(vec![Tick::default(); n]));
+    let readers: Vec<_> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let stream = a.stream.try_clone();
+            let ticks = ticks.clone();
+            let addr = a.addr.clone();
+            std::thread::spawn(move || {
+                let end = match stream {
+                    Ok(stream) => follow(stream, i, &ticks, started),
+                    Err(e) => End::Failed {
+                        why: e.to_string(),
+                        at: started.elapsed(),
+                    },
+                };
+                // Said as it happens: the others go on.
+                if let End::Failed { why, at } = &end {
+                    eprintln!(
+                        "loadgen: agent {addr} failed {:.1} s into the run: {why}; the others go on",
+                        at.as_secs_f64()
+                    );
+                }
+                end
+            })
+        })
+        .collect();
+    let mut rss_held = None;
+    let mut last_line = Instant::now();
+    while !readers.iter().all(|r| r.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(rss) = c.server_pid.and_then(report::rss_bytes) {
+            rss_held = Some(rss);
+        }
+        if last_line.elapsed() >= Duration::from_secs(5) {
+            last_line = Instant::now();
+            let ticks = ticks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let parts: Vec<String> = agents
+                .iter()
+                .zip(&ticks)
+                .map(|(a, t)| match t.open {
+                    Some(open) => format!("{} {} s {open} open", a.addr, t.t),
+                    None => format!("{} {} s", a.addr, t.t),
+                })
+                .collect();
+            eprintln!("loadgen: agents: {}", parts.join("; "));
+        }
+    }
+    let ends: Vec<End> = readers
+        .into_iter()
+        .map(|r| {
+            r.join().unwrap_or(End::Failed {
+                why: "its reader panicked".into(),
+                at: started.elapsed(),
+            })
+        })
+        .collect();
+    let mut total: Option<Outcome> = None;
+    let mut parts: Vec<Option<Outcome>> = Vec::with_capacity(n);
+    for (agent, end) in agents.iter().zip(&ends) {
+        let End::Result(v) = end else {
+            parts.push(None);
+            continue;
+        };
+        let mut part = wire::outcome_from_json(v);
+        part.name = agent.addr.clone();
+        match &mut total {
+            None => total = Some(wire::outcome_from_json(v)),
+            Some(t) => procs::merge(t, &part),
+        }
+        parts.push(Some(part));
+    }
+    let failures: Vec<String> = agents
+        .iter()
+        .zip(&ends)
+        .filter_map(|(a, e)| match e {
+            End::Failed { why, at } => Some(format!(
+                "agent {} failed {:.1} s into the run: {why}",
+                a.addr,
+                at.as_secs_f64()
+            )),
+            End::Result(_) => None,
+        })
+        .collect();
+    let Some(mut total) = total else {
+        return Err(format!("no agent finished its part: {}", failures.join("; ")).into());
+    };
+    total.name = format!("{} over {n} agents", s.name());
+    total.connections = c.connections;
+    total.elapsed = started.elapsed();
+    total.rss = rss_before.zip(rss_held);
+    s.attach_check(&mut total, cpu);
+    let verdict = total.verdict();
+    if let Some(path) = &c.plot {
+        let mut all = vec![total_for_plot(&total)];
+        all.extend(parts.iter().flatten().map(copy));
+        plot::draw(path, &all)?;
+    }
+    if let Some(path) = &c.json {
+        write_json(path, &total, &agents, &parts, &ends)?;
+    }
+    let json_written = total.finish(&None);
+    println!(
+        "agents: {n}, clock offsets NTP-style (agent minus controller, best of {PINGS} round trips)"
+    );
+    for ((agent, part), end) in agents.iter().zip(&parts).zip(&ends) {
+        println!("  {}", agent_line(agent, part.as_ref(), end));
+    }
+    json_written?;
+    if !failures.is_empty() {
+        return Err(format!(
+            "{} of {n} agents failed (the others' results are above): {}",
+            failures.len(),
+            failures.join("; ")
+        )
+        .into());
+    }
+    verdict.map_err(Into::into)
+}
+
+/// Connects, says hello and measures the clock offset.
+fn connect(addr: &str) -> std::result::Result<Agent, String> {
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or("cannot resolve")?;
+    let mut stream = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let io = |e: std::io::Error| wire::describe(&e);
+    stream.set_nodelay(true).map_err(io)?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
+    stream
+        .set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(io)?;
+    wire::send(&mut stream, &json!({"type": "hello", "version": PROTOCOL})).map_err(io)?;
+    let hello = wire::receive(&mut stream, MAX_CONTROL)?;
+    if hello["type"] == "error" {
+        return Err(format!("refused: {}", hello["message"]));
+    }
+    if hello["type"] != "hello" || hello["version"].as_u64() != Some(PROTOCOL) {
+        return Err(format!(
+            "not a loadgen agent of protocol {PROTOCOL} (answered {hello})"
+        ));
+    }
+    let mut best: Option<(i64, i64)> = None;
+    for id in 0..PINGS {
+        let t0 = wire::realtime_ns();
+        wire::send(&mut stream, &json!({"type": "ping", "id": id})).map_err(io)?;
+        let pong = wire::receive(&mut stream, MAX_CONTROL)?;
+        let t1 = wire::realtime_ns();
+        let agent_ns = pong["agent_ns"]
+            .as_i64()
+            .filter(|_| pong["type"] == "pong" && pong["id"] == id)
+            .ok_or_else(|| format!("answered a ping with {pong}"))?;
+        let rtt = t1 - t0;
+        let offset = agent_ns - t0 - rtt / 2;
+        if best.is_none_or(|(r, _)| rtt < r) {
+            best = Some((rtt, offset));
+        }
+    }
+    let (rtt_ns, offset_ns) = best.ok_or("no clock measure")?;
+    stream.set_read_timeout(Some(SILENCE)).map_err(io)?;
+    Ok(Agent {
+        addr: addr.to_owned(),
+        stream,
+        offset_ns,
+        rtt_ns,
+        planned: 0,
+    })
+}
+
+/// Reads agent `i`'s ticks until its result, its error, or its end.
+fn follow(mut stream: TcpStream, i: usize, ticks: &Mutex<Vec<Tick>>, started: Instant) -> End {
+    loop {
+        let m = match wire::receive(&mut stream, MAX_RESULT) {
+            Ok(m) => m,
+            Err(why) => {
+                return End::Failed {
+                    why,
+                    at: started.elapsed(),
+                };
+            }
+        };
+        match m["type"].as_str() {
+            Some("tick") => {
+                let mut ticks = ticks.lock().unwrap_or_else(|e| e.into_inner());
+                ticks[i] = Tick {
+                    t: m["t"].as_u64().unwrap_or(0),
+                    open: m["open"].as_u64(),
+                };
+            }
+            Some("result") => return End::Result(m["outcome"].clone()),
+            Some("error") => {
+                return End::Failed {
+                    why: format!("reported: {}", m["message"].as_str().unwrap_or("?")),
+                    at: started.elapsed(),
+                };
+            }
+            _ => {
+                return End::Failed {
+                    why: format!("sent {} mid-run", m["type"]),
+                    at: started.elapsed(),
+                };
+            }
+        }
+    }
+}
+
+/// An outcome again (the plot takes a slice of them).
+fn copy(o: &Outcome) -> Outcome {
+    let mut c = wire::outcome_from_json(&wire::outcome_to_json(o));
+    c.name.clone_from(&o.name);
+    c
+}
+
+fn total_for_plot(total: &Outcome) -> Outcome {
+    let mut t = copy(total);
+    t.name = "total".into();
+    t
+}
+
+/// One agent's line: its clock, and its figures or how it failed.
+fn agent_line(agent: &Agent, part: Option<&Outcome>, end: &End) -> String {
+    let clock = format!(
+        "{}: clock offset {:+.3} ms (round trip {:.3} ms)",
+        agent.addr,
+        agent.offset_ns as f64 / 1e6,
+        agent.rtt_ns as f64 / 1e6
+    );
+    match (part, end) {
+        (Some(o), _) => {
+            let r = &o.report;
+            let errors =
+                r.failures.iter().sum::<u64>() + r.mismatches + r.lost + r.dropped + r.missed_pongs;
+            let p99 = if r.latency.is_empty() {
+                &r.handshake
+            } else {
+                &r.latency
+            };
+            format!(
+                "{clock}; connected {} of {}, rate {:.0}/s, p99 {:.2} ms, errors {errors}",
+                r.connected,
+                agent.planned,
+                o.rate(),
+                p99.value_at_quantile(0.99) as f64 / 1000.0
+            )
+        }
+        (None, End::Failed { why, at }) => format!(
+            "{clock}; FAILED {:.1} s into the run: {why} (its {} connections' results are lost)",
+            at.as_secs_f64(),
+            agent.planned
+        ),
+        (None, End::Result(_)) => format!("{clock}; no result"),
+    }
+}
+
+/// One JSON array: the total first (with `agents`: each one's address, clock
+/// offset, round trip, connections asked for and how it ended), then each
+/// agent that finished, with `agent` naming it.
+fn write_json(
+    path: &str,
+    total: &Outcome,
+    agents: &[Agent],
+    parts: &[Option<Outcome>],
+    ends: &[End],
+) -> Result<()> {
+    let about = |a: &Agent, end: &End| {
+        let (status, why, at) = match end {
+            End::Result(_) => ("ok", None, None),
+            End::Failed { why, at } => ("failed", Some(why.clone()), Some(at.as_secs_f64())),
+        };
+        json!({
+            "address": a.addr,
+            "clock_offset_ms": a.offset_ns as f64 / 1e6,
+            "round_trip_ms": a.rtt_ns as f64 / 1e6,
+            "connections_planned": a.planned,
+            "status": status,
+            "error": why,
+            "failed_after_s": at,
+        })
+    };
+    let mut first = total.to_json();
+    first["agents"] = agents.iter().zip(ends).map(|(a, e)| about(a, e)).collect();
+    let mut all = vec![first];
+    for ((a, part), end) in agents.iter().zip(parts).zip(ends) {
+        if let Some(o) = part {
+            let mut v = o.to_json();
+            v["agent"] = about(a, end);
+            all.push(v);
+        }
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&Value::Array(all))?)?;
+    Ok(())
+}
