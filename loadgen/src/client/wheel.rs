@@ -56,7 +56,13 @@ pub(super) struct PingWheel {
     slots: Vec<Vec<(u32, u32)>>,
     /// The first tick not yet taken.
     cursor: u64,
-    /// Entries in all slots.
+    /// Entries further ahead than the slots reach from the cursor, by tick:
+    /// pushed while the thread lags (the cursor moves only when it takes
+    /// what is due, so a ping one interval after a late `now` lies past the
+    /// last slot). Put in a slot it would wrap round and go out early; here
+    /// it waits until the cursor catches up. Empty unless a thread stalled.
+    beyond: Vec<(u64, u32, u32)>,
+    /// Entries in all slots and in `beyond`.
     len: usize,
 }
 
@@ -71,6 +77,7 @@ impl PingWheel {
             start,
             slots: vec![Vec::new(); slots],
             cursor: 0,
+            beyond: Vec::new(),
             len: 0,
         }
     }
@@ -79,16 +86,16 @@ impl PingWheel {
         (at.saturating_duration_since(self.start).as_nanos() / self.tick.as_nanos()) as u64
     }
 
-    /// Connection `key` (`serial`) is to be pinged at `at` (at most one
-    /// interval ahead; rounded down to its tick, never before the cursor).
+    /// Connection `key` (`serial`) is to be pinged at `at` (rounded down to
+    /// its tick, never before the cursor).
     pub(super) fn push(&mut self, at: Instant, key: u32, serial: u32) {
         let tick = self.tick_of(at).max(self.cursor);
         let n = self.slots.len() as u64;
-        debug_assert!(
-            tick < self.cursor + n,
-            "a ping further than one interval ahead"
-        );
-        self.slots[(tick % n) as usize].push((key, serial));
+        if tick < self.cursor + n {
+            self.slots[(tick % n) as usize].push((key, serial));
+        } else {
+            self.beyond.push((tick, key, serial));
+        }
         self.len += 1;
     }
 
@@ -100,6 +107,7 @@ impl PingWheel {
         let n = self.slots.len() as u64;
         (self.cursor..self.cursor + n)
             .find(|t| !self.slots[(t % n) as usize].is_empty())
+            .or_else(|| self.beyond.iter().map(|&(t, _, _)| t).min())
             .map(|t| self.start + self.tick * t as u32)
     }
 
@@ -125,8 +133,32 @@ impl PingWheel {
             due.append(slot);
         }
         self.cursor = self.cursor.max(last + 1);
+        if !self.beyond.is_empty() {
+            self.catch_up(last, due, &mut earliest);
+        }
         self.len -= due.len();
         earliest
+    }
+
+    /// After the cursor moved: what waited beyond the slots is due (to
+    /// `due`) or goes into its slot once the slots reach it.
+    fn catch_up(&mut self, last: u64, due: &mut Vec<(u32, u32)>, earliest: &mut Option<Instant>) {
+        let n = self.slots.len() as u64;
+        let mut i = 0;
+        while i < self.beyond.len() {
+            let (tick, key, serial) = self.beyond[i];
+            if tick <= last {
+                let at = self.start + self.tick * tick as u32;
+                *earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                due.push((key, serial));
+            } else if tick < self.cursor + n {
+                self.slots[(tick % n) as usize].push((key, serial));
+            } else {
+                i += 1;
+                continue;
+            }
+            self.beyond.swap_remove(i);
+        }
     }
 
     /// Forgets every entry (the drain: no more pings).
@@ -134,6 +166,7 @@ impl PingWheel {
         for slot in &mut self.slots {
             *slot = Vec::new();
         }
+        self.beyond = Vec::new();
         self.len = 0;
     }
 }
@@ -165,5 +198,37 @@ mod tests {
         w.push(ms(100), 4, 0);
         w.take_due(ms(3001), &mut due);
         assert_eq!(due, vec![(4, 0)]);
+    }
+
+    /// A thread that stalled past a tick pushes a ping one interval after its
+    /// late clock, further than the slots reach from the cursor: it must not
+    /// wrap round into an earlier slot (it went out at once before) but wait
+    /// for its time.
+    #[test]
+    fn a_ping_pushed_while_lagging_goes_out_at_its_time_not_early() {
+        let start = Instant::now();
+        let mut w = PingWheel::new(Duration::from_secs(1), start);
+        let ms = |n| start + Duration::from_millis(n);
+        let mut due = Vec::new();
+        w.take_due(ms(0), &mut due);
+        w.push(ms(100), 1, 0);
+        // The thread stalls 500 ms: the cursor is still near 0 when it pushes
+        // connection 2's next ping for 1,500 ms.
+        w.push(ms(1500), 2, 0);
+        assert_eq!(w.take_due(ms(600), &mut due), Some(ms(100)));
+        assert_eq!(due, vec![(1, 0)]);
+        w.take_due(ms(1400), &mut due);
+        assert!(due.is_empty(), "pinged {due:?} before its time");
+        let at = w.next_due().expect("the lagging ping is still there");
+        assert!(at > ms(1490) && at <= ms(1500), "due at {:?}", at - start);
+        w.take_due(ms(1500), &mut due);
+        assert_eq!(due, vec![(2, 0)]);
+        assert_eq!(w.next_due(), None);
+        // Beyond the slots and already due when the thread comes back.
+        w.push(ms(2000), 3, 0);
+        w.push(ms(4000), 4, 0);
+        w.take_due(ms(4000), &mut due);
+        assert_eq!(due, vec![(3, 0), (4, 0)]);
+        assert_eq!(w.next_due(), None);
     }
 }
