@@ -4,8 +4,9 @@
 //! is still in the socket, read by the new process and by it only.
 //!
 //! What is carried: the peer's address, permessage-deflate's parameters
-//! (only where no window is kept between messages), the send queue not yet
-//! written, the timers (as milliseconds before the hand-over), the rate
+//! and, with context takeover, each direction's window (the last up to
+//! 32 KiB the codec compressed or inflated: fresh codecs are primed with
+//! them), the send queue not yet written, the timers (as milliseconds before the hand-over), the rate
 //! limiter's buckets, the topics (by name: the new process subscribes
 //! again, its bridge too), the application's bytes for its data, and over
 //! TLS our record layer's keys, IVs and sequence numbers both ways (with the
