@@ -350,7 +350,11 @@ mod tests {
                 // than from scratch), valid for the peer's decompressor.
                 let mut c = Vec::new();
                 ours.compress(&repetitive(n), &mut c);
-                assert!(c.len() < fresh_len / 2, "bits {bits}: {} of {fresh_len}", c.len());
+                assert!(
+                    c.len() < fresh_len / 2,
+                    "bits {bits}: {} of {fresh_len}",
+                    c.len()
+                );
                 assert_eq!(inflate(&mut peer_in, &c, 1 << 20).unwrap(), repetitive(n));
                 // The peer's: refers back into what the old decompressor had
                 // inflated, which a decompressor without it cannot decode.

@@ -99,7 +99,10 @@ mod tests {
         assert_eq!(fits(&s), Ok(()));
         let bytes = encode(&s);
         assert_eq!(decode(&bytes), Ok(s.clone()));
-        for cut in (0..bytes.len()).step_by(97).chain(bytes.len() - 80..bytes.len()) {
+        for cut in (0..bytes.len())
+            .step_by(97)
+            .chain(bytes.len() - 80..bytes.len())
+        {
             assert_eq!(decode(&bytes[..cut]), Err(WireError::Truncated), "{cut}");
         }
         // No windows (nothing compressed yet): still a context.
