@@ -69,13 +69,13 @@ impl Session {
             (None, window) => DeflateCarry::Shared(window),
             (Some(own), _) => {
                 let sent = match (&own.compressor, own.no_context_takeover) {
-                    (Some(c), false) => c.window(),
+                    (Some(c), false) => c.window()?,
                     _ => Vec::new(),
                 };
                 let received = if own.decompressor.resets() {
                     Vec::new()
                 } else {
-                    let mut w = own.decompressor.window();
+                    let mut w = own.decompressor.window()?;
                     // The peer cannot refer further back than its window (zlib
                     // compresses with 2^9 where 2^8 was negotiated): the rest
                     // need not travel.

@@ -56,9 +56,12 @@ impl Compressor {
     }
 
     /// The window at a message boundary: the last bytes compressed, up to
-    /// 2^window_bits (empty after a reset). A copy, taken for a hand-over.
-    pub fn window(&self) -> Vec<u8> {
-        self.inner.window()
+    /// 2^window_bits (empty after a reset). A copy, taken for a hand-over;
+    /// `Err` if zlib finds its state inconsistent (never seen).
+    pub fn window(&self) -> Result<Vec<u8>, &'static str> {
+        self.inner
+            .window()
+            .map_err(|_| "zlib could not give a compressor's window")
     }
 
     /// Appends the compressed form of `payload` (without the `00 00 ff ff` tail)
@@ -134,9 +137,12 @@ impl Decompressor {
     }
 
     /// The window at a message boundary: the last bytes inflated, up to
-    /// 32 KiB (empty after a reset). A copy, taken for a hand-over.
-    pub fn window(&self) -> Vec<u8> {
-        self.inner.window()
+    /// 32 KiB (empty after a reset). A copy, taken for a hand-over; `Err`
+    /// if zlib finds its state inconsistent (never seen).
+    pub fn window(&self) -> Result<Vec<u8>, &'static str> {
+        self.inner
+            .window()
+            .map_err(|_| "zlib could not give a decompressor's window")
     }
 
     /// Inflates the next piece of a compressed message into `out`; fails with
@@ -333,7 +339,7 @@ mod tests {
                 assert_eq!(inflate(&mut our_in, &c, 1 << 20).unwrap(), repetitive(n));
             }
             // The hand-over: the windows go to fresh codecs.
-            let (sent, received) = (ours.window(), our_in.window());
+            let (sent, received) = (ours.window().unwrap(), our_in.window().unwrap());
             let total: usize = (0..5).map(|n| repetitive(n).len()).sum();
             assert!(sent.len() <= 1 << bits && sent.len() + 262 >= (1 << bits).min(total));
             assert!(received.ends_with(&repetitive(4)), "bits {bits}");
@@ -377,15 +383,15 @@ mod tests {
         let mut out = Vec::new();
         c.compress(&repetitive(0), &mut out);
         assert_eq!(inflate(&mut d, &out, 1 << 20).unwrap(), repetitive(0));
-        assert!(c.window().is_empty() && d.window().is_empty());
+        assert!(c.window().unwrap().is_empty() && d.window().unwrap().is_empty());
         // A long message leaves exactly a full window behind on each side.
         let (mut c, mut d) = (Compressor::new(15, 1, false), Decompressor::new(false));
         let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut out = Vec::new();
         c.compress(&big, &mut out);
         assert_eq!(inflate(&mut d, &out, 1 << 20).unwrap(), big);
-        assert_eq!(d.window(), big[big.len() - MAX_WINDOW..]);
-        let sent = c.window();
+        assert_eq!(d.window().unwrap(), big[big.len() - MAX_WINDOW..]);
+        let sent = c.window().unwrap();
         assert!(big.ends_with(&sent) && sent.len() + 262 >= MAX_WINDOW);
         let too_long = vec![0; MAX_WINDOW + 1];
         assert!(Compressor::with_window(15, 1, false, &too_long).is_err());

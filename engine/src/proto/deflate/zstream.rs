@@ -89,18 +89,19 @@ fn step(
 fn window(
     strm: &z::z_stream,
     get: unsafe extern "C" fn(*const z::z_stream, *mut u8, *mut z::uInt) -> c_int,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, Failed> {
     let mut dict = Vec::with_capacity(MAX_WINDOW);
     let mut len: z::uInt = 0;
     // SAFETY: `strm` was initialized by the matching init and is alive;
     // both functions write at most the window's size, never past 2^15
     // bytes (zlib's documented bound), which `dict` has room for.
     let ret = unsafe { get(strm, dict.as_mut_ptr(), &mut len) };
-    if ret == z::Z_OK && (len as usize) <= MAX_WINDOW {
-        // SAFETY: `len` bytes were written from the start of `dict`.
-        unsafe { dict.set_len(len as usize) };
+    if ret != z::Z_OK || len as usize > MAX_WINDOW {
+        return Err(Failed);
     }
-    dict
+    // SAFETY: `len` bytes were written from the start of `dict`.
+    unsafe { dict.set_len(len as usize) };
+    Ok(dict)
 }
 
 /// A raw deflate compressor.
@@ -159,7 +160,7 @@ impl Deflater {
 
     /// The window: the last input, up to 2^window_bits bytes (zlib may
     /// give up to 262 bytes less, never a byte it could still refer to).
-    pub(super) fn window(&self) -> Vec<u8> {
+    pub(super) fn window(&self) -> Result<Vec<u8>, Failed> {
         window(&self.0, z::deflateGetDictionary)
     }
 
@@ -234,7 +235,7 @@ impl Inflater {
     }
 
     /// The window: the last output, up to 2^window_bits bytes.
-    pub(super) fn window(&self) -> Vec<u8> {
+    pub(super) fn window(&self) -> Result<Vec<u8>, Failed> {
         window(&self.0, z::inflateGetDictionary)
     }
 

@@ -38,7 +38,10 @@ use crate::transport::tls::records::CarriedDirection;
 #[path = "wire_deflate.rs"]
 mod deflate;
 
-/// The record layout's version; a record of another is refused.
+/// The record layout's version; a record of another is refused, but for
+/// version 1 (the same without the deflate context, from a process that
+/// carried codecs of their own only without context takeover either way),
+/// so that a process of the version before can hand over to this one.
 pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// Why a record was refused.
@@ -245,7 +248,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != RECORD_VERSION {
+    if version != RECORD_VERSION && version != 1 {
         return Err(WireError::Version(version));
     }
     let ip = match r.u8()? {
@@ -339,7 +342,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
         None
     };
     if let DeflateCarry::Own { context, .. } = &mut deflate {
-        *context = deflate::get(&mut r)?;
+        *context = match version {
+            1 => deflate::version_1(),
+            _ => deflate::get(&mut r)?,
+        };
     }
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
@@ -455,8 +461,8 @@ mod tests {
     fn bad_values_are_refused() {
         let bytes = encode(&sample());
         let mut other = bytes.clone();
-        other[0] = 1;
-        assert_eq!(decode(&other), Err(WireError::Version(1)));
+        other[0] = 3;
+        assert_eq!(decode(&other), Err(WireError::Version(3)));
         let mut family = bytes.clone();
         family[1] = 5;
         assert_eq!(decode(&family), Err(WireError::Invalid("address family")));
