@@ -4,12 +4,9 @@
 //! our record layer's keys and sequence numbers travel) see no close and no
 //! lost, duplicated or reordered message, their per-connection data and
 //! topic subscriptions travel along, and both processes' descriptors are
-//! all accounted for afterwards. permessage-deflate travels too, with
-//! context takeover (each direction's window: the messages repeat what the
-//! ones before said, so both sides' next messages refer back across the
-//! hand-over). What cannot be carried (data the application does not carry,
-//! a connection whose close handshake has begun) is closed with 1012 and
-//! counted. Both
+//! all accounted for afterwards, with permessage-deflate too (with context
+//! takeover: each direction's window travels). What cannot be carried (data
+//! the application does not carry) is closed with 1012 and counted. Both
 //! "processes" run in this test process: the kernel passes descriptors
 //! between two servers of one process as between two processes.
 //!
@@ -133,8 +130,7 @@ struct Seen {
     closed: Mutex<Option<u16>>,
 }
 
-/// What every echoed message repeats (varied within, so that it compresses
-/// well only by reference to an earlier message).
+/// What every echoed message repeats (compressible by reference only).
 const SAID_BEFORE: &str = "The quick brown fox jumps over the lazy dog; pack my box with \
     five dozen liquor jugs. Sphinx of black quartz, judge my vow! 0123456789 \
     How vexingly quick daft zebras jump; the five boxing wizards jump quickly.";
@@ -347,9 +343,7 @@ fn permessage_deflate_without_context_takeover_is_carried(backend: BackendKind) 
     );
 }
 
-/// Dedicated codecs with context takeover both ways: each direction's
-/// window travels, and the streams go on (a wrong window would fail the
-/// peer's inflation, or change the echo).
+/// Context takeover both ways: the windows travel (a wrong one fails an echo).
 fn permessage_deflate_with_context_takeover_is_carried(backend: BackendKind) {
     for (server_window, client_window) in [(15, 15), (10, 11)] {
         run(
