@@ -27,6 +27,12 @@ pub(crate) const MAX_DATA: usize = 64 << 10;
 /// Most topics per connection, and the longest name.
 pub(crate) const MAX_TOPICS: usize = 256;
 pub(crate) const MAX_TOPIC_LEN: usize = 256;
+/// The longest record (`wire`): every bound at once would pass it (send
+/// queue and TLS ciphertext, 128 KiB each, beside the topics, the data and
+/// permessage-deflate's windows), so a longer one waits for the socket to
+/// take some of its queues. It fits one control-socket message with its
+/// batch's framing (`crate::handover::unix::MAX_MESSAGE`, checked there).
+pub(crate) const MAX_RECORD: usize = 376 << 10;
 
 /// One connection, ready to travel.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -368,6 +368,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
 mod tests {
     use super::*;
     use crate::proto::session::DeflateContext;
+    use crate::runtime::handover::state::MAX_RECORD;
 
     fn sample() -> Snapshot {
         Snapshot {
@@ -455,6 +456,34 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), Err(WireError::Trailing(1)));
+    }
+
+    #[test]
+    fn every_bound_but_the_queues_leaves_room_for_a_full_queue() {
+        let mut s = sample();
+        s.topics = (0..MAX_TOPICS)
+            .map(|i| format!("{i:0>width$}", width = MAX_TOPIC_LEN))
+            .collect();
+        s.data = vec![1; MAX_DATA];
+        s.outbox = vec![];
+        if let Some((_, wire)) = &mut s.tls {
+            wire.clear();
+        }
+        let window = crate::proto::deflate::MAX_WINDOW;
+        s.deflate = DeflateCarry::Own {
+            window: 15,
+            level: 1,
+            context: DeflateContext {
+                peer_window: 15,
+                resets: false,
+                peer_resets: false,
+                sent: vec![2; window],
+                received: vec![3; window],
+            },
+        };
+        assert_eq!(fits(&s), Ok(()));
+        let len = encode(&s).len();
+        assert!(len + MAX_OUTBOX <= MAX_RECORD, "{len}");
     }
 
     #[test]

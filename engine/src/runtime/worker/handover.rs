@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 
 use super::*;
 use crate::proto::session::Session;
-use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
+use crate::runtime::handover::state::{MAX_OUTBOX, MAX_RECORD, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
 use crate::runtime::seam::Prepared;
@@ -340,6 +340,13 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = wire::fits(&snapshot) {
             return self.refuse(io, key, &e.to_string());
         }
+        let state = wire::encode(&snapshot);
+        if state.len() > MAX_RECORD {
+            // Its queues (what can drain) with the rest pass one message:
+            // once the socket takes some. Without them a record is far
+            // shorter (topics, data and windows come to under 200 KiB).
+            return Carry::Wait;
+        }
         let Some(fd) = io.detach(key) else {
             return self.refuse(
                 io,
@@ -357,10 +364,7 @@ impl<H: Handler> Worker<H> {
         self.shared.counters.handover_out += 1;
         if let Some(out) = &mut self.handing {
             out.handed += 1;
-            let _ = out.sink.send(Outgoing::Conn {
-                fd,
-                state: wire::encode(&snapshot),
-            });
+            let _ = out.sink.send(Outgoing::Conn { fd, state });
         }
         Carry::Settled
     }
