@@ -12,9 +12,12 @@
 # which the hand-over's pause falls in).
 #
 #   bash scripts/restart-demo.sh --live [--debug] [--backend epoll|io_uring]
-#        [--tls] [--deflate] [--hold N] [--secs S] [--warmup S] [--ping S]
-#        [--workers W] [--procs P] [--ramp R]
+#        [--tls] [--deflate [--dedicated]] [--hold N] [--secs S] [--warmup S]
+#        [--ping S] [--workers W] [--procs P] [--ramp R]
 #
+# --deflate: permessage-deflate in the shared mode (no context takeover);
+# with --dedicated, in the dedicated mode with context takeover both ways
+# (each connection's two 32 KiB windows travel with it).
 # --hold N: connections of `loadgen hold` (default 1000; the hand-over time
 # is for these plus the others, ~500); raise the fd limit first for large N
 # (ulimit -n), and give them time to connect: --warmup S (default 2) is how
@@ -33,7 +36,7 @@
 # pause clients saw) and over the rest of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile=release backend=epoll tls=0 deflate=0 hold=1000 secs=6 warmup=2 ping=0.5
+profile=release backend=epoll tls=0 deflate=0 dedicated=0 hold=1000 secs=6 warmup=2 ping=0.5
 workers=2 procs=1 ramp=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --backend) backend=$2; shift ;;
     --tls) tls=1 ;;
     --deflate) deflate=1 ;;
+    --dedicated) dedicated=1 ;;
     --hold) hold=$2; shift ;;
     --secs) secs=$2; shift ;;
     --warmup) warmup=$2; shift ;;
@@ -76,8 +80,8 @@ if [ "$tls" = 1 ]; then
   scheme=wss tls_args=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem") lg_tls=(--ca "$work/cert.pem")
 fi
 deflate_args=() lg_deflate=()
-# Shared mode: no context takeover, which a hand-over carries.
-[ "$deflate" = 1 ] && deflate_args=(--deflate shared) lg_deflate=(--deflate)
+deflate_mode=$([ "$dedicated" = 1 ] && echo dedicated || echo shared)
+[ "$deflate" = 1 ] && deflate_args=(--deflate "$deflate_mode") lg_deflate=(--deflate)
 echo_url="$scheme://127.0.0.1:$echo_port/"
 chat_url="$scheme://127.0.0.1:$chat_port/?nick=lg"
 echo_sock="@ringws-live-echo-$$" chat_sock="@ringws-live-chat-$$"

@@ -4,9 +4,9 @@
 //! our record layer's keys and sequence numbers travel) see no close and no
 //! lost, duplicated or reordered message, their per-connection data and
 //! topic subscriptions travel along, and both processes' descriptors are
-//! all accounted for afterwards. What cannot be carried (io_uring's direct
-//! descriptors, permessage-deflate with context takeover, data the
-//! application does not carry) is closed with 1012 and counted. Both
+//! all accounted for afterwards, with permessage-deflate too (with context
+//! takeover: each direction's window travels). What cannot be carried (data
+//! the application does not carry) is closed with 1012 and counted. Both
 //! "processes" run in this test process: the kernel passes descriptors
 //! between two servers of one process as between two processes.
 //!
@@ -130,6 +130,11 @@ struct Seen {
     closed: Mutex<Option<u16>>,
 }
 
+/// What every echoed message repeats (compressible by reference only).
+const SAID_BEFORE: &str = "The quick brown fox jumps over the lazy dog; pack my box with \
+    five dozen liquor jugs. Sphinx of black quartz, judge my vow! 0123456789 \
+    How vexingly quick daft zebras jump; the five boxing wizards jump quickly.";
+
 /// Echoes numbered messages (compressed ones with `deflate`) until `stop`,
 /// each answer checked against what was sent; then hands the client back.
 fn echo_loop(
@@ -142,8 +147,10 @@ fn echo_loop(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
-        // Long enough for the server to compress its echo.
-        let text = format!("client {id} message {seq} {}", "x".repeat(80));
+        // Long enough for the server to compress its echo, and most of it
+        // what every message before said: with context takeover both sides
+        // compress it to references into the earlier messages.
+        let text = format!("client {id} message {seq} {SAID_BEFORE}");
         let sent = if deflate {
             client.send_compressed(true, text.as_bytes(), 1)
         } else {
@@ -210,6 +217,13 @@ fn run(backend: BackendKind, case: Case) {
         client.send_text("!sub news").unwrap();
         client.expect_text("subscribed");
         let deflate = client.deflate().is_some();
+        if matches!(case.deflate_server, DeflateMode::Dedicated { .. }) {
+            let n = client.deflate().expect("permessage-deflate negotiated");
+            assert!(
+                !n.server_no_context_takeover && !n.client_no_context_takeover,
+                "context takeover both ways: {n:?}"
+            );
+        }
         let (stop, seen) = (stop.clone(), Arc::new(Seen::default()));
         seens.push(seen.clone());
         let t = ringws_tests::transport::transport();
@@ -329,16 +343,24 @@ fn permessage_deflate_without_context_takeover_is_carried(backend: BackendKind) 
     );
 }
 
-fn context_takeover_is_closed_with_1012(backend: BackendKind) {
-    run(
-        backend,
-        Case {
-            deflate_server: DeflateMode::Dedicated { window_bits: 12 },
-            deflate_client: Some(DeflateConfig::default()),
-            carry: true,
-            survive: false,
-        },
-    );
+/// Context takeover both ways: the windows travel (a wrong one fails an echo).
+fn permessage_deflate_with_context_takeover_is_carried(backend: BackendKind) {
+    for (server_window, client_window) in [(15, 15), (10, 11)] {
+        run(
+            backend,
+            Case {
+                deflate_server: DeflateMode::Dedicated {
+                    window_bits: server_window,
+                },
+                deflate_client: Some(DeflateConfig {
+                    max_window_bits: client_window,
+                    ..DeflateConfig::default()
+                }),
+                carry: true,
+                survive: carried(backend),
+            },
+        );
+    }
 }
 
 fn data_the_application_does_not_carry_is_closed_with_1012(backend: BackendKind) {
@@ -397,7 +419,7 @@ fn a_wrong_nonce_is_refused(backend: BackendKind) {
 backend_tests! {
     live_connections_survive_a_hand_over,
     permessage_deflate_without_context_takeover_is_carried,
-    context_takeover_is_closed_with_1012,
+    permessage_deflate_with_context_takeover_is_carried,
     data_the_application_does_not_carry_is_closed_with_1012,
     a_wrong_nonce_is_refused,
     the_deadline_closes_what_is_left_with_1001,

@@ -188,6 +188,11 @@ impl Old {
             };
             match item {
                 Outgoing::Conn { fd, state } => {
+                    // One message holds the batch: send what it has first
+                    // where this record would take it past the limit.
+                    if !failed && !batch.is_empty() && !batch.fits(state.len()) {
+                        failed = !self.flush(peer, &mut batch);
+                    }
                     batch.push(fd, state);
                     if !failed && batch.full() {
                         failed = !self.flush(peer, &mut batch);
@@ -301,6 +306,12 @@ impl Batch {
 
     fn is_empty(&self) -> bool {
         self.fds.is_empty()
+    }
+
+    /// Whether a record of `len` bytes still fits the batch's message
+    /// (u8 tag, u16 count, then a u32 length before each record).
+    fn fits(&self, len: usize) -> bool {
+        3 + self.bytes + 4 + len <= unix::MAX_MESSAGE
     }
 
     fn full(&self) -> bool {

@@ -23,6 +23,8 @@ use super::mask;
 use super::message::{CloseHandshake, ClosePayload, DecoderConfig, Event};
 use super::utf8;
 
+pub use carry::{DeflateCarry, DeflateContext};
+
 /// Inflate buffers larger than this are freed after use, so a one-off large
 /// message does not pin its memory.
 const KEEP_SCRATCH: usize = 1 << 20;
@@ -262,6 +264,9 @@ struct OwnCodecs {
     window: u8,
     level: u32,
     no_context_takeover: bool,
+    /// The peer's compressor's window (8..=15): how far back its messages
+    /// may refer (what a hand-over carries of our decompressor's window).
+    peer_window: u8,
     decompressor: Decompressor,
 }
 
@@ -290,68 +295,7 @@ impl Default for Session {
     }
 }
 
-/// What of a session's permessage-deflate another process can take over
-/// (a live hand-over): a session that keeps no window between messages
-/// carries only its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeflateCarry {
-    /// No permessage-deflate.
-    Off,
-    /// On the endpoint's shared codecs, with our compressor's window.
-    Shared(u8),
-    /// On codecs of its own that reset after every message both ways.
-    Own {
-        /// Our compressor's window, 9..=15.
-        window: u8,
-        /// Its level, 0..=9.
-        level: u32,
-    },
-}
-
 impl Session {
-    /// Its permessage-deflate as another process can take it over, or why
-    /// it cannot: a context kept between messages (a 32 KiB window per
-    /// direction) is not carried. Only a session whose close handshake has
-    /// not begun is carried.
-    pub fn deflate_carry(&self) -> Result<DeflateCarry, &'static str> {
-        if self.close.close_sent() || self.close.close_received() {
-            return Err("its close handshake has begun");
-        }
-        match (&self.own, self.shared_window) {
-            (None, 0) => Ok(DeflateCarry::Off),
-            (None, window) => Ok(DeflateCarry::Shared(window)),
-            (Some(own), _) if own.no_context_takeover && own.decompressor.resets() => {
-                Ok(DeflateCarry::Own {
-                    window: own.window,
-                    level: own.level,
-                })
-            }
-            (Some(_), _) => {
-                Err("permessage-deflate with context takeover (its windows are not carried)")
-            }
-        }
-    }
-
-    /// The session another process carried over (see
-    /// [`Self::deflate_carry`]), for the server role.
-    pub fn carried(carry: DeflateCarry) -> Self {
-        match carry {
-            DeflateCarry::Off => Self::new(),
-            DeflateCarry::Shared(window) => Self::with_shared_deflate(window),
-            DeflateCarry::Own { window, level } => Self {
-                close: CloseHandshake::new(),
-                shared_window: 0,
-                own: Some(Box::new(OwnCodecs {
-                    compressor: None,
-                    window: window.clamp(9, 15),
-                    level: level.min(9),
-                    no_context_takeover: true,
-                    decompressor: Decompressor::new(true),
-                })),
-            },
-        }
-    }
-
     /// A session without extensions.
     pub fn new() -> Self {
         Self {
@@ -366,15 +310,17 @@ impl Session {
     /// compressor works at `level` and is made when first needed.
     pub fn with_deflate(role: Role, negotiated: &Negotiated, level: u32) -> Self {
         let n = negotiated;
-        let (window, no_context_takeover, peer_resets) = match role {
+        let (window, no_context_takeover, peer_window, peer_resets) = match role {
             Role::Server => (
                 n.server_max_window_bits,
                 n.server_no_context_takeover,
+                n.client_max_window_bits,
                 n.client_no_context_takeover,
             ),
             Role::Client => (
                 n.client_max_window_bits,
                 n.client_no_context_takeover,
+                n.server_max_window_bits,
                 n.server_no_context_takeover,
             ),
         };
@@ -386,6 +332,7 @@ impl Session {
                 window,
                 level,
                 no_context_takeover,
+                peer_window,
                 decompressor: Decompressor::new(peer_resets),
             })),
         }
@@ -590,6 +537,8 @@ impl Session {
     }
 }
 
+#[path = "session_carry.rs"]
+mod carry;
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;

@@ -4,8 +4,9 @@
 //! is still in the socket, read by the new process and by it only.
 //!
 //! What is carried: the peer's address, permessage-deflate's parameters
-//! (only where no window is kept between messages), the send queue not yet
-//! written, the timers (as milliseconds before the hand-over), the rate
+//! and, with context takeover, each direction's window (the last up to
+//! 32 KiB the codec compressed or inflated: fresh codecs are primed with
+//! them), the send queue not yet written, the timers (as milliseconds before the hand-over), the rate
 //! limiter's buckets, the topics (by name: the new process subscribes
 //! again, its bridge too), the application's bytes for its data, and over
 //! TLS our record layer's keys, IVs and sequence numbers both ways (with the
@@ -26,6 +27,12 @@ pub(crate) const MAX_DATA: usize = 64 << 10;
 /// Most topics per connection, and the longest name.
 pub(crate) const MAX_TOPICS: usize = 256;
 pub(crate) const MAX_TOPIC_LEN: usize = 256;
+/// The longest record (`wire`): every bound at once would pass it (send
+/// queue and TLS ciphertext, 128 KiB each, beside the topics, the data and
+/// permessage-deflate's windows), so a longer one waits for the socket to
+/// take some of its queues. It fits one control-socket message with its
+/// batch's framing (`crate::handover::unix::MAX_MESSAGE`, checked there).
+pub(crate) const MAX_RECORD: usize = 376 << 10;
 
 /// One connection, ready to travel.
 #[derive(Debug, Clone, PartialEq, Eq)]

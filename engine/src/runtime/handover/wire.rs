@@ -20,6 +20,11 @@
 //!          (each u8 0|1, then a direction), u64 tx limit, 4 x u8 budgets,
 //!          u32 length + ciphertext not yet written
 //!          direction: u8 suite, u8 key length + key, 12 bytes IV, u64 seq
+//! deflate context (only where deflate is 2, own codecs): u8 the peer's
+//!          window (8..=15), u8 flags (bit 0: we reset after each message,
+//!          bit 1: the peer does), u16 length + our compressor's window,
+//!          u16 length + our decompressor's window (each at most 32 KiB,
+//!          empty where that side resets)
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,8 +35,14 @@ use crate::runtime::ratelimit::CarriedLimiter;
 use crate::transport::CarriedRecords;
 use crate::transport::tls::records::CarriedDirection;
 
-/// The record layout's version; a record of another is refused.
-pub(crate) const RECORD_VERSION: u8 = 1;
+#[path = "wire_deflate.rs"]
+mod deflate;
+
+/// The record layout's version; a record of another is refused, but for
+/// version 1 (the same without the deflate context, from a process that
+/// carried codecs of their own only without context takeover either way),
+/// so that a process of the version before can hand over to this one.
+pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// Why a record was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -63,10 +74,10 @@ pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&s.peer.port().to_le_bytes());
-    let (kind, window, level) = match s.deflate {
+    let (kind, window, level) = match &s.deflate {
         DeflateCarry::Off => (0, 0, 0),
-        DeflateCarry::Shared(window) => (1, window, 0),
-        DeflateCarry::Own { window, level } => (2, window, level as u8),
+        DeflateCarry::Shared(window) => (1, *window, 0),
+        DeflateCarry::Own { window, level, .. } => (2, *window, *level as u8),
     };
     out.extend_from_slice(&[kind, window, level, u8::from(s.stalled)]);
     out.extend_from_slice(&s.silent_ms.to_le_bytes());
@@ -120,6 +131,9 @@ pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
             out.extend_from_slice(wire);
         }
     }
+    if let DeflateCarry::Own { context, .. } = &s.deflate {
+        deflate::put(&mut out, context);
+    }
     out
 }
 
@@ -171,6 +185,9 @@ pub(crate) fn fits(s: &Snapshot) -> Result<(), WireError> {
         .is_some_and(|(_, wire)| wire.len() > MAX_OUTBOX)
     {
         return Err(WireError::TooLong("TLS send queue"));
+    }
+    if let DeflateCarry::Own { context, .. } = &s.deflate {
+        deflate::fits(context)?;
     }
     Ok(())
 }
@@ -231,7 +248,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != RECORD_VERSION {
+    if version != RECORD_VERSION && version != 1 {
         return Err(WireError::Version(version));
     }
     let ip = match r.u8()? {
@@ -241,12 +258,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     };
     let peer = SocketAddr::new(ip, r.u16()?);
     let [kind, window, level, flags] = r.array::<4>()?;
-    let deflate = match kind {
+    let mut deflate = match kind {
         0 => DeflateCarry::Off,
         1 if (9..=15).contains(&window) => DeflateCarry::Shared(window),
         2 if (9..=15).contains(&window) && level <= 9 => DeflateCarry::Own {
             window,
             level: u32::from(level),
+            // Read at the end of the record.
+            context: Default::default(),
         },
         _ => return Err(WireError::Invalid("permessage-deflate parameters")),
     };
@@ -322,6 +341,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     } else {
         None
     };
+    if let DeflateCarry::Own { context, .. } = &mut deflate {
+        *context = match version {
+            1 => deflate::version_1(),
+            _ => deflate::get(&mut r)?,
+        };
+    }
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
@@ -342,6 +367,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::session::DeflateContext;
+    use crate::runtime::handover::state::MAX_RECORD;
 
     fn sample() -> Snapshot {
         Snapshot {
@@ -349,6 +376,13 @@ mod tests {
             deflate: DeflateCarry::Own {
                 window: 12,
                 level: 3,
+                context: DeflateContext {
+                    peer_window: 9,
+                    resets: false,
+                    peer_resets: true,
+                    sent: b"history".to_vec(),
+                    received: vec![],
+                },
             },
             outbox: vec![0x81, 2, b'h', b'i'],
             stalled: true,
@@ -425,11 +459,39 @@ mod tests {
     }
 
     #[test]
+    fn every_bound_but_the_queues_leaves_room_for_a_full_queue() {
+        let mut s = sample();
+        s.topics = (0..MAX_TOPICS)
+            .map(|i| format!("{i:0>width$}", width = MAX_TOPIC_LEN))
+            .collect();
+        s.data = vec![1; MAX_DATA];
+        s.outbox = vec![];
+        if let Some((_, wire)) = &mut s.tls {
+            wire.clear();
+        }
+        let window = crate::proto::deflate::MAX_WINDOW;
+        s.deflate = DeflateCarry::Own {
+            window: 15,
+            level: 1,
+            context: DeflateContext {
+                peer_window: 15,
+                resets: false,
+                peer_resets: false,
+                sent: vec![2; window],
+                received: vec![3; window],
+            },
+        };
+        assert_eq!(fits(&s), Ok(()));
+        let len = encode(&s).len();
+        assert!(len + MAX_OUTBOX <= MAX_RECORD, "{len}");
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let bytes = encode(&sample());
         let mut other = bytes.clone();
-        other[0] = 2;
-        assert_eq!(decode(&other), Err(WireError::Version(2)));
+        other[0] = 3;
+        assert_eq!(decode(&other), Err(WireError::Version(3)));
         let mut family = bytes.clone();
         family[1] = 5;
         assert_eq!(decode(&family), Err(WireError::Invalid("address family")));

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 
 use super::*;
 use crate::proto::session::Session;
-use crate::runtime::handover::state::{MAX_OUTBOX, Snapshot};
+use crate::runtime::handover::state::{MAX_OUTBOX, MAX_RECORD, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
 use crate::runtime::seam::Prepared;
@@ -257,10 +257,9 @@ impl<H: Handler> Worker<H> {
         if self.handing.as_ref().is_some_and(|out| !out.adopts) {
             return self.refuse(io, key, "the new process cannot take connections over");
         }
-        let deflate = match link.session.deflate_carry() {
-            Ok(deflate) => deflate,
-            Err(reason) => return self.refuse(io, key, reason),
-        };
+        if let Some(reason) = link.session.carry_refusal() {
+            return self.refuse(io, key, reason);
+        }
         if !conn.stream.decoder.is_idle()
             || link.holds_bytes()
             || conn.stream.decoder.close_received()
@@ -271,6 +270,12 @@ impl<H: Handler> Worker<H> {
         {
             return Carry::Wait;
         }
+        // At a frame boundary with no message open (the decoder is idle):
+        // the codecs' windows are those of a message boundary.
+        let deflate = match link.session.deflate_carry() {
+            Ok(deflate) => deflate,
+            Err(reason) => return self.refuse(io, key, reason),
+        };
         let now_ms = self.shared.now_ms;
         let limiter = match link.limiter().map(|l| l.carry(now_ms)) {
             Some(None) => return Carry::Wait,
@@ -335,6 +340,13 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = wire::fits(&snapshot) {
             return self.refuse(io, key, &e.to_string());
         }
+        let state = wire::encode(&snapshot);
+        if state.len() > MAX_RECORD {
+            // Its queues (what can drain) with the rest pass one message:
+            // once the socket takes some. Without them a record is far
+            // shorter (topics, data and windows come to under 200 KiB).
+            return Carry::Wait;
+        }
         let Some(fd) = io.detach(key) else {
             return self.refuse(
                 io,
@@ -352,10 +364,7 @@ impl<H: Handler> Worker<H> {
         self.shared.counters.handover_out += 1;
         if let Some(out) = &mut self.handing {
             out.handed += 1;
-            let _ = out.sink.send(Outgoing::Conn {
-                fd,
-                state: wire::encode(&snapshot),
-            });
+            let _ = out.sink.send(Outgoing::Conn { fd, state });
         }
         Carry::Settled
     }
@@ -409,14 +418,17 @@ impl<H: Handler> Worker<H> {
     /// byte stream's position is unknown) or the worker is full.
     fn adopt_one(&mut self, fd: OwnedFd, bytes: &[u8], hold: bool, io: &mut impl Io) {
         let snapshot = wire::decode(bytes);
+        // The rate limiter and the session (permessage-deflate's codecs,
+        // primed with the windows carried), or why they cannot be rebuilt.
         let limiter = match &snapshot {
             Ok(s) => match s.limiter {
                 None => Ok(None),
                 Some(l) => Limiter::carried(l, self.shared.now_ms)
                     .map(Some)
                     .ok_or("rate limiter out of range"),
-            },
-            Err(_) => Ok(None),
+            }
+            .and_then(|limiter| Ok((limiter, Session::carried(&s.deflate)?))),
+            Err(_) => Ok((None, Session::new())),
         };
         if self.conns.len() >= self.shared.config.max_connections_per_worker {
             self.shared.counters.handover_refused += 1;
@@ -449,7 +461,7 @@ impl<H: Handler> Worker<H> {
             (Ok(_), Ok(_)) if bad_tls.is_some() => {
                 Some(format!("bad snapshot: {}", bad_tls.unwrap_or_default()))
             }
-            (Ok(s), Ok(limiter)) => match self.handler.on_handover_in(id, &s.data) {
+            (Ok(s), Ok((limiter, session))) => match self.handler.on_handover_in(id, &s.data) {
                 None => {
                     let stream = &mut conn.stream;
                     stream
@@ -466,7 +478,7 @@ impl<H: Handler> Worker<H> {
                         stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
                     }
                     let link = &mut stream.link;
-                    link.open(data, Session::carried(s.deflate));
+                    link.open(data, session);
                     link.deadline_phase = Phase::Open;
                     link.stalled = s.stalled;
                     link.set_limiter(limiter);

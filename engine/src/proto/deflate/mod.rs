@@ -1,21 +1,22 @@
 //! permessage-deflate (RFC 7692): negotiation of the extension's parameters for
-//! both roles, and the per-message codec on flate2 (zlib-rs backend): raw
-//! deflate, the `00 00 ff ff` tail stripped on send and restored on receive,
-//! context takeover or not, and inflation bounded by the message size limit.
+//! both roles (here), and the per-message codec ([`Compressor`],
+//! [`Decompressor`], in `codec.rs`) on zlib-rs: raw deflate, the `00 00 ff ff`
+//! tail stripped on send and restored on receive, context takeover or not,
+//! inflation bounded by the message size limit, and each direction's window
+//! read and restored for a live hand-over. `zstream.rs` is the safe wrapper
+//! of zlib's stream API the codec calls.
 //!
 //! [`super::session`] holds a connection's codecs; everything here is sans-I/O.
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+mod codec;
+mod zstream;
 
-use super::error::ProtocolError;
+pub use codec::{Compressor, Decompressor, MAX_WINDOW};
+
 use super::handshake::ExtensionOffer;
 
 /// The extension's registered name.
 pub const EXTENSION: &str = "permessage-deflate";
-
-/// The empty stored block a sync flush ends with; stripped on send (RFC 7692
-/// section 7.2.1) and appended before inflating (section 7.2.2).
-const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// What this endpoint is willing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,254 +213,13 @@ pub fn client_accept(
     })
 }
 
-/// Compresses messages for one direction.
-#[derive(Debug)]
-pub struct Compressor {
-    inner: Compress,
-    no_context_takeover: bool,
-}
-
-impl Compressor {
-    /// A compressor with a window of `window_bits` (9..=15) at `level` (0..=9).
-    pub fn new(window_bits: u8, level: u32, no_context_takeover: bool) -> Self {
-        Self {
-            inner: Compress::new_with_window_bits(
-                Compression::new(level.min(9)),
-                false,
-                window_bits.clamp(9, 15),
-            ),
-            no_context_takeover,
-        }
-    }
-
-    /// Appends the compressed form of `payload` (without the `00 00 ff ff` tail)
-    /// to `out`.
-    pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
-        let mut input = payload;
-        loop {
-            out.reserve(input.len() / 2 + 64);
-            let before = self.inner.total_in();
-            // Deflate with a sync flush only fails on a corrupted stream state,
-            // which this type never produces; treat it as an empty result.
-            if self
-                .inner
-                .compress_vec(input, out, FlushCompress::Sync)
-                .is_err()
-            {
-                break;
-            }
-            input = &input[(self.inner.total_in() - before) as usize..];
-            // Done when all input is in and the flush left output room unused.
-            if input.is_empty() && out.len() < out.capacity() {
-                break;
-            }
-        }
-        if out[start..].ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
-        if out.len() == start {
-            // Nothing to flush (an empty message after another): send the one-byte
-            // empty block of RFC 7692 section 7.2.3.6, which the receiver's
-            // appended tail completes.
-            out.push(0x00);
-        }
-        if self.no_context_takeover {
-            self.inner.reset();
-        }
-    }
-}
-
-/// Inflates messages for one direction, never past a size limit.
-#[derive(Debug)]
-pub struct Decompressor {
-    inner: Decompress,
-    no_context_takeover: bool,
-}
-
-impl Decompressor {
-    /// Whether the peer resets its compressor after each message (no
-    /// context takeover): then this one keeps nothing between messages.
-    pub fn resets(&self) -> bool {
-        self.no_context_takeover
-    }
-
-    /// A decompressor for a peer that may use any window up to 15 bits.
-    pub fn new(no_context_takeover: bool) -> Self {
-        Self {
-            // The largest window decodes a stream made with any smaller one.
-            inner: Decompress::new_with_window_bits(false, 15),
-            no_context_takeover,
-        }
-    }
-
-    /// Inflates the next piece of a compressed message into `out`; fails with
-    /// 1009 as soon as `out` would pass `max` bytes (it never grows beyond
-    /// `max + 1`), so a decompression bomb costs no more than the limit.
-    pub fn decompress(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Vec<u8>,
-        max: usize,
-    ) -> Result<(), ProtocolError> {
-        loop {
-            if out.len() > max {
-                return Err(ProtocolError::MessageTooBig);
-            }
-            if out.len() == out.capacity() {
-                let wanted = input.len().saturating_mul(4).max(4096);
-                out.reserve_exact(wanted.min(max + 1 - out.len()));
-            }
-            let (before_in, before_out) = (self.inner.total_in(), out.len());
-            let status = self
-                .inner
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
-            input = &input[(self.inner.total_in() - before_in) as usize..];
-            if out.len() > max {
-                return Err(ProtocolError::MessageTooBig);
-            }
-            if status == Status::StreamEnd {
-                // The sender ended the deflate stream (BFINAL): the next bytes, if
-                // any, start a new one.
-                self.inner.reset(false);
-            }
-            if input.is_empty() && out.len() < out.capacity() {
-                return Ok(());
-            }
-            let stuck = self.inner.total_in() == before_in && out.len() == before_out;
-            if stuck && out.len() < out.capacity() {
-                return Err(ProtocolError::InvalidCompressedData);
-            }
-        }
-    }
-
-    /// Forgets the stream state (after an error, so that a shared decompressor
-    /// serves the next message cleanly).
-    pub fn reset(&mut self) {
-        self.inner.reset(false);
-    }
-
-    /// Ends a compressed message: inflates the `00 00 ff ff` tail the sender
-    /// stripped, then resets the state if the peer does not take over context.
-    pub fn finish(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), ProtocolError> {
-        self.decompress(&TAIL, out, max)?;
-        if self.no_context_takeover {
-            self.inner.reset(false);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::handshake::parse_extensions;
-    use proptest::prelude::*;
 
     fn server(offers: &str) -> Option<Negotiated> {
         negotiate(parse_extensions(offers), &DeflateConfig::default())
-    }
-
-    fn inflate(
-        d: &mut Decompressor,
-        compressed: &[u8],
-        max: usize,
-    ) -> Result<Vec<u8>, ProtocolError> {
-        let mut out = Vec::new();
-        d.decompress(compressed, &mut out, max)?;
-        d.finish(&mut out, max)?;
-        Ok(out)
-    }
-
-    #[test]
-    fn rfc7692_sample_inflates() {
-        // Section 7.2.3.1: "Hello" compressed, tail stripped.
-        let mut d = Decompressor::new(false);
-        assert_eq!(
-            inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 100).unwrap(),
-            b"Hello"
-        );
-        // Section 7.2.3.2: the same message again, using the shared window.
-        assert_eq!(
-            inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00], 100).unwrap(),
-            b"Hello"
-        );
-    }
-
-    #[test]
-    fn tail_is_stripped_and_round_trip_holds() {
-        let mut c = Compressor::new(15, 1, false);
-        let mut out = Vec::new();
-        c.compress(b"Hello", &mut out);
-        assert!(!out.ends_with(&TAIL));
-        assert_eq!(
-            inflate(&mut Decompressor::new(false), &out, 100).unwrap(),
-            b"Hello"
-        );
-    }
-
-    #[test]
-    fn context_takeover_shrinks_repeats_and_no_takeover_does_not() {
-        let text = b"a fairly repetitive message a fairly repetitive message 0123456789".repeat(4);
-        for (takeover, expect_smaller) in [(true, true), (false, false)] {
-            let mut c = Compressor::new(15, 6, !takeover);
-            let mut d = Decompressor::new(!takeover);
-            let (mut first, mut second) = (Vec::new(), Vec::new());
-            c.compress(&text, &mut first);
-            c.compress(&text, &mut second);
-            assert_eq!(
-                second.len() < first.len(),
-                expect_smaller,
-                "takeover {takeover}"
-            );
-            assert_eq!(inflate(&mut d, &first, 1 << 20).unwrap(), text);
-            assert_eq!(inflate(&mut d, &second, 1 << 20).unwrap(), text);
-        }
-    }
-
-    #[test]
-    fn empty_messages_in_a_row_keep_the_stream_valid() {
-        for takeover in [true, false] {
-            let mut c = Compressor::new(12, 6, !takeover);
-            let mut d = Decompressor::new(!takeover);
-            for message in [&b""[..], b"", b"a", b"", b"abc"] {
-                let mut compressed = Vec::new();
-                c.compress(message, &mut compressed);
-                assert!(!compressed.is_empty());
-                assert_eq!(
-                    inflate(&mut d, &compressed, 100).unwrap(),
-                    message,
-                    "takeover {takeover}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn bomb_stops_at_the_limit() {
-        let zeros = vec![0u8; 10 << 20];
-        let mut compressed = Vec::new();
-        Compressor::new(15, 9, false).compress(&zeros, &mut compressed);
-        assert!(compressed.len() < 20_000, "{}", compressed.len());
-        let mut out = Vec::new();
-        let limit = 1 << 20;
-        let mut d = Decompressor::new(false);
-        assert_eq!(
-            d.decompress(&compressed, &mut out, limit),
-            Err(ProtocolError::MessageTooBig)
-        );
-        assert!(out.capacity() <= limit + 1, "held {} bytes", out.capacity());
-        assert_eq!(ProtocolError::MessageTooBig.close_code().0, 1009);
-    }
-
-    #[test]
-    fn corrupt_input_is_1007() {
-        // BTYPE 11 is reserved: invalid from the first byte.
-        let mut d = Decompressor::new(false);
-        let err = inflate(&mut d, &[0x07, 0xff, 0xff, 0xff], 100).unwrap_err();
-        assert_eq!(err, ProtocolError::InvalidCompressedData);
-        assert_eq!(err.close_code().0, 1007);
     }
 
     #[test]
@@ -529,38 +289,5 @@ mod tests {
             .next()
             .unwrap();
         assert!(client_accept(&bad, &config).is_err());
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// Any message in any window survives the round trip, however the
-        /// compressed bytes are cut (a fragmented compressed message).
-        #[test]
-        fn round_trip_any_chunking(
-            messages in prop::collection::vec(
-                prop_oneof![
-                    prop::collection::vec(any::<u8>(), 0..3000),
-                    "[a-c ]{0,4000}".prop_map(String::into_bytes),
-                ],
-                1..4,
-            ),
-            bits in 9u8..=15,
-            takeover in any::<bool>(),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let mut c = Compressor::new(bits, 6, !takeover);
-            let mut d = Decompressor::new(!takeover);
-            for message in messages {
-                let mut compressed = Vec::new();
-                c.compress(&message, &mut compressed);
-                let at = cut.index(compressed.len() + 1);
-                let mut out = Vec::new();
-                d.decompress(&compressed[..at], &mut out, 1 << 20).unwrap();
-                d.decompress(&compressed[at..], &mut out, 1 << 20).unwrap();
-                d.finish(&mut out, 1 << 20).unwrap();
-                prop_assert_eq!(out, message);
-            }
-        }
     }
 }
