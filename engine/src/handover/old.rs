@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(100);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch is sent once it holds this many bytes of records.
 const BATCH_BYTES: usize = 64 << 10;
+// One record alone always fits a message of its own.
+const _: () = assert!(3 + 4 + crate::runtime::handover::state::MAX_RECORD <= unix::MAX_MESSAGE);
 
 /// What the hand-over thread keeps: the configuration, the nonce, a copy of
 /// every listening socket and the workers' mailboxes.
@@ -158,8 +160,6 @@ impl Old {
                 deadline,
                 adopts,
                 stage: Stage::Pausing,
-                // A quarter of the deadline, at most a second.
-                patience: started + (self.config.deadline / 4).min(Duration::from_secs(1)),
                 handed: 0,
                 refused: 0,
             }));
@@ -188,6 +188,11 @@ impl Old {
             };
             match item {
                 Outgoing::Conn { fd, state } => {
+                    // A record is at most `MAX_RECORD`: with what the batch
+                    // holds it could pass one message, so that goes first.
+                    if !failed && !batch.is_empty() && !batch.room_for(&state) {
+                        failed = !self.flush(peer, &mut batch);
+                    }
                     batch.push(fd, state);
                     if !failed && batch.full() {
                         failed = !self.flush(peer, &mut batch);
@@ -301,6 +306,12 @@ impl Batch {
 
     fn is_empty(&self) -> bool {
         self.fds.is_empty()
+    }
+
+    /// Whether `state` joins the batch within one message (a batch's own
+    /// framing: a tag and a count, then a length per record).
+    fn room_for(&self, state: &[u8]) -> bool {
+        3 + self.bytes + state.len() + 4 <= unix::MAX_MESSAGE
     }
 
     fn full(&self) -> bool {
