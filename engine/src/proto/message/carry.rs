@@ -46,11 +46,9 @@ impl Decoder {
         if self.is_idle() {
             return 0;
         }
-        let message = if self.delivered_message {
-            0
-        } else {
-            self.message.len()
-        };
+        let in_message = self.fragmented.is_some()
+            || self.frame.is_some_and(|f| !f.opcode.is_control());
+        let message = if in_message { self.message.len() } else { 0 };
         let control = self.control.as_ref().map_or(0, |c| usize::from(c.len));
         usize::from(self.header_len) + message + control
     }
@@ -63,6 +61,11 @@ impl Decoder {
         if self.is_idle() || self.close_received {
             return None;
         }
+        // Between messages (a header cut, a control frame alone) the size
+        // count and the compressed flag are what the last message left:
+        // the next data frame resets them, so they do not travel.
+        let in_message = self.fragmented.is_some()
+            || self.frame.is_some_and(|f| !f.opcode.is_control());
         let control = match (&self.frame, &self.control) {
             (Some(f), Some(stash)) if f.opcode.is_control() => {
                 stash.buf[..usize::from(stash.len)].to_vec()
@@ -83,9 +86,13 @@ impl Decoder {
                 Some(DataKind::Text) => 1,
                 Some(DataKind::Binary) => 2,
             },
-            budget: self.budget as u64,
-            compressed: self.compressed,
-            message: self.message.clone(),
+            budget: if in_message { self.budget as u64 } else { 0 },
+            compressed: in_message && self.compressed,
+            message: if in_message {
+                self.message.clone()
+            } else {
+                Vec::new()
+            },
             control,
         })
     }

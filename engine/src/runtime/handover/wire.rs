@@ -455,7 +455,7 @@ mod tests {
             read: ReadSide::default(),
             ..s
         };
-        assert_eq!(decode(&encode(&plain)), Ok(plain));
+        assert_eq!(decode(&encode(&plain)), Ok(plain.clone()));
         // A cut header alone, an unmasked frame, the largest of each.
         let mut cut = plain.clone();
         cut.read = ReadSide {
