@@ -49,7 +49,11 @@ fn cuts() -> Vec<Cut> {
     let long = "a long message trickling in, ".repeat(100);
     let mut fragments = masked_frame(false, OpCode::Text, b"the first fragment, ");
     let first = fragments.len();
-    fragments.extend(masked_frame(true, OpCode::Continuation, b"and the last one"));
+    fragments.extend(masked_frame(
+        true,
+        OpCode::Continuation,
+        b"and the last one",
+    ));
     let mut pinged = masked_frame(false, OpCode::Text, "abc é".as_bytes());
     pinged.extend(masked_frame(true, OpCode::Ping, b"are you there"));
     let inside_ping = pinged.len() - 3;
@@ -154,7 +158,11 @@ fn clients_mid_frame_finish_their_messages_in_the_new_process(backend: BackendKi
     let new = start(backend, configure, move || handler);
     old.join();
     // Nothing waited for a frame to end (the deadline is 10 s).
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(metric(&old, "ringws_handover_out"), cuts.len() as u64);
     assert_eq!(metric(&old, "ringws_handover_refused"), 0);
     wait_until("the new server counts them", || {

@@ -46,8 +46,8 @@ impl Decoder {
         if self.is_idle() {
             return 0;
         }
-        let in_message = self.fragmented.is_some()
-            || self.frame.is_some_and(|f| !f.opcode.is_control());
+        let in_message =
+            self.fragmented.is_some() || self.frame.is_some_and(|f| !f.opcode.is_control());
         let message = if in_message { self.message.len() } else { 0 };
         let control = self.control.as_ref().map_or(0, |c| usize::from(c.len));
         usize::from(self.header_len) + message + control
@@ -64,8 +64,8 @@ impl Decoder {
         // Between messages (a header cut, a control frame alone) the size
         // count and the compressed flag are what the last message left:
         // the next data frame resets them, so they do not travel.
-        let in_message = self.fragmented.is_some()
-            || self.frame.is_some_and(|f| !f.opcode.is_control());
+        let in_message =
+            self.fragmented.is_some() || self.frame.is_some_and(|f| !f.opcode.is_control());
         let control = match (&self.frame, &self.control) {
             (Some(f), Some(stash)) if f.opcode.is_control() => {
                 stash.buf[..usize::from(stash.len)].to_vec()
@@ -103,7 +103,10 @@ impl Decoder {
     /// decoder would have left it, and a text message's bytes so far are
     /// validated again (which also rebuilds the UTF-8 check's state): a
     /// state it could not have reached is refused with the reason.
-    pub(crate) fn carried(c: &CarriedDecoder, config: &DecoderConfig) -> Result<Self, &'static str> {
+    pub(crate) fn carried(
+        c: &CarriedDecoder,
+        config: &DecoderConfig,
+    ) -> Result<Self, &'static str> {
         let fragmented = match c.fragmented {
             0 => None,
             1 => Some(DataKind::Text),

@@ -14,9 +14,7 @@ use std::os::fd::OwnedFd;
 use super::*;
 use crate::proto::message::Decoder;
 use crate::proto::session::Session;
-use crate::runtime::handover::state::{
-    MAX_HELD, MAX_OUTBOX, MAX_PARTIAL, ReadSide, Snapshot,
-};
+use crate::runtime::handover::state::{MAX_HELD, MAX_OUTBOX, MAX_PARTIAL, ReadSide, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
 use crate::runtime::seam::Prepared;
@@ -176,8 +174,7 @@ impl<H: Handler> Worker<H> {
             if stream.link.phase() != Phase::Open || stream.link.carried() {
                 continue;
             }
-            if stream.decoder.partial_len() <= MAX_PARTIAL && stream.link.held().len() <= MAX_HELD
-            {
+            if stream.decoder.partial_len() <= MAX_PARTIAL && stream.link.held().len() <= MAX_HELD {
                 if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
                     io.pause_reading(key);
                 }
@@ -474,41 +471,43 @@ impl<H: Handler> Worker<H> {
                         .outbox
                         .push_copy(&mut self.shared.pool, &[], &s.outbox);
                     stream.link.fail_handover(&mut self.shared);
-                    Some(format!("its message in progress cannot go on here: {reason}"))
+                    Some(format!(
+                        "its message in progress cannot go on here: {reason}"
+                    ))
                 }
                 Ok(decoder) => match self.handler.on_handover_in(id, &s.data) {
-                None => {
-                    let stream = &mut conn.stream;
-                    stream
-                        .link
-                        .outbox
-                        .push_copy(&mut self.shared.pool, &[], &s.outbox);
-                    stream.link.fail_handover(&mut self.shared);
-                    Some("the application refused its data (Handler::on_handover_in)".into())
-                }
-                Some(data) => {
-                    let stream = &mut conn.stream;
-                    stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
-                    if let Some(ms) = s.ping_ms {
-                        stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
+                    None => {
+                        let stream = &mut conn.stream;
+                        stream
+                            .link
+                            .outbox
+                            .push_copy(&mut self.shared.pool, &[], &s.outbox);
+                        stream.link.fail_handover(&mut self.shared);
+                        Some("the application refused its data (Handler::on_handover_in)".into())
                     }
-                    let link = &mut stream.link;
-                    link.open(data, Session::carried(s.deflate));
-                    link.deadline_phase = Phase::Open;
-                    link.stalled = s.stalled;
-                    link.set_limiter(limiter);
-                    if !s.outbox.is_empty() {
-                        link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
-                        link.mark(&mut self.shared.flush);
+                    Some(data) => {
+                        let stream = &mut conn.stream;
+                        stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
+                        if let Some(ms) = s.ping_ms {
+                            stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
+                        }
+                        let link = &mut stream.link;
+                        link.open(data, Session::carried(s.deflate));
+                        link.deadline_phase = Phase::Open;
+                        link.stalled = s.stalled;
+                        link.set_limiter(limiter);
+                        if !s.outbox.is_empty() {
+                            link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
+                            link.mark(&mut self.shared.flush);
+                        }
+                        // Parsed, after the decoder's state, before the socket.
+                        if !s.read.held.is_empty() {
+                            link.hold_bytes(&s.read.held);
+                        }
+                        stream.decoder = decoder;
+                        None
                     }
-                    // Parsed, after the decoder's state, before the socket.
-                    if !s.read.held.is_empty() {
-                        link.hold_bytes(&s.read.held);
-                    }
-                    stream.decoder = decoder;
-                    None
-                }
-            },
+                },
             },
         };
         if snapshot.is_err() || bad_tls.is_some() {

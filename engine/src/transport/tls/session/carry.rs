@@ -65,8 +65,7 @@ impl Tls {
         // Only one record, cut: what a read of ours could have left (a
         // whole record would have been opened; a longer header refused).
         if !partial.is_empty()
-            && (partial.len() > HEADER + MAX_BODY
-                || !matches!(walk(partial), Records::Partial(_)))
+            && (partial.len() > HEADER + MAX_BODY || !matches!(walk(partial), Records::Partial(_)))
         {
             return Err("a cut TLS record that is not one");
         }
