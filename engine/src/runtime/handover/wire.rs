@@ -516,11 +516,14 @@ mod tests {
         assert_eq!(decode(&encode(&s)), Err(WireError::TooLong("send queue")));
     }
 
+    /// How a case makes the read side too large.
+    type Grow = fn(&mut ReadSide);
+
     /// Each buffer of the read side past its bound is refused on both sides,
     /// and a record with every bound reached still fits one message.
     #[test]
     fn an_oversized_read_side_is_refused() {
-        let cases: [(&str, fn(&mut ReadSide)); 5] = [
+        let cases: [(&str, Grow); 5] = [
             ("message in progress", |r| {
                 r.decoder.as_mut().unwrap().message = vec![0; MAX_PARTIAL + 1]
             }),
