@@ -7,6 +7,7 @@
 //! thread gives each one to a worker, which rebuilds it and serves it on.
 //! The Unix-socket protocol between the processes is `crate::handover`.
 
+mod bytes;
 pub(crate) mod partial;
 pub(crate) mod state;
 pub(crate) mod wire;

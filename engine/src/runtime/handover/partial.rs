@@ -19,8 +19,8 @@
 //! record:  u32 length + a cut TLS record
 //! ```
 
+use super::bytes::{Reader, WireError};
 use super::state::{MAX_HELD, MAX_PARTIAL, ReadSide};
-use super::wire::{Reader, WireError};
 use crate::proto::frame::MAX_HEADER_LEN;
 use crate::proto::message::carry::{CarriedDecoder, CarriedFrame};
 use crate::transport::tls::framing::MAX_BODY;

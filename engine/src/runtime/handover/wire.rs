@@ -30,6 +30,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::bytes::Reader;
+pub(crate) use super::bytes::WireError;
 use super::partial;
 use super::state::{MAX_DATA, MAX_OUTBOX, MAX_RECORD, MAX_TOPIC_LEN, MAX_TOPICS, Snapshot};
 use crate::proto::session::DeflateCarry;
@@ -40,21 +42,6 @@ use crate::transport::tls::records::CarriedDirection;
 /// The record layout's version; a record of another is refused. 2: the
 /// read side appended (`partial`).
 pub(crate) const RECORD_VERSION: u8 = 2;
-
-/// Why a record was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WireError {
-    #[error("record version {0}, expected {RECORD_VERSION}")]
-    Version(u8),
-    #[error("record cut short")]
-    Truncated,
-    #[error("{0} too long")]
-    TooLong(&'static str),
-    #[error("invalid {0}")]
-    Invalid(&'static str),
-    #[error("{0} bytes after the record")]
-    Trailing(usize),
-}
 
 /// The bytes of `snapshot`.
 pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
@@ -191,58 +178,6 @@ pub(crate) fn fits_whole(record: &[u8]) -> Result<(), WireError> {
         return Err(WireError::TooLong("record"));
     }
     Ok(())
-}
-
-pub(super) struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.0.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    pub(super) fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, WireError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-
-    /// A u32-length-prefixed byte string of at most `max` bytes.
-    pub(super) fn bytes(&mut self, max: usize, what: &'static str) -> Result<Vec<u8>, WireError> {
-        let len = self.u32()? as usize;
-        if len > max {
-            return Err(WireError::TooLong(what));
-        }
-        Ok(self.take(len)?.to_vec())
-    }
-
-    pub(super) fn flag(&mut self, what: &'static str) -> Result<bool, WireError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(WireError::Invalid(what)),
-        }
-    }
 }
 
 /// The snapshot in `bytes`, checked.
