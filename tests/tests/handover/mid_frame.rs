@@ -6,14 +6,15 @@
 //! for a frame to end), then the client writes the rest and the new
 //! process delivers each message whole, with no close. And a connection
 //! that cannot go (a message in progress larger than a record carries,
-//! which never ends) is still closed with 1001 at the deadline.
+//! which never ends) is still closed with 1001 at the deadline. One its
+//! rate limit paused goes too, with what it holds back.
 
 use std::io::Write;
 use std::time::Duration;
 
 use ringws::proto::deflate::DeflateConfig;
 use ringws::proto::frame::OpCode;
-use ringws::{BackendKind, Builder, DeflateMode};
+use ringws::{BackendKind, Builder, DeflateMode, RateLimit};
 use ringws_tests::{Client, ConnectOptions, Msg, backend_tests, masked_frame, start, wait_until};
 
 use super::{Counting, Rendezvous, SERIAL, metric, open_fds, still_echoes};
@@ -219,7 +220,39 @@ fn the_deadline_closes_what_is_left_with_1001(backend: BackendKind) {
     assert_eq!(metric(&new, "ringws_handover_in"), 1);
 }
 
+/// A connection paused by its rate limit goes at once with the messages it
+/// holds back and its buckets (the token comes back after a second, the
+/// deadline is half a second): the new process echoes them, in order, once
+/// its tokens are back.
+fn a_connection_its_rate_limit_paused_goes_with_what_it_holds(backend: BackendKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let meet = Rendezvous::new("the shared secret");
+    let handler = Counting { carry: true };
+    let configure = |b: Builder| {
+        meet.configure(b)
+            .handover_deadline(Duration::from_millis(500))
+            .rate_limit(RateLimit::none().messages(1, 1))
+    };
+    let old = start(backend, configure, move || handler);
+    let mut client = Client::connect(old.addr()).unwrap();
+    let mut burst = Vec::new();
+    for text in ["one", "two", "three"] {
+        burst.extend(masked_frame(true, OpCode::Text, text.as_bytes()));
+    }
+    client.send_raw(&burst).unwrap();
+    client.expect_text("one");
+    // "two" and "three" are held back: a token comes back in a second.
+    std::thread::sleep(Duration::from_millis(100));
+    let new = start(backend, configure, move || handler);
+    old.join();
+    assert_eq!(metric(&old, "ringws_handover_out"), 1);
+    assert_eq!(metric(&new, "ringws_handover_in"), 1);
+    client.expect_text("two");
+    client.expect_text("three");
+}
+
 backend_tests! {
+    a_connection_its_rate_limit_paused_goes_with_what_it_holds,
     clients_mid_frame_finish_their_messages_in_the_new_process,
     the_deadline_closes_what_is_left_with_1001,
 }

@@ -51,8 +51,9 @@ pub(crate) struct ReadSide {
     /// payload so far, a fragmented (or compressed, not yet inflated)
     /// message's fragments so far.
     pub decoder: Option<CarriedDecoder>,
-    /// Plaintext read after the connection was paused and not parsed yet:
-    /// it goes through the decoder before anything read from the socket.
+    /// Plaintext read and not parsed yet (held back by the rate limit, or
+    /// read after the connection was paused): it goes through the decoder
+    /// before anything read from the socket.
     pub held: Vec<u8>,
     /// Over TLS, the start of a record cut by the end of a read (the
     /// record layer's next sequence number, carried with the keys, is its).

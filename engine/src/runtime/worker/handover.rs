@@ -29,8 +29,8 @@ enum Carry {
     /// Handed over (or closed with 1012, or not ours to hand: closing).
     Settled,
     /// Not at a point where it can go yet (its queue full, its handshake
-    /// under way, its rate limit spent, a message in progress over what is
-    /// carried): the next turn looks again.
+    /// under way, a message in progress over what is carried): the next
+    /// turn looks again.
     Wait,
 }
 
@@ -266,18 +266,21 @@ impl<H: Handler> Worker<H> {
             || conn.stream.decoder.partial_len() > MAX_PARTIAL
             || link.held().len() > MAX_HELD
             || !conn.socket.gate.contains(Reasons::HANDOVER)
-            || !conn.socket.gate.without(Reasons::HANDOVER).is_empty()
-            || link.rate_limited()
+            // Paused by its rate limit too: it goes with what it holds and
+            // its buckets (the new process pauses it again while the tokens
+            // are spent, when it parses what it holds).
+            || !conn
+                .socket
+                .gate
+                .without(Reasons::HANDOVER)
+                .without(Reasons::RATE_LIMIT)
+                .is_empty()
             || link.outbox.len() > MAX_OUTBOX
         {
             return Carry::Wait;
         }
         let now_ms = self.shared.now_ms;
-        let limiter = match link.limiter().map(|l| l.carry(now_ms)) {
-            Some(None) => return Carry::Wait,
-            Some(Some(state)) => Some(state),
-            None => None,
-        };
+        let limiter = link.limiter().map(|l| l.carry(now_ms));
         match io.prepare_detach(key) {
             Prepared::Ready => {}
             Prepared::Later => return Carry::Wait,
