@@ -38,7 +38,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Echoes; counts each connection's messages in its data; `!count` answers
-/// the count, `!sub T` subscribes to T. Carries its data when `carry`.
+/// the count, `!sub T` subscribes to T, `!pub M` publishes M on `news`.
+/// Carries its data when `carry`.
 #[derive(Clone, Copy)]
 struct Counting {
     carry: bool,
@@ -61,6 +62,9 @@ impl Handler for Counting {
             Message::Text(text) if text.starts_with("!sub ") => {
                 ws.subscribe(&text[5..]);
                 ws.send_text("subscribed");
+            }
+            Message::Text(text) if text.starts_with("!pub ") => {
+                ws.publish("news", Message::Text(&text[5..]));
             }
             other => {
                 ws.send(other);

@@ -1,10 +1,11 @@
 //! Connections in the middle of a frame at the hand-over: each client writes
 //! the start of its bytes (a header and part of a payload, a first fragment
 //! and part of the next, a cut header, a ping cut inside a fragmented
-//! message, a compressed message cut in its second fragment; over TLS the
-//! last record cut as well), the hand-over happens at once (nothing waits
-//! for a frame to end), then the client writes the rest and the new
-//! process delivers each message whole, with no close. And a connection
+//! message, a publish, a compressed message cut in its second fragment;
+//! over TLS the last record cut as well), the hand-over happens at once
+//! (nothing waits for a frame to end), then the client writes the rest and
+//! the new process delivers each message whole, with no close, and
+//! publishes the cut publish once. And a connection
 //! that cannot go (a message in progress larger than a record carries,
 //! which never ends) is still closed with 1001 at the deadline. One its
 //! rate limit paused goes too, with what it holds back.
@@ -95,6 +96,14 @@ fn cuts() -> Vec<Cut> {
                 Msg::Text("abc é def".into()),
             ],
         },
+        // A publish cut in its frame: completed, and published, by the new
+        // process only, once.
+        Cut {
+            deflate: false,
+            bytes: masked_frame(true, OpCode::Text, b"!pub carried across"),
+            at: 9,
+            expect: vec![],
+        },
         // A compressed message, cut in its second fragment: its compressed
         // bytes so far travel, and it is inflated in the new process.
         Cut {
@@ -149,6 +158,10 @@ fn clients_mid_frame_finish_their_messages_in_the_new_process(backend: BackendKi
         still_echoes(&mut client, "before");
         clients.push(client);
     }
+    // A subscriber to what the cut publish says.
+    let mut subscriber = Client::connect(addr).unwrap();
+    subscriber.send_text("!sub news").unwrap();
+    subscriber.expect_text("subscribed");
     let mut rests = Vec::new();
     for (client, cut) in clients.iter_mut().zip(&cuts) {
         rests.push(write_start(client, &cut.bytes, cut.at));
@@ -164,10 +177,11 @@ fn clients_mid_frame_finish_their_messages_in_the_new_process(backend: BackendKi
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(metric(&old, "ringws_handover_out"), cuts.len() as u64);
+    let handed = cuts.len() as u64 + 1;
+    assert_eq!(metric(&old, "ringws_handover_out"), handed);
     assert_eq!(metric(&old, "ringws_handover_refused"), 0);
     wait_until("the new server counts them", || {
-        metric(&new, "ringws_handover_in") == cuts.len() as u64
+        metric(&new, "ringws_handover_in") == handed
     });
     for ((client, cut), rest) in clients.iter_mut().zip(&cuts).zip(&rests) {
         if !rest.is_empty() {
@@ -182,6 +196,12 @@ fn clients_mid_frame_finish_their_messages_in_the_new_process(backend: BackendKi
         client.send_text("!count").unwrap();
         client.expect_text("4");
     }
+    // The publish went once, from the new process: the next thing the
+    // subscriber gets is a publish made after it.
+    subscriber.expect_text("carried across");
+    new.publish("news", ringws::Message::Text("end"));
+    subscriber.expect_text("end");
+    drop(subscriber);
     drop(clients);
     drop(old);
     drop(new);
