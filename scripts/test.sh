@@ -19,7 +19,8 @@
 # namespaces (scripts/agents.sh: 2 client hosts, the merged report, an agent
 # killed mid-run; skipped with the reason where namespaces cannot be made); live restarts
 # (scripts/restart-demo.sh --live: connections handed over to a new process
-# under load, both backends, ws and wss with permessage-deflate; the
+# under load, both backends, ws and wss with permessage-deflate's context
+# takeover; the
 # integration test tests/tests/handover.rs runs with the workspace's tests);
 # then a 2-node cluster behind nginx
 # (scripts/cluster.sh --check); then HAProxy in front carrying 200 WebSockets
@@ -122,7 +123,7 @@ bash scripts/agents.sh
 echo "== live restarts, small and unoptimized: connections handed to a new process under load, both backends, ws and wss+deflate"
 for backend in epoll io_uring; do
   bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2
-  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2 --tls --deflate
+  bash scripts/restart-demo.sh --live --debug --backend "$backend" --hold 200 --secs 4 --ping 2 --tls --deflate --dedicated
 done
 
 echo "== cluster: redis-server, 2 chat nodes, nginx; a broadcast checked through it"

@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(100);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch is sent once it holds this many bytes of records.
 const BATCH_BYTES: usize = 64 << 10;
+// One record alone always fits a message of its own.
+const _: () = assert!(3 + 4 + crate::runtime::handover::state::MAX_RECORD <= unix::MAX_MESSAGE);
 
 /// What the hand-over thread keeps: the configuration, the nonce, a copy of
 /// every listening socket and the workers' mailboxes.
@@ -158,8 +160,6 @@ impl Old {
                 deadline,
                 adopts,
                 stage: Stage::Pausing,
-                // A quarter of the deadline, at most a second.
-                patience: started + (self.config.deadline / 4).min(Duration::from_secs(1)),
                 handed: 0,
                 refused: 0,
             }));

@@ -16,8 +16,6 @@ use rustix::net::{
 /// The largest message: a batch of records, or one record alone (its
 /// bounds, `runtime::handover::state`, keep it under this).
 pub(crate) const MAX_MESSAGE: usize = 384 << 10;
-// A batch of one record (u8 tag, u16 count, u32 length) always fits.
-const _: () = assert!(crate::runtime::handover::state::MAX_RECORD + 7 <= MAX_MESSAGE);
 /// Most descriptors in one message (the kernel's SCM_MAX_FD is 253).
 pub(crate) const MAX_FDS: usize = 128;
 

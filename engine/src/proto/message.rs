@@ -647,6 +647,8 @@ impl std::fmt::Debug for ClosePayload {
     }
 }
 
+pub(crate) mod carry;
+
 #[cfg(test)]
 #[path = "message_tests.rs"]
 mod tests;

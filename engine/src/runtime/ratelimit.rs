@@ -193,20 +193,19 @@ pub(crate) struct CarriedLimiter {
 const CARRIED_MAX: i64 = (1 << 40) * MILLI;
 
 impl Limiter {
-    /// Its state at `now_ms`, for another process; `None` while paused (what
-    /// it holds is not carried: the hand-over waits until it resumes).
-    pub fn carry(&mut self, now_ms: u64) -> Option<CarriedLimiter> {
+    /// Its state at `now_ms`, for another process. Paused or not: whether
+    /// it is paused follows from the tokens, and the new process's decoder
+    /// asks again ([`Self::hold`]) before it parses what the connection
+    /// held back, as this one would have when it resumed.
+    pub fn carry(&mut self, now_ms: u64) -> CarriedLimiter {
         self.refill(now_ms);
-        if self.paused {
-            return None;
-        }
         let bucket = |b: &Bucket| [b.rate, b.cap, b.tokens];
-        Some(CarriedLimiter {
+        CarriedLimiter {
             messages: self.messages.as_ref().map(bucket),
             bytes: self.bytes.as_ref().map(bucket),
             close_policy: self.policy == RateLimitPolicy::Close,
             tripped: self.tripped,
-        })
+        }
     }
 
     /// The limiter another process carried over, refilled from `now_ms`;
@@ -292,7 +291,7 @@ mod tests {
         let mut l = Limiter::new(&limit, 0).unwrap();
         assert_eq!(l.message(0), Verdict::Within);
         assert_eq!(l.message(0), Verdict::Within);
-        let state = l.carry(0).unwrap();
+        let state = l.carry(0);
         // Another worker whose clock reads 5,000 ms: one token left, not three.
         let mut m = Limiter::carried(state, 5_000).unwrap();
         assert_eq!(m.hold(5_000), None);
@@ -301,6 +300,19 @@ mod tests {
         let mut bad = state;
         bad.messages = Some([0, 1, 1]);
         assert!(Limiter::carried(bad, 0).is_none(), "a zero rate is refused");
+    }
+
+    #[test]
+    fn a_paused_limiter_goes_and_pauses_again_until_its_tokens_are_back() {
+        let limit = RateLimit::none().messages(10, 1);
+        let mut l = Limiter::new(&limit, 0).unwrap();
+        assert_eq!(l.message(0), Verdict::Within);
+        assert_eq!(l.hold(0), Some(true), "paused: what it reads is held");
+        // Carried 40 ms later; the new worker's clock reads 1,000 ms.
+        let mut m = Limiter::carried(l.carry(40), 1_000).unwrap();
+        assert_eq!(m.hold(1_000), Some(true), "still spent: paused again");
+        assert_eq!(m.resume_after(1_000), Some(60));
+        assert_eq!(m.resume_after(1_060), None);
     }
 
     #[test]

@@ -119,14 +119,29 @@ impl Transport {
     }
 
     /// The transport a live hand-over carried over (see [`Self::hand_over`]).
+    /// `partial` is the start of a TLS record cut by the end of a read
+    /// (none on a plain socket).
     pub fn handed_over(
         tls: Option<(&CarriedRecords, &[u8])>,
+        partial: &[u8],
         pool: &mut BufferPool,
     ) -> Result<Self, &'static str> {
         Ok(match tls {
-            None => Transport::Plain,
-            Some((records, wire)) => Transport::Tls(Box::new(Tls::carried(records, wire, pool)?)),
+            None if partial.is_empty() => Transport::Plain,
+            None => return Err("a cut TLS record without TLS"),
+            Some((records, wire)) => {
+                Transport::Tls(Box::new(Tls::carried(records, wire, partial, pool)?))
+            }
         })
+    }
+
+    /// The start of a TLS record cut by the end of a read (empty on a plain
+    /// socket, or between records), for a live hand-over.
+    pub fn partial_record(&self) -> &[u8] {
+        match self {
+            Transport::Tls(tls) => tls.partial_record(),
+            _ => &[],
+        }
     }
 
     /// Takes bytes received from the socket and returns what they gave, step
@@ -183,12 +198,6 @@ impl Transport {
     /// A handshake is running (it holds one of the worker's slots).
     pub fn handshaking(&self) -> bool {
         matches!(self, Transport::Tls(tls) if tls.handshaking())
-    }
-
-    /// A TLS record is cut by the end of a read (its start held): not a
-    /// point where a live hand-over can take the connection.
-    pub fn mid_record(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.mid_record())
     }
 
     /// The peer's stream stopped inside a record: a truncation attack, or a

@@ -362,6 +362,11 @@ impl<U> Link<U> {
         self.open_extra().is_some_and(|open| !open.held.is_empty())
     }
 
+    /// The bytes held (read while its reading was paused), not parsed yet.
+    pub fn held(&self) -> &[u8] {
+        self.open_extra().map_or(&[], |open| &open.held)
+    }
+
     /// Takes the bytes held back by the rate limit.
     pub fn take_held(&mut self) -> Vec<u8> {
         match self.extra.as_deref_mut() {

@@ -7,6 +7,8 @@
 //! thread gives each one to a worker, which rebuilds it and serves it on.
 //! The Unix-socket protocol between the processes is `crate::handover`.
 
+mod bytes;
+pub(crate) mod partial;
 pub(crate) mod state;
 pub(crate) mod wire;
 
@@ -37,7 +39,8 @@ pub(crate) enum Outgoing {
 /// The steps of a worker's hand-over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
-    /// Stopping to read its connections (each at a frame boundary).
+    /// Stopping to read its connections (each where it is: its read side
+    /// travels).
     Pausing,
     /// Paused; waits for `Command::HandOverGo` (every worker paused).
     Paused,
@@ -56,8 +59,6 @@ pub(crate) struct HandOut {
     pub adopts: bool,
     /// Where it is: pausing, paused (waiting for every worker), handing.
     pub stage: Stage,
-    /// How long pausing waits for connections in the middle of a frame.
-    pub patience: Instant,
     pub handed: u64,
     pub refused: u64,
 }

@@ -1,7 +1,10 @@
 //! One open connection as plain data: what a new process needs to serve it
-//! on from where the old one stopped. Taken at a frame boundary (the decoder
-//! idle, nothing held back by a rate limit), so what the peer sends next
-//! is still in the socket, read by the new process and by it only.
+//! on from where the old one stopped. Taken in any state of its read side:
+//! what it has read and not yet consumed as a whole frame or message (the
+//! decoder's partial header, frame and fragmented message, a TLS record cut
+//! by the end of a read, bytes read after its pause) travels ([`ReadSide`]),
+//! and what the peer sends next is still in the socket, read by the new
+//! process and by it only, after what travelled.
 //!
 //! What is carried: the peer's address, permessage-deflate's parameters
 //! and, with context takeover, each direction's window (the last up to
@@ -15,6 +18,7 @@
 
 use std::net::SocketAddr;
 
+use crate::proto::message::carry::CarriedDecoder;
 use crate::proto::session::DeflateCarry;
 use crate::runtime::ratelimit::CarriedLimiter;
 use crate::transport::CarriedRecords;
@@ -27,12 +31,37 @@ pub(crate) const MAX_DATA: usize = 64 << 10;
 /// Most topics per connection, and the longest name.
 pub(crate) const MAX_TOPICS: usize = 256;
 pub(crate) const MAX_TOPIC_LEN: usize = 256;
-/// The longest record (`wire`): every bound at once would pass it (send
-/// queue and TLS ciphertext, 128 KiB each, beside the topics, the data and
-/// permessage-deflate's windows), so a longer one waits for the socket to
-/// take some of its queues. It fits one control-socket message with its
-/// batch's framing (`crate::handover::unix::MAX_MESSAGE`, checked there).
-pub(crate) const MAX_RECORD: usize = 376 << 10;
+/// The largest message in progress carried (its payload so far, and a cut
+/// header or control frame); a connection with more reads on to the
+/// message's end in the old process and goes then.
+pub(crate) const MAX_PARTIAL: usize = 64 << 10;
+/// The most bytes carried that were read after the connection's pause (or
+/// held by its rate limit) and not yet parsed.
+pub(crate) const MAX_HELD: usize = 64 << 10;
+/// The largest record (`wire`): it must fit one message of the control
+/// socket (`handover::unix::MAX_MESSAGE`, 384 KiB, less a batch's own
+/// framing, checked there). The parts that cannot drain (the data, the
+/// topics, permessage-deflate's two windows, the read side: the message in
+/// progress, what is held, a cut TLS record) add up to about 340 KiB at
+/// their bounds, so a connection whose send queues (128 KiB each) take it
+/// past this only waits for the socket to drain them.
+pub(crate) const MAX_RECORD: usize = (384 << 10) - 8;
+
+/// What a connection has read and not yet consumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReadSide {
+    /// The frame decoder when it is not idle: a cut header, a frame's
+    /// payload so far, a fragmented (or compressed, not yet inflated)
+    /// message's fragments so far.
+    pub decoder: Option<CarriedDecoder>,
+    /// Plaintext read and not parsed yet (held back by the rate limit, or
+    /// read after the connection was paused): it goes through the decoder
+    /// before anything read from the socket.
+    pub held: Vec<u8>,
+    /// Over TLS, the start of a record cut by the end of a read (the
+    /// record layer's next sequence number, carried with the keys, is its).
+    pub record: Vec<u8>,
+}
 
 /// One connection, ready to travel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,4 +83,6 @@ pub(crate) struct Snapshot {
     /// Over TLS: the record layer's state, and the ciphertext not yet
     /// written (it goes before what `outbox` is sealed into).
     pub tls: Option<(CarriedRecords, Vec<u8>)>,
+    /// What it has read and not yet consumed (record version 2).
+    pub read: ReadSide,
 }

@@ -25,11 +25,20 @@
 //!          bit 1: the peer does), u16 length + our compressor's window,
 //!          u16 length + our decompressor's window (each at most 32 KiB,
 //!          empty where that side resets)
+//! read side: the decoder's state, bytes held, a cut TLS record
+//!          (`partial`)
 //! ```
+//!
+//! The whole record is at most [`MAX_RECORD`] bytes (one message of the
+//! control socket): [`fits`] says so before the old process lets a
+//! connection go.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::state::{MAX_DATA, MAX_OUTBOX, MAX_TOPIC_LEN, MAX_TOPICS, Snapshot};
+use super::bytes::Reader;
+pub(crate) use super::bytes::WireError;
+use super::partial;
+use super::state::{MAX_DATA, MAX_OUTBOX, MAX_RECORD, MAX_TOPIC_LEN, MAX_TOPICS, Snapshot};
 use crate::proto::session::DeflateCarry;
 use crate::runtime::ratelimit::CarriedLimiter;
 use crate::transport::CarriedRecords;
@@ -38,26 +47,9 @@ use crate::transport::tls::records::CarriedDirection;
 #[path = "wire_deflate.rs"]
 mod deflate;
 
-/// The record layout's version; a record of another is refused, but for
-/// version 1 (the same without the deflate context, from a process that
-/// carried codecs of their own only without context takeover either way),
-/// so that a process of the version before can hand over to this one.
-pub(crate) const RECORD_VERSION: u8 = 2;
-
-/// Why a record was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WireError {
-    #[error("record version {0}, expected {RECORD_VERSION}")]
-    Version(u8),
-    #[error("record cut short")]
-    Truncated,
-    #[error("{0} too long")]
-    TooLong(&'static str),
-    #[error("invalid {0}")]
-    Invalid(&'static str),
-    #[error("{0} bytes after the record")]
-    Trailing(usize),
-}
+/// The record layout's version; a record of another is refused (its byte
+/// stream's position is unknown, so the connection is aborted and counted).
+pub(crate) const RECORD_VERSION: u8 = 1;
 
 /// The bytes of `snapshot`.
 pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
@@ -134,6 +126,7 @@ pub(crate) fn encode(s: &Snapshot) -> Vec<u8> {
     if let DeflateCarry::Own { context, .. } = &s.deflate {
         deflate::put(&mut out, context);
     }
+    partial::put(&mut out, &s.read);
     out
 }
 
@@ -189,66 +182,23 @@ pub(crate) fn fits(s: &Snapshot) -> Result<(), WireError> {
     if let DeflateCarry::Own { context, .. } = &s.deflate {
         deflate::fits(context)?;
     }
-    Ok(())
+    partial::fits(&s.read)
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.0.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+/// Whether the bytes of a record fit one message of the control socket;
+/// a connection whose record does not waits for its send queues to drain.
+pub(crate) fn fits_whole(record: &[u8]) -> Result<(), WireError> {
+    if record.len() > MAX_RECORD {
+        return Err(WireError::TooLong("record"));
     }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, WireError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-
-    /// A u32-length-prefixed byte string of at most `max` bytes.
-    fn bytes(&mut self, max: usize, what: &'static str) -> Result<Vec<u8>, WireError> {
-        let len = self.u32()? as usize;
-        if len > max {
-            return Err(WireError::TooLong(what));
-        }
-        Ok(self.take(len)?.to_vec())
-    }
-
-    fn flag(&mut self, what: &'static str) -> Result<bool, WireError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(WireError::Invalid(what)),
-        }
-    }
+    Ok(())
 }
 
 /// The snapshot in `bytes`, checked.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != RECORD_VERSION && version != 1 {
+    if version != RECORD_VERSION {
         return Err(WireError::Version(version));
     }
     let ip = match r.u8()? {
@@ -342,11 +292,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
         None
     };
     if let DeflateCarry::Own { context, .. } = &mut deflate {
-        *context = match version {
-            1 => deflate::version_1(),
-            _ => deflate::get(&mut r)?,
-        };
+        *context = deflate::get(&mut r)?;
     }
+    let read = partial::get(&mut r)?;
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
@@ -361,14 +309,42 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, WireError> {
         topics,
         data,
         tls,
+        read,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::message::carry::{CarriedDecoder, CarriedFrame};
     use crate::proto::session::DeflateContext;
+    use crate::runtime::handover::partial::MAX_CUT_RECORD;
     use crate::runtime::handover::state::MAX_RECORD;
+    use crate::runtime::handover::state::{MAX_HELD, MAX_PARTIAL, ReadSide};
+
+    /// A connection in the middle of everything: a fragmented text message
+    /// with a ping cut inside it, bytes held, a TLS record cut.
+    fn mid_frame() -> ReadSide {
+        ReadSide {
+            decoder: Some(CarriedDecoder {
+                header: vec![],
+                frame: Some(CarriedFrame {
+                    opcode: 9,
+                    fin: true,
+                    mask: Some([1, 2, 3, 4]),
+                    remaining: 3,
+                    offset: 2,
+                }),
+                fragmented: 1,
+                budget: 70_000,
+                compressed: false,
+                message: vec![b'a'; 60_000],
+                control: b"pi".to_vec(),
+            }),
+            held: vec![0x80, 0x85],
+            record: vec![23, 3, 3, 0x40],
+        }
+    }
 
     fn sample() -> Snapshot {
         Snapshot {
@@ -423,6 +399,7 @@ mod tests {
                 },
                 vec![23, 3, 3, 0, 1, 0],
             )),
+            read: mid_frame(),
         }
     }
 
@@ -438,9 +415,30 @@ mod tests {
             stalled: false,
             topics: vec![],
             tls: None,
+            read: ReadSide::default(),
             ..s
         };
-        assert_eq!(decode(&encode(&plain)), Ok(plain));
+        assert_eq!(decode(&encode(&plain)), Ok(plain.clone()));
+        // A cut header alone, an unmasked frame, the largest of each.
+        let mut cut = plain.clone();
+        cut.read = ReadSide {
+            decoder: Some(CarriedDecoder {
+                header: vec![0x82, 0xfe, 1],
+                ..CarriedDecoder::default()
+            }),
+            held: vec![7; MAX_HELD],
+            record: vec![23; MAX_CUT_RECORD],
+        };
+        assert_eq!(decode(&encode(&cut)), Ok(cut.clone()));
+        let mut largest = plain;
+        largest.read = mid_frame();
+        if let Some(d) = &mut largest.read.decoder {
+            d.message = vec![0; MAX_PARTIAL];
+            d.control = vec![0; 125];
+            d.frame.as_mut().unwrap().mask = None;
+        }
+        assert_eq!(fits(&largest), Ok(()));
+        assert_eq!(decode(&encode(&largest)), Ok(largest));
     }
 
     #[test]
@@ -490,8 +488,8 @@ mod tests {
     fn bad_values_are_refused() {
         let bytes = encode(&sample());
         let mut other = bytes.clone();
-        other[0] = 3;
-        assert_eq!(decode(&other), Err(WireError::Version(3)));
+        other[0] = 2;
+        assert_eq!(decode(&other), Err(WireError::Version(2)));
         let mut family = bytes.clone();
         family[1] = 5;
         assert_eq!(decode(&family), Err(WireError::Invalid("address family")));
@@ -507,5 +505,59 @@ mod tests {
         s.outbox = vec![0; MAX_OUTBOX + 1];
         assert_eq!(fits(&s), Err(WireError::TooLong("send queue")));
         assert_eq!(decode(&encode(&s)), Err(WireError::TooLong("send queue")));
+    }
+
+    /// How a case makes the read side too large.
+    type Grow = fn(&mut ReadSide);
+
+    /// Each buffer of the read side past its bound is refused on both sides,
+    /// and a record with every bound reached still fits one message.
+    #[test]
+    fn an_oversized_read_side_is_refused() {
+        let cases: [(&str, Grow); 5] = [
+            ("message in progress", |r| {
+                r.decoder.as_mut().unwrap().message = vec![0; MAX_PARTIAL + 1]
+            }),
+            ("cut frame header", |r| {
+                r.decoder.as_mut().unwrap().header = vec![0x82; 14]
+            }),
+            ("control frame in progress", |r| {
+                r.decoder.as_mut().unwrap().control = vec![0; 126]
+            }),
+            ("bytes held", |r| r.held = vec![0; MAX_HELD + 1]),
+            ("cut TLS record", |r| r.record = vec![0; MAX_CUT_RECORD + 1]),
+        ];
+        for (what, grow) in cases {
+            let mut s = sample();
+            grow(&mut s.read);
+            assert_eq!(fits(&s), Err(WireError::TooLong(what)));
+            assert_eq!(decode(&encode(&s)), Err(WireError::TooLong(what)));
+        }
+        let mut frame = encode(&sample());
+        // The frame flags byte sits after the decoder flag, the header length
+        // (0) and the frame flag, right after the TLS section.
+        let at = frame.len() - mid_frame_len();
+        frame[at + 4] = 4;
+        assert_eq!(decode(&frame), Err(WireError::Invalid("frame flags")));
+        // Everything at its bound, the queues empty: one message holds it.
+        let mut full = sample();
+        full.outbox.clear();
+        full.tls.as_mut().unwrap().1.clear();
+        full.data = vec![0; MAX_DATA];
+        full.topics = (0..MAX_TOPICS).map(|i| format!("{i:0>256}")).collect();
+        full.read.held = vec![0; MAX_HELD];
+        full.read.record = vec![0; MAX_CUT_RECORD];
+        full.read.decoder.as_mut().unwrap().message = vec![0; MAX_PARTIAL];
+        let bytes = encode(&full);
+        assert_eq!(fits_whole(&bytes), Ok(()));
+        full.outbox = vec![0; MAX_OUTBOX];
+        assert!(fits_whole(&encode(&full)).is_err());
+    }
+
+    /// The bytes [`partial::put`] writes for [`mid_frame`].
+    fn mid_frame_len() -> usize {
+        let mut out = Vec::new();
+        partial::put(&mut out, &mid_frame());
+        out.len()
     }
 }

@@ -1,17 +1,20 @@
 //! A live hand-over's worker entry points (`docs/HANDOVER.md`). The old
-//! process's side: each turn, every open connection at a frame boundary is
-//! taken out of the slab and its backend (its socket not closed: from then
-//! on this process never reads or writes it) and sent with its snapshot to
-//! the hand-over thread; one that cannot be carried is closed with 1012.
-//! The new process's side: a connection that arrives is rebuilt from its
-//! snapshot, given to the backend, and served on: what it had queued goes
-//! out first, and what the peer sent meanwhile is still in its socket.
+//! process's side: each turn, every open connection, in any state of its
+//! read side, is taken out of the slab and its backend (its socket not
+//! closed: from then on this process never reads or writes it) and sent
+//! with its snapshot to the hand-over thread; one that cannot be carried is
+//! closed with 1012. The new process's side: a connection that arrives is
+//! rebuilt from its snapshot, given to the backend, and served on: what it
+//! had queued goes out first, its decoder goes on where the old one
+//! stopped, and what it had read after its pause is parsed before what the
+//! peer sent meanwhile, which is still in its socket.
 
 use std::os::fd::OwnedFd;
 
 use super::*;
+use crate::proto::message::Decoder;
 use crate::proto::session::Session;
-use crate::runtime::handover::state::{MAX_OUTBOX, MAX_RECORD, Snapshot};
+use crate::runtime::handover::state::{MAX_HELD, MAX_OUTBOX, MAX_PARTIAL, ReadSide, Snapshot};
 use crate::runtime::handover::{HandOut, Outgoing, Stage, wire};
 use crate::runtime::ratelimit::Limiter;
 use crate::runtime::seam::Prepared;
@@ -25,8 +28,9 @@ const PER_TURN: usize = 4096;
 enum Carry {
     /// Handed over (or closed with 1012, or not ours to hand: closing).
     Settled,
-    /// Not at a point where it can go yet (mid-frame, its queue full, its
-    /// handshake under way): the next turn looks again.
+    /// Not at a point where it can go yet (its queue full, its handshake
+    /// under way, a message in progress over what is carried): the next
+    /// turn looks again.
     Wait,
 }
 
@@ -109,11 +113,11 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if out.stage != Stage::Going {
-            return self.hold_still(now, io);
+            return self.hold_still(io);
         }
-        // Those that were mid-frame when the others stopped, once at a
-        // boundary.
-        let _ = self.gate_idle(io);
+        // Those that opened since, or whose message in progress was too
+        // large to carry and has ended.
+        self.gate_idle(io);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         let mut handed = 0;
         let mut waiting = false;
@@ -132,18 +136,18 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Stops reading every open connection at a frame boundary (those in the
-    /// middle of one are read on until they reach one), then tells the
-    /// hand-over thread, once: when every one is held, or once `out.patience`
-    /// has passed (a connection whose frame does not end is left to the
-    /// deadline; a message it completes after the others have gone is
-    /// published here only).
-    fn hold_still(&mut self, now: Instant, io: &mut impl Io) {
-        let all = self.gate_idle(io);
+    /// Stops reading every open connection where it is (its read side
+    /// travels, mid-frame or not), then tells the hand-over thread, once,
+    /// in the same turn: the pause waits for no frame to end. One whose
+    /// message in progress is too large to carry reads on to its end and
+    /// goes then; a message it completes after the others have gone is
+    /// published here only.
+    fn hold_still(&mut self, io: &mut impl Io) {
+        self.gate_idle(io);
         let ready = self
             .handing
             .as_ref()
-            .is_some_and(|out| out.stage == Stage::Pausing && (all || now >= out.patience));
+            .is_some_and(|out| out.stage == Stage::Pausing);
         if ready {
             // What this turn's callbacks published goes out first (to the
             // other workers' mailboxes too), ahead of the `HandOverGo` the
@@ -158,33 +162,30 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Stops reading each open connection at a frame boundary; one that
-    /// read on past its pause (a completion backend delivers what it had
-    /// received) and is in the middle of a frame now is read to the next.
-    fn gate_idle(&mut self, io: &mut impl Io) -> bool {
+    /// Stops reading each open connection where it is: what it has read
+    /// and not consumed travels with it (what a completion backend delivers
+    /// after the pause is held, and travels too). Only one whose message in
+    /// progress (or whose bytes held) outgrew what a record carries reads
+    /// on, to the message's end.
+    fn gate_idle(&mut self, io: &mut impl Io) {
         let mut reopen = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             let stream = &conn.stream;
             if stream.link.phase() != Phase::Open || stream.link.carried() {
                 continue;
             }
-            if stream.decoder.is_idle()
-                && !stream.link.holds_bytes()
-                && !conn.socket.transport.mid_record()
-            {
+            if stream.decoder.partial_len() <= MAX_PARTIAL && stream.link.held().len() <= MAX_HELD {
                 if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
                     io.pause_reading(key);
                 }
             } else {
-                // Read on to its next boundary (reopened if held).
+                // Read on to the message's end (reopened if held).
                 reopen.push(key);
             }
         }
-        let all = reopen.is_empty();
         for key in reopen {
             self.reopen(key, io);
         }
-        all
     }
 
     /// Reads `key` again: what it received while held is parsed first.
@@ -260,28 +261,33 @@ impl<H: Handler> Worker<H> {
         if let Some(reason) = link.session.carry_refusal() {
             return self.refuse(io, key, reason);
         }
-        if !conn.stream.decoder.is_idle()
-            || link.holds_bytes()
-            || conn.stream.decoder.close_received()
+        if conn.stream.decoder.close_received()
+            || conn.stream.decoder.partial_len() > MAX_PARTIAL
+            || link.held().len() > MAX_HELD
             || !conn.socket.gate.contains(Reasons::HANDOVER)
-            || !conn.socket.gate.without(Reasons::HANDOVER).is_empty()
-            || link.rate_limited()
+            // Paused by its rate limit too: it goes with what it holds and
+            // its buckets (the new process pauses it again while the tokens
+            // are spent, when it parses what it holds).
+            || !conn
+                .socket
+                .gate
+                .without(Reasons::HANDOVER)
+                .without(Reasons::RATE_LIMIT)
+                .is_empty()
             || link.outbox.len() > MAX_OUTBOX
         {
             return Carry::Wait;
         }
-        // At a frame boundary with no message open (the decoder is idle):
-        // the codecs' windows are those of a message boundary.
+        // The codecs' windows are those of a message boundary even with a
+        // message in progress: a compressed message is inflated only once
+        // whole (its bytes so far travel with the read side), and one is
+        // compressed whole when sent.
         let deflate = match link.session.deflate_carry() {
             Ok(deflate) => deflate,
             Err(reason) => return self.refuse(io, key, reason),
         };
         let now_ms = self.shared.now_ms;
-        let limiter = match link.limiter().map(|l| l.carry(now_ms)) {
-            Some(None) => return Carry::Wait,
-            Some(Some(state)) => Some(state),
-            None => None,
-        };
+        let limiter = link.limiter().map(|l| l.carry(now_ms));
         match io.prepare_detach(key) {
             Prepared::Ready => {}
             Prepared::Later => return Carry::Wait,
@@ -324,6 +330,13 @@ impl<H: Handler> Worker<H> {
         let timer = conn.stream.timer;
         let mut outbox = Vec::with_capacity(link.outbox.len());
         link.outbox.copy_front(link.outbox.len(), &mut outbox);
+        // The read side as it is: the decoder's partial state, what was read
+        // after the pause, a TLS record cut by the end of a read.
+        let read = ReadSide {
+            decoder: conn.stream.decoder.carry(),
+            held: link.held().to_vec(),
+            record: conn.socket.transport.partial_record().to_vec(),
+        };
         let snapshot = Snapshot {
             peer: link.peer(),
             deflate,
@@ -336,15 +349,14 @@ impl<H: Handler> Worker<H> {
             topics,
             data,
             tls,
+            read,
         };
         if let Err(e) = wire::fits(&snapshot) {
             return self.refuse(io, key, &e.to_string());
         }
         let state = wire::encode(&snapshot);
-        if state.len() > MAX_RECORD {
-            // Its queues (what can drain) with the rest pass one message:
-            // once the socket takes some. Without them a record is far
-            // shorter (topics, data and windows come to under 200 KiB).
+        if wire::fits_whole(&state).is_err() {
+            // Its send queues are full: once the socket takes some.
             return Carry::Wait;
         }
         let Some(fd) = io.detach(key) else {
@@ -446,6 +458,7 @@ impl<H: Handler> Worker<H> {
         let transport = match &snapshot {
             Ok(s) => Transport::handed_over(
                 s.tls.as_ref().map(|(records, wire)| (records, &wire[..])),
+                &s.read.record,
                 &mut self.shared.pool,
             ),
             Err(_) => Ok(Transport::Plain),
@@ -461,33 +474,53 @@ impl<H: Handler> Worker<H> {
             (Ok(_), Ok(_)) if bad_tls.is_some() => {
                 Some(format!("bad snapshot: {}", bad_tls.unwrap_or_default()))
             }
-            (Ok(s), Ok((limiter, session))) => match self.handler.on_handover_in(id, &s.data) {
-                None => {
+            (Ok(s), Ok((limiter, session))) => match self.carried_decoder(s, &session) {
+                // Checked before the application sees the connection: one it
+                // took would otherwise be dropped without a word.
+                Err(reason) => {
                     let stream = &mut conn.stream;
                     stream
                         .link
                         .outbox
                         .push_copy(&mut self.shared.pool, &[], &s.outbox);
                     stream.link.fail_handover(&mut self.shared);
-                    Some("the application refused its data (Handler::on_handover_in)".into())
+                    Some(format!(
+                        "its message in progress cannot go on here: {reason}"
+                    ))
                 }
-                Some(data) => {
-                    let stream = &mut conn.stream;
-                    stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
-                    if let Some(ms) = s.ping_ms {
-                        stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
+                Ok(decoder) => match self.handler.on_handover_in(id, &s.data) {
+                    None => {
+                        let stream = &mut conn.stream;
+                        stream
+                            .link
+                            .outbox
+                            .push_copy(&mut self.shared.pool, &[], &s.outbox);
+                        stream.link.fail_handover(&mut self.shared);
+                        Some("the application refused its data (Handler::on_handover_in)".into())
                     }
-                    let link = &mut stream.link;
-                    link.open(data, session);
-                    link.deadline_phase = Phase::Open;
-                    link.stalled = s.stalled;
-                    link.set_limiter(limiter);
-                    if !s.outbox.is_empty() {
-                        link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
-                        link.mark(&mut self.shared.flush);
+                    Some(data) => {
+                        let stream = &mut conn.stream;
+                        stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
+                        if let Some(ms) = s.ping_ms {
+                            stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
+                        }
+                        let link = &mut stream.link;
+                        link.open(data, session);
+                        link.deadline_phase = Phase::Open;
+                        link.stalled = s.stalled;
+                        link.set_limiter(limiter);
+                        if !s.outbox.is_empty() {
+                            link.outbox.push_copy(&mut self.shared.pool, &[], &s.outbox);
+                            link.mark(&mut self.shared.flush);
+                        }
+                        // Parsed, after the decoder's state, before the socket.
+                        if !s.read.held.is_empty() {
+                            link.hold_bytes(&s.read.held);
+                        }
+                        stream.decoder = decoder;
+                        None
                     }
-                    None
-                }
+                },
             },
         };
         if snapshot.is_err() || bad_tls.is_some() {
@@ -512,9 +545,27 @@ impl<H: Handler> Worker<H> {
                 pubsub::join(&mut self.shared.topics, &mut conn.stream.link, topic);
             }
         }
-        if hold && ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
-            io.pause_reading(key);
-        }
         self.shared.counters.handover_in += 1;
+        if hold {
+            // Its held bytes are parsed when the hand-over completes
+            // (`release_held`): a message they complete is published then.
+            if ReadGate::close_unqueued(&mut conn.socket.gate, Reasons::HANDOVER) {
+                io.pause_reading(key);
+            }
+        } else if conn.stream.link.holds_bytes() {
+            // Taken back after a failure: served on at once.
+            self.reenter(key, io);
+        }
+    }
+
+    /// The decoder a snapshot carried, rebuilt against this process's
+    /// limits for the connection and its `session` (a fresh one if it was
+    /// idle).
+    fn carried_decoder(&self, s: &Snapshot, session: &Session) -> Result<Decoder, &'static str> {
+        let Some(carried) = &s.read.decoder else {
+            return Ok(Decoder::new());
+        };
+        let config = self.shared.endpoint.decoder_config(session);
+        Decoder::carried(carried, config)
     }
 }

@@ -13,7 +13,8 @@ fn carried(p: &mut Pair) {
     let (records, wire) = p.server.carry().expect("an established session goes");
     assert!(wire.is_empty());
     // The old process's session is dropped; the new one has only the bytes.
-    p.server = Tls::carried(&records, &wire, &mut p.sink.pool).expect("rebuilt");
+    let partial = p.server.partial_record().to_vec();
+    p.server = Tls::carried(&records, &wire, &partial, &mut p.sink.pool).expect("rebuilt");
 }
 
 fn round_trip(p: &mut Pair, text: &str) {
@@ -60,15 +61,31 @@ fn a_carried_tls13_session_takes_one_key_update_each_way() {
 }
 
 #[test]
-fn a_session_mid_record_waits_and_a_closing_one_is_refused() {
+fn a_record_cut_anywhere_travels_and_a_closing_session_is_refused() {
     let mut p = Pair::new(&[&rustls::version::TLS13]);
     p.handshake(1 << 20);
     p.server_to_client();
-    p.client.writer().write_all(b"cut").unwrap();
-    let mut bytes = p.client_bytes();
-    let last = bytes.len() - 1;
-    assert_eq!(p.feed(&mut bytes[..last], 1 << 20), Ok(Received::Open));
-    assert_eq!(p.server.carry().err(), Some(NotNow::Wait));
+    p.client.writer().write_all(b"a record cut in two").unwrap();
+    let whole = p.client_bytes();
+    for cut in 1..whole.len() {
+        let mut p = Pair::new(&[&rustls::version::TLS13]);
+        p.handshake(1 << 20);
+        p.server_to_client();
+        p.client.writer().write_all(b"a record cut in two").unwrap();
+        let mut bytes = p.client_bytes();
+        p.sink.got.clear();
+        assert_eq!(p.feed(&mut bytes[..cut], 1 << 20), Ok(Received::Open));
+        assert!(p.sink.got.is_empty(), "cut at {cut}");
+        // The cut record goes with the keys; the rest opens in the new one.
+        carried(&mut p);
+        assert_eq!(p.feed(&mut bytes[cut..], 1 << 20), Ok(Received::Open));
+        assert_eq!(p.sink.got, b"a record cut in two", "cut at {cut}");
+    }
+    let (records, wire) = p.server.carry().expect("established");
+    // A whole record, or more than one record can hold, is not a cut one.
+    for bad in [&whole[..], &[23, 3, 3, 0xff, 0xff][..], &[0; 20_000][..]] {
+        assert!(Tls::carried(&records, &wire, bad, &mut p.sink.pool).is_err());
+    }
     p.server.close_notify(&mut p.sink.pool);
     assert!(matches!(p.server.carry(), Err(NotNow::Refuse(_))));
 }
