@@ -264,10 +264,7 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
     };
     total.name = match partials {
         0 => format!("{} over {n} agents", s.name()),
-        k => format!(
-            "{} over {n} agents ({k} partial: its seconds up to its failure)",
-            s.name()
-        ),
+        k => format!("{} over {n} agents ({k} partial)", s.name()),
     };
     total.connections = c.connections;
     total.elapsed = started.elapsed();
