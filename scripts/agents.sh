@@ -8,7 +8,11 @@
 #      agents', each agent's share is there, no error, clock offsets reported;
 #   2. an agent sent garbage drops that controller and serves the next;
 #   3. one agent killed (SIGKILL, by PID) mid-run: reported (which, when), the
-#      other's results still in the report, the exit status non-zero.
+#      other's results still in the report, the dead one's streamed seconds
+#      before its death there too, marked partial; the exit status non-zero;
+#   4. the controller killed (SIGKILL, by PID) mid-run: the agent (with --procs 2)
+#      stops its run within a couple of seconds (its log says so, the server's
+#      connections drop), then serves a new controller's short run.
 # Everything is stopped by PID and the namespaces deleted by a trap. Where
 # namespaces cannot be made (not root, a kernel that refuses) it says SKIPPED
 # and why, and exits 0.
@@ -91,9 +95,9 @@ controller() { ip netns exec "$NETNS_SERVER" timeout 120 "$loadgen" "$@"; }
 url="ws://$NETNS_SERVER_ADDR:$port/"
 agent_list=$(IFS=,; echo "${agents[*]}")
 
-echo "== agents 1: echo, 41 connections over 2 agents, 3 s"
+echo "== agents 1: echo, 41 connections over 2 agents of 2 processes each, 3 s"
 rc=0
-controller echo --url "$url" -c 41 -d 3 --agents "$agent_list" --json "$out/ok.json" --plot "$out/ok.svg" \
+controller echo --url "$url" -c 41 -d 3 --procs 2 --agents "$agent_list" --json "$out/ok.json" --plot "$out/ok.svg" \
   > "$out/ok.log" 2>&1 || rc=$?
 cat "$out/ok.log"
 [ "$rc" = 0 ] || fail "the controller exited with $rc"
@@ -112,10 +116,13 @@ assert total["messages"] == sum(p["messages"] for p in parts) > 0
 for o in [total] + parts:
     assert sum(o["failures"].values()) == 0 and o["mismatches"] == 0 and o["lost"] == 0 and o["dropped"] == 0, o
 assert total["series"] and parts[0]["series"]
+# Every second was streamed as it completed, and agrees with the result.
+assert [a["streamed_seconds"] for a in agents] == [len(p["series"]) for p in parts], agents
 print(f"agents: 1 ok: {total['connected']} = {parts[0]['connected']} + {parts[1]['connected']} connected, "
       f"{total['messages']} echoes, offsets {[a['clock_offset_ms'] for a in agents]} ms")
 PY
 grep -q "clock offset" "$out/ok.log" || fail "no clock offsets in the report"
+! grep -q "differ from its result" "$out/ok.log" || fail "streamed seconds differ from the results"
 [ -s "$out/ok.svg" ] || fail "no plot"
 
 echo "== agents 2: garbage to agent 1, which then serves the next controller"
@@ -136,7 +143,8 @@ wait "$controller_pid" || rc=$?
 cat "$out/dead.log"
 [ "$rc" != 0 ] || fail "the controller exited 0 with an agent dead"
 grep -q "agent ${agents[1]} failed" "$out/dead.log" || fail "the dead agent is not named"
-grep -q "${agents[1]}: clock offset .* FAILED" "$out/dead.log" || fail "the dead agent's line is missing"
+grep -q "${agents[1]}: clock offset .* FAILED .* PARTIAL" "$out/dead.log" || fail "the dead agent's line is missing or not partial"
+grep -q "1 partial" "$out/dead.log" || fail "the total does not say partial"
 grep -q "${agents[0]}: clock offset .* connected 20 of 20" "$out/dead.log" || fail "the live agent's results are missing"
 python3 - "$out/dead.json" <<'PY' || fail "the report of 3 is wrong"
 import json, sys
@@ -145,9 +153,47 @@ total, parts = d[0], d[1:]
 a = total["agents"]
 assert a[0]["status"] == "ok" and a[1]["status"] == "failed", a
 assert a[1]["failed_after_s"] is not None and a[1]["error"], a
-assert len(parts) == 1 and parts[0]["connected"] == 20 == total["connected"], [p["connected"] for p in parts]
-assert total["connections"] == 40
+assert a[0]["partial"] is False and a[1]["partial"] is True, a
+assert len(parts) == 2 and parts[0]["connected"] == 20, [p["connected"] for p in parts]
+dead = parts[1]
+assert dead["agent"]["address"] == a[1]["address"] and dead["agent"]["partial"], dead["agent"]
+assert dead["series"] and sum(x["messages"] for x in dead["series"]) > 0 and dead["messages"] > 0, dead["series"]
+assert len(dead["series"]) <= a[1]["failed_after_s"] + 2, (len(dead["series"]), a[1])
+assert total["connections"] == 40 and total["messages"] == parts[0]["messages"] + dead["messages"]
 print(f"agents: 3 ok: agent 2 reported failed {a[1]['failed_after_s']:.1f} s in ({a[1]['error']}); "
-      f"agent 1's {parts[0]['connected']} connections and {parts[0]['messages']} echoes kept")
+      f"agent 1's {parts[0]['connected']} connections and {parts[0]['messages']} echoes kept; "
+      f"agent 2's {len(dead['series'])} s before it died kept (partial, {dead['messages']} echoes)")
 PY
+echo "== agents 4: the controller killed mid-run; agent 1 (--procs 2) stops, then serves the next"
+established() {
+  ip netns exec "$NETNS_SERVER" ss -Htn state established "( sport = :$port )" | wc -l
+}
+# Not through controller(): $! must be loadgen's own PID (ip netns exec execs it).
+ip netns exec "$NETNS_SERVER" "$loadgen" echo --url "$url" -c 20 -d 30 --procs 2 --agents "${agents[0]}" \
+  > "$out/lost.log" 2>&1 &
+controller_pid=$!
+pids+=("$controller_pid")
+wait_for_line "$out/lost.log" "starting in" 20 "$controller_pid" || fail "the controller did not start: $(cat "$out/lost.log")"
+sleep 3
+open=$(established)
+[ "$open" -ge 20 ] || fail "only $open connections at the server before the controller is killed"
+kill -KILL "$controller_pid"
+killed_at=$(date +%s%N)
+wait_for_line "$out/agent1.log" "controller is gone" 5 "${agent_pids[0]}" \
+  || fail "agent 1 did not notice its controller's death: $(tail -5 "$out/agent1.log")"
+for _ in $(seq 30); do
+  open=$(established)
+  [ "$open" = 0 ] && break
+  sleep 0.1
+done
+stopped_after=$(( ($(date +%s%N) - killed_at) / 1000000 ))
+[ "$open" = 0 ] || fail "$open connections still open at the server 3 s after the controller died"
+wait_for_line "$out/agent1.log" "run stopped" 5 "${agent_pids[0]}" || fail "agent 1 did not stop its run"
+grep -E "controller is gone|run stopped|dropped: controller gone" "$out/agent1.log" | tail -3
+echo "agents: 4: the server's connections dropped to 0 within ${stopped_after} ms of the controller's death"
+rc=0
+controller echo --url "$url" -c 10 -d 2 --agents "${agents[0]}" > "$out/next.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "agent 1 did not serve the next controller (exit $rc): $(cat "$out/next.log")"
+grep -q "${agents[0]}: clock offset .* connected 10 of 10" "$out/next.log" || fail "the next run's results are wrong: $(cat "$out/next.log")"
+echo "agents: 4 ok: agent 1 served the next controller: $(grep "${agents[0]}: clock offset" "$out/next.log")"
 echo "agents: PASS (files in $out)"

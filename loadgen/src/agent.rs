@@ -2,8 +2,8 @@
 //! serves one controller at a time (another is told it is busy) and stays up
 //! for the next: hello (the protocol's version), clock pings, the plan (the
 //! scenario's arguments and this agent's part of them), then at the planned
-//! instant the run, one tick a second while it goes and the result at its
-//! end. Every message it reads is bounded (`wire::MAX_CONTROL`) and every
+//! instant the run, each second it completes and a tick a second while it
+//! goes, and the result at its end; a controller gone mid-run stops it. Every message it reads is bounded (`wire::MAX_CONTROL`) and every
 //! wait for the controller before the run is bounded (`CONTROL_TIMEOUT`): a
 //! controller that sends garbage or stalls is dropped with the reason.
 
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser};
 use serde_json::{Value, json};
 
+use crate::series::Sample;
 use crate::wire::{self, MAX_CONTROL, PROTOCOL};
-use crate::{Cli, Command, Result, Scenario};
+use crate::{Cli, Command, Result, Scenario, stream};
 
 /// In an agent's `--procs` children: the agent's part of the whole run,
 /// `index/count`, taken before the child's own part.
@@ -29,6 +30,9 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The furthest ahead (and behind) of the agent's clock a start may be: a
 /// start further off is a wrong clock or a wrong plan, not a wait.
 const MAX_LEAD: Duration = Duration::from_secs(60);
+/// Mid-run, the controller sends a heartbeat a second: this long without
+/// one (or its socket closed) and it is taken for gone.
+const CONTROLLER_SILENCE: Duration = Duration::from_secs(15);
 /// Processes an agent may be asked for.
 const MAX_PROCS: usize = 1024;
 
@@ -55,6 +59,7 @@ pub fn serve(a: &AgentArgs) -> Result<()> {
         "loadgen agent: listening on {} (protocol {PROTOCOL})",
         listener.local_addr()?
     );
+    stream::enable();
     let busy = Arc::new(AtomicBool::new(false));
     for conn in listener.incoming() {
         let mut stream = match conn {
@@ -227,50 +232,108 @@ fn session(mut stream: TcpStream) -> Result<()> {
     run(stream, plan)
 }
 
-/// Runs the plan, one tick a second to the controller, then the result. A
-/// controller gone mid-run does not stop it (it ends by its own deadline);
-/// its result is then dropped.
+/// Runs the plan: each second it completes (all its processes' and threads'
+/// part of it, merged) to the controller as it completes, a tick a second,
+/// then the result. A controller gone mid-run (its socket closed or in
+/// error, or no heartbeat for `CONTROLLER_SILENCE`) stops it at once: the
+/// client threads end at their next turn, closing their connections, and
+/// `--procs` children are killed; nothing is kept.
 fn run(mut stream: TcpStream, plan: Plan) -> Result<()> {
     *crate::scenario::LIVE
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
+    stream::reset();
     let part = format!("{}/{}", plan.index, plan.count);
     let Plan { scenario, args, .. } = plan;
     let started = Instant::now();
+    // The controller's heartbeats; this thread ends when they stop.
+    let mut heard = stream.try_clone()?;
+    heard.set_read_timeout(Some(CONTROLLER_SILENCE))?;
+    let listener = std::thread::spawn(move || {
+        loop {
+            match wire::receive(&mut heard, MAX_CONTROL) {
+                Ok(m) if m["type"] == "alive" => {}
+                Ok(m) => break format!("it sent {} mid-run", m["type"]),
+                Err(why) => break format!("it {why}"),
+            }
+        }
+    });
     let runner = std::thread::spawn(move || {
         scenario
             .measure(&args, &[(AGENT_PART, part)])
             .map_err(|e| e.to_string())
     });
-    let mut gone: Option<String> = None;
+    let mut gone: Option<(String, Instant)> = None;
+    let lose = |why: String| {
+        eprintln!(
+            "loadgen agent: the controller is gone {:.1} s into the run ({why}); stopping the run",
+            started.elapsed().as_secs_f64()
+        );
+        stream::abort();
+        Some((why, Instant::now()))
+    };
+    let mut listener = Some(listener);
     let mut next_tick = 1;
+    let mut sent = 0usize;
     while !runner.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
-        let t = started.elapsed().as_secs();
-        if t < next_tick || gone.is_some() {
+        if gone.is_some() {
             continue;
         }
-        next_tick = t + 1;
-        if let Err(e) = wire::send(&mut stream, &tick(t)) {
-            eprintln!(
-                "loadgen agent: the controller is gone ({}); the run goes on to its end",
-                wire::describe(&e)
-            );
-            gone = Some(wire::describe(&e));
+        if let Some(l) = listener.take_if(|l| l.is_finished()) {
+            gone = lose(l.join().unwrap_or_else(|_| "its reader panicked".into()));
+            continue;
+        }
+        let t = started.elapsed().as_secs();
+        let mut out = stream::take_complete()
+            .iter()
+            .map(second)
+            .collect::<Vec<_>>();
+        if t >= next_tick {
+            next_tick = t + 1;
+            out.push(tick(t));
+        }
+        for m in &out {
+            if let Err(e) = wire::send(&mut stream, m) {
+                gone = lose(format!("writing to it: {}", wire::describe(&e)));
+                break;
+            }
+            sent += usize::from(m["type"] == "second");
         }
     }
     let result = runner.join().map_err(|_| "the run panicked")?;
-    if let Some(why) = gone {
-        return Err(format!("controller gone mid-run ({why}); result dropped").into());
+    if let Some((why, at)) = gone {
+        eprintln!(
+            "loadgen agent: run stopped {:.2} s after the controller went",
+            at.elapsed().as_secs_f64()
+        );
+        return Err(format!("controller gone mid-run ({why}); run stopped, result dropped").into());
     }
     // A long run's result is large: give it time to go out.
     stream.set_write_timeout(Some(Duration::from_secs(120)))?;
+    // The last seconds (the run's last, partial one included) before the
+    // result, whose series they complete.
+    for s in stream::take_complete() {
+        wire::send(&mut stream, &second(&s))?;
+        sent += 1;
+    }
     let message = match result {
-        Ok(outcome) => json!({"type": "result", "outcome": wire::outcome_to_json(&outcome)}),
+        Ok(outcome) => json!({
+            "type": "result",
+            "outcome": wire::outcome_to_json(&outcome),
+            "streamed": sent,
+        }),
         Err(why) => json!({"type": "error", "message": why}),
     };
     wire::send(&mut stream, &message)?;
+    // Wakes the heartbeat reader (it reads EOF) and lets it go.
+    let _ = stream.shutdown(std::net::Shutdown::Read);
     Ok(())
+}
+
+/// One completed second of this agent's part, histograms included.
+fn second(s: &Sample) -> Value {
+    json!({"type": "second", "sample": s.to_child_json()})
 }
 
 /// Second `t` of the run: the counters of the run in this process (none

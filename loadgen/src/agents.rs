@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::client::{FAILURES, Failure, Report};
 use crate::report::{self, Outcome};
+use crate::series::{self, Sample};
 use crate::wire::{self, MAX_CONTROL, MAX_RESULT, PROTOCOL};
 use crate::{Result, Scenario, plot, procs};
 
@@ -25,6 +27,9 @@ const SILENCE: Duration = Duration::from_secs(15);
 /// Round trips to measure an agent's clock offset; the one with the
 /// smallest round trip is kept.
 const PINGS: u64 = 5;
+/// Seconds an agent may stream past the run's own bound (its duration, ramp,
+/// connect timeout and the client's 30 s of grace).
+const SLACK_SECONDS: f64 = 60.0;
 /// From sending the plans to the start: time for every agent to get its
 /// plan and parse it, added to the longest round trip.
 const LEAD: Duration = Duration::from_secs(1);
@@ -50,11 +55,16 @@ enum End {
     Failed { why: String, at: Duration },
 }
 
-/// An agent's last tick, for the progress lines.
+/// What an agent said while it ran: its last tick (for the progress lines)
+/// and the seconds it completed, as they came.
 #[derive(Clone, Default)]
 struct Tick {
     t: u64,
     open: Option<u64>,
+    /// Its completed seconds, at most `cap` of them.
+    seconds: Vec<Sample>,
+    /// Seconds past `cap`, not kept.
+    over: u64,
 }
 
 /// Runs `s` on its `--agents` and reports; fails when an agent failed (the
@@ -111,6 +121,13 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
     let rss_before = c.server_pid.and_then(report::rss_bytes);
     let cpu = s.cpu_before();
     let ticks = Arc::new(Mutex::new(vec![Tick::default(); n]));
+    // The most seconds kept of an agent: its run cannot last longer.
+    let ramp_secs = if c.ramp > 0.0 {
+        c.connections as f64 / c.ramp
+    } else {
+        0.0
+    };
+    let cap = (c.duration + ramp_secs + c.connect_timeout + SLACK_SECONDS).ceil() as usize;
     let readers: Vec<_> = agents
         .iter()
         .enumerate()
@@ -120,7 +137,7 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
             let addr = a.addr.clone();
             std::thread::spawn(move || {
                 let end = match stream {
-                    Ok(stream) => follow(stream, i, &ticks, started),
+                    Ok(stream) => follow(stream, i, &ticks, started, cap),
                     Err(e) => End::Failed {
                         why: e.to_string(),
                         at: started.elapsed(),
@@ -139,8 +156,19 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
         .collect();
     let mut rss_held = None;
     let mut last_line = Instant::now();
+    let mut last_beat = Instant::now();
     while !readers.iter().all(|r| r.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
+        if last_beat.elapsed() >= Duration::from_secs(1) {
+            // A heartbeat to each agent still running: one that hears none
+            // (this process gone) stops its run.
+            last_beat = Instant::now();
+            for (a, r) in agents.iter_mut().zip(&readers) {
+                if !r.is_finished() {
+                    let _ = wire::send(&mut a.stream, &json!({"type": "alive"}));
+                }
+            }
+        }
         if let Some(rss) = c.server_pid.and_then(report::rss_bytes) {
             rss_held = Some(rss);
         }
@@ -150,7 +178,7 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
             let parts: Vec<String> = agents
                 .iter()
                 .zip(&ticks)
-                .map(|(a, t)| match t.open {
+                .map(|(a, t)| match t.open.or(t.seconds.last().map(|s| s.open)) {
                     Some(open) => format!("{} {} s {open} open", a.addr, t.t),
                     None => format!("{} {} s", a.addr, t.t),
                 })
@@ -167,21 +195,63 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
             })
         })
         .collect();
+    let heard = std::mem::take(&mut *ticks.lock().unwrap_or_else(|e| e.into_inner()));
     let mut total: Option<Outcome> = None;
+    // Each agent's part: its result, or (failed) what it streamed before.
     let mut parts: Vec<Option<Outcome>> = Vec::with_capacity(n);
-    for (agent, end) in agents.iter().zip(&ends) {
-        let End::Result(v) = end else {
-            parts.push(None);
-            continue;
+    for ((agent, end), heard) in agents.iter().zip(&ends).zip(&heard) {
+        if heard.over > 0 {
+            eprintln!(
+                "loadgen: agent {} streamed {} seconds past the {cap} kept",
+                agent.addr, heard.over
+            );
+        }
+        let mut part = match end {
+            End::Result(v) => {
+                let part = wire::outcome_from_json(v);
+                let differ = heard
+                    .seconds
+                    .iter()
+                    .filter(|s| {
+                        let series = &part.report.series;
+                        series
+                            .binary_search_by_key(&s.t, |x| x.t)
+                            .map_or(true, |i| series[i] != **s)
+                    })
+                    .count();
+                if differ > 0 {
+                    eprintln!(
+                        "loadgen: agent {}: {differ} of its {} streamed seconds differ from its result's; the result's are used",
+                        agent.addr,
+                        heard.seconds.len()
+                    );
+                }
+                part
+            }
+            End::Failed { .. } if !heard.seconds.is_empty() => {
+                partial(&heard.seconds, agent.planned, s)
+            }
+            End::Failed { .. } => {
+                parts.push(None);
+                continue;
+            }
         };
-        let mut part = wire::outcome_from_json(v);
         part.name = agent.addr.clone();
         match &mut total {
-            None => total = Some(wire::outcome_from_json(v)),
+            None => total = Some(copy(&part)),
             Some(t) => procs::merge(t, &part),
+        }
+        if matches!(end, End::Failed { .. }) {
+            part.name = format!("{} (partial)", agent.addr);
         }
         parts.push(Some(part));
     }
+    let streamed: Vec<usize> = heard.iter().map(|h| h.seconds.len()).collect();
+    let partials = parts
+        .iter()
+        .zip(&ends)
+        .filter(|(p, e)| p.is_some() && matches!(e, End::Failed { .. }))
+        .count();
     let failures: Vec<String> = agents
         .iter()
         .zip(&ends)
@@ -197,7 +267,10 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
     let Some(mut total) = total else {
         return Err(format!("no agent finished its part: {}", failures.join("; ")).into());
     };
-    total.name = format!("{} over {n} agents", s.name());
+    total.name = match partials {
+        0 => format!("{} over {n} agents", s.name()),
+        k => format!("{} over {n} agents ({k} partial)", s.name()),
+    };
     total.connections = c.connections;
     total.elapsed = started.elapsed();
     total.rss = rss_before.zip(rss_held);
@@ -209,7 +282,7 @@ pub fn run(s: &Scenario, args: &[OsString]) -> Result<()> {
         plot::draw(path, &all)?;
     }
     if let Some(path) = &c.json {
-        write_json(path, &total, &agents, &parts, &ends)?;
+        write_json(path, &total, &agents, &parts, &ends, &streamed)?;
     }
     let json_written = total.finish(&None);
     println!(
@@ -282,8 +355,15 @@ fn connect(addr: &str) -> std::result::Result<Agent, String> {
     })
 }
 
-/// Reads agent `i`'s ticks until its result, its error, or its end.
-fn follow(mut stream: TcpStream, i: usize, ticks: &Mutex<Vec<Tick>>, started: Instant) -> End {
+/// Reads agent `i`'s ticks and seconds until its result, its error, or its
+/// end; keeps at most `cap` seconds.
+fn follow(
+    mut stream: TcpStream,
+    i: usize,
+    ticks: &Mutex<Vec<Tick>>,
+    started: Instant,
+    cap: usize,
+) -> End {
     loop {
         let m = match wire::receive(&mut stream, MAX_RESULT) {
             Ok(m) => m,
@@ -297,10 +377,23 @@ fn follow(mut stream: TcpStream, i: usize, ticks: &Mutex<Vec<Tick>>, started: In
         match m["type"].as_str() {
             Some("tick") => {
                 let mut ticks = ticks.lock().unwrap_or_else(|e| e.into_inner());
-                ticks[i] = Tick {
-                    t: m["t"].as_u64().unwrap_or(0),
-                    open: m["open"].as_u64(),
+                ticks[i].t = m["t"].as_u64().unwrap_or(0);
+                ticks[i].open = m["open"].as_u64();
+            }
+            Some("second") => {
+                let Some(sample) = Sample::from_child_json(&m["sample"]) else {
+                    return End::Failed {
+                        why: "sent a second that does not parse".into(),
+                        at: started.elapsed(),
+                    };
                 };
+                let mut ticks = ticks.lock().unwrap_or_else(|e| e.into_inner());
+                let heard = &mut ticks[i];
+                if heard.seconds.len() < cap {
+                    series::merge(&mut heard.seconds, std::slice::from_ref(&sample));
+                } else {
+                    heard.over += 1;
+                }
             }
             Some("result") => return End::Result(m["outcome"].clone()),
             Some("error") => {
@@ -340,6 +433,14 @@ fn agent_line(agent: &Agent, part: Option<&Outcome>, end: &End) -> String {
         agent.offset_ns as f64 / 1e6,
         agent.rtt_ns as f64 / 1e6
     );
+    let failed = match end {
+        End::Failed { why, at } => format!(
+            "FAILED {:.1} s into the run: {why}; PARTIAL, its {} s streamed before: ",
+            at.as_secs_f64(),
+            part.map_or(0, |o| o.report.series.len())
+        ),
+        End::Result(_) => String::new(),
+    };
     match (part, end) {
         (Some(o), _) => {
             let r = &o.report;
@@ -351,7 +452,7 @@ fn agent_line(agent: &Agent, part: Option<&Outcome>, end: &End) -> String {
                 &r.latency
             };
             format!(
-                "{clock}; connected {} of {}, rate {:.0}/s, p99 {:.2} ms, errors {errors}",
+                "{clock}; {failed}connected {} of {}, rate {:.0}/s, p99 {:.2} ms, errors {errors}",
                 r.connected,
                 agent.planned,
                 o.rate(),
@@ -376,8 +477,9 @@ fn write_json(
     agents: &[Agent],
     parts: &[Option<Outcome>],
     ends: &[End],
+    streamed: &[usize],
 ) -> Result<()> {
-    let about = |a: &Agent, end: &End| {
+    let about = |a: &Agent, end: &End, part: Option<&Outcome>, streamed: usize| {
         let (status, why, at) = match end {
             End::Result(_) => ("ok", None, None),
             End::Failed { why, at } => ("failed", Some(why.clone()), Some(at.as_secs_f64())),
@@ -390,18 +492,71 @@ fn write_json(
             "status": status,
             "error": why,
             "failed_after_s": at,
+            "partial": part.is_some() && matches!(end, End::Failed { .. }),
+            "streamed_seconds": streamed,
         })
     };
     let mut first = total.to_json();
-    first["agents"] = agents.iter().zip(ends).map(|(a, e)| about(a, e)).collect();
+    first["agents"] = (0..agents.len())
+        .map(|i| about(&agents[i], &ends[i], parts[i].as_ref(), streamed[i]))
+        .collect();
     let mut all = vec![first];
-    for ((a, part), end) in agents.iter().zip(parts).zip(ends) {
-        if let Some(o) = part {
+    for i in 0..agents.len() {
+        if let Some(o) = &parts[i] {
             let mut v = o.to_json();
-            v["agent"] = about(a, end);
+            v["agent"] = about(&agents[i], &ends[i], Some(o), streamed[i]);
             all.push(v);
         }
     }
     std::fs::write(path, serde_json::to_string_pretty(&Value::Array(all))?)?;
     Ok(())
+}
+
+/// A failed agent's part from the seconds it streamed before: their counts
+/// added up and histograms merged (failures of every kind count as `other`:
+/// a second has their sum only).
+fn partial(seconds: &[Sample], planned: usize, s: &Scenario) -> Outcome {
+    let mut r = Report::empty();
+    let other = FAILURES
+        .iter()
+        .position(|(f, _)| *f == Failure::Other)
+        .unwrap_or(FAILURES.len() - 1);
+    let hold = matches!(s, Scenario::Hold(_));
+    for sample in seconds {
+        let k = &sample.counts;
+        r.connected += k.connects;
+        r.failures[other] += k.failures;
+        r.messages += k.messages;
+        r.bytes += k.bytes;
+        r.published += k.published;
+        r.pings += k.pings;
+        r.pongs += k.pongs;
+        r.missed_pongs += k.missed;
+        r.mismatches += k.mismatches;
+        r.dropped += k.dropped;
+        r.churned += k.churned;
+        let latency = if hold {
+            &mut r.pong_latency
+        } else {
+            &mut r.latency
+        };
+        for &(v, count) in &sample.latency.0 {
+            let _ = latency.record_n(v.max(1), count);
+        }
+        for &(v, count) in &sample.handshake.0 {
+            let _ = r.handshake.record_n(v.max(1), count);
+        }
+    }
+    r.series = seconds.to_vec();
+    let c = s.common();
+    Outcome {
+        name: String::new(),
+        connections: planned,
+        seconds: seconds.len() as f64,
+        report: r,
+        rss: None,
+        elapsed: Duration::from_secs(seconds.len() as u64),
+        fanout: None,
+        http2: c.http2.then_some(c.per_conn()),
+    }
 }

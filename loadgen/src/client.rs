@@ -166,6 +166,8 @@ pub struct Plan {
     /// A hard stop for the whole run.
     pub deadline: Instant,
     pub epoch: Instant,
+    /// Where this thread streams its closed seconds, and its slot there.
+    pub seconds: Option<(Arc<crate::stream::Outbox>, usize)>,
 }
 
 /// Counters the progress display reads while the run goes.

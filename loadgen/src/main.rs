@@ -12,6 +12,7 @@ mod procs;
 mod report;
 mod scenario;
 mod series;
+mod stream;
 mod tls;
 mod wire;
 
@@ -465,8 +466,7 @@ fn run_scenario(mut s: Scenario, child: Option<procs::Child>) -> Result<()> {
     s.validate()?;
     s.share(child.as_ref());
     if let Some(child) = child {
-        let outcome = s.run_here()?;
-        return procs::write_child(&child, &outcome);
+        return procs::run_child(&child, || s.run_here());
     }
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if !s.common().agents.is_empty() {

@@ -1,15 +1,23 @@
 //! `--procs N`: the run split over N processes of this same program, each with
 //! its own fd limit (and its own share of connections, rate and source
 //! addresses), their results merged. A child learns its part from the
-//! environment and writes its full result, histograms included, as JSON.
+//! environment and writes its full result, histograms included, as JSON;
+//! while it runs, each second it completes as a line of JSON on its stdout
+//! (merged by second in the parent, which streams them on where it is an
+//! agent).
 
 use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Common;
 use crate::report::Outcome;
+use crate::series::Sample;
+use crate::stream::Outbox;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -154,7 +162,7 @@ pub fn run_children(
             .env(EPOCH, epoch_ns.to_string())
             .env(PARENT, std::process::id().to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn();
         match spawned {
@@ -171,17 +179,60 @@ pub fn run_children(
         }
     }
     eprintln!("loadgen: {name} over {} processes", c.procs);
-    let mut merged: Option<Outcome> = None;
+    // Each child's seconds, a line each on its stdout, as they complete
+    // (read whether or not this process streams them on: a full pipe would
+    // stall the child).
+    let outbox = crate::stream::start(c.procs);
+    let readers: Vec<_> = children
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, (child, _))| {
+            let out = child.stdout.take()?;
+            let outbox = outbox.clone();
+            Some(std::thread::spawn(move || read_seconds(out, i, outbox)))
+        })
+        .collect();
     // Every child is waited for (each is bounded by its own deadline), so a
-    // failed one leaves no other running; the first failure is the error.
-    let mut failed: Option<String> = None;
-    for (i, (mut child, json)) in children.into_iter().enumerate() {
-        let status = match child.wait() {
-            Ok(status) => status,
-            Err(e) => {
+    // failed one leaves no other running; all of them are killed (by PID)
+    // when the run is stopped from outside.
+    let mut statuses: Vec<Option<std::io::Result<std::process::ExitStatus>>> =
+        children.iter().map(|_| None).collect();
+    let mut killed = false;
+    while statuses.iter().any(Option::is_none) {
+        if !killed && crate::stream::aborted() {
+            killed = true;
+            for (child, _) in &mut children {
+                let _ = child.kill();
+            }
+        }
+        for ((child, _), status) in children.iter_mut().zip(&mut statuses) {
+            if status.is_none() {
+                match child.try_wait() {
+                    Ok(Some(s)) => *status = Some(Ok(s)),
+                    Ok(None) => {}
+                    Err(e) => *status = Some(Err(e)),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    if let Some(o) = &outbox {
+        o.close_all();
+    }
+    let mut merged: Option<Outcome> = None;
+    // The first failure is the error.
+    let mut failed: Option<String> = killed.then(|| "stopped: its children were killed".into());
+    for (i, ((_, json), status)) in children.into_iter().zip(statuses).enumerate() {
+        let status = match status {
+            Some(Ok(status)) => status,
+            Some(Err(e)) => {
                 failed.get_or_insert(format!("child process {i}: {e}"));
                 continue;
             }
+            None => continue,
         };
         if !status.success() {
             failed.get_or_insert(format!("child process {i} of {} failed: {status}", c.procs));
@@ -207,6 +258,62 @@ pub fn run_children(
     outcome.name = name.to_owned();
     outcome.elapsed = started.elapsed();
     Ok(outcome)
+}
+
+/// The longest line a child writes a second in (its histograms' buckets).
+const MAX_LINE: u64 = 16 << 20;
+
+/// Child `slot`'s seconds from its stdout, into `outbox` (if this process
+/// streams them), to its end.
+fn read_seconds(out: std::process::ChildStdout, slot: usize, outbox: Option<Arc<Outbox>>) {
+    let mut out = std::io::BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut out).take(MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let sample = serde_json::from_slice(&line)
+            .ok()
+            .and_then(|v| Sample::from_child_json(&v));
+        if let (Some(o), Some(s)) = (&outbox, sample) {
+            let next = s.t + 1;
+            o.add(slot, std::slice::from_ref(&s), next);
+        }
+    }
+    if let Some(o) = &outbox {
+        o.add(slot, &[], u64::MAX);
+    }
+}
+
+/// Runs a `--procs` child's part: its seconds go to the parent as they
+/// complete, a line of JSON each on stdout, then its result to the file.
+pub fn run_child(child: &Child, run: impl FnOnce() -> Result<Outcome>) -> Result<()> {
+    crate::stream::enable();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            loop {
+                // Read before taking: the last turn takes everything.
+                let last = done.load(Ordering::SeqCst);
+                for s in crate::stream::take_complete() {
+                    let _ = writeln!(out, "{}", s.to_child_json());
+                }
+                let _ = out.flush();
+                if last {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let outcome = run();
+    done.store(true, Ordering::SeqCst);
+    let _ = writer.join();
+    write_child(child, &outcome?)
 }
 
 /// A child's result, complete enough to merge.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{self, Live, Payloads, Plan, Report, Target, Workload};
-use crate::{Common, EchoArgs, Result, procs, report, share_of, tls};
+use crate::{Common, EchoArgs, Result, procs, report, share_of, stream, tls};
 
 /// The counters of the run going on in this process, for an agent's
 /// per-second ticks to its controller (None before the first run).
@@ -114,6 +114,7 @@ pub(crate) fn scenario(name: &str, c: &Common, workload: Workload) -> Result<rep
     let deadline =
         epoch + Duration::from_secs_f64(ramp_secs + c.duration + c.connect_timeout + 30.0);
     let rss_before = pid.and_then(report::rss_bytes);
+    let outbox = stream::start(threads);
     let mut handles = Vec::new();
     for t in 0..threads {
         let share = share_of(c.connections, c.per_conn(), threads, t);
@@ -156,6 +157,7 @@ pub(crate) fn scenario(name: &str, c: &Common, workload: Workload) -> Result<rep
             http2: c.http2.then_some(c.per_conn()),
             deadline,
             epoch,
+            seconds: outbox.clone().map(|o| (o, t)),
         };
         let live = live.clone();
         handles.push(
@@ -172,6 +174,9 @@ pub(crate) fn scenario(name: &str, c: &Common, workload: Workload) -> Result<rep
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         progress.update(&live);
+        if stream::aborted() {
+            live.stop.store(true, Ordering::Relaxed);
+        }
         ramp.push((
             epoch.elapsed().as_secs_f64(),
             live.open.load(Ordering::Relaxed),
@@ -188,6 +193,9 @@ pub(crate) fn scenario(name: &str, c: &Common, workload: Workload) -> Result<rep
             Some(t) => t.merge(&r),
             None => total = Some(r),
         }
+    }
+    if let Some(o) = &outbox {
+        o.close_all();
     }
     let mut total = total.ok_or("no threads")?;
     total.ramp = ramp;

@@ -10,8 +10,12 @@
 //! processes merge exactly (counts add, histograms add bucket by bucket) by
 //! their second since the run's epoch, which `--procs` children share.
 
+use std::sync::Arc;
+
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+use crate::stream::Outbox;
 
 /// Histogram bounds (µs) of every latency the load generator records.
 pub const LOW: u64 = 1;
@@ -194,7 +198,8 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn add(&mut self, o: &Sample) {
+    /// Adds another part's same second (counts, open, histograms).
+    pub fn add(&mut self, o: &Sample) {
         self.open += o.open;
         self.counts.add(&o.counts);
         self.latency.merge(&o.latency);
@@ -305,6 +310,9 @@ pub struct Recorder {
     pub latency: Histogram<u64>,
     pub handshake: Histogram<u64>,
     samples: Vec<Sample>,
+    /// Where closed seconds go as they close too, and this thread's slot
+    /// there (an agent, a `--procs` child: they stream them).
+    outbox: Option<(Arc<Outbox>, usize)>,
 }
 
 impl Default for Recorder {
@@ -316,6 +324,7 @@ impl Default for Recorder {
             latency: histogram(),
             handshake: histogram(),
             samples: Vec::new(),
+            outbox: None,
         }
     }
 }
@@ -327,6 +336,7 @@ impl Recorder {
         if second <= self.second {
             return;
         }
+        let closed = self.samples.len();
         self.close_current();
         // Seconds in which this thread did not run (a stall): nothing counted,
         // the same connections open.
@@ -338,6 +348,14 @@ impl Recorder {
             });
         }
         self.second = second;
+        if let Some((outbox, slot)) = &self.outbox {
+            outbox.add(*slot, &self.samples[closed..], second);
+        }
+    }
+
+    /// Streams closed seconds to `outbox` as producer `slot` too.
+    pub fn stream_to(&mut self, outbox: Option<(Arc<Outbox>, usize)>) {
+        self.outbox = outbox;
     }
 
     fn close_current(&mut self) {
@@ -355,6 +373,9 @@ impl Recorder {
     /// Every second so far, the current (partial) one included.
     pub fn finish(mut self) -> Vec<Sample> {
         self.close_current();
+        if let Some((outbox, slot)) = &self.outbox {
+            outbox.add(*slot, &self.samples[self.samples.len() - 1..], u64::MAX);
+        }
         self.samples
     }
 }

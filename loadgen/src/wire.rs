@@ -17,7 +17,7 @@ use crate::series::Sample;
 
 /// The agent protocol's version: a controller and an agent that differ
 /// refuse each other at hello.
-pub const PROTOCOL: u64 = 1;
+pub const PROTOCOL: u64 = 2;
 /// The longest message a controller sends (hello, ping, plan): an agent
 /// reads no more, so garbage (an HTTP request, a port scan) is refused at
 /// its first four bytes.
@@ -279,6 +279,40 @@ mod tests {
             receive(&mut short, MAX_CONTROL).unwrap_err(),
             "closed the connection"
         );
+    }
+
+    #[test]
+    fn a_streamed_second_and_a_heartbeat_round_trip_and_cut_are_refused() {
+        let mut sample = Sample {
+            t: 4,
+            open: 9,
+            ..Sample::default()
+        };
+        sample.counts.messages = 1234;
+        sample.latency = crate::series::Sparse(vec![(100, 3), (2047, 1)]);
+        sample.handshake = crate::series::Sparse(vec![(500, 9)]);
+        let mut buf = Vec::new();
+        send(
+            &mut buf,
+            &json!({"type": "second", "sample": sample.to_child_json()}),
+        )
+        .unwrap();
+        send(&mut buf, &json!({"type": "alive"})).unwrap();
+        let mut r = &buf[..];
+        let m = receive(&mut r, MAX_RESULT).unwrap();
+        assert_eq!(m["type"], "second");
+        assert_eq!(Sample::from_child_json(&m["sample"]), Some(sample));
+        assert_eq!(receive(&mut r, MAX_CONTROL).unwrap()["type"], "alive");
+        // Cut anywhere inside (the length or the body): refused, not misread.
+        let first = 4 + u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        for cut in [2, 4, 10, first - 1] {
+            let mut short = &buf[..cut];
+            assert_eq!(
+                receive(&mut short, MAX_RESULT).unwrap_err(),
+                "closed the connection",
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

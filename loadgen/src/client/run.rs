@@ -33,6 +33,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Runs one thread's plan to its end.
 pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     let mut report = Report::new();
+    report.rec.stream_to(plan.seconds.clone());
     let (wall, cpu) = (Instant::now(), thread_cpu());
     if let Err(e) = run_inner(&plan, &live, &mut report) {
         eprintln!("loadgen: client thread failed: {e}");
