@@ -240,6 +240,33 @@ fn connections_past_the_worker_limit_are_turned_away(backend: BackendKind) {
     unharmed(server.addr(), &mut bystander);
 }
 
+/// A worker serves as many connections as its limit says, every one of them
+/// (on io_uring each is a slot of the ring's fixed-file table, which is sized
+/// for the limit; none of it may be kept back for a hand-over that is not
+/// configured), and turns the next one away.
+fn a_worker_serves_its_whole_connection_limit(backend: BackendKind) {
+    const LIMIT: usize = 200;
+    let (server, mut bystander, _events) = setup(backend, |b| b.max_connections_per_worker(LIMIT));
+    let mut clients: Vec<Client> = (1..LIMIT)
+        .map(|i| {
+            Client::connect(server.addr())
+                .unwrap_or_else(|e| panic!("connection {} of {LIMIT} refused: {e}", i + 1))
+        })
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let text = format!("client {i}");
+        client.send_text(&text).unwrap();
+        client.expect_text(&text);
+    }
+    assert_eq!(server.stats().connections, LIMIT as u64);
+    assert!(
+        Client::connect(server.addr()).is_err(),
+        "a connection past the limit was accepted"
+    );
+    bystander.send_text("still here").unwrap();
+    bystander.expect_text("still here");
+}
+
 /// Eight threads churn connections that break the protocol and half-close at
 /// once (the server answers with a close frame, shuts its write side and closes
 /// the socket). Every new connection must upgrade normally: nothing done to a
@@ -337,6 +364,7 @@ ringws_tests::backend_tests! {
     fragment_flood_hits_the_message_limit,
     many_silent_connections_do_not_block_others,
     connections_past_the_worker_limit_are_turned_away,
+    a_worker_serves_its_whole_connection_limit,
     churn_of_failing_connections_never_hits_new_ones,
     random_garbage_after_the_handshake,
 }

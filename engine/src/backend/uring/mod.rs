@@ -92,7 +92,13 @@ impl UringBackend {
                 Err(e) => return Err(e),
             }
         }
-        let handover = slots::Handover::reserve(&ring, table);
+        // Half the table kept for connections taken over only where a
+        // hand-over is configured: otherwise accepted sockets get it all.
+        let handover = if config.handover.is_some() {
+            slots::Handover::reserve(&ring, table)
+        } else {
+            slots::Handover::default()
+        };
         let buffers = BufRing::new(&ring, config.uring_buffer_count, config.uring_buffer_size)?;
         // SAFETY: eventfd returns a new descriptor or -1, checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
