@@ -210,9 +210,10 @@ impl Handover {
     /// connections taken over; the kernel allocates accepted sockets from
     /// the rest. Without the kernel's support, nothing is kept (a connection
     /// handed to this ring is then refused). The table is as large as
-    /// RLIMIT_NOFILE's hard limit allows (up to `max_connections_per_worker`
-    /// + 64), so a worker takes over at most half of that, and accepts at
-    /// most the other half. Called only where a hand-over is configured.
+    /// RLIMIT_NOFILE's hard limit allows (up to 64 more than
+    /// `max_connections_per_worker`), so a worker takes over at most half of
+    /// that, and accepts at most the other half. Called only where a
+    /// hand-over is configured.
     pub(super) fn reserve(ring: &IoUring, table: u32) -> Self {
         let ours = table / 2;
         if ours == 0 {
