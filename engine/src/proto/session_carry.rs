@@ -5,8 +5,10 @@
 //! primed with so the stream goes on: the peer's next message may refer
 //! back into what our old decompressor had inflated, and our next one into
 //! what our old compressor had compressed (which the peer's decompressor
-//! holds). Taken at a message boundary only: the worker waits while a
-//! message is in progress, and a compressed message is compressed whole.
+//! holds). The codecs are at a message boundary whenever the connection
+//! leaves, a message in progress or not: a compressed message is inflated
+//! only once whole (its bytes so far travel with the decoder's state), and
+//! compressed whole when sent.
 
 use super::{CloseHandshake, Decompressor, OwnCodecs, Session};
 use crate::proto::deflate::{Compressor, MAX_WINDOW};
@@ -51,15 +53,15 @@ pub struct DeflateContext {
 impl Session {
     /// Why its permessage-deflate cannot be carried, if it cannot: only a
     /// session whose close handshake has not begun is carried. Cheap: the
-    /// worker asks before it waits for a frame boundary.
+    /// worker asks before anything else of the connection is captured.
     pub fn carry_refusal(&self) -> Option<&'static str> {
         (self.close.close_sent() || self.close.close_received())
             .then_some("its close handshake has begun")
     }
 
     /// Its permessage-deflate as another process can take it over (the
-    /// windows copied: up to 2 x 32 KiB), or why it cannot. Call it between
-    /// messages (at a frame boundary with no fragmented message open).
+    /// windows copied: up to 2 x 32 KiB), or why it cannot. The codecs are
+    /// between messages whenever it is called (see the module's note).
     pub fn deflate_carry(&self) -> Result<DeflateCarry, &'static str> {
         if let Some(reason) = self.carry_refusal() {
             return Err(reason);

@@ -8,6 +8,7 @@
 //! is in, so its compressed bytes so far travel the same way.
 
 use super::{ControlStash, DataKind, Decoder, DecoderConfig, PartialFrame};
+use crate::proto::Role;
 use crate::proto::frame::{self, HeaderStatus, MAX_HEADER_LEN, OpCode, RSV1};
 
 /// The frame whose payload is still arriving: its header's fields.
@@ -136,8 +137,15 @@ impl Decoder {
             if f.remaining == 0 || f.offset > 3 || (f.mask.is_none() && f.offset != 0) {
                 return Err("partial frame");
             }
+            // Masked from a client, unmasked from a server, as the old
+            // decoder's rules let through (the new one unmasks by this).
+            let masked = config.rules.role == Role::Server;
+            if f.mask.is_some() != masked {
+                return Err("partial frame's masking");
+            }
             if opcode.is_control() {
-                if !f.fin || c.control.len() as u64 + f.remaining > 125 {
+                // Subtracted, not added: `remaining` is the record's u64.
+                if !f.fin || c.control.len() > 125 || f.remaining > 125 - c.control.len() as u64 {
                     return Err("partial control frame");
                 }
                 let mut stash = ControlStash {
@@ -307,6 +315,24 @@ mod tests {
         bad(&|c| c.frame.as_mut().unwrap().opcode = 2);
         bad(&|c| c.header = vec![0x81]);
         bad(&|c| c.control = vec![1]);
+        // Unmasked from a client: the old decoder refuses such a frame.
+        bad(&|c| {
+            let f = c.frame.as_mut().unwrap();
+            f.mask = None;
+            f.offset = 0;
+        });
+        // A ping cut after one byte whose remaining length would wrap a
+        // u64 sum past the 125-byte check (it panicked on the next read).
+        let ping = frame(true, false, 9, b"ping!");
+        let mut p = Decoder::new();
+        feed(&mut p, &ping[..7]);
+        let cut_ping = p.carry().unwrap();
+        assert!(Decoder::carried(&cut_ping, &config()).is_ok());
+        for remaining in [u64::MAX, u64::MAX - 1, 125] {
+            let mut c = cut_ping.clone();
+            c.frame.as_mut().unwrap().remaining = remaining;
+            assert!(Decoder::carried(&c, &config()).is_err(), "{remaining}");
+        }
         let plain = DecoderConfig::new(Role::Server, 1 << 20);
         let mut squeezed = good.clone();
         squeezed.compressed = true;

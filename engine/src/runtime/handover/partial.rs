@@ -1,5 +1,5 @@
-//! A record's read side ([`ReadSide`]) as bytes, appended to the record in
-//! its version 2 (`wire`): the decoder's state when it is not idle, the
+//! A record's read side ([`ReadSide`]) as bytes, the last section of the
+//! record (`wire`): the decoder's state when it is not idle, the
 //! bytes read after the pause, and a TLS record cut by the end of a read.
 //! Every length is bounded here; whether the decoder's fields make a state
 //! it could have reached is checked where it is rebuilt

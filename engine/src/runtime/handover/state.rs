@@ -83,6 +83,6 @@ pub(crate) struct Snapshot {
     /// Over TLS: the record layer's state, and the ciphertext not yet
     /// written (it goes before what `outbox` is sealed into).
     pub tls: Option<(CarriedRecords, Vec<u8>)>,
-    /// What it has read and not yet consumed (record version 2).
+    /// What it has read and not yet consumed (the record's read side).
     pub read: ReadSide,
 }
