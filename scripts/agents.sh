@@ -132,7 +132,11 @@ wait_for_line "$out/agent1.log" "dropped: sent a message of" 10 "${agent_pids[0]
 grep "dropped" "$out/agent1.log"
 
 echo "== agents 3: agent 2 killed 3 s into an 8 s run"
-controller echo --url "$url" -c 40 -d 8 --agents "$agent_list" --json "$out/dead.json" > "$out/dead.log" 2>&1 &
+# Not through controller() (a function in the background is a subshell,
+# which a kill would leave its loadgen behind): ip execs timeout, which
+# passes a SIGTERM on to loadgen.
+ip netns exec "$NETNS_SERVER" timeout 120 "$loadgen" echo --url "$url" -c 40 -d 8 --agents "$agent_list" \
+  --json "$out/dead.json" > "$out/dead.log" 2>&1 &
 controller_pid=$!
 pids+=("$controller_pid")
 wait_for_line "$out/dead.log" "starting in" 20 "$controller_pid" || fail "the controller did not start: $(cat "$out/dead.log")"

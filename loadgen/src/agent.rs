@@ -83,17 +83,31 @@ pub fn serve(a: &AgentArgs) -> Result<()> {
             );
             continue;
         }
-        let busy = busy.clone();
+        let busy = Free(busy.clone());
         std::thread::spawn(move || {
             eprintln!("loadgen agent: session with {peer}");
-            match session(stream) {
+            let ended = session(stream);
+            // Free for the next controller before saying so (and also if
+            // the session panicked: `Free` clears it when dropped).
+            drop(busy);
+            match ended {
                 Ok(()) => eprintln!("loadgen agent: session with {peer} done"),
                 Err(e) => eprintln!("loadgen agent: session with {peer} dropped: {e}"),
             }
-            busy.store(false, Ordering::SeqCst);
         });
     }
     Ok(())
+}
+
+/// Clears the agent's busy flag when dropped: at a session's end, or when
+/// its thread unwinds from a panic, so that one bad session does not leave
+/// the agent answering "busy" for ever.
+struct Free(Arc<AtomicBool>);
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// What the controller asked this agent to run.
@@ -127,7 +141,9 @@ impl Plan {
             return Err(format!("plan: --procs {procs}, not 1 to {MAX_PROCS}"));
         }
         let start_at_ns = v["start_at_ns"].as_i64().ok_or("plan: no start_at_ns")?;
-        let off = (start_at_ns - wire::realtime_ns()).unsigned_abs();
+        let off = start_at_ns
+            .saturating_sub(wire::realtime_ns())
+            .unsigned_abs();
         if off > MAX_LEAD.as_nanos() as u64 {
             return Err(format!(
                 "plan: start {:.1} s away from this agent's clock (at most {} s)",

@@ -98,8 +98,8 @@ pub fn share_part(c: &mut Common, i: usize, n: usize) {
         && let Ok(all) = crate::parse_sources(&Some(spec.clone()))
         && !all.is_empty()
     {
-        let a = (i * all.len() / n).min(all.len() - 1);
-        let b = ((i + 1) * all.len() / n).clamp(a + 1, all.len());
+        let a = (i.saturating_mul(all.len()) / n).min(all.len() - 1);
+        let b = (i.saturating_add(1).saturating_mul(all.len()) / n).clamp(a + 1, all.len());
         c.sources = Some(format!("{}-{}", all[a], all[b - 1]));
     }
 }
@@ -118,12 +118,16 @@ pub fn child_settings(c: &mut Common, child: &Child) {
     c.procs = 1;
     c.json = None;
     c.plot = None;
+    // The parent (or the controller) samples the server.
+    c.server_pid = None;
 }
 
 /// Adds another part's result (a child's, an agent's) to `m`: histograms,
 /// counters and per-second samples add up; ramps sample by sample.
 pub fn merge(m: &mut Outcome, outcome: &Outcome) {
     m.report.merge(&outcome.report);
+    // The whole run's length (a partial agent's part is shorter).
+    m.seconds = m.seconds.max(outcome.seconds);
     // Ramps are sampled every 100 ms from each part's start: add them up
     // sample by sample.
     for (i, &(t, n)) in outcome.report.ramp.iter().enumerate() {

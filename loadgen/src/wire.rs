@@ -153,6 +153,8 @@ pub fn outcome_to_json(o: &Outcome) -> Value {
         },
     });
     // Apart: one more key would take json! past its recursion limit.
+    value["going_away"] = json!(r.going_away);
+    value["going_away_unanswered"] = json!(r.going_away_unanswered);
     value["self_load"] = self_load;
     value
 }
@@ -179,6 +181,8 @@ pub fn outcome_from_json(v: &Value) -> Outcome {
     report.missed_pongs = n("missed_pongs");
     report.live_at_end = n("live_at_end");
     report.dropped = n("dropped");
+    report.going_away = n("going_away");
+    report.going_away_unanswered = n("going_away_unanswered");
     report.ramp_secs = v["ramp_secs"].as_f64().unwrap_or(0.0);
     report.churned = n("churned");
     let s = &v["self_load"];
@@ -320,6 +324,10 @@ mod tests {
         let mut report = Report::empty();
         report.connected = 7;
         report.messages = 1000;
+        // Closes with 1001 (a restart): restart-live.sh counts them.
+        report.going_away = 3;
+        report.going_away_unanswered = 1;
+        report.dropped = 2;
         report.latency.record(1234).unwrap();
         report.latency.record(99_000).unwrap();
         let o = Outcome {
@@ -335,6 +343,9 @@ mod tests {
         let back = outcome_from_json(&outcome_to_json(&o));
         assert_eq!(back.report.connected, 7);
         assert_eq!(back.report.messages, 1000);
+        assert_eq!(back.report.going_away, 3);
+        assert_eq!(back.report.going_away_unanswered, 1);
+        assert_eq!(back.report.dropped, 2);
         assert_eq!(back.report.latency.len(), 2);
         assert_eq!(back.report.latency.max(), o.report.latency.max());
         assert_eq!(back.rss, Some((1, 2)));
