@@ -330,16 +330,19 @@ fn connect(addr: &str) -> std::result::Result<Agent, String> {
     }
     let mut best: Option<(i64, i64)> = None;
     for id in 0..PINGS {
+        // The round trip on the monotonic clock (a wall-clock step during
+        // the pings would give a negative one, kept as the best); the wall
+        // clock only for the instant the agent's reading is compared to.
         let t0 = wire::realtime_ns();
+        let sent = Instant::now();
         wire::send(&mut stream, &json!({"type": "ping", "id": id})).map_err(io)?;
         let pong = wire::receive(&mut stream, MAX_CONTROL)?;
-        let t1 = wire::realtime_ns();
+        let rtt = i64::try_from(sent.elapsed().as_nanos()).unwrap_or(i64::MAX);
         let agent_ns = pong["agent_ns"]
             .as_i64()
             .filter(|_| pong["type"] == "pong" && pong["id"] == id)
             .ok_or_else(|| format!("answered a ping with {pong}"))?;
-        let rtt = t1 - t0;
-        let offset = agent_ns - t0 - rtt / 2;
+        let offset = agent_ns.saturating_sub(t0).saturating_sub(rtt / 2);
         if best.is_none_or(|(r, _)| rtt < r) {
             best = Some((rtt, offset));
         }
