@@ -20,9 +20,21 @@ use std::io::IoSlice;
 
 use slab::Slab;
 
+use crate::transport::h2::hpack::{huffman, table};
 use crate::transport::h2::{ErrorCode, Event, H2, Settings};
 use crate::transport::mux::Streams;
 use crate::transport::outbox::{BufferPool, MAX_IOVECS, Outbox};
+
+/// HPACK's static table (RFC 7541 Appendix A), index 1 first: for the
+/// benches' client encoder.
+pub fn hpack_static_table() -> &'static [(&'static str, &'static str)] {
+    &table::STATIC
+}
+
+/// The Huffman code of `byte` (RFC 7541 Appendix B): (code, length in bits).
+pub fn hpack_huffman_code(byte: u8) -> (u32, u8) {
+    huffman::code(u16::from(byte))
+}
 
 /// The codec's limits (the benches give the `h2` crate the same).
 #[derive(Debug, Clone, Copy)]

@@ -474,32 +474,32 @@ impl<H: Handler> Worker<H> {
             (Ok(_), Ok(_)) if bad_tls.is_some() => {
                 Some(format!("bad snapshot: {}", bad_tls.unwrap_or_default()))
             }
-            (Ok(s), Ok((limiter, session))) => match self.carried_decoder(s, &session) {
-                // Checked before the application sees the connection: one it
-                // took would otherwise be dropped without a word.
-                Err(reason) => {
-                    let stream = &mut conn.stream;
-                    stream
-                        .link
-                        .outbox
-                        .push_copy(&mut self.shared.pool, &[], &s.outbox);
-                    stream.link.fail_handover(&mut self.shared);
-                    Some(format!(
-                        "its message in progress cannot go on here: {reason}"
-                    ))
-                }
-                Ok(decoder) => match self.handler.on_handover_in(id, &s.data) {
-                    None => {
-                        let stream = &mut conn.stream;
+            (Ok(s), Ok((limiter, session))) => {
+                // Both checked before the application sees the connection:
+                // one it took would otherwise be dropped without a word.
+                let taken = self
+                    .carried_decoder(s, &session)
+                    .map_err(|reason| {
+                        format!("its message in progress cannot go on here: {reason}")
+                    })
+                    .and_then(|decoder| match self.handler.on_handover_in(id, &s.data) {
+                        Some(data) => Ok((decoder, data)),
+                        None => {
+                            Err("the application refused its data (Handler::on_handover_in)".into())
+                        }
+                    });
+                let stream = &mut conn.stream;
+                match taken {
+                    Err(reason) => {
+                        // What was queued goes, then the 1012.
                         stream
                             .link
                             .outbox
                             .push_copy(&mut self.shared.pool, &[], &s.outbox);
                         stream.link.fail_handover(&mut self.shared);
-                        Some("the application refused its data (Handler::on_handover_in)".into())
+                        Some(reason)
                     }
-                    Some(data) => {
-                        let stream = &mut conn.stream;
+                    Ok((decoder, data)) => {
                         stream.timer.last_rx = now.saturating_sub(s.silent_ms / tick_ms);
                         if let Some(ms) = s.ping_ms {
                             stream.timer.ping_sent = now.saturating_sub(ms / tick_ms);
@@ -520,8 +520,8 @@ impl<H: Handler> Worker<H> {
                         stream.decoder = decoder;
                         None
                     }
-                },
-            },
+                }
+            }
         };
         if snapshot.is_err() || bad_tls.is_some() {
             conn.stream.link.terminate(&mut self.shared);

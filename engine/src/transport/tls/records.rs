@@ -15,15 +15,17 @@
 
 use std::ops::Range;
 
-use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce};
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
-use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
+use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
 use crate::transport::outbox::{BufferPool, Outbox};
 
 mod carry;
+mod direction;
 pub(crate) use carry::{CarriedDirection, CarriedRecords};
+use direction::{Direction, KeyBytes};
 
 /// A record header: content type, legacy version, length.
 pub(crate) const HEADER: usize = 5;
@@ -104,105 +106,6 @@ pub(crate) enum Input {
     Open,
     /// close_notify: nothing more is read.
     Closed,
-}
-
-/// One direction's key, nonce base and sequence number. The key is kept as
-/// the bytes rustls exported (zeroed when dropped): it is expanded into an
-/// AEAD key on the stack for each read and each flush, so an idle connection
-/// holds 32 bytes of key rather than 544 of expanded AES and GHASH tables.
-struct Direction {
-    algorithm: &'static aead::Algorithm,
-    key: KeyBytes,
-    iv: [u8; NONCE_LEN],
-    /// TLS 1.2 AES-GCM: the nonce is the iv's first 4 bytes (the salt) and 8
-    /// explicit bytes, sent in each record.
-    explicit_nonce: bool,
-    seq: u64,
-}
-
-impl Direction {
-    fn new(version: Version, secrets: ConnectionTrafficSecrets, seq: u64) -> Result<Self, Fatal> {
-        let (algorithm, key, iv, gcm) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv, true),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv, true),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, key, iv, false)
-            }
-            _ => return Err(Fatal::alert(alert::INTERNAL_ERROR)),
-        };
-        if key.as_ref().len() != algorithm.key_len() {
-            return Err(Fatal::alert(alert::INTERNAL_ERROR));
-        }
-        let iv = <[u8; NONCE_LEN]>::try_from(iv.as_ref())
-            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
-        Ok(Self {
-            algorithm,
-            key: KeyBytes::new(key.as_ref()),
-            iv,
-            explicit_nonce: gcm && version == Version::Tls12,
-            seq,
-        })
-    }
-
-    /// The expanded AEAD key.
-    fn expand(&self) -> Result<LessSafeKey, Fatal> {
-        UnboundKey::new(self.algorithm, self.key.bytes())
-            .map(LessSafeKey::new)
-            .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))
-    }
-
-    /// The nonce of record `seq`: iv ⊕ seq (TLS 1.3, TLS 1.2 ChaCha20, and the
-    /// explicit part we choose for TLS 1.2 AES-GCM, as rustls does).
-    fn nonce(&self) -> [u8; NONCE_LEN] {
-        let mut nonce = self.iv;
-        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
-            *n ^= s;
-        }
-        nonce
-    }
-
-    /// The sequence number of the next record, advanced. The last one is never
-    /// used, so the count cannot wrap.
-    fn next_seq(&mut self) -> Result<u64, Fatal> {
-        let seq = self.seq;
-        if seq == u64::MAX {
-            return Err(Fatal(None));
-        }
-        self.seq += 1;
-        Ok(seq)
-    }
-}
-
-/// A traffic key's bytes (at most 32), zeroed when dropped.
-struct KeyBytes {
-    bytes: [u8; 32],
-    len: u8,
-}
-
-impl KeyBytes {
-    fn new(key: &[u8]) -> Self {
-        let mut bytes = [0; 32];
-        let len = key.len().min(32);
-        bytes[..len].copy_from_slice(&key[..len]);
-        Self {
-            bytes,
-            len: len as u8,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
-
-impl Drop for KeyBytes {
-    fn drop(&mut self) {
-        for byte in &mut self.bytes {
-            // SAFETY: a write through a valid, aligned reference to a byte
-            // this struct owns; volatile so that the zeroing is not elided.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
-    }
 }
 
 /// Where the next traffic keys of a KeyUpdate come from (TLS 1.3).

@@ -108,9 +108,9 @@ const fn short_table() -> [u16; 1 << SHORT_BITS] {
     table
 }
 
-/// The code of `symbol`, for the tests' encoder and their check against the
-/// spec: (code, length in bits).
-#[cfg(test)]
+/// The code of `symbol`, for the tests' encoder, the benches' client
+/// (`crate::h2_bench`) and the check against the spec: (code, length in
+/// bits). A search, not for a hot path.
 pub(crate) fn code(symbol: u16) -> (u32, u8) {
     let len = CODE_LENGTHS[symbol as usize];
     let c = &CANONICAL;

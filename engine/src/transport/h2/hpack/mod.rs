@@ -21,8 +21,8 @@
 //! never matters.
 
 pub(crate) mod decoder;
-mod huffman;
-mod table;
+pub(crate) mod huffman;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 
