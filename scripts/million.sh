@@ -46,7 +46,16 @@
 #                        in a namespace of its own, the load generator as their
 #                        controller (--agents); --procs is then per host and no
 #                        --sources are used (each host has one address: at most
-#                        ~28,000 connections a host). Needs root.
+#                        ~28,000 connections a host, ~64,000 with --tune yes). Needs root.
+#   --rx threads|inline  --hosts: where each namespace's arriving packets are
+#                        processed (default threads: a kernel thread per veth end,
+#                        counted to the side it receives for, as on machines of
+#                        their own; inline: by whichever process sent them, so
+#                        a client's connect() runs the server's side of the TCP
+#                        handshake on the client's CPU, as over loopback)
+#   --ehash own|shared   --hosts: each namespace its own TCP established hash
+#                        sized to its sockets (default own), or the machine's one
+#                        table (sized at boot, see dmesg "TCP established hash")
 #   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +86,8 @@ build=${BUILD:-1}
 profile=${PROFILE:-release}
 loadgen_override=${LOADGEN:-}
 hosts=${HOSTS:-0}
+rx=${RX:-threads}
+ehash=${EHASH:-own}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -100,6 +111,8 @@ while [ $# -gt 0 ]; do
     --loadgen) loadgen_override=${2:?}; shift ;;
     --debug) profile=debug ;;
     --hosts) hosts=${2:?}; shift ;;
+    --rx) rx=${2:?}; shift ;;
+    --ehash) ehash=${2:?}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) n=$1 ;;
@@ -115,6 +128,8 @@ case "$mode" in
 esac
 case "$backend" in io_uring|epoll) ;; *) die "--backend is io_uring or epoll, not '$backend'" ;; esac
 case "$tune" in yes|dry|no) ;; *) die "--tune is yes, dry or no, not '$tune'" ;; esac
+case "$rx" in threads|inline) ;; *) die "--rx is threads or inline, not '$rx'" ;; esac
+case "$ehash" in own|shared) ;; *) die "--ehash is own or shared, not '$ehash'" ;; esac
 case "$profile" in release|debug) ;; *) die "PROFILE is release or debug, not '$profile'" ;; esac
 positive "$n" || die "N must be a whole number of connections, not '$n'"
 is_uint "$hosts" || die "--hosts must be a whole number, not '$hosts'"
@@ -170,10 +185,12 @@ first=${sources%-*}; last=${sources#*-}
 ip_num() { local IFS=.; read -r a b c d <<<"$1"; echo $(((a << 24) + (b << 16) + (c << 8) + d)); }
 n_sources=$(($(ip_num "$last") - $(ip_num "$first") + 1))
 if [ "$hosts" -gt 0 ]; then
-  # One address per host, against one server address: a new namespace's
-  # default port range (32768-60999) is each host's.
-  [ $((per_host + per_host / 10)) -le 28232 ] \
-    || die "--hosts $hosts: $per_host connections per host, more than one address's ~28,000 ports; use more hosts"
+  # One address per host, against one server address: each host has its
+  # namespace's port range: 1024-65535 when tuned, else the default 32768-60999.
+  host_ports=28232
+  [ "$tune" = yes ] && host_ports=64512
+  [ $((per_host + per_host / 10)) -le "$host_ports" ] \
+    || die "--hosts $hosts: $per_host connections per host, more than one address's $host_ports ports; use more hosts"
 else
   [ "$n_sources" -ge "$procs" ] || die "--sources has $n_sources addresses for $procs processes: give at least one each"
   ports=$((n_sources * (port_hi - port_lo + 1)))
@@ -243,6 +260,14 @@ in_server=()
 server_host=127.0.0.1
 server_addr=127.0.0.1
 if [ "$hosts" -gt 0 ]; then
+  [ "$tune" = yes ] && NETNS_TUNE=1
+  [ "$rx" = threads ] && NETNS_RX_THREADS=1
+  if [ "$ehash" = own ]; then
+    # A power of two at least the namespace's sockets (the kernel's bounds: 128 to 16M).
+    pow2() { local b=128; while [ "$b" -lt "$1" ] && [ "$b" -lt 16777216 ]; do b=$((b * 2)); done; echo "$b"; }
+    NETNS_EHASH_SERVER=$(pow2 "$n")
+    NETNS_EHASH_HOST=$(pow2 "$per_host")
+  fi
   netns_up "$hosts"
   in_server=(ip netns exec "$NETNS_SERVER")
   server_host=0.0.0.0
@@ -320,6 +345,7 @@ bound=$((ramp_s + ${duration%.*} + ${connect_timeout%.*} + 120))
 echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid $server_pid: ${server_line#*: }"
 if [ "$hosts" -gt 0 ]; then
   echo "million: $hosts client hosts (network namespaces ${NETNS_HOSTS[*]}, agents $agent_list, pids ${agent_pids[*]}); server in $NETNS_SERVER at $server_addr"
+  echo "million: receive $rx$([ "$rx" = threads ] && echo " (server's namespace: threads ${NETNS_RX_SERVER_PIDS[*]}; hosts': ${NETNS_RX_HOST_PIDS[*]})"); TCP hash $ehash$([ "$ehash" = own ] && echo " ($NETNS_EHASH_SERVER buckets in the server's namespace, $NETNS_EHASH_HOST in each host's)")"
   echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes per host (<= $(((per_host + procs - 1) / procs)) each)"
 else
   echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
@@ -333,6 +359,12 @@ cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/n
 # itself (a command substitution would be a subshell with its own).
 children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
 hz=$(getconf CLK_TCK)
+# CPU ticks of the processes (or kernel threads) named.
+sum_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
+# The machine's busy ticks, every CPU (user, nice, system, irq, softirq, steal).
+machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+server_rx0=$(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}")
+hosts_rx0=$(sum_ticks "${NETNS_RX_HOST_PIDS[@]}")
 # Private (anonymous) resident KiB of a process: its own heap and stacks, not
 # the binary's pages that every process of it shares.
 anon_kib() { local v; v=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
@@ -346,7 +378,7 @@ loadgen_pid=$!
 # Samples every second while the load generator runs; the one with the most
 # TCP sockets is the held state.
 (
-  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib"
+  echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib server_rx_ticks hosts_rx_ticks machine_busy_ticks"
   start=$(date +%s)
   while kill -0 "$loadgen_pid" 2>/dev/null; do
     kids=$(children)
@@ -360,7 +392,7 @@ loadgen_pid=$!
       lg_anon=$((lg_anon + $(anon_kib "$pid")))
     done
     read -r tcp mem < <(sockstat)
-    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu $lg_anon"
+    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu $lg_anon $(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}") $(sum_ticks "${NETNS_RX_HOST_PIDS[@]}") $(machine_busy)"
     sleep 1
   done
 ) > "$out/samples.txt" &
@@ -381,6 +413,8 @@ fi
 loadgen_rc=$status
 run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
 server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
+server_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}") - $server_rx0) / $hz)")
+hosts_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_HOST_PIDS[@]}") - $hosts_rx0) / $hz)")
 # The agents' CPU counts once they are reaped (their own children's with it).
 for pid in "${agent_pids[@]}"; do
   stop_pid "$pid" 5
@@ -393,7 +427,7 @@ stop_pid "$sampler_pid" 3
 sampler_pid=
 
 python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
-  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" "$hosts" <<'PY'
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" "$hosts" "$server_rx" "$hosts_rx" "$rx" <<'PY'
 import json, sys
 out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
@@ -402,6 +436,9 @@ run_secs, server_cpu, loadgen_cpu = map(float, sys.argv[13:16])
 cores = int(sys.argv[16])
 hz = int(sys.argv[17])
 hosts = int(sys.argv[18])
+server_rx, hosts_rx = float(sys.argv[19]), float(sys.argv[20])
+# Receive threads: each side's packets processed apart from its process.
+rx_threads = hosts and sys.argv[21] == "threads"
 try:
     r = json.load(open(f"{out}/loadgen.json"))[0]
 except Exception as e:
@@ -411,8 +448,8 @@ except Exception as e:
 rows = []
 for line in open(f"{out}/samples.txt").read().split("\n")[1:]:
     f = line.split()
-    if len(f) >= 10:
-        rows.append(list(map(int, f[:10])))
+    if len(f) >= 13:
+        rows.append(list(map(int, f[:13])))
 # The held state: the last sample in the middle of the hold (every connection
 # open, the ramp's bursts over, the closing not begun).
 mid = r["ramp_s"] + duration / 2
@@ -459,7 +496,7 @@ if rss and conn:
     lines.append(f"server memory    RSS {mib(rss['before'])} before, {mib(rss['held'])} held: "
                  f"{rss['bytes_per_connection']:,.0f} bytes per connection (user space)")
 if held and conn:
-    t, tcp, mem, used, srss, lrss, slab, _, _, lanon = held
+    t, tcp, mem, used, srss, lrss, slab, _, _, lanon = held[:10]
     # Both ends of every connection are sockets of this machine.
     k = max(mem - tcpmem0, 0) * 4096
     lines.append(f"kernel TCP mem   {k / conn:,.0f} bytes per connection, {k / (2 * conn):,.0f} per socket "
@@ -477,6 +514,20 @@ if held and conn:
                  f"the {lg_procs} processes' fixed part included")
 lines.append(f"CPU              server {server_cpu:.1f} s, load generator {loadgen_cpu:.1f} s over {run_secs:.1f} s "
              f"of run ({cores} cores: {cores * run_secs:.0f} s available)")
+if rx_threads:
+    lines.append(f"receive threads  server's namespace {server_rx:.1f} s, client hosts' {hosts_rx:.1f} s "
+                 f"(packets processed for each side, counted to it below)")
+    if conn and (server_rx == 0 or hosts_rx == 0):
+        # The figures below would put one side's receiving on the other's account.
+        lines.append("receive threads  counted nothing for a side: its packets were not received in its threads")
+        ok = False
+if rows and len(rows) > 1:
+    busy = (rows[-1][12] - rows[0][12]) / hz
+    mine = ((rows[-1][7] - rows[0][7]) + (rows[-1][8] - rows[0][8]) + (rows[-1][10] - rows[0][10])
+            + (rows[-1][11] - rows[0][11])) / hz
+    lines.append(f"machine CPU      {busy:.1f} s busy of {cores * (rows[-1][0] - rows[0][0]):.0f} s while sampled; "
+                 f"{max(busy - mine, 0):.1f} s outside the processes{' and receive threads' if rx_threads else ''} "
+                 f"(softirq on idle CPUs, kernel threads, other jobs)")
 # Per phase, from the per-second CPU samples (both sides' ticks): the ramp
 # (start to the last connection open) over the connections opened, and the
 # hold (from 2 s after the ramp to 1 s before its end) over the connection-minutes held.
@@ -485,16 +536,21 @@ def at(t):
     return before[-1] if before else None
 ramp_end = at(r["ramp_s"] + 1)
 hold_a, hold_b = at(r["ramp_s"] + 2), at(r["ramp_s"] + duration - 1)
+def sides(a, b, per):
+    """Each side's CPU between samples a and b, in us per unit: its process(es)
+    and, with receive threads, the packets processed for it."""
+    s, l = (b[7] - a[7]) / hz * 1e6 / per, (b[8] - a[8]) / hz * 1e6 / per
+    if not rx_threads:
+        return f"server {s:,.1f} us, load generator {l:,.1f} us"
+    sr, lr = (b[10] - a[10]) / hz * 1e6 / per, (b[11] - a[11]) / hz * 1e6 / per
+    return (f"server {s + sr:,.1f} us ({s:,.1f} process + {sr:,.1f} receive), "
+            f"load generator {l + lr:,.1f} us ({l:,.1f} processes + {lr:,.1f} receive)")
 if rows and ramp_end and conn:
-    s_us = (ramp_end[7] - rows[0][7]) / hz * 1e6 / conn
-    l_us = (ramp_end[8] - rows[0][8]) / hz * 1e6 / conn
-    lines.append(f"CPU per opened   server {s_us:,.1f} us, load generator {l_us:,.1f} us per connection "
+    lines.append(f"CPU per opened   {sides(rows[0], ramp_end, conn)} per connection "
                  f"(connect + upgrade; {ramp_end[0]} s of ramp)")
 if hold_a and hold_b and hold_b[0] - hold_a[0] >= 5 and conn:
     minutes = conn * (hold_b[0] - hold_a[0]) / 60
-    s_us = (hold_b[7] - hold_a[7]) / hz * 1e6 / minutes
-    l_us = (hold_b[8] - hold_a[8]) / hz * 1e6 / minutes
-    lines.append(f"CPU per held     server {s_us:,.1f} us, load generator {l_us:,.1f} us per connection-minute "
+    lines.append(f"CPU per held     {sides(hold_a, hold_b, minutes)} per connection-minute "
                  f"({hold_b[0] - hold_a[0]} s of hold, {hold_a[0]}-{hold_b[0]} s)")
 if mode == "broadcast" and r["messages"]:
     lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "

@@ -14,7 +14,7 @@
 # Debian's chromium installed when missing); the fuzz targets (the TLS
 # harness's tests; every target of engine/fuzz compiles; fuzzing proper is
 # scripts/fuzz.sh, run by hand);
-# scripts/million.sh (each mode) and
+# scripts/million.sh (each mode, and over namespace client hosts) and
 # scripts/soak.sh run small on debug builds; `loadgen --agents` over network
 # namespaces (scripts/agents.sh: 2 client hosts, the merged report, an agent
 # killed mid-run; skipped with the reason where namespaces cannot be made); live restarts
@@ -112,6 +112,8 @@ echo "== million.sh and soak.sh, small and unoptimized (the scripts work; no fig
 bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --out target/million/ci-hold
 bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode broadcast --out target/million/ci-broadcast
 bash scripts/million.sh 1000 --debug --tune no --ramp 1000 -d 3 --mode echo --every 1 --out target/million/ci-echo
+# Client hosts as namespaces, each side's packets received in its own threads.
+bash scripts/million.sh 2000 --debug --tune no --ramp 1000 -d 3 --ping-interval 1 --hosts 2 --out target/million/ci-hosts
 # (RSS bound loosened: at 2,000 connections a few receive buffers faulting in
 # are a large share of the server's RSS; the real bound is the full soak's.)
 bash scripts/soak.sh --connections 2000 --duration 40 --kill-every 10 --kill 1 --rss-tolerance 50 \

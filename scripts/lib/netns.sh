@@ -14,6 +14,26 @@
 # from a trap after stopping what runs inside.
 # netns_check says why namespaces cannot be made here (not root, no `ip`,
 # the kernel refuses), or nothing.
+#
+# Set before netns_up, for runs that measure (scripts/million.sh --hosts):
+#   NETNS_TUNE=1         each namespace gets the per-namespace settings a
+#                        million-connection run needs (scripts/tune.sh's: the
+#                        listen backlogs in the server's, the whole port range
+#                        and TIME_WAIT reuse in each host's, socket buffers in
+#                        all); a new namespace starts from the kernel defaults.
+#   NETNS_EHASH_SERVER=B, NETNS_EHASH_HOST=B
+#                        each namespace its own TCP established hash of B
+#                        buckets (net.ipv4.tcp_child_ehash_entries, rounded up
+#                        to a power of two by the kernel, 128 to 16M) instead of
+#                        the machine's one table, sized at boot for all sockets.
+#   NETNS_RX_THREADS=1   every veth end receives in a kernel thread of its own
+#                        (GRO on, threaded NAPI; needs ethtool): what arrives
+#                        for the server's namespace is processed in
+#                        NETNS_RX_SERVER_PIDS' threads, for the hosts in
+#                        NETNS_RX_HOST_PIDS', rather than by whichever process
+#                        sent it (on one machine the sender's system call would
+#                        otherwise run the receiver's TCP work, the server's
+#                        side of every handshake on the client's account).
 
 NETNS_PREFIX="lg$$"
 NETNS_SERVER="$NETNS_PREFIX-srv"
@@ -21,6 +41,8 @@ NETNS_SERVER_ADDR=10.77.0.1
 NETNS_HOSTS=()
 NETNS_ADDRS=()
 NETNS_MADE=()
+NETNS_RX_SERVER_PIDS=()
+NETNS_RX_HOST_PIDS=()
 
 netns_check() {
   command -v ip > /dev/null || { echo "no ip command (iproute2)"; return 0; }
@@ -33,10 +55,51 @@ netns_check() {
   ip netns del "$probe" 2> /dev/null || true
 }
 
+# Kernel threads that receive for interfaces (threaded NAPI), by PID.
+napi_pids() { ps -e -o pid= -o comm= | awk '$2 ~ /^napi\// {print $1}' | sort -n; }
+
+# Makes interface $2 of namespace $1 receive in its own kernel thread; prints
+# the thread's PID.
+netns_rx_thread() {
+  local ns=$1 dev=$2 before
+  before=$(napi_pids)
+  ip netns exec "$ns" ethtool -K "$dev" gro on tso off > /dev/null
+  ip netns exec "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded"
+  comm -13 <(echo "$before") <(napi_pids)
+}
+
+# Adds namespace $1 with its own TCP hash of $2 buckets (0: the machine's).
+netns_add() {
+  local ns=$1 buckets=$2 key=/proc/sys/net/ipv4/tcp_child_ehash_entries old
+  if [ "$buckets" -gt 0 ] && [ -w "$key" ]; then
+    old=$(cat "$key")
+    echo "$buckets" > "$key"
+    ip netns add "$ns" && NETNS_MADE+=("$ns")
+    echo "$old" > "$key"
+  else
+    ip netns add "$ns" && NETNS_MADE+=("$ns")
+  fi
+}
+
+# Sets sysctl NAME=VALUE inside namespace $1 (a setting this kernel lacks
+# there is skipped).
+netns_sysctl() {
+  local ns=$1
+  shift
+  ip netns exec "$ns" sysctl -q -w "$@" > /dev/null 2>&1 || true
+}
+
 netns_up() {
   local k=$1 i ns host_if srv_if
   [ "$k" -ge 1 ] && [ "$k" -le 250 ] || die "namespace hosts: 1 to 250, not $k"
-  ip netns add "$NETNS_SERVER" && NETNS_MADE+=("$NETNS_SERVER")
+  if [ "${NETNS_RX_THREADS:-0}" = 1 ]; then
+    command -v ethtool > /dev/null || bash scripts/apt-install.sh ethtool
+  fi
+  netns_add "$NETNS_SERVER" "${NETNS_EHASH_SERVER:-0}"
+  if [ "${NETNS_TUNE:-0}" = 1 ]; then
+    netns_sysctl "$NETNS_SERVER" net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535 \
+      "net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304" net.ipv4.tcp_fin_timeout=10
+  fi
   ip -n "$NETNS_SERVER" link set lo up
   ip -n "$NETNS_SERVER" addr add "$NETNS_SERVER_ADDR/32" dev lo
   for ((i = 1; i <= k; i++)); do
@@ -44,7 +107,11 @@ netns_up() {
     # Interface names: at most 15 characters.
     host_if="${NETNS_PREFIX}h$i"
     srv_if="${NETNS_PREFIX}s$i"
-    ip netns add "$ns" && NETNS_MADE+=("$ns")
+    netns_add "$ns" "${NETNS_EHASH_HOST:-0}"
+    if [ "${NETNS_TUNE:-0}" = 1 ]; then
+      netns_sysctl "$ns" "net.ipv4.ip_local_port_range=1024 65535" net.ipv4.tcp_tw_reuse=1 \
+        "net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304" net.ipv4.tcp_fin_timeout=10
+    fi
     ip -n "$ns" link set lo up
     ip link add "$host_if" netns "$ns" type veth peer name "$srv_if" netns "$NETNS_SERVER"
     ip -n "$ns" addr add "10.77.$i.2/24" dev "$host_if"
@@ -52,6 +119,10 @@ netns_up() {
     ip -n "$ns" link set "$host_if" up
     ip -n "$NETNS_SERVER" link set "$srv_if" up
     ip -n "$ns" route add default via "10.77.$i.1"
+    if [ "${NETNS_RX_THREADS:-0}" = 1 ]; then
+      NETNS_RX_SERVER_PIDS+=($(netns_rx_thread "$NETNS_SERVER" "$srv_if"))
+      NETNS_RX_HOST_PIDS+=($(netns_rx_thread "$ns" "$host_if"))
+    fi
     NETNS_HOSTS+=("$ns")
     NETNS_ADDRS+=("10.77.$i.2")
   done
