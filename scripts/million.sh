@@ -230,10 +230,9 @@ agent_pids=()
 # The load generator's --procs children (of the agents too, with --hosts),
 # recorded while it runs.
 children() {
-  local p
-  for p in $loadgen_pid "${agent_pids[@]}"; do
-    ps -o pid= --ppid "$p" 2>/dev/null | tr -d ' ' || true
-  done
+  ps -e -o pid= -o ppid= 2>/dev/null \
+    | awk -v parents="$loadgen_pid ${agent_pids[*]}" \
+      'BEGIN {n = split(parents, p, " "); for (i = 1; i <= n; i++) want[p[i]] = 1} want[$2] {print $1}' || true
 }
 cleanup() {
   local status=$?
@@ -306,8 +305,9 @@ fi
 # server's and every host's namespace (the memory is the kernel's, for all).
 sockstat() {
   if [ "$hosts" -gt 0 ]; then
-    local p
-    for p in "$server_pid" "${agent_pids[@]}"; do cat "/proc/$p/net/sockstat" 2>/dev/null || true; done \
+    local p files=()
+    for p in "$server_pid" "${agent_pids[@]}"; do files+=("/proc/$p/net/sockstat"); done
+    cat "${files[@]}" 2>/dev/null \
       | awk '/^TCP:/ {n += $3; m = $NF} END {print n + 0, m + 0}'
   else
     awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat
@@ -361,13 +361,30 @@ children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 +
 hz=$(getconf CLK_TCK)
 # CPU ticks of the processes (or kernel threads) named.
 sum_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
+# Resident KiB, CPU ticks and anonymous resident KiB summed over the PIDs
+# given, in one awk (the sampler's own cost stays small with many processes;
+# a PID gone meanwhile counts 0).
+group_stats() {
+  awk -v pids="$*" 'BEGIN {
+    n = split(pids, p, " ")
+    for (i = 1; i <= n; i++) {
+      f = "/proc/" p[i] "/stat"
+      if ((getline l < f) > 0) { sub(/.*\) /, "", l); split(l, x, " "); t += x[12] + x[13] }
+      close(f)
+      f = "/proc/" p[i] "/status"
+      while ((getline l < f) > 0) {
+        if (l ~ /^VmRSS:/) { split(l, y, " "); r += y[2] }
+        else if (l ~ /^RssAnon:/) { split(l, y, " "); a += y[2] }
+      }
+      close(f)
+    }
+    print r + 0, t + 0, a + 0
+  }'
+}
 # The machine's busy ticks, every CPU (user, nice, system, irq, softirq, steal).
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 server_rx0=$(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}")
 hosts_rx0=$(sum_ticks "${NETNS_RX_HOST_PIDS[@]}")
-# Private (anonymous) resident KiB of a process: its own heap and stacks, not
-# the binary's pages that every process of it shares.
-anon_kib() { local v; v=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 server_cpu0=$(cpu_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
@@ -380,19 +397,21 @@ loadgen_pid=$!
 (
   echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib server_rx_ticks hosts_rx_ticks machine_busy_ticks"
   start=$(date +%s)
+  tick=0
+  kids=
   while kill -0 "$loadgen_pid" 2>/dev/null; do
-    kids=$(children)
-    [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
-    lg=$(rss_kib "$loadgen_pid")
-    lg_cpu=$(cpu_ticks "$loadgen_pid")
-    lg_anon=$(anon_kib "$loadgen_pid")
-    for pid in $kids "${agent_pids[@]}"; do
-      lg=$((lg + $(rss_kib "$pid")))
-      lg_cpu=$((lg_cpu + $(cpu_ticks "$pid")))
-      lg_anon=$((lg_anon + $(anon_kib "$pid")))
-    done
+    # The children are looked up every 5 s (they start once, at the beginning).
+    if [ $((tick % 5)) = 0 ] || [ -z "$kids" ]; then
+      kids=$(children)
+      [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
+    fi
+    tick=$((tick + 1))
+    read -r lg lg_cpu lg_anon < <(group_stats "$loadgen_pid" $kids "${agent_pids[@]}")
+    read -r srss scpu _ < <(group_stats "$server_pid")
+    read -r _ srx _ < <(group_stats "${NETNS_RX_SERVER_PIDS[@]}")
+    read -r _ hrx _ < <(group_stats "${NETNS_RX_HOST_PIDS[@]}")
     read -r tcp mem < <(sockstat)
-    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $(rss_kib "$server_pid") $lg $(slab_kib) $(cpu_ticks "$server_pid") $lg_cpu $lg_anon $(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}") $(sum_ticks "${NETNS_RX_HOST_PIDS[@]}") $(machine_busy)"
+    echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $srss $lg $(slab_kib) $scpu $lg_cpu $lg_anon $srx $hrx $(machine_busy)"
     sleep 1
   done
 ) > "$out/samples.txt" &
