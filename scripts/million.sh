@@ -321,6 +321,7 @@ sleep 1
 read -r tcp0 tcpmem0 < <(sockstat)
 used0=$(mem_used_kib)
 slab0=$(slab_kib)
+cp /proc/slabinfo "$out/slabinfo.before" 2>/dev/null || true
 server_rss0=$(rss_kib "$server_pid")
 
 url="ws://$server_addr:$port/"
@@ -399,6 +400,7 @@ loadgen_pid=$!
   start=$(date +%s)
   tick=0
   kids=
+  most=0
   while kill -0 "$loadgen_pid" 2>/dev/null; do
     # The children are looked up every 5 s (they start once, at the beginning).
     if [ $((tick % 5)) = 0 ] || [ -z "$kids" ]; then
@@ -411,6 +413,11 @@ loadgen_pid=$!
     read -r _ srx _ < <(group_stats "${NETNS_RX_SERVER_PIDS[@]}")
     read -r _ hrx _ < <(group_stats "${NETNS_RX_HOST_PIDS[@]}")
     read -r tcp mem < <(sockstat)
+    # The slab caches at the most sockets: what a connection costs the kernel.
+    if [ "$tcp" -gt "$most" ]; then
+      most=$tcp
+      cp /proc/slabinfo "$out/slabinfo.held" 2>/dev/null || true
+    fi
     echo "$(($(date +%s) - start)) $tcp $mem $(mem_used_kib) $srss $lg $(slab_kib) $scpu $lg_cpu $lg_anon $srx $hrx $(machine_busy)"
     sleep 1
   done
@@ -523,6 +530,19 @@ if held and conn:
     if slab:
         s = (slab - slab0) * 1024
         lines.append(f"kernel slab      {s / conn:,.0f} bytes per connection ({mib(s)} more in /proc/slabinfo)")
+    # The caches that grew most, from the snapshot at the most sockets.
+    def caches(path):
+        try:
+            rows_ = [l.split() for l in open(path).read().splitlines()[2:]]
+            return {f[0]: int(f[2]) * int(f[3]) for f in rows_ if len(f) > 3}
+        except (OSError, ValueError):
+            return {}
+    c0, c1 = caches(f"{out}/slabinfo.before"), caches(f"{out}/slabinfo.held")
+    grown = sorted(((c1[k] - c0.get(k, 0), k) for k in c1), reverse=True)[:8]
+    tcp_most = max((x[1] for x in rows), default=0)
+    if grown and tcp_most:
+        lines.append(f"slab at the most sockets ({tcp_most:,}), bytes per connection: " +
+                     ", ".join(f"{k} {g / conn:,.0f}" for g, k in grown if g > 0))
     lines.append(f"machine memory   {mib(used * 1024)} in use (MemTotal - MemAvailable), "
                  f"{mib((used - used0) * 1024)} against before the run (other jobs included)")
     # With --hosts: the controller, and each agent with its children.
