@@ -390,6 +390,7 @@ server_cpu0=$(cpu_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
 run_start=$(date +%s.%N)
+busy0=$(machine_busy)
 "${in_server[@]}" "$loadgen" "${args[@]}" > "$out/loadgen.log" 2>&1 &
 loadgen_pid=$!
 
@@ -438,6 +439,7 @@ else
 fi
 loadgen_rc=$status
 run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
+busy=$(python3 -c "print(($(machine_busy) - $busy0) / $hz)")
 server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
 server_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}") - $server_rx0) / $hz)")
 hosts_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_HOST_PIDS[@]}") - $hosts_rx0) / $hz)")
@@ -453,7 +455,7 @@ stop_pid "$sampler_pid" 3
 sampler_pid=
 
 python3 - "$out" "$n" "$mode" "$tcp0" "$tcpmem0" "$used0" "$server_rss0" "$loadgen_rc" "$workers" "$procs" "$slab0" "$duration" \
-  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" "$hosts" "$server_rx" "$hosts_rx" "$rx" <<'PY'
+  "$run_secs" "$server_cpu" "$loadgen_cpu" "$cores" "$hz" "$hosts" "$server_rx" "$hosts_rx" "$rx" "$busy" <<'PY'
 import json, sys
 out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tcp0, tcpmem0, used0, server_rss0, rc, workers, procs, slab0 = map(int, sys.argv[4:12])
@@ -465,6 +467,7 @@ hosts = int(sys.argv[18])
 server_rx, hosts_rx = float(sys.argv[19]), float(sys.argv[20])
 # Receive threads: each side's packets processed apart from its process.
 rx_threads = hosts and sys.argv[21] == "threads"
+busy = float(sys.argv[22])
 try:
     r = json.load(open(f"{out}/loadgen.json"))[0]
 except Exception as e:
@@ -560,13 +563,12 @@ if rx_threads:
         # The figures below would put one side's receiving on the other's account.
         lines.append("receive threads  counted nothing for a side: its packets were not received in its threads")
         ok = False
-if rows and len(rows) > 1:
-    busy = (rows[-1][12] - rows[0][12]) / hz
-    mine = ((rows[-1][7] - rows[0][7]) + (rows[-1][8] - rows[0][8]) + (rows[-1][10] - rows[0][10])
-            + (rows[-1][11] - rows[0][11])) / hz
-    lines.append(f"machine CPU      {busy:.1f} s busy of {cores * (rows[-1][0] - rows[0][0]):.0f} s while sampled; "
-                 f"{max(busy - mine, 0):.1f} s outside the processes{' and receive threads' if rx_threads else ''} "
-                 f"(softirq on idle CPUs, kernel threads, other jobs)")
+# The machine's busy time over the same span (/proc/stat), against what the
+# lines above account for.
+mine = server_cpu + loadgen_cpu + (server_rx + hosts_rx if rx_threads else 0)
+lines.append(f"machine CPU      {busy:.1f} s busy of {cores * run_secs:.0f} s; {max(busy - mine, 0):.1f} s outside "
+             f"the processes{' and receive threads' if rx_threads else ''} (softirq on idle CPUs, kernel threads, "
+             f"this script's sampling, other jobs)")
 # Per phase, from the per-second CPU samples (both sides' ticks): the ramp
 # (start to the last connection open) over the connections opened, and the
 # hold (from 2 s after the ramp to 1 s before its end) over the connection-minutes held.
