@@ -131,10 +131,7 @@ pub(super) fn send_now(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     {
         let written = match tcp.sock.stream.write(bytes) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tcp.sock.writable = false;
-                0
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
@@ -174,46 +171,57 @@ impl Conn {
     }
 }
 
-/// The HTTP/1.1 connect's outcome: once connected, the upgrade request is
-/// queued. `false`: it failed (and is counted).
+/// The HTTP/1.1 connect is done (the socket's first readiness event,
+/// `error_event` if it was an error): the upgrade request is sent (or the TLS
+/// handshake started). `false`: it failed (and is counted), by the socket's
+/// error or the first write's.
 pub(super) fn finish_connect(
     conn: &mut Conn,
     target: &Target,
+    error_event: bool,
+    keys: &mut fastrand::Rng,
     report: &mut Report,
     live: &Live,
 ) -> bool {
     let Link::Tcp(tcp) = &mut conn.link else {
         return false;
     };
-    match tcp.sock.connected() {
-        Ok(true) => {}
-        Ok(false) => return true,
-        Err(e) => {
-            report.fail(classify(&e), live);
-            conn.reported = true;
-            return false;
-        }
+    if let Some(e) = tcp.sock.connect_error(error_event) {
+        report.fail(classify(&e), live);
+        conn.reported = true;
+        return false;
     }
-    let handshake = match ClientHandshake::new(&target.host, &target.path).and_then(|h| {
-        if target.deflate {
-            h.extensions(DEFLATE_OFFER)
-        } else {
-            Ok(h)
-        }
-    }) {
-        Ok(h) => h,
-        Err(_) => {
-            report.fail(Failure::Other, live);
-            conn.reported = true;
-            return false;
-        }
-    };
+    // RFC 6455 wants the key's nonce random: from the thread's generator,
+    // seeded from the OS (see `run`), not a getrandom call per connection.
+    let nonce = keys.u128(..).to_ne_bytes();
+    let handshake =
+        match ClientHandshake::with_key(&target.host, &target.path, nonce).and_then(|h| {
+            if target.deflate {
+                h.extensions(DEFLATE_OFFER)
+            } else {
+                Ok(h)
+            }
+        }) {
+            Ok(h) => h,
+            Err(_) => {
+                report.fail(Failure::Other, live);
+                conn.reported = true;
+                return false;
+            }
+        };
     handshake.write_request(&mut conn.tx.out);
     tcp.upgrade = Some(Box::new(Upgrade {
         handshake,
         head: Vec::new(),
     }));
     conn.phase = Phase::Upgrading;
+    // Written at once: a connect that failed after all (with no error event)
+    // shows here, and is counted by its error.
+    if let Err(e) = flush(conn) {
+        report.fail(classify(&e), live);
+        conn.reported = true;
+        return false;
+    }
     true
 }
 
@@ -236,10 +244,18 @@ pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
 
 /// Reads an HTTP/1.1 WebSocket's socket: the upgrade's answer, then frames.
 /// `false`: it is done (closed, failed).
+///
+/// The socket is registered edge-triggered: it must be read until it is
+/// drained, and a read shorter than the buffer did drain it (what arrives
+/// later raises a new event), so no read is made only to see it fail with
+/// EAGAIN. Except when the event said the peer closed or failed (`hangup`):
+/// its end (or error) may already be behind the data, with no new event to
+/// come, so then it is read to the end.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read_conn(
     key: usize,
     conn: &mut Conn,
+    hangup: bool,
     buf: &mut [u8],
     endpoint: &mut Endpoint,
     scratch: &mut RxScratch,
@@ -254,9 +270,6 @@ pub(super) fn read_conn(
             return false;
         };
         let read = tcp.sock.read(buf);
-        // rustls hands out about one record a read: a short read is no sign
-        // that the socket is drained (edge-triggered, it must be).
-        let tls = tcp.sock.tls.is_some();
         if tcp.sock.tls_finished() {
             // The same clock reading as the upgrade's, so the upgrade is the rest.
             let _ = report
@@ -278,6 +291,9 @@ pub(super) fn read_conn(
             }
             Err(_) => return false,
         };
+        // rustls hands out about one record a read: a short read is no sign
+        // that the socket is drained then.
+        let drained = n < buf.len() && tcp.sock.tls.is_none() && !hangup;
         let mut data = &mut buf[..n];
         if conn.phase == Phase::Upgrading {
             let Some(upgrade) = tcp.upgrade.as_mut() else {
@@ -299,6 +315,9 @@ pub(super) fn read_conn(
                     if upgrade.head.is_empty() {
                         upgrade.head.extend_from_slice(data);
                     }
+                    if drained {
+                        return true;
+                    }
                     continue;
                 }
                 Err(_) => (None, 0),
@@ -316,6 +335,9 @@ pub(super) fn read_conn(
                 return false;
             }
             if leftover == 0 {
+                if drained {
+                    return true;
+                }
                 continue;
             }
             // Frames right behind the 101: decode them from the read buffer.
@@ -325,7 +347,7 @@ pub(super) fn read_conn(
         if flush(conn).is_err() || closed {
             return false;
         }
-        if n < buf.len() && !tls {
+        if drained {
             return true;
         }
     }

@@ -54,6 +54,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
     // Inflation and the decoder of every connection between reads.
     let mut scratch = RxScratch::default();
+    // The Sec-WebSocket-Key nonces: RFC 6455 wants each random, and a fast
+    // generator seeded once from the OS is random enough for a load
+    // generator (the key proves nothing here; it only must not repeat), at
+    // no system call per connection.
+    let seed = getrandom::u64().map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
+    let mut keys = fastrand::Rng::with_seed(seed);
     // Connect + upgrade and closing deadlines, oldest first.
     let mut deadlines = Deadlines::default();
     // Scheduled sends (open loop) and pings: (due, key).
@@ -242,18 +248,15 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let mut ok = true;
             if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
                 let target = &plan.targets[conn.node as usize];
-                ok = finish_connect(conn, target, report, live);
-            }
-            if ok && event.is_writable() {
-                if let Link::Tcp(tcp) = &mut conn.link {
-                    tcp.sock.writable = true;
-                }
+                ok = finish_connect(conn, target, event.is_error(), &mut keys, report, live);
+            } else if event.is_writable() {
                 ok = flush(conn).is_ok();
             }
             if ok && (event.is_readable() || event.is_read_closed()) {
                 ok = read_conn(
                     key,
                     conn,
+                    event.is_read_closed() || event.is_error(),
                     &mut buf,
                     &mut endpoint,
                     &mut scratch,
