@@ -143,7 +143,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let settled = || {
                 conns.iter().all(|(_, c)| {
                     c.phase == Phase::Open
-                        && c.tx.inflight.is_empty()
+                        && c.tx.awaited() == 0
                         && !c.ping_outstanding
                         && (!broadcast
                             || (final_seq != u64::MAX
@@ -184,7 +184,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                             unreachable!("a stream")
                         };
                         let on = s.conn;
-                        conns.insert(Conn::new(next_serial, key, node, stopped, link));
+                        conns.insert(Conn::new(next_serial, key, node, stopped, link, plan.epoch));
                         deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                         links.start_waiting(on, &mut conns);
                     }
@@ -214,7 +214,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         sock: Sock::new(stream, tls),
                         upgrade: None,
                     });
-                    entry.insert(Conn::new(next_serial, key, node, stopped, link));
+                    entry.insert(Conn::new(next_serial, key, node, stopped, link, plan.epoch));
                     deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                 }
                 Err(e) => report.fail(classify(&e), live),
@@ -310,7 +310,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     report.rec.now.published += 1;
                     conn.session
                         .message(&mut endpoint, OpCode::Binary, &payload, false)
-                        .write_to(&mut conn.tx.out);
+                        .write_to(conn.tx.out());
                     if report.measuring {
                         report.published += 1;
                     }
@@ -359,7 +359,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 report.rec.now.pings += 1;
                 wheel.push(now + every, key as u32, serial);
                 if let Some(links) = links.as_mut() {
-                    conn.tx.out.extend_from_slice(&ping_frame);
+                    conn.tx.out().extend_from_slice(&ping_frame);
                     links.send(key, &mut conns, &mut ctx!(now));
                 } else if send_now(conn, &ping_frame).is_err() {
                     close_conn(&mut conns, key, &poll, report, live);
@@ -388,7 +388,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     // The server never answered our close: the connection is lost.
                     report.dropped += 1;
                     report.rec.now.dropped += 1;
-                    report.lost += conn.tx.inflight.len() as u64;
+                    report.lost += conn.tx.awaited() as u64;
                     live.open.fetch_sub(1, Ordering::Relaxed);
                     report.rec.open = report.rec.open.saturating_sub(1);
                 } else {
@@ -419,7 +419,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     };
                     churn_cursor = key + 1;
                     if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
-                        close.write_to(&mut conn.tx.out);
+                        close.write_to(conn.tx.out());
                     }
                     conn.phase = Phase::Closing;
                     deadlines.push(now + plan.connect_timeout, key, conn.serial, true);
@@ -454,7 +454,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     for (_, conn) in conns.iter_mut() {
         if conn.phase == Phase::Closing {
             // Churned, its close not answered by the end.
-            report.lost += conn.tx.inflight.len() as u64;
+            report.lost += conn.tx.awaited() as u64;
             continue;
         }
         if conn.phase != Phase::Open {
@@ -477,12 +477,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 None => f.silent += 1,
             }
         }
-        report.lost += conn.tx.inflight.len() as u64;
+        report.lost += conn.tx.awaited() as u64;
         if !conn.ping_outstanding {
             report.live_at_end += 1;
         }
         if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
-            close.write_to(&mut conn.tx.out);
+            close.write_to(conn.tx.out());
         }
         let _ = flush(conn);
     }
