@@ -338,6 +338,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 }
             }
             let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+            wheel.reserve(now + every, due_pings.len());
             for &(key, serial) in &due_pings {
                 let key = key as usize;
                 let Some(conn) = conns.get_mut(key) else {
@@ -520,21 +521,28 @@ impl Deadlines {
 
     /// The connections whose deadline has passed and that are still where
     /// it applies (opening, or closing); the others' deadlines are dropped.
+    ///
+    /// A deadline that no longer applies (its connection opened, or is
+    /// gone) never applies again, so it is dropped from the front before its
+    /// time too: a ramp's queue holds the connections still opening (and
+    /// those behind the oldest of them), not the ramp's last connect timeout
+    /// of connections, whose memory would count as held ones'.
     fn expired(&mut self, now: Instant, conns: &slab::Slab<Conn>) -> Vec<usize> {
         let mut expired = Vec::new();
         while let Some(d) = self.queue.front() {
-            if d.at >= now {
-                break;
-            }
             let key = d.key as usize;
-            if let Some(c) = conns.get(key)
-                && c.serial == d.serial
-                && match c.phase {
-                    Phase::Connecting | Phase::Upgrading => !d.closing,
-                    Phase::Closing => d.closing,
-                    Phase::Open => false,
+            let applies = conns.get(key).is_some_and(|c| {
+                c.serial == d.serial
+                    && match c.phase {
+                        Phase::Connecting | Phase::Upgrading => !d.closing,
+                        Phase::Closing => d.closing,
+                        Phase::Open => false,
+                    }
+            });
+            if applies {
+                if d.at >= now {
+                    break;
                 }
-            {
                 expired.push(key);
             }
             self.queue.pop_front();
@@ -542,6 +550,9 @@ impl Deadlines {
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             // Held connections keep no deadline memory.
             self.queue = VecDeque::new();
+        } else if self.queue.len() * 4 < self.queue.capacity() {
+            // Nor what a ramp's peak left.
+            self.queue.shrink_to(self.queue.len() * 2);
         }
         expired
     }
