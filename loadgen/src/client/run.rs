@@ -54,10 +54,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
     // Inflation and the decoder of every connection between reads.
     let mut scratch = RxScratch::default();
-    // The Sec-WebSocket-Key nonces: RFC 6455 wants each random, and a fast
-    // generator seeded once from the OS is random enough for a load
-    // generator (the key proves nothing here; it only must not repeat), at
-    // no system call per connection.
+    // The Sec-WebSocket-Key nonces: RFC 6455 wants each random. A fast,
+    // non-cryptographic generator (fastrand's wyrand) seeded once per thread
+    // from the OS is random enough for a load generator (the key proves
+    // nothing here; it only must not repeat or be guessable by the server
+    // in advance), at no system call per connection. Mask keys stay the
+    // endpoint's, from the OS 64 at a time.
     let seed = getrandom::u64().map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
     let mut keys = fastrand::Rng::with_seed(seed);
     // Connect + upgrade and closing deadlines, oldest first.
