@@ -544,10 +544,10 @@ fn partial(seconds: &[Sample], planned: usize, s: &Scenario) -> Outcome {
             &mut r.latency
         };
         for &(v, count) in &sample.latency.0 {
-            let _ = latency.record_n(v.max(1), count);
+            let _ = latency.record_n(u64::from(v.max(1)), u64::from(count));
         }
         for &(v, count) in &sample.handshake.0 {
-            let _ = r.handshake.record_n(v.max(1), count);
+            let _ = r.handshake.record_n(u64::from(v.max(1)), u64::from(count));
         }
     }
     r.series = seconds.to_vec();

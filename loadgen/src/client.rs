@@ -16,6 +16,7 @@ mod h2conn;
 mod h2streams;
 mod run;
 mod sock;
+mod tx;
 mod wheel;
 mod workload;
 

@@ -3,9 +3,10 @@
 //! ramp, a stall or a pause shows over time and not only in the totals.
 //!
 //! Each client thread keeps one [`Recorder`]: plain counters and two
-//! preallocated histograms for the current second, which the event loop rolls
-//! over once per second (not per message: nothing is allocated on the message
-//! path). A rolled second becomes a [`Sample`] whose histograms are kept as
+//! histograms for the current second, which the event loop rolls over once
+//! per second (not per message: nothing is allocated on the message path,
+//! but for a histogram growing to a larger value than it has held, at most
+//! once per doubling). A rolled second becomes a [`Sample`] whose histograms are kept as
 //! their recorded buckets only ([`Sparse`]), so samples of threads and
 //! processes merge exactly (counts add, histograms add bucket by bucket) by
 //! their second since the run's epoch, which `--procs` children share.
@@ -23,8 +24,19 @@ pub const HIGH: u64 = 60_000_000;
 pub const SIGFIG: u8 = 3;
 
 /// A histogram with the load generator's bounds.
+///
+/// It starts with room for values up to 2 ms (16 KiB of counts) and grows
+/// as larger ones are recorded, by 8 KiB each doubling of the largest value,
+/// up to [`HIGH`] (the callers clamp to it): sized at [`HIGH`] from the
+/// start, every histogram would cost 136 KiB of counts, all resident (they
+/// are zeroed when made), and a client thread has eight, most of which
+/// never see a value (or no large one). The buckets are the same either
+/// way (they depend on the lowest value and the precision only), so every
+/// figure, and exact merging, stays as it was.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(LOW, HIGH, SIGFIG).expect("valid bounds")
+    let mut h = Histogram::new_with_bounds(LOW, 2 * LOW, SIGFIG).expect("valid bounds");
+    h.auto(true);
+    h
 }
 
 /// What is counted in one second (or over a run).
@@ -75,8 +87,19 @@ impl Counts {
 /// The recorded buckets of a histogram: (highest equivalent value, count),
 /// ascending by value. Two of them from histograms with the same bounds merge
 /// exactly.
+///
+/// In 32 bits each, half the memory of 64: every second of a run keeps two
+/// of these per thread (and merged, in a `--procs` parent), so over a long
+/// hold they outweigh much else a process holds. Values are clamped to
+/// [`HIGH`] (~2^26) before they are recorded; a bucket's count in one
+/// second would need more than four billion events to saturate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sparse(pub Vec<(u64, u64)>);
+pub struct Sparse(pub Vec<(u32, u32)>);
+
+/// `x` in 32 bits, saturating.
+fn narrow(x: u64) -> u32 {
+    u32::try_from(x).unwrap_or(u32::MAX)
+}
 
 impl Sparse {
     pub fn from_histogram(h: &Histogram<u64>) -> Self {
@@ -84,8 +107,8 @@ impl Sparse {
             h.iter_recorded()
                 .map(|v| {
                     (
-                        h.highest_equivalent(v.value_iterated_to()),
-                        v.count_at_value(),
+                        narrow(h.highest_equivalent(v.value_iterated_to())),
+                        narrow(v.count_at_value()),
                     )
                 })
                 .collect(),
@@ -107,7 +130,7 @@ impl Sparse {
             match (a.peek(), b.peek()) {
                 (Some(&&(va, ca)), Some(&&(vb, cb))) => {
                     if va == vb {
-                        out.push((va, ca + cb));
+                        out.push((va, ca.saturating_add(cb)));
                         a.next();
                         b.next();
                     } else if va < vb {
@@ -133,7 +156,7 @@ impl Sparse {
     }
 
     pub fn count(&self) -> u64 {
-        self.0.iter().map(|&(_, c)| c).sum()
+        self.0.iter().map(|&(_, c)| u64::from(c)).sum()
     }
 
     /// The value at quantile `q` (0..=1), as hdrhistogram reports it: the
@@ -146,16 +169,16 @@ impl Sparse {
         let wanted = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for &(v, c) in &self.0 {
-            seen += c;
+            seen += u64::from(c);
             if seen >= wanted {
-                return Some(v);
+                return Some(v.into());
             }
         }
-        self.0.last().map(|&(v, _)| v)
+        self.max()
     }
 
     pub fn max(&self) -> Option<u64> {
-        self.0.last().map(|&(v, _)| v)
+        self.0.last().map(|&(v, _)| v.into())
     }
 
     pub fn to_json(&self) -> Value {
@@ -164,17 +187,17 @@ impl Sparse {
 
     /// The buckets of [`Sparse::to_json`]; malformed entries are skipped.
     pub fn from_json(v: &Value) -> Self {
-        let mut pairs: Vec<(u64, u64)> = v
+        let mut pairs: Vec<(u32, u32)> = v
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|p| Some((p.get(0)?.as_u64()?, p.get(1)?.as_u64()?)))
+            .filter_map(|p| Some((narrow(p.get(0)?.as_u64()?), narrow(p.get(1)?.as_u64()?))))
             .collect();
         pairs.sort_unstable_by_key(|&(v, _)| v);
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(pairs.len());
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(pairs.len());
         for (v, c) in pairs {
             match merged.last_mut() {
-                Some(last) if last.0 == v => last.1 += c,
+                Some(last) if last.0 == v => last.1 = last.1.saturating_add(c),
                 _ => merged.push((v, c)),
             }
         }
@@ -445,6 +468,27 @@ mod tests {
         }
         assert_eq!(s.max(), Some(h.highest_equivalent(h.max())));
         assert_eq!(Sparse::default().quantile(0.5), None);
+    }
+
+    /// Growing as values come, a histogram buckets them as one sized for
+    /// [`HIGH`] from the start, and takes a larger one's counts when merged.
+    #[test]
+    fn a_growing_histogram_buckets_as_a_full_one() {
+        let mut full = Histogram::<u64>::new_with_bounds(LOW, HIGH, SIGFIG).unwrap();
+        let (mut grown, mut small) = (histogram(), histogram());
+        for v in [1, 999, 2_047, 2_049, 123_457, 7_654_321, HIGH] {
+            full.record(v).unwrap();
+            grown.record(v).unwrap();
+        }
+        small.record(3).unwrap();
+        small.add(&grown).unwrap();
+        full.record(3).unwrap();
+        assert_eq!(
+            Sparse::from_histogram(&small),
+            Sparse::from_histogram(&full)
+        );
+        assert_eq!(small.value_at_quantile(0.5), full.value_at_quantile(0.5));
+        assert_eq!(small.max(), full.max());
     }
 
     #[test]

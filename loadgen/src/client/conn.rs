@@ -1,7 +1,6 @@
 //! One WebSocket's state (what the scenarios drive) and the HTTP/1.1 path:
 //! connect, upgrade, read and decode, send (the socket is in `sock`).
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -15,6 +14,7 @@ use ringws::proto::message::Decoder;
 use ringws::proto::session::{Endpoint, Inbound, InflateBuffer, Session};
 
 pub(super) use super::sock::{Sock, open_socket, tls_failed};
+pub(super) use super::tx::Tx;
 pub(super) use super::wheel::Schedule;
 use super::workload::{on_message, on_open};
 use super::{DEFLATE_OFFER, Failure, Heard, LEVEL, Live, Plan, Report, Target, classify};
@@ -37,8 +37,8 @@ pub(super) enum Phase {
 /// A million of these live in the load generator, so an idle one holds no
 /// heap memory and only what every connection needs is inline: what is
 /// needed only for a while (the upgrade, a frame split across reads, bytes
-/// the socket did not take, broadcast bookkeeping) is boxed or allocated
-/// then and freed after (`conn_size` in the tests keeps the size in check).
+/// the socket did not take and echoes awaited, broadcast bookkeeping) is
+/// boxed or allocated then and freed after (`conn_size` in the tests keeps the size in check).
 pub(super) struct Conn {
     /// Tells this connection from an earlier one under the same slab key.
     pub(super) serial: u32,
@@ -50,7 +50,8 @@ pub(super) struct Conn {
     pub(super) going_away: bool,
     /// Index of its target: 0 is the publisher's node.
     pub(super) node: u16,
-    pub(super) started: Instant,
+    /// When its connect began, µs since the run's epoch (see [`micros32`]).
+    pub(super) started: u32,
     /// Receive state between reads: `None` while no frame is split across
     /// reads (nearly always), and the thread's spare decoder decodes.
     pub(super) decoder: Option<Box<Decoder>>,
@@ -98,59 +99,40 @@ pub(super) struct StreamLink {
     pub(super) unacked: u32,
 }
 
-/// The sending side of a connection.
-pub(super) struct Tx {
-    /// Bytes to send: empty, with no allocation, once they are all written.
-    pub(super) out: Vec<u8>,
-    pub(super) out_pos: u32,
-    /// (payload variant, intended send time) of echoes awaited, oldest first.
-    pub(super) inflight: VecDeque<(u32, Instant)>,
-    pub(super) next_variant: u32,
-    /// The measured phase is over: answer nothing more.
-    pub(super) stopped: bool,
-}
-
-impl Tx {
-    /// Frees the send buffer once everything in it is written, so that an
-    /// idle connection holds none.
-    pub(super) fn release_if_sent(&mut self) {
-        if self.out_pos as usize >= self.out.len() && self.out.capacity() > 0 {
-            self.out = Vec::new();
-            self.out_pos = 0;
-        }
-    }
-}
-
 /// Sends `bytes` now: straight from `bytes` when nothing is queued before
 /// them (plain TCP), so a ping costs no buffer; whatever the socket does not
 /// take is queued.
 pub(super) fn send_now(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     if let Link::Tcp(tcp) = &mut conn.link
-        && conn.tx.out.is_empty()
+        && conn.tx.unsent().is_empty()
         && tcp.sock.tls.is_none()
     {
         let written = match tcp.sock.stream.write(bytes) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tcp.sock.writable = false;
-                0
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
         if written < bytes.len() {
-            conn.tx.out.extend_from_slice(&bytes[written..]);
-            conn.tx.out_pos = 0;
+            conn.tx.out().extend_from_slice(&bytes[written..]);
         }
         return Ok(());
     }
-    conn.tx.out.extend_from_slice(bytes);
+    conn.tx.out().extend_from_slice(bytes);
     flush(conn)
 }
 
 impl Conn {
-    /// A WebSocket about to be opened over `link`.
-    pub(super) fn new(serial: u32, key: usize, node: usize, stopped: bool, link: Link) -> Self {
+    /// A WebSocket about to be opened over `link`, in a run that began at
+    /// `epoch`.
+    pub(super) fn new(
+        serial: u32,
+        key: usize,
+        node: usize,
+        stopped: bool,
+        link: Link,
+        epoch: Instant,
+    ) -> Self {
         Self {
             serial,
             phase: Phase::Connecting,
@@ -158,62 +140,85 @@ impl Conn {
             reported: false,
             going_away: false,
             node: node as u16,
-            started: Instant::now(),
+            started: micros32(epoch, Instant::now()),
             decoder: None,
             session: Session::new(),
-            tx: Tx {
-                out: Vec::new(),
-                out_pos: 0,
-                inflight: VecDeque::new(),
-                next_variant: key as u32,
-                stopped,
-            },
+            tx: Tx::new(key as u32, stopped),
             heard: None,
             link,
         }
     }
+
+    /// µs from its connect's start to `now`.
+    pub(super) fn since_start(&self, epoch: Instant, now: Instant) -> u64 {
+        micros_since(self.started, epoch, now)
+    }
 }
 
-/// The HTTP/1.1 connect's outcome: once connected, the upgrade request is
-/// queued. `false`: it failed (and is counted).
+/// µs from `started` (by [`micros32`]) to `now`.
+fn micros_since(started: u32, epoch: Instant, now: Instant) -> u64 {
+    u64::from(micros32(epoch, now).wrapping_sub(started))
+}
+
+/// `at` as µs since `epoch`, in 32 bits (4 bytes a connection rather than an
+/// `Instant`'s 16): it wraps every 71 minutes, and only differences shorter
+/// than that (an opening, bounded by the connect timeout) are taken of it,
+/// which wrapping subtraction gets right.
+pub(super) fn micros32(epoch: Instant, at: Instant) -> u32 {
+    at.saturating_duration_since(epoch).as_micros() as u32
+}
+
+/// The HTTP/1.1 connect is done (the socket's first readiness event,
+/// `error_event` if it was an error): the upgrade request is sent (or the TLS
+/// handshake started). `false`: it failed (and is counted), by the socket's
+/// error or the first write's.
 pub(super) fn finish_connect(
     conn: &mut Conn,
     target: &Target,
+    error_event: bool,
+    keys: &mut fastrand::Rng,
     report: &mut Report,
     live: &Live,
 ) -> bool {
     let Link::Tcp(tcp) = &mut conn.link else {
         return false;
     };
-    match tcp.sock.connected() {
-        Ok(true) => {}
-        Ok(false) => return true,
-        Err(e) => {
-            report.fail(classify(&e), live);
-            conn.reported = true;
-            return false;
-        }
+    if let Some(e) = tcp.sock.connect_error(error_event) {
+        report.fail(classify(&e), live);
+        conn.reported = true;
+        return false;
     }
-    let handshake = match ClientHandshake::new(&target.host, &target.path).and_then(|h| {
-        if target.deflate {
-            h.extensions(DEFLATE_OFFER)
-        } else {
-            Ok(h)
-        }
-    }) {
-        Ok(h) => h,
-        Err(_) => {
-            report.fail(Failure::Other, live);
-            conn.reported = true;
-            return false;
-        }
-    };
-    handshake.write_request(&mut conn.tx.out);
+    // RFC 6455 wants the key's nonce random: from the thread's generator,
+    // seeded from the OS (see `run`), not a getrandom call per connection.
+    let nonce = keys.u128(..).to_ne_bytes();
+    let handshake =
+        match ClientHandshake::with_key(&target.host, &target.path, nonce).and_then(|h| {
+            if target.deflate {
+                h.extensions(DEFLATE_OFFER)
+            } else {
+                Ok(h)
+            }
+        }) {
+            Ok(h) => h,
+            Err(_) => {
+                report.fail(Failure::Other, live);
+                conn.reported = true;
+                return false;
+            }
+        };
+    handshake.write_request(conn.tx.out());
     tcp.upgrade = Some(Box::new(Upgrade {
         handshake,
         head: Vec::new(),
     }));
     conn.phase = Phase::Upgrading;
+    // Written at once: a connect that failed after all (with no error event)
+    // shows here, and is counted by its error.
+    if let Err(e) = flush(conn) {
+        report.fail(classify(&e), live);
+        conn.reported = true;
+        return false;
+    }
     true
 }
 
@@ -221,13 +226,11 @@ pub(super) fn finish_connect(
 pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
     match &mut conn.link {
         Link::Tcp(tcp) => {
-            if conn.tx.out.is_empty() {
+            let Some((out, pos)) = conn.tx.queue() else {
                 return Ok(());
-            }
-            let mut pos = conn.tx.out_pos as usize;
-            let written = tcp.sock.write(&mut conn.tx.out, &mut pos);
-            conn.tx.out_pos = pos as u32;
-            conn.tx.release_if_sent();
+            };
+            let written = tcp.sock.write(out, pos);
+            conn.tx.release();
             written
         }
         Link::Stream(_) => Ok(()),
@@ -236,10 +239,18 @@ pub(super) fn flush(conn: &mut Conn) -> io::Result<()> {
 
 /// Reads an HTTP/1.1 WebSocket's socket: the upgrade's answer, then frames.
 /// `false`: it is done (closed, failed).
+///
+/// The socket is registered edge-triggered: it must be read until it is
+/// drained, and a read shorter than the buffer did drain it (what arrives
+/// later raises a new event), so no read is made only to see it fail with
+/// EAGAIN. Except when the event said the peer closed or failed (`hangup`):
+/// its end (or error) may already be behind the data, with no new event to
+/// come, so then it is read to the end.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read_conn(
     key: usize,
     conn: &mut Conn,
+    hangup: bool,
     buf: &mut [u8],
     endpoint: &mut Endpoint,
     scratch: &mut RxScratch,
@@ -249,19 +260,17 @@ pub(super) fn read_conn(
     schedule: &mut Schedule,
     now: Instant,
 ) -> bool {
+    let started = conn.started;
     loop {
         let Link::Tcp(tcp) = &mut conn.link else {
             return false;
         };
         let read = tcp.sock.read(buf);
-        // rustls hands out about one record a read: a short read is no sign
-        // that the socket is drained (edge-triggered, it must be).
-        let tls = tcp.sock.tls.is_some();
         if tcp.sock.tls_finished() {
             // The same clock reading as the upgrade's, so the upgrade is the rest.
             let _ = report
                 .tls_handshake
-                .record((now - conn.started).as_micros().max(1) as u64);
+                .record(micros_since(started, plan.epoch, now).max(1));
         }
         let n = match read {
             Ok(0) => return false,
@@ -278,6 +287,9 @@ pub(super) fn read_conn(
             }
             Err(_) => return false,
         };
+        // rustls hands out about one record a read: a short read is no sign
+        // that the socket is drained then.
+        let drained = n < buf.len() && tcp.sock.tls.is_none() && !hangup;
         let mut data = &mut buf[..n];
         if conn.phase == Phase::Upgrading {
             let Some(upgrade) = tcp.upgrade.as_mut() else {
@@ -299,6 +311,9 @@ pub(super) fn read_conn(
                     if upgrade.head.is_empty() {
                         upgrade.head.extend_from_slice(data);
                     }
+                    if drained {
+                        return true;
+                    }
                     continue;
                 }
                 Err(_) => (None, 0),
@@ -316,6 +331,9 @@ pub(super) fn read_conn(
                 return false;
             }
             if leftover == 0 {
+                if drained {
+                    return true;
+                }
                 continue;
             }
             // Frames right behind the 101: decode them from the read buffer.
@@ -325,7 +343,7 @@ pub(super) fn read_conn(
         if flush(conn).is_err() || closed {
             return false;
         }
-        if n < buf.len() && !tls {
+        if drained {
             return true;
         }
     }
@@ -364,7 +382,9 @@ pub(super) fn opened(
     report.connected += 1;
     report.ramp_secs = (now - plan.epoch).as_secs_f64();
     live.open.fetch_add(1, Ordering::Relaxed);
-    let took = ((now - conn.started).as_micros() as u64).clamp(series::LOW, series::HIGH);
+    let took = conn
+        .since_start(plan.epoch, now)
+        .clamp(series::LOW, series::HIGH);
     let _ = report.handshake.record(took);
     report.rec.now.connects += 1;
     report.rec.open += 1;
@@ -386,7 +406,7 @@ pub(super) struct RxScratch {
 const SPARE_DECODER_KEEP: usize = 64 << 10;
 
 /// Decodes the server's bytes of an open WebSocket and answers them (into
-/// `tx.out`); `true`: it is closed (the server's close answered, or an
+/// its `tx`); `true`: it is closed (the server's close answered, or an
 /// error told).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn receive(
@@ -441,7 +461,7 @@ pub(super) fn receive(
             Err(e) => {
                 // Tell the server why, then drop the connection.
                 if let Some(close) = session.close(endpoint, e.close_code(), "") {
-                    close.write_to(&mut tx.out);
+                    close.write_to(tx.out());
                 }
                 closed = true;
                 break;
@@ -449,7 +469,7 @@ pub(super) fn receive(
         };
         // The pong of a ping, the reply to the server's close.
         if let Some(reply) = &received.reply {
-            endpoint.reply(reply).write_to(&mut tx.out);
+            endpoint.reply(reply).write_to(tx.out());
         }
         match received.inbound {
             Inbound::Text(t) => on_message(tx, &mut rx, t.as_bytes(), false, report),
@@ -518,14 +538,14 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
     match conn.phase {
         Phase::Open if conn.going_away => {
             report.going_away += 1;
-            report.going_away_unanswered += conn.tx.inflight.len() as u64;
+            report.going_away_unanswered += conn.tx.awaited() as u64;
             live.open.fetch_sub(1, Ordering::Relaxed);
             report.rec.open = report.rec.open.saturating_sub(1);
         }
         Phase::Open => {
             report.dropped += 1;
             report.rec.now.dropped += 1;
-            report.lost += conn.tx.inflight.len() as u64;
+            report.lost += conn.tx.awaited() as u64;
             live.open.fetch_sub(1, Ordering::Relaxed);
             report.rec.open = report.rec.open.saturating_sub(1);
         }
@@ -534,7 +554,7 @@ pub(super) fn closed(conn: &Conn, why: Failure, report: &mut Report, live: &Live
         Phase::Closing => {
             report.churned += 1;
             report.rec.now.churned += 1;
-            report.lost += conn.tx.inflight.len() as u64;
+            report.lost += conn.tx.awaited() as u64;
             live.open.fetch_sub(1, Ordering::Relaxed);
             report.rec.open = report.rec.open.saturating_sub(1);
         }
@@ -558,11 +578,13 @@ mod tests {
             ("Tx", size_of::<Tx>()),
             ("Link", size_of::<Link>()),
             ("Phase", size_of::<Phase>()),
-            ("Instant", size_of::<Instant>()),
+            ("StreamLink", size_of::<StreamLink>()),
         ];
         eprintln!("{sizes:?}");
-        // 168 on x86_64 (Linux): the slab holds this much per connection, and the
-        // rest of a held connection is an 8-byte ping wheel entry.
-        assert!(size_of::<Conn>() <= 176, "{sizes:?}");
+        // 96 on x86_64 (Linux) in a release build (mio's debug builds add 8
+        // bytes to a socket): the slab holds this much per connection, and
+        // the rest of a held connection is an 8-byte ping wheel entry.
+        let bound = if cfg!(debug_assertions) { 104 } else { 96 };
+        assert!(size_of::<Conn>() <= bound, "{sizes:?}");
     }
 }

@@ -198,17 +198,15 @@ impl Links {
         };
         let mut result = Ok(());
         if !c.connected && (event.is_writable() || event.is_error()) {
-            match c.sock.connected() {
-                Ok(true) => {
+            match c.sock.connect_error(event.is_error()) {
+                None => {
                     c.connected = true;
                     c.h2.start();
                 }
-                Ok(false) => {}
-                Err(e) => result = Err(classify(&e)),
+                Some(e) => result = Err(classify(&e)),
             }
         }
         if result.is_ok() && c.connected && event.is_writable() {
-            c.sock.writable = true;
             result = flush(c).map_err(|_| Failure::Reset);
         }
         if result.is_ok() && (event.is_readable() || event.is_read_closed()) {

@@ -145,7 +145,7 @@ pub(super) fn on_frame(
             if closed || end_stream {
                 // Our side ends too, after what is queued (the close's
                 // reply); what the window holds back is given up.
-                let queued = (ws.tx.out_pos as usize) < ws.tx.out.len();
+                let queued = !ws.tx.unsent().is_empty();
                 if queued {
                     c.h2.reset(stream, h2::CANCEL);
                 } else {
@@ -250,12 +250,11 @@ pub(super) fn pump(ws: &mut Conn, h2: &mut H2) {
         return;
     };
     let tx = &mut ws.tx;
-    let pos = tx.out_pos as usize;
-    if s.id == 0 || pos == tx.out.len() {
+    if s.id == 0 || tx.unsent().is_empty() {
         return;
     }
-    tx.out_pos += h2.data(s.id, &mut s.window, &tx.out[pos..]) as u32;
-    tx.release_if_sent();
+    let n = h2.data(s.id, &mut s.window, tx.unsent());
+    tx.sent(n);
 }
 
 pub(super) fn pump_all(c: &mut H2Conn, conns: &mut slab::Slab<Conn>) {

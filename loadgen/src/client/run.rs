@@ -54,6 +54,14 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     let mut endpoint = Endpoint::new(Role::Client, MAX_MESSAGE, MAX_MESSAGE, LEVEL);
     // Inflation and the decoder of every connection between reads.
     let mut scratch = RxScratch::default();
+    // The Sec-WebSocket-Key nonces: RFC 6455 wants each random. A fast,
+    // non-cryptographic generator (fastrand's wyrand) seeded once per thread
+    // from the OS is random enough for a load generator (the key proves
+    // nothing here; it only must not repeat or be guessable by the server
+    // in advance), at no system call per connection. Mask keys stay the
+    // endpoint's, from the OS 64 at a time.
+    let seed = getrandom::u64().map_err(|e| io::Error::other(format!("OS random source: {e}")))?;
+    let mut keys = fastrand::Rng::with_seed(seed);
     // Connect + upgrade and closing deadlines, oldest first.
     let mut deadlines = Deadlines::default();
     // Scheduled sends (open loop) and pings: (due, key).
@@ -137,7 +145,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let settled = || {
                 conns.iter().all(|(_, c)| {
                     c.phase == Phase::Open
-                        && c.tx.inflight.is_empty()
+                        && c.tx.awaited() == 0
                         && !c.ping_outstanding
                         && (!broadcast
                             || (final_seq != u64::MAX
@@ -178,7 +186,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                             unreachable!("a stream")
                         };
                         let on = s.conn;
-                        conns.insert(Conn::new(next_serial, key, node, stopped, link));
+                        conns.insert(Conn::new(next_serial, key, node, stopped, link, plan.epoch));
                         deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                         links.start_waiting(on, &mut conns);
                     }
@@ -208,7 +216,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                         sock: Sock::new(stream, tls),
                         upgrade: None,
                     });
-                    entry.insert(Conn::new(next_serial, key, node, stopped, link));
+                    entry.insert(Conn::new(next_serial, key, node, stopped, link, plan.epoch));
                     deadlines.push(now + plan.connect_timeout, key, next_serial, false);
                 }
                 Err(e) => report.fail(classify(&e), live),
@@ -242,18 +250,15 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             let mut ok = true;
             if conn.phase == Phase::Connecting && (event.is_writable() || event.is_error()) {
                 let target = &plan.targets[conn.node as usize];
-                ok = finish_connect(conn, target, report, live);
-            }
-            if ok && event.is_writable() {
-                if let Link::Tcp(tcp) = &mut conn.link {
-                    tcp.sock.writable = true;
-                }
+                ok = finish_connect(conn, target, event.is_error(), &mut keys, report, live);
+            } else if event.is_writable() {
                 ok = flush(conn).is_ok();
             }
             if ok && (event.is_readable() || event.is_read_closed()) {
                 ok = read_conn(
                     key,
                     conn,
+                    event.is_read_closed() || event.is_error(),
                     &mut buf,
                     &mut endpoint,
                     &mut scratch,
@@ -307,7 +312,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     report.rec.now.published += 1;
                     conn.session
                         .message(&mut endpoint, OpCode::Binary, &payload, false)
-                        .write_to(&mut conn.tx.out);
+                        .write_to(conn.tx.out());
                     if report.measuring {
                         report.published += 1;
                     }
@@ -335,6 +340,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 }
             }
             let stamp = ((now - plan.epoch).as_micros() as u64).to_be_bytes();
+            wheel.reserve(now + every, due_pings.len());
             for &(key, serial) in &due_pings {
                 let key = key as usize;
                 let Some(conn) = conns.get_mut(key) else {
@@ -356,7 +362,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 report.rec.now.pings += 1;
                 wheel.push(now + every, key as u32, serial);
                 if let Some(links) = links.as_mut() {
-                    conn.tx.out.extend_from_slice(&ping_frame);
+                    conn.tx.out().extend_from_slice(&ping_frame);
                     links.send(key, &mut conns, &mut ctx!(now));
                 } else if send_now(conn, &ping_frame).is_err() {
                     close_conn(&mut conns, key, &poll, report, live);
@@ -385,7 +391,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     // The server never answered our close: the connection is lost.
                     report.dropped += 1;
                     report.rec.now.dropped += 1;
-                    report.lost += conn.tx.inflight.len() as u64;
+                    report.lost += conn.tx.awaited() as u64;
                     live.open.fetch_sub(1, Ordering::Relaxed);
                     report.rec.open = report.rec.open.saturating_sub(1);
                 } else {
@@ -416,7 +422,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                     };
                     churn_cursor = key + 1;
                     if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
-                        close.write_to(&mut conn.tx.out);
+                        close.write_to(conn.tx.out());
                     }
                     conn.phase = Phase::Closing;
                     deadlines.push(now + plan.connect_timeout, key, conn.serial, true);
@@ -451,7 +457,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     for (_, conn) in conns.iter_mut() {
         if conn.phase == Phase::Closing {
             // Churned, its close not answered by the end.
-            report.lost += conn.tx.inflight.len() as u64;
+            report.lost += conn.tx.awaited() as u64;
             continue;
         }
         if conn.phase != Phase::Open {
@@ -474,12 +480,12 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
                 None => f.silent += 1,
             }
         }
-        report.lost += conn.tx.inflight.len() as u64;
+        report.lost += conn.tx.awaited() as u64;
         if !conn.ping_outstanding {
             report.live_at_end += 1;
         }
         if let Some(close) = conn.session.close(&mut endpoint, CloseCode::NORMAL, "") {
-            close.write_to(&mut conn.tx.out);
+            close.write_to(conn.tx.out());
         }
         let _ = flush(conn);
     }
@@ -517,21 +523,28 @@ impl Deadlines {
 
     /// The connections whose deadline has passed and that are still where
     /// it applies (opening, or closing); the others' deadlines are dropped.
+    ///
+    /// A deadline that no longer applies (its connection opened, or is
+    /// gone) never applies again, so it is dropped from the front before its
+    /// time too: a ramp's queue holds the connections still opening (and
+    /// those behind the oldest of them), not the ramp's last connect timeout
+    /// of connections, whose memory would count as held ones'.
     fn expired(&mut self, now: Instant, conns: &slab::Slab<Conn>) -> Vec<usize> {
         let mut expired = Vec::new();
         while let Some(d) = self.queue.front() {
-            if d.at >= now {
-                break;
-            }
             let key = d.key as usize;
-            if let Some(c) = conns.get(key)
-                && c.serial == d.serial
-                && match c.phase {
-                    Phase::Connecting | Phase::Upgrading => !d.closing,
-                    Phase::Closing => d.closing,
-                    Phase::Open => false,
+            let applies = conns.get(key).is_some_and(|c| {
+                c.serial == d.serial
+                    && match c.phase {
+                        Phase::Connecting | Phase::Upgrading => !d.closing,
+                        Phase::Closing => d.closing,
+                        Phase::Open => false,
+                    }
+            });
+            if applies {
+                if d.at >= now {
+                    break;
                 }
-            {
                 expired.push(key);
             }
             self.queue.pop_front();
@@ -539,6 +552,9 @@ impl Deadlines {
         if self.queue.is_empty() && self.queue.capacity() > 0 {
             // Held connections keep no deadline memory.
             self.queue = VecDeque::new();
+        } else if self.queue.len() * 4 < self.queue.capacity() {
+            // Nor what a ramp's peak left.
+            self.queue.shrink_to(self.queue.len() * 2);
         }
         expired
     }

@@ -16,7 +16,6 @@ pub(super) struct Sock {
     pub(super) tls: Option<Box<ClientConnection>>,
     /// The TLS handshake is done (and timed).
     pub(super) tls_done: bool,
-    pub(super) writable: bool,
 }
 
 impl Sock {
@@ -25,7 +24,6 @@ impl Sock {
             stream,
             tls,
             tls_done: false,
-            writable: false,
         }
     }
 
@@ -63,10 +61,8 @@ impl Sock {
             match self.stream.write(&out[*pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => *pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    return Ok(());
-                }
+                // The writable event when it drains tells to flush again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -76,15 +72,20 @@ impl Sock {
         Ok(())
     }
 
-    /// The connect's outcome: `Ok(false)` while under way.
-    pub(super) fn connected(&mut self) -> io::Result<bool> {
-        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-            return Err(e);
+    /// The non-blocking connect's outcome, on its socket's first readiness
+    /// event (a connecting TCP socket raises none until the connect is done).
+    /// A connect that failed raises an error event (EPOLLERR: the socket's
+    /// error stays set until read), and only then is the error read
+    /// (getsockopt SO_ERROR) to tell why. Otherwise it is connected: no
+    /// system call to confirm it (getpeername), the first write's result
+    /// says if not.
+    pub(super) fn connect_error(&mut self, error_event: bool) -> Option<io::Error> {
+        if !error_event {
+            return None;
         }
-        match self.stream.peer_addr() {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
+        match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => None,
         }
     }
 }

@@ -99,6 +99,19 @@ impl PingWheel {
         self.len += 1;
     }
 
+    /// Room, exactly, for `n` entries more due at `at`: the pings taken
+    /// together are pushed back together, into one slot, which then holds no
+    /// more than them (a slot grown by doubling would keep up to twice, and
+    /// keep its largest ever, a connection's entry costing 16 bytes or more
+    /// rather than 8).
+    pub(super) fn reserve(&mut self, at: Instant, n: usize) {
+        let tick = self.tick_of(at).max(self.cursor);
+        let len = self.slots.len() as u64;
+        if tick < self.cursor + len {
+            self.slots[(tick % len) as usize].reserve_exact(n);
+        }
+    }
+
     /// When the next ping is due, if any.
     pub(super) fn next_due(&self) -> Option<Instant> {
         if self.len == 0 {
@@ -130,7 +143,9 @@ impl PingWheel {
             if !slot.is_empty() && earliest.is_none() {
                 earliest = Some(self.start + self.tick * t as u32);
             }
-            due.append(slot);
+            // The slot's memory goes too (see `reserve`).
+            due.extend_from_slice(slot);
+            *slot = Vec::new();
         }
         self.cursor = self.cursor.max(last + 1);
         if !self.beyond.is_empty() {
@@ -198,6 +213,25 @@ mod tests {
         w.push(ms(100), 4, 0);
         w.take_due(ms(3001), &mut due);
         assert_eq!(due, vec![(4, 0)]);
+    }
+
+    /// A held connection's entry costs 8 bytes: a slot holds what was
+    /// reserved for it and nothing once taken.
+    #[test]
+    fn slots_hold_no_more_than_their_entries() {
+        let start = Instant::now();
+        let mut w = PingWheel::new(Duration::from_secs(1), start);
+        let ms = |n| start + Duration::from_millis(n);
+        let mut due = Vec::new();
+        w.reserve(ms(500), 5);
+        for key in 0..5 {
+            w.push(ms(500), key, 0);
+        }
+        let slot = |w: &PingWheel| w.slots.iter().map(Vec::capacity).sum::<usize>();
+        assert_eq!(slot(&w), 5);
+        w.take_due(ms(600), &mut due);
+        assert_eq!(due.len(), 5);
+        assert_eq!(slot(&w), 0);
     }
 
     /// A thread that stalled past a tick pushes a ping one interval after its

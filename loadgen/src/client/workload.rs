@@ -24,8 +24,8 @@ fn variant_of(n: u32, variants: usize) -> usize {
 pub(super) fn send_echo(tx: &mut Tx, payloads: &Payloads, intended: Instant) {
     let variant = variant_of(tx.next_variant, payloads.frames.len());
     tx.next_variant = tx.next_variant.wrapping_add(1);
-    tx.out.extend_from_slice(&payloads.frames[variant]);
-    tx.inflight.push_back((variant as u32, intended));
+    tx.out().extend_from_slice(&payloads.frames[variant]);
+    tx.await_echo(variant as u32, intended);
 }
 
 pub(super) fn on_open(
@@ -124,7 +124,7 @@ pub(super) fn on_message(
     live.messages.fetch_add(1, Ordering::Relaxed);
     match &plan.workload {
         Workload::Echo { rate, payloads, .. } => {
-            let Some((variant, intended)) = tx.inflight.pop_front() else {
+            let Some((variant, intended)) = tx.answered() else {
                 report.mismatch();
                 return;
             };
@@ -134,10 +134,10 @@ pub(super) fn on_message(
             report.record_latency((now - intended).as_micros() as u64);
             if rate.is_none() && !tx.stopped {
                 send_echo(tx, payloads, now);
-            } else if tx.inflight.is_empty() {
+            } else {
                 // Open loop: nothing awaited until the next send, so no
                 // memory held for it either.
-                tx.inflight = Default::default();
+                tx.release();
             }
         }
         Workload::Broadcast { .. } => {
