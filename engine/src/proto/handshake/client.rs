@@ -135,8 +135,10 @@ impl ClientHandshake {
     }
 
     /// Like [`new`](Self::new) with a caller-chosen 16-byte nonce instead of a
-    /// random one. Only for tests: the key must be unpredictable in real use
-    /// (RFC 6455 section 4.1).
+    /// fresh one from the OS: for tests, and for clients that draw their nonces
+    /// from a generator of their own (a load generator opening millions of
+    /// connections). RFC 6455 section 4.1 wants the nonce randomly selected for
+    /// each connection: a fixed or predictable one is for tests only.
     ///
     /// # Errors
     ///
