@@ -55,8 +55,9 @@ netns_check() {
   ip netns del "$probe" 2> /dev/null || true
 }
 
-# Kernel threads that receive for interfaces (threaded NAPI), by PID.
-napi_pids() { ps -e -o pid= -o comm= | awk '$2 ~ /^napi\// {print $1}' | sort -n; }
+# Kernel threads that receive for interfaces (threaded NAPI), by PID, in
+# the order comm(1) wants (lexical: PIDs of different lengths mix).
+napi_pids() { ps -e -o pid= -o comm= | awk '$2 ~ /^napi\// {print $1}' | sort; }
 
 # Makes interface $2 of namespace $1 receive in its own kernel thread; prints
 # the thread's PID.
