@@ -399,16 +399,10 @@ loadgen_pid=$!
 (
   echo "t tcp_inuse tcp_mem_pages mem_used_kib server_rss_kib loadgen_rss_kib slab_kib server_cpu_ticks loadgen_cpu_ticks loadgen_anon_kib server_rx_ticks hosts_rx_ticks machine_busy_ticks"
   start=$(date +%s)
-  tick=0
-  kids=
   most=0
   while kill -0 "$loadgen_pid" 2>/dev/null; do
-    # The children are looked up every 5 s (they start once, at the beginning).
-    if [ $((tick % 5)) = 0 ] || [ -z "$kids" ]; then
-      kids=$(children)
-      [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
-    fi
-    tick=$((tick + 1))
+    kids=$(children)
+    [ -n "$kids" ] && echo "$kids" > "$out/loadgen-children"
     read -r lg lg_cpu lg_anon < <(group_stats "$loadgen_pid" $kids "${agent_pids[@]}")
     read -r srss scpu _ < <(group_stats "$server_pid")
     read -r _ srx _ < <(group_stats "${NETNS_RX_SERVER_PIDS[@]}")
@@ -581,6 +575,9 @@ def sides(a, b, per):
     """Each side's CPU between samples a and b, in us per unit: its process(es)
     and, with receive threads, the packets processed for it."""
     s, l = (b[7] - a[7]) / hz * 1e6 / per, (b[8] - a[8]) / hz * 1e6 / per
+    if l < 0:
+        # A load-generator process ended between the samples (its CPU left the sum).
+        return "not measured (a load-generator process ended meanwhile)"
     if not rx_threads:
         return f"server {s:,.1f} us, load generator {l:,.1f} us"
     sr, lr = (b[10] - a[10]) / hz * 1e6 / per, (b[11] - a[11]) / hz * 1e6 / per
