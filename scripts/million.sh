@@ -577,19 +577,21 @@ def sides(a, b, per):
     s, l = (b[7] - a[7]) / hz * 1e6 / per, (b[8] - a[8]) / hz * 1e6 / per
     if l < 0:
         # A load-generator process ended between the samples (its CPU left the sum).
-        return "not measured (a load-generator process ended meanwhile)"
+        return None
     if not rx_threads:
         return f"server {s:,.1f} us, load generator {l:,.1f} us"
     sr, lr = (b[10] - a[10]) / hz * 1e6 / per, (b[11] - a[11]) / hz * 1e6 / per
     return (f"server {s + sr:,.1f} us ({s:,.1f} process + {sr:,.1f} receive), "
             f"load generator {l + lr:,.1f} us ({l:,.1f} processes + {lr:,.1f} receive)")
 if rows and ramp_end and conn:
-    lines.append(f"CPU per opened   {sides(rows[0], ramp_end, conn)} per connection "
-                 f"(connect + upgrade; {ramp_end[0]} s of ramp)")
+    opened = sides(rows[0], ramp_end, conn)
+    lines.append(f"CPU per opened   {opened} per connection (connect + upgrade; {ramp_end[0]} s of ramp)"
+                 if opened else "CPU per opened   not measured: a load-generator process ended in the ramp")
 if hold_a and hold_b and hold_b[0] - hold_a[0] >= 5 and conn:
-    minutes = conn * (hold_b[0] - hold_a[0]) / 60
-    lines.append(f"CPU per held     {sides(hold_a, hold_b, minutes)} per connection-minute "
-                 f"({hold_b[0] - hold_a[0]} s of hold, {hold_a[0]}-{hold_b[0]} s)")
+    held_ = sides(hold_a, hold_b, conn * (hold_b[0] - hold_a[0]) / 60)
+    lines.append(f"CPU per held     {held_} per connection-minute ({hold_b[0] - hold_a[0]} s of hold, "
+                 f"{hold_a[0]}-{hold_b[0]} s)"
+                 if held_ else "CPU per held     not measured: a load-generator process ended in the hold")
 if mode == "broadcast" and r["messages"]:
     lines.append(f"                 per delivery: server {server_cpu * 1e6 / max(r['messages'], 1):.2f} us, "
                  f"load generator {loadgen_cpu * 1e6 / max(r['messages'], 1):.2f} us (whole run over the window's deliveries)")
