@@ -27,7 +27,9 @@
 #                        to a power of two by the kernel, 128 to 16M) instead of
 #                        the machine's one table, sized at boot for all sockets.
 #   NETNS_RX_THREADS=1   every veth end receives in a kernel thread of its own
-#                        (GRO on, threaded NAPI; needs ethtool): what arrives
+#                        (threaded NAPI, with GRO on and TSO off: a veth hands
+#                        no TSO-built TCP packet to NAPI; ethtool, installed
+#                        if missing, sets them): what arrives
 #                        for the server's namespace is processed in
 #                        NETNS_RX_SERVER_PIDS' threads, for the hosts in
 #                        NETNS_RX_HOST_PIDS', rather than by whichever process
@@ -73,10 +75,14 @@ netns_rx_thread() {
 netns_add() {
   local ns=$1 buckets=$2 key=/proc/sys/net/ipv4/tcp_child_ehash_entries old
   if [ "$buckets" -gt 0 ] && [ -w "$key" ]; then
+    local rc=0
     old=$(cat "$key")
     echo "$buckets" > "$key"
-    ip netns add "$ns" && NETNS_MADE+=("$ns")
+    ip netns add "$ns" || rc=$?
+    # Restored even when the add failed: later namespaces are not ours.
     echo "$old" > "$key"
+    [ "$rc" = 0 ] || return "$rc"
+    NETNS_MADE+=("$ns")
   else
     ip netns add "$ns" && NETNS_MADE+=("$ns")
   fi
