@@ -353,15 +353,11 @@ else
 fi
 echo "million: $loadgen ${args[*]}"
 echo "million: ramp about ${ramp_s} s at $ramp/s, then ${duration} s; at most $bound s; output in $out"
-# CPU seconds (user + system) of a process so far, from /proc/PID/stat.
-cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # CPU seconds of this shell's waited-for children (the load generator and,
 # through it, its own children, once reaped), from `times` in this shell
 # itself (a command substitution would be a subshell with its own).
 children_cpu() { awk 'NR == 2 {gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4}' "$1"; }
 hz=$(getconf CLK_TCK)
-# CPU ticks of the processes (or kernel threads) named.
-sum_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 # Resident KiB, CPU ticks and anonymous resident KiB summed over the PIDs
 # given, in one awk (the sampler's own cost stays small with many processes;
 # a PID gone meanwhile counts 0).
@@ -382,11 +378,13 @@ group_stats() {
     print r + 0, t + 0, a + 0
   }'
 }
+# CPU ticks (user + system) of the processes (or kernel threads) named, so far.
+sum_ticks() { local _r t _a; read -r _r t _a < <(group_stats "$@"); echo "$t"; }
 # The machine's busy ticks, every CPU (user, nice, system, irq, softirq, steal).
 machine_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 server_rx0=$(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}")
 hosts_rx0=$(sum_ticks "${NETNS_RX_HOST_PIDS[@]}")
-server_cpu0=$(cpu_ticks "$server_pid")
+server_cpu0=$(sum_ticks "$server_pid")
 times > "$out/times.before"
 children_cpu0=$(children_cpu "$out/times.before")
 run_start=$(date +%s.%N)
@@ -434,7 +432,7 @@ fi
 loadgen_rc=$status
 run_secs=$(python3 -c "print($(date +%s.%N) - $run_start)")
 busy=$(python3 -c "print(($(machine_busy) - $busy0) / $hz)")
-server_cpu=$(python3 -c "print(($(cpu_ticks "$server_pid") - $server_cpu0) / $hz)")
+server_cpu=$(python3 -c "print(($(sum_ticks "$server_pid") - $server_cpu0) / $hz)")
 server_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_SERVER_PIDS[@]}") - $server_rx0) / $hz)")
 hosts_rx=$(python3 -c "print(($(sum_ticks "${NETNS_RX_HOST_PIDS[@]}") - $hosts_rx0) / $hz)")
 # The agents' CPU counts once they are reaped (their own children's with it).
