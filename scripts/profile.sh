@@ -6,16 +6,22 @@
 #
 # usage: scripts/profile.sh [--backend epoll|io_uring] [--conns N] [--size BYTES]
 #                           [--seconds S] [--out FILE.svg] [--peer] [--count]
+#                           [--echo BIN]
 #   --peer   profile uWebSockets' echo server (../shared/peers/bin/uws_echo, or
 #            $PEERS_DIR/bin) the same way instead, driven by the same load
 #            generator, so the two profiles read side by side
 #   --count  instead of sampling, count the server's kernel work per echoed
-#            message over the whole run: syscalls, wake-ups it caused, context
-#            switches, user and system CPU time (perf stat tracepoints and
-#            /proc/PID/stat), one line to compare across servers
+#            message over the whole run: syscalls, wake-ups it caused (sched_waking, counted in the waker), context
+#            switches (perf stat tracepoints), CPU time (task-clock), and
+#            the user-space part of it (the share of perf samples taken in
+#            user mode: /proc's utime ticks are too coarse for ~0.3 us a
+#            message), one line to compare across servers
+#   --echo BIN  profile this build of the echo example (a before/after pair
+#            in one sitting) instead of target/release/examples/echo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=io_uring conns=100 size=20 seconds=5 svg=target/profile.svg peer=0 count=0
+echo_bin=target/release/examples/echo
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift ;;
@@ -25,7 +31,8 @@ while [ $# -gt 0 ]; do
     --out) svg=$2; shift ;;
     --peer) peer=1 ;;
     --count) count=1 ;;
-    *) echo "usage: $0 [--backend B] [--conns N] [--size BYTES] [--seconds S] [--out FILE.svg] [--peer] [--count]" >&2; exit 2 ;;
+    --echo) echo_bin=$2; shift ;;
+    *) echo "usage: $0 [--backend B] [--conns N] [--size BYTES] [--seconds S] [--out FILE.svg] [--peer] [--count] [--echo BIN]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -45,28 +52,31 @@ if [ "$peer" = 1 ]; then
   taskset -c 0 "$uws" >/dev/null &
 else
   name="ringws echo, $backend"
-  taskset -c 0 target/release/examples/echo --port "$port" --workers 1 --backend "$backend" >/dev/null &
+  taskset -c 0 "$echo_bin" --port "$port" --workers 1 --backend "$backend" >/dev/null &
 fi
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 if [ "$count" = 1 ]; then
-  ticks() { awk '{print $14, $15}' "/proc/$server/stat"; }   # utime stime, 1/100 s
   out=$(mktemp -d)
-  perf stat -x, -o "$out/stat" -e task-clock,raw_syscalls:sys_enter,sched:sched_wakeup,context-switches -p "$server" &
-  perf_pid=$!
+  perf stat -x, -o "$out/stat" -e task-clock,raw_syscalls:sys_enter,sched:sched_waking,context-switches -p "$server" &
+  stat_pid=$!
+  # Sampling without call graphs, only to split the task clock into user
+  # and kernel time.
+  perf record -q -e cpu-clock -F 1999 -p "$server" -o "$out/samples" >/dev/null 2>&1 &
+  record_pid=$!
   sleep 0.5
-  read -r u0 s0 < <(ticks)
   taskset -c 1 target/release/loadgen echo --url "ws://127.0.0.1:$port/" -c "$conns" -s "$size" -d "$seconds" -t 1 >"$out/load"
-  read -r u1 s1 < <(ticks)
-  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  kill -INT "$stat_pid" "$record_pid"; wait "$stat_pid" "$record_pid" 2>/dev/null || true
   msgs=$(sed -n 's/^messages \([0-9]*\).*/\1/p' "$out/load")
-  awk -F, -v m="$msgs" -v name="$name" -v c="$conns" -v sz="$size" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) '
-    /raw_syscalls/ {sc = $1} /sched_wakeup/ {wk = $1} /context-switches/ {cs = $1}
+  user=$(perf report -i "$out/samples" --stdio --no-children --sort dso 2>/dev/null |
+    awk '/^ +[0-9]/ && $2 !~ /^\[kernel/ {sub("%", "", $1); u += $1} END {printf "%.4f", u / 100}')
+  awk -F, -v m="$msgs" -v name="$name" -v c="$conns" -v sz="$size" -v user="$user" '
+    /task-clock/ {ms = $1} /raw_syscalls/ {sc = $1} /sched_waking/ {wk = $1} /context-switches/ {cs = $1}
     END {
       if (m + 0 == 0) { print "profile: no messages counted"; exit 1 }
-      printf "%s, %s x %s B: %d messages; per message: %.3f syscalls, %.3f wake-ups caused, %.3f context switches, %.2f us user, %.2f us system\n",
-        name, c, sz, m, sc / m, wk / m, cs / m, du * 1e4 / m, ds * 1e4 / m
+      printf "%s, %s x %s B: %d messages; per message: %.3f syscalls, %.3f wake-ups caused, %.3f context switches, %.0f ns CPU, of which %.0f ns user space (%.1f%%)\n",
+        name, c, sz, m, sc / m, wk / m, cs / m, ms * 1e6 / m, ms * 1e6 / m * user, user * 100
     }' "$out/stat"
   rm -rf "$out"
   exit 0

@@ -41,6 +41,8 @@ pub(crate) mod runtime;
 pub use runtime::h2_bench;
 #[doc(hidden)]
 pub use runtime::send_bench;
+#[doc(hidden)]
+pub use runtime::turn_bench;
 mod server;
 mod transport;
 mod types;

@@ -41,5 +41,7 @@ pub(crate) mod socket;
 pub(crate) mod stream;
 pub(crate) mod timers;
 pub(crate) mod topics;
+#[doc(hidden)]
+pub mod turn_bench;
 pub(crate) mod upgrade;
 pub(crate) mod worker;

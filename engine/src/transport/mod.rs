@@ -218,6 +218,16 @@ impl Transport {
         }
     }
 
+    /// The timer sweep: memory kept only while the socket is busy (a TLS
+    /// session's expanded keys) goes if it was not used since the last sweep.
+    pub fn release_idle(&mut self) {
+        match self {
+            Transport::Tls(tls) => tls.release_idle(),
+            Transport::Mux(mux) => mux.below.release_idle(),
+            _ => {}
+        }
+    }
+
     /// An HTTP/2 socket with streams open on it.
     pub fn carries_streams(&self) -> bool {
         matches!(self, Transport::Mux(mux) if mux.carried() > 0)

@@ -129,6 +129,7 @@ impl<H: Handler> Worker<H> {
         for (_, conn) in conns.iter_mut() {
             let carrying = conn.socket.transport.carries_streams();
             let gated = conn.socket.gated();
+            conn.socket.transport.release_idle();
             timers::sweep(&mut conn.stream, gated, carrying, tick, ticks, shared);
         }
     }

@@ -260,6 +260,19 @@ impl RecordLayer {
         self.key_update_owed
     }
 
+    /// Whether each direction's key is expanded now: (receiving, sending).
+    #[cfg(test)]
+    pub fn keys_expanded(&self) -> (bool, bool) {
+        (self.rx.expanded(), self.tx.expanded())
+    }
+
+    /// The timer sweep: each direction's expanded key goes if it was not
+    /// used since the last sweep.
+    pub fn release_idle(&mut self) {
+        self.rx.release_idle();
+        self.tx.release_idle();
+    }
+
     /// TLS 1.2 is within [`CLOSE_RESERVE`] records of its key's limit: the
     /// connection should close (1001) while it still can say so.
     pub fn exhausted(&self) -> bool {
@@ -293,7 +306,8 @@ impl RecordLayer {
         run: &mut Option<Range<usize>>,
     ) -> Result<(usize, Input), Fatal> {
         let mut pos = 0;
-        // Expanded at the first whole record, again after a KeyUpdate.
+        // Taken at the first whole record, anew after a KeyUpdate; kept for
+        // the next read at the end.
         let mut key = None;
         while buf.len() - pos >= HEADER {
             let header = <[u8; HEADER]>::try_from(&buf[pos..pos + HEADER])
@@ -316,7 +330,7 @@ impl RecordLayer {
             }
             let rx_key = match &mut key {
                 Some(rx_key) => rx_key,
-                None => key.insert(self.rx.expand()?),
+                None => key.insert(self.rx.take_key()?),
             };
             let (typ, plain) = self.open(rx_key, header, &mut buf[pos + HEADER..end])?;
             let plain = pos + HEADER + plain.start..pos + HEADER + plain.end;
@@ -365,6 +379,9 @@ impl RecordLayer {
                 }
                 _ => return Err(Fatal::alert(alert::UNEXPECTED_MESSAGE)),
             }
+        }
+        if let Some(key) = key {
+            self.rx.keep_key(key);
         }
         Ok((pos, Input::Open))
     }
@@ -625,11 +642,12 @@ impl RecordLayer {
         wire: &mut Outbox,
         pool: &mut BufferPool,
     ) -> Result<(), Fatal> {
-        let key = self.tx.expand()?;
+        let key = self.tx.take_key()?;
         let mut result = Ok(());
         wire.append_with(pool, Self::sealed_len(plain.len()), |out| {
             result = self.seal_record(&key, typ, &[plain], 0, plain.len(), out);
         });
+        self.tx.keep_key(key);
         result
     }
 
@@ -650,20 +668,23 @@ impl RecordLayer {
             if self.before_seal(wire, pool)? {
                 key = None;
             }
-            let key = match &mut key {
+            let sealing = match &mut key {
                 Some(key) => key,
-                None => key.insert(self.tx.expand()?),
+                None => key.insert(self.tx.take_key()?),
             };
             let n = (total - done).min(MAX_FRAGMENT);
             let mut result = Ok(());
             wire.append_with(pool, Self::sealed_len(total - done), |out| {
                 // Room for the rest of this flush at once: no regrowth.
                 out.reserve(Self::sealed_len(total - done));
-                result = self.seal_record(key, typ, slices, done, n, out);
+                result = self.seal_record(sealing, typ, slices, done, n, out);
             });
             result?;
             done += n;
             if done >= total {
+                if let Some(key) = key {
+                    self.tx.keep_key(key);
+                }
                 return Ok(());
             }
         }

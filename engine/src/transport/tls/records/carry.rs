@@ -68,13 +68,13 @@ impl Direction {
         if c.key.len() != algorithm.key_len() {
             return Err("key of the wrong length");
         }
-        Ok(Self {
+        Ok(Self::from_parts(
             algorithm,
-            key: KeyBytes::new(&c.key),
-            iv: c.iv,
-            explicit_nonce: gcm && version == Version::Tls12,
-            seq: c.seq,
-        })
+            KeyBytes::new(&c.key),
+            c.iv,
+            gcm && version == Version::Tls12,
+            c.seq,
+        ))
     }
 }
 

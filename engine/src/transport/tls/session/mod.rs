@@ -144,6 +144,14 @@ impl Tls {
         }
     }
 
+    /// The timer sweep: the record layer's expanded keys go if they were not
+    /// used since the last sweep.
+    pub fn release_idle(&mut self) {
+        if let Session::Records(records) = &mut self.session {
+            records.release_idle();
+        }
+    }
+
     /// Part of a record is waiting for the rest (or, before the handshake
     /// starts, bytes wait in [`Self::hold`]).
     pub fn mid_record(&self) -> bool {

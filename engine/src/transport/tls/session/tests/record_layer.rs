@@ -343,6 +343,41 @@ fn a_key_update_from_the_client_is_followed_and_answered() {
     }
 }
 
+/// A busy connection expands its keys once, not per read and per flush; a
+/// sweep after a tick without use drops them, and the next record expands
+/// them again from the same secrets.
+#[test]
+fn expanded_keys_stay_while_busy_and_go_after_an_idle_sweep() {
+    fn echo(p: &mut Pair, text: &str) {
+        p.client.writer().write_all(text.as_bytes()).unwrap();
+        p.sink.got.clear();
+        assert_eq!(p.client_to_server(1 << 20), Ok(Received::Open));
+        assert_eq!(p.sink.got, text.as_bytes());
+        let mut outbox = Outbox::default();
+        outbox.push_copy(&mut p.sink.pool, b"reply ", text.as_bytes());
+        assert_eq!(p.server.encrypt(&mut outbox, &mut p.sink.pool), Ok(true));
+        assert_eq!(p.server_to_client(), format!("reply {text}").as_bytes());
+    }
+    for (version, suite) in SUITES {
+        let mut p = Pair::with_suite(version, suite);
+        p.handshake(1 << 20);
+        p.server_to_client();
+        echo(&mut p, "one");
+        let expanded = |p: &mut Pair| p.server.records().unwrap().keys_expanded();
+        assert_eq!(expanded(&mut p), (true, true), "{suite:?}");
+        // Used since the last sweep: kept.
+        p.server.release_idle();
+        assert_eq!(expanded(&mut p), (true, true), "{suite:?}");
+        echo(&mut p, "two");
+        p.server.release_idle();
+        // A whole tick without use: dropped.
+        p.server.release_idle();
+        assert_eq!(expanded(&mut p), (false, false), "{suite:?}");
+        echo(&mut p, "three");
+        assert_eq!(expanded(&mut p), (true, true), "{suite:?}");
+    }
+}
+
 #[test]
 fn key_updates_are_bounded_between_records_of_data() {
     let mut p = Pair::new(&[&rustls::version::TLS13]);
