@@ -4,7 +4,10 @@
 # on CPU 1, plain and TLS servers from the same build, loopback only, every run
 # bounded in time.
 #
-# usage: scripts/tls-figures.sh [BACKEND=epoll] [WHAT="echo idle hs"] [LABEL]
+# usage: scripts/tls-figures.sh [BACKEND=epoll|io_uring|uws] [WHAT="echo idle hs"] [LABEL]
+#   uws: uWebSockets' echo instead (../shared/peers/bin/uws_echo, and
+#        uws_echo_ssl built with OpenSSL for TLS; $PEERS_DIR/bin), measured
+#        the same way: same certificate kind, same quota, same load generator
 # env:   ECHO, LOADGEN  the binaries (default target/release/examples/echo and
 #                       target/release/loadgen: cargo build --release -p ringws
 #                       --example echo -p ringws-loadgen --bin loadgen)
@@ -33,8 +36,23 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -addext basicConstraints=critical,CA:FALSE -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
 PORT=$((19500 + RANDOM % 400))
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+PEERS_BIN=${PEERS_DIR:-../shared/peers}/bin
+if [ "$BACKEND" = uws ]; then
+  # uWebSockets' examples listen on a fixed port.
+  PORT=9001
+  for b in uws_echo uws_echo_ssl; do
+    [ -x "$PEERS_BIN/$b" ] || { echo "tls-figures: no $PEERS_BIN/$b (set PEERS_DIR)" >&2; exit 2; }
+  done
+fi
 start() {
-  if [ "$1" = tls ]; then
+  if [ "$BACKEND" = uws ]; then
+    for _ in $(seq 50); do ss -Hltn "sport = :$PORT" | grep -q . || break; sleep 0.1; done
+    if [ "$1" = tls ]; then
+      UWS_KEY="$D/key.pem" UWS_CERT="$D/cert.pem" taskset -c 0 "$PEERS_BIN/uws_echo_ssl" >/dev/null 2>&1 &
+    else
+      taskset -c 0 "$PEERS_BIN/uws_echo" >/dev/null 2>&1 &
+    fi
+  elif [ "$1" = tls ]; then
     taskset -c 0 "$ECHO" --port $PORT --workers 1 --backend "$BACKEND" \
       --tls-cert "$D/cert.pem" --tls-key "$D/key.pem" >/dev/null 2>&1 &
   else
@@ -42,7 +60,7 @@ start() {
   fi
   SP=$!; url "$1"; sleep 0.4
 }
-stop() { kill "$SP"; wait "$SP" 2>/dev/null; PORT=$((PORT + 1)); }
+stop() { kill "$SP"; wait "$SP" 2>/dev/null; [ "$BACKEND" = uws ] || PORT=$((PORT + 1)); }
 # The load generator's target flags for a plain or TLS server, into URL.
 url() {
   if [ "$1" = tls ]; then URL=(--url "wss://127.0.0.1:$PORT/" --ca "$D/cert.pem")

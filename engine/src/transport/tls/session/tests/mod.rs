@@ -372,6 +372,10 @@ fn an_idle_session_is_small() {
         assert_eq!(p.server.stash.capacity(), 0);
         // rustls is gone: our record layer holds the keys as bytes.
         assert!(p.server.records().is_some());
+        // Two sweeps without a read or a flush: no expanded key is left.
+        p.server.release_idle();
+        p.server.release_idle();
+        assert_eq!(p.server.records().unwrap().keys_expanded(), (false, false));
     }
     let tls = std::mem::size_of::<Tls>();
     let records = std::mem::size_of::<RecordLayer>();
