@@ -18,13 +18,19 @@ use super::metrics::{Metrics, Source};
 use super::seam::{FrameParts, Io, Prepared, Written};
 use super::worker::Worker;
 use crate::config::Config;
+use crate::proto::Role;
+use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
+use crate::proto::session::{Endpoint, Session};
 use crate::transport::outbox::Outbox;
 use crate::types::{Message, Upgrade};
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\n\r\n";
+
+/// The length of the 101 that answers [`REQUEST`].
+const SWITCHING_PROTOCOLS_LEN: usize = 129;
 
 /// The echo example's handler.
 struct Echo;
@@ -156,7 +162,12 @@ impl EchoTurns {
             })
             .collect();
         worker.end_turn(Instant::now(), &mut io);
-        assert!(io.written >= conns * 129, "every connection upgraded");
+        // Every connection got its 101 (129 bytes with this request's key).
+        assert_eq!(
+            io.written,
+            conns * SWITCHING_PROTOCOLS_LEN,
+            "every connection upgraded"
+        );
         Self {
             worker,
             io,
@@ -181,23 +192,15 @@ impl EchoTurns {
     }
 }
 
-/// A client's masked binary frame of `payload` bytes (RFC 6455 5.2).
+/// A client's masked binary frame of `payload` bytes, framed by the client
+/// role's session as the load generator frames it.
 fn masked_frame(payload: usize) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x82];
-    match payload {
-        0..=125 => frame.push(0x80 | payload as u8),
-        126..=0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(payload as u16).to_be_bytes());
-        }
-        _ => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(payload as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend((0..payload).map(|i| (i as u8) ^ mask[i % 4]));
+    let mut endpoint = Endpoint::new(Role::Client, 1 << 24, 1 << 24, 1);
+    let bytes: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+    let mut frame = Vec::new();
+    Session::new()
+        .message(&mut endpoint, OpCode::Binary, &bytes, false)
+        .write_to(&mut frame);
     frame
 }
 

@@ -47,15 +47,13 @@ impl Direction {
         }
         let iv = <[u8; NONCE_LEN]>::try_from(iv.as_ref())
             .map_err(|_| Fatal::alert(alert::INTERNAL_ERROR))?;
-        Ok(Self {
+        Ok(Self::from_parts(
             algorithm,
-            key: KeyBytes::new(key.as_ref()),
+            KeyBytes::new(key.as_ref()),
             iv,
-            explicit_nonce: gcm && version == Version::Tls12,
+            gcm && version == Version::Tls12,
             seq,
-            expanded: None,
-            used: false,
-        })
+        ))
     }
 
     /// A direction from its parts, its key not yet expanded.
