@@ -23,6 +23,15 @@
 #   --ramp R             new connections per second (default 8000)
 #   --duration S         seconds after the ramp (see the modes)
 #   --ping-interval S    hold: seconds between pings per connection (default 60)
+#   --keepalive S        the server's keep-alive: it pings a connection silent
+#                        for S seconds (0: never). Default: hold, twice
+#                        --ping-interval, so that only the load generator pings
+#                        a held connection and the server pings one whose
+#                        client went quiet (at the server's own default of
+#                        30 s, a connection pinged by its client every 60 s is
+#                        also pinged by the server between: two round trips a
+#                        minute); echo, the server's default (30); broadcast
+#                        (the chat example) always its default.
 #   --rate R             broadcast: publishes per second (default 1)
 #   --every S            echo: seconds between one connection's messages (default 10)
 #   --size B             echo and broadcast payload bytes (default 32 and 64)
@@ -53,9 +62,17 @@
 #                        their own; inline: by whichever process sent them, so
 #                        a client's connect() runs the server's side of the TCP
 #                        handshake on the client's CPU, as over loopback)
-#   --ehash own|shared   --hosts: each namespace its own TCP established hash
-#                        sized to its sockets (default own), or the machine's one
-#                        table (sized at boot, see dmesg "TCP established hash")
+#   --ehash own|shared   own (default): each network namespace its own TCP
+#                        established hash sized to its sockets; without --hosts,
+#                        the server and the load generator run in one namespace
+#                        of their own over its loopback, with a hash of 2N
+#                        buckets (both ends of every connection are there).
+#                        shared: the machine's one table (sized at boot, see
+#                        dmesg "TCP established hash"; 262,144 buckets on a
+#                        2-core box make chains of 8 at a million connections,
+#                        walked for every packet), and loopback runs on the
+#                        machine's own loopback. Namespaces need root; without
+#                        them a loopback run says so and uses the machine's.
 #   --debug              unoptimized builds (a quick check of the script, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +87,7 @@ mode=${MODE:-hold}
 ramp=${RAMP:-8000}
 duration=${DURATION:-}
 ping_interval=${PING_INTERVAL:-60}
+keepalive=${KEEPALIVE:-}
 rate=${RATE:-1}
 every=${EVERY:-10}
 size=${SIZE:-}
@@ -95,6 +113,7 @@ while [ $# -gt 0 ]; do
     --ramp) ramp=${2:?}; shift ;;
     --duration|-d) duration=${2:?}; shift ;;
     --ping-interval) ping_interval=${2:?}; shift ;;
+    --keepalive) keepalive=${2:?}; shift ;;
     --rate) rate=${2:?}; shift ;;
     --every) every=${2:?}; shift ;;
     --size) size=${2:?}; shift ;;
@@ -136,10 +155,22 @@ is_uint "$hosts" || die "--hosts must be a whole number, not '$hosts'"
 if [ "$hosts" -gt 0 ]; then
   why=$(netns_check)
   [ -z "$why" ] || die "--hosts needs network namespaces: $why"
+elif [ "$ehash" = own ]; then
+  why=$(netns_check)
+  if [ -n "$why" ]; then
+    echo "million: over the machine's loopback and its TCP hash (--ehash shared): no network namespace here: $why" >&2
+    ehash=shared
+  fi
 fi
 for v in ramp duration ping_interval rate every connect_timeout; do
   is_num "${!v}" || die "--${v//_/-} must be a number, not '${!v}'"
 done
+if [ "$mode" = hold ]; then
+  keepalive=${keepalive:-$(awk -v p="$ping_interval" 'BEGIN {print 2 * p}')}
+fi
+[ "$mode" != broadcast ] || [ -z "$keepalive" ] || die "--keepalive: the chat server of --mode broadcast keeps its default (30 s)"
+keepalive=${keepalive:-30}
+is_num "$keepalive" || die "--keepalive must be a number, not '$keepalive'"
 [ "$ramp" != 0 ] || die "--ramp must be more than 0"
 [[ "$sources" =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+-127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] \
   || die "--sources must be a loopback range like 127.0.4.1-127.0.4.250"
@@ -253,17 +284,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Where the server runs: here on loopback, or (--hosts) in its namespace,
-# on every address of it.
+# Where the server runs: on loopback, here or (--ehash own) in a namespace of
+# its own shared with the load generator, or (--hosts) in its namespace, on
+# every address of it.
 in_server=()
 server_host=127.0.0.1
 server_addr=127.0.0.1
-if [ "$hosts" -gt 0 ]; then
-  [ "$tune" = yes ] && NETNS_TUNE=1
+# A power of two at least $1 (the kernel's bounds for a namespace's TCP hash: 128 to 16M).
+pow2() { local b=128; while [ "$b" -lt "$1" ] && [ "$b" -lt 16777216 ]; do b=$((b * 2)); done; echo "$b"; }
+[ "$tune" = yes ] && NETNS_TUNE=1
+if [ "$hosts" -eq 0 ] && [ "$ehash" = own ]; then
+  NETNS_EHASH_SERVER=$(pow2 $((2 * n)))
+  netns_loopback "$NETNS_EHASH_SERVER"
+  in_server=(ip netns exec "$NETNS_LOOPBACK")
+  read -r port_lo port_hi < <("${in_server[@]}" cat /proc/sys/net/ipv4/ip_local_port_range)
+  port=9001
+elif [ "$hosts" -gt 0 ]; then
   [ "$rx" = threads ] && NETNS_RX_THREADS=1
   if [ "$ehash" = own ]; then
-    # A power of two at least the namespace's sockets (the kernel's bounds: 128 to 16M).
-    pow2() { local b=128; while [ "$b" -lt "$1" ] && [ "$b" -lt 16777216 ]; do b=$((b * 2)); done; echo "$b"; }
     NETNS_EHASH_SERVER=$(pow2 "$n")
     NETNS_EHASH_HOST=$(pow2 "$per_host")
   fi
@@ -277,7 +315,8 @@ else
 fi
 case "$mode" in
   broadcast) "${in_server[@]}" "$server_bin" --host "$server_host" --port "$port" --workers "$workers" --no-announce > "$out/server.log" 2>&1 & ;;
-  *) "${in_server[@]}" "$server_bin" --host "$server_host" --port "$port" --workers "$workers" --backend "$backend" > "$out/server.log" 2>&1 & ;;
+  *) "${in_server[@]}" "$server_bin" --host "$server_host" --port "$port" --workers "$workers" --backend "$backend" \
+       --ping-interval "$keepalive" > "$out/server.log" 2>&1 & ;;
 esac
 server_pid=$!
 for ((i = 0; i < 300; i++)); do
@@ -301,17 +340,13 @@ if [ "$hosts" -gt 0 ]; then
 fi
 
 # Resident KiB of a process; 0 once it is gone (or a zombie, without VmRSS).
-# TCP sockets in use and TCP memory pages; with --hosts, the sockets of the
-# server's and every host's namespace (the memory is the kernel's, for all).
+# TCP sockets in use and TCP memory pages: of the server's namespace and, with
+# --hosts, every host's (the memory is the kernel's, for all).
 sockstat() {
-  if [ "$hosts" -gt 0 ]; then
-    local p files=()
-    for p in "$server_pid" "${agent_pids[@]}"; do files+=("/proc/$p/net/sockstat"); done
-    cat "${files[@]}" 2>/dev/null \
-      | awk '/^TCP:/ {n += $3; m = $NF} END {print n + 0, m + 0}'
-  else
-    awk '/^TCP:/ {print $3, $NF}' /proc/net/sockstat
-  fi
+  local p files=()
+  for p in "$server_pid" "${agent_pids[@]}"; do files+=("/proc/$p/net/sockstat"); done
+  cat "${files[@]}" 2>/dev/null \
+    | awk '/^TCP:/ {n += $3; m = $NF} END {print n + 0, m + 0}'
 }
 mem_used_kib() { awk '/^MemTotal:/ {t=$2} /^MemAvailable:/ {a=$2} END {print t - a}' /proc/meminfo; }
 # Kernel slab memory in KiB (every cache: socket, inode, file and TCP objects
@@ -343,13 +378,18 @@ ramp_s=$(python3 -c "print(int($n / $ramp) + 1)")
 # The load generator stops by itself (ramp + duration + connect timeout + 30 s
 # at most); this bound is past that.
 bound=$((ramp_s + ${duration%.*} + ${connect_timeout%.*} + 120))
-echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid $server_pid: ${server_line#*: }"
+echo "million: $n connections, mode $mode; server $(basename "$server_bin") pid $server_pid (keep-alive pings after ${keepalive} s of silence): ${server_line#*: }"
 if [ "$hosts" -gt 0 ]; then
   echo "million: $hosts client hosts (network namespaces ${NETNS_HOSTS[*]}, agents $agent_list, pids ${agent_pids[*]}); server in $NETNS_SERVER at $server_addr"
   echo "million: receive $rx$([ "$rx" = threads ] && echo " (server's namespace: threads ${NETNS_RX_SERVER_PIDS[*]}; hosts': ${NETNS_RX_HOST_PIDS[*]})"); TCP hash $ehash$([ "$ehash" = own ] && echo " ($NETNS_EHASH_SERVER buckets in the server's namespace, $NETNS_EHASH_HOST in each host's)")"
   echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes per host (<= $(((per_host + procs - 1) / procs)) each)"
 else
   echo "million: fd limit $fd_soft (hard $fd_hard): $workers workers (<= $per_worker each), $procs load-generator processes (<= $(((n + procs - 1) / procs)) each), sources $sources ($n_sources x $((port_hi - port_lo + 1)) ports)"
+  if [ "$ehash" = own ]; then
+    echo "million: loopback in network namespace $NETNS_LOOPBACK, its own TCP hash of $NETNS_EHASH_SERVER buckets"
+  else
+    echo "million: the machine's loopback and TCP hash (--ehash shared)"
+  fi
 fi
 echo "million: $loadgen ${args[*]}"
 echo "million: ramp about ${ramp_s} s at $ramp/s, then ${duration} s; at most $bound s; output in $out"

@@ -13,7 +13,9 @@
 //! (`scripts/browser.sh --http2`). `--handover SOCKET --nonce FILE` turns on
 //! live restarts (`docs/HANDOVER.md`): a second echo started with the same
 //! two takes this one's listening sockets and open connections, and this one
-//! exits (`scripts/restart-demo.sh --live`).
+//! exits (`scripts/restart-demo.sh --live`). `--ping-interval SECS` sets the
+//! server's keep-alive: a connection silent that long is pinged (default 30;
+//! 0 turns it off).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +88,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut handover: Option<String> = None;
     let mut nonce: Option<String> = None;
     let mut handover_ms: Option<u64> = None;
+    // The server's own keep-alive: a connection silent this long is pinged.
+    let mut keepalive: Option<Option<std::time::Duration>> = None;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         use lexopt::prelude::*;
@@ -125,6 +129,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Long("handover") => handover = Some(parser.value()?.string()?),
             Long("nonce") => nonce = Some(parser.value()?.string()?),
             Long("handover-deadline-ms") => handover_ms = Some(parser.value()?.parse()?),
+            Long("ping-interval") => {
+                let secs: f64 = parser.value()?.parse()?;
+                let every = std::time::Duration::try_from_secs_f64(secs)
+                    .map_err(|e| format!("--ping-interval {secs}: {e}"))?;
+                keepalive = Some((!every.is_zero()).then_some(every));
+            }
             Long("page") => {
                 let path = parser.value()?.string()?;
                 let html = std::fs::read(&path).map_err(|e| format!("--page {path}: {e}"))?;
@@ -132,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Long("help") => {
                 println!(
-                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c] [--page FILE.html] [--handover SOCKET --nonce FILE [--handover-deadline-ms MS]]"
+                    "echo [--host 127.0.0.1] [--port 9001] [--workers N] [--backend auto|io_uring|epoll] [--stats] [--metrics] [--grace-ms MS] [--ping-interval SECS (0: off)] [--uring-buffer-size BYTES] [--uring-buffer-count N] [--deflate off|shared|dedicated[:BITS]] [--tls-cert CERT.pem --tls-key KEY.pem] [--h2c] [--page FILE.html] [--handover SOCKET --nonce FILE [--handover-deadline-ms MS]]"
                 );
                 return Ok(());
             }
@@ -154,6 +164,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             prior_knowledge: h2c,
             ..Http2::default()
         });
+    if let Some(every) = keepalive {
+        builder = builder.ping_interval(every);
+    }
     if let Some(size) = uring_buffer {
         builder = builder.uring_buffer_size(size);
     }

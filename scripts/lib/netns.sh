@@ -26,6 +26,7 @@
 #                        buckets (net.ipv4.tcp_child_ehash_entries, rounded up
 #                        to a power of two by the kernel, 128 to 16M) instead of
 #                        the machine's one table, sized at boot for all sockets.
+#                        (netns_loopback takes its size as an argument.)
 #   NETNS_RX_THREADS=1   every veth end receives in a kernel thread of its own
 #                        (threaded NAPI, with GRO on and TSO off: a veth hands
 #                        no TSO-built TCP packet to NAPI; ethtool, installed
@@ -45,6 +46,14 @@ NETNS_ADDRS=()
 NETNS_MADE=()
 NETNS_RX_SERVER_PIDS=()
 NETNS_RX_HOST_PIDS=()
+NETNS_LOOPBACK=
+# What NETNS_TUNE sets: scripts/tune.sh's per-namespace settings, the
+# listen backlogs where the server listens, the whole port range and
+# TIME_WAIT reuse where clients connect from, socket buffers in both.
+NETNS_BUFFER_SYSCTLS=("net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304"
+  net.ipv4.tcp_fin_timeout=10)
+NETNS_SERVER_SYSCTLS=(net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535 "${NETNS_BUFFER_SYSCTLS[@]}")
+NETNS_HOST_SYSCTLS=("net.ipv4.ip_local_port_range=1024 65535" net.ipv4.tcp_tw_reuse=1 "${NETNS_BUFFER_SYSCTLS[@]}")
 
 netns_check() {
   command -v ip > /dev/null || { echo "no ip command (iproute2)"; return 0; }
@@ -104,8 +113,7 @@ netns_up() {
   fi
   netns_add "$NETNS_SERVER" "${NETNS_EHASH_SERVER:-0}"
   if [ "${NETNS_TUNE:-0}" = 1 ]; then
-    netns_sysctl "$NETNS_SERVER" net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535 \
-      "net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304" net.ipv4.tcp_fin_timeout=10
+    netns_sysctl "$NETNS_SERVER" "${NETNS_SERVER_SYSCTLS[@]}"
   fi
   ip -n "$NETNS_SERVER" link set lo up
   ip -n "$NETNS_SERVER" addr add "$NETNS_SERVER_ADDR/32" dev lo
@@ -116,8 +124,7 @@ netns_up() {
     srv_if="${NETNS_PREFIX}s$i"
     netns_add "$ns" "${NETNS_EHASH_HOST:-0}"
     if [ "${NETNS_TUNE:-0}" = 1 ]; then
-      netns_sysctl "$ns" "net.ipv4.ip_local_port_range=1024 65535" net.ipv4.tcp_tw_reuse=1 \
-        "net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304" net.ipv4.tcp_fin_timeout=10
+      netns_sysctl "$ns" "${NETNS_HOST_SYSCTLS[@]}"
     fi
     ip -n "$ns" link set lo up
     ip link add "$host_if" netns "$ns" type veth peer name "$srv_if" netns "$NETNS_SERVER"
@@ -133,6 +140,21 @@ netns_up() {
     NETNS_HOSTS+=("$ns")
     NETNS_ADDRS+=("10.77.$i.2")
   done
+}
+
+# netns_loopback B makes one namespace, $NETNS_LOOPBACK, for a run whose
+# server and clients both stay on one loopback, with a TCP established hash of
+# B buckets (0: the machine's); NETNS_TUNE=1 gives it both the server's and
+# the hosts' settings. Every socket of the run is looked up in that hash for
+# every packet: the machine's table is sized at boot for all of it, and a
+# million connections over loopback are two million sockets in it.
+netns_loopback() {
+  NETNS_LOOPBACK="$NETNS_PREFIX-lo"
+  netns_add "$NETNS_LOOPBACK" "$1"
+  if [ "${NETNS_TUNE:-0}" = 1 ]; then
+    netns_sysctl "$NETNS_LOOPBACK" "${NETNS_SERVER_SYSCTLS[@]}" "${NETNS_HOST_SYSCTLS[@]:0:2}"
+  fi
+  ip -n "$NETNS_LOOPBACK" link set lo up
 }
 
 netns_down() {
