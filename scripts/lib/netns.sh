@@ -50,10 +50,10 @@ NETNS_LOOPBACK=
 # What NETNS_TUNE sets: scripts/tune.sh's per-namespace settings, the
 # listen backlogs where the server listens, the whole port range and
 # TIME_WAIT reuse where clients connect from, socket buffers in both.
+NETNS_LISTEN_SYSCTLS=(net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535)
+NETNS_CONNECT_SYSCTLS=("net.ipv4.ip_local_port_range=1024 65535" net.ipv4.tcp_tw_reuse=1)
 NETNS_BUFFER_SYSCTLS=("net.ipv4.tcp_rmem=4096 16384 4194304" "net.ipv4.tcp_wmem=4096 16384 4194304"
   net.ipv4.tcp_fin_timeout=10)
-NETNS_SERVER_SYSCTLS=(net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535 "${NETNS_BUFFER_SYSCTLS[@]}")
-NETNS_HOST_SYSCTLS=("net.ipv4.ip_local_port_range=1024 65535" net.ipv4.tcp_tw_reuse=1 "${NETNS_BUFFER_SYSCTLS[@]}")
 
 netns_check() {
   command -v ip > /dev/null || { echo "no ip command (iproute2)"; return 0; }
@@ -113,7 +113,7 @@ netns_up() {
   fi
   netns_add "$NETNS_SERVER" "${NETNS_EHASH_SERVER:-0}"
   if [ "${NETNS_TUNE:-0}" = 1 ]; then
-    netns_sysctl "$NETNS_SERVER" "${NETNS_SERVER_SYSCTLS[@]}"
+    netns_sysctl "$NETNS_SERVER" "${NETNS_LISTEN_SYSCTLS[@]}" "${NETNS_BUFFER_SYSCTLS[@]}"
   fi
   ip -n "$NETNS_SERVER" link set lo up
   ip -n "$NETNS_SERVER" addr add "$NETNS_SERVER_ADDR/32" dev lo
@@ -124,7 +124,7 @@ netns_up() {
     srv_if="${NETNS_PREFIX}s$i"
     netns_add "$ns" "${NETNS_EHASH_HOST:-0}"
     if [ "${NETNS_TUNE:-0}" = 1 ]; then
-      netns_sysctl "$ns" "${NETNS_HOST_SYSCTLS[@]}"
+      netns_sysctl "$ns" "${NETNS_CONNECT_SYSCTLS[@]}" "${NETNS_BUFFER_SYSCTLS[@]}"
     fi
     ip -n "$ns" link set lo up
     ip link add "$host_if" netns "$ns" type veth peer name "$srv_if" netns "$NETNS_SERVER"
@@ -152,7 +152,8 @@ netns_loopback() {
   NETNS_LOOPBACK="$NETNS_PREFIX-lo"
   netns_add "$NETNS_LOOPBACK" "$1"
   if [ "${NETNS_TUNE:-0}" = 1 ]; then
-    netns_sysctl "$NETNS_LOOPBACK" "${NETNS_SERVER_SYSCTLS[@]}" "${NETNS_HOST_SYSCTLS[@]:0:2}"
+    netns_sysctl "$NETNS_LOOPBACK" "${NETNS_LISTEN_SYSCTLS[@]}" "${NETNS_CONNECT_SYSCTLS[@]}" \
+      "${NETNS_BUFFER_SYSCTLS[@]}"
   fi
   ip -n "$NETNS_LOOPBACK" link set lo up
 }
