@@ -39,6 +39,15 @@ const DRAIN: Duration = Duration::from_secs(2);
 const RAMP_BATCH: usize = 4;
 const RAMP_WAIT_MAX: Duration = Duration::from_millis(20);
 
+/// How long a thread ramping at `rate` connections a second, `elapsed` into
+/// its ramp with `started` opened, sleeps before opening more: until
+/// [`RAMP_BATCH`] more are due (the ramp's `due` count reaches `started +
+/// RAMP_BATCH`), at most [`RAMP_WAIT_MAX`].
+fn ramp_wait(started: usize, rate: f64, elapsed: Duration) -> Duration {
+    let batch_due = Duration::from_secs_f64((started + RAMP_BATCH - 1) as f64 / rate);
+    batch_due.saturating_sub(elapsed).min(RAMP_WAIT_MAX)
+}
+
 /// Runs one thread's plan to its end.
 pub fn run(plan: Plan, live: Arc<Live>) -> Report {
     let mut report = Report::new();
@@ -241,10 +250,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         if started < plan.connections && plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
-            // `due` reaches `started + RAMP_BATCH` at this many seconds in.
-            let batch_due = (started + RAMP_BATCH - 1) as f64 / plan.ramp_rate;
-            let at = ramp_start + Duration::from_secs_f64(batch_due);
-            timeout = timeout.min(at.saturating_duration_since(now).min(RAMP_WAIT_MAX));
+            timeout = timeout.min(ramp_wait(started, plan.ramp_rate, now - ramp_start));
         }
         if let Err(e) = poll.poll(&mut events, Some(timeout))
             && e.kind() != io::ErrorKind::Interrupted
@@ -585,4 +591,25 @@ fn thread_cpu() -> Duration {
     // SAFETY: clock_gettime writes one timespec into the struct it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ramp_sleeps_until_a_batch_is_due_and_no_longer_than_the_cap() {
+        let ms = Duration::from_millis;
+        // 100 a second, the first opened at the start: the 5th is due at
+        // 40 ms, past the cap.
+        assert_eq!(ramp_wait(1, 100.0, ms(0)), RAMP_WAIT_MAX);
+        // 1,000 a second, 4 opened at the start: the 8th is due at 7 ms.
+        assert_eq!(ramp_wait(4, 1000.0, ms(0)), ms(7));
+        assert_eq!(ramp_wait(4, 1000.0, ms(5)), ms(2));
+        // Behind: no sleep at all.
+        assert_eq!(ramp_wait(4, 1000.0, ms(30)), Duration::ZERO);
+        // 150 a second (a million's process), 151 opened at 1 s: the 155th
+        // is due 26.7 ms later, capped at 20.
+        assert_eq!(ramp_wait(151, 150.0, ms(1000)), RAMP_WAIT_MAX);
+    }
 }
