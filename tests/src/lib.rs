@@ -1086,6 +1086,13 @@ pub enum ServerEvent {
     },
 }
 
+impl ServerEvent {
+    /// Whether this is `on_drain` of connection `id`.
+    pub fn is_drain_of(&self, id: ConnId) -> bool {
+        matches!(self, ServerEvent::Drain { id: drained } if *drained == id)
+    }
+}
+
 /// The receiving end of the handlers' reports.
 #[derive(Debug)]
 pub struct Events {
@@ -1174,9 +1181,8 @@ impl Events {
     /// Waits for on_drain of `id`.
     #[track_caller]
     pub fn drain_of(&self, id: ConnId) {
-        self.wait(&format!("on_drain of {id}"), |e| match e {
-            ServerEvent::Drain { id: drained } if *drained == id => Some(()),
-            _ => None,
+        self.wait(&format!("on_drain of {id}"), |e| {
+            e.is_drain_of(id).then_some(())
         })
     }
 

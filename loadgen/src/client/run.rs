@@ -95,6 +95,8 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
     // The pings due now (reused), and one ping's bytes.
     let mut due_pings: Vec<(u32, u32)> = Vec::new();
     let mut ping_frame: Vec<u8> = Vec::with_capacity(16);
+    // Connections open at the plan's rate (else all at once).
+    let paced = plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0;
     // Each connection's serial: a slab key is reused after a close, so what
     // was scheduled for the old connection must not fire for the new one.
     let mut next_serial = 0u32;
@@ -179,7 +181,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
             }
         }
         // Ramp: start the connections that are due.
-        let due = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
+        let due = if paced {
             ((now - ramp_start).as_secs_f64() * plan.ramp_rate) as usize + 1
         } else {
             plan.connections
@@ -249,7 +251,7 @@ fn run_inner(plan: &Plan, live: &Live, report: &mut Report) -> io::Result<()> {
         if let Some(at) = schedule.next_due() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
-        if started < plan.connections && plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
+        if started < plan.connections && paced {
             timeout = timeout.min(ramp_wait(started, plan.ramp_rate, now - ramp_start));
         }
         if let Err(e) = poll.poll(&mut events, Some(timeout))
